@@ -1,0 +1,68 @@
+//! Engineer-facing configuration: `greenwave.toml` for the daemon and one
+//! file per intersection under `controllers/`, turned into validated specs.
+//!
+//! Two stages, as ripgrep splits low and high args: `raw` mirrors the TOML
+//! one to one (serde, unknown keys reported), `validate` runs every check and
+//! returns either the validated [`IntersectionConfig`] or *every* error, each
+//! naming its file, key and reason.
+
+use std::path::PathBuf;
+
+use crate::core::spec::ControllerSpec;
+use crate::core::{DetectorChannel, OverlapId, PhaseId, Span};
+
+/// One intersection, validated: the controller definition plus how to reach
+/// its cabinet and, for the built-in simulator, its traffic.
+#[derive(Clone, Debug)]
+pub struct IntersectionConfig {
+    pub spec: ControllerSpec,
+    pub cabinet: CabinetConfig,
+    pub traffic: TrafficConfig,
+    /// The file this came from (for reload and error messages).
+    pub source: PathBuf,
+}
+
+/// How the daemon reaches an intersection's cabinet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CabinetConfig {
+    /// The built-in simulated cabinet with its traffic generator.
+    Simulated,
+    /// A Modbus TCP cabinet.
+    ModbusTcp { address: String, unit_id: u8 },
+}
+
+/// Demand for the built-in simulated cabinet (`[simulation]` in a controller file).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficConfig {
+    /// Seed of the arrival generator: the same seed gives the same traffic.
+    pub seed: u64,
+    /// Headway between vehicles discharging from a queue on green.
+    pub saturation_headway: Span,
+    pub lanes: Vec<LaneTraffic>,
+    pub pedestrians: Vec<PedTraffic>,
+}
+
+/// One simulated lane: vehicles arrive at random, queue over the stop-bar
+/// detector, and discharge while the head they obey is green (or yellow).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaneTraffic {
+    /// Stop-bar detector channel the queue sits on.
+    pub detector: DetectorChannel,
+    /// The head the lane obeys: a phase or an overlap.
+    pub head: LaneHead,
+    /// Mean arrival rate (Poisson), vehicles per hour.
+    pub arrivals_per_hour: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneHead {
+    Phase(PhaseId),
+    Overlap(OverlapId),
+}
+
+/// Simulated pedestrians pressing a push button (a pedestrian detector).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PedTraffic {
+    pub detector: DetectorChannel,
+    pub per_hour: f64,
+}

@@ -1,0 +1,1333 @@
+//! The NEMA ring-barrier phase machine.
+//!
+//! # How a tick runs
+//! [`Controller::handle_tick`] takes `now` and the cabinet's inputs and:
+//! 1. processes detectors (delay, extend, diagnostics) into calls and
+//!    extensions, and latches calls on phases that are not green;
+//! 2. reacts to cabinet status (manual flash switch, hardware MMU);
+//! 3. times the unit: startup flash → all red → run, or flash;
+//! 4. in run, times each ring: green (min, passage/gap, max, force-off,
+//!    pedestrian walk and clearance), yellow, red clearance, then the next
+//!    called phase of the barrier group, or the barrier, which all rings
+//!    cross together;
+//! 5. times the overlaps and renders the [`OutputFrame`].
+//!
+//! Every change emits an Indiana event. Nothing here allocates: state is in
+//! fixed arrays and the event queue is a ring buffer.
+//!
+//! # Safe points
+//! Timing plan, operating mode, a reloaded spec and an operator flash are
+//! staged and applied only when every ring is at red with its clearance served
+//! (the barrier). Staging counts as demand for a barrier crossing, so a resting
+//! intersection still reaches that point, through its normal gap/max rules.
+//!
+//! # Decisions stick
+//! When a green ends, the next phase is decided and kept through yellow and
+//! red clearance (a green-yellow-green glitch is what SUMO's users hit,
+//! sumo#10070): overlaps rely on it.
+
+use super::coord::CoordPlan;
+use super::detector::{DetectorBank, DetectorDemand};
+use super::event::{Event, EventCode, EventQueue};
+use super::ids::{PhaseId, PhaseSet, MAX_OVERLAPS, MAX_RINGS};
+use super::image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
+use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
+use super::spec::{ControllerSpec, FlashIndication, MaxSelect, PlanMode, Recall};
+use super::time::{Instant, Span};
+
+/// Why the intersection is in flash. The discriminant is the parameter of
+/// the Indiana "unit flash status change" (173) event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FlashReason {
+    /// Start-up flash, before all red and run.
+    Startup = 1,
+    /// An operator (or the schedule) asked for flash.
+    Operator = 2,
+    /// The software conflict monitor tripped; latched until reset.
+    MonitorTrip = 3,
+    /// The cabinet's manual flash switch is on.
+    ManualSwitch = 4,
+    /// The cabinet's hardware MMU reports a fault.
+    CabinetMonitor = 5,
+    /// Cabinet I/O lost: outputs can no longer be trusted to reach the heads.
+    CabinetLinkLost = 6,
+    /// The control thread overran its budget.
+    Overrun = 7,
+    /// No valid configuration to run.
+    ConfigInvalid = 8,
+    /// The daemon is stopping.
+    Shutdown = 9,
+}
+
+impl FlashReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FlashReason::Startup => "start-up flash",
+            FlashReason::Operator => "operator requested flash",
+            FlashReason::MonitorTrip => "safety monitor tripped",
+            FlashReason::ManualSwitch => "cabinet manual flash switch on",
+            FlashReason::CabinetMonitor => "cabinet MMU fault",
+            FlashReason::CabinetLinkLost => "cabinet link lost",
+            FlashReason::Overrun => "control loop overran its budget",
+            FlashReason::ConfigInvalid => "no valid configuration",
+            FlashReason::Shutdown => "daemon shutting down",
+        }
+    }
+}
+
+/// Operating mode as an operator sets it. `Scheduled` follows the active
+/// plan's own mode (the time-of-day schedule picks the plan).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OperatingMode {
+    #[default]
+    Scheduled = 1,
+    /// Free actuated, whatever the plan says.
+    Actuated = 2,
+    /// The plan's cycle, offset and splits as coordinated actuated.
+    Coordinated = 3,
+    /// The plan's splits as fixed time.
+    Fixed = 4,
+    /// Orderly flash: through clearance, then flash until another mode.
+    Flash = 5,
+}
+
+/// The unit-level state (NTCIP `unitControlStatus`, simplified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitState {
+    Flash { reason: FlashReason, since: Instant },
+    /// All red before running (start-up or leaving flash).
+    AllRed { since: Instant },
+    Run,
+}
+
+/// The interval a ring is timing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interval {
+    /// No phase timing: resting in red or waiting at the barrier.
+    #[default]
+    Idle,
+    Green,
+    Yellow,
+    RedClear,
+}
+
+/// Why a green ended (Indiana 4, 5, 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Termination {
+    GapOut,
+    MaxOut,
+    ForceOff,
+}
+
+impl Termination {
+    fn event_code(self) -> EventCode {
+        match self {
+            Termination::GapOut => EventCode::PhaseGapOut,
+            Termination::MaxOut => EventCode::PhaseMaxOut,
+            Termination::ForceOff => EventCode::PhaseForceOff,
+        }
+    }
+}
+
+/// Pedestrian interval of a green phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PedInterval {
+    #[default]
+    DontWalk,
+    Walk,
+    Clearance,
+}
+
+/// A command to the controller. All take effect at a safe point or are
+/// instantaneous and safe (calls, holds).
+#[derive(Debug)]
+pub enum Command {
+    SetMode(OperatingMode),
+    /// Run plan `n` (time-of-day schedule or operator), from the next barrier.
+    SelectPlan(u8),
+    /// Hold these phases green once they are green (NTCIP phase hold).
+    Hold(PhaseSet),
+    Release(PhaseSet),
+    /// Place calls as a detector would (test, operator, central).
+    PlaceCall { vehicle: PhaseSet, ped: PhaseSet },
+    /// Instant of coordination cycle zero before offsets (usually midnight).
+    SetCoordinationReference(Instant),
+    /// A reloaded, already validated controller definition.
+    LoadSpec(Box<ControllerSpec>),
+    /// Leave a fault flash through the start-up sequence (after the monitor
+    /// was reset or the cabinet link came back).
+    Restart,
+}
+
+/// A command the controller refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("plan {0} is not defined for this intersection")]
+    UnknownPlan(u8),
+    #[error("plan {plan} has no cycle, so it cannot run {mode:?}")]
+    PlanHasNoCycle { plan: u8, mode: OperatingMode },
+    #[error("phases {0} are not defined for this intersection")]
+    UnknownPhases(PhaseSet),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct GreenTimers {
+    start: Instant,
+    last_extension: Instant,
+    /// When a conflicting call first arrived: the max timer runs from here.
+    max_start: Option<Instant>,
+    min_done: bool,
+    ped: PedInterval,
+    ped_since: Instant,
+    force_off_at: Option<Instant>,
+    yield_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct RingState {
+    interval: Interval,
+    /// The phase timing, or the one last served while idle.
+    phase: Option<PhaseId>,
+    since: Instant,
+    /// Position in the ring's sequence of the phase last served in the
+    /// current barrier group; phases after it are still servable.
+    served_pos: Option<usize>,
+    green: GreenTimers,
+    /// Decided at termination and kept through clearance.
+    next: Option<PhaseId>,
+}
+
+/// Overlap interval, timed by the overlap itself so it can never go from
+/// yellow straight back to green.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum OverlapInterval {
+    #[default]
+    Red,
+    Green,
+    Yellow { until: Instant, red_clear: Span },
+    RedClear { until: Instant },
+}
+
+/// The plan in force, with its coordination arithmetic.
+#[derive(Clone, Copy, Debug)]
+struct ActivePlan {
+    number: u8,
+    mode: PlanMode,
+    coord: Option<CoordPlan>,
+    max_select: MaxSelect,
+}
+
+/// One intersection's controller. See the module docs.
+///
+/// Methods: `handle_*` feed it (`handle_tick`, `handle_command`,
+/// `enter_flash`); `output`, `poll_event`, `snapshot` read it.
+#[derive(Debug)]
+pub struct Controller {
+    spec: Box<ControllerSpec>,
+    /// A replaced spec, handed back to the caller to drop off the hot path.
+    retired: Option<Box<ControllerSpec>>,
+    unit: UnitState,
+    mode: OperatingMode,
+    plan: ActivePlan,
+    coord_reference: Instant,
+    rings: [RingState; MAX_RINGS],
+    /// Current barrier group index.
+    group: usize,
+    /// When run starts, enter the current group rather than the next.
+    enter_current_group: bool,
+    overlaps: [OverlapInterval; MAX_OVERLAPS],
+    detectors: DetectorBank,
+    vehicle_calls: PhaseSet,
+    ped_calls: PhaseSet,
+    holds: PhaseSet,
+    pending_spec: Option<Box<ControllerSpec>>,
+    pending_plan: Option<u8>,
+    pending_mode: Option<OperatingMode>,
+    cabinet: CabinetStatus,
+    output: OutputFrame,
+    events: EventQueue,
+    now: Instant,
+    cycle_time: Option<Span>,
+}
+
+impl Controller {
+    /// A controller at `now`, starting its start-up flash, on the spec's
+    /// default plan.
+    pub fn new(spec: ControllerSpec, now: Instant) -> Self {
+        let spec = Box::new(spec);
+        let plan = Self::activate(&spec, spec.default_plan, OperatingMode::Scheduled);
+        let mut c = Controller {
+            spec,
+            retired: None,
+            unit: UnitState::Flash { reason: FlashReason::Startup, since: now },
+            mode: OperatingMode::Scheduled,
+            plan,
+            coord_reference: Instant::ZERO,
+            rings: [RingState::default(); MAX_RINGS],
+            group: 0,
+            enter_current_group: true,
+            overlaps: [OverlapInterval::default(); MAX_OVERLAPS],
+            detectors: DetectorBank::default(),
+            vehicle_calls: PhaseSet::EMPTY,
+            ped_calls: PhaseSet::EMPTY,
+            holds: PhaseSet::EMPTY,
+            pending_spec: None,
+            pending_plan: None,
+            pending_mode: None,
+            cabinet: CabinetStatus::default(),
+            output: OutputFrame::default(),
+            events: EventQueue::default(),
+            now,
+            cycle_time: None,
+        };
+        c.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Startup as u16);
+        c.events.push(now, EventCode::CoordPatternChange, c.plan.number as u16);
+        c.render();
+        c
+    }
+
+    // === reading ===
+
+    pub fn spec(&self) -> &ControllerSpec {
+        &self.spec
+    }
+
+    pub fn output(&self) -> &OutputFrame {
+        &self.output
+    }
+
+    pub fn unit(&self) -> UnitState {
+        self.unit
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    /// A spec replaced by a reload, to be dropped by the caller (off the
+    /// real-time thread).
+    pub fn take_retired_spec(&mut self) -> Option<Box<ControllerSpec>> {
+        self.retired.take()
+    }
+
+    /// Everything an operator or a test wants to see, by value (no heap).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot {
+            at: self.now,
+            unit: self.unit,
+            mode: self.mode,
+            plan: self.plan.number,
+            plan_mode: self.plan.mode,
+            cycle: self.plan.coord.map(|c| c.cycle).unwrap_or_default(),
+            cycle_time: self.cycle_time,
+            rings: [RingSnapshot::default(); MAX_RINGS],
+            ring_count: self.spec.rings.len() as u8,
+            present: self.spec.phase_set(),
+            vehicle_calls: self.vehicle_calls,
+            ped_calls: self.ped_calls,
+            holds: self.holds,
+            output: self.output,
+            detectors: [DetectorSnapshot::default(); super::ids::MAX_DETECTORS],
+            detector_count: self.spec.detectors.len() as u8,
+            events_dropped: self.events.dropped(),
+        };
+        for (r, ring) in self.rings.iter().enumerate().take(self.spec.rings.len()) {
+            s.rings[r] = RingSnapshot {
+                phase: ring.phase,
+                interval: ring.interval,
+                elapsed: self.now.since(ring.since),
+                next: ring.next,
+                max_elapsed: match ring.interval {
+                    Interval::Green => ring.green.max_start.map(|t| self.now.since(t)),
+                    _ => None,
+                },
+            };
+        }
+        for (slot, d) in self.spec.detectors.iter().enumerate().take(super::ids::MAX_DETECTORS) {
+            let st = self.detectors.state(slot);
+            s.detectors[slot] = DetectorSnapshot {
+                channel: d.channel.number(),
+                presence: st.raw,
+                output: st.output,
+                fault: st.fault,
+                volume: st.volume,
+                occupied_ms: st.occupied_ms,
+            };
+        }
+        s
+    }
+
+    // === feeding ===
+
+    /// Advance to `now` with this tick's inputs.
+    pub fn handle_tick(&mut self, now: Instant, input: &InputFrame) {
+        self.now = now;
+        let green = self.phases_in(Interval::Green);
+        let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
+        self.handle_cabinet(now, input.cabinet);
+        self.register_calls(now, &demand);
+        match self.unit {
+            UnitState::Flash { reason: FlashReason::Startup, since } if now.since(since) >= self.spec.startup.flash => {
+                self.begin_all_red(now);
+            }
+            UnitState::Flash { .. } => {}
+            UnitState::AllRed { since } => {
+                if now.since(since) >= self.spec.startup.all_red {
+                    self.begin_run(now);
+                }
+            }
+            UnitState::Run => self.run(now, demand.extends),
+        }
+        self.time_overlaps(now);
+        self.render();
+    }
+
+    /// Apply an operator, schedule or reload command.
+    ///
+    /// # Errors
+    /// Unknown plans or phases, or a mode the plan cannot run; the
+    /// controller is unchanged then.
+    pub fn handle_command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        match cmd {
+            Command::SetMode(mode) => {
+                if matches!(mode, OperatingMode::Coordinated | OperatingMode::Fixed)
+                    && self.spec.plan(self.plan.number).is_some_and(|p| p.cycle.is_zero())
+                {
+                    return Err(CommandError::PlanHasNoCycle { plan: self.plan.number, mode });
+                }
+                if let UnitState::Flash { reason: FlashReason::Operator, .. } = self.unit
+                    && mode != OperatingMode::Flash
+                {
+                    self.mode = mode;
+                    self.plan = Self::activate(&self.spec, self.plan.number, mode);
+                    self.begin_all_red(now);
+                } else {
+                    self.pending_mode = Some(mode);
+                }
+            }
+            Command::SelectPlan(n) => {
+                if self.spec.plan(n).is_none() {
+                    return Err(CommandError::UnknownPlan(n));
+                }
+                if n != self.plan.number {
+                    self.pending_plan = Some(n);
+                }
+            }
+            Command::Hold(set) => {
+                self.check_phases(set)?;
+                for p in set.difference(self.holds).iter() {
+                    self.events.push(now, EventCode::PhaseHoldActive, p.number() as u16);
+                }
+                self.holds = self.holds.union(set);
+            }
+            Command::Release(set) => {
+                for p in set.intersection(self.holds).iter() {
+                    self.events.push(now, EventCode::PhaseHoldReleased, p.number() as u16);
+                }
+                self.holds = self.holds.difference(set);
+            }
+            Command::PlaceCall { vehicle, ped } => {
+                self.check_phases(vehicle.union(ped))?;
+                let demand = DetectorDemand { calls: vehicle.union(ped), extends: PhaseSet::EMPTY, ped_calls: ped };
+                self.register_calls(now, &demand);
+            }
+            Command::SetCoordinationReference(t) => self.coord_reference = t,
+            Command::LoadSpec(spec) => {
+                if matches!(self.unit, UnitState::Run) {
+                    self.pending_spec = Some(spec);
+                } else {
+                    self.install_spec(spec);
+                }
+            }
+            Command::Restart => {
+                if let UnitState::Flash { reason, .. } = self.unit
+                    && reason != FlashReason::Operator
+                    && !self.cabinet.manual_flash
+                    && !self.cabinet.mmu_fault
+                {
+                    self.begin_startup(now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Go to flash at once: a fault (monitor trip, lost cabinet link,
+    /// overrun) or shutdown. There is no clearance: like an MMU transfer, the
+    /// flash relay takes the heads over now. Leaving it takes
+    /// [`Command::Restart`] (through the start-up sequence).
+    pub fn enter_flash(&mut self, now: Instant, reason: FlashReason) {
+        if let UnitState::Flash { reason: current, .. } = self.unit
+            && current == reason
+        {
+            return;
+        }
+        self.now = now;
+        self.unit = UnitState::Flash { reason, since: now };
+        self.events.push(now, EventCode::UnitFlashStatusChange, reason as u16);
+        self.reset_rings(now);
+        self.render();
+    }
+
+    // === unit states ===
+
+    fn begin_startup(&mut self, now: Instant) {
+        self.unit = UnitState::Flash { reason: FlashReason::Startup, since: now };
+        self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Startup as u16);
+        self.reset_rings(now);
+    }
+
+    fn begin_all_red(&mut self, now: Instant) {
+        self.unit = UnitState::AllRed { since: now };
+        self.events.push(now, EventCode::UnitFlashStatusChange, 0);
+        self.reset_rings(now);
+    }
+
+    fn begin_run(&mut self, now: Instant) {
+        self.unit = UnitState::Run;
+        self.events.push(now, EventCode::UnitControlStatusChange, self.mode as u16);
+        let startup = self.spec.startup.phases;
+        self.group = self.spec.barrier_groups.iter().position(|g| g.intersects(startup)).unwrap_or(0);
+        self.enter_current_group = true;
+        let demand = DetectorDemand { calls: startup, extends: PhaseSet::EMPTY, ped_calls: PhaseSet::EMPTY };
+        self.register_calls(now, &demand);
+        self.run(now, PhaseSet::EMPTY);
+    }
+
+    fn reset_rings(&mut self, now: Instant) {
+        for r in &mut self.rings {
+            *r = RingState { since: now, ..RingState::default() };
+        }
+        self.overlaps = [OverlapInterval::Red; MAX_OVERLAPS];
+        self.cycle_time = None;
+    }
+
+    fn handle_cabinet(&mut self, now: Instant, status: CabinetStatus) {
+        let before = self.cabinet;
+        self.cabinet = status;
+        for (was, is, param) in [(before.door_open, status.door_open, 1), (before.power_fail, status.power_fail, 2)] {
+            if was != is {
+                self.events.push(now, if is { EventCode::AlarmOn } else { EventCode::AlarmOff }, param);
+            }
+        }
+        if status.mmu_fault {
+            self.enter_flash(now, FlashReason::CabinetMonitor);
+        } else if status.manual_flash {
+            self.enter_flash(now, FlashReason::ManualSwitch);
+        } else if let UnitState::Flash { reason: FlashReason::ManualSwitch | FlashReason::CabinetMonitor, .. } =
+            self.unit
+        {
+            // The cabinet released its flash: restart as a real controller
+            // does when flash sense drops.
+            self.begin_startup(now);
+        }
+    }
+
+    // === calls ===
+
+    fn register_calls(&mut self, now: Instant, demand: &DetectorDemand) {
+        let present = self.spec.phase_set();
+        let green = self.phases_in(Interval::Green);
+        let mut vehicle = demand.calls;
+        let mut ped = demand.ped_calls;
+        for phase in &self.spec.phases {
+            let on = match phase.timing.recall {
+                Recall::Min | Recall::Max => true,
+                Recall::Ped => {
+                    ped.insert(phase.id);
+                    true
+                }
+                Recall::None | Recall::Soft => false,
+            };
+            vehicle.set(phase.id, vehicle.contains(phase.id) || on);
+        }
+        match self.plan.mode {
+            PlanMode::Fixed => vehicle = vehicle.union(present),
+            PlanMode::Coordinated => vehicle = vehicle.union(self.plan.coordinated()),
+            PlanMode::Free => {}
+        }
+        ped = ped.intersection(self.ped_phases());
+        let new_vehicle = vehicle.difference(green).difference(self.vehicle_calls).intersection(present);
+        for p in new_vehicle.iter() {
+            self.events.push(now, EventCode::PhaseCallRegistered, p.number() as u16);
+        }
+        self.vehicle_calls = self.vehicle_calls.union(new_vehicle);
+        // A ped call on a phase already in walk waits for the next service.
+        let new_ped = ped.difference(self.ped_calls);
+        for p in new_ped.iter() {
+            self.events.push(now, EventCode::PedCallRegistered, p.number() as u16);
+        }
+        self.ped_calls = self.ped_calls.union(new_ped);
+
+        // Soft recall: a call only when nothing conflicting is waiting.
+        let waiting = self.vehicle_calls.union(self.ped_calls);
+        for phase in self.spec.phases.iter().filter(|p| p.timing.recall == Recall::Soft) {
+            let conflicting = self.spec.conflicts[phase.id.index()];
+            if !waiting.intersects(conflicting) && !green.contains(phase.id) && !self.vehicle_calls.contains(phase.id) {
+                self.vehicle_calls.insert(phase.id);
+                self.events.push(now, EventCode::PhaseCallRegistered, phase.id.number() as u16);
+            }
+        }
+    }
+
+    fn ped_phases(&self) -> PhaseSet {
+        self.spec.phases.iter().filter(|p| p.timing.has_ped()).map(|p| p.id).collect()
+    }
+
+    fn check_phases(&self, set: PhaseSet) -> Result<(), CommandError> {
+        let unknown = set.difference(self.spec.phase_set());
+        if unknown.is_empty() { Ok(()) } else { Err(CommandError::UnknownPhases(unknown)) }
+    }
+
+    // === plans ===
+
+    fn activate(spec: &ControllerSpec, number: u8, mode: OperatingMode) -> ActivePlan {
+        let Some(plan) = spec.plan(number).or_else(|| spec.plans.first()) else {
+            return ActivePlan { number, mode: PlanMode::Free, coord: None, max_select: MaxSelect::Max1 };
+        };
+        let coord = CoordPlan::new(spec, plan);
+        let plan_mode = match (mode, coord.is_some()) {
+            (OperatingMode::Actuated, _) | (_, false) => PlanMode::Free,
+            (OperatingMode::Coordinated, true) => PlanMode::Coordinated,
+            (OperatingMode::Fixed, true) => PlanMode::Fixed,
+            (OperatingMode::Scheduled | OperatingMode::Flash, true) => plan.mode,
+        };
+        ActivePlan {
+            number: plan.number,
+            mode: plan_mode,
+            coord: if plan_mode == PlanMode::Free { None } else { coord },
+            max_select: plan.max_select,
+        }
+    }
+
+    fn staged(&self) -> bool {
+        self.pending_spec.is_some() || self.pending_plan.is_some() || self.pending_mode.is_some()
+    }
+
+    /// At the barrier with every clearance served: apply what was staged.
+    /// Returns false if the unit left run (operator flash).
+    fn apply_staged(&mut self, now: Instant) -> bool {
+        if let Some(spec) = self.pending_spec.take() {
+            self.install_spec(spec);
+        }
+        let previous = self.plan;
+        if let Some(mode) = self.pending_mode.take() {
+            if mode == OperatingMode::Flash {
+                self.unit = UnitState::Flash { reason: FlashReason::Operator, since: now };
+                self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Operator as u16);
+                self.reset_rings(now);
+                return false;
+            }
+            if mode != self.mode {
+                self.mode = mode;
+                self.events.push(now, EventCode::UnitControlStatusChange, mode as u16);
+            }
+        }
+        let number = self.pending_plan.take().unwrap_or(self.plan.number);
+        self.plan = Self::activate(&self.spec, number, self.mode);
+        self.cycle_time = self.plan.coord.map(|c| c.cycle_time(now, self.coord_reference));
+        if self.plan.number != previous.number {
+            self.events.push(now, EventCode::CoordPatternChange, self.plan.number as u16);
+        }
+        let cycle = |p: &ActivePlan| p.coord.map(|c| (c.cycle, c.offset)).unwrap_or_default();
+        let (before, after) = (cycle(&previous), cycle(&self.plan));
+        if before.0 != after.0 {
+            self.events.push(now, EventCode::CycleLengthChange, (after.0.as_millis() / 1000) as u16);
+        }
+        if before.1 != after.1 {
+            self.events.push(now, EventCode::OffsetLengthChange, (after.1.as_millis() / 1000) as u16);
+        }
+        true
+    }
+
+    fn install_spec(&mut self, spec: Box<ControllerSpec>) {
+        let old = std::mem::replace(&mut self.spec, spec);
+        self.retired = Some(old);
+        self.plan = Self::activate(&self.spec, self.plan.number, self.mode);
+        let present = self.spec.phase_set();
+        self.vehicle_calls = self.vehicle_calls.intersection(present);
+        self.ped_calls = self.ped_calls.intersection(self.ped_phases());
+        self.holds = self.holds.intersection(present);
+        self.detectors = DetectorBank::default();
+        self.group = self.group.min(self.spec.barrier_groups.len().saturating_sub(1));
+        for r in &mut self.rings {
+            r.served_pos = None;
+            r.phase = None;
+        }
+    }
+
+    // === running the rings ===
+
+    fn phases_in(&self, interval: Interval) -> PhaseSet {
+        let mut s = PhaseSet::EMPTY;
+        for ring in &self.rings {
+            if ring.interval == interval
+                && let Some(p) = ring.phase
+            {
+                s.insert(p);
+            }
+        }
+        s
+    }
+
+    fn timing(&self, p: PhaseId) -> &super::spec::PhaseTiming {
+        &self.spec.phase(p).expect("phases in rings are validated to exist").timing
+    }
+
+    /// Green needed before a phase may end: min green, and the full
+    /// pedestrian service if it is to be served.
+    fn needed(&self, p: PhaseId, with_ped: bool) -> Span {
+        let t = self.timing(p);
+        if with_ped && t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green }
+    }
+
+    /// Calls that count as demand now: all of them in free mode; in
+    /// coordination, only those whose phase's window is open.
+    fn effective_calls(&self) -> PhaseSet {
+        let calls = self.vehicle_calls.union(self.ped_calls);
+        let (Some(coord), Some(c)) = (self.plan.coord, self.cycle_time) else {
+            return calls;
+        };
+        calls
+            .iter()
+            .filter(|&p| coord.coordinated.contains(p) || coord.window(p, c, self.needed(p, false)).is_some())
+            .collect()
+    }
+
+    /// Phases ring `r` may still serve in the current barrier group.
+    fn servable(&self, r: usize) -> PhaseSet {
+        let ring = &self.rings[r];
+        let group = self.spec.barrier_groups[self.group];
+        let mut s = PhaseSet::EMPTY;
+        for (i, &p) in self.spec.rings[r].sequence.iter().enumerate() {
+            if group.contains(p) && ring.served_pos.is_none_or(|pos| i > pos) {
+                s.insert(p);
+            }
+        }
+        if ring.interval == Interval::Green
+            && let Some(p) = ring.phase
+        {
+            s.insert(p);
+        }
+        s
+    }
+
+    /// The first called phase ring `r` can serve next in this barrier group.
+    fn next_in_group(&self, r: usize, calls: PhaseSet) -> Option<PhaseId> {
+        let ring = &self.rings[r];
+        let group = self.spec.barrier_groups[self.group];
+        self.spec.rings[r]
+            .sequence
+            .iter()
+            .enumerate()
+            .find(|&(i, &p)| group.contains(p) && ring.served_pos.is_none_or(|pos| i > pos) && calls.contains(p))
+            .map(|(_, &p)| p)
+    }
+
+    fn run(&mut self, now: Instant, extends: PhaseSet) {
+        let rings = self.spec.rings.len();
+        self.cycle_time = self.plan.coord.map(|c| c.cycle_time(now, self.coord_reference));
+        let calls = self.effective_calls();
+        let mut servable = PhaseSet::EMPTY;
+        for r in 0..rings {
+            servable = servable.union(self.servable(r));
+        }
+        let cross = !calls.difference(servable).is_empty() || self.staged();
+
+        // 1. Greens: time them and decide which want to end.
+        let mut wants: [Option<(Termination, Option<PhaseId>)>; MAX_RINGS] = [None; MAX_RINGS];
+        for (r, want) in wants.iter_mut().enumerate().take(rings) {
+            if self.rings[r].interval != Interval::Green {
+                continue;
+            }
+            self.time_green(now, r, extends);
+            let next = self.next_in_group(r, calls);
+            if (next.is_some() || cross) && self.rings[r].green.max_start.is_none() {
+                self.rings[r].green.max_start = Some(now);
+                let p = self.rings[r].phase.expect("a green ring has a phase");
+                self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
+            }
+            if next.is_some() || cross {
+                *want = self.termination(now, r).map(|t| (t, next));
+            }
+        }
+
+        // 2. Simultaneous gap-out at the barrier: a ring that gapped out
+        //    with nothing left in its group keeps its green (and its
+        //    extensions) while another ring still times green in the group;
+        //    max-out and force-off end it regardless.
+        let barrier_ready = |r: usize, wants: &[Option<(Termination, Option<PhaseId>)>; MAX_RINGS]| match self.rings[r]
+            .interval
+        {
+            Interval::Idle => true,
+            Interval::Yellow | Interval::RedClear => self.rings[r].next.is_none(),
+            Interval::Green => matches!(wants[r], Some((_, None))),
+        };
+        let mut ending = [false; MAX_RINGS];
+        for r in 0..rings {
+            ending[r] = match wants[r] {
+                Some((Termination::GapOut, None)) => (0..rings).all(|o| o == r || barrier_ready(o, &wants)),
+                Some(_) => true,
+                None => false,
+            };
+        }
+        for r in 0..rings {
+            if ending[r]
+                && let Some((why, next)) = wants[r]
+            {
+                self.begin_yellow(now, r, why, next);
+            }
+        }
+
+        // 3. Clearances.
+        for r in 0..rings {
+            let ring = self.rings[r];
+            let Some(p) = ring.phase else { continue };
+            match ring.interval {
+                Interval::Yellow if now.since(ring.since) >= self.timing(p).yellow => {
+                    self.events.push(now, EventCode::PhaseEndYellowChange, p.number() as u16);
+                    self.events.push(now, EventCode::PhaseBeginRedClearance, p.number() as u16);
+                    self.rings[r].interval = Interval::RedClear;
+                    self.rings[r].since = now;
+                }
+                _ => {}
+            }
+            let ring = self.rings[r];
+            if ring.interval == Interval::RedClear && now.since(ring.since) >= self.timing(p).red_clear {
+                self.events.push(now, EventCode::PhaseEndRedClearance, p.number() as u16);
+                self.events.push(now, EventCode::PhaseInactive, p.number() as u16);
+                self.rings[r].interval = Interval::Idle;
+                self.rings[r].since = now;
+                if let Some(n) = ring.next {
+                    self.begin_green(now, r, n);
+                }
+            }
+        }
+
+        // 4. An idle ring may still serve a later phase of the group while
+        //    another ring keeps the group open with a green that is not
+        //    heading for the barrier.
+        let group_open = (0..rings).any(|r| self.rings[r].interval == Interval::Green && !ending[r]);
+        if group_open {
+            for r in 0..rings {
+                if self.rings[r].interval == Interval::Idle
+                    && let Some(n) = self.next_in_group(r, calls)
+                {
+                    self.begin_green(now, r, n);
+                }
+            }
+        }
+
+        // 5. The barrier: every ring idle, every clearance served.
+        if (0..rings).all(|r| self.rings[r].interval == Interval::Idle) {
+            if self.overlaps.iter().any(|o| *o != OverlapInterval::Red) {
+                return;
+            }
+            if self.staged() && !self.apply_staged(now) {
+                return;
+            }
+            self.cross_barrier(now);
+        }
+    }
+
+    /// Update a green's timers: min green, extensions, pedestrian intervals,
+    /// the coordinated yield point.
+    fn time_green(&mut self, now: Instant, r: usize, extends: PhaseSet) {
+        let p = self.rings[r].phase.expect("a green ring has a phase");
+        let t = *self.timing(p);
+        let g = &mut self.rings[r].green;
+        if extends.contains(p) {
+            g.last_extension = now;
+        }
+        if !g.min_done && now.since(g.start) >= t.min_green {
+            g.min_done = true;
+            self.events.push(now, EventCode::PhaseMinComplete, p.number() as u16);
+        }
+        match g.ped {
+            PedInterval::Walk if now.since(g.ped_since) >= t.walk => {
+                g.ped = PedInterval::Clearance;
+                g.ped_since = now;
+                self.events.push(now, EventCode::PedBeginClearance, p.number() as u16);
+            }
+            PedInterval::Clearance if now.since(g.ped_since) >= t.ped_clear => {
+                g.ped = PedInterval::DontWalk;
+                g.ped_since = now;
+                self.events.push(now, EventCode::PedBeginSolidDontWalk, p.number() as u16);
+            }
+            _ => {}
+        }
+        if let (Some(coord), Some(c)) = (self.plan.coord, self.cycle_time)
+            && coord.coordinated.contains(p)
+            && let Some(d) = coord.time_to_yield(p, c)
+        {
+            let g = &mut self.rings[r].green;
+            if g.yield_at.is_none() {
+                self.events.push(now, EventCode::CoordPhaseYieldPoint, p.number() as u16);
+            }
+            g.yield_at = Some(now + d);
+        }
+    }
+
+    /// Whether ring `r`'s green may end now, and why.
+    fn termination(&self, now: Instant, r: usize) -> Option<Termination> {
+        let ring = &self.rings[r];
+        let p = ring.phase?;
+        let g = &ring.green;
+        if self.holds.contains(p) || !g.min_done || g.ped != PedInterval::DontWalk {
+            return None;
+        }
+        let t = self.timing(p);
+        let max = match self.plan.max_select {
+            MaxSelect::Max1 => t.max1,
+            MaxSelect::Max2 => t.max2,
+        };
+        let maxed = g.max_start.is_some_and(|s| now.since(s) >= max);
+        let gapped = t.recall != Recall::Max && now.since(g.last_extension) >= t.passage;
+        let forced = g.force_off_at.is_some_and(|f| now >= f);
+        match self.plan.mode {
+            PlanMode::Free => {
+                if maxed {
+                    Some(Termination::MaxOut)
+                } else if gapped {
+                    Some(Termination::GapOut)
+                } else {
+                    None
+                }
+            }
+            PlanMode::Coordinated | PlanMode::Fixed if self.plan.coordinated().contains(p) => {
+                g.yield_at.is_some_and(|y| now >= y).then_some(Termination::ForceOff)
+            }
+            PlanMode::Coordinated => {
+                if forced {
+                    Some(Termination::ForceOff)
+                } else if maxed {
+                    Some(Termination::MaxOut)
+                } else if gapped {
+                    Some(Termination::GapOut)
+                } else {
+                    None
+                }
+            }
+            PlanMode::Fixed => forced.then_some(Termination::ForceOff),
+        }
+    }
+
+    fn begin_yellow(&mut self, now: Instant, r: usize, why: Termination, next: Option<PhaseId>) {
+        let p = self.rings[r].phase.expect("a green ring has a phase");
+        let n = p.number() as u16;
+        self.events.push(now, why.event_code(), n);
+        self.events.push(now, EventCode::PhaseGreenTermination, n);
+        self.events.push(now, EventCode::PhaseBeginYellowChange, n);
+        let ring = &mut self.rings[r];
+        ring.interval = Interval::Yellow;
+        ring.since = now;
+        ring.next = next;
+    }
+
+    fn begin_green(&mut self, now: Instant, r: usize, p: PhaseId) {
+        let pos = self.spec.rings[r].sequence.iter().position(|&q| q == p);
+        let t = *self.timing(p);
+        let coordinated = self.plan.coordinated().contains(p);
+        let wants_ped = t.has_ped() && self.ped_calls.contains(p);
+        let (mut force_off_at, mut serve_ped) = (None, wants_ped);
+        if let (Some(coord), Some(c)) = (self.plan.coord, self.cycle_time)
+            && !coordinated
+        {
+            if wants_ped && coord.window(p, c, self.needed(p, true)).is_none() {
+                // No room for the pedestrians inside the window: serve the
+                // vehicles now and keep the ped call for the next cycle.
+                serve_ped = false;
+            }
+            // The phase was chosen while its window was open, but clearance
+            // ran since; a force-off never cuts the minimums.
+            let to_force_off = coord.window(p, c, Span::ZERO).unwrap_or(Span::ZERO);
+            force_off_at = Some(now + to_force_off.max(self.needed(p, serve_ped)));
+        }
+        let ring = &mut self.rings[r];
+        ring.interval = Interval::Green;
+        ring.phase = Some(p);
+        ring.since = now;
+        ring.served_pos = pos;
+        ring.next = None;
+        ring.green = GreenTimers {
+            start: now,
+            last_extension: now,
+            max_start: None,
+            min_done: false,
+            ped: if serve_ped { PedInterval::Walk } else { PedInterval::DontWalk },
+            ped_since: now,
+            force_off_at,
+            yield_at: None,
+        };
+        self.vehicle_calls.remove(p);
+        self.events.push(now, EventCode::PhaseOn, p.number() as u16);
+        self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+        if coordinated {
+            self.events.push(now, EventCode::CoordPhaseBegin, p.number() as u16);
+        }
+        if serve_ped {
+            self.ped_calls.remove(p);
+            self.events.push(now, EventCode::PedBeginWalk, p.number() as u16);
+        }
+    }
+
+    /// Every ring is idle: pick the next barrier group with a call and start
+    /// each ring's first called phase in it (or its dual-entry phase).
+    fn cross_barrier(&mut self, now: Instant) {
+        let groups = self.spec.barrier_groups.len();
+        let calls = self.effective_calls();
+        let start = if self.enter_current_group { 0 } else { 1 };
+        let Some(g) = (start..start + groups)
+            .map(|k| (self.group + k) % groups)
+            .find(|&g| self.spec.barrier_groups[g].intersects(calls))
+        else {
+            return; // rest in red: nothing to serve
+        };
+        if g != self.group || !self.enter_current_group {
+            self.events.push(now, EventCode::BarrierTermination, self.group as u16 + 1);
+        }
+        self.enter_current_group = false;
+        self.group = g;
+        for r in &mut self.rings {
+            r.served_pos = None;
+        }
+        let rings = self.spec.rings.len();
+        let mut starts: [Option<PhaseId>; MAX_RINGS] = [None; MAX_RINGS];
+        for (r, s) in starts.iter_mut().enumerate().take(rings) {
+            *s = self.next_in_group(r, calls);
+        }
+        if starts.iter().any(Option::is_some) {
+            for (r, s) in starts.iter_mut().enumerate().take(rings) {
+                if s.is_none() {
+                    *s = self.spec.rings[r]
+                        .sequence
+                        .iter()
+                        .copied()
+                        .find(|&p| self.spec.barrier_groups[g].contains(p) && self.timing(p).dual_entry);
+                }
+            }
+        }
+        for (r, s) in starts.into_iter().enumerate().take(rings) {
+            if let Some(p) = s {
+                self.begin_green(now, r, p);
+            }
+        }
+    }
+
+    // === overlaps and outputs ===
+
+    fn time_overlaps(&mut self, now: Instant) {
+        if !matches!(self.unit, UnitState::Run) {
+            return;
+        }
+        let green = self.phases_in(Interval::Green);
+        for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
+            let (i, n) = (ov.id.index(), ov.id.number() as u16);
+            let parent_green = green.intersects(ov.parents);
+            // A parent ending into another parent keeps the overlap green.
+            let carried = self.rings[..self.spec.rings.len()].iter().any(|r| {
+                matches!(r.interval, Interval::Yellow | Interval::RedClear)
+                    && r.phase.is_some_and(|p| ov.parents.contains(p))
+                    && r.next.is_some_and(|n| ov.parents.contains(n))
+            });
+            let state = self.overlaps[i];
+            self.overlaps[i] = match state {
+                OverlapInterval::Red if parent_green => {
+                    self.events.push(now, EventCode::OverlapBeginGreen, n);
+                    OverlapInterval::Green
+                }
+                OverlapInterval::Green if !parent_green && !carried => {
+                    // Time the overlap's clearance as the longest of its
+                    // parents' so it is never shorter than theirs.
+                    let (yellow, red_clear) = ov
+                        .parents
+                        .iter()
+                        .filter_map(|p| self.spec.phase(p))
+                        .fold((Span::ZERO, Span::ZERO), |(y, r), ph| {
+                            (y.max(ph.timing.yellow), r.max(ph.timing.red_clear))
+                        });
+                    self.events.push(now, EventCode::OverlapBeginYellow, n);
+                    OverlapInterval::Yellow { until: now + yellow, red_clear }
+                }
+                OverlapInterval::Yellow { until, red_clear } if now >= until => {
+                    self.events.push(now, EventCode::OverlapBeginRedClearance, n);
+                    OverlapInterval::RedClear { until: now + red_clear }
+                }
+                OverlapInterval::RedClear { until } if now >= until => {
+                    self.events.push(now, EventCode::OverlapOff, n);
+                    OverlapInterval::Red
+                }
+                s => s,
+            };
+        }
+    }
+
+    fn render(&mut self) {
+        let mut out = OutputFrame::default();
+        let spec = &self.spec;
+        match self.unit {
+            UnitState::Flash { .. } => {
+                for ph in &spec.phases {
+                    out.vehicle[ph.id.index()] = match ph.timing.flash {
+                        FlashIndication::Red => Indication::FlashingRed,
+                        FlashIndication::Yellow => Indication::FlashingYellow,
+                    };
+                }
+                for ov in spec.overlaps.iter().take(MAX_OVERLAPS) {
+                    out.overlap[ov.id.index()] = Indication::FlashingRed;
+                }
+            }
+            UnitState::AllRed { .. } | UnitState::Run => {
+                for ph in &spec.phases {
+                    out.vehicle[ph.id.index()] = Indication::Red;
+                    if ph.timing.has_ped() {
+                        out.ped[ph.id.index()] = PedIndication::DontWalk;
+                    }
+                }
+                for ring in &self.rings[..spec.rings.len()] {
+                    let Some(p) = ring.phase else { continue };
+                    out.vehicle[p.index()] = match ring.interval {
+                        Interval::Green => Indication::Green,
+                        Interval::Yellow => Indication::Yellow,
+                        Interval::RedClear | Interval::Idle => Indication::Red,
+                    };
+                    if ring.interval == Interval::Green {
+                        match ring.green.ped {
+                            PedInterval::Walk => out.ped[p.index()] = PedIndication::Walk,
+                            PedInterval::Clearance => out.ped[p.index()] = PedIndication::FlashingDontWalk,
+                            PedInterval::DontWalk => {}
+                        }
+                    }
+                }
+                for ov in spec.overlaps.iter().take(MAX_OVERLAPS) {
+                    out.overlap[ov.id.index()] = match self.overlaps[ov.id.index()] {
+                        OverlapInterval::Green => Indication::Green,
+                        OverlapInterval::Yellow { .. } => Indication::Yellow,
+                        OverlapInterval::Red | OverlapInterval::RedClear { .. } => Indication::Red,
+                    };
+                }
+            }
+        }
+        self.output = out;
+    }
+}
+
+impl ActivePlan {
+    fn coordinated(&self) -> PhaseSet {
+        self.coord.map(|c| c.coordinated).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::DetectorChannel;
+    use crate::core::monitor::Monitor;
+    use crate::core::testing::eight_phase;
+
+    const TICK: Span = Span::from_millis(100);
+
+    struct Rig {
+        c: Controller,
+        m: Monitor,
+        now: Instant,
+        input: InputFrame,
+        log: Vec<Event>,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let spec = eight_phase();
+            let m = Monitor::new(&spec);
+            Rig { c: Controller::new(spec, Instant::ZERO), m, now: Instant::ZERO, input: InputFrame::default(), log: vec![] }
+        }
+
+        fn run(&mut self, secs: u64) {
+            for _ in 0..secs * 10 {
+                self.now += TICK;
+                self.c.handle_tick(self.now, &self.input);
+                if let Err(f) = self.m.check(self.now, self.c.output()) {
+                    panic!("monitor tripped at {}: {f}\n{:?}", self.now, self.c.snapshot());
+                }
+                while let Some(e) = self.c.poll_event() {
+                    self.log.push(e);
+                }
+            }
+        }
+
+        fn detector(&mut self, ch: u8, on: bool) {
+            self.input.set_presence(DetectorChannel::new(ch).unwrap(), on);
+        }
+
+        fn shows(&self, n: u8) -> Indication {
+            self.c.output().phase(PhaseId::new(n).unwrap())
+        }
+    }
+
+    #[test]
+    fn starts_with_flash_then_all_red_then_main_street_green() {
+        let mut rig = Rig::new();
+        assert_eq!(rig.shows(2), Indication::FlashingYellow);
+        rig.run(3);
+        assert!(matches!(rig.c.unit(), UnitState::Flash { .. }));
+        rig.run(2);
+        assert!(matches!(rig.c.unit(), UnitState::AllRed { .. }));
+        assert_eq!(rig.shows(2), Indication::Red);
+        rig.run(2);
+        assert_eq!(rig.c.unit(), UnitState::Run);
+        assert_eq!(rig.shows(2), Indication::Green);
+        assert_eq!(rig.shows(6), Indication::Green);
+        assert_eq!(rig.shows(4), Indication::Red);
+    }
+
+    #[test]
+    fn rests_in_green_without_calls_and_serves_a_side_street_call() {
+        let mut rig = Rig::new();
+        rig.run(60);
+        assert_eq!(rig.shows(2), Indication::Green);
+        rig.detector(4, true);
+        rig.run(1);
+        rig.detector(4, false);
+        rig.run(20);
+        let begun: Vec<u16> =
+            rig.log.iter().filter(|e| e.code == EventCode::PhaseBeginGreen).map(|e| e.param).collect();
+        assert!(begun.contains(&4), "phase 4 served: {begun:?}");
+        // Phase 8 came along by dual entry.
+        assert!(begun.contains(&8), "dual entry 8: {begun:?}");
+        rig.run(30);
+        assert_eq!(rig.shows(2), Indication::Green, "back to main street");
+    }
+
+    #[test]
+    fn a_constant_call_maxes_out() {
+        let mut rig = Rig::new();
+        rig.run(10);
+        rig.detector(2, true); // keeps extending 2
+        rig.detector(4, true);
+        rig.run(60);
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseMaxOut && e.param == 2));
+    }
+
+    #[test]
+    fn coordinated_plan_cycles_at_its_cycle_length() {
+        let mut rig = Rig::new();
+        rig.c.handle_command(Instant::ZERO, Command::SelectPlan(2)).unwrap();
+        for ch in 1..=8 {
+            rig.detector(ch, true);
+        }
+        rig.run(600);
+        let starts: Vec<Instant> = rig
+            .log
+            .iter()
+            .filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == 3)
+            .map(|e| e.at)
+            .collect();
+        let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        assert!(gaps.len() >= 4, "{gaps:?}");
+        assert!(gaps[2..].iter().all(|&g| g == 100_000), "phase 3 starts every cycle: {gaps:?}");
+    }
+
+    #[test]
+    fn fixed_plan_repeats_exactly() {
+        let mut rig = Rig::new();
+        rig.c.handle_command(Instant::ZERO, Command::SelectPlan(3)).unwrap();
+        rig.run(600);
+        let starts: Vec<Instant> = rig
+            .log
+            .iter()
+            .filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == 7)
+            .map(|e| e.at)
+            .collect();
+        let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        assert!(gaps.len() >= 4, "{gaps:?}");
+        assert!(gaps[2..].iter().all(|&g| g == 90_000), "{gaps:?}");
+    }
+
+    #[test]
+    fn pedestrian_gets_walk_and_clearance() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(1);
+        rig.detector(14, false);
+        rig.run(60);
+        let walk = rig.log.iter().find(|e| e.code == EventCode::PedBeginWalk && e.param == 4).expect("walk");
+        let fdw = rig.log.iter().find(|e| e.code == EventCode::PedBeginClearance && e.param == 4).expect("fdw");
+        assert_eq!((fdw.at - walk.at).as_millis(), 7000);
+    }
+
+    #[test]
+    fn operator_flash_goes_through_clearance_and_back() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Flash)).unwrap();
+        rig.run(30);
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::Operator, .. }));
+        rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Scheduled)).unwrap();
+        rig.run(5);
+        assert_eq!(rig.c.unit(), UnitState::Run);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+    use super::*;
+    use crate::core::monitor::Monitor;
+    use crate::core::testing::eight_phase;
+
+    /// Random detectors and commands against every plan: the monitor never
+    /// trips and every call is served. The integration suite's property
+    /// tests do this at scale over the shipped controllers.
+    #[test]
+    fn random_ticks_never_trip_the_monitor() {
+        for seed in 0..12u64 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let spec = eight_phase();
+            let mut m = Monitor::new(&spec);
+            let mut c = Controller::new(spec, Instant::ZERO);
+            let mut input = InputFrame::default();
+            let mut now = Instant::ZERO;
+            let mut waiting: [Option<Instant>; 16] = [None; 16];
+            for tick in 0..40_000u32 {
+                now += Span::from_millis(100);
+                for ch in 0..18u32 {
+                    if rng.random_ratio(1, 40) {
+                        input.presence ^= 1 << ch;
+                    }
+                }
+                if rng.random_ratio(1, 3000) {
+                    let cmd = match rng.random_range(0..6) {
+                        0 => Command::SelectPlan(rng.random_range(1..=3)),
+                        1 => Command::SetMode(OperatingMode::Flash),
+                        2 => Command::SetMode(OperatingMode::Scheduled),
+                        3 => Command::Hold(PhaseSet::from_bits(1 << rng.random_range(0..8))),
+                        4 => Command::Release(PhaseSet::from_bits(0xff)),
+                        _ => Command::SetMode(OperatingMode::Actuated),
+                    };
+                    let _ = c.handle_command(now, cmd);
+                }
+                c.handle_tick(now, &input);
+                if let Err(f) = m.check(now, c.output()) {
+                    panic!("seed {seed} tick {tick}: {f}\n{:#?}", c.snapshot());
+                }
+                let snap = c.snapshot();
+                if snap.unit == UnitState::Run && snap.holds.is_empty() {
+                    for p in snap.vehicle_calls.iter() {
+                        let since = *waiting[p.index()].get_or_insert(now);
+                        assert!(now.since(since) < Span::from_secs(400), "seed {seed}: phase {p} starved\n{snap:#?}");
+                    }
+                }
+                for i in 0..16 {
+                    if !snap.vehicle_calls.contains(PhaseId::from_index(i)) || snap.unit != UnitState::Run || !snap.holds.is_empty() {
+                        waiting[i] = None;
+                    }
+                }
+                while c.poll_event().is_some() {}
+            }
+        }
+    }
+}

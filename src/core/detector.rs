@@ -1,0 +1,309 @@
+//! Detector processing: raw presence in, phase calls and extensions out,
+//! after NTCIP delay and extend (carry-over), with volume and occupancy
+//! counts and diagnostics (no activity, max presence, erratic counts).
+//!
+//! A faulted detector is treated the fail-safe way: it places a constant
+//! call and extension on its phases (the phase runs as if on max recall), so
+//! a broken loop costs some green time but never strands a movement.
+
+use super::event::{EventCode, EventQueue};
+use super::ids::{PhaseSet, MAX_DETECTORS};
+use super::image::InputFrame;
+use super::spec::{DetectorKind, DetectorSpec};
+use super::time::{Instant, Span};
+
+/// Why a detector is considered faulty. The Indiana code logged for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectorFault {
+    /// No actuation within `no_activity` (Indiana 85, watchdog fault).
+    NoActivity,
+    /// Continuous presence beyond `max_presence` (Indiana 87, a stuck or shorted loop).
+    MaxPresence,
+    /// More actuations in a minute than `erratic_per_minute` (Indiana 88, excessive change).
+    Erratic,
+}
+
+impl DetectorFault {
+    pub fn event_code(self) -> EventCode {
+        match self {
+            DetectorFault::NoActivity => EventCode::DetectorFaultWatchdog,
+            DetectorFault::MaxPresence => EventCode::DetectorFaultShortedLoop,
+            DetectorFault::Erratic => EventCode::DetectorFaultExcessiveChange,
+        }
+    }
+}
+
+/// Per-detector running state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DetectorState {
+    /// Raw presence as last read.
+    pub raw: bool,
+    /// When raw presence last changed.
+    raw_since: Instant,
+    /// Output after delay and extend: what calls and extends phases.
+    pub output: bool,
+    /// While `Some`, the extend (carry-over) timer holds the output on.
+    extend_until: Option<Instant>,
+    /// Last rising edge of raw presence (for no-activity diagnostics).
+    last_actuation: Instant,
+    /// Rising edges in the current diagnostic minute.
+    edges_this_minute: u16,
+    minute_start: Instant,
+    pub fault: Option<DetectorFault>,
+    /// Vehicles counted since start (wrapping), from edges or reported counts.
+    pub volume: u32,
+    /// Milliseconds of presence since start (wrapping), for occupancy.
+    pub occupied_ms: u64,
+}
+
+/// What the detectors ask of the phases this tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorDemand {
+    /// Phases with a vehicle call from a detector output (or a fault).
+    pub calls: PhaseSet,
+    /// Phases whose green an actuation extends this tick.
+    pub extends: PhaseSet,
+    /// Phases with a pedestrian call (a push-button press).
+    pub ped_calls: PhaseSet,
+}
+
+/// All detectors of one controller.
+#[derive(Clone, Debug)]
+pub struct DetectorBank {
+    states: [DetectorState; MAX_DETECTORS],
+    started: bool,
+    last_tick: Instant,
+}
+
+impl Default for DetectorBank {
+    fn default() -> Self {
+        DetectorBank { states: [DetectorState::default(); MAX_DETECTORS], started: false, last_tick: Instant::ZERO }
+    }
+}
+
+const MINUTE: Span = Span::from_secs(60);
+
+impl DetectorBank {
+    /// State of the detector at `slot` (its position in the spec's detector list).
+    pub fn state(&self, slot: usize) -> &DetectorState {
+        &self.states[slot]
+    }
+
+    /// Faulted detector slots as a bit mask (bit = slot).
+    pub fn fault_mask(&self, count: usize) -> u64 {
+        (0..count.min(MAX_DETECTORS)).filter(|&i| self.states[i].fault.is_some()).fold(0, |m, i| m | 1 << i)
+    }
+
+    /// Process one input frame. `green` are the phases now green: delay only
+    /// applies to calls on phases that are not green (NTCIP).
+    pub fn process(
+        &mut self,
+        now: Instant,
+        specs: &[DetectorSpec],
+        input: &InputFrame,
+        green: PhaseSet,
+        events: &mut EventQueue,
+    ) -> DetectorDemand {
+        if !self.started {
+            self.started = true;
+            self.last_tick = now;
+            for s in &mut self.states {
+                s.raw_since = now;
+                s.last_actuation = now;
+                s.minute_start = now;
+            }
+        }
+        let dt = now.since(self.last_tick);
+        self.last_tick = now;
+
+        let mut demand = DetectorDemand::default();
+        for (slot, spec) in specs.iter().enumerate().take(MAX_DETECTORS) {
+            let st = &mut self.states[slot];
+            let raw = input.is_present(spec.channel);
+            let reported = input.counts[spec.channel.index()];
+
+            // Volume and occupancy. A detector that reports counts (camera
+            // zone, counter card) is trusted for volume; a loop is counted
+            // from its rising edges.
+            let rising = raw && !st.raw;
+            if st.raw {
+                st.occupied_ms = st.occupied_ms.wrapping_add(dt.as_millis());
+            }
+            st.volume = st.volume.wrapping_add(if reported > 0 { reported as u32 } else { rising as u32 });
+            if raw != st.raw {
+                st.raw = raw;
+                st.raw_since = now;
+            }
+            if rising {
+                st.last_actuation = now;
+                st.edges_this_minute = st.edges_this_minute.saturating_add(1);
+            }
+
+            diagnose(now, spec, st, events);
+
+            // Delay then extend.
+            let delay_applies = !spec.calls.intersects(green) && spec.kind == DetectorKind::Vehicle;
+            let delayed_on = raw && (!delay_applies || now.since(st.raw_since) >= spec.delay);
+            if delayed_on {
+                st.extend_until = None;
+            } else if st.output && st.extend_until.is_none() && !spec.extend.is_zero() {
+                st.extend_until = Some(now + spec.extend);
+            }
+            let carried = st.extend_until.is_some_and(|t| now < t);
+            if !carried {
+                st.extend_until = None;
+            }
+            let output = delayed_on || carried;
+            if output != st.output {
+                st.output = output;
+                let code = match (spec.kind, output) {
+                    (DetectorKind::Vehicle, true) => EventCode::DetectorOn,
+                    (DetectorKind::Vehicle, false) => EventCode::DetectorOff,
+                    (DetectorKind::Pedestrian, true) => EventCode::PedDetectorOn,
+                    (DetectorKind::Pedestrian, false) => EventCode::PedDetectorOff,
+                };
+                events.push(now, code, spec.channel.number() as u16);
+            }
+
+            let active = st.output || st.fault.is_some();
+            if !active {
+                continue;
+            }
+            match spec.kind {
+                DetectorKind::Vehicle => {
+                    demand.calls = demand.calls.union(spec.calls);
+                    demand.extends = demand.extends.union(spec.extends);
+                }
+                DetectorKind::Pedestrian => {
+                    demand.ped_calls = demand.ped_calls.union(spec.calls);
+                    demand.calls = demand.calls.union(spec.calls);
+                }
+            }
+        }
+        demand
+    }
+}
+
+/// Run the NTCIP diagnostics on one detector; log fault begin and restore.
+fn diagnose(now: Instant, spec: &DetectorSpec, st: &mut DetectorState, events: &mut EventQueue) {
+    let d = &spec.diagnostics;
+    let minute_over = now.since(st.minute_start) >= MINUTE;
+    let erratic = d.erratic_per_minute.is_some_and(|limit| st.edges_this_minute > limit);
+    let stuck_on = d.max_presence.is_some_and(|limit| st.raw && now.since(st.raw_since) >= limit);
+    let silent = d.no_activity.is_some_and(|limit| now.since(st.last_actuation) >= limit);
+
+    let detected = if stuck_on {
+        Some(DetectorFault::MaxPresence)
+    } else if erratic {
+        Some(DetectorFault::Erratic)
+    } else if silent {
+        Some(DetectorFault::NoActivity)
+    } else {
+        None
+    };
+
+    match (st.fault, detected) {
+        (None, Some(f)) => {
+            st.fault = Some(f);
+            events.push(now, f.event_code(), spec.channel.number() as u16);
+        }
+        (Some(f), None) => {
+            // An erratic detector is only restored after a calm full minute,
+            // so it cannot flap with every new minute window.
+            let restored = match f {
+                DetectorFault::Erratic => minute_over,
+                DetectorFault::MaxPresence | DetectorFault::NoActivity => true,
+            };
+            if restored {
+                st.fault = None;
+                events.push(now, EventCode::DetectorRestored, spec.channel.number() as u16);
+            }
+        }
+        _ => {}
+    }
+    if minute_over {
+        st.minute_start = now;
+        st.edges_this_minute = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::{DetectorChannel, PhaseId};
+    use crate::core::spec::DetectorDiagnostics;
+
+    fn spec(delay: u64, extend: u64) -> DetectorSpec {
+        let p2 = PhaseSet::single(PhaseId::new(2).unwrap());
+        DetectorSpec {
+            channel: DetectorChannel::new(1).unwrap(),
+            kind: DetectorKind::Vehicle,
+            calls: p2,
+            extends: p2,
+            delay: Span::from_millis(delay),
+            extend: Span::from_millis(extend),
+            diagnostics: DetectorDiagnostics {
+                no_activity: None,
+                max_presence: Some(Span::from_secs(60)),
+                erratic_per_minute: None,
+            },
+        }
+    }
+
+    fn frame(on: bool) -> InputFrame {
+        let mut f = InputFrame::default();
+        f.set_presence(DetectorChannel::new(1).unwrap(), on);
+        f
+    }
+
+    fn run(bank: &mut DetectorBank, specs: &[DetectorSpec], from_ms: u64, to_ms: u64, on: bool) -> DetectorDemand {
+        let mut ev = EventQueue::default();
+        let mut d = DetectorDemand::default();
+        for t in (from_ms..=to_ms).step_by(100) {
+            d = bank.process(Instant::from_millis(t), specs, &frame(on), PhaseSet::EMPTY, &mut ev);
+        }
+        d
+    }
+
+    #[test]
+    fn delay_holds_the_call_back_until_presence_lasts() {
+        let specs = [spec(3000, 0)];
+        let mut bank = DetectorBank::default();
+        assert!(run(&mut bank, &specs, 0, 2900, true).calls.is_empty());
+        assert!(!run(&mut bank, &specs, 3000, 3000, true).calls.is_empty());
+    }
+
+    #[test]
+    fn extend_carries_the_output_after_presence_ends() {
+        let specs = [spec(0, 2000)];
+        let mut bank = DetectorBank::default();
+        run(&mut bank, &specs, 0, 500, true);
+        assert!(!run(&mut bank, &specs, 600, 2500, false).extends.is_empty());
+        assert!(run(&mut bank, &specs, 2600, 2700, false).extends.is_empty());
+    }
+
+    #[test]
+    fn stuck_detector_faults_calls_its_phase_and_recovers() {
+        let specs = [spec(0, 0)];
+        let mut bank = DetectorBank::default();
+        run(&mut bank, &specs, 0, 61_000, true);
+        assert_eq!(bank.state(0).fault, Some(DetectorFault::MaxPresence));
+        // Faulted and now off: still calls (fail-safe) until restored.
+        let mut ev = EventQueue::default();
+        let d = bank.process(Instant::from_millis(61_100), &specs, &frame(false), PhaseSet::EMPTY, &mut ev);
+        assert_eq!(bank.state(0).fault, None);
+        assert!(d.calls.is_empty());
+        assert_eq!(ev.pop().map(|e| e.code), Some(EventCode::DetectorRestored));
+    }
+
+    #[test]
+    fn volume_counts_rising_edges() {
+        let specs = [spec(0, 0)];
+        let mut bank = DetectorBank::default();
+        let mut ev = EventQueue::default();
+        for i in 0..10u64 {
+            bank.process(Instant::from_millis(i * 200), &specs, &frame(i % 2 == 1), PhaseSet::EMPTY, &mut ev);
+        }
+        assert_eq!(bank.state(0).volume, 5);
+    }
+}

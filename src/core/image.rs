@@ -1,0 +1,129 @@
+//! Fixed-size process images, PLC style: what the cabinet reports each tick
+//! ([`InputFrame`]) and what the heads must show ([`OutputFrame`]). Both are
+//! `Copy` so they move through channels and buffers without allocating.
+
+use super::ids::{DetectorChannel, OverlapId, PhaseId, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES};
+
+/// Cabinet status inputs, as a real cabinet wires them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CabinetStatus {
+    /// Police-panel / technician manual flash switch: flash while on.
+    pub manual_flash: bool,
+    /// The hardware MMU (conflict monitor) has tripped: the cabinet is in
+    /// flash whatever we command.
+    pub mmu_fault: bool,
+    /// Cabinet door open (alarm only).
+    pub door_open: bool,
+    /// Mains power lost (running on battery or about to).
+    pub power_fail: bool,
+}
+
+/// Inputs read from the cabinet (or a simulator, or a replayed log) for one tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputFrame {
+    /// Detector presence, bit `n - 1` for channel `n`.
+    pub presence: u64,
+    /// Vehicles counted per channel since the previous frame, for detectors
+    /// that count on their own (camera zones, volume counters); loops that
+    /// only report presence are counted from their rising edges instead.
+    pub counts: [u16; MAX_DETECTORS],
+    pub cabinet: CabinetStatus,
+}
+
+impl Default for InputFrame {
+    fn default() -> Self {
+        InputFrame { presence: 0, counts: [0; MAX_DETECTORS], cabinet: CabinetStatus::default() }
+    }
+}
+
+impl InputFrame {
+    pub fn is_present(&self, ch: DetectorChannel) -> bool {
+        self.presence & (1 << ch.index()) != 0
+    }
+
+    pub fn set_presence(&mut self, ch: DetectorChannel, on: bool) {
+        if on {
+            self.presence |= 1 << ch.index();
+        } else {
+            self.presence &= !(1 << ch.index());
+        }
+    }
+}
+
+/// A vehicle signal head (or overlap) indication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Indication {
+    /// Not driven: only valid for channels that are not in use.
+    #[default]
+    Dark = 0,
+    Red = 1,
+    Yellow = 2,
+    Green = 3,
+    FlashingRed = 4,
+    FlashingYellow = 5,
+}
+
+impl Indication {
+    /// Green or yellow: the indications that may never show on two conflicting
+    /// movements at once.
+    pub fn is_permissive(self) -> bool {
+        matches!(self, Indication::Green | Indication::Yellow)
+    }
+
+    pub fn symbol(self) -> char {
+        match self {
+            Indication::Dark => ' ',
+            Indication::Red => 'R',
+            Indication::Yellow => 'Y',
+            Indication::Green => 'G',
+            Indication::FlashingRed => 'r',
+            Indication::FlashingYellow => 'y',
+        }
+    }
+}
+
+/// A pedestrian head indication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum PedIndication {
+    #[default]
+    Dark = 0,
+    DontWalk = 1,
+    /// Pedestrian clearance.
+    FlashingDontWalk = 2,
+    Walk = 3,
+}
+
+impl PedIndication {
+    pub fn symbol(self) -> char {
+        match self {
+            PedIndication::Dark => ' ',
+            PedIndication::DontWalk => 'D',
+            PedIndication::FlashingDontWalk => 'f',
+            PedIndication::Walk => 'W',
+        }
+    }
+}
+
+/// What every head in the intersection shows for one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OutputFrame {
+    pub vehicle: [Indication; MAX_PHASES],
+    pub ped: [PedIndication; MAX_PHASES],
+    pub overlap: [Indication; MAX_OVERLAPS],
+}
+
+impl OutputFrame {
+    pub fn phase(&self, p: PhaseId) -> Indication {
+        self.vehicle[p.index()]
+    }
+
+    pub fn ped(&self, p: PhaseId) -> PedIndication {
+        self.ped[p.index()]
+    }
+
+    pub fn overlap(&self, o: OverlapId) -> Indication {
+        self.overlap[o.index()]
+    }
+}

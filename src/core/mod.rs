@@ -1,0 +1,34 @@
+//! The control core: pure, deterministic, clock-injected.
+//!
+//! Nothing in here reads a clock, touches a socket or a file, takes a lock or
+//! allocates per tick. It imports nothing from tokio, tonic, tokio-modbus or
+//! config (`.ci/run` greps for that). The engine calls
+//! [`Controller::handle_tick`] with `now` and the cabinet's [`InputFrame`],
+//! then reads [`Controller::output`] and drains [`Controller::poll_event`].
+//! The [`monitor::Monitor`] is separate code that checks every output frame,
+//! as a cabinet's MMU does.
+
+pub mod controller;
+pub mod coord;
+pub mod detector;
+pub mod event;
+pub mod ids;
+pub mod image;
+pub mod monitor;
+pub mod snapshot;
+pub mod spec;
+pub mod time;
+#[cfg(test)]
+pub(crate) mod testing;
+
+
+pub use controller::{Command, CommandError, Controller, FlashReason, Interval, OperatingMode, UnitState};
+pub use event::{Event, EventCode, EventQueue};
+pub use ids::{DetectorChannel, OverlapId, PhaseId, PhaseSet, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS};
+pub use image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
+
+
+pub use monitor::{Fault, Monitor, Trip};
+pub use snapshot::Snapshot;
+pub use spec::ControllerSpec;
+pub use time::{Instant, Span};

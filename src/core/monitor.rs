@@ -1,0 +1,368 @@
+//! The independent safety monitor: a software MMU.
+//!
+//! It shares no code with the phase machine. It sees only the output frames
+//! and the controller definition, derives its own permissive matrix from the
+//! ring-barrier structure and the configured conflicts, and checks every
+//! frame: no conflicting greens or yellows, green always ends through a full
+//! yellow, a conflicting movement only gets green after the red clearance,
+//! min green, walk and pedestrian clearance served, no yellow-to-green, no
+//! dark head while running. The first fault latches: from then on
+//! [`Monitor::guard`] replaces every frame with flash until an operator calls
+//! [`Monitor::reset`], as a cabinet's MMU holds flash until its reset button.
+
+use std::fmt;
+
+use super::ids::{OverlapId, PhaseId, MAX_OVERLAPS, MAX_PHASES};
+use super::image::{Indication, OutputFrame, PedIndication};
+use super::spec::ControllerSpec;
+use super::time::{Instant, Span};
+
+/// A signal channel as the monitor sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Phase(PhaseId),
+    Overlap(OverlapId),
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Channel::Phase(p) => write!(f, "phase {p}"),
+            Channel::Overlap(o) => write!(f, "overlap {o}"),
+        }
+    }
+}
+
+/// A safety violation. Each one trips the monitor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("conflict: {a} and {b} both green or yellow")]
+    Conflict { a: Channel, b: Channel },
+    #[error("{channel} went from green to {to:?} without yellow")]
+    SkippedYellow { channel: Channel, to: Indication },
+    #[error("{channel} went from {from:?} to {to:?}")]
+    BadTransition { channel: Channel, from: Indication, to: Indication },
+    #[error("{channel} yellow lasted {shown}, needs {required}")]
+    ShortYellow { channel: Channel, shown: Span, required: Span },
+    #[error("{channel} turned green {shown} after conflicting {after} cleared, red clearance is {required}")]
+    ShortRedClear { channel: Channel, after: Channel, shown: Span, required: Span },
+    #[error("phase {phase} green lasted {shown}, min green is {required}")]
+    ShortMinGreen { phase: PhaseId, shown: Span, required: Span },
+    #[error("phase {phase} walk lasted {shown}, needs {required}")]
+    ShortWalk { phase: PhaseId, shown: Span, required: Span },
+    #[error("phase {phase} pedestrian clearance lasted {shown}, needs {required}")]
+    ShortPedClear { phase: PhaseId, shown: Span, required: Span },
+    #[error("phase {phase} shows {ped:?} while its vehicles are not green")]
+    PedWithoutGreen { phase: PhaseId, ped: PedIndication },
+    #[error("phase {phase} walk went to {to:?} without pedestrian clearance")]
+    SkippedPedClear { phase: PhaseId, to: PedIndication },
+    #[error("{channel} is dark while the intersection runs")]
+    Dark { channel: Channel },
+}
+
+/// The latched trip: when, why, and the frame that tripped it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trip {
+    pub at: Instant,
+    pub fault: Fault,
+    pub frame: OutputFrame,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Timing {
+    yellow: Span,
+    red_clear: Span,
+    min_green: Span,
+    walk: Span,
+    ped_clear: Span,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Track {
+    shown: Indication,
+    since: Instant,
+    /// When it last finished yellow (red clearance starts here).
+    cleared_at: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PedTrack {
+    shown: PedIndication,
+    since: Instant,
+}
+
+const CHANNELS: usize = MAX_PHASES + MAX_OVERLAPS;
+
+/// The software MMU for one intersection. Fixed-size: checking never allocates.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    /// `permissive[a]` has bit `b` set when channels a and b may show green
+    /// or yellow together (channel index: phases 0..16, then overlaps).
+    permissive: [u32; CHANNELS],
+    present: u32,
+    timing: [Timing; CHANNELS],
+    tracks: [Track; CHANNELS],
+    peds: [PedTrack; MAX_PHASES],
+    started: bool,
+    tripped: Option<Trip>,
+}
+
+fn phase_channel(p: PhaseId) -> usize {
+    p.index()
+}
+
+fn overlap_channel(o: OverlapId) -> usize {
+    MAX_PHASES + o.index()
+}
+
+fn channel_of(i: usize) -> Channel {
+    if i < MAX_PHASES {
+        Channel::Phase(PhaseId::from_index(i))
+    } else {
+        Channel::Overlap(OverlapId::new((i - MAX_PHASES + 1) as u8).expect("overlap channel in range"))
+    }
+}
+
+impl Monitor {
+    pub fn new(spec: &ControllerSpec) -> Self {
+        let mut m = Monitor {
+            permissive: [0; CHANNELS],
+            present: 0,
+            timing: [Timing::default(); CHANNELS],
+            tracks: [Track::default(); CHANNELS],
+            peds: [PedTrack::default(); MAX_PHASES],
+            started: false,
+            tripped: None,
+        };
+        m.configure(spec);
+        m
+    }
+
+    /// Take a (reloaded) definition. Keeps the latch and the tracks.
+    pub fn configure(&mut self, spec: &ControllerSpec) {
+        self.permissive = [0; CHANNELS];
+        self.present = 0;
+        self.timing = [Timing::default(); CHANNELS];
+        // Phases may time together only in different rings of the same
+        // barrier group, and only if not configured as conflicting.
+        for a in &spec.phases {
+            let ia = phase_channel(a.id);
+            self.present |= 1 << ia;
+            self.timing[ia] = Timing {
+                yellow: a.timing.yellow,
+                red_clear: a.timing.red_clear,
+                min_green: a.timing.min_green,
+                walk: a.timing.walk,
+                ped_clear: a.timing.ped_clear,
+            };
+            for b in &spec.phases {
+                let compatible = a.ring != b.ring && a.group == b.group && !spec.conflicts[a.id.index()].contains(b.id);
+                if compatible || a.id == b.id {
+                    self.permissive[ia] |= 1 << phase_channel(b.id);
+                }
+            }
+        }
+        for ov in spec.overlaps.iter().take(MAX_OVERLAPS) {
+            let io = overlap_channel(ov.id);
+            self.present |= 1 << io;
+            // The overlap's clearance must be at least its shortest parent's.
+            let parents = spec.phases.iter().filter(|p| ov.parents.contains(p.id));
+            let yellow = parents.clone().map(|p| p.timing.yellow).min().unwrap_or_default();
+            let red_clear = parents.map(|p| p.timing.red_clear).min().unwrap_or_default();
+            self.timing[io] = Timing { yellow, red_clear, ..Timing::default() };
+            self.permissive[io] |= !0; // overlaps among themselves are not checked
+            for p in &spec.phases {
+                if ov.conflicts.contains(p.id) {
+                    self.permissive[io] &= !(1 << phase_channel(p.id));
+                } else {
+                    self.permissive[phase_channel(p.id)] |= 1 << io;
+                }
+            }
+            for other in spec.overlaps.iter().take(MAX_OVERLAPS) {
+                self.permissive[io] |= 1 << overlap_channel(other.id);
+            }
+        }
+    }
+
+    pub fn tripped(&self) -> Option<&Trip> {
+        self.tripped.as_ref()
+    }
+
+    /// Operator reset of a latched trip. The controller must restart
+    /// through its start-up sequence afterwards.
+    pub fn reset(&mut self) {
+        self.tripped = None;
+        self.started = false;
+    }
+
+    /// What the heads may show: `frame`, or all flashing red once tripped.
+    pub fn guard(&self, frame: &OutputFrame) -> OutputFrame {
+        if self.tripped.is_none() {
+            return *frame;
+        }
+        let mut out = OutputFrame::default();
+        for i in 0..CHANNELS {
+            if self.present & (1 << i) == 0 {
+                continue;
+            }
+            if i < MAX_PHASES {
+                out.vehicle[i] = Indication::FlashingRed;
+            } else {
+                out.overlap[i - MAX_PHASES] = Indication::FlashingRed;
+            }
+        }
+        out
+    }
+
+    /// Check one frame shown at `now`. The first fault latches the trip.
+    ///
+    /// # Errors
+    /// The fault found, also when already tripped (the latched one).
+    pub fn check(&mut self, now: Instant, frame: &OutputFrame) -> Result<(), Fault> {
+        if let Some(trip) = &self.tripped {
+            return Err(trip.fault);
+        }
+        match self.inspect(now, frame) {
+            Ok(()) => Ok(()),
+            Err(fault) => {
+                self.tripped = Some(Trip { at: now, fault, frame: *frame });
+                Err(fault)
+            }
+        }
+    }
+
+    fn shown(frame: &OutputFrame, i: usize) -> Indication {
+        if i < MAX_PHASES { frame.vehicle[i] } else { frame.overlap[i - MAX_PHASES] }
+    }
+
+    fn inspect(&mut self, now: Instant, frame: &OutputFrame) -> Result<(), Fault> {
+        if !self.started {
+            self.started = true;
+            for i in 0..CHANNELS {
+                self.tracks[i] = Track { shown: Self::shown(frame, i), since: now, cleared_at: None };
+            }
+            for i in 0..MAX_PHASES {
+                self.peds[i] = PedTrack { shown: frame.ped[i], since: now };
+            }
+        }
+        let flashing = (0..CHANNELS).any(|i| {
+            matches!(Self::shown(frame, i), Indication::FlashingRed | Indication::FlashingYellow)
+        });
+
+        // Conflicts, on the frame as a whole.
+        let mut lit = 0u32;
+        for i in 0..CHANNELS {
+            if Self::shown(frame, i).is_permissive() {
+                lit |= 1 << i;
+            }
+        }
+        for a in 0..CHANNELS {
+            if lit & (1 << a) != 0 {
+                let clash = lit & !self.permissive[a];
+                if clash != 0 {
+                    let b = clash.trailing_zeros() as usize;
+                    return Err(Fault::Conflict { a: channel_of(a), b: channel_of(b) });
+                }
+            }
+        }
+
+        // Transitions and interval lengths, channel by channel.
+        for i in 0..CHANNELS {
+            let present = self.present & (1 << i) != 0;
+            let to = Self::shown(frame, i);
+            if present && !flashing && to == Indication::Dark {
+                return Err(Fault::Dark { channel: channel_of(i) });
+            }
+            let track = self.tracks[i];
+            if to == track.shown {
+                continue;
+            }
+            let held = now.since(track.since);
+            let t = self.timing[i];
+            let channel = channel_of(i);
+            use Indication::*;
+            match (track.shown, to) {
+                (Green, Yellow) => {
+                    if i < MAX_PHASES && held < t.min_green {
+                        let phase = PhaseId::from_index(i);
+                        return Err(Fault::ShortMinGreen { phase, shown: held, required: t.min_green });
+                    }
+                }
+                (Green, Red | Dark) => return Err(Fault::SkippedYellow { channel, to }),
+                (Yellow, Red) => {
+                    if held < t.yellow {
+                        return Err(Fault::ShortYellow { channel, shown: held, required: t.yellow });
+                    }
+                    self.tracks[i].cleared_at = Some(now);
+                }
+                (Yellow, Green) | (Red, Yellow) | (Dark, Yellow) => {
+                    return Err(Fault::BadTransition { channel, from: track.shown, to });
+                }
+                (FlashingRed | FlashingYellow, Green | Yellow) => {
+                    return Err(Fault::BadTransition { channel, from: track.shown, to });
+                }
+                (Red | Dark, Green) => self.check_red_clearance(now, i)?,
+                // Into or out of flash, and red/dark changes, are always safe.
+                _ => {}
+            }
+            if matches!(to, FlashingRed | FlashingYellow) {
+                self.tracks[i].cleared_at = None;
+            }
+            self.tracks[i].shown = to;
+            self.tracks[i].since = now;
+        }
+        self.check_peds(now, frame)
+    }
+
+    /// A channel turning green: every conflicting channel that recently
+    /// finished its yellow must have had its full red clearance.
+    fn check_red_clearance(&self, now: Instant, i: usize) -> Result<(), Fault> {
+        for j in 0..CHANNELS {
+            if self.permissive[i] & (1 << j) != 0 || self.present & (1 << j) == 0 {
+                continue;
+            }
+            if let Some(cleared) = self.tracks[j].cleared_at {
+                let shown = now.since(cleared);
+                let required = self.timing[j].red_clear;
+                if shown < required {
+                    return Err(Fault::ShortRedClear {
+                        channel: channel_of(i),
+                        after: channel_of(j),
+                        shown,
+                        required,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_peds(&mut self, now: Instant, frame: &OutputFrame) -> Result<(), Fault> {
+        use PedIndication::*;
+        for i in 0..MAX_PHASES {
+            let phase = PhaseId::from_index(i);
+            let to = frame.ped[i];
+            if matches!(to, Walk | FlashingDontWalk) && frame.vehicle[i] != Indication::Green {
+                return Err(Fault::PedWithoutGreen { phase, ped: to });
+            }
+            let track = self.peds[i];
+            if to == track.shown {
+                continue;
+            }
+            let held = now.since(track.since);
+            let t = self.timing[i];
+            match (track.shown, to) {
+                (Walk, FlashingDontWalk) if held < t.walk => {
+                    return Err(Fault::ShortWalk { phase, shown: held, required: t.walk });
+                }
+                (FlashingDontWalk, DontWalk) if held < t.ped_clear => {
+                    return Err(Fault::ShortPedClear { phase, shown: held, required: t.ped_clear });
+                }
+                (Walk, DontWalk) => return Err(Fault::SkippedPedClear { phase, to }),
+                _ => {}
+            }
+            self.peds[i] = PedTrack { shown: to, since: now };
+        }
+        Ok(())
+    }
+}

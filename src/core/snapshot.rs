@@ -1,0 +1,60 @@
+//! A by-value picture of one controller, for operators, the terminal view
+//! and tests. `Copy` and heap-free, so the engine can publish one every tick
+//! through a preallocated channel.
+
+use super::controller::{Interval, OperatingMode, UnitState};
+use super::detector::DetectorFault;
+use super::ids::{PhaseId, PhaseSet, MAX_DETECTORS, MAX_RINGS};
+use super::image::OutputFrame;
+use super::spec::PlanMode;
+use super::time::{Instant, Span};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingSnapshot {
+    pub phase: Option<PhaseId>,
+    pub interval: Interval,
+    /// Time in the current interval.
+    pub elapsed: Span,
+    /// Next phase decided at termination (during yellow and red clearance).
+    pub next: Option<PhaseId>,
+    /// Time the max timer has run, while green with a conflicting call.
+    pub max_elapsed: Option<Span>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorSnapshot {
+    pub channel: u8,
+    /// Raw presence.
+    pub presence: bool,
+    /// Output after delay and extend.
+    pub output: bool,
+    pub fault: Option<DetectorFault>,
+    /// Vehicles counted since start (wrapping).
+    pub volume: u32,
+    /// Presence time since start, for occupancy (wrapping).
+    pub occupied_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub at: Instant,
+    pub unit: UnitState,
+    pub mode: OperatingMode,
+    pub plan: u8,
+    pub plan_mode: PlanMode,
+    /// Zero in free mode.
+    pub cycle: Span,
+    /// Position in the coordination cycle, when coordinated or fixed.
+    pub cycle_time: Option<Span>,
+    pub rings: [RingSnapshot; MAX_RINGS],
+    pub ring_count: u8,
+    pub present: PhaseSet,
+    pub vehicle_calls: PhaseSet,
+    pub ped_calls: PhaseSet,
+    pub holds: PhaseSet,
+    pub output: OutputFrame,
+    /// Per detector, in the spec's order; `detector_count` are valid.
+    pub detectors: [DetectorSnapshot; MAX_DETECTORS],
+    pub detector_count: u8,
+    pub events_dropped: u64,
+}

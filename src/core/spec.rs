@@ -1,0 +1,357 @@
+//! The validated controller definition the core runs: phases, rings,
+//! barriers, detectors, overlaps, timing plans and the time-of-day schedule.
+//!
+//! A [`ControllerSpec`] is only ever built by `config::validate` (or by tests
+//! through the same path), so the core may assume every invariant checked
+//! there: phases in exactly one ring and barrier group, conflicts consistent
+//! with the ring-barrier structure, clearances above their ITE minimums, splits
+//! that fit their cycle. It is built once per (re)load and never allocates
+//! while running.
+
+use super::ids::{DetectorChannel, OverlapId, PhaseId, PhaseSet, MAX_PHASES};
+use super::time::Span;
+
+/// Recall mode (NTCIP 1202 `phaseOptions` recall bits, in words).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recall {
+    /// Served only on a detector or ped call.
+    #[default]
+    None,
+    /// A constant vehicle call: served every cycle for at least min green.
+    Min,
+    /// A constant call that also holds the phase to its max green (no gap-out).
+    Max,
+    /// A constant pedestrian call: walk and ped clearance every cycle.
+    Ped,
+    /// A call placed only when no conflicting phase is called, so the phase
+    /// is where the controller returns and rests when traffic is light.
+    Soft,
+}
+
+/// What a phase's heads show while the intersection is in flash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlashIndication {
+    #[default]
+    Red,
+    Yellow,
+}
+
+/// Timing of one phase, NTCIP 1202 `phaseTable` in plain words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseTiming {
+    /// `phaseMinimumGreen`: green never ends before this.
+    pub min_green: Span,
+    /// `phasePassage`: each actuation extends green by this much (the gap).
+    pub passage: Span,
+    /// `phaseMaximum1`: green limit once a conflicting call exists.
+    pub max1: Span,
+    /// `phaseMaximum2`: alternative limit selected by a plan.
+    pub max2: Span,
+    /// `phaseYellowChange`.
+    pub yellow: Span,
+    /// `phaseRedClear`.
+    pub red_clear: Span,
+    /// `phaseWalk`; zero means the phase has no pedestrian movement.
+    pub walk: Span,
+    /// `phasePedestrianClear` (flashing don't walk).
+    pub ped_clear: Span,
+    pub recall: Recall,
+    /// Served with a concurrent phase of another ring when its own ring has no
+    /// call in the barrier group (NEMA dual entry).
+    pub dual_entry: bool,
+    pub flash: FlashIndication,
+}
+
+impl PhaseTiming {
+    pub fn has_ped(&self) -> bool {
+        !self.walk.is_zero()
+    }
+
+    /// Green needed to serve a pedestrian fully inside green.
+    pub fn ped_service(&self) -> Span {
+        self.walk + self.ped_clear
+    }
+
+    /// Yellow plus red clearance.
+    pub fn clearance(&self) -> Span {
+        self.yellow + self.red_clear
+    }
+}
+
+/// One phase of the controller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseSpec {
+    pub id: PhaseId,
+    /// Free text for people ("EB through").
+    pub name: String,
+    /// Index into [`ControllerSpec::rings`].
+    pub ring: usize,
+    /// Index into [`ControllerSpec::barrier_groups`].
+    pub group: usize,
+    pub timing: PhaseTiming,
+}
+
+/// A ring: phases served one at a time, in this order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingSpec {
+    pub sequence: Vec<PhaseId>,
+}
+
+/// Whether a detector serves vehicles or pedestrians (push buttons).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DetectorKind {
+    #[default]
+    Vehicle,
+    Pedestrian,
+}
+
+/// NTCIP 1202 detector diagnostics; `None` disables a check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorDiagnostics {
+    /// `vehicleDetectorNoActivity`: no actuation for this long is a fault.
+    pub no_activity: Option<Span>,
+    /// `vehicleDetectorMaxPresence`: continuous presence this long is a fault.
+    pub max_presence: Option<Span>,
+    /// `vehicleDetectorErraticCounts`: more actuations per minute is a fault.
+    pub erratic_per_minute: Option<u16>,
+}
+
+/// A detector channel and what it does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectorSpec {
+    pub channel: DetectorChannel,
+    pub kind: DetectorKind,
+    /// Phases this detector calls (`vehicleDetectorCallPhase`).
+    pub calls: PhaseSet,
+    /// Phases this detector extends while green.
+    pub extends: PhaseSet,
+    /// `vehicleDetectorDelay`: presence must last this long before it calls a
+    /// phase that is not green.
+    pub delay: Span,
+    /// `vehicleDetectorExtend` (carry-over): output held this long after
+    /// presence ends.
+    pub extend: Span,
+    pub diagnostics: DetectorDiagnostics,
+}
+
+/// An overlap: a signal group green with any of its parent phases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlapSpec {
+    pub id: OverlapId,
+    pub parents: PhaseSet,
+    /// Phases that must never show green or yellow with this overlap.
+    pub conflicts: PhaseSet,
+}
+
+/// How a plan runs the phases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlanMode {
+    /// Fully actuated, no cycle (free).
+    #[default]
+    Free,
+    /// Coordinated actuated: cycle, offset, splits, force-offs.
+    Coordinated,
+    /// Fixed time: every phase held to its split.
+    Fixed,
+}
+
+/// Which maximum green a plan uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxSelect {
+    #[default]
+    Max1,
+    Max2,
+}
+
+/// A timing plan (NTCIP "pattern" with its split table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanSpec {
+    /// Plan number, as the schedule and operators refer to it (1..=255).
+    pub number: u8,
+    pub name: String,
+    pub mode: PlanMode,
+    /// Cycle length; zero in free mode.
+    pub cycle: Span,
+    /// Offset of the coordinated barrier group's start (cycle zero) from the
+    /// coordination reference (midnight of the controller's clock).
+    pub offset: Span,
+    /// Split per phase (green + yellow + red clearance), indexed by phase
+    /// index; zero for phases a free plan does not split.
+    pub splits: [Span; MAX_PHASES],
+    /// Coordinated phases: no gap-out, they hold green until their yield point.
+    pub coordinated: PhaseSet,
+    pub max_select: MaxSelect,
+}
+
+/// Civil date and time, as the time-of-day schedule sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CivilTime {
+    pub year: i32,
+    /// 1..=12
+    pub month: u8,
+    /// 1..=31
+    pub day: u8,
+    /// 0 = Monday .. 6 = Sunday (ISO order).
+    pub weekday: u8,
+    /// Minutes since local midnight.
+    pub minute_of_day: u16,
+}
+
+/// One step of a day plan: from `minute_of_day` on, run plan `plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DayPlanEvent {
+    pub minute_of_day: u16,
+    pub plan: u8,
+}
+
+/// A day plan: plan changes through the day, sorted by time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayPlan {
+    pub name: String,
+    pub events: Vec<DayPlanEvent>,
+}
+
+/// A holiday (or other special day) that runs its own day plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holiday {
+    /// Year, or `None` for a holiday that repeats every year.
+    pub year: Option<i32>,
+    pub month: u8,
+    pub day: u8,
+    pub day_plan: usize,
+}
+
+/// Time-of-day schedule: which plan runs when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub day_plans: Vec<DayPlan>,
+    /// Day plan index per weekday, Monday first.
+    pub weekdays: [Option<usize>; 7],
+    pub holidays: Vec<Holiday>,
+}
+
+impl Schedule {
+    /// The plan the schedule asks for at `t`, or `None` when no day plan
+    /// covers it (the controller then keeps its current plan).
+    ///
+    /// A day plan's first event applies from midnight only if it starts at
+    /// 00:00; before its first event the previous day's last plan would be in
+    /// force, which we approximate by the day plan's last event.
+    pub fn plan_at(&self, t: CivilTime) -> Option<u8> {
+        let holiday = self.holidays.iter().find(|h| {
+            h.month == t.month && h.day == t.day && h.year.is_none_or(|y| y == t.year)
+        });
+        let day_plan = match holiday {
+            Some(h) => h.day_plan,
+            None => self.weekdays.get(t.weekday as usize).copied().flatten()?,
+        };
+        let events = &self.day_plans.get(day_plan)?.events;
+        events
+            .iter()
+            .rev()
+            .find(|e| e.minute_of_day <= t.minute_of_day)
+            .or_else(|| events.last())
+            .map(|e| e.plan)
+    }
+}
+
+/// Startup sequence (NTCIP `unitStartUpFlash`, then all red, then run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartupSpec {
+    pub flash: Span,
+    pub all_red: Span,
+    /// Phases called when the controller first runs (usually the main street).
+    pub phases: PhaseSet,
+}
+
+/// The whole validated controller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControllerSpec {
+    /// Intersection id, e.g. "main-and-5th"; the Indiana log's signal id.
+    pub id: String,
+    /// Phases present, in phase-number order.
+    pub phases: Vec<PhaseSpec>,
+    /// Phase index → position in `phases`, for phases present.
+    pub phase_slot: [Option<u8>; MAX_PHASES],
+    pub rings: Vec<RingSpec>,
+    /// Barrier groups in sequence order; phases in the same group and
+    /// different rings may time together.
+    pub barrier_groups: Vec<PhaseSet>,
+    /// Per phase index, the phases it must never show green or yellow with.
+    /// Derived from the ring-barrier structure plus configured conflicts.
+    pub conflicts: [PhaseSet; MAX_PHASES],
+    pub detectors: Vec<DetectorSpec>,
+    pub overlaps: Vec<OverlapSpec>,
+    pub plans: Vec<PlanSpec>,
+    /// Plan run when the schedule selects none.
+    pub default_plan: u8,
+    pub schedule: Schedule,
+    pub startup: StartupSpec,
+}
+
+impl ControllerSpec {
+    pub fn phase(&self, id: PhaseId) -> Option<&PhaseSpec> {
+        self.phase_slot[id.index()].map(|slot| &self.phases[slot as usize])
+    }
+
+    /// All phases present, as a set.
+    pub fn phase_set(&self) -> PhaseSet {
+        self.phases.iter().map(|p| p.id).collect()
+    }
+
+    pub fn plan(&self, number: u8) -> Option<&PlanSpec> {
+        self.plans.iter().find(|p| p.number == number)
+    }
+
+    /// Ring-barrier conflicts alone: same ring, or different barrier groups.
+    /// Validation adds configured conflicts on top and rejects any that
+    /// contradict concurrency.
+    pub fn structural_conflicts(phases: &[PhaseSpec]) -> [PhaseSet; MAX_PHASES] {
+        let mut conflicts = [PhaseSet::EMPTY; MAX_PHASES];
+        for a in phases {
+            for b in phases {
+                if a.id != b.id && (a.ring == b.ring || a.group != b.group) {
+                    conflicts[a.id.index()].insert(b.id);
+                }
+            }
+        }
+        conflicts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> Schedule {
+        let ev = |h: u16, plan| DayPlanEvent { minute_of_day: h * 60, plan };
+        Schedule {
+            day_plans: vec![
+                DayPlan { name: "weekday".into(), events: vec![ev(0, 1), ev(7, 2), ev(19, 1)] },
+                DayPlan { name: "weekend".into(), events: vec![ev(9, 3)] },
+            ],
+            weekdays: [Some(0), Some(0), Some(0), Some(0), Some(0), Some(1), Some(1)],
+            holidays: vec![Holiday { year: None, month: 12, day: 25, day_plan: 1 }],
+        }
+    }
+
+    fn at(month: u8, day: u8, weekday: u8, hour: u16) -> CivilTime {
+        CivilTime { year: 2026, month, day, weekday, minute_of_day: hour * 60 }
+    }
+
+    #[test]
+    fn weekday_plans_follow_the_day_plan() {
+        let s = schedule();
+        assert_eq!(s.plan_at(at(11, 23, 0, 6)), Some(1));
+        assert_eq!(s.plan_at(at(11, 23, 0, 8)), Some(2));
+        assert_eq!(s.plan_at(at(11, 23, 0, 20)), Some(1));
+    }
+
+    #[test]
+    fn holidays_override_weekdays_and_early_hours_carry_the_last_event() {
+        let s = schedule();
+        assert_eq!(s.plan_at(at(12, 25, 4, 10)), Some(3));
+        // 06:00 on a weekend day, before the day plan's first event.
+        assert_eq!(s.plan_at(at(11, 22, 6, 6)), Some(3));
+    }
+}
