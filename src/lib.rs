@@ -12,12 +12,14 @@
 //! - [`sim`]: the built-in simulated cabinet and traffic generator.
 //! - [`telemetry`]: tracing setup and the Indiana (ATSPM) event log.
 //! - [`replay`]: recorded detector logs through the core at full speed.
+//! - [`view`]: the live terminal view.
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod config;
 pub mod core;
-// pub mod engine;
-// pub mod replay;
+pub mod engine;
+pub mod replay;
 pub mod sim;
 pub mod telemetry;
+pub mod view;

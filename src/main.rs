@@ -1,1 +1,513 @@
-fn main(){}
+//! `greenwave`: the daemon and its engineer tools. Thin glue: arguments,
+//! config, threads, signals. The work lives in the library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use crossbeam_channel::{Receiver, Sender};
+use tracing::{error, info, warn};
+
+use greenwave::config::{self, CabinetConfig, IntersectionConfig};
+use greenwave::core::spec::CivilTime;
+use greenwave::core::{Command, Span};
+use greenwave::engine::board::SnapshotBoard;
+use greenwave::engine::clock::SystemClock;
+use greenwave::engine::{Engine, EngineCommand, EngineConfig, EngineIo, OutputMsg};
+use greenwave::replay::{self, DetectorLog};
+use greenwave::sim::SimCabinet;
+use greenwave::telemetry;
+use greenwave::view::{self, ViewIntersection};
+
+/// EX_CONFIG from sysexits.h: the configuration is invalid.
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser, Debug)]
+#[command(name = "greenwave", version, about = "Real-time adaptive traffic signal controller")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the daemon. With no controllers directory it runs the embedded
+    /// default: the shipped intersections on simulated cabinets and traffic.
+    Run(RunArgs),
+    /// Validate controller files (or folders of them); every error with
+    /// file, key and reason. Exits 78 if any file has errors.
+    Check {
+        /// Files or directories (default: controllers/).
+        paths: Vec<PathBuf>,
+    },
+    /// Run a recorded detector log through a controller at full speed and
+    /// write the Indiana event log.
+    Replay {
+        /// The controller file.
+        #[arg(long)]
+        controller: PathBuf,
+        /// Detector log (CSV: time_s,channel,presence).
+        #[arg(long)]
+        detectors: PathBuf,
+        /// Event log to write (CSV; ATSPM import format).
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        tick_ms: u64,
+    },
+    /// Run a controller on its simulated traffic at full speed.
+    Simulate {
+        #[arg(long)]
+        controller: PathBuf,
+        /// Simulated seconds.
+        #[arg(long, default_value_t = 3600)]
+        duration_s: u64,
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Also write the detector log the traffic produced (for replay).
+        #[arg(long)]
+        record_detectors: Option<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        tick_ms: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Daemon config file (default: greenwave.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Controllers directory (overrides the config file).
+    #[arg(long)]
+    controllers: Option<PathBuf>,
+    /// No live terminal view (log lines instead).
+    #[arg(long)]
+    no_view: bool,
+    /// Stop (as on SIGTERM) after this many seconds: smoke tests, demos.
+    #[arg(long)]
+    duration_s: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing(cli.log_json);
+    let result = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Check { paths } => Ok(check(paths)),
+        Cmd::Replay { controller, detectors, events, tick_ms } => replay_cmd(&controller, &detectors, &events, tick_ms),
+        Cmd::Simulate { controller, duration_s, events, record_detectors, tick_ms } => {
+            simulate_cmd(&controller, duration_s, events.as_deref(), record_detectors.as_deref(), tick_ms)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("greenwave: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(paths: Vec<PathBuf>) -> ExitCode {
+    let paths = if paths.is_empty() { vec![PathBuf::from("controllers")] } else { paths };
+    let report = config::check_report(&paths);
+    print!("{}", report.render());
+    if report.has_errors() { ExitCode::from(EX_CONFIG) } else { ExitCode::SUCCESS }
+}
+
+/// Load one controller file for the engineer tools, printing every error.
+fn load_one(path: &Path) -> anyhow::Result<IntersectionConfig> {
+    match config::load_intersection(path) {
+        Ok((cfg, warnings)) => {
+            for w in warnings {
+                warn!("{w}");
+            }
+            Ok(cfg)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            bail!("{} has {} configuration errors", path.display(), errors.len())
+        }
+    }
+}
+
+fn write_events(path: &Path, signal_id: &str, events: &[greenwave::core::Event]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut text = String::from("SignalID,Timestamp,EventCode,EventParam\n");
+    for e in events {
+        text.push_str(&telemetry::eventlog::format_line(signal_id, e, telemetry::eventlog::LogTimeZone::Utc)?);
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn replay_cmd(controller: &Path, detectors: &Path, events: &Path, tick_ms: u64) -> anyhow::Result<ExitCode> {
+    let cfg = load_one(controller)?;
+    let log = DetectorLog::load(detectors).with_context(|| format!("reading {}", detectors.display()))?;
+    let started = std::time::Instant::now();
+    let out = replay::replay(cfg.spec.clone(), &log, Span::from_millis(tick_ms), None);
+    write_events(events, &cfg.spec.id, &out.events)?;
+    println!(
+        "replayed {} detector changes: {} ticks ({:.0} s simulated) in {:.2} s, {} events → {}, monitor trips: {}",
+        log.changes.len(),
+        out.ticks,
+        out.ticks as f64 * tick_ms as f64 / 1000.0,
+        started.elapsed().as_secs_f64(),
+        out.events.len(),
+        events.display(),
+        out.monitor_trips
+    );
+    Ok(if out.monitor_trips == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn simulate_cmd(
+    controller: &Path,
+    duration_s: u64,
+    events: Option<&Path>,
+    record: Option<&Path>,
+    tick_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load_one(controller)?;
+    let started = std::time::Instant::now();
+    let (out, log, cabinet) = replay::simulate(&cfg, Span::from_millis(tick_ms), Span::from_secs(duration_s));
+    if let Some(path) = events {
+        write_events(path, &cfg.spec.id, &out.events)?;
+    }
+    if let Some(path) = record {
+        std::fs::write(path, log.to_csv()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "{}: {} s simulated in {:.2} s, {} ticks, {} events, monitor trips: {}",
+        cfg.spec.id,
+        duration_s,
+        started.elapsed().as_secs_f64(),
+        out.ticks,
+        out.events.len(),
+        out.monitor_trips
+    );
+    println!("{:<10} {:>8} {:>8} {:>10} {:>12}", "detector", "arrived", "served", "max queue", "mean delay");
+    for lane in cabinet.generator().lane_stats() {
+        println!(
+            "{:<10} {:>8} {:>8} {:>10} {:>11.1}s",
+            lane.detector.number(),
+            lane.arrived,
+            lane.departed,
+            lane.max_queue,
+            lane.mean_stopped_delay().map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        );
+    }
+    Ok(if out.monitor_trips == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Where the intersections come from: a controllers directory, or the
+/// embedded default.
+enum Source {
+    Dir(PathBuf),
+    Embedded,
+}
+
+/// The shipped intersections, compiled in: `greenwave run` works from any
+/// directory with no files at all.
+const EMBEDDED: [(&str, &str); 3] = [
+    ("broadway-and-5th.toml", include_str!("../controllers/broadway-and-5th.toml")),
+    ("elm-and-oak.toml", include_str!("../controllers/elm-and-oak.toml")),
+    ("river-rd-and-mill-st.toml", include_str!("../controllers/river-rd-and-mill-st.toml")),
+];
+
+fn load_source(source: &Source) -> Result<Vec<IntersectionConfig>, Vec<String>> {
+    let loaded = match source {
+        Source::Dir(dir) => config::load_dir(dir),
+        Source::Embedded => {
+            let mut configs = Vec::new();
+            let mut errors = Vec::new();
+            for (name, text) in EMBEDDED {
+                match config::load_intersection_str(name, text) {
+                    Ok(ok) => configs.push(ok),
+                    Err(e) => errors.extend(e),
+                }
+            }
+            if errors.is_empty() { Ok(configs) } else { Err(errors) }
+        }
+    };
+    match loaded {
+        Ok(configs) => Ok(configs
+            .into_iter()
+            .map(|(cfg, warnings)| {
+                for w in warnings {
+                    warn!("{w}");
+                }
+                cfg
+            })
+            .collect()),
+        Err(errors) => Err(errors.iter().map(ToString::to_string).collect()),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config_path = args.config.clone().or_else(|| Some(PathBuf::from("greenwave.toml")).filter(|p| p.exists()));
+    let daemon = match config::daemon::DaemonConfig::load(config_path.as_deref()) {
+        Ok(d) => d,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let dir = args.controllers.clone().unwrap_or_else(|| daemon.controllers.clone());
+    let source = if dir.is_dir() { Source::Dir(dir) } else { Source::Embedded };
+    let intersections = match load_source(&source) {
+        Ok(i) => i,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("greenwave: {} configuration errors; nothing started", errors.len());
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    if intersections.is_empty() {
+        bail!("no intersections configured");
+    }
+    match &source {
+        Source::Dir(d) => info!(controllers = %d.display(), count = intersections.len(), "loaded intersections"),
+        Source::Embedded => info!(
+            count = intersections.len(),
+            "no controllers directory: running the embedded default on simulated cabinets"
+        ),
+    }
+    for x in &intersections {
+        if let CabinetConfig::ModbusTcp { address, .. } = &x.cabinet {
+            bail!(
+                "intersection {}: Modbus cabinet at {address} is not supported by this build yet; use kind = \"simulated\"",
+                x.spec.id
+            );
+        }
+    }
+
+    let clock = SystemClock::new();
+    let ecfg = EngineConfig { tick: Span::from_millis(daemon.tick_ms), ..EngineConfig::default() };
+    let specs = intersections.iter().map(|x| x.spec.clone()).collect();
+    let mut start_clock = SystemClock::new();
+    let (engine, io) = Engine::new(specs, ecfg, greenwave::engine::clock::Clock::now(&mut start_clock));
+    let EngineIo { commands, inputs, outputs, snapshots, events, retired, latency, stats } = io;
+    let ids: Vec<String> = intersections.iter().map(|x| x.spec.id.clone()).collect();
+
+    let board = SnapshotBoard::new(intersections.len());
+    board.spawn_feeder(snapshots)?;
+    let log_cfg = telemetry::eventlog::EventLogConfig {
+        dir: daemon.event_log.dir.clone(),
+        max_file_bytes: daemon.event_log.max_file_bytes,
+        keep_files: daemon.event_log.keep_files,
+        time_zone: telemetry::eventlog::LogTimeZone::Local,
+    };
+    info!(dir = %log_cfg.dir.display(), "Indiana event log");
+    let event_log = telemetry::eventlog::spawn_event_log_thread(events, ids.clone(), log_cfg)?;
+    std::thread::Builder::new().name("greenwave-retired".into()).spawn(move || retired.iter().for_each(drop))?;
+    let sims = spawn_sim_cabinets(&intersections, outputs, inputs)?;
+    let engine_thread = engine.spawn(clock)?;
+    info!(tick_ms = daemon.tick_ms, intersections = ids.len(), "control thread running");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    spawn_schedule(&intersections, commands.clone(), stop.clone())?;
+    let view_on = daemon.view && !args.no_view && std::io::stdout().is_terminal();
+    let latency = Arc::new(latency);
+    spawn_view(view_on, &intersections, board.clone(), latency.clone(), stats.clone(), stop.clone())?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(wait_for_signals(&source, &ids, &commands, args.duration_s));
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = commands.send(EngineCommand::Shutdown);
+    if engine_thread.join().is_err() {
+        error!("control thread panicked");
+    }
+    for s in sims {
+        let _ = s.join();
+    }
+    match event_log.join() {
+        Ok(Ok(st)) => info!(written = st.events_written, dropped = st.events_dropped, "event log closed"),
+        Ok(Err(e)) => error!(error = %e, "event log failed"),
+        Err(_) => error!("event log thread panicked"),
+    }
+    let (tick, jitter) = latency.latest();
+    info!(%tick, %jitter, "final latency");
+    info!("signals driven to flash; greenwave stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signals: SIGINT (Ctrl-C at a terminal) and SIGTERM (systemd, container
+/// runtimes) stop the daemon; SIGHUP reloads the controllers.
+async fn wait_for_signals(source: &Source, ids: &[String], commands: &Sender<EngineCommand>, duration_s: Option<u64>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        error!("cannot install signal handlers; stopping");
+        return;
+    };
+    let deadline = async {
+        match duration_s {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: stopping"); return; }
+            _ = int.recv() => { info!("SIGINT: stopping"); return; }
+            _ = &mut deadline => { info!("run duration reached: stopping"); return; }
+            _ = hup.recv() => reload(source, ids, commands),
+        }
+    }
+}
+
+/// Validate the controllers again and stage every valid change; on any
+/// error keep everything that runs now.
+fn reload(source: &Source, ids: &[String], commands: &Sender<EngineCommand>) {
+    info!("SIGHUP: reloading controllers");
+    let configs = match load_source(source) {
+        Ok(c) => c,
+        Err(errors) => {
+            error!(errors = errors.len(), "reload rejected; running plans kept");
+            for e in errors {
+                error!("{e}");
+            }
+            return;
+        }
+    };
+    for cfg in configs {
+        let id = cfg.spec.id.clone();
+        match ids.iter().position(|x| *x == id) {
+            Some(intersection) => {
+                let command = Command::LoadSpec(Box::new(cfg.spec));
+                if commands.send(EngineCommand::Controller { intersection, command }).is_ok() {
+                    info!(%id, "reload staged: applies at the next barrier");
+                }
+            }
+            None => warn!(%id, "new intersection in the controllers directory: takes effect on restart"),
+        }
+    }
+}
+
+/// The simulated cabinets: each tick, the engine's output frame goes in and
+/// the traffic's detector frame comes back (one tick later, as from a real
+/// cabinet).
+fn spawn_sim_cabinets(
+    intersections: &[IntersectionConfig],
+    outputs: Vec<Receiver<OutputMsg>>,
+    inputs: Sender<(usize, greenwave::core::InputFrame)>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut cabinets: Vec<(usize, SimCabinet, Receiver<OutputMsg>)> = intersections
+        .iter()
+        .zip(outputs)
+        .enumerate()
+        .filter(|(_, (x, _))| x.cabinet == CabinetConfig::Simulated)
+        .map(|(i, (x, rx))| (i, SimCabinet::new(&x.traffic), rx))
+        .collect();
+    let handle = std::thread::Builder::new().name("greenwave-sim".into()).spawn(move || {
+        // Prime: report empty detectors so the link is up from the first tick.
+        for (i, _, _) in &cabinets {
+            let _ = inputs.send((*i, greenwave::core::InputFrame::default()));
+        }
+        loop {
+            for (i, cabinet, rx) in &mut cabinets {
+                let Ok(mut msg) = rx.recv() else { return };
+                while let Ok(newer) = rx.try_recv() {
+                    msg = newer;
+                }
+                let input = cabinet.exchange(msg.at, &msg.frame);
+                if inputs.send((*i, input)).is_err() {
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(vec![handle])
+}
+
+/// The time-of-day schedule: every few seconds, ask each intersection for
+/// the plan its schedule wants now (the controller applies it at a barrier).
+fn spawn_schedule(
+    intersections: &[IntersectionConfig],
+    commands: Sender<EngineCommand>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    let schedules: Vec<_> = intersections.iter().map(|x| x.spec.schedule.clone()).collect();
+    std::thread::Builder::new().name("greenwave-schedule".into()).spawn(move || {
+        use chrono::{Datelike, Local, Timelike};
+        let mut last: Vec<Option<u8>> = vec![None; schedules.len()];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = Local::now();
+            let t = CivilTime {
+                year: now.year(),
+                month: now.month() as u8,
+                day: now.day() as u8,
+                weekday: now.weekday().num_days_from_monday() as u8,
+                minute_of_day: (now.hour() * 60 + now.minute()) as u16,
+            };
+            for (i, s) in schedules.iter().enumerate() {
+                let want = s.plan_at(t);
+                if want.is_some() && want != last[i] {
+                    last[i] = want;
+                    let command = Command::SelectPlan(want.expect("checked is_some"));
+                    let _ = commands.send(EngineCommand::Controller { intersection: i, command });
+                }
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    })?;
+    Ok(())
+}
+
+fn spawn_view(
+    on: bool,
+    intersections: &[IntersectionConfig],
+    board: Arc<SnapshotBoard>,
+    latency: Arc<greenwave::engine::latency::LatencyReader>,
+    stats: Arc<greenwave::engine::EngineStats>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    let views: Vec<ViewIntersection> = intersections
+        .iter()
+        .map(|x| ViewIntersection {
+            id: x.spec.id.clone(),
+            phase_names: x.spec.phases.iter().map(|p| (p.id.number(), p.name.clone())).collect(),
+        })
+        .collect();
+    std::thread::Builder::new().name("greenwave-view".into()).spawn(move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last_log = std::time::Instant::now();
+        while !stop.load(Relaxed) {
+            if on {
+                print!("{}", view::render(&views, &board, latency.latest()));
+                std::thread::sleep(Duration::from_millis(500));
+            } else {
+                std::thread::sleep(Duration::from_millis(500));
+                if last_log.elapsed() >= Duration::from_secs(30) {
+                    last_log = std::time::Instant::now();
+                    let (tick, jitter) = latency.latest();
+                    info!(
+                        ticks = stats.ticks.load(Relaxed),
+                        overruns = stats.overruns.load(Relaxed),
+                        monitor_trips = stats.monitor_trips.load(Relaxed),
+                        %tick,
+                        %jitter,
+                        "running"
+                    );
+                }
+            }
+        }
+    })?;
+    Ok(())
+}

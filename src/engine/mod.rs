@@ -1,0 +1,347 @@
+//! The real-time shell around the core.
+//!
+//! One dedicated OS thread owns every controller of the daemon (one per
+//! intersection) and its safety monitor. Each tick, on an absolute deadline,
+//! it drains commands and cabinet inputs from bounded crossbeam channels,
+//! ticks each controller, checks its frame with the monitor, and publishes
+//! outputs, events and snapshots with `try_send` (a full channel drops and
+//! counts; it never blocks the loop). It takes no lock and allocates nothing
+//! per tick (`tests/no_alloc.rs` proves it with a counting allocator).
+//!
+//! Deadlines are absolute (`next += tick`): a late tick does not shift the
+//! ones after it. Missed deadlines are not replayed in a burst: the loop
+//! skips to the next future deadline and counts the overrun. A loop that is
+//! late by more than `overrun_flash_after` puts every intersection in flash
+//! (the outputs may have been stale for too long); they restart through the
+//! start-up sequence once the loop keeps time again.
+
+pub mod board;
+pub mod clock;
+pub mod latency;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
+
+use crate::core::{
+    Command, Controller, ControllerSpec, Event, FlashReason, InputFrame, Instant, Monitor, OutputFrame, Snapshot,
+    Span, UnitState,
+};
+use clock::Clock;
+use latency::{LatencyReader, LatencyRecorder, latency_pair};
+
+/// How the engine runs (from `greenwave.toml`).
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// Control period; NTCIP timers run in tenths, so 100 ms is the norm.
+    pub tick: Span,
+    /// No cabinet input for this long → flash (cabinet link lost).
+    pub input_timeout: Span,
+    /// Loop this late → flash (outputs were stale too long).
+    pub overrun_flash_after: Span,
+    /// Publish snapshots every this many ticks (1 = every tick).
+    pub snapshot_every: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            tick: Span::from_millis(100),
+            input_timeout: Span::from_millis(1000),
+            overrun_flash_after: Span::from_millis(1000),
+            snapshot_every: 1,
+        }
+    }
+}
+
+/// What other threads can ask of the engine.
+#[derive(Debug)]
+pub enum EngineCommand {
+    Controller { intersection: usize, command: Command },
+    /// Operator reset of a latched monitor trip; the controller restarts
+    /// through its start-up sequence.
+    ResetMonitor { intersection: usize },
+    /// Drive every intersection to flash, publish it, and stop.
+    Shutdown,
+}
+
+/// An output frame for one cabinet, with a sequence number so the cabinet
+/// side can tell fresh frames from repeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputMsg {
+    pub seq: u64,
+    pub at: Instant,
+    pub frame: OutputFrame,
+}
+
+/// Counters shared with readers (atomics: no lock on either side).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub ticks: AtomicU64,
+    pub overruns: AtomicU64,
+    pub dropped_events: AtomicU64,
+    pub dropped_snapshots: AtomicU64,
+    pub dropped_outputs: AtomicU64,
+    pub monitor_trips: AtomicU64,
+    pub running: AtomicBool,
+}
+
+/// The other ends of the engine's channels.
+#[derive(Debug)]
+pub struct EngineIo {
+    pub commands: Sender<EngineCommand>,
+    /// Cabinet inputs: `(intersection, frame)`.
+    pub inputs: Sender<(usize, InputFrame)>,
+    /// Per intersection, its output frames.
+    pub outputs: Vec<Receiver<OutputMsg>>,
+    pub snapshots: Receiver<(usize, Snapshot)>,
+    pub events: Receiver<(usize, Event)>,
+    /// Specs replaced by reloads, to be dropped off the real-time thread.
+    pub retired: Receiver<Box<ControllerSpec>>,
+    pub latency: LatencyReader,
+    pub stats: Arc<EngineStats>,
+}
+
+#[derive(Debug)]
+struct Intersection {
+    controller: Controller,
+    monitor: Monitor,
+    input: InputFrame,
+    last_input: Instant,
+    outputs: Sender<OutputMsg>,
+}
+
+/// The control loop's owned state. Build with [`Engine::new`], then either
+/// [`Engine::spawn`] it on its own thread or drive [`Engine::tick`] directly
+/// (tests, replay, benchmarks).
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    intersections: Vec<Intersection>,
+    commands: Receiver<EngineCommand>,
+    inputs: Receiver<(usize, InputFrame)>,
+    snapshots: Sender<(usize, Snapshot)>,
+    events: Sender<(usize, Event)>,
+    retired: Sender<Box<ControllerSpec>>,
+    latency: LatencyRecorder,
+    stats: Arc<EngineStats>,
+    seq: u64,
+    /// Intersections flashed because the loop overran, to restart.
+    overrun_flash: bool,
+    shutdown: bool,
+}
+
+/// Events the engine can buffer towards the log and the API before dropping.
+const EVENT_BUFFER: usize = 65_536;
+
+impl Engine {
+    pub fn new(specs: Vec<ControllerSpec>, cfg: EngineConfig, now: Instant) -> (Engine, EngineIo) {
+        let n = specs.len().max(1);
+        let (cmd_tx, cmd_rx) = bounded(1024);
+        let (in_tx, in_rx) = bounded(n * 4);
+        let (snap_tx, snap_rx) = bounded(n * 4);
+        let (ev_tx, ev_rx) = bounded(EVENT_BUFFER);
+        let (ret_tx, ret_rx) = bounded(n * 2);
+        let (recorder, reader) = latency_pair();
+        let mut outputs = Vec::with_capacity(specs.len());
+        let intersections = specs
+            .into_iter()
+            .map(|spec| {
+                let (out_tx, out_rx) = bounded(4);
+                outputs.push(out_rx);
+                Intersection {
+                    monitor: Monitor::new(&spec),
+                    controller: Controller::new(spec, now),
+                    input: InputFrame::default(),
+                    last_input: now,
+                    outputs: out_tx,
+                }
+            })
+            .collect();
+        let stats = Arc::new(EngineStats::default());
+        let engine = Engine {
+            cfg,
+            intersections,
+            commands: cmd_rx,
+            inputs: in_rx,
+            snapshots: snap_tx,
+            events: ev_tx,
+            retired: ret_tx,
+            latency: recorder,
+            stats: stats.clone(),
+            seq: 0,
+            overrun_flash: false,
+            shutdown: false,
+        };
+        let io = EngineIo {
+            commands: cmd_tx,
+            inputs: in_tx,
+            outputs,
+            snapshots: snap_rx,
+            events: ev_rx,
+            retired: ret_rx,
+            latency: reader,
+            stats,
+        };
+        (engine, io)
+    }
+
+    pub fn controller(&self, intersection: usize) -> &Controller {
+        &self.intersections[intersection].controller
+    }
+
+    pub fn latency(&self) -> &LatencyRecorder {
+        &self.latency
+    }
+
+    /// Whether a shutdown command has been handled.
+    pub fn is_shut_down(&self) -> bool {
+        self.shutdown
+    }
+
+    /// One control period at `now`: commands, inputs, every controller, its
+    /// monitor, and publication. Allocation-free.
+    pub fn tick(&mut self, now: Instant) {
+        self.drain_commands(now);
+        self.drain_inputs(now);
+        let publish_snapshot = self.seq % self.cfg.snapshot_every.max(1) as u64 == 0;
+        self.seq += 1;
+        for i in 0..self.intersections.len() {
+            let started = std::time::Instant::now();
+            self.tick_intersection(i, now, publish_snapshot);
+            self.latency.record_tick(started.elapsed().as_nanos() as u64);
+        }
+        self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+        if self.seq % 10 == 0 {
+            self.latency.publish();
+        }
+    }
+
+    fn tick_intersection(&mut self, i: usize, now: Instant, publish_snapshot: bool) {
+        let x = &mut self.intersections[i];
+        let stale = now.since(x.last_input) > self.cfg.input_timeout;
+        match (stale, x.controller.unit()) {
+            (true, _) => x.controller.enter_flash(now, FlashReason::CabinetLinkLost),
+            (false, UnitState::Flash { reason: FlashReason::CabinetLinkLost, .. }) => {
+                let _ = x.controller.handle_command(now, Command::Restart);
+            }
+            _ => {}
+        }
+        x.controller.handle_tick(now, &x.input);
+        if let Some(old) = x.controller.take_retired_spec() {
+            x.monitor.configure(x.controller.spec());
+            let _ = self.retired.try_send(old);
+        }
+        let frame = *x.controller.output();
+        if x.monitor.tripped().is_none()
+            && let Err(fault) = x.monitor.check(now, &frame)
+        {
+            self.stats.monitor_trips.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(intersection = %x.controller.spec().id, %fault, "safety monitor tripped: flashing until reset");
+            x.controller.enter_flash(now, FlashReason::MonitorTrip);
+        }
+        let shown = x.monitor.guard(x.controller.output());
+        if x.outputs.try_send(OutputMsg { seq: self.seq, at: now, frame: shown }).is_err() {
+            self.stats.dropped_outputs.fetch_add(1, Ordering::Relaxed);
+        }
+        while let Some(e) = x.controller.poll_event() {
+            if self.events.try_send((i, e)).is_err() {
+                self.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if publish_snapshot && self.snapshots.try_send((i, x.controller.snapshot())).is_err() {
+            self.stats.dropped_snapshots.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn drain_commands(&mut self, now: Instant) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(EngineCommand::Controller { intersection, command }) => {
+                    let Some(x) = self.intersections.get_mut(intersection) else { continue };
+                    if let Err(e) = x.controller.handle_command(now, command) {
+                        tracing::warn!(intersection = %x.controller.spec().id, error = %e, "command refused");
+                    }
+                }
+                Ok(EngineCommand::ResetMonitor { intersection }) => {
+                    let Some(x) = self.intersections.get_mut(intersection) else { continue };
+                    if x.monitor.tripped().is_some() {
+                        tracing::warn!(intersection = %x.controller.spec().id, "monitor reset by operator: restarting");
+                        x.monitor.reset();
+                        let _ = x.controller.handle_command(now, Command::Restart);
+                    }
+                }
+                Ok(EngineCommand::Shutdown) => {
+                    self.shutdown = true;
+                    for x in &mut self.intersections {
+                        x.controller.enter_flash(now, FlashReason::Shutdown);
+                    }
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn drain_inputs(&mut self, now: Instant) {
+        while let Ok((i, frame)) = self.inputs.try_recv() {
+            if let Some(x) = self.intersections.get_mut(i) {
+                x.input = frame;
+                x.last_input = now;
+            }
+        }
+    }
+
+    /// The loop was late by `lateness`: flash everything past the budget,
+    /// restart once back on time.
+    fn note_lateness(&mut self, now: Instant, lateness: Span) {
+        if lateness > self.cfg.overrun_flash_after {
+            if !self.overrun_flash {
+                tracing::error!(late = %lateness, "control loop overran its budget: flashing all intersections");
+            }
+            self.overrun_flash = true;
+            for x in &mut self.intersections {
+                x.controller.enter_flash(now, FlashReason::Overrun);
+            }
+        } else if self.overrun_flash && lateness.is_zero() {
+            self.overrun_flash = false;
+            for x in &mut self.intersections {
+                let _ = x.controller.handle_command(now, Command::Restart);
+            }
+        }
+    }
+
+    /// Run on absolute deadlines until shut down (or every command sender
+    /// and input sender is gone).
+    pub fn run(mut self, mut clock: impl Clock) {
+        self.stats.running.store(true, Ordering::Relaxed);
+        let mut deadline = clock.now();
+        loop {
+            let now = clock.now();
+            let lateness = now.since(deadline);
+            self.latency.record_jitter(clock.nanos_past(deadline));
+            self.note_lateness(now, lateness);
+            self.tick(now);
+            if self.shutdown {
+                break;
+            }
+            deadline += self.cfg.tick;
+            let after = clock.now();
+            if after > deadline {
+                // Missed one or more deadlines: skip, do not burst.
+                self.stats.overruns.fetch_add(1, Ordering::Relaxed);
+                let missed = after.since(deadline).as_millis() / self.cfg.tick.as_millis().max(1) + 1;
+                deadline += Span::from_millis(missed * self.cfg.tick.as_millis());
+            }
+            clock.wait_until(deadline);
+        }
+        self.latency.publish();
+        self.stats.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Run on a dedicated, named OS thread.
+    pub fn spawn(self, clock: impl Clock + 'static) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name("greenwave-control".into()).spawn(move || self.run(clock))
+    }
+}

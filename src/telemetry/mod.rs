@@ -1,0 +1,10 @@
+//! Observability: structured logs ([`init`]) and the Indiana hi-resolution
+//! event log on disk that ATSPM tools import ([`eventlog`]).
+
+pub mod eventlog;
+pub mod init;
+
+pub use eventlog::{
+    EventLogConfig, EventLogStats, EventLogWriter, LogTimeZone, read_event_log, spawn_event_log_thread,
+};
+pub use init::init_tracing;
