@@ -264,7 +264,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let dir = args.controllers.clone().unwrap_or_else(|| daemon.controllers.clone());
-    let source = if dir.is_dir() { Source::Dir(dir) } else { Source::Embedded };
+    // The embedded (simulated) default is only for a bare `greenwave run`:
+    // a configured directory that is missing is an error, never a silent
+    // switch to simulated cabinets.
+    let explicit = args.controllers.is_some() || config_path.is_some();
+    let source = match (dir.is_dir(), explicit) {
+        (true, _) => Source::Dir(dir),
+        (false, false) => Source::Embedded,
+        (false, true) => {
+            eprintln!("greenwave: controllers directory {} does not exist", dir.display());
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     let intersections = match load_source(&source) {
         Ok(i) => i,
         Err(errors) => {
@@ -458,9 +469,11 @@ fn spawn_schedule(
             };
             for (i, s) in schedules.iter().enumerate() {
                 let want = s.plan_at(t);
-                if want.is_some() && want != last[i] {
+                if let Some(plan) = want
+                    && want != last[i]
+                {
                     last[i] = want;
-                    let command = Command::SelectPlan(want.expect("checked is_some"));
+                    let command = Command::SelectPlan(plan);
                     let _ = commands.send(EngineCommand::Controller { intersection: i, command });
                 }
             }
@@ -489,14 +502,17 @@ fn spawn_view(
         use std::sync::atomic::Ordering::Relaxed;
         let mut last_log = std::time::Instant::now();
         while !stop.load(Relaxed) {
+            // Reading the latency also hands the engine its spare
+            // histograms back, so it keeps publishing.
+            let figures = latency.latest();
             if on {
-                print!("{}", view::render(&views, &board, latency.latest()));
+                print!("{}", view::render(&views, &board, figures));
                 std::thread::sleep(Duration::from_millis(500));
             } else {
                 std::thread::sleep(Duration::from_millis(500));
                 if last_log.elapsed() >= Duration::from_secs(30) {
                     last_log = std::time::Instant::now();
-                    let (tick, jitter) = latency.latest();
+                    let (tick, jitter) = figures;
                     info!(
                         ticks = stats.ticks.load(Relaxed),
                         overruns = stats.overruns.load(Relaxed),

@@ -17,9 +17,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::IntersectionConfig;
-use crate::core::{
-    ControllerSpec, DetectorChannel, Event, InputFrame, Instant, MAX_DETECTORS, Span,
-};
+use crate::core::{ControllerSpec, DetectorChannel, Event, InputFrame, Instant, MAX_DETECTORS, Span};
 use crate::engine::{Engine, EngineConfig, EngineIo};
 use crate::sim::SimCabinet;
 
@@ -69,7 +67,10 @@ impl DetectorLog {
             }
             let fields: Vec<&str> = l.split(',').map(str::trim).collect();
             let [t, ch, p] = fields[..] else {
-                return Err(ReplayError::Parse { line, reason: format!("expected time_s,channel,presence, got {l:?}") });
+                return Err(ReplayError::Parse {
+                    line,
+                    reason: format!("expected time_s,channel,presence, got {l:?}"),
+                });
             };
             let time_s: f64 = t.parse().map_err(|_| ReplayError::Parse { line, reason: format!("bad time {t:?}") })?;
             let at = Span::try_from_secs_f64(time_s)

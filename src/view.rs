@@ -45,7 +45,11 @@ fn unit(s: &Snapshot) -> String {
 }
 
 /// Render one screen (plain text with ANSI colours).
-pub fn render(intersections: &[ViewIntersection], board: &SnapshotBoard, latency: (Percentiles, Percentiles)) -> String {
+pub fn render(
+    intersections: &[ViewIntersection],
+    board: &SnapshotBoard,
+    latency: (Percentiles, Percentiles),
+) -> String {
     let mut out = String::with_capacity(4096);
     out.push_str("\x1b[H\x1b[2J");
     let _ = writeln!(out, "Greenwave — live view (Ctrl-C drives the signals to flash and exits)");
@@ -59,7 +63,16 @@ pub fn render(intersections: &[ViewIntersection], board: &SnapshotBoard, latency
             Some(c) => format!("cycle {:.0}/{:.0}s", c.as_secs_f64(), s.cycle.as_secs_f64()),
             None => "free".into(),
         };
-        let _ = writeln!(out, "\x1b[1m{}\x1b[0m  {}  plan {} ({:?}, {:?})  {}", x.id, unit(&s), s.plan, s.plan_mode, s.mode, cycle);
+        let _ = writeln!(
+            out,
+            "\x1b[1m{}\x1b[0m  {}  plan {} ({:?}, {:?})  {}",
+            x.id,
+            unit(&s),
+            s.plan,
+            s.plan_mode,
+            s.mode,
+            cycle
+        );
         for (r, ring) in s.rings.iter().take(s.ring_count as usize).enumerate() {
             let phase = ring.phase.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
             let what = match ring.interval {

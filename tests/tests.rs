@@ -1,1 +1,3 @@
-
+mod config;
+mod golden;
+mod safety;

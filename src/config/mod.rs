@@ -5,17 +5,46 @@
 //! one to one (serde, unknown keys reported), `validate` runs every check and
 //! returns either the validated [`IntersectionConfig`] or *every* error, each
 //! naming its file, key and reason.
+//!
+//! # Layout
+//! - [`load`]: entry points for controller files ([`load_intersection`],
+//!   [`load_intersection_str`], [`load_dir`]); config-rs does the TOML.
+//! - [`daemon`]: `greenwave.toml` plus `GREENWAVE_*` overrides ([`DaemonConfig::load`]).
+//! - [`check`]: the `greenwave check` report ([`check_report`]).
+//! - [`raw`]: the file as written; `de`: strict deserialization that keeps
+//!   going after a bad value; `key`: how keys are named in messages.
+//! - `validate`: every check, raw → [`IntersectionConfig`]; [`clearance`]:
+//!   the ITE and MUTCD minimum intervals it checks against.
+//! - [`error`]: [`ConfigError`] and [`Warning`], `file: key: reason`.
 
 use std::path::PathBuf;
 
 use crate::core::spec::ControllerSpec;
 use crate::core::{DetectorChannel, OverlapId, PhaseId, Span};
 
+pub mod check;
+pub mod clearance;
+pub mod daemon;
+mod de;
+pub mod error;
+mod key;
+pub mod load;
+pub mod raw;
+mod validate;
+
+pub use check::{CheckReport, FileCheck, Summary, check_report};
+pub use daemon::{DaemonConfig, Env, EventLogConfig};
+pub use error::{ConfigError, Warning};
+pub use load::{load_dir, load_intersection, load_intersection_str};
+pub use validate::{DEFAULT_MODBUS_UNIT_ID, DEFAULT_SATURATION_HEADWAY, DEFAULT_SIM_SEED};
+
 /// One intersection, validated: the controller definition plus how to reach
 /// its cabinet and, for the built-in simulator, its traffic.
 #[derive(Clone, Debug)]
 pub struct IntersectionConfig {
     pub spec: ControllerSpec,
+    /// `[intersection] name`, for people ("Broadway & 5th Ave"); the id if not given.
+    pub name: String,
     pub cabinet: CabinetConfig,
     pub traffic: TrafficConfig,
     /// The file this came from (for reload and error messages).

@@ -29,7 +29,7 @@
 use super::coord::CoordPlan;
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
-use super::ids::{PhaseId, PhaseSet, MAX_OVERLAPS, MAX_RINGS};
+use super::ids::{MAX_OVERLAPS, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
 use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
 use super::spec::{ControllerSpec, FlashIndication, MaxSelect, PlanMode, Recall};
@@ -96,9 +96,14 @@ pub enum OperatingMode {
 /// The unit-level state (NTCIP `unitControlStatus`, simplified).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnitState {
-    Flash { reason: FlashReason, since: Instant },
+    Flash {
+        reason: FlashReason,
+        since: Instant,
+    },
     /// All red before running (start-up or leaving flash).
-    AllRed { since: Instant },
+    AllRed {
+        since: Instant,
+    },
     Run,
 }
 
@@ -151,7 +156,10 @@ pub enum Command {
     Hold(PhaseSet),
     Release(PhaseSet),
     /// Place calls as a detector would (test, operator, central).
-    PlaceCall { vehicle: PhaseSet, ped: PhaseSet },
+    PlaceCall {
+        vehicle: PhaseSet,
+        ped: PhaseSet,
+    },
     /// Instant of coordination cycle zero before offsets (usually midnight).
     SetCoordinationReference(Instant),
     /// A reloaded, already validated controller definition.
@@ -206,8 +214,13 @@ enum OverlapInterval {
     #[default]
     Red,
     Green,
-    Yellow { until: Instant, red_clear: Span },
-    RedClear { until: Instant },
+    Yellow {
+        until: Instant,
+        red_clear: Span,
+    },
+    RedClear {
+        until: Instant,
+    },
 }
 
 /// The plan in force, with its coordination arithmetic.
@@ -758,13 +771,12 @@ impl Controller {
         //    with nothing left in its group keeps its green (and its
         //    extensions) while another ring still times green in the group;
         //    max-out and force-off end it regardless.
-        let barrier_ready = |r: usize, wants: &[Option<(Termination, Option<PhaseId>)>; MAX_RINGS]| match self.rings[r]
-            .interval
-        {
-            Interval::Idle => true,
-            Interval::Yellow | Interval::RedClear => self.rings[r].next.is_none(),
-            Interval::Green => matches!(wants[r], Some((_, None))),
-        };
+        let barrier_ready =
+            |r: usize, wants: &[Option<(Termination, Option<PhaseId>)>; MAX_RINGS]| match self.rings[r].interval {
+                Interval::Idle => true,
+                Interval::Yellow | Interval::RedClear => self.rings[r].next.is_none(),
+                Interval::Green => matches!(wants[r], Some((_, None))),
+            };
         let mut ending = [false; MAX_RINGS];
         for r in 0..rings {
             ending[r] = match wants[r] {
@@ -988,6 +1000,11 @@ impl Controller {
         if g != self.group || !self.enter_current_group {
             self.events.push(now, EventCode::BarrierTermination, self.group as u16 + 1);
         }
+        let startup_phases = if self.enter_current_group {
+            self.spec.startup.phases.intersection(self.spec.barrier_groups[g])
+        } else {
+            PhaseSet::EMPTY
+        };
         self.enter_current_group = false;
         self.group = g;
         for r in &mut self.rings {
@@ -996,7 +1013,10 @@ impl Controller {
         let rings = self.spec.rings.len();
         let mut starts: [Option<PhaseId>; MAX_RINGS] = [None; MAX_RINGS];
         for (r, s) in starts.iter_mut().enumerate().take(rings) {
-            *s = self.next_in_group(r, calls);
+            // Start-up begins in the start-up phases (usually 2 and 6), not
+            // in a lead phase that happens to be called.
+            let startup = self.spec.rings[r].sequence.iter().copied().find(|p| startup_phases.contains(*p));
+            *s = startup.or_else(|| self.next_in_group(r, calls));
         }
         if starts.iter().any(Option::is_some) {
             for (r, s) in starts.iter_mut().enumerate().take(rings) {
@@ -1141,7 +1161,13 @@ mod tests {
         fn new() -> Self {
             let spec = eight_phase();
             let m = Monitor::new(&spec);
-            Rig { c: Controller::new(spec, Instant::ZERO), m, now: Instant::ZERO, input: InputFrame::default(), log: vec![] }
+            Rig {
+                c: Controller::new(spec, Instant::ZERO),
+                m,
+                now: Instant::ZERO,
+                input: InputFrame::default(),
+                log: vec![],
+            }
         }
 
         fn run(&mut self, secs: u64) {
@@ -1218,12 +1244,8 @@ mod tests {
             rig.detector(ch, true);
         }
         rig.run(600);
-        let starts: Vec<Instant> = rig
-            .log
-            .iter()
-            .filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == 3)
-            .map(|e| e.at)
-            .collect();
+        let starts: Vec<Instant> =
+            rig.log.iter().filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == 3).map(|e| e.at).collect();
         let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
         assert!(gaps.len() >= 4, "{gaps:?}");
         assert!(gaps[2..].iter().all(|&g| g == 100_000), "phase 3 starts every cycle: {gaps:?}");
@@ -1234,12 +1256,8 @@ mod tests {
         let mut rig = Rig::new();
         rig.c.handle_command(Instant::ZERO, Command::SelectPlan(3)).unwrap();
         rig.run(600);
-        let starts: Vec<Instant> = rig
-            .log
-            .iter()
-            .filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == 7)
-            .map(|e| e.at)
-            .collect();
+        let starts: Vec<Instant> =
+            rig.log.iter().filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == 7).map(|e| e.at).collect();
         let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
         assert!(gaps.len() >= 4, "{gaps:?}");
         assert!(gaps[2..].iter().all(|&g| g == 90_000), "{gaps:?}");
@@ -1321,9 +1339,12 @@ mod fuzz {
                         assert!(now.since(since) < Span::from_secs(400), "seed {seed}: phase {p} starved\n{snap:#?}");
                     }
                 }
-                for i in 0..16 {
-                    if !snap.vehicle_calls.contains(PhaseId::from_index(i)) || snap.unit != UnitState::Run || !snap.holds.is_empty() {
-                        waiting[i] = None;
+                for (i, w) in waiting.iter_mut().enumerate() {
+                    if !snap.vehicle_calls.contains(PhaseId::from_index(i))
+                        || snap.unit != UnitState::Run
+                        || !snap.holds.is_empty()
+                    {
+                        *w = None;
                     }
                 }
                 while c.poll_event().is_some() {}

@@ -19,7 +19,7 @@
 //! in the current cycle. The first cycle after a change is therefore longer or
 //! shorter, but never cuts a minimum, a pedestrian interval or a clearance.
 
-use super::ids::{PhaseId, PhaseSet, MAX_PHASES};
+use super::ids::{MAX_PHASES, PhaseId, PhaseSet};
 use super::spec::{ControllerSpec, PlanSpec};
 use super::time::{Instant, Span};
 
@@ -51,11 +51,7 @@ impl CoordPlan {
             return None;
         }
         let groups = spec.barrier_groups.len();
-        let first_group = spec
-            .barrier_groups
-            .iter()
-            .position(|g| g.intersects(plan.coordinated))
-            .unwrap_or(0);
+        let first_group = spec.barrier_groups.iter().position(|g| g.intersects(plan.coordinated)).unwrap_or(0);
         let mut split_start = [Span::ZERO; MAX_PHASES];
         let mut force_off = [Span::ZERO; MAX_PHASES];
         let mut group_start = Span::ZERO;
@@ -102,7 +98,10 @@ impl CoordPlan {
     }
 
     fn until(&self, from: Span, to: Span) -> Span {
-        Span::from_millis((to.as_millis() + self.cycle.as_millis() - from.as_millis() % self.cycle.as_millis()) % self.cycle.as_millis())
+        Span::from_millis(
+            (to.as_millis() + self.cycle.as_millis() - from.as_millis() % self.cycle.as_millis())
+                % self.cycle.as_millis(),
+        )
     }
 
     /// If non-coordinated phase `p` may start at cycle time `c` and still

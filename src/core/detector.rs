@@ -7,7 +7,7 @@
 //! a broken loop costs some green time but never strands a movement.
 
 use super::event::{EventCode, EventQueue};
-use super::ids::{PhaseSet, MAX_DETECTORS};
+use super::ids::{MAX_DETECTORS, PhaseSet};
 use super::image::InputFrame;
 use super::spec::{DetectorKind, DetectorSpec};
 use super::time::{Instant, Span};

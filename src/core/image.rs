@@ -2,7 +2,7 @@
 //! ([`InputFrame`]) and what the heads must show ([`OutputFrame`]). Both are
 //! `Copy` so they move through channels and buffers without allocating.
 
-use super::ids::{DetectorChannel, OverlapId, PhaseId, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES};
+use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId};
 
 /// Cabinet status inputs, as a real cabinet wires them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

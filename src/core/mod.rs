@@ -17,16 +17,14 @@ pub mod image;
 pub mod monitor;
 pub mod snapshot;
 pub mod spec;
-pub mod time;
 #[cfg(test)]
 pub(crate) mod testing;
-
+pub mod time;
 
 pub use controller::{Command, CommandError, Controller, FlashReason, Interval, OperatingMode, UnitState};
 pub use event::{Event, EventCode, EventQueue};
-pub use ids::{DetectorChannel, OverlapId, PhaseId, PhaseSet, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS};
+pub use ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, OverlapId, PhaseId, PhaseSet};
 pub use image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
-
 
 pub use monitor::{Fault, Monitor, Trip};
 pub use snapshot::Snapshot;

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use super::ids::{OverlapId, PhaseId, MAX_OVERLAPS, MAX_PHASES};
+use super::ids::{MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId};
 use super::image::{Indication, OutputFrame, PedIndication};
 use super::spec::ControllerSpec;
 use super::time::{Instant, Span};
@@ -245,9 +245,8 @@ impl Monitor {
                 self.peds[i] = PedTrack { shown: frame.ped[i], since: now };
             }
         }
-        let flashing = (0..CHANNELS).any(|i| {
-            matches!(Self::shown(frame, i), Indication::FlashingRed | Indication::FlashingYellow)
-        });
+        let flashing = (0..CHANNELS)
+            .any(|i| matches!(Self::shown(frame, i), Indication::FlashingRed | Indication::FlashingYellow));
 
         // Conflicts, on the frame as a whole.
         let mut lit = 0u32;
@@ -282,11 +281,9 @@ impl Monitor {
             let channel = channel_of(i);
             use Indication::*;
             match (track.shown, to) {
-                (Green, Yellow) => {
-                    if i < MAX_PHASES && held < t.min_green {
-                        let phase = PhaseId::from_index(i);
-                        return Err(Fault::ShortMinGreen { phase, shown: held, required: t.min_green });
-                    }
+                (Green, Yellow) if i < MAX_PHASES && held < t.min_green => {
+                    let phase = PhaseId::from_index(i);
+                    return Err(Fault::ShortMinGreen { phase, shown: held, required: t.min_green });
                 }
                 (Green, Red | Dark) => return Err(Fault::SkippedYellow { channel, to }),
                 (Yellow, Red) => {
@@ -325,12 +322,7 @@ impl Monitor {
                 let shown = now.since(cleared);
                 let required = self.timing[j].red_clear;
                 if shown < required {
-                    return Err(Fault::ShortRedClear {
-                        channel: channel_of(i),
-                        after: channel_of(j),
-                        shown,
-                        required,
-                    });
+                    return Err(Fault::ShortRedClear { channel: channel_of(i), after: channel_of(j), shown, required });
                 }
             }
         }

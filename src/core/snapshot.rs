@@ -4,7 +4,7 @@
 
 use super::controller::{Interval, OperatingMode, UnitState};
 use super::detector::DetectorFault;
-use super::ids::{PhaseId, PhaseSet, MAX_DETECTORS, MAX_RINGS};
+use super::ids::{MAX_DETECTORS, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::OutputFrame;
 use super::spec::PlanMode;
 use super::time::{Instant, Span};

@@ -8,7 +8,7 @@
 //! that fit their cycle. It is built once per (re)load and never allocates
 //! while running.
 
-use super::ids::{DetectorChannel, OverlapId, PhaseId, PhaseSet, MAX_PHASES};
+use super::ids::{DetectorChannel, MAX_PHASES, OverlapId, PhaseId, PhaseSet};
 use super::time::Span;
 
 /// Recall mode (NTCIP 1202 `phaseOptions` recall bits, in words).
@@ -238,20 +238,14 @@ impl Schedule {
     /// 00:00; before its first event the previous day's last plan would be in
     /// force, which we approximate by the day plan's last event.
     pub fn plan_at(&self, t: CivilTime) -> Option<u8> {
-        let holiday = self.holidays.iter().find(|h| {
-            h.month == t.month && h.day == t.day && h.year.is_none_or(|y| y == t.year)
-        });
+        let holiday =
+            self.holidays.iter().find(|h| h.month == t.month && h.day == t.day && h.year.is_none_or(|y| y == t.year));
         let day_plan = match holiday {
             Some(h) => h.day_plan,
             None => self.weekdays.get(t.weekday as usize).copied().flatten()?,
         };
         let events = &self.day_plans.get(day_plan)?.events;
-        events
-            .iter()
-            .rev()
-            .find(|e| e.minute_of_day <= t.minute_of_day)
-            .or_else(|| events.last())
-            .map(|e| e.plan)
+        events.iter().rev().find(|e| e.minute_of_day <= t.minute_of_day).or_else(|| events.last()).map(|e| e.plan)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Hand-built controller definitions for the core's own unit tests (the
 //! integration tests use the shipped files through `config`).
 
-use super::ids::{DetectorChannel, PhaseId, PhaseSet, MAX_PHASES};
+use super::ids::{DetectorChannel, MAX_PHASES, PhaseId, PhaseSet};
 use super::spec::*;
 use super::time::Span;
 
@@ -104,9 +104,10 @@ pub fn eight_phase() -> ControllerSpec {
         id: "test-8".into(),
         phases,
         phase_slot,
-        rings: vec![RingSpec { sequence: vec![p(1), p(2), p(3), p(4)] }, RingSpec {
-            sequence: vec![p(5), p(6), p(7), p(8)],
-        }],
+        rings: vec![
+            RingSpec { sequence: vec![p(1), p(2), p(3), p(4)] },
+            RingSpec { sequence: vec![p(5), p(6), p(7), p(8)] },
+        ],
         barrier_groups: vec![set(&[1, 2, 5, 6]), set(&[3, 4, 7, 8])],
         conflicts,
         detectors,

@@ -50,7 +50,7 @@ impl Span {
     /// Seconds as engineers write them; rounded to the nearest millisecond.
     /// Negative or non-finite input gives `None`.
     pub fn try_from_secs_f64(s: f64) -> Option<Self> {
-        (s.is_finite() && s >= 0.0 && s < 1e9).then(|| Span((s * 1000.0).round() as u64))
+        (s.is_finite() && (0.0..1e9).contains(&s)).then(|| Span((s * 1000.0).round() as u64))
     }
 
     pub const fn as_millis(self) -> u64 {

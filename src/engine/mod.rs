@@ -26,8 +26,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::core::{
-    Command, Controller, ControllerSpec, Event, FlashReason, InputFrame, Instant, Monitor, OutputFrame, Snapshot,
-    Span, UnitState,
+    Command, Controller, ControllerSpec, Event, FlashReason, InputFrame, Instant, Monitor, OutputFrame, Snapshot, Span,
+    UnitState,
 };
 use clock::Clock;
 use latency::{LatencyReader, LatencyRecorder, latency_pair};
@@ -59,10 +59,15 @@ impl Default for EngineConfig {
 /// What other threads can ask of the engine.
 #[derive(Debug)]
 pub enum EngineCommand {
-    Controller { intersection: usize, command: Command },
+    Controller {
+        intersection: usize,
+        command: Command,
+    },
     /// Operator reset of a latched monitor trip; the controller restarts
     /// through its start-up sequence.
-    ResetMonitor { intersection: usize },
+    ResetMonitor {
+        intersection: usize,
+    },
     /// Drive every intersection to flash, publish it, and stop.
     Shutdown,
 }
@@ -206,7 +211,7 @@ impl Engine {
     pub fn tick(&mut self, now: Instant) {
         self.drain_commands(now);
         self.drain_inputs(now);
-        let publish_snapshot = self.seq % self.cfg.snapshot_every.max(1) as u64 == 0;
+        let publish_snapshot = self.seq.is_multiple_of(self.cfg.snapshot_every.max(1) as u64);
         self.seq += 1;
         for i in 0..self.intersections.len() {
             let started = std::time::Instant::now();
@@ -214,7 +219,7 @@ impl Engine {
             self.latency.record_tick(started.elapsed().as_nanos() as u64);
         }
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
-        if self.seq % 10 == 0 {
+        if self.seq.is_multiple_of(10) {
             self.latency.publish();
         }
     }

@@ -1,0 +1,176 @@
+//! `greenwave.toml`: the daemon's own settings, from an optional file plus
+//! `GREENWAVE_*` environment variables (which win).
+//!
+//! Environment names: the prefix, one `_`, then the key path with `__`
+//! between tables: `GREENWAVE_TICK_MS`, `GREENWAVE_EVENT_LOG__DIR`. The
+//! prefix separator is set explicitly because config-rs otherwise reuses the
+//! `__` separator for it and silently ignores `GREENWAVE_TICK_MS`
+//! (STACK.md pitfall 4). Variable names are case-insensitive (config-rs
+//! lowercases them); keys in the file are case-sensitive. Every
+//! `GREENWAVE_*` variable is read as a setting, so an unknown one is an error
+//! like an unknown key in the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ::config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+use super::de::{Deserialized, deserialize_all, is_from_env};
+use super::error::ConfigError;
+use super::key::KeyPath;
+use super::load::read_error;
+
+/// Prefix of the environment variables that override `greenwave.toml`.
+pub const ENV_PREFIX: &str = "GREENWAVE";
+/// Accepted engine tick periods: faster than 10 ms buys nothing at 0.1 s
+/// signal timing resolution; slower than 1 s misses detector pulses.
+pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=1000;
+/// Smallest event log file worth rotating.
+pub const MIN_EVENT_LOG_FILE_BYTES: u64 = 4096;
+
+/// The daemon's validated settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Directory of controller files (`<id>.toml`).
+    pub controllers: PathBuf,
+    /// Engine tick period, ms.
+    pub tick_ms: u64,
+    pub event_log: EventLogConfig,
+    /// Show the live terminal view.
+    pub view: bool,
+}
+
+/// Where the Indiana event log goes and how it rotates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventLogConfig {
+    pub dir: PathBuf,
+    /// A file is rotated once it reaches this size.
+    pub max_file_bytes: u64,
+    /// Rotated files kept; older ones are deleted.
+    pub keep_files: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            controllers: PathBuf::from("controllers"),
+            tick_ms: 100,
+            event_log: EventLogConfig::default(),
+            view: true,
+        }
+    }
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        EventLogConfig { dir: PathBuf::from("log"), max_file_bytes: 10 * 1024 * 1024, keep_files: 10 }
+    }
+}
+
+/// Where environment overrides come from: the process, or (in tests) a map,
+/// so no test ever calls `set_var`.
+#[derive(Clone, Debug)]
+pub enum Env {
+    Process,
+    Vars(BTreeMap<String, String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawDaemon {
+    controllers: Option<PathBuf>,
+    tick_ms: Option<u64>,
+    event_log: Option<RawEventLog>,
+    view: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawEventLog {
+    dir: Option<PathBuf>,
+    max_file_bytes: Option<u64>,
+    keep_files: Option<usize>,
+}
+
+impl DaemonConfig {
+    /// Loads the daemon settings: defaults, then `file` if given (it must
+    /// exist), then the process's `GREENWAVE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<DaemonConfig, Vec<ConfigError>> {
+        Self::load_with_env(file, Env::Process)
+    }
+
+    /// [`DaemonConfig::load`] with the environment given explicitly. Every
+    /// problem is returned; a value set in the environment is reported
+    /// against `environment` and its variable name.
+    pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>> {
+        load(file, env)
+    }
+}
+
+fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>> {
+    let file_name = file.map_or_else(|| PathBuf::from("greenwave.toml"), Path::to_path_buf);
+    let mut builder = Config::builder();
+    if let Some(path) = file {
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+    }
+    let environment = Environment::with_prefix(ENV_PREFIX).prefix_separator("_").separator("__");
+    let environment = match env {
+        Env::Process => environment,
+        Env::Vars(vars) => environment.source(Some(vars.into_iter().collect())),
+    };
+    let tree = match builder.add_source(environment).build() {
+        Ok(config) => config.cache,
+        Err(e) => return Err(vec![ConfigError::new(&file_name, "", read_error(e))]),
+    };
+    let doc: Deserialized<RawDaemon> = deserialize_all(tree);
+    // A value set in the environment is reported against its variable, not
+    // the file it overrode.
+    let locate = |from_env: bool, path: &KeyPath, key: String, reason: String| {
+        if from_env {
+            ConfigError::new(Path::new("environment"), key, format!("{reason} ({})", path.env_var(ENV_PREFIX)))
+        } else {
+            ConfigError::new(&file_name, key, reason)
+        }
+    };
+    let mut errors: Vec<ConfigError> =
+        doc.problems.iter().map(|p| locate(p.from_env, &p.path, p.key.clone(), p.reason.clone())).collect();
+    let mut error = |path: KeyPath, reason: String| {
+        let from_env = path.lookup(&doc.tree).is_some_and(is_from_env);
+        errors.push(locate(from_env, &path, path.render(&doc.tree), reason));
+    };
+
+    let defaults = DaemonConfig::default();
+    let raw = doc.value;
+    let root = KeyPath::root();
+    let controllers = raw.controllers.unwrap_or(defaults.controllers);
+    if controllers.as_os_str().is_empty() {
+        error(root.key("controllers"), "must not be empty".into());
+    }
+    let tick_ms = raw.tick_ms.unwrap_or(defaults.tick_ms);
+    if !TICK_MS_RANGE.contains(&tick_ms) {
+        error(
+            root.key("tick_ms"),
+            format!("{tick_ms} ms is outside {}..={} ms", TICK_MS_RANGE.start(), TICK_MS_RANGE.end()),
+        );
+    }
+    let raw_log = raw.event_log.unwrap_or_default();
+    let log_at = root.key("event_log");
+    let event_log = EventLogConfig {
+        dir: raw_log.dir.unwrap_or(defaults.event_log.dir),
+        max_file_bytes: raw_log.max_file_bytes.unwrap_or(defaults.event_log.max_file_bytes),
+        keep_files: raw_log.keep_files.unwrap_or(defaults.event_log.keep_files),
+    };
+    if event_log.dir.as_os_str().is_empty() {
+        error(log_at.key("dir"), "must not be empty".into());
+    }
+    if event_log.max_file_bytes < MIN_EVENT_LOG_FILE_BYTES {
+        error(
+            log_at.key("max_file_bytes"),
+            format!("{} bytes: must be at least {MIN_EVENT_LOG_FILE_BYTES}", event_log.max_file_bytes),
+        );
+    }
+    if event_log.keep_files == 0 {
+        error(log_at.key("keep_files"), "must be at least 1 (the file being written)".into());
+    }
+    let config = DaemonConfig { controllers, tick_ms, event_log, view: raw.view.unwrap_or(defaults.view) };
+    if errors.is_empty() { Ok(config) } else { Err(errors) }
+}

@@ -1,0 +1,133 @@
+//! Reading controller files: config-rs parses the TOML, [`super::de`] turns
+//! the tree into raw structs, [`super::validate`] checks it.
+//!
+//! Reload is the caller's loop around these functions: load the new file,
+//! and on `Err` keep running the previous [`IntersectionConfig`] and report
+//! the errors. Nothing here holds state between calls.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ::config::{Config, File, FileFormat, Source};
+
+use super::IntersectionConfig;
+use super::de::deserialize_all;
+use super::error::{ConfigError, Warning};
+use super::raw::RawController;
+use super::validate::{Checked, validate};
+
+/// Loads and validates one controller file.
+pub fn load_intersection(path: &Path) -> Result<(IntersectionConfig, Vec<Warning>), Vec<ConfigError>> {
+    check_file(path).into_result()
+}
+
+/// Loads and validates a controller file from text, e.g. one embedded with
+/// `include_str!`. `name` stands for the file in every error and warning.
+pub fn load_intersection_str(name: &str, toml: &str) -> Result<(IntersectionConfig, Vec<Warning>), Vec<ConfigError>> {
+    let file = Path::new(name);
+    check_source(file, File::from_str(toml, FileFormat::Toml)).into_result()
+}
+
+/// Loads every `*.toml` directly in `dir`, in file-name order, each with its
+/// own warnings. All files are checked and all their errors returned; two
+/// files with the same intersection id are an error too.
+pub fn load_dir(dir: &Path) -> Result<Vec<(IntersectionConfig, Vec<Warning>)>, Vec<ConfigError>> {
+    let files = controller_files(dir).map_err(|e| vec![e])?;
+    if files.is_empty() {
+        return Err(vec![no_controllers(dir)]);
+    }
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for (_, checked) in check_files(&files) {
+        match checked.into_result() {
+            Ok(ok) => loaded.push(ok),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() { Ok(loaded) } else { Err(errors) }
+}
+
+impl Checked {
+    fn into_result(self) -> Result<(IntersectionConfig, Vec<Warning>), Vec<ConfigError>> {
+        match self.config {
+            Some(config) if self.errors.is_empty() => Ok((config, self.warnings)),
+            _ => Err(self.errors),
+        }
+    }
+}
+
+/// The `*.toml` files directly in `dir`, sorted by name.
+pub(crate) fn controller_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| ConfigError::new(dir, "", format!("cannot read the directory: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+pub(crate) fn no_controllers(dir: &Path) -> ConfigError {
+    ConfigError::new(dir, "", "no controller files (*.toml) in this directory")
+}
+
+/// Checks each file, then the ids across them: an id is the signal id in
+/// the event log, so two controllers must never share one.
+pub(crate) fn check_files(files: &[PathBuf]) -> Vec<(PathBuf, Checked)> {
+    let mut checked: Vec<(PathBuf, Checked)> = files.iter().map(|f| (f.clone(), check_file(f))).collect();
+    let mut first_with_id: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (path, c) in &mut checked {
+        let Some(id) = c.config.as_ref().map(|cfg| cfg.spec.id.clone()) else { continue };
+        match first_with_id.get(&id) {
+            Some(first) => {
+                c.errors.push(ConfigError::new(
+                    path,
+                    "intersection.id",
+                    format!("\"{id}\" is also the id of {}: ids must be unique", first.display()),
+                ));
+                c.config = None;
+            }
+            None => {
+                first_with_id.insert(id, path.clone());
+            }
+        }
+    }
+    checked
+}
+
+pub(crate) fn check_file(path: &Path) -> Checked {
+    let mut checked = check_source(path, File::from(path).format(FileFormat::Toml));
+    // controllers/<id>.toml: a file named after another id is a copy that
+    // was not fully edited, more often than not.
+    if let (Some(cfg), Some(stem)) = (&checked.config, path.file_stem().and_then(|s| s.to_str()))
+        && cfg.spec.id != stem
+    {
+        checked.warnings.push(Warning::new(
+            path,
+            "intersection.id",
+            format!("\"{}\" differs from the file name \"{stem}\" (controllers/<id>.toml)", cfg.spec.id),
+        ));
+    }
+    checked
+}
+
+fn check_source(file: &Path, source: impl Source + Send + Sync + 'static) -> Checked {
+    match Config::builder().add_source(source).build() {
+        Ok(config) => validate(&deserialize_all::<RawController>(config.cache), file),
+        Err(e) => {
+            Checked { config: None, errors: vec![ConfigError::new(file, "", read_error(e))], warnings: Vec::new() }
+        }
+    }
+}
+
+/// A config-rs error about the file as a whole, without the path config-rs
+/// appends (ours is already in front).
+pub(crate) fn read_error(e: ::config::ConfigError) -> String {
+    match e {
+        ::config::ConfigError::FileParse { cause, .. } => format!("not valid TOML: {}", cause.to_string().trim_end()),
+        ::config::ConfigError::Foreign(cause) => cause.to_string(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,249 @@
+//! The controller file exactly as written: one struct per TOML table, one
+//! field per key, units in the key names (see `controllers/README.md`).
+//!
+//! Nothing here checks meaning, only shape. Keys that must be present are
+//! still `Option`: `validate` reports a missing key with its full path
+//! alongside every other problem, instead of serde stopping at the first.
+//! Keys whose default is zero, false or the first enum variant use serde's
+//! default; every other default is a named constant in `validate`.
+//! Unknown keys are reported by the strict deserializer in `de`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A whole `controllers/<id>.toml`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawController {
+    pub intersection: Option<RawIntersection>,
+    pub cabinet: Option<RawCabinet>,
+    pub startup: Option<RawStartup>,
+    pub sequence: Option<RawSequence>,
+    #[serde(default)]
+    pub phase: Vec<RawPhase>,
+    #[serde(default)]
+    pub detector: Vec<RawDetector>,
+    #[serde(default)]
+    pub overlap: Vec<RawOverlap>,
+    #[serde(default)]
+    pub plan: Vec<RawPlan>,
+    pub schedule: Option<RawSchedule>,
+    pub simulation: Option<RawSimulation>,
+}
+
+/// `[intersection]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawIntersection {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// `[cabinet]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCabinet {
+    pub kind: Option<RawCabinetKind>,
+    pub address: Option<String>,
+    pub unit_id: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawCabinetKind {
+    Simulated,
+    ModbusTcp,
+}
+
+/// `[startup]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStartup {
+    pub flash_s: Option<f64>,
+    pub all_red_s: Option<f64>,
+    pub phases: Option<Vec<u8>>,
+}
+
+/// `[sequence]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSequence {
+    pub rings: Option<Vec<Vec<u8>>>,
+    pub barriers: Option<Vec<Vec<u8>>>,
+    #[serde(default)]
+    pub conflicts: Vec<[u8; 2]>,
+}
+
+/// `[[phase]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPhase {
+    pub number: Option<u8>,
+    pub name: Option<String>,
+    pub min_green_s: Option<f64>,
+    pub passage_s: Option<f64>,
+    pub max1_s: Option<f64>,
+    pub max2_s: Option<f64>,
+    pub yellow_s: Option<f64>,
+    pub red_clear_s: Option<f64>,
+    #[serde(default)]
+    pub walk_s: f64,
+    #[serde(default)]
+    pub ped_clear_s: f64,
+    #[serde(default)]
+    pub recall: RawRecall,
+    #[serde(default)]
+    pub dual_entry: bool,
+    #[serde(default)]
+    pub flash: RawFlash,
+    pub approach_speed_kmh: Option<f64>,
+    pub approach_speed_mph: Option<f64>,
+    #[serde(default)]
+    pub grade_percent: f64,
+    pub crossing_width_m: Option<f64>,
+    pub ped_crossing_m: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawRecall {
+    #[default]
+    None,
+    Min,
+    Max,
+    Ped,
+    Soft,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFlash {
+    #[default]
+    Red,
+    Yellow,
+}
+
+/// `[[detector]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDetector {
+    pub channel: Option<u8>,
+    #[serde(default)]
+    pub kind: RawDetectorKind,
+    pub calls: Option<Vec<u8>>,
+    pub extends: Option<Vec<u8>>,
+    #[serde(default)]
+    pub delay_s: f64,
+    #[serde(default)]
+    pub extend_s: f64,
+    #[serde(default)]
+    pub no_activity_s: f64,
+    #[serde(default)]
+    pub max_presence_s: f64,
+    #[serde(default)]
+    pub erratic_per_minute: u16,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDetectorKind {
+    #[default]
+    Vehicle,
+    Pedestrian,
+}
+
+/// `[[overlap]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOverlap {
+    pub id: Option<String>,
+    pub parents: Option<Vec<u8>>,
+    pub conflicts: Option<Vec<u8>>,
+}
+
+/// `[[plan]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPlan {
+    pub number: Option<u8>,
+    pub name: Option<String>,
+    pub mode: Option<RawPlanMode>,
+    #[serde(default)]
+    pub cycle_s: f64,
+    #[serde(default)]
+    pub offset_s: f64,
+    /// Keyed by phase number as written (`{ 1 = 15, 2 = 45 }`).
+    #[serde(default)]
+    pub splits_s: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub coordinated: Vec<u8>,
+    #[serde(default)]
+    pub max: RawMaxSelect,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPlanMode {
+    Free,
+    Coordinated,
+    Fixed,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMaxSelect {
+    #[default]
+    Max1,
+    Max2,
+}
+
+/// `[schedule]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSchedule {
+    pub default_plan: Option<u8>,
+    pub week: Option<Vec<String>>,
+    #[serde(default)]
+    pub day_plan: Vec<RawDayPlan>,
+    #[serde(default)]
+    pub holiday: Vec<RawHoliday>,
+}
+
+/// `[[schedule.day_plan]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDayPlan {
+    pub name: Option<String>,
+    pub events: Option<Vec<RawDayPlanEvent>>,
+}
+
+/// `{ at = "07:00", plan = 2 }`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDayPlanEvent {
+    pub at: Option<String>,
+    pub plan: Option<u8>,
+}
+
+/// `[[schedule.holiday]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHoliday {
+    pub date: Option<String>,
+    pub day_plan: Option<String>,
+}
+
+/// `[simulation]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSimulation {
+    pub seed: Option<u64>,
+    pub saturation_headway_s: Option<f64>,
+    #[serde(default)]
+    pub lanes: Vec<RawLane>,
+    #[serde(default)]
+    pub pedestrians: Vec<RawPedestrians>,
+}
+
+/// `{ detector = 1, phase = 2, arrivals_per_hour = 600 }`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLane {
+    pub detector: Option<u8>,
+    pub phase: Option<u8>,
+    pub overlap: Option<String>,
+    pub arrivals_per_hour: Option<f64>,
+}
+
+/// `{ detector = 20, per_hour = 60 }`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPedestrians {
+    pub detector: Option<u8>,
+    pub per_hour: Option<f64>,
+}

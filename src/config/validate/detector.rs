@@ -1,0 +1,179 @@
+//! `[[detector]]` and `[[overlap]]`.
+
+use crate::core::ids::{MAX_DETECTORS, MAX_OVERLAPS};
+use crate::core::spec::{DetectorDiagnostics, DetectorKind, DetectorSpec, OverlapSpec};
+use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet};
+
+use super::super::key::KeyPath;
+use super::super::raw::{RawDetector, RawDetectorKind, RawOverlap};
+use super::{Relation, Validator, root};
+
+impl Validator<'_> {
+    pub(super) fn detectors(&mut self, raw: &[RawDetector]) {
+        let table = root().key("detector");
+        for (i, d) in raw.iter().enumerate() {
+            let at = table.index(i);
+            let kind = match d.kind {
+                RawDetectorKind::Vehicle => DetectorKind::Vehicle,
+                RawDetectorKind::Pedestrian => DetectorKind::Pedestrian,
+            };
+            let calls_at = at.key("calls");
+            let calls = self.required(d.calls.as_ref(), &calls_at).map(|c| self.phase_set(c, &calls_at));
+            let extends_at = at.key("extends");
+            let extends = match (&d.extends, kind) {
+                (Some(list), _) => self.phase_set(list, &extends_at),
+                // A vehicle detector usually extends the phases it calls; a
+                // push button never extends green.
+                (None, DetectorKind::Vehicle) => calls.unwrap_or_default(),
+                (None, DetectorKind::Pedestrian) => PhaseSet::EMPTY,
+            };
+            if let Some(calls) = calls {
+                match kind {
+                    DetectorKind::Pedestrian => {
+                        let no_walk: Vec<PhaseId> =
+                            calls.iter().filter(|p| self.timing(*p).is_some_and(|t| !t.has_ped())).collect();
+                        for p in no_walk {
+                            self.error(&calls_at, format!("phase {p} has no pedestrian movement (walk_s is 0), so a push button cannot call it"));
+                        }
+                        if !extends.is_empty() {
+                            self.error(&extends_at, "push buttons do not extend green: remove extends");
+                        }
+                    }
+                    DetectorKind::Vehicle => {
+                        // On the lists as written: a list of only undefined
+                        // phases is reported as such already.
+                        let none_written =
+                            d.calls.as_ref().is_some_and(Vec::is_empty) && d.extends.as_ref().is_none_or(Vec::is_empty);
+                        if none_written {
+                            self.warn(&at, "calls and extends no phase: the detector does nothing");
+                        }
+                    }
+                }
+            }
+            let delay = self.seconds(d.delay_s, &at.key("delay_s"));
+            let extend = self.seconds(d.extend_s, &at.key("extend_s"));
+            // Zero turns a diagnostic off (NTCIP uses 0 the same way).
+            let no_activity = self.seconds(d.no_activity_s, &at.key("no_activity_s"));
+            let max_presence = self.seconds(d.max_presence_s, &at.key("max_presence_s"));
+            let diagnostics = DetectorDiagnostics {
+                no_activity: no_activity.filter(|s| !s.is_zero()),
+                max_presence: max_presence.filter(|s| !s.is_zero()),
+                erratic_per_minute: Some(d.erratic_per_minute).filter(|&n| n > 0),
+            };
+
+            let channel_at = at.key("channel");
+            let Some(n) = self.required(d.channel, &channel_at) else { continue };
+            let Some(channel) = DetectorChannel::new(n) else {
+                self.error(&channel_at, format!("{n} is outside the cabinet's channels 1..={MAX_DETECTORS}"));
+                continue;
+            };
+            if let Some((first, _)) = self.detectors.get(&channel) {
+                let first = first.render(self.tree);
+                self.error(&channel_at, format!("channel {channel} is already used by {first}"));
+                continue;
+            }
+            // Keys that were missing or invalid are reported already, so the
+            // spec is never built; the detector is still recorded so that
+            // lanes referring to it do not report it undefined as well.
+            let spec = DetectorSpec {
+                channel,
+                kind,
+                calls: calls.unwrap_or_default(),
+                extends,
+                delay: delay.unwrap_or_default(),
+                extend: extend.unwrap_or_default(),
+                diagnostics,
+            };
+            self.detectors.insert(channel, (at, spec));
+        }
+    }
+
+    pub(super) fn overlaps(&mut self, raw: &[RawOverlap]) {
+        let table = root().key("overlap");
+        for (i, o) in raw.iter().enumerate() {
+            let at = table.index(i);
+            let parents_at = at.key("parents");
+            let parents = self.required(o.parents.as_ref(), &parents_at).map(|p| self.phase_set(p, &parents_at));
+            if o.parents.as_ref().is_some_and(|p| p.is_empty()) {
+                self.error(&parents_at, "an overlap needs at least one parent phase");
+            }
+            let conflicts_at = at.key("conflicts");
+            let conflicts = match (&o.conflicts, parents) {
+                (Some(list), Some(parents)) => {
+                    let conflicts = self.phase_set(list, &conflicts_at);
+                    self.check_overlap_conflicts(parents, conflicts, &conflicts_at);
+                    Some(conflicts)
+                }
+                (Some(list), None) => Some(self.phase_set(list, &conflicts_at)),
+                // Default: what conflicts with every parent. The overlap is
+                // green whenever a parent is, so those can never be green
+                // with it; anything concurrent with some parent must not be
+                // listed.
+                (None, Some(parents)) => Some(self.common_conflicts(parents)),
+                (None, None) => None,
+            };
+
+            let id_at = at.key("id");
+            let Some(text) = self.required(o.id.as_ref(), &id_at) else { continue };
+            let mut chars = text.chars();
+            let id = match (chars.next(), chars.next()) {
+                (Some(c), None) => OverlapId::from_letter(c),
+                _ => None,
+            };
+            let Some(id) = id else {
+                let last = OverlapId::new(MAX_OVERLAPS as u8).map_or('H', |o| o.letter());
+                self.error(&id_at, format!("\"{text}\" is not an overlap letter A..={last}"));
+                continue;
+            };
+            if let Some((first, _)) = self.overlaps.get(&id) {
+                let first = first.render(self.tree);
+                self.error(&id_at, format!("overlap {id} is already defined by {first}"));
+                continue;
+            }
+            if let (Some(parents), Some(conflicts)) = (parents, conflicts) {
+                if conflicts.is_empty() && o.conflicts.is_none() {
+                    self.warn(
+                        &at,
+                        format!(
+                            "no phase conflicts with every parent ({parents}): overlap {id} conflicts with nothing"
+                        ),
+                    );
+                }
+                self.overlaps.insert(id, (at, OverlapSpec { id, parents, conflicts }));
+            }
+        }
+    }
+
+    fn common_conflicts(&self, parents: PhaseSet) -> PhaseSet {
+        let all: PhaseSet = self.phases.keys().copied().collect();
+        all.difference(parents)
+            .iter()
+            .filter(|&c| {
+                parents
+                    .iter()
+                    .all(|p| matches!(self.relation(p, c), Some(Relation::SameRing(_) | Relation::CrossBarrier(..))))
+            })
+            .collect()
+    }
+
+    fn check_overlap_conflicts(&mut self, parents: PhaseSet, conflicts: PhaseSet, at: &KeyPath) {
+        for c in conflicts.iter() {
+            if parents.contains(c) {
+                self.error(at, format!("phase {c} is a parent of the overlap, so it cannot conflict with it"));
+                continue;
+            }
+            for p in parents.iter() {
+                if let Some(Relation::Concurrent(rp, rc)) = self.relation(p, c) {
+                    self.error(
+                        at,
+                        format!(
+                            "phase {c} times together with parent {p} (same barrier group, rings {} and {}), so the overlap cannot conflict with it",
+                            rc + 1,
+                            rp + 1
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! `[[phase]]`: timing, ITE and MUTCD clearance minimums, pedestrian intervals.
+
+use crate::core::ids::MAX_PHASES;
+use crate::core::spec::{PhaseTiming, Recall};
+use crate::core::{PhaseId, Span};
+
+use super::super::clearance::{self, ApproachSpeed};
+use super::super::key::KeyPath;
+use super::super::raw::{RawPhase, RawRecall};
+use super::{
+    ITE_GRADE_LIMIT_PERCENT, MUTCD_RED_CLEAR_MAX, MUTCD_WALK, MUTCD_YELLOW_MAX, MUTCD_YELLOW_MIN, PhaseDraft,
+    Validator, flash_indication, root, secs,
+};
+
+impl Validator<'_> {
+    pub(super) fn phases(&mut self, raw: &[RawPhase]) {
+        let table = root().key("phase");
+        if raw.is_empty() && !self.invalid.contains(&table) {
+            self.error(&table, "no [[phase]] defined");
+        }
+        for (i, p) in raw.iter().enumerate() {
+            let at = table.index(i);
+            let Some(number) = self.required(p.number, &at.key("number")) else { continue };
+            let Some(id) = PhaseId::new(number) else {
+                self.error(&at.key("number"), format!("{number} is not a phase number (1..={MAX_PHASES})"));
+                continue;
+            };
+            if let Some(first) = self.phases.get(&id) {
+                let first = first.at.render(self.tree);
+                self.error(&at.key("number"), format!("phase {id} is already defined by {first}"));
+                continue;
+            }
+            let timing = self.phase_timing(p, &at);
+            let name = p.name.clone().unwrap_or_else(|| format!("phase {id}"));
+            let flash = flash_indication(p.flash);
+            self.phases.insert(id, PhaseDraft { at, name, flash, timing, ring: None, group: None });
+        }
+    }
+
+    fn phase_timing(&mut self, p: &RawPhase, at: &KeyPath) -> Option<PhaseTiming> {
+        let min_green = self.required_seconds(p.min_green_s, &at.key("min_green_s"));
+        if min_green == Some(Span::ZERO) {
+            self.error(&at.key("min_green_s"), "must be greater than 0");
+        }
+        let passage = self.required_seconds(p.passage_s, &at.key("passage_s"));
+        let max1 = self.required_seconds(p.max1_s, &at.key("max1_s"));
+        // NTCIP phaseMaximum2 is optional in practice; without it a plan
+        // selecting max2 runs max1.
+        let max2 = match p.max2_s {
+            Some(s) => self.seconds(s, &at.key("max2_s")),
+            None => max1,
+        };
+        if let Some(min) = min_green {
+            for (key, max, given) in [("max1_s", max1, true), ("max2_s", max2, p.max2_s.is_some())] {
+                if let Some(max) = max.filter(|&m| given && m < min) {
+                    self.error(&at.key(key), format!("{} is below min_green_s {}", secs(max), secs(min)));
+                }
+            }
+        }
+        if let (Some(passage), Some(max1)) = (passage, max1)
+            && passage > max1
+        {
+            self.error(&at.key("passage_s"), format!("{} is longer than max1_s {}", secs(passage), secs(max1)));
+        }
+
+        let speed = self.approach_speed(p, at);
+        let grade = p.grade_percent;
+        if !grade.is_finite() {
+            self.error(&at.key("grade_percent"), "must be a number");
+        } else if grade.abs() > ITE_GRADE_LIMIT_PERCENT {
+            self.warn(
+                &at.key("grade_percent"),
+                format!("{grade}% is beyond the ±10% the ITE yellow formula is used for: check yellow_s by hand"),
+            );
+        }
+        let width = self.required(p.crossing_width_m, &at.key("crossing_width_m"));
+        let width = width.filter(|w| {
+            let ok = w.is_finite() && *w > 0.0;
+            if !ok {
+                self.error(&at.key("crossing_width_m"), format!("{w} m: must be greater than 0"));
+            }
+            ok
+        });
+
+        let yellow = self.required_seconds(p.yellow_s, &at.key("yellow_s"));
+        if let Some(yellow) = yellow {
+            self.check_yellow(yellow, speed, grade, &at.key("yellow_s"));
+        }
+        let red_clear = self.required_seconds(p.red_clear_s, &at.key("red_clear_s"));
+        if let Some(red) = red_clear {
+            if let (Some(speed), Some(width)) = (speed, width) {
+                let min = clearance::red_clearance_min_s(width, speed);
+                let min_ms = clearance::round_to_tenth_ms(min);
+                if red.as_millis() < min_ms {
+                    self.error(
+                        &at.key("red_clear_s"),
+                        format!(
+                            "{} is below the ITE minimum {} to clear {width} m plus a {} m vehicle at {speed} (R = (W + L)/V)",
+                            secs(red),
+                            secs(Span::from_millis(min_ms)),
+                            clearance::VEHICLE_LENGTH_M
+                        ),
+                    );
+                }
+            }
+            if red > MUTCD_RED_CLEAR_MAX {
+                self.warn(
+                    &at.key("red_clear_s"),
+                    format!("{} is above the 6 s MUTCD 4D.26 says red clearance should not exceed", secs(red)),
+                );
+            }
+        }
+
+        let walk = self.seconds(p.walk_s, &at.key("walk_s"));
+        let ped_clear = self.seconds(p.ped_clear_s, &at.key("ped_clear_s"));
+        // `None`: walk and pedestrian clearance contradict each other
+        // (reported); the phase then has no timing to build on.
+        let has_ped = self.check_pedestrians(p, at, walk, ped_clear, max1)?;
+
+        let recall = match p.recall {
+            RawRecall::None => Recall::None,
+            RawRecall::Min => Recall::Min,
+            RawRecall::Max => Recall::Max,
+            RawRecall::Ped => Recall::Ped,
+            RawRecall::Soft => Recall::Soft,
+        };
+        if recall == Recall::Ped && !has_ped {
+            self.error(&at.key("recall"), "\"ped\" needs a pedestrian movement (walk_s and ped_clear_s)");
+        }
+        Some(PhaseTiming {
+            min_green: min_green?,
+            passage: passage?,
+            max1: max1?,
+            max2: max2?,
+            yellow: yellow?,
+            red_clear: red_clear?,
+            walk: walk?,
+            ped_clear: ped_clear?,
+            recall,
+            dual_entry: p.dual_entry,
+            flash: flash_indication(p.flash),
+        })
+    }
+
+    fn approach_speed(&mut self, p: &RawPhase, at: &KeyPath) -> Option<ApproachSpeed> {
+        let (kmh, mph) = (at.key("approach_speed_kmh"), at.key("approach_speed_mph"));
+        let speed = match (p.approach_speed_kmh, p.approach_speed_mph) {
+            (Some(v), None) => ApproachSpeed::Kmh(v),
+            (None, Some(v)) => ApproachSpeed::Mph(v),
+            (Some(_), Some(_)) => {
+                self.error(&mph, "give approach_speed_kmh or approach_speed_mph, not both");
+                return None;
+            }
+            (None, None) => {
+                if !self.invalid.contains(&kmh) && !self.invalid.contains(&mph) {
+                    self.error(
+                        &kmh,
+                        "missing (required: approach_speed_kmh or approach_speed_mph, for the ITE clearances)",
+                    );
+                }
+                return None;
+            }
+        };
+        let v = speed.m_per_s();
+        if !(v.is_finite() && v > 0.0) {
+            let key = if p.approach_speed_kmh.is_some() { kmh } else { mph };
+            self.error(&key, format!("{speed}: must be greater than 0"));
+            return None;
+        }
+        Some(speed)
+    }
+
+    fn check_yellow(&mut self, yellow: Span, speed: Option<ApproachSpeed>, grade: f64, at: &KeyPath) {
+        if yellow > MUTCD_YELLOW_MAX {
+            self.warn(at, format!("{} is above the 6 s MUTCD 4D.26 recommends as a maximum", secs(yellow)));
+        }
+        let Some(speed) = speed.filter(|_| grade.is_finite()) else {
+            if yellow < MUTCD_YELLOW_MIN {
+                self.error(at, format!("{} is below the MUTCD 4D.26 minimum 3.0 s", secs(yellow)));
+            }
+            return;
+        };
+        let on_grade = if grade == 0.0 { "a level approach".to_owned() } else { format!("a {grade:+.1}% grade") };
+        let Some(ite) = clearance::yellow_change_min_s(speed, grade) else {
+            self.error(
+                at,
+                format!("the ITE yellow formula has no answer for {speed} on {on_grade}: check grade_percent"),
+            );
+            return;
+        };
+        let ite = Span::from_millis(clearance::round_to_tenth_ms(ite));
+        if yellow >= ite.max(MUTCD_YELLOW_MIN) {
+            return;
+        }
+        if ite >= MUTCD_YELLOW_MIN {
+            self.error(
+                at,
+                format!(
+                    "{} is below the ITE minimum {} for {speed} on {on_grade} (Y = t + V/(2a + 2Gg), t = 1.0 s, a = 10 ft/s², g = 32.2 ft/s²)",
+                    secs(yellow),
+                    secs(ite)
+                ),
+            );
+        } else {
+            self.error(
+                at,
+                format!(
+                    "{} is below the MUTCD 4D.26 minimum 3.0 s (the ITE minimum for {speed} is {})",
+                    secs(yellow),
+                    secs(ite)
+                ),
+            );
+        }
+    }
+
+    /// Walk and pedestrian clearance; returns whether the phase has a
+    /// pedestrian movement, `None` if that is not clear (reported).
+    fn check_pedestrians(
+        &mut self,
+        p: &RawPhase,
+        at: &KeyPath,
+        walk: Option<Span>,
+        ped_clear: Option<Span>,
+        max1: Option<Span>,
+    ) -> Option<bool> {
+        let (walk, ped_clear) = (walk?, ped_clear?);
+        match (walk.is_zero(), ped_clear.is_zero()) {
+            (true, true) => {
+                if p.ped_crossing_m.is_some() {
+                    self.warn(&at.key("ped_crossing_m"), "ignored: the phase has no pedestrian movement (walk_s is 0)");
+                }
+                return Some(false);
+            }
+            (false, true) => {
+                self.error(
+                    &at.key("ped_clear_s"),
+                    "missing: walk_s is set, so the crosswalk needs a pedestrian clearance too",
+                );
+                return None;
+            }
+            (true, false) => {
+                self.error(&at.key("walk_s"), "missing: ped_clear_s is set but walk_s is 0; give both or neither");
+                return None;
+            }
+            (false, false) => {}
+        }
+        if walk < MUTCD_WALK {
+            self.warn(
+                &at.key("walk_s"),
+                format!(
+                    "{} is below the 7 s MUTCD 4E.06 recommends (4 s only where pedestrian volumes are low)",
+                    secs(walk)
+                ),
+            );
+        }
+        if let Some(crossing) = p.ped_crossing_m {
+            if !(crossing.is_finite() && crossing > 0.0) {
+                self.error(&at.key("ped_crossing_m"), format!("{crossing} m: must be greater than 0"));
+            } else {
+                let min = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_clearance_min_s(crossing)));
+                if ped_clear < min {
+                    self.error(
+                        &at.key("ped_clear_s"),
+                        format!(
+                            "{} is below {} needed to cross {crossing} m at {} m/s (MUTCD 4E.06, 3.5 ft/s)",
+                            secs(ped_clear),
+                            secs(min),
+                            clearance::PED_WALKING_SPEED_M_S
+                        ),
+                    );
+                }
+                let service = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_service_min_s(crossing)));
+                if walk + ped_clear < service {
+                    self.warn(
+                        &at.key("walk_s"),
+                        format!(
+                            "walk {} + ped clearance {} is below the {} MUTCD 4E.06 recommends to walk from the push button to the far curb at 3 ft/s",
+                            secs(walk),
+                            secs(ped_clear),
+                            secs(service)
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(max1) = max1
+            && walk + ped_clear > max1
+        {
+            self.warn(
+                &at.key("max1_s"),
+                format!(
+                    "{} is shorter than walk {} + ped clearance {}: a pedestrian call holds green past max1",
+                    secs(max1),
+                    secs(walk),
+                    secs(ped_clear)
+                ),
+            );
+        }
+        Some(true)
+    }
+}

@@ -1,0 +1,233 @@
+//! `[sequence]` and `[startup]`: rings, barrier groups, declared conflicts,
+//! flash indications, and the phases the controller starts in.
+
+use crate::core::ids::{MAX_GROUPS, MAX_RINGS};
+use crate::core::spec::{FlashIndication, RingSpec, StartupSpec};
+use crate::core::{PhaseId, PhaseSet};
+
+use super::super::key::KeyPath;
+use super::super::raw::{RawSequence, RawStartup};
+use super::{Relation, Validator, root};
+
+impl Validator<'_> {
+    pub(super) fn sequence(&mut self, raw: Option<&RawSequence>) {
+        let at = root().key("sequence");
+        let Some(seq) = self.required_table(raw, &at, "sequence") else { return };
+        let rings_at = at.key("rings");
+        if let Some(rings) = self.required(seq.rings.as_ref(), &rings_at) {
+            self.rings = Some(self.ring_list(rings, &rings_at));
+        }
+        let barriers_at = at.key("barriers");
+        if let Some(barriers) = self.required(seq.barriers.as_ref(), &barriers_at) {
+            self.groups = Some(self.barrier_list(barriers, &barriers_at));
+        }
+
+        // Every phase in exactly one ring and one barrier group.
+        let unplaced: Vec<(KeyPath, PhaseId, bool, bool)> =
+            self.phases.iter().map(|(id, d)| (d.at.clone(), *id, d.ring.is_none(), d.group.is_none())).collect();
+        for (phase_at, id, no_ring, no_group) in unplaced {
+            if no_ring && self.rings.is_some() {
+                self.error(&phase_at, format!("phase {id} is in no ring of sequence.rings"));
+            }
+            if no_group && self.groups.is_some() {
+                self.error(&phase_at, format!("phase {id} is in no barrier group of sequence.barriers"));
+            }
+        }
+
+        // Each ring crosses the barriers in order: all its phases of group 1,
+        // then group 2, ... Returning to an earlier group would cross a
+        // barrier without the other rings.
+        let orders: Vec<(usize, Vec<(PhaseId, usize)>)> = self
+            .rings
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(r, ring)| {
+                let groups = ring.sequence.iter().filter_map(|p| Some((*p, self.phases.get(p)?.group?))).collect();
+                (r, groups)
+            })
+            .collect();
+        for (r, groups) in orders {
+            if let Some(w) = groups.windows(2).find(|w| w[1].1 < w[0].1) {
+                self.error(
+                    &rings_at.index(r),
+                    format!(
+                        "ring {} runs phase {} (barrier group {}) after phase {} (group {}): a ring must run its phases group by group in the order of sequence.barriers",
+                        r + 1,
+                        w[1].0,
+                        w[1].1 + 1,
+                        w[0].0,
+                        w[0].1 + 1
+                    ),
+                );
+            }
+        }
+
+        // Declared conflicts are assertions about the structure: a pair the
+        // ring-barrier would time together is a contradiction, never a
+        // request to the core to keep them apart at run time.
+        for (c, [a, b]) in seq.conflicts.iter().enumerate() {
+            let pair_at = at.key("conflicts").index(c);
+            let (Some(a), Some(b)) = (self.phase_ref(*a, &pair_at), self.phase_ref(*b, &pair_at)) else { continue };
+            if a == b {
+                self.error(&pair_at, format!("phase {a} cannot conflict with itself"));
+            } else if let Some(Relation::Concurrent(ra, rb)) = self.relation(a, b) {
+                self.error(
+                    &pair_at,
+                    format!(
+                        "phases {a} and {b} conflict but are timed together (same barrier group, rings {} and {})",
+                        ra + 1,
+                        rb + 1
+                    ),
+                );
+            } else {
+                self.declared_conflicts.push((a, b));
+            }
+        }
+    }
+
+    fn ring_list(&mut self, rings: &[Vec<u8>], at: &KeyPath) -> Vec<RingSpec> {
+        if rings.is_empty() {
+            self.error(at, "needs at least one ring");
+        }
+        if rings.len() > MAX_RINGS {
+            self.error(at, format!("{} rings: a controller has at most {MAX_RINGS}", rings.len()));
+        }
+        let mut specs = Vec::new();
+        for (r, ring) in rings.iter().enumerate() {
+            let ring_at = at.index(r);
+            if ring.is_empty() {
+                self.error(&ring_at, format!("ring {} is empty", r + 1));
+            }
+            let mut sequence = Vec::new();
+            for &n in ring {
+                let Some(id) = self.phase_ref(n, &ring_at) else { continue };
+                let placed = self.phases.get(&id).and_then(|d| d.ring);
+                match placed {
+                    Some(prev) if prev == r => {
+                        self.error(&ring_at, format!("phase {id} is listed twice in ring {}", r + 1))
+                    }
+                    Some(prev) => self.error(
+                        &ring_at,
+                        format!(
+                            "phase {id} is in ring {} and ring {}: a phase belongs to exactly one ring",
+                            prev + 1,
+                            r + 1
+                        ),
+                    ),
+                    None => {
+                        if let Some(d) = self.phases.get_mut(&id) {
+                            d.ring = Some(r);
+                        }
+                        sequence.push(id);
+                    }
+                }
+            }
+            specs.push(RingSpec { sequence });
+        }
+        specs
+    }
+
+    fn barrier_list(&mut self, barriers: &[Vec<u8>], at: &KeyPath) -> Vec<PhaseSet> {
+        if barriers.is_empty() {
+            self.error(at, "needs at least one barrier group");
+        }
+        if barriers.len() > MAX_GROUPS {
+            self.error(at, format!("{} barrier groups: a controller has at most {MAX_GROUPS}", barriers.len()));
+        }
+        let mut groups = Vec::new();
+        for (g, group) in barriers.iter().enumerate() {
+            let group_at = at.index(g);
+            if group.is_empty() {
+                self.error(&group_at, format!("barrier group {} is empty", g + 1));
+            }
+            let mut set = PhaseSet::EMPTY;
+            for &n in group {
+                let Some(id) = self.phase_ref(n, &group_at) else { continue };
+                let placed = self.phases.get(&id).and_then(|d| d.group);
+                match placed {
+                    Some(prev) if prev == g => {
+                        self.error(&group_at, format!("phase {id} is listed twice in barrier group {}", g + 1));
+                    }
+                    Some(prev) => self.error(
+                        &group_at,
+                        format!(
+                            "phase {id} is in barrier groups {} and {}: a phase belongs to exactly one",
+                            prev + 1,
+                            g + 1
+                        ),
+                    ),
+                    None => {
+                        if let Some(d) = self.phases.get_mut(&id) {
+                            d.group = Some(g);
+                        }
+                        set.insert(id);
+                    }
+                }
+            }
+            groups.push(set);
+        }
+        groups
+    }
+
+    /// In flash, crossing streets must not both flash yellow: each driver
+    /// would think the other stops (MUTCD 4D.30: one street flashes red).
+    pub(super) fn flash_indications(&mut self) {
+        // Barrier groups alone decide "crossing": a left and the next group's
+        // through can share a ring and still cross.
+        let yellow: Vec<(PhaseId, Option<usize>, KeyPath)> = self
+            .phases
+            .iter()
+            .filter(|(_, d)| d.flash == FlashIndication::Yellow)
+            .map(|(id, d)| (*id, d.group, d.at.key("flash")))
+            .collect();
+        for (k, (b, gb, b_at)) in yellow.iter().enumerate() {
+            for (a, ga, _) in &yellow[..k] {
+                if let (Some(ga), Some(gb)) = (*ga, *gb)
+                    && ga != gb
+                {
+                    self.error(
+                        b_at,
+                        format!(
+                            "phases {a} and {b} would both flash yellow but cross each other (barrier groups {} and {}): flash one of them red",
+                            ga + 1,
+                            gb + 1
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn startup(&mut self, raw: Option<&RawStartup>) -> Option<StartupSpec> {
+        let at = root().key("startup");
+        let raw = self.required_table(raw, &at, "startup")?;
+        let flash = self.required_seconds(raw.flash_s, &at.key("flash_s"));
+        let all_red = self.required_seconds(raw.all_red_s, &at.key("all_red_s"));
+        let phases_at = at.key("phases");
+        let numbers = self.required(raw.phases.as_ref(), &phases_at)?;
+        let phases = self.phase_set(numbers, &phases_at);
+        if numbers.is_empty() {
+            self.error(&phases_at, "name the phases to serve first (usually the main-street throughs, e.g. [2, 6])");
+        }
+        let list: Vec<PhaseId> = phases.iter().collect();
+        for (k, &b) in list.iter().enumerate() {
+            for &a in &list[..k] {
+                match self.relation(a, b) {
+                    Some(Relation::SameRing(r)) => {
+                        self.error(
+                            &phases_at,
+                            format!("phases {a} and {b} cannot start together: both are in ring {}", r + 1),
+                        );
+                    }
+                    Some(Relation::CrossBarrier(ga, gb)) => self.error(
+                        &phases_at,
+                        format!("phases {a} and {b} cannot start together: barrier groups {} and {}", ga + 1, gb + 1),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        Some(StartupSpec { flash: flash?, all_red: all_red?, phases })
+    }
+}

@@ -1,0 +1,276 @@
+//! The validator rule by rule, on a minimal controller edited per test.
+
+use crate::config::load_intersection_str;
+use crate::core::Span;
+
+use super::secs;
+
+/// A minimal valid dual-ring controller: no errors, no warnings.
+const BASE: &str = r#"
+[intersection]
+id = "t"
+[cabinet]
+kind = "simulated"
+[startup]
+flash_s = 6
+all_red_s = 4
+phases = [2, 6]
+[sequence]
+rings = [[2, 4], [6, 8]]
+barriers = [[2, 6], [4, 8]]
+[[phase]]
+number = 2
+min_green_s = 10
+passage_s = 3
+max1_s = 40
+yellow_s = 4
+red_clear_s = 2
+recall = "min"
+approach_speed_kmh = 50
+crossing_width_m = 15
+[[phase]]
+number = 4
+min_green_s = 7
+passage_s = 3
+max1_s = 30
+yellow_s = 3.5
+red_clear_s = 2.5
+recall = "min"
+approach_speed_kmh = 40
+crossing_width_m = 15
+[[phase]]
+number = 6
+min_green_s = 10
+passage_s = 3
+max1_s = 40
+yellow_s = 4
+red_clear_s = 2
+recall = "min"
+approach_speed_kmh = 50
+crossing_width_m = 15
+[[phase]]
+number = 8
+min_green_s = 7
+passage_s = 3
+max1_s = 30
+yellow_s = 3.5
+red_clear_s = 2.5
+recall = "min"
+approach_speed_kmh = 40
+crossing_width_m = 15
+[[plan]]
+number = 1
+mode = "free"
+[schedule]
+default_plan = 1
+[simulation]
+"#;
+
+/// Problems of `BASE` after replacing each `(from, to)` once and
+/// appending `extra`, as "key: reason" lines.
+fn check(edits: &[(&str, &str)], extra: &str) -> (Vec<String>, Vec<String>) {
+    let mut text = BASE.to_owned();
+    for (from, to) in edits {
+        assert!(text.contains(from), "BASE has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    text.push_str(extra);
+    let show = |key: &str, reason: &str| format!("{key}: {reason}");
+    match load_intersection_str("t.toml", &text) {
+        Ok((_, w)) => (Vec::new(), w.iter().map(|w| show(&w.key, &w.reason)).collect()),
+        Err(e) => (e.iter().map(|e| show(&e.key, &e.reason)).collect(), Vec::new()),
+    }
+}
+
+fn errors(edits: &[(&str, &str)], extra: &str) -> Vec<String> {
+    check(edits, extra).0
+}
+
+fn assert_has(problems: &[String], expected: &str) {
+    assert!(problems.iter().any(|p| p.contains(expected)), "no {expected:?} in {problems:#?}");
+}
+
+#[test]
+fn the_base_controller_is_clean() {
+    assert_eq!(check(&[], ""), (vec![], vec![]));
+}
+
+#[test]
+fn rings_must_cross_barriers_in_order() {
+    let e = errors(&[("barriers = [[2, 6], [4, 8]]", "barriers = [[4, 6], [2, 8]]")], "");
+    assert_has(&e, "sequence.rings[1]: ring 1 runs phase 4 (barrier group 1) after phase 2 (group 2)");
+}
+
+#[test]
+fn every_phase_is_in_exactly_one_ring_and_group() {
+    let e = errors(
+        &[("rings = [[2, 4], [6, 8]]", "rings = [[2, 4], [6, 8, 4]]"), ("[[2, 6], [4, 8]]", "[[2, 6], [4]]")],
+        "",
+    );
+    assert_has(&e, "sequence.rings[2]: phase 4 is in ring 1 and ring 2");
+    assert_has(&e, "phase 4 (number 8): phase 8 is in no barrier group of sequence.barriers");
+    let e = errors(&[("rings = [[2, 4], [6, 8]]", "rings = [[2, 4], [6, 8], [9]]")], "");
+    assert_has(&e, "sequence.rings[3]: phase 9 is not defined by any [[phase]]");
+}
+
+#[test]
+fn yellow_below_three_seconds_cites_mutcd_when_ite_asks_less() {
+    let e = errors(&[("yellow_s = 3.5", "yellow_s = 2.9")], "");
+    assert_eq!(
+        e,
+        [
+            "phase 2 (number 4).yellow_s: 2.9 s is below the MUTCD 4D.26 minimum 3.0 s (the ITE minimum for 40 km/h is 2.8 s)"
+        ]
+    );
+    let (_, w) = check(&[("yellow_s = 4\n", "yellow_s = 6.5\n")], "");
+    assert_has(&w, "phase 1 (number 2).yellow_s: 6.5 s is above the 6 s");
+}
+
+#[test]
+fn speed_is_given_exactly_once() {
+    let e = errors(&[("approach_speed_kmh = 50\n", "approach_speed_kmh = 50\napproach_speed_mph = 30\n")], "");
+    assert_has(&e, "phase 1 (number 2).approach_speed_mph: give approach_speed_kmh or approach_speed_mph, not both");
+    let e = errors(&[("approach_speed_kmh = 50\n", "")], "");
+    assert_has(&e, "phase 1 (number 2).approach_speed_kmh: missing");
+    // 30 mph: ITE yellow 3.2 s.
+    let e = errors(&[("approach_speed_kmh = 50\n", "approach_speed_mph = 45\n")], "");
+    assert_has(&e, "4.0 s is below the ITE minimum 4.3 s for 45 mph on a level approach");
+}
+
+#[test]
+fn pedestrian_intervals_follow_the_crosswalk() {
+    let ped = "recall = \"min\"\nwalk_s = 7\nped_clear_s = 12\nped_crossing_m = 15\n";
+    let e = errors(&[("recall = \"min\"\n", ped)], "");
+    assert_eq!(
+        e,
+        [
+            "phase 1 (number 2).ped_clear_s: 12.0 s is below 14.0 s needed to cross 15 m at 1.07 m/s (MUTCD 4E.06, 3.5 ft/s)"
+        ]
+    );
+    let e = errors(&[("recall = \"min\"\n", "recall = \"ped\"\n")], "");
+    assert_has(&e, "phase 1 (number 2).recall: \"ped\" needs a pedestrian movement");
+    let long = "walk_s = 7\nped_clear_s = 25\napproach_speed_kmh = 40";
+    let button = "[[detector]]\nchannel = 9\nkind = \"pedestrian\"\ncalls = [4]\n";
+    let (e, w) = check(&[("approach_speed_kmh = 40", long)], button);
+    assert!(e.is_empty(), "{e:?}");
+    assert_has(&w, "phase 2 (number 4).max1_s: 30.0 s is shorter than walk 7.0 s + ped clearance 25.0 s");
+}
+
+#[test]
+fn push_buttons_need_a_walk_and_never_extend() {
+    let e = errors(&[], "[[detector]]\nchannel = 9\nkind = \"pedestrian\"\ncalls = [2]\nextends = [2]\n");
+    assert_has(&e, "detector 1 (channel 9).calls: phase 2 has no pedestrian movement");
+    assert_has(&e, "detector 1 (channel 9).extends: push buttons do not extend green");
+}
+
+#[test]
+fn crossing_streets_cannot_both_flash_yellow() {
+    let e = errors(
+        &[
+            (
+                "recall = \"min\"\napproach_speed_kmh = 50",
+                "recall = \"min\"\nflash = \"yellow\"\napproach_speed_kmh = 50",
+            ),
+            (
+                "recall = \"min\"\napproach_speed_kmh = 40",
+                "recall = \"min\"\nflash = \"yellow\"\napproach_speed_kmh = 40",
+            ),
+        ],
+        "",
+    );
+    assert_eq!(
+        e,
+        [
+            "phase 2 (number 4).flash: phases 2 and 4 would both flash yellow but cross each other (barrier groups 1 and 2): flash one of them red"
+        ]
+    );
+}
+
+#[test]
+fn overlap_conflicts_must_not_time_with_a_parent() {
+    let e = errors(&[], "[[overlap]]\nid = \"B\"\nparents = [2]\nconflicts = [6, 2]\n");
+    assert_has(&e, "overlap 1 (id B).conflicts: phase 2 is a parent of the overlap");
+    assert_has(
+        &e,
+        "overlap 1 (id B).conflicts: phase 6 times together with parent 2 (same barrier group, rings 2 and 1)",
+    );
+    let e = errors(&[], "[[overlap]]\nid = \"Q\"\nparents = [2]\n");
+    assert_eq!(e, ["overlap 1 (id Q).id: \"Q\" is not an overlap letter A..=H"]);
+}
+
+#[test]
+fn coordination_needs_one_coordinated_phase_per_ring_in_one_group() {
+    let plan = |coordinated: &str| {
+        format!(
+            "[[plan]]\nnumber = 2\nmode = \"coordinated\"\ncycle_s = 80\noffset_s = 80\nsplits_s = {{ 2 = 45, 4 = 35, 6 = 45, 8 = 35 }}\ncoordinated = {coordinated}\n"
+        )
+    };
+    let e = errors(&[], &plan("[2]"));
+    assert_has(&e, "plan 2 (number 2).offset_s: 80.0 s must be less than the cycle (80.0 s)");
+    assert_has(
+        &e,
+        "plan 2 (number 2).coordinated: ring 2 has phases 6 in the coordinated barrier group 1 but none is coordinated",
+    );
+    let e = errors(&[], &plan("[2, 8]"));
+    assert_has(&e, "phases 2 and 8 are in barrier groups 1 and 2");
+    let e = errors(&[], &plan("[]"));
+    assert_has(&e, "a coordinated plan needs its coordinated phases");
+}
+
+#[test]
+fn a_ring_without_phases_in_a_group_waits_through_it() {
+    // Ring 2 has only phase 6; it waits through group 2 (phase 4's 35 s).
+    let edits = [
+        ("rings = [[2, 4], [6, 8]]", "rings = [[2, 4], [6]]"),
+        ("barriers = [[2, 6], [4, 8]]", "barriers = [[2, 6], [4]]"),
+    ];
+    let text_plan =
+        "[[plan]]\nnumber = 2\nmode = \"fixed\"\ncycle_s = 80\nsplits_s = { 2 = 45, 4 = 30, 6 = 45, 8 = 35 }\n";
+    let e = errors(&edits, text_plan);
+    assert_has(
+        &e,
+        "ring 2 splits sum to 45.0 s plus 30.0 s for barrier group 2 it has no phase in, 75.0 s, but the cycle is 80.0 s",
+    );
+}
+
+#[test]
+fn free_plans_ignore_cycle_keys_with_a_warning() {
+    let (e, w) = check(&[("mode = \"free\"", "mode = \"free\"\ncycle_s = 90")], "");
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(w, ["plan 1 (number 1): a free plan has no cycle: cycle_s ignored"]);
+}
+
+#[test]
+fn simulation_lanes_point_at_the_right_detectors() {
+    let extra = "lanes = [{ detector = 9, phase = 2, arrivals_per_hour = 100 }, { detector = 3, phase = 2, overlap = \"A\", arrivals_per_hour = 5000 }]\n\
+                 [[detector]]\nchannel = 9\nkind = \"pedestrian\"\ncalls = []\n[[detector]]\nchannel = 3\ncalls = [2]\n";
+    let e = errors(&[], extra);
+    assert_has(
+        &e,
+        "simulation.lanes 1 (detector 9).detector: detector 9 is the wrong kind: lanes need a vehicle detector",
+    );
+    assert_has(&e, "simulation.lanes 2 (detector 3): give phase or overlap, not both");
+}
+
+#[test]
+fn schedule_dates_and_names_are_checked() {
+    let extra = "week = [\"d\", \"d\", \"d\", \"d\", \"d\", \"d\", \"x\"]\n\
+                 [[schedule.day_plan]]\nname = \"d\"\nevents = [{ at = \"24:00\", plan = 1 }]\n\
+                 [[schedule.holiday]]\ndate = \"2026-02-29\"\nday_plan = \"d\"\n";
+    let e = errors(&[("[schedule]\ndefault_plan = 1\n", &format!("[schedule]\ndefault_plan = 1\n{extra}"))], "");
+    assert_has(&e, "schedule.week[7]: no [[schedule.day_plan]] is named \"x\"");
+    assert_has(&e, "schedule.day_plan 1 (name d).events 1 (at 24:00).at: \"24:00\" is not a time of day");
+    assert_has(&e, "schedule.holiday 1 (date 2026-02-29).date: \"2026-02-29\" has no such day in that month");
+}
+
+#[test]
+fn modbus_cabinets_need_host_and_port() {
+    let e = errors(&[("kind = \"simulated\"", "kind = \"modbus-tcp\"\naddress = \"10.0.0.5\"")], "");
+    assert_eq!(e, ["cabinet.address: \"10.0.0.5\" is not host:port (e.g. \"10.20.30.40:502\")"]);
+}
+
+#[test]
+fn seconds_print_like_engineers_write_them() {
+    assert_eq!(secs(Span::from_millis(4000)), "4.0 s");
+    assert_eq!(secs(Span::from_millis(3250)), "3.25 s");
+}

@@ -1,0 +1,302 @@
+//! The config layer through its public API: the shipped controller files,
+//! the broken fixture, `greenwave check`, daemon settings with environment
+//! overrides, and a reload that must keep the old configuration on error.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use greenwave::config::{
+    self, CabinetConfig, ConfigError, DaemonConfig, Env, IntersectionConfig, LaneHead, check_report, load_dir,
+    load_intersection, load_intersection_str,
+};
+use greenwave::core::spec::PlanMode;
+use greenwave::core::{OverlapId, PhaseId, PhaseSet, Span};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn phases(numbers: &[u8]) -> PhaseSet {
+    numbers.iter().map(|&n| PhaseId::new(n).expect("phase number")).collect()
+}
+
+fn phase(n: u8) -> PhaseId {
+    PhaseId::new(n).expect("phase number")
+}
+
+fn load_ok(path: &Path) -> IntersectionConfig {
+    match load_intersection(path) {
+        Ok((config, _)) => config,
+        Err(errors) => panic!("{} should load:\n{}", path.display(), lines(&errors)),
+    }
+}
+
+fn lines(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("  {e}\n")).collect()
+}
+
+// ---- shipped controllers --------------------------------------------------
+
+#[test]
+fn every_shipped_controller_validates_with_zero_errors() {
+    let loaded = match load_dir(&repo("controllers")) {
+        Ok(loaded) => loaded,
+        Err(errors) => panic!("controllers/ should load:\n{}", lines(&errors)),
+    };
+    let ids: Vec<&str> = loaded.iter().map(|(c, _)| c.spec.id.as_str()).collect();
+    assert_eq!(ids, ["broadway-and-5th", "elm-and-oak", "river-rd-and-mill-st"]);
+    for (config, warnings) in &loaded {
+        assert!(warnings.is_empty(), "{} warns: {warnings:?}", config.spec.id);
+        assert_eq!(config.cabinet, CabinetConfig::Simulated);
+    }
+}
+
+#[test]
+fn broadway_builds_the_full_dual_ring_spec() {
+    let c = load_ok(&repo("controllers/broadway-and-5th.toml"));
+    let spec = &c.spec;
+    assert_eq!(c.name, "Broadway & 5th Ave");
+    assert_eq!(spec.phase_set(), phases(&[1, 2, 3, 4, 5, 6, 7, 8]));
+    assert_eq!(spec.barrier_groups, vec![phases(&[1, 2, 5, 6]), phases(&[3, 4, 7, 8])]);
+    let p2 = spec.phase(phase(2)).expect("phase 2");
+    assert_eq!((p2.ring, p2.group), (0, 0));
+    assert_eq!(p2.timing.yellow, Span::from_millis(4000));
+    assert!(p2.timing.has_ped());
+    // Same ring or across the barrier conflict; 2 and 6 time together.
+    assert_eq!(spec.conflicts[phase(2).index()], phases(&[1, 3, 4, 7, 8]));
+    assert_eq!(spec.detectors.len(), 16);
+    assert!(spec.detectors.windows(2).all(|w| w[0].channel < w[1].channel));
+    let am = spec.plan(2).expect("plan 2");
+    assert_eq!((am.mode, am.cycle, am.offset), (PlanMode::Coordinated, Span::from_secs(100), Span::from_secs(20)));
+    assert_eq!(am.coordinated, phases(&[2, 6]));
+    assert_eq!(am.splits[phase(4).index()], Span::from_secs(32));
+    assert_eq!(spec.default_plan, 1);
+    assert_eq!(spec.startup.phases, phases(&[2, 6]));
+    assert_eq!(spec.schedule.weekdays[0], Some(0));
+    assert_eq!(spec.schedule.weekdays[6], Some(1));
+    assert_eq!(c.traffic.lanes.len(), 12);
+    assert_eq!(c.traffic.pedestrians.len(), 4);
+}
+
+#[test]
+fn river_road_overlap_conflicts_default_to_what_conflicts_with_every_parent() {
+    let c = load_ok(&repo("controllers/river-rd-and-mill-st.toml"));
+    let a = &c.spec.overlaps[0];
+    assert_eq!(a.id, OverlapId::from_letter('A').expect("A"));
+    assert_eq!(a.parents, phases(&[1, 4]));
+    assert_eq!(a.conflicts, phases(&[2]));
+    // Ring 2 has only phase 6 and waits through Mill St's group.
+    assert_eq!(c.spec.rings[1].sequence, vec![phase(6)]);
+    assert!(c.traffic.lanes.iter().any(|l| l.head == LaneHead::Overlap(a.id)));
+}
+
+#[test]
+fn embedded_text_loads_like_the_file() {
+    let path = repo("controllers/elm-and-oak.toml");
+    let text = fs::read_to_string(&path).expect("read");
+    let (from_text, _) = load_intersection_str("elm-and-oak.toml", &text).expect("valid");
+    let from_file = load_ok(&path);
+    assert_eq!(from_text.spec, from_file.spec);
+    assert_eq!(from_text.source, PathBuf::from("elm-and-oak.toml"));
+}
+
+// ---- the broken fixture ---------------------------------------------------
+
+#[test]
+fn broken_fixture_reports_every_error_with_its_key() {
+    let errors = load_intersection(&repo("tests/fixtures/broken.toml")).expect_err("broken.toml must not load");
+    let expected: [(&str, &str); 20] = [
+        ("phase 2 (number 2).recall", "\"minimum\" is not one of none | min | max | ped | soft"),
+        ("phase 3 (number 3).colour", "unknown key"),
+        ("phase 2 (number 2).ped_clear_s", "walk_s is set"),
+        ("phase 4 (number 4).yellow_s", "3.0 s is below the ITE minimum 4.0 s for 60 km/h on a -3.0% grade"),
+        ("phase 4 (number 4).red_clear_s", "1.0 s is below the ITE minimum 1.7 s"),
+        ("phase 7 (number 7).max1_s", "4.0 s is below min_green_s 5.0 s"),
+        ("sequence.conflicts[1]", "phases 2 and 5 conflict but are timed together (same barrier group, rings 1 and 2)"),
+        ("startup.phases", "phases 2 and 8 cannot start together"),
+        ("detector 1 (channel 1).calls", "phase 9 is not defined by any [[phase]]"),
+        ("detector 2 (channel 1).channel", "channel 1 is already used by detector 1 (channel 1)"),
+        ("detector 3 (channel 70).channel", "70 is outside the cabinet's channels 1..=64"),
+        (
+            "plan 2 (number 2).splits_s.3",
+            "8.0 s is shorter than min green 5.0 s + yellow 3.5 s + red clearance 3.0 s = 11.5 s",
+        ),
+        ("plan 2 (number 2).splits_s.7", "8.0 s is shorter than min green"),
+        ("plan 2 (number 2).splits_s", "ring 1 splits sum to 105.0 s, but the cycle is 100.0 s"),
+        ("plan 2 (number 2).splits_s", "ring 2 splits sum to 105.0 s, but the cycle is 100.0 s"),
+        ("plan 3 (number 3).splits_s", "barrier misaligned: ring 1 gives 46.0 s to group 1, ring 2 gives 42.0 s"),
+        ("plan 3 (number 3).splits_s", "barrier misaligned: ring 1 gives 44.0 s to group 2, ring 2 gives 48.0 s"),
+        ("schedule.day_plan 1 (name weekday).events 2 (at 06:00).at", "06:00 does not come after 07:00"),
+        ("schedule.day_plan 2 (name weekend).events 1 (at 00:00).plan", "plan 9 is not defined by any [[plan]]"),
+        ("schedule.week", "has 6 entries; it needs 7"),
+    ];
+    for (key, reason) in expected {
+        assert!(
+            errors.iter().any(|e| e.key == key && e.reason.contains(reason)),
+            "missing error {key}: {reason}\ngot:\n{}",
+            lines(&errors)
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{}", lines(&errors));
+    assert!(errors.iter().all(|e| e.file == repo("tests/fixtures/broken.toml")));
+}
+
+#[test]
+fn check_report_renders_errors_ok_lines_and_totals() {
+    let report = check_report(&[repo("controllers"), repo("tests/fixtures/broken.toml")]);
+    assert!(report.has_errors());
+    let text = report.render();
+    let broadway =
+        format!("{}: ok (8 phases, 16 detectors, 4 plans)", repo("controllers/broadway-and-5th.toml").display());
+    assert!(text.contains(&broadway), "{text}");
+    let broken = repo("tests/fixtures/broken.toml");
+    let yellow = format!("{}: error: phase 4 (number 4).yellow_s: 3.0 s is below the ITE minimum", broken.display());
+    assert!(text.contains(&yellow), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    assert!(last.starts_with("4 files checked, 1 with errors (20 errors, "), "{last}");
+    assert!(!check_report(&[repo("controllers")]).has_errors());
+}
+
+#[test]
+fn duplicate_ids_and_syntax_errors_are_reported_per_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = fs::read_to_string(repo("controllers/elm-and-oak.toml")).expect("read");
+    fs::write(dir.path().join("elm-and-oak.toml"), &text).expect("write");
+    fs::write(dir.path().join("elm-copy.toml"), &text).expect("write");
+    fs::write(dir.path().join("typo.toml"), "[intersection\nid = \"x\"\n").expect("write");
+    let errors = load_dir(dir.path()).expect_err("duplicate id and bad TOML");
+    assert_eq!(errors.len(), 2, "{}", lines(&errors));
+    assert_eq!(errors[0].file, dir.path().join("elm-copy.toml"));
+    assert_eq!(errors[0].key, "intersection.id");
+    assert!(errors[0].reason.contains("also the id of"), "{}", errors[0]);
+    assert_eq!(errors[1].file, dir.path().join("typo.toml"));
+    assert!(errors[1].reason.starts_with("not valid TOML"), "{}", errors[1]);
+    assert!(errors[1].reason.contains("line 1"), "{}", errors[1]);
+}
+
+// ---- case sensitivity -----------------------------------------------------
+
+#[test]
+fn controller_keys_are_case_sensitive_like_config_rs() {
+    // config 0.15 keeps file keys as written, so `Yellow_S` is not
+    // `yellow_s`: it is an unknown key, and yellow_s is then missing.
+    let path = repo("controllers/elm-and-oak.toml");
+    let text = fs::read_to_string(&path).expect("read").replacen("yellow_s = 3.5", "Yellow_S = 3.5", 1);
+    let errors = load_intersection_str("elm.toml", &text).expect_err("mixed-case key");
+    let keys: Vec<(&str, &str)> = errors.iter().map(|e| (e.key.as_str(), e.reason.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            ("phase 1 (number 2).Yellow_S", "unknown key (keys are case-sensitive: did you mean yellow_s?)"),
+            ("phase 1 (number 2).yellow_s", "missing (required)"),
+        ]
+    );
+}
+
+// ---- daemon settings ------------------------------------------------------
+
+fn env(vars: &[(&str, &str)]) -> Env {
+    Env::Vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+}
+
+#[test]
+fn daemon_defaults_apply_without_file_or_environment() {
+    assert_eq!(DaemonConfig::load_with_env(None, env(&[])), Ok(DaemonConfig::default()));
+    let d = DaemonConfig::default();
+    assert_eq!((d.controllers.as_path(), d.tick_ms, d.view), (Path::new("controllers"), 100, true));
+    assert_eq!((d.event_log.dir.as_path(), d.event_log.keep_files), (Path::new("log"), 10));
+}
+
+#[test]
+fn environment_overrides_tick_ms_and_nested_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("greenwave.toml");
+    fs::write(&file, "tick_ms = 50\nview = false\n[event_log]\ndir = \"/var/log/greenwave\"\nkeep_files = 3\n")
+        .expect("write");
+    let d = DaemonConfig::load_with_env(
+        Some(&file),
+        env(&[("GREENWAVE_TICK_MS", "250"), ("GREENWAVE_EVENT_LOG__MAX_FILE_BYTES", "1048576"), ("PATH", "/usr/bin")]),
+    )
+    .expect("valid");
+    assert_eq!(d.tick_ms, 250, "the environment wins over the file");
+    assert!(!d.view);
+    assert_eq!(d.event_log.dir, PathBuf::from("/var/log/greenwave"));
+    assert_eq!((d.event_log.max_file_bytes, d.event_log.keep_files), (1_048_576, 3));
+}
+
+#[test]
+fn environment_variable_names_are_case_insensitive() {
+    let d = DaemonConfig::load_with_env(None, env(&[("greenwave_tick_ms", "40")])).expect("valid");
+    assert_eq!(d.tick_ms, 40);
+}
+
+#[test]
+fn daemon_problems_name_their_variable_or_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("greenwave.toml");
+    fs::write(&file, "Tick_MS = 200\n[event_log]\nkeep_files = 0\n").expect("write");
+    let errors = DaemonConfig::load_with_env(
+        Some(&file),
+        env(&[("GREENWAVE_TICK_MS", "5"), ("GREENWAVE_VEIW", "false"), ("GREENWAVE_VIEW", "sometimes")]),
+    )
+    .expect_err("invalid settings");
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let file = file.display();
+    assert_eq!(
+        got,
+        [
+            "environment: view: expected true or false, found \"sometimes\" (GREENWAVE_VIEW)".to_string(),
+            format!("{file}: Tick_MS: unknown key (keys are case-sensitive: did you mean tick_ms?)"),
+            "environment: veiw: unknown key (did you mean view?) (GREENWAVE_VEIW)".to_string(),
+            "environment: tick_ms: 5 ms is outside 10..=1000 ms (GREENWAVE_TICK_MS)".to_string(),
+            format!("{file}: event_log.keep_files: must be at least 1 (the file being written)"),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_daemon_file_is_an_error_when_named() {
+    let errors =
+        DaemonConfig::load_with_env(Some(Path::new("/nonexistent/greenwave.toml")), env(&[])).expect_err("missing");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].reason.contains("not found"), "{}", errors[0]);
+}
+
+// ---- reload ---------------------------------------------------------------
+
+/// What the daemon does on SIGHUP: load the file again; on error keep the
+/// running configuration and report why.
+fn reload(current: &mut IntersectionConfig, path: &Path) -> Result<(), Vec<ConfigError>> {
+    let (fresh, _warnings) = load_intersection(path)?;
+    *current = fresh;
+    Ok(())
+}
+
+#[test]
+fn a_rejected_reload_keeps_the_running_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("elm-and-oak.toml");
+    let good = fs::read_to_string(repo("controllers/elm-and-oak.toml")).expect("read");
+    fs::write(&path, &good).expect("write");
+    let mut running = load_ok(&path);
+    let before = running.spec.clone();
+
+    // An engineer shortens the Elm yellow below the ITE minimum.
+    fs::write(&path, good.replacen("yellow_s = 3.5", "yellow_s = 2.5", 1)).expect("write");
+    let errors = reload(&mut running, &path).expect_err("yellow below minimum");
+    assert_eq!(errors.len(), 1, "{}", lines(&errors));
+    assert_eq!(errors[0].key, "phase 1 (number 2).yellow_s");
+    assert_eq!(running.spec, before, "the old configuration stays in force");
+
+    // The fix is picked up by the next reload.
+    fs::write(&path, good.replacen("yellow_s = 3.5", "yellow_s = 4.0", 1)).expect("write");
+    reload(&mut running, &path).expect("valid again");
+    assert_eq!(running.spec.phase(phase(2)).expect("phase 2").timing.yellow, Span::from_millis(4000));
+}
+
+#[test]
+fn defaults_are_exported_for_callers() {
+    assert_eq!(config::DEFAULT_SATURATION_HEADWAY, Span::from_secs(2));
+    assert_eq!(config::DEFAULT_SIM_SEED, 1);
+}
