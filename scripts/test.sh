@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The one test command (README and .ci/run both use it). On a fresh machine
+# it installs what the tests need — Debian's mbpoll, a Python venv with the
+# independent Modbus/gRPC peers — then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages used as independent peers by the interop tests.
+missing=()
+command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "== installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+# Python peers (pymodbus, grpcio, grpcurl) in a project-local venv.
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import sys; sys.exit(0)' 2>/dev/null \
+    || ! cmp -s tools/requirements.txt .venv/.requirements.installed; then
+    echo "== installing Python test peers"
+    .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements.txt
+    cp tools/requirements.txt .venv/.requirements.installed
+fi
+export GREENWAVE_PYTHON="$PWD/.venv/bin/python"
+export PATH="$PWD/.venv/bin:$PATH"
+# Interop tests fail (rather than skip) when a peer is missing.
+export GREENWAVE_REQUIRE_INTEROP=1
+
+echo "== cargo test"
+cargo test --locked --all-targets
+cargo test --locked --doc
+
+echo "== greenwave check controllers/"
+cargo run --locked --quiet -- check controllers
