@@ -323,7 +323,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     info!(dir = %log_cfg.dir.display(), "Indiana event log");
     let event_log = telemetry::eventlog::spawn_event_log_thread(events, ids.clone(), log_cfg)?;
-    std::thread::Builder::new().name("greenwave-retired".into()).spawn(move || retired.iter().for_each(drop))?;
+    // The control thread hands replaced specs back here to be dropped (no
+    // deallocation on the control thread); each one means a reload is now
+    // in force.
+    std::thread::Builder::new().name("greenwave-retired".into()).spawn(move || {
+        for old in retired.iter() {
+            info!(intersection = %old.id, "reloaded configuration in force (applied at the barrier)");
+        }
+    })?;
     let sims = spawn_sim_cabinets(&intersections, outputs, inputs)?;
     let engine_thread = engine.spawn(clock)?;
     info!(tick_ms = daemon.tick_ms, intersections = ids.len(), "control thread running");

@@ -1,0 +1,115 @@
+//! The daemon end to end: `greenwave run` on a controllers directory, a
+//! SIGHUP reload rejected (every error logged, plans kept) and one accepted,
+//! then SIGTERM driving every intersection to flash before exit.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(dir: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_greenwave"))
+            .args(["run", "--no-view", "--controllers"])
+            .arg(dir.join("controllers"))
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start greenwave");
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Daemon { child, lines, seen: Vec::new() }
+    }
+
+    /// Wait (bounded) for a log line containing `needle`.
+    fn expect_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                self.seen.push(line.clone());
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        }
+        panic!("no log line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+    }
+
+    /// Wait for lines containing each needle, in any order.
+    fn expect_lines(&mut self, needles: &[&str]) {
+        let mut missing: Vec<&str> = needles.to_vec();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !missing.is_empty() && Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                missing.retain(|n| !line.contains(n));
+                self.seen.push(line);
+            }
+        }
+        assert!(missing.is_empty(), "no log lines with {missing:?}; saw:\n{}", self.seen.join("\n"));
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill {sig} failed");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn reload_rejects_bad_files_applies_good_ones_and_sigterm_flashes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let controllers = tmp.path().join("controllers");
+    std::fs::create_dir(&controllers).unwrap();
+    let file = controllers.join("elm-and-oak.toml");
+    let original = std::fs::read_to_string(root.join("controllers/elm-and-oak.toml")).unwrap();
+    std::fs::write(&file, &original).unwrap();
+
+    let mut d = Daemon::start(tmp.path());
+    d.expect_line("control thread running");
+
+    // A broken change: rejected with every error, the running plan kept.
+    let broken = original.replacen("yellow_s = ", "yellow_s = 1.0 # ", 1).replacen(
+        "[[phase]]",
+        "[[phase]]\ncolour = \"red\"",
+        1,
+    );
+    std::fs::write(&file, &broken).unwrap();
+    d.signal("-HUP");
+    d.expect_line("reload rejected");
+    d.expect_lines(&["yellow_s", "colour"]);
+
+    // A valid change: staged, then in force at the barrier.
+    std::fs::write(&file, original.replacen("passage_s = ", "passage_s = 2.5 # was ", 1)).unwrap();
+    d.signal("-HUP");
+    d.expect_line("reload staged");
+    d.expect_line("reloaded configuration in force");
+
+    d.signal("-TERM");
+    d.expect_line("greenwave stopped");
+    let status = d.child.wait().expect("wait");
+    assert!(status.success(), "exit status {status}");
+    let logs: Vec<_> = std::fs::read_dir(tmp.path().join("log")).unwrap().map(|e| e.unwrap().path()).collect();
+    let text: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    assert!(text.lines().any(|l| l.starts_with("elm-and-oak,") && l.ends_with(",173,9")), "shutdown flash logged");
+}
