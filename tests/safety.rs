@@ -171,7 +171,9 @@ impl<'a> Observer<'a> {
                 }
             }
         }
-        // 3. Max green, once a conflicting call started the max timer.
+        // 3. Max green, once a conflicting call started the max timer
+        //    (a transit priority request may add its bounded extension; a
+        //    preemption dwell holds its phases as long as it is called).
         let plan = spec.plan(s.plan);
         let mode = s.plan_mode;
         for ring in s.rings.iter().take(s.ring_count as usize) {
@@ -179,7 +181,7 @@ impl<'a> Observer<'a> {
                 continue;
             };
             let coordinated = plan.is_some_and(|pl| pl.coordinated.contains(p)) && mode != PlanMode::Free;
-            if s.holds.contains(p) || coordinated || mode == PlanMode::Fixed {
+            if s.holds.contains(p) || coordinated || mode == PlanMode::Fixed || s.preempt.is_some() {
                 continue;
             }
             let t = spec.phase(p).unwrap().timing;
@@ -187,13 +189,14 @@ impl<'a> Observer<'a> {
                 MaxSelect::Max1 => t.max1,
                 MaxSelect::Max2 => t.max2,
             };
-            let allowed = max.max(t.ped_service()) + TICK;
+            let extension = if s.priority.contains(p) { spec.priority.max_extension } else { Span::ZERO };
+            let allowed = max.max(t.ped_service()) + extension + TICK;
             if max_elapsed > allowed {
                 return Err(format!("phase {p} green {max_elapsed} past its max timer start, allowed {allowed}"));
             }
         }
         // 4. Every call served within the bound.
-        let running = s.unit == UnitState::Run && s.holds.is_empty();
+        let running = s.unit == UnitState::Run && s.holds.is_empty() && s.preempt.is_none();
         if !running {
             self.disturbed(now);
         }
@@ -222,7 +225,12 @@ impl<'a> Observer<'a> {
 fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
     let phases: Vec<PhaseId> = x.spec.phases.iter().map(|p| p.id).collect();
     let pick = |rng: &mut Rng| PhaseSet::single(phases[rng.below(phases.len() as u64) as usize]);
-    match rng.below(10) {
+    match rng.below(13) {
+        10 | 11 if !x.spec.preempts.is_empty() => {
+            let input = x.spec.preempts[rng.below(x.spec.preempts.len() as u64) as usize].input;
+            Command::Preempt { input, active: rng.below(2) == 0 }
+        }
+        12 => Command::Priority { phase: phases[rng.below(phases.len() as u64) as usize], active: rng.below(3) != 0 },
         0 | 1 => Command::SelectPlan(x.spec.plans[rng.below(x.spec.plans.len() as u64) as usize].number),
         2 => Command::SetMode(
             [

@@ -13,7 +13,7 @@ use ::config::{Value, ValueKind};
 /// Keys that identify an element of an array of tables, in preference order:
 /// a `[[plan]]` has both `number` and `name`, and `number` is what the
 /// schedule refers to.
-const ID_KEYS: [&str; 7] = ["number", "channel", "id", "detector", "date", "name", "at"];
+const ID_KEYS: [&str; 8] = ["number", "channel", "input", "id", "detector", "date", "name", "at"];
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Seg {

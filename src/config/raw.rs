@@ -29,6 +29,26 @@ pub struct RawController {
     pub plan: Vec<RawPlan>,
     pub schedule: Option<RawSchedule>,
     pub simulation: Option<RawSimulation>,
+    #[serde(default)]
+    pub preempt: Vec<RawPreempt>,
+    pub transit_priority: Option<RawTransitPriority>,
+}
+
+/// `[[preempt]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPreempt {
+    pub input: Option<u8>,
+    pub name: Option<String>,
+    pub delay_s: Option<f64>,
+    pub min_duration_s: Option<f64>,
+    pub dwell_phases: Option<Vec<u8>>,
+    pub exit_phases: Option<Vec<u8>>,
+}
+
+/// `[transit_priority]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawTransitPriority {
+    pub max_extension_s: Option<f64>,
 }
 
 /// `[intersection]`

@@ -124,6 +124,10 @@ pub enum Termination {
     GapOut,
     MaxOut,
     ForceOff,
+    /// Ended early so a preemption can reach its dwell phases.
+    Preempt,
+    /// Ended early (after its minimums) for a transit priority request.
+    Priority,
 }
 
 impl Termination {
@@ -132,6 +136,8 @@ impl Termination {
             Termination::GapOut => EventCode::PhaseGapOut,
             Termination::MaxOut => EventCode::PhaseMaxOut,
             Termination::ForceOff => EventCode::PhaseForceOff,
+            Termination::Preempt => EventCode::PreemptionForceOff,
+            Termination::Priority => EventCode::TspEarlyForceOff,
         }
     }
 }
@@ -167,6 +173,37 @@ pub enum Command {
     /// Leave a fault flash through the start-up sequence (after the monitor
     /// was reset or the cabinet link came back).
     Restart,
+    /// A preemption input (emergency vehicle, rail) turned on or off.
+    Preempt {
+        input: u8,
+        active: bool,
+    },
+    /// A transit priority request for a phase (check-in / check-out).
+    Priority {
+        phase: PhaseId,
+        active: bool,
+    },
+}
+
+/// Where a preemption is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreemptStage {
+    /// Call received, waiting out the input's delay.
+    Delay,
+    /// Ending other greens (through their minimums and clearances) to
+    /// reach the dwell phases.
+    Entry,
+    /// Dwell phases held green.
+    Dwell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PreemptState {
+    input: u8,
+    stage: PreemptStage,
+    since: Instant,
+    /// The input is still on.
+    called: bool,
 }
 
 /// A command the controller refused.
@@ -178,6 +215,8 @@ pub enum CommandError {
     PlanHasNoCycle { plan: u8, mode: OperatingMode },
     #[error("phases {0} are not defined for this intersection")]
     UnknownPhases(PhaseSet),
+    #[error("preemption input {0} is not defined for this intersection")]
+    UnknownPreempt(u8),
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -258,6 +297,9 @@ pub struct Controller {
     pending_spec: Option<Box<ControllerSpec>>,
     pending_plan: Option<u8>,
     pending_mode: Option<OperatingMode>,
+    preempt: Option<PreemptState>,
+    /// Phases with an active transit priority request.
+    priority: PhaseSet,
     cabinet: CabinetStatus,
     output: OutputFrame,
     events: EventQueue,
@@ -289,6 +331,8 @@ impl Controller {
             pending_spec: None,
             pending_plan: None,
             pending_mode: None,
+            preempt: None,
+            priority: PhaseSet::EMPTY,
             cabinet: CabinetStatus::default(),
             output: OutputFrame::default(),
             events: EventQueue::default(),
@@ -345,6 +389,8 @@ impl Controller {
             detectors: [DetectorSnapshot::default(); super::ids::MAX_DETECTORS],
             detector_count: self.spec.detectors.len() as u8,
             events_dropped: self.events.dropped(),
+            preempt: self.preempt.map(|p| (p.input, p.stage)),
+            priority: self.priority,
         };
         for (r, ring) in self.rings.iter().enumerate().take(self.spec.rings.len()) {
             s.rings[r] = RingSnapshot {
@@ -381,6 +427,7 @@ impl Controller {
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
         self.handle_cabinet(now, input.cabinet);
         self.register_calls(now, &demand);
+        self.time_preempt(now);
         match self.unit {
             UnitState::Flash { reason: FlashReason::Startup, since } if now.since(since) >= self.spec.startup.flash => {
                 self.begin_all_red(now);
@@ -452,6 +499,28 @@ impl Controller {
                     self.pending_spec = Some(spec);
                 } else {
                     self.install_spec(spec);
+                }
+            }
+            Command::Preempt { input, active } => {
+                if self.spec.preempt(input).is_none() {
+                    return Err(CommandError::UnknownPreempt(input));
+                }
+                self.preempt_input(now, input, active);
+            }
+            Command::Priority { phase, active } => {
+                self.check_phases(PhaseSet::single(phase))?;
+                match (active, self.priority.contains(phase)) {
+                    (true, false) => {
+                        self.priority.insert(phase);
+                        self.events.push(now, EventCode::TspCheckIn, phase.number() as u16);
+                        let call = PhaseSet::single(phase);
+                        self.register_calls(now, &DetectorDemand { calls: call, ..DetectorDemand::default() });
+                    }
+                    (false, true) => {
+                        self.priority.remove(phase);
+                        self.events.push(now, EventCode::TspCheckOut, phase.number() as u16);
+                    }
+                    _ => {}
                 }
             }
             Command::Restart => {
@@ -615,8 +684,76 @@ impl Controller {
         }
     }
 
+    /// Changes waiting for the barrier. A preemption holds them back
+    /// (preemption takes precedence over flash, holds and plans).
     fn staged(&self) -> bool {
-        self.pending_spec.is_some() || self.pending_plan.is_some() || self.pending_mode.is_some()
+        self.preempt_targets().is_none()
+            && (self.pending_spec.is_some() || self.pending_plan.is_some() || self.pending_mode.is_some())
+    }
+
+    // === preemption ===
+
+    fn preempt_input(&mut self, now: Instant, input: u8, active: bool) {
+        let code = if active { EventCode::PreemptCallInputOn } else { EventCode::PreemptCallInputOff };
+        self.events.push(now, code, input as u16);
+        match (&mut self.preempt, active) {
+            (Some(p), _) if p.input == input => p.called = active,
+            (None, true) => {
+                self.preempt = Some(PreemptState { input, stage: PreemptStage::Delay, since: now, called: true });
+            }
+            // One preemption at a time: another input waits for this one's
+            // exit (and must still be on then).
+            _ => {}
+        }
+    }
+
+    /// The dwell phases while a preemption is entering or dwelling.
+    fn preempt_targets(&self) -> Option<PhaseSet> {
+        let p = self.preempt?;
+        match p.stage {
+            PreemptStage::Delay => None,
+            PreemptStage::Entry | PreemptStage::Dwell => self.spec.preempt(p.input).map(|s| s.dwell),
+        }
+    }
+
+    fn time_preempt(&mut self, now: Instant) {
+        let Some(mut p) = self.preempt else { return };
+        let Some(spec) = self.spec.preempt(p.input) else {
+            self.preempt = None; // removed by a reload
+            return;
+        };
+        let (dwell, exit, delay, min_duration) = (spec.dwell, spec.exit, spec.delay, spec.min_duration);
+        match p.stage {
+            PreemptStage::Delay if !p.called => {
+                self.preempt = None;
+                return;
+            }
+            PreemptStage::Delay if now.since(p.since) >= delay => {
+                p.stage = PreemptStage::Entry;
+                p.since = now;
+                self.events.push(now, EventCode::PreemptEntryStarted, p.input as u16);
+                // Preemption outranks an operator flash: leave it through
+                // all red (the flash resumes after the exit).
+                if let UnitState::Flash { reason: FlashReason::Operator, .. } = self.unit {
+                    self.pending_mode = Some(OperatingMode::Flash);
+                    self.begin_all_red(now);
+                }
+            }
+            PreemptStage::Entry if self.phases_in(Interval::Green).intersection(dwell) == dwell => {
+                p.stage = PreemptStage::Dwell;
+                p.since = now;
+                self.events.push(now, EventCode::PreemptBeginDwell, p.input as u16);
+            }
+            PreemptStage::Dwell if !p.called && now.since(p.since) >= min_duration => {
+                self.events.push(now, EventCode::PreemptBeginExitInterval, p.input as u16);
+                self.preempt = None;
+                let demand = DetectorDemand { calls: exit, ..DetectorDemand::default() };
+                self.register_calls(now, &demand);
+                return;
+            }
+            _ => {}
+        }
+        self.preempt = Some(p);
     }
 
     /// At the barrier with every clearance served: apply what was staged.
@@ -699,6 +836,9 @@ impl Controller {
     /// Calls that count as demand now: all of them in free mode; in
     /// coordination, only those whose phase's window is open.
     fn effective_calls(&self) -> PhaseSet {
+        if let Some(targets) = self.preempt_targets() {
+            return targets;
+        }
         let calls = self.vehicle_calls.union(self.ped_calls);
         let (Some(coord), Some(c)) = (self.plan.coord, self.cycle_time) else {
             return calls;
@@ -887,17 +1027,37 @@ impl Controller {
         let ring = &self.rings[r];
         let p = ring.phase?;
         let g = &ring.green;
-        if self.holds.contains(p) || !g.min_done || g.ped != PedInterval::DontWalk {
+        // Minimums and pedestrian service are never cut, not even by a
+        // preemption: only then do precedence rules apply.
+        if !g.min_done || g.ped != PedInterval::DontWalk {
+            return None;
+        }
+        // Preemption outranks holds and plans: every other green ends now,
+        // the dwell phases stay green.
+        if let Some(targets) = self.preempt_targets() {
+            return (!targets.contains(p)).then_some(Termination::Preempt);
+        }
+        if self.holds.contains(p) {
             return None;
         }
         let t = self.timing(p);
+        let coordinated = self.plan.coordinated().contains(p) && self.plan.mode != PlanMode::Free;
+        // Transit priority: early green by ending a conflicting,
+        // non-coordinated green after its minimums...
+        let waiting_priority = self.priority.difference(self.phases_in(Interval::Green));
+        if !coordinated && waiting_priority.intersects(self.spec.conflicts[p.index()]) {
+            return Some(Termination::Priority);
+        }
+        // ...or green extension: no gap-out, max and force-off pushed back
+        // by at most the configured extension.
+        let extension = if self.priority.contains(p) { self.spec.priority.max_extension } else { Span::ZERO };
         let max = match self.plan.max_select {
             MaxSelect::Max1 => t.max1,
             MaxSelect::Max2 => t.max2,
-        };
+        } + extension;
         let maxed = g.max_start.is_some_and(|s| now.since(s) >= max);
-        let gapped = t.recall != Recall::Max && now.since(g.last_extension) >= t.passage;
-        let forced = g.force_off_at.is_some_and(|f| now >= f);
+        let gapped = t.recall != Recall::Max && extension.is_zero() && now.since(g.last_extension) >= t.passage;
+        let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
         match self.plan.mode {
             PlanMode::Free => {
                 if maxed {
@@ -929,6 +1089,11 @@ impl Controller {
     fn begin_yellow(&mut self, now: Instant, r: usize, why: Termination, next: Option<PhaseId>) {
         let p = self.rings[r].phase.expect("a green ring has a phase");
         let n = p.number() as u16;
+        if self.priority.contains(p) {
+            // Served: the request checks out with this green.
+            self.priority.remove(p);
+            self.events.push(now, EventCode::TspCheckOut, n);
+        }
         self.events.push(now, why.event_code(), n);
         self.events.push(now, EventCode::PhaseGreenTermination, n);
         self.events.push(now, EventCode::PhaseBeginYellowChange, n);
@@ -1000,7 +1165,7 @@ impl Controller {
         if g != self.group || !self.enter_current_group {
             self.events.push(now, EventCode::BarrierTermination, self.group as u16 + 1);
         }
-        let startup_phases = if self.enter_current_group {
+        let startup_phases = if self.enter_current_group && self.preempt_targets().is_none() {
             self.spec.startup.phases.intersection(self.spec.barrier_groups[g])
         } else {
             PhaseSet::EMPTY
@@ -1018,7 +1183,7 @@ impl Controller {
             let startup = self.spec.rings[r].sequence.iter().copied().find(|p| startup_phases.contains(*p));
             *s = startup.or_else(|| self.next_in_group(r, calls));
         }
-        if starts.iter().any(Option::is_some) {
+        if starts.iter().any(Option::is_some) && self.preempt_targets().is_none() {
             for (r, s) in starts.iter_mut().enumerate().take(rings) {
                 if s.is_none() {
                     *s = self.spec.rings[r]
@@ -1277,6 +1442,51 @@ mod tests {
     }
 
     #[test]
+    fn preemption_reaches_its_dwell_phases_through_clearance_and_exits() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        assert_eq!(rig.shows(2), Indication::Green);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(15);
+        assert_eq!(rig.shows(4), Indication::Green, "dwell on 4");
+        assert_eq!(rig.shows(8), Indication::Green, "dwell on 8");
+        assert!(matches!(rig.c.snapshot().preempt, Some((1, crate::core::PreemptStage::Dwell))));
+        // Holds and plans do not outrank it: it stays while called.
+        rig.run(60);
+        assert_eq!(rig.shows(4), Indication::Green);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: false }).unwrap();
+        rig.run(30);
+        assert!(rig.c.snapshot().preempt.is_none());
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PreemptBeginExitInterval));
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PreemptionForceOff && e.param == 2));
+        assert_eq!(
+            rig.c.handle_command(rig.now, Command::Preempt { input: 7, active: true }),
+            Err(CommandError::UnknownPreempt(7))
+        );
+    }
+
+    #[test]
+    fn transit_priority_ends_a_conflicting_green_early_and_checks_out() {
+        let mut rig = Rig::new();
+        rig.run(10);
+        rig.detector(2, true); // keeps 2 extending towards its max
+        rig.detector(6, true);
+        rig.run(12);
+        let p4 = PhaseId::new(4).unwrap();
+        rig.c.handle_command(rig.now, Command::Priority { phase: p4, active: true }).unwrap();
+        rig.run(20);
+        let early =
+            rig.log.iter().find(|e| e.code == EventCode::TspEarlyForceOff && e.param == 2).expect("early force-off");
+        let green4 = rig.log.iter().find(|e| e.code == EventCode::PhaseBeginGreen && e.param == 4).expect("4 served");
+        assert!(green4.at > early.at);
+        rig.detector(2, false);
+        rig.detector(6, false);
+        rig.run(60);
+        assert!(rig.log.iter().any(|e| e.code == EventCode::TspCheckOut && e.param == 4));
+        assert!(rig.c.snapshot().priority.is_empty());
+    }
+
+    #[test]
     fn operator_flash_goes_through_clearance_and_back() {
         let mut rig = Rig::new();
         rig.run(20);
@@ -1318,7 +1528,9 @@ mod fuzz {
                     }
                 }
                 if rng.random_ratio(1, 3000) {
-                    let cmd = match rng.random_range(0..6) {
+                    let cmd = match rng.random_range(0..8) {
+                        6 => Command::Preempt { input: 1, active: rng.random_bool(0.5) },
+                        7 => Command::Priority { phase: PhaseId::from_index(rng.random_range(0..8)), active: true },
                         0 => Command::SelectPlan(rng.random_range(1..=3)),
                         1 => Command::SetMode(OperatingMode::Flash),
                         2 => Command::SetMode(OperatingMode::Scheduled),
@@ -1333,17 +1545,15 @@ mod fuzz {
                     panic!("seed {seed} tick {tick}: {f}\n{:#?}", c.snapshot());
                 }
                 let snap = c.snapshot();
-                if snap.unit == UnitState::Run && snap.holds.is_empty() {
+                let undisturbed = snap.unit == UnitState::Run && snap.holds.is_empty() && snap.preempt.is_none();
+                if undisturbed {
                     for p in snap.vehicle_calls.iter() {
                         let since = *waiting[p.index()].get_or_insert(now);
                         assert!(now.since(since) < Span::from_secs(400), "seed {seed}: phase {p} starved\n{snap:#?}");
                     }
                 }
                 for (i, w) in waiting.iter_mut().enumerate() {
-                    if !snap.vehicle_calls.contains(PhaseId::from_index(i))
-                        || snap.unit != UnitState::Run
-                        || !snap.holds.is_empty()
-                    {
+                    if !snap.vehicle_calls.contains(PhaseId::from_index(i)) || !undisturbed {
                         *w = None;
                     }
                 }

@@ -21,7 +21,9 @@ pub mod spec;
 pub(crate) mod testing;
 pub mod time;
 
-pub use controller::{Command, CommandError, Controller, FlashReason, Interval, OperatingMode, UnitState};
+pub use controller::{
+    Command, CommandError, Controller, FlashReason, Interval, OperatingMode, PreemptStage, UnitState,
+};
 pub use event::{Event, EventCode, EventQueue};
 pub use ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, OverlapId, PhaseId, PhaseSet};
 pub use image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};

@@ -2,7 +2,7 @@
 //! and tests. `Copy` and heap-free, so the engine can publish one every tick
 //! through a preallocated channel.
 
-use super::controller::{Interval, OperatingMode, UnitState};
+use super::controller::{Interval, OperatingMode, PreemptStage, UnitState};
 use super::detector::DetectorFault;
 use super::ids::{MAX_DETECTORS, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::OutputFrame;
@@ -57,4 +57,8 @@ pub struct Snapshot {
     pub detectors: [DetectorSnapshot; MAX_DETECTORS],
     pub detector_count: u8,
     pub events_dropped: u64,
+    /// Active preemption: input and stage.
+    pub preempt: Option<(u8, PreemptStage)>,
+    /// Phases with a transit priority request.
+    pub priority: PhaseSet,
 }

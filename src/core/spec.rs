@@ -258,6 +258,34 @@ pub struct StartupSpec {
     pub phases: PhaseSet,
 }
 
+/// A preemption input (emergency vehicle, rail): NTCIP `preemptTable`, simplified.
+///
+/// Entry ends every other green through its full minimums and clearances,
+/// then holds the dwell phases green while the call lasts (at least
+/// `min_duration`); exit calls the exit phases and resumes normal operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreemptSpec {
+    /// Input number, 1..=8 (the Indiana preempt event parameter).
+    pub input: u8,
+    pub name: String,
+    /// `preemptDelay`: the call must last this long before entry starts.
+    pub delay: Span,
+    /// `preemptMinimumDuration`: dwell lasts at least this long.
+    pub min_duration: Span,
+    /// Phases held green during dwell (they can time together).
+    pub dwell: PhaseSet,
+    /// Phases called when preemption ends.
+    pub exit: PhaseSet,
+}
+
+/// Transit signal priority bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrioritySpec {
+    /// Longest a priority request may extend a green beyond its max or
+    /// force-off; zero disables green extension.
+    pub max_extension: Span,
+}
+
 /// The whole validated controller.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControllerSpec {
@@ -281,6 +309,8 @@ pub struct ControllerSpec {
     pub default_plan: u8,
     pub schedule: Schedule,
     pub startup: StartupSpec,
+    pub preempts: Vec<PreemptSpec>,
+    pub priority: PrioritySpec,
 }
 
 impl ControllerSpec {
@@ -291,6 +321,10 @@ impl ControllerSpec {
     /// All phases present, as a set.
     pub fn phase_set(&self) -> PhaseSet {
         self.phases.iter().map(|p| p.id).collect()
+    }
+
+    pub fn preempt(&self, input: u8) -> Option<&PreemptSpec> {
+        self.preempts.iter().find(|p| p.input == input)
     }
 
     pub fn plan(&self, number: u8) -> Option<&PlanSpec> {

@@ -116,5 +116,14 @@ pub fn eight_phase() -> ControllerSpec {
         default_plan: 1,
         schedule: Schedule::default(),
         startup: StartupSpec { flash: s(4.0), all_red: s(2.0), phases: set(&[2, 6]) },
+        preempts: vec![PreemptSpec {
+            input: 1,
+            name: "fire station".into(),
+            delay: Span::ZERO,
+            min_duration: s(10.0),
+            dwell: set(&[4, 8]),
+            exit: set(&[2, 6]),
+        }],
+        priority: PrioritySpec { max_extension: s(10.0) },
     }
 }

@@ -19,7 +19,7 @@ use ::config::Value;
 use crate::core::ids::MAX_PHASES;
 use crate::core::spec::{
     ControllerSpec, DetectorKind, DetectorSpec, FlashIndication, OverlapSpec, PhaseSpec, PhaseTiming, PlanMode,
-    PlanSpec, Recall, RingSpec, Schedule, StartupSpec,
+    PlanSpec, PreemptSpec, PrioritySpec, Recall, RingSpec, Schedule, StartupSpec,
 };
 use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 
@@ -32,6 +32,7 @@ use super::{CabinetConfig, IntersectionConfig, TrafficConfig};
 mod detector;
 mod phase;
 mod plan;
+mod preempt;
 mod schedule;
 mod sequence;
 mod simulation;
@@ -99,11 +100,12 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
     v.plans(&raw.plan);
     let schedule = v.schedule(raw.schedule.as_ref());
     let traffic = v.simulation(raw.simulation.as_ref(), cabinet.as_ref());
+    let (preempts, priority) = (v.preempts(&raw.preempt), v.transit_priority(raw.transit_priority.as_ref()));
     v.service_warnings();
 
     let config = match (intersection, cabinet, startup, schedule) {
         (Some((id, name)), Some(cabinet), Some(startup), Some((default_plan, schedule))) if v.errors.is_empty() => {
-            v.build(Sections { id, name, cabinet, startup, default_plan, schedule, traffic })
+            v.build(Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority })
         }
         _ => None,
     };
@@ -124,6 +126,8 @@ struct Sections {
     default_plan: u8,
     schedule: Schedule,
     traffic: TrafficConfig,
+    preempts: Vec<PreemptSpec>,
+    priority: PrioritySpec,
 }
 
 /// A phase as far as it validated.
@@ -369,7 +373,7 @@ impl Validator<'_> {
     // ---- assembly --------------------------------------------------------
 
     fn build(&mut self, sections: Sections) -> Option<IntersectionConfig> {
-        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic } = sections;
+        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority } = sections;
         let mut phases = Vec::new();
         let mut phase_slot = [None; MAX_PHASES];
         for (id, d) in &self.phases {
@@ -402,6 +406,8 @@ impl Validator<'_> {
             default_plan,
             schedule,
             startup,
+            preempts,
+            priority,
         };
         Some(IntersectionConfig { spec, name, cabinet, traffic, source: self.file.to_path_buf() })
     }

@@ -210,24 +210,30 @@ impl Validator<'_> {
         if numbers.is_empty() {
             self.error(&phases_at, "name the phases to serve first (usually the main-street throughs, e.g. [2, 6])");
         }
+        self.check_together(phases, &phases_at, "start");
+        Some(StartupSpec { flash: flash?, all_red: all_red?, phases })
+    }
+
+    /// Phases that must be green at the same time (start-up, preemption
+    /// dwell) must be able to: different rings, one barrier group.
+    pub(super) fn check_together(&mut self, phases: PhaseSet, at: &KeyPath, what: &str) {
         let list: Vec<PhaseId> = phases.iter().collect();
         for (k, &b) in list.iter().enumerate() {
             for &a in &list[..k] {
                 match self.relation(a, b) {
                     Some(Relation::SameRing(r)) => {
                         self.error(
-                            &phases_at,
-                            format!("phases {a} and {b} cannot start together: both are in ring {}", r + 1),
+                            at,
+                            format!("phases {a} and {b} cannot {what} together: both are in ring {}", r + 1),
                         );
                     }
                     Some(Relation::CrossBarrier(ga, gb)) => self.error(
-                        &phases_at,
-                        format!("phases {a} and {b} cannot start together: barrier groups {} and {}", ga + 1, gb + 1),
+                        at,
+                        format!("phases {a} and {b} cannot {what} together: barrier groups {} and {}", ga + 1, gb + 1),
                     ),
                     _ => {}
                 }
             }
         }
-        Some(StartupSpec { flash: flash?, all_red: all_red?, phases })
     }
 }

@@ -274,3 +274,29 @@ fn seconds_print_like_engineers_write_them() {
     assert_eq!(secs(Span::from_millis(4000)), "4.0 s");
     assert_eq!(secs(Span::from_millis(3250)), "3.25 s");
 }
+
+#[test]
+fn preemption_dwell_phases_must_time_together_and_inputs_be_unique() {
+    let preempts = r#"
+[[preempt]]
+input = 1
+dwell_phases = [2, 4]
+[[preempt]]
+input = 1
+dwell_phases = [2]
+[[preempt]]
+input = 12
+dwell_phases = [9]
+"#;
+    let e = errors(&[], preempts);
+    assert_has(&e, "preempt 1 (input 1).dwell_phases: phases 2 and 4 cannot dwell together: both are in ring 1");
+    assert_has(&e, "preempt 2 (input 1).input: preemption input 1 is defined twice");
+    assert_has(&e, "preempt 3 (input 12).input: 12 is outside the preemption inputs 1..=8");
+}
+
+#[test]
+fn transit_priority_defaults_to_a_ten_second_extension() {
+    let (cfg, _) = load_intersection_str("t.toml", BASE).expect("base is valid");
+    assert_eq!(cfg.spec.priority.max_extension, Span::from_secs(10));
+    assert!(cfg.spec.preempts.is_empty());
+}
