@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Turn a SUMO network's signalised junctions into Greenwave controllers.
+
+    .venv/bin/python tools/sumo/import_net.py NET.net.xml --out DIR \\
+        [--base-port 15100] [--mode free|adaptive] [--detectors FILE.add.xml]
+
+Writes into DIR:
+- <tls>.toml: one controller file per traffic light (controllers/README.md
+  format): NEMA phases (main street 2/6, protected lefts 1/5/3/7 where the
+  approach has a left pocket, side street 4/8; lefts without a pocket are
+  permissive within their through phase), rings [[1,2,3,4],[5,6,7,8]]
+  (phases that do not exist left out) with barriers {1,2,5,6} | {3,4,7,8},
+  ITE yellow and red clearance from the approach speed and the crossing
+  width measured in the network, default minimum/maximum greens and
+  passage, stop-bar and advance loops, and a [cabinet] on Modbus TCP at
+  127.0.0.1:<base-port + k> (the bridge serves junction k there, unit 1);
+- detectors.add.xml: the SUMO induction loops (e1) behind those detector
+  channels, created here because the generated networks have none (with
+  --detectors, the given file is used instead and matched by lane);
+- sumo-map.json: for the bridge and the baselines, per junction: port,
+  phase of every SUMO link index, the foe relation, detector channel ->
+  loop id, timings.
+
+Check the result with `greenwave check DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fmt, write_json  # noqa: E402
+import netmodel  # noqa: E402
+
+
+def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | None = None) -> str:
+    tid = j["tls"]
+    ph = j["phases"]
+    L = []
+    w = L.append
+    w(f"# Imported from SUMO traffic light '{tid}' by tools/sumo/import_net.py.")
+    w("# Approaches: " + ", ".join(
+        f"{a['label']} = {a['edge']} ({a['speed_kmh']:g} km/h, {a['lanes']} lanes{', left pocket' if a['pocket'] else ''})"
+        for a in sorted(j["approaches"].values(), key=lambda a: a["label"])))
+    w("# Phases: 2/6 main street (A/B), 4/8 side street (C/D), 1/5/3/7 protected lefts from pockets;")
+    w("# lefts without a pocket are permissive in their through phase. Clearances: ITE from the")
+    w("# approach speed and the crossing width (stop line to the far conflict point) in the network.")
+    w("")
+    w("[intersection]")
+    w(f'id = "{tid}"')
+    w(f'name = "SUMO junction {tid}"')
+    w("")
+    w("[cabinet]")
+    w('kind = "modbus-tcp"')
+    w(f'address = "{host}:{port}"')
+    w("unit_id = 1")
+    w("")
+    w("[startup]")
+    w("flash_s = 2.0")
+    w("all_red_s = 2.0")
+    start = [p for p in (2, 6) if p in ph] or [j["rings"][0][0]]
+    w(f"phases = {start}")
+    w("")
+    w("[sequence]")
+    w(f"rings = {j['rings']}")
+    w(f"barriers = {j['barriers']}")
+    for p in sorted(ph):
+        v = ph[p]
+        w("")
+        w("[[phase]]")
+        w(f"number = {p}")
+        w(f'name = "{v["name"]}"')
+        w(f"min_green_s = {fmt(v['min_green_s'])}")
+        w(f"passage_s = {fmt(v['passage_s'])}")
+        w(f"max1_s = {fmt(v['max1_s'])}")
+        w(f"yellow_s = {fmt(v['yellow_s'])}")
+        w(f"red_clear_s = {fmt(v['red_clear_s'])}")
+        w(f"approach_speed_kmh = {fmt(v['approach_speed_kmh'])}")
+        w(f"crossing_width_m = {fmt(v['crossing_width_m'])}")
+    for d in j["detectors"]:
+        w("")
+        w("[[detector]]")
+        w(f"channel = {d['channel']}")
+        w(f"calls = {d['calls']}  # {d['kind']} loop on {d['lane']}")
+    w("")
+    w("[[plan]]")
+    w("number = 1")
+    if mode == "adaptive":
+        w('name = "adaptive"')
+        w('mode = "adaptive"')
+    else:
+        w('name = "free"')
+        w('mode = "free"')
+    w("")
+    w("[schedule]")
+    w("default_plan = 1")
+    return "\n".join(L) + "\n"
+
+
+def detectors_xml(model: dict) -> str:
+    L = ["<additional>"]
+    for j in model.values():
+        for d in j["detectors"]:
+            L.append(f'    <inductionLoop id="{d["id"]}" lane="{d["lane"]}" pos="{fmt(d["pos"])}" '
+                     f'length="{fmt(d["length"])}" period="3600" file="NUL"/>')
+    L.append("</additional>")
+    return "\n".join(L) + "\n"
+
+
+def match_existing(model: dict, path: Path) -> None:
+    """Use existing e1 loops: the loop nearest the stop line on a lane is its
+    stop-bar detector, the farthest (if any other) its advance detector."""
+    import xml.etree.ElementTree as ET
+
+    loops = {}
+    for el in ET.parse(path).getroot():
+        if el.tag in ("inductionLoop", "e1Detector"):
+            loops.setdefault(el.get("lane"), []).append((float(el.get("pos")), el.get("id")))
+    for j in model.values():
+        for d in j["detectors"]:
+            have = sorted(loops.get(d["lane"], []))
+            if have:
+                pos, lid = have[-1] if d["kind"] == "stopbar" else have[0]
+                d["id"], d["pos"], d["existing"] = lid, pos, True
+
+
+def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
+               detectors: Path | None = None) -> dict:
+    model = netmodel.analyze(str(net))
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.toml"):
+        old.unlink()
+    if detectors:
+        match_existing(model, detectors)
+    for k, (tid, j) in enumerate(model.items()):
+        j["port"] = base_port + k
+        j["host"] = host
+        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode))
+    if not detectors:
+        (out / "detectors.add.xml").write_text(detectors_xml(model))
+    write_json(out / "sumo-map.json", {"net": str(Path(net).resolve()), "junctions": model})
+    return model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("net", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--base-port", type=int, default=15100)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--mode", choices=["free", "adaptive"], default="free",
+                    help="plan mode of the controllers: free (actuated) or adaptive")
+    ap.add_argument("--detectors", type=Path, help="existing e1 detectors (additional file) to use")
+    a = ap.parse_args()
+    model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors)
+    for tid, j in model.items():
+        print(f"{tid}: phases {sorted(j['phases'])} rings {j['rings']} barriers {j['barriers']}, "
+              f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (tid + '.toml')} "
+              f"(port {j['port']})")
+
+
+if __name__ == "__main__":
+    main()
