@@ -128,7 +128,8 @@ struct Observer<'a> {
 
 impl<'a> Observer<'a> {
     fn new(x: &'a IntersectionConfig) -> Self {
-        let longest_plan = x.spec.plans.iter().map(|p| p.cycle).max().unwrap_or_default();
+        // An adaptive plan may stretch its cycle up to the optimizer's bound.
+        let longest_plan = x.spec.plans.iter().map(|p| p.cycle).max().unwrap_or_default().max(x.spec.adaptive.max_cycle);
         // Free: one max cycle. Coordinated or fixed: a call that just missed
         // its window waits for the next cycle's, and a plan transition can
         // stretch the first cycle; two plan cycles cover both.
@@ -239,7 +240,8 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
                 OperatingMode::Coordinated,
                 OperatingMode::Fixed,
                 OperatingMode::Flash,
-            ][rng.below(5) as usize],
+                OperatingMode::Adaptive,
+            ][rng.below(6) as usize],
         ),
         3 => Command::SetMode(OperatingMode::Scheduled),
         4 => Command::Hold(pick(rng)),

@@ -32,6 +32,18 @@ pub struct RawController {
     #[serde(default)]
     pub preempt: Vec<RawPreempt>,
     pub transit_priority: Option<RawTransitPriority>,
+    pub adaptive: Option<RawAdaptive>,
+}
+
+/// `[adaptive]`: bounds of the adaptive optimizer.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdaptive {
+    pub min_cycle_s: Option<f64>,
+    pub max_cycle_s: Option<f64>,
+    pub max_cycle_step_s: Option<f64>,
+    pub saturation_flow_vphpl: Option<f64>,
+    pub startup_lost_s: Option<f64>,
+    pub smoothing: Option<f64>,
 }
 
 /// `[[preempt]]`
@@ -199,6 +211,8 @@ pub enum RawPlanMode {
     Free,
     Coordinated,
     Fixed,
+    /// Coordinated, with cycle and splits re-planned every cycle.
+    Adaptive,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

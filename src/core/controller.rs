@@ -26,10 +26,11 @@
 //! red clearance (a green-yellow-green glitch is what SUMO's users hit,
 //! sumo#10070): overlaps rely on it.
 
+use super::adaptive::{CycleMeasure, Optimizer, Replan};
 use super::coord::CoordPlan;
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
-use super::ids::{MAX_OVERLAPS, MAX_RINGS, PhaseId, PhaseSet};
+use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
 use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
 use super::spec::{ControllerSpec, FlashIndication, MaxSelect, PlanMode, Recall};
@@ -91,6 +92,9 @@ pub enum OperatingMode {
     Fixed = 4,
     /// Orderly flash: through clearance, then flash until another mode.
     Flash = 5,
+    /// The plan's cycle and splits re-planned every cycle from measured
+    /// flows (see [`super::adaptive`]).
+    Adaptive = 6,
 }
 
 /// The unit-level state (NTCIP `unitControlStatus`, simplified).
@@ -269,6 +273,8 @@ struct ActivePlan {
     mode: PlanMode,
     coord: Option<CoordPlan>,
     max_select: MaxSelect,
+    /// Cycle and splits come from the optimizer, cycle by cycle.
+    adaptive: bool,
 }
 
 /// One intersection's controller. See the module docs.
@@ -300,6 +306,12 @@ pub struct Controller {
     preempt: Option<PreemptState>,
     /// Phases with an active transit priority request.
     priority: PhaseSet,
+    /// The optimizer, while an adaptive plan runs.
+    optimizer: Option<Optimizer>,
+    /// Cycle zero of the adaptive plan's current cycle.
+    cycle_origin: Instant,
+    /// Detector volumes at the start of the measured cycle.
+    volume_mark: [u32; MAX_DETECTORS],
     cabinet: CabinetStatus,
     output: OutputFrame,
     events: EventQueue,
@@ -333,6 +345,9 @@ impl Controller {
             pending_mode: None,
             preempt: None,
             priority: PhaseSet::EMPTY,
+            optimizer: None,
+            cycle_origin: now,
+            volume_mark: [0; MAX_DETECTORS],
             cabinet: CabinetStatus::default(),
             output: OutputFrame::default(),
             events: EventQueue::default(),
@@ -341,6 +356,7 @@ impl Controller {
         };
         c.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Startup as u16);
         c.events.push(now, EventCode::CoordPatternChange, c.plan.number as u16);
+        c.plan_activated(now);
         c.render();
         c
     }
@@ -462,6 +478,7 @@ impl Controller {
                 {
                     self.mode = mode;
                     self.plan = Self::activate(&self.spec, self.plan.number, mode);
+                    self.plan_activated(now);
                     self.begin_all_red(now);
                 } else {
                     self.pending_mode = Some(mode);
@@ -667,20 +684,35 @@ impl Controller {
 
     fn activate(spec: &ControllerSpec, number: u8, mode: OperatingMode) -> ActivePlan {
         let Some(plan) = spec.plan(number).or_else(|| spec.plans.first()) else {
-            return ActivePlan { number, mode: PlanMode::Free, coord: None, max_select: MaxSelect::Max1 };
+            return ActivePlan {
+                number,
+                mode: PlanMode::Free,
+                coord: None,
+                max_select: MaxSelect::Max1,
+                adaptive: false,
+            };
         };
         let coord = CoordPlan::new(spec, plan);
         let plan_mode = match (mode, coord.is_some()) {
             (OperatingMode::Actuated, _) | (_, false) => PlanMode::Free,
-            (OperatingMode::Coordinated, true) => PlanMode::Coordinated,
+            (OperatingMode::Coordinated | OperatingMode::Adaptive, true) => PlanMode::Coordinated,
             (OperatingMode::Fixed, true) => PlanMode::Fixed,
             (OperatingMode::Scheduled | OperatingMode::Flash, true) => plan.mode,
+        };
+        let adaptive = plan_mode == PlanMode::Coordinated
+            && (mode == OperatingMode::Adaptive || (mode == OperatingMode::Scheduled && plan.adaptive));
+        // An adaptive plan keeps its own cycle origin (its cycle length
+        // changes), so its coordination arithmetic has no offset.
+        let coord = match (adaptive, coord) {
+            (true, Some(c)) => CoordPlan::from_splits(spec, c.cycle, Span::ZERO, &plan.splits, c.coordinated),
+            (_, c) => c,
         };
         ActivePlan {
             number: plan.number,
             mode: plan_mode,
             coord: if plan_mode == PlanMode::Free { None } else { coord },
             max_select: plan.max_select,
+            adaptive,
         }
     }
 
@@ -777,7 +809,8 @@ impl Controller {
         }
         let number = self.pending_plan.take().unwrap_or(self.plan.number);
         self.plan = Self::activate(&self.spec, number, self.mode);
-        self.cycle_time = self.plan.coord.map(|c| c.cycle_time(now, self.coord_reference));
+        self.plan_activated(now);
+        self.cycle_time = self.cycle_position(now);
         if self.plan.number != previous.number {
             self.events.push(now, EventCode::CoordPatternChange, self.plan.number as u16);
         }
@@ -796,6 +829,7 @@ impl Controller {
         let old = std::mem::replace(&mut self.spec, spec);
         self.retired = Some(old);
         self.plan = Self::activate(&self.spec, self.plan.number, self.mode);
+        self.plan_activated(self.now);
         let present = self.spec.phase_set();
         self.vehicle_calls = self.vehicle_calls.intersection(present);
         self.ped_calls = self.ped_calls.intersection(self.ped_phases());
@@ -805,6 +839,64 @@ impl Controller {
         for r in &mut self.rings {
             r.served_pos = None;
             r.phase = None;
+        }
+    }
+
+    // === adaptive ===
+
+    /// A plan was (re)activated: start or stop the optimizer.
+    fn plan_activated(&mut self, now: Instant) {
+        self.optimizer = match (self.plan.adaptive, self.spec.plan(self.plan.number)) {
+            (true, Some(plan)) => Some(Optimizer::new(&self.spec, Replan { cycle: plan.cycle, splits: plan.splits })),
+            _ => None,
+        };
+        self.cycle_origin = now;
+        self.mark_volumes();
+    }
+
+    fn mark_volumes(&mut self) {
+        for slot in 0..self.spec.detectors.len().min(MAX_DETECTORS) {
+            self.volume_mark[slot] = self.detectors.state(slot).volume;
+        }
+    }
+
+    /// Position in the cycle: from the coordination reference, or for an
+    /// adaptive plan from its own cycle origin.
+    fn cycle_position(&self, now: Instant) -> Option<Span> {
+        let coord = self.plan.coord?;
+        let reference = if self.plan.adaptive { self.cycle_origin } else { self.coord_reference };
+        Some(coord.cycle_time(now, reference))
+    }
+
+    /// At each adaptive cycle boundary: measure the cycle, re-plan the
+    /// next one, and log the new cycle and splits.
+    fn adapt(&mut self, now: Instant) {
+        let (Some(mut optimizer), Some(coord)) = (self.optimizer, self.plan.coord) else { return };
+        let boundary = self.cycle_origin + coord.cycle;
+        if now < boundary {
+            return;
+        }
+        let mut measure = CycleMeasure { elapsed: boundary.since(self.cycle_origin), vehicles: [0; MAX_PHASES] };
+        for slot in 0..self.spec.detectors.len().min(MAX_DETECTORS) {
+            let counted = self.detectors.state(slot).volume.wrapping_sub(self.volume_mark[slot]);
+            if let Some(i) = optimizer.credited_phase(slot) {
+                measure.vehicles[i] = measure.vehicles[i].saturating_add(counted);
+            }
+        }
+        self.mark_volumes();
+        let before = optimizer.current();
+        let next = optimizer.replan(&self.spec, &self.spec.adaptive, &measure);
+        self.optimizer = Some(optimizer);
+        self.cycle_origin = boundary;
+        self.plan.coord = CoordPlan::from_splits(&self.spec, next.cycle, Span::ZERO, &next.splits, coord.coordinated);
+        if next.cycle != before.cycle {
+            self.events.push(now, EventCode::CycleLengthChange, (next.cycle.as_millis() / 1000) as u16);
+        }
+        for ph in &self.spec.phases {
+            let i = ph.id.index();
+            if next.splits[i] != before.splits[i] {
+                self.events.push(now, EventCode::split_change(i), (next.splits[i].as_millis() / 1000) as u16);
+            }
         }
     }
 
@@ -881,7 +973,8 @@ impl Controller {
 
     fn run(&mut self, now: Instant, extends: PhaseSet) {
         let rings = self.spec.rings.len();
-        self.cycle_time = self.plan.coord.map(|c| c.cycle_time(now, self.coord_reference));
+        self.adapt(now);
+        self.cycle_time = self.cycle_position(now);
         let calls = self.effective_calls();
         let mut servable = PhaseSet::EMPTY;
         for r in 0..rings {
@@ -1429,6 +1522,30 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_plan_replans_the_cycle_from_measured_flows() {
+        let mut rig = Rig::new();
+        rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+        // Heavy main street, light side street: the main street's detectors
+        // count a vehicle every 2 s while the side street sees one every 20 s.
+        for t in 0..1800u64 {
+            let main = t % 2 == 0;
+            rig.detector(2, main);
+            rig.detector(6, main);
+            rig.detector(4, t % 20 == 0);
+            rig.detector(8, t % 20 == 10);
+            rig.run(1);
+        }
+        let cycles: Vec<u16> =
+            rig.log.iter().filter(|e| e.code == EventCode::CycleLengthChange).map(|e| e.param).collect();
+        assert!(!cycles.is_empty(), "the optimizer changed the cycle");
+        let splits_2: Vec<u16> =
+            rig.log.iter().filter(|e| e.code == EventCode::split_change(1)).map(|e| e.param).collect();
+        let splits_4: Vec<u16> =
+            rig.log.iter().filter(|e| e.code == EventCode::split_change(3)).map(|e| e.param).collect();
+        assert!(splits_2.last() > splits_4.last(), "main street split {splits_2:?} vs side {splits_4:?}");
+    }
+
+    #[test]
     fn pedestrian_gets_walk_and_clearance() {
         let mut rig = Rig::new();
         rig.run(20);
@@ -1531,12 +1648,16 @@ mod fuzz {
                     let cmd = match rng.random_range(0..8) {
                         6 => Command::Preempt { input: 1, active: rng.random_bool(0.5) },
                         7 => Command::Priority { phase: PhaseId::from_index(rng.random_range(0..8)), active: true },
-                        0 => Command::SelectPlan(rng.random_range(1..=3)),
+                        0 => Command::SelectPlan(rng.random_range(1..=4)),
                         1 => Command::SetMode(OperatingMode::Flash),
                         2 => Command::SetMode(OperatingMode::Scheduled),
                         3 => Command::Hold(PhaseSet::from_bits(1 << rng.random_range(0..8))),
                         4 => Command::Release(PhaseSet::from_bits(0xff)),
-                        _ => Command::SetMode(OperatingMode::Actuated),
+                        _ => Command::SetMode(if rng.random_bool(0.5) {
+                            OperatingMode::Actuated
+                        } else {
+                            OperatingMode::Adaptive
+                        }),
                     };
                     let _ = c.handle_command(now, cmd);
                 }

@@ -47,11 +47,22 @@ pub struct CoordPlan {
 impl CoordPlan {
     /// `None` for free plans (no cycle).
     pub fn new(spec: &ControllerSpec, plan: &PlanSpec) -> Option<Self> {
-        if plan.cycle.is_zero() {
+        Self::from_splits(spec, plan.cycle, plan.offset, &plan.splits, plan.coordinated)
+    }
+
+    /// From a cycle and split table (a plan's, or the adaptive optimizer's).
+    pub fn from_splits(
+        spec: &ControllerSpec,
+        cycle: Span,
+        offset: Span,
+        splits: &[Span; MAX_PHASES],
+        coordinated: PhaseSet,
+    ) -> Option<Self> {
+        if cycle.is_zero() {
             return None;
         }
         let groups = spec.barrier_groups.len();
-        let first_group = spec.barrier_groups.iter().position(|g| g.intersects(plan.coordinated)).unwrap_or(0);
+        let first_group = spec.barrier_groups.iter().position(|g| g.intersects(coordinated)).unwrap_or(0);
         let mut split_start = [Span::ZERO; MAX_PHASES];
         let mut force_off = [Span::ZERO; MAX_PHASES];
         let mut group_start = Span::ZERO;
@@ -61,7 +72,7 @@ impl CoordPlan {
             for ring in &spec.rings {
                 let mut t = group_start;
                 for &p in ring.sequence.iter().filter(|p| spec.barrier_groups[g].contains(**p)) {
-                    let split = plan.splits[p.index()];
+                    let split = splits[p.index()];
                     let clearance = spec.phase(p).map(|ph| ph.timing.clearance()).unwrap_or_default();
                     split_start[p.index()] = t;
                     force_off[p.index()] = t + split.saturating_sub(clearance);
@@ -73,21 +84,14 @@ impl CoordPlan {
         }
         let mut window_open = [Span::ZERO; MAX_PHASES];
         for ring in &spec.rings {
-            let coordinated = ring.sequence.iter().find(|p| plan.coordinated.contains(**p));
+            let coordinated_phase = ring.sequence.iter().find(|p| coordinated.contains(**p));
             for (i, p) in ring.sequence.iter().enumerate() {
                 let before = ring.sequence[(i + ring.sequence.len() - 1) % ring.sequence.len()];
-                let opener = coordinated.copied().unwrap_or(before);
+                let opener = coordinated_phase.copied().unwrap_or(before);
                 window_open[p.index()] = force_off[opener.index()];
             }
         }
-        Some(CoordPlan {
-            cycle: plan.cycle,
-            offset: plan.offset,
-            split_start,
-            force_off,
-            window_open,
-            coordinated: plan.coordinated,
-        })
+        Some(CoordPlan { cycle, offset, split_start, force_off, window_open, coordinated })
     }
 
     /// Position in the cycle at `now`, given the coordination reference.

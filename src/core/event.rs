@@ -58,6 +58,22 @@ pub enum EventCode {
     CoordPatternChange = 131,
     CycleLengthChange = 132,
     OffsetLengthChange = 133,
+    SplitChange1 = 134,
+    SplitChange2 = 135,
+    SplitChange3 = 136,
+    SplitChange4 = 137,
+    SplitChange5 = 138,
+    SplitChange6 = 139,
+    SplitChange7 = 140,
+    SplitChange8 = 141,
+    SplitChange9 = 142,
+    SplitChange10 = 143,
+    SplitChange11 = 144,
+    SplitChange12 = 145,
+    SplitChange13 = 146,
+    SplitChange14 = 147,
+    SplitChange15 = 148,
+    SplitChange16 = 149,
     CoordCycleStateChange = 150,
     CoordPhaseYieldPoint = 151,
     CoordPhaseBegin = 152,
@@ -72,6 +88,30 @@ pub enum EventCode {
 impl EventCode {
     pub const fn code(self) -> u16 {
         self as u16
+    }
+
+    /// "Split N change" (134–149) for phase index 0..16; the parameter is
+    /// the new split in seconds.
+    pub const fn split_change(phase_index: usize) -> EventCode {
+        const SPLITS: [EventCode; 16] = [
+            EventCode::SplitChange1,
+            EventCode::SplitChange2,
+            EventCode::SplitChange3,
+            EventCode::SplitChange4,
+            EventCode::SplitChange5,
+            EventCode::SplitChange6,
+            EventCode::SplitChange7,
+            EventCode::SplitChange8,
+            EventCode::SplitChange9,
+            EventCode::SplitChange10,
+            EventCode::SplitChange11,
+            EventCode::SplitChange12,
+            EventCode::SplitChange13,
+            EventCode::SplitChange14,
+            EventCode::SplitChange15,
+            EventCode::SplitChange16,
+        ];
+        SPLITS[phase_index]
     }
 }
 

@@ -8,6 +8,7 @@
 //! The [`monitor::Monitor`] is separate code that checks every output frame,
 //! as a cabinet's MMU does.
 
+pub mod adaptive;
 pub mod controller;
 pub mod coord;
 pub mod detector;

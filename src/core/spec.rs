@@ -181,6 +181,9 @@ pub struct PlanSpec {
     /// Coordinated phases: no gap-out, they hold green until their yield point.
     pub coordinated: PhaseSet,
     pub max_select: MaxSelect,
+    /// Re-plan cycle and splits every cycle from measured flows (the plan's
+    /// own cycle and splits are the starting point).
+    pub adaptive: bool,
 }
 
 /// Civil date and time, as the time-of-day schedule sees it.
@@ -311,6 +314,8 @@ pub struct ControllerSpec {
     pub startup: StartupSpec,
     pub preempts: Vec<PreemptSpec>,
     pub priority: PrioritySpec,
+    /// Bounds of the adaptive optimizer.
+    pub adaptive: super::adaptive::AdaptiveSpec,
 }
 
 impl ControllerSpec {

@@ -16,7 +16,8 @@ fn p(n: u8) -> PhaseId {
 /// A textbook 8-phase dual ring: lefts 1/3/5/7 lead throughs 2/4/6/8,
 /// pedestrians on the throughs, one stop-bar detector per phase (channel =
 /// phase) and push buttons on channels 12/14/16/18 for 2/4/6/8. Plan 1 free,
-/// plan 2 coordinated on 2+6 at 100 s, plan 3 fixed at 90 s.
+/// plan 2 coordinated on 2+6 at 100 s, plan 3 fixed at 90 s, plan 4 plan 2
+/// run adaptively.
 pub fn eight_phase() -> ControllerSpec {
     let mut phases = Vec::new();
     for n in 1..=8u8 {
@@ -78,6 +79,7 @@ pub fn eight_phase() -> ControllerSpec {
         splits: [Span::ZERO; MAX_PHASES],
         coordinated: PhaseSet::EMPTY,
         max_select: MaxSelect::Max1,
+        adaptive: false,
     };
     let mut coordinated = free.clone();
     coordinated.number = 2;
@@ -89,6 +91,10 @@ pub fn eight_phase() -> ControllerSpec {
     for (n, split) in [(1, 15.0), (2, 40.0), (3, 15.0), (4, 30.0), (5, 15.0), (6, 40.0), (7, 15.0), (8, 30.0)] {
         coordinated.splits[p(n).index()] = s(split);
     }
+    let mut adaptive = coordinated.clone();
+    adaptive.number = 4;
+    adaptive.name = "adaptive".into();
+    adaptive.adaptive = true;
     let mut fixed = coordinated.clone();
     fixed.number = 3;
     fixed.name = "fixed".into();
@@ -112,7 +118,7 @@ pub fn eight_phase() -> ControllerSpec {
         conflicts,
         detectors,
         overlaps: Vec::new(),
-        plans: vec![free, coordinated, fixed],
+        plans: vec![free, coordinated, fixed, adaptive],
         default_plan: 1,
         schedule: Schedule::default(),
         startup: StartupSpec { flash: s(4.0), all_red: s(2.0), phases: set(&[2, 6]) },
@@ -125,5 +131,6 @@ pub fn eight_phase() -> ControllerSpec {
             exit: set(&[2, 6]),
         }],
         priority: PrioritySpec { max_extension: s(10.0) },
+        adaptive: crate::core::adaptive::AdaptiveSpec::default(),
     }
 }

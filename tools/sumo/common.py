@@ -70,9 +70,10 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def greenwave_bin() -> str:
-    """The daemon binary: $GREENWAVE_BIN, else target/release/greenwave
-    (built with `cargo build --release` when missing)."""
-    env = os.environ.get("GREENWAVE_BIN")
+    """The daemon binary: $SIL_GREENWAVE_BIN, else target/release/greenwave
+    (built with `cargo build --release` when missing). Not GREENWAVE_*: the
+    daemon rejects unknown GREENWAVE_ variables."""
+    env = os.environ.get("SIL_GREENWAVE_BIN")
     if env:
         return env
     p = REPO / "target" / "release" / "greenwave"

@@ -17,7 +17,6 @@ through phase and yields ('g'). A T-junction's lone side approach is C.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 from common import ensure_env
 
@@ -324,8 +323,3 @@ class LinkStates:
         conc = frozenset(q for q in self.j["phases"] if compatible(self.j, p, q))
         full = self.state(conc)
         return "".join(full[i] if self.phase_of[i] == p else "r" for i in range(self.n))
-
-
-@lru_cache(maxsize=None)
-def _noop():
-    return None

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use ::config::Value;
 
+use crate::core::adaptive::AdaptiveSpec;
 use crate::core::ids::MAX_PHASES;
 use crate::core::spec::{
     ControllerSpec, DetectorKind, DetectorSpec, FlashIndication, OverlapSpec, PhaseSpec, PhaseTiming, PlanMode,
@@ -31,6 +32,7 @@ use super::{CabinetConfig, IntersectionConfig, TrafficConfig};
 
 mod detector;
 mod phase;
+mod adaptive;
 mod plan;
 mod preempt;
 mod schedule;
@@ -101,11 +103,12 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
     let schedule = v.schedule(raw.schedule.as_ref());
     let traffic = v.simulation(raw.simulation.as_ref(), cabinet.as_ref());
     let (preempts, priority) = (v.preempts(&raw.preempt), v.transit_priority(raw.transit_priority.as_ref()));
+    let adaptive = v.adaptive(raw.adaptive.as_ref());
     v.service_warnings();
 
     let config = match (intersection, cabinet, startup, schedule) {
         (Some((id, name)), Some(cabinet), Some(startup), Some((default_plan, schedule))) if v.errors.is_empty() => {
-            v.build(Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority })
+            v.build(Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority, adaptive })
         }
         _ => None,
     };
@@ -128,6 +131,7 @@ struct Sections {
     traffic: TrafficConfig,
     preempts: Vec<PreemptSpec>,
     priority: PrioritySpec,
+    adaptive: AdaptiveSpec,
 }
 
 /// A phase as far as it validated.
@@ -373,7 +377,7 @@ impl Validator<'_> {
     // ---- assembly --------------------------------------------------------
 
     fn build(&mut self, sections: Sections) -> Option<IntersectionConfig> {
-        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority } = sections;
+        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority, adaptive } = sections;
         let mut phases = Vec::new();
         let mut phase_slot = [None; MAX_PHASES];
         for (id, d) in &self.phases {
@@ -408,6 +412,7 @@ impl Validator<'_> {
             startup,
             preempts,
             priority,
+            adaptive,
         };
         Some(IntersectionConfig { spec, name, cabinet, traffic, source: self.file.to_path_buf() })
     }

@@ -41,6 +41,7 @@ impl Validator<'_> {
 
     /// One plan's timing; `number` and `name` are filled in by the caller.
     fn plan(&mut self, p: &RawPlan, mode: RawPlanMode, at: &KeyPath) -> Option<PlanSpec> {
+        let mode_word = mode;
         let max_select = match p.max {
             RawMaxSelect::Max1 => MaxSelect::Max1,
             RawMaxSelect::Max2 => MaxSelect::Max2,
@@ -54,6 +55,7 @@ impl Validator<'_> {
             splits: [Span::ZERO; MAX_PHASES],
             coordinated: PhaseSet::EMPTY,
             max_select,
+            adaptive: false,
         };
         let mode = match mode {
             RawPlanMode::Free => {
@@ -71,9 +73,10 @@ impl Validator<'_> {
                 }
                 return Some(blank);
             }
-            RawPlanMode::Coordinated => PlanMode::Coordinated,
+            RawPlanMode::Coordinated | RawPlanMode::Adaptive => PlanMode::Coordinated,
             RawPlanMode::Fixed => PlanMode::Fixed,
         };
+        let adaptive = matches!(mode_word, RawPlanMode::Adaptive);
         let word = if mode == PlanMode::Fixed { "fixed" } else { "coordinated" };
         let cycle = self.seconds(p.cycle_s, &at.key("cycle_s"));
         let offset = self.seconds(p.offset_s, &at.key("offset_s"));
@@ -88,7 +91,15 @@ impl Validator<'_> {
         }
         let splits = self.splits(p, at, cycle);
         let coordinated = self.coordinated_phases(p, mode, at);
-        Some(PlanSpec { mode, cycle: cycle?, offset: offset?, splits: splits?, coordinated: coordinated?, ..blank })
+        Some(PlanSpec {
+            mode,
+            cycle: cycle?,
+            offset: offset?,
+            splits: splits?,
+            coordinated: coordinated?,
+            adaptive,
+            ..blank
+        })
     }
 
     fn splits(&mut self, p: &RawPlan, at: &KeyPath, cycle: Option<Span>) -> Option<[Span; MAX_PHASES]> {
