@@ -245,12 +245,16 @@ def run_maxpressure(model, api, finished):
             up = list(inc)[0]
             upstream[lane] = (up.getID(), e.getLaneNumber())
     nlanes = {e: net.getEdge(e).getLaneNumber() for e in out_edges}
+    cap = {lane: max(1, int(net.getLane(lane).getLength() / 7.5)) for lane in in_lanes}
     t = 0.0
     while True:
         hin = {}
         for lane in in_lanes:
             q = api.lane.getLastStepHaltingNumber(lane)
-            if lane in upstream:
+            # the queue upstream of a short (pocket) lane counts for it only
+            # once it is full: otherwise the vehicles waiting there may be
+            # bound for another lane (a left queue spilling back)
+            if lane in upstream and q >= cap[lane] - 1:
                 q += api.edge.getLastStepHaltingNumber(upstream[lane][0]) / upstream[lane][1]
             hin[lane] = q
         hout = {e: api.edge.getLastStepHaltingNumber(e) / nlanes[e] for e in out_edges}
@@ -319,6 +323,9 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         out["flashes"] = br.flashes()
         out["steps"] = br.steps
         out["daemon_exit"] = proc.returncode
+        errs = [ln.strip() for ln in open(rdir / "greenwave.log", errors="replace") if " ERROR " in ln]
+        out["daemon_errors"] = len(errs)
+        out["daemon_error_log"] = errs[:5]
         out["modbus_reads"] = sum(j.reads for j in br.juncs)
         out["modbus_writes"] = sum(j.writes for j in br.juncs)
         if err:
@@ -451,10 +458,13 @@ def main() -> int:
     ap.add_argument("--controllers", default=",".join(CONTROLLERS))
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--greenwave-mode", choices=["free", "adaptive"], default="free")
-    ap.add_argument("--tune-nema", action="store_true", help="tune NEMA per scenario x demand on seed 100 first")
+    ap.add_argument("--tune-nema", action="store_true",
+                    help="first tune NEMA (vehext x max-green scale) per demand level on the single "
+                         "intersection, seed 100 (not an evaluation seed); use the best everywhere")
     ap.add_argument("--duration", type=float, help="override the demand duration (s) and stop there")
     ap.add_argument("--out", type=Path, help="results directory (default tools/sumo/results)")
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--collect", metavar="TAG", help="rebuild the table from the finished runs of TAG (build/runs/TAG)")
     ap.add_argument("--smoke", action="store_true",
                     help="CI smoke: single, balanced, seed 1, 300 s, webster + nema + greenwave; exit 1 on any failure or trip")
     a = ap.parse_args()
@@ -473,6 +483,15 @@ def main() -> int:
         if c not in CONTROLLERS:
             sys.exit(f"unknown controller {c} (known: {', '.join(CONTROLLERS)})")
     out = a.out or (HERE / "results")
+    if a.collect:
+        results = [read_json(p) for p in sorted((BUILD / "runs" / a.collect).glob("*/result.json"))
+                   if p.parent.parent.name != "tune"]
+        cs = [c for c in CONTROLLERS if any(r["controller"] == c for r in results)]
+        text, _ = table(results, cs)
+        print(text)
+        print(f"\n{len(results)} finished runs; failed: {sum(1 for r in results if not r.get('ok'))}; "
+              f"trips: {sum(r.get('trips', 0) for r in results)}")
+        return 0
     tag = a.tag or time.strftime("%Y%m%d-%H%M%S")
     rundir = BUILD / "runs" / tag
     t0 = time.time()
@@ -485,8 +504,10 @@ def main() -> int:
         greenwave_bin()
     tuning = {}
     if a.tune_nema and "nema" in ctrls:
-        tuning = tune_nema(scenarios, levels, 100, a.jobs, rundir)
-        print("NEMA tuning (seed 100):", json.dumps(tuning, indent=None))
+        per_level = tune_nema(["single"], levels, 100, a.jobs, rundir)
+        tuning = {f"{sc}/{lv}": per_level[f"single/{lv}"] for sc in scenarios for lv in levels
+                  if f"single/{lv}" in per_level}
+        print("NEMA tuning (single intersection, seed 100, per demand level):", json.dumps(per_level), flush=True)
     tasks = []
     k = 0
     for sc in scenarios:
