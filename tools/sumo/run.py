@@ -368,7 +368,23 @@ def metrics(tripinfo: Path, demand_end: float) -> dict:
 
 
 def execute(tasks: list[dict], jobs: int, verbose=True) -> list[dict]:
+    """Run the tasks; a task whose run directory already has a successful
+    result (same tag: an interrupted table) is not run again."""
     results = []
+    todo = []
+    for t in tasks:
+        p = Path(t["run_dir"]) / "result.json"
+        if p.exists():
+            r = read_json(p)
+            if r.get("ok"):
+                results.append(r)
+                continue
+        todo.append(t)
+    if verbose and len(todo) < len(tasks):
+        print(f"{len(tasks) - len(todo)} runs already done (reused)", flush=True)
+    tasks = todo
+    if not tasks:
+        return results
     if jobs <= 1 or len(tasks) == 1:
         for t in tasks:
             r = _sub(t)
