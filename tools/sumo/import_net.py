@@ -88,8 +88,18 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
     w("[[plan]]")
     w("number = 1")
     if mode == "adaptive":
+        cycle, splits = initial_splits(j)
         w('name = "adaptive"')
         w('mode = "adaptive"')
+        w("# starting point; the optimizer adapts cycle and splits within [adaptive]")
+        w(f"cycle_s = {fmt(cycle)}")
+        w("offset_s = 0")
+        w("splits_s = { " + ", ".join(f"{p} = {fmt(v)}" for p, v in sorted(splits.items())) + " }")
+        w(f"coordinated = {[p for p in (2, 6) if p in ph] or [j['rings'][0][0]]}")
+        w("")
+        w("[adaptive]")
+        w("min_cycle_s = 40")
+        w("max_cycle_s = 150")
     else:
         w('name = "free"')
         w('mode = "free"')
@@ -97,6 +107,25 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
     w("[schedule]")
     w("default_plan = 1")
     return "\n".join(L) + "\n"
+
+
+def initial_splits(j: dict) -> tuple[float, dict]:
+    """A demand-free starting plan: each phase's green halfway between its
+    minimum and max1, barriers aligned (the shorter ring's last phase takes
+    the slack). Splits are green + yellow + red clearance."""
+    ph = j["phases"]
+    split = {p: round((v["min_green_s"] + v["max1_s"]) / 2 + v["yellow_s"] + v["red_clear_s"], 1)
+             for p, v in ph.items()}
+    cycle = 0.0
+    for g in j["barriers"]:
+        rings = [[p for p in r if p in g] for r in j["rings"]]
+        lens = [sum(split[p] for p in r) for r in rings]
+        B = max(lens)
+        for r, ln in zip(rings, lens):
+            if r and ln < B:
+                split[r[-1]] = round(split[r[-1]] + B - ln, 1)
+        cycle += B
+    return round(cycle, 1), split
 
 
 def detectors_xml(model: dict) -> str:
