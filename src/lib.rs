@@ -9,6 +9,9 @@
 //! - [`engine`]: the dedicated real-time thread that owns the controllers,
 //!   ticks them on absolute deadlines, and publishes snapshots and events
 //!   without locks or per-tick allocation.
+//! - [`io`]: cabinet I/O over Modbus (TCP, RTU): the register map, the
+//!   per-cabinet client tasks, and the simulated cabinet as a Modbus server
+//!   with its own MMU.
 //! - [`sim`]: the built-in simulated cabinet and traffic generator.
 //! - [`telemetry`]: tracing setup and the Indiana (ATSPM) event log.
 //! - [`replay`]: recorded detector logs through the core at full speed.
@@ -19,6 +22,7 @@
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod io;
 pub mod replay;
 pub mod sim;
 pub mod telemetry;

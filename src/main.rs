@@ -9,17 +9,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use tracing::{error, info, warn};
 
-use greenwave::config::{self, CabinetConfig, IntersectionConfig};
+use greenwave::config::{self, IntersectionConfig};
 use greenwave::core::spec::CivilTime;
 use greenwave::core::{Command, Span};
 use greenwave::engine::board::SnapshotBoard;
-use greenwave::engine::clock::SystemClock;
-use greenwave::engine::{Engine, EngineCommand, EngineConfig, EngineIo, OutputMsg};
+use greenwave::engine::{Engine, EngineCommand, EngineConfig, EngineIo};
 use greenwave::replay::{self, DetectorLog};
-use greenwave::sim::SimCabinet;
 use greenwave::telemetry;
 use greenwave::view::{self, ViewIntersection};
 
@@ -62,6 +60,9 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         tick_ms: u64,
     },
+    /// Serve simulated cabinets over Modbus (traffic generator, MMU,
+    /// watchdog): what `greenwave run` drives when no hardware is there.
+    SimCabinet(SimCabinetArgs),
     /// Run a controller on its simulated traffic at full speed.
     Simulate {
         #[arg(long)]
@@ -93,6 +94,48 @@ struct RunArgs {
     /// Stop (as on SIGTERM) after this many seconds: smoke tests, demos.
     #[arg(long)]
     duration_s: Option<u64>,
+    /// On exit, write engine and cabinet figures (tick latency, deadline
+    /// jitter, cabinet RTT and error counts) to this JSON file.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Jitter in the stats JSON is also given without the first this many
+    /// seconds (connections being set up).
+    #[arg(long, default_value_t = 10)]
+    stats_warmup_s: u64,
+}
+
+#[derive(Args, Debug)]
+struct SimCabinetArgs {
+    /// Address of the first cabinet; cabinet n listens on the port after
+    /// cabinet n-1's (port 0: an ephemeral port each).
+    #[arg(long, default_value = "127.0.0.1:5020")]
+    listen: std::net::SocketAddr,
+    /// Controllers directory (default: the shipped intersections, built in).
+    #[arg(long)]
+    controllers: Option<PathBuf>,
+    /// Serve this many cabinets, cycling through the intersections (ids get
+    /// a -0001, -0002, ... suffix); for scale tests.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Lockstep simulation: simulated time advances one tick each time every
+    /// cabinet has acknowledged the current one (daemon with clock = "cabinet").
+    #[arg(long)]
+    lockstep: bool,
+    /// Lockstep step (the daemon's tick).
+    #[arg(long, default_value_t = 100)]
+    tick_ms: u64,
+    /// Serve RTU framing over TCP instead of Modbus TCP.
+    #[arg(long)]
+    rtu_over_tcp: bool,
+    #[arg(long, default_value_t = 1)]
+    unit_id: u8,
+    /// Write a controller file per cabinet here, each pointing at its port
+    /// (`greenwave run --controllers DIR` then drives them all).
+    #[arg(long)]
+    write_controllers: Option<PathBuf>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration_s: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +143,7 @@ fn main() -> ExitCode {
     telemetry::init_tracing(cli.log_json);
     let result = match cli.command {
         Cmd::Run(args) => run(args),
+        Cmd::SimCabinet(args) => sim_cabinet_cmd(args),
         Cmd::Check { paths } => Ok(check(paths)),
         Cmd::Replay { controller, detectors, events, tick_ms } => replay_cmd(&controller, &detectors, &events, tick_ms),
         Cmd::Simulate { controller, duration_s, events, record_detectors, tick_ms } => {
@@ -296,20 +340,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "no controllers directory: running the embedded default on simulated cabinets"
         ),
     }
-    for x in &intersections {
-        if let CabinetConfig::ModbusTcp { address, .. } = &x.cabinet {
-            bail!(
-                "intersection {}: Modbus cabinet at {address} is not supported by this build yet; use kind = \"simulated\"",
-                x.spec.id
-            );
-        }
-    }
-
-    let clock = SystemClock::new();
-    let ecfg = EngineConfig { tick: Span::from_millis(daemon.tick_ms), ..EngineConfig::default() };
+    // Cabinet I/O (and the embedded simulated cabinets, served over
+    // loopback Modbus) on its own runtime, resolved before the engine starts.
+    let tick = Span::from_millis(daemon.tick_ms);
+    let io_rt = greenwave::io::runtime()?;
+    let mut plan = greenwave::io::CabinetPlan::new(&io_rt, &intersections, tick, daemon.clock)?;
+    let ecfg = EngineConfig { tick, ..EngineConfig::default() };
     let specs = intersections.iter().map(|x| x.spec.clone()).collect();
-    let mut start_clock = SystemClock::new();
-    let (engine, io) = Engine::new(specs, ecfg, greenwave::engine::clock::Clock::now(&mut start_clock));
+    let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt)?);
+    plan.configure(&mut engine);
     let EngineIo { commands, inputs, outputs, snapshots, events, retired, latency, stats } = io;
     let ids: Vec<String> = intersections.iter().map(|x| x.spec.id.clone()).collect();
 
@@ -331,8 +370,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             info!(intersection = %old.id, "reloaded configuration in force (applied at the barrier)");
         }
     })?;
-    let sims = spawn_sim_cabinets(&intersections, outputs, inputs)?;
-    let engine_thread = engine.spawn(clock)?;
+    let (cabinets, clock) = plan.spawn(&io_rt, outputs, inputs);
+    let engine_thread = clock.spawn(engine)?;
     info!(tick_ms = daemon.tick_ms, intersections = ids.len(), "control thread running");
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -341,16 +380,23 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let latency = Arc::new(latency);
     spawn_view(view_on, &intersections, board.clone(), latency.clone(), stats.clone(), stop.clone())?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(wait_for_signals(&source, &ids, &commands, args.duration_s));
+    let warmup = spawn_warmup_snapshot(args.stats_json.is_some(), args.stats_warmup_s, latency.clone())?;
+    io_rt.block_on(wait_for_signals(&source, &ids, &commands, args.duration_s));
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = commands.send(EngineCommand::Shutdown);
+    cabinets.release_clock();
     if engine_thread.join().is_err() {
         error!("control thread panicked");
     }
-    for s in sims {
-        let _ = s.join();
+    // The engine's last frame is flash: every cabinet gets it (bounded wait).
+    let totals = cabinets.summary();
+    io_rt.block_on(cabinets.finish(Duration::from_secs(2)));
+    info!(%totals, "cabinet links closed");
+    if let Some(path) = &args.stats_json {
+        let warm = warmup.lock().ok().and_then(|w| w.clone());
+        let json = greenwave::io::stats_json(&stats, &latency.latest_histograms(), warm.as_ref(), &totals);
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     match event_log.join() {
         Ok(Ok(st)) => info!(written = st.events_written, dropped = st.events_dropped, "event log closed"),
@@ -418,40 +464,71 @@ fn reload(source: &Source, ids: &[String], commands: &Sender<EngineCommand>) {
     }
 }
 
-/// The simulated cabinets: each tick, the engine's output frame goes in and
-/// the traffic's detector frame comes back (one tick later, as from a real
-/// cabinet).
-fn spawn_sim_cabinets(
-    intersections: &[IntersectionConfig],
-    outputs: Vec<Receiver<OutputMsg>>,
-    inputs: Sender<(usize, greenwave::core::InputFrame)>,
-) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut cabinets: Vec<(usize, SimCabinet, Receiver<OutputMsg>)> = intersections
-        .iter()
-        .zip(outputs)
-        .enumerate()
-        .filter(|(_, (x, _))| x.cabinet == CabinetConfig::Simulated)
-        .map(|(i, (x, rx))| (i, SimCabinet::new(&x.traffic), rx))
-        .collect();
-    let handle = std::thread::Builder::new().name("greenwave-sim".into()).spawn(move || {
-        // Prime: report empty detectors so the link is up from the first tick.
-        for (i, _, _) in &cabinets {
-            let _ = inputs.send((*i, greenwave::core::InputFrame::default()));
+/// `greenwave sim-cabinet`: the intersections of a directory (or the
+/// shipped ones) as simulated Modbus cabinets.
+fn sim_cabinet_cmd(args: SimCabinetArgs) -> anyhow::Result<ExitCode> {
+    let texts: Vec<(String, String)> = match &args.controllers {
+        Some(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            files
+                .into_iter()
+                .map(|p| Ok((p.display().to_string(), std::fs::read_to_string(&p)?)))
+                .collect::<std::io::Result<_>>()?
         }
-        loop {
-            for (i, cabinet, rx) in &mut cabinets {
-                let Ok(mut msg) = rx.recv() else { return };
-                while let Ok(newer) = rx.try_recv() {
-                    msg = newer;
-                }
-                let input = cabinet.exchange(msg.at, &msg.frame);
-                if inputs.send((*i, input)).is_err() {
-                    return;
-                }
+        None => EMBEDDED.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+    };
+    let mut loaded = Vec::new();
+    let mut errors = 0;
+    for (name, text) in texts {
+        match config::load_intersection_str(&name, &text) {
+            Ok((cfg, _)) => loaded.push((cfg, text)),
+            Err(e) => {
+                errors += e.len();
+                e.iter().for_each(|e| eprintln!("{e}"));
             }
         }
-    })?;
-    Ok(vec![handle])
+    }
+    if errors > 0 {
+        eprintln!("greenwave: {errors} configuration errors; nothing started");
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
+    let opts = greenwave::io::SimCabinetOptions {
+        listen: args.listen,
+        count: args.count,
+        lockstep: args.lockstep,
+        tick: Span::from_millis(args.tick_ms),
+        rtu_over_tcp: args.rtu_over_tcp,
+        unit_id: args.unit_id,
+        write_controllers: args.write_controllers,
+        duration: args.duration_s.map(Duration::from_secs),
+    };
+    greenwave::io::serve_sim_cabinets(&loaded, &opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// With `--stats-json`: a copy of the latency histograms once the warm-up
+/// is over, so the JSON can give the jitter without it.
+fn spawn_warmup_snapshot(
+    on: bool,
+    warmup_s: u64,
+    latency: Arc<greenwave::engine::latency::LatencyReader>,
+) -> std::io::Result<Arc<std::sync::Mutex<Option<greenwave::engine::latency::LatencyHistograms>>>> {
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    if on {
+        let out = slot.clone();
+        std::thread::Builder::new().name("greenwave-warmup".into()).spawn(move || {
+            std::thread::sleep(Duration::from_secs(warmup_s));
+            if let Ok(mut s) = out.lock() {
+                *s = Some(latency.latest_histograms());
+            }
+        })?;
+    }
+    Ok(slot)
 }
 
 /// The time-of-day schedule: every few seconds, ask each intersection for

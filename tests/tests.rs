@@ -1,4 +1,5 @@
 mod config;
 mod daemon;
 mod golden;
+mod modbus;
 mod safety;

@@ -39,6 +39,20 @@ pub struct DaemonConfig {
     pub event_log: EventLogConfig,
     /// Show the live terminal view.
     pub view: bool,
+    /// Where the engine's time comes from.
+    pub clock: ClockSource,
+}
+
+/// `clock`: the engine's time source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockSource {
+    /// The machine's monotonic clock (real time).
+    #[default]
+    System,
+    /// Lockstep simulation: the simulated time the cabinets publish (their
+    /// simulated-time registers); the daemon acknowledges each step.
+    Cabinet,
 }
 
 /// Where the Indiana event log goes and how it rotates.
@@ -58,6 +72,7 @@ impl Default for DaemonConfig {
             tick_ms: 100,
             event_log: EventLogConfig::default(),
             view: true,
+            clock: ClockSource::System,
         }
     }
 }
@@ -82,6 +97,7 @@ struct RawDaemon {
     tick_ms: Option<u64>,
     event_log: Option<RawEventLog>,
     view: Option<bool>,
+    clock: Option<ClockSource>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +187,12 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     if event_log.keep_files == 0 {
         error(log_at.key("keep_files"), "must be at least 1 (the file being written)".into());
     }
-    let config = DaemonConfig { controllers, tick_ms, event_log, view: raw.view.unwrap_or(defaults.view) };
+    let config = DaemonConfig {
+        controllers,
+        tick_ms,
+        event_log,
+        view: raw.view.unwrap_or(defaults.view),
+        clock: raw.clock.unwrap_or_default(),
+    };
     if errors.is_empty() { Ok(config) } else { Err(errors) }
 }

@@ -33,10 +33,13 @@ pub mod raw;
 mod validate;
 
 pub use check::{CheckReport, FileCheck, Summary, check_report};
-pub use daemon::{DaemonConfig, Env, EventLogConfig};
+pub use daemon::{ClockSource, DaemonConfig, Env, EventLogConfig};
 pub use error::{ConfigError, Warning};
 pub use load::{load_dir, load_intersection, load_intersection_str};
-pub use validate::{DEFAULT_MODBUS_UNIT_ID, DEFAULT_SATURATION_HEADWAY, DEFAULT_SIM_SEED};
+pub use validate::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,
+    DEFAULT_MODBUS_UNIT_ID, DEFAULT_READ_AHEAD, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SATURATION_HEADWAY, DEFAULT_SIM_SEED,
+};
 
 /// One intersection, validated: the controller definition plus how to reach
 /// its cabinet and, for the built-in simulator, its traffic.
@@ -54,10 +57,62 @@ pub struct IntersectionConfig {
 /// How the daemon reaches an intersection's cabinet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CabinetConfig {
-    /// The built-in simulated cabinet with its traffic generator.
+    /// The built-in simulated cabinet with its traffic generator (served
+    /// in-process over loopback Modbus by `greenwave run`).
     Simulated,
-    /// A Modbus TCP cabinet.
-    ModbusTcp { address: String, unit_id: u8 },
+    /// A Modbus cabinet (TCP, RTU on a serial port, or RTU framing over TCP).
+    Modbus(Box<ModbusCabinet>),
+}
+
+/// A Modbus cabinet as its controller file describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModbusCabinet {
+    pub transport: ModbusTransport,
+    pub unit_id: u8,
+    /// Connecting (TCP) or opening the port (RTU) gives up after this.
+    pub connect_timeout: Span,
+    /// Each request gives up after this (then the link is reset).
+    pub request_timeout: Span,
+    /// No fresh inputs for this long → the intersection flashes (cabinet
+    /// link lost); it restarts through start-up when inputs resume.
+    pub link_timeout: Span,
+    /// Reconnect delays: jittered, doubling from `backoff_min` to `backoff_max`.
+    pub backoff_min: Span,
+    pub backoff_max: Span,
+    /// Poll period; `None` polls every tick.
+    pub poll: Option<Span>,
+    /// Inputs are read this long before each tick.
+    pub read_ahead: Span,
+    /// Where vehicle volume comes from.
+    pub volume: VolumeSource,
+    /// Camera zone `z` (from 1) counts on detector channel
+    /// `camera_zone_channels[z - 1]`.
+    pub camera_zone_channels: Vec<DetectorChannel>,
+    pub registers: crate::io::registers::RegisterMap,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModbusTransport {
+    Tcp { address: String },
+    RtuOverTcp { address: String },
+    Rtu { path: String, baud: u32, parity: Parity, data_bits: u8, stop_bits: u8 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// Where an intersection's vehicle volumes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// The cabinet's volume counters (register map): loops are not counted
+    /// again from their presence edges.
+    Counters,
+    /// Rising edges of presence (cabinets without counters).
+    Edges,
 }
 
 /// Demand for the built-in simulated cabinet (`[simulation]` in a controller file).

@@ -75,7 +75,22 @@ pub struct RawIntersection {
 pub struct RawCabinet {
     pub kind: Option<RawCabinetKind>,
     pub address: Option<String>,
+    pub path: Option<String>,
+    pub baud: Option<u32>,
+    pub parity: Option<RawParity>,
+    pub data_bits: Option<u8>,
+    pub stop_bits: Option<u8>,
     pub unit_id: Option<u8>,
+    pub connect_timeout_s: Option<f64>,
+    pub request_timeout_s: Option<f64>,
+    pub link_timeout_s: Option<f64>,
+    pub backoff_min_s: Option<f64>,
+    pub backoff_max_s: Option<f64>,
+    pub poll_s: Option<f64>,
+    pub read_ahead_s: Option<f64>,
+    pub volume: Option<RawVolumeSource>,
+    pub camera_zone_channels: Option<Vec<u8>>,
+    pub registers: Option<RawRegisters>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -83,6 +98,44 @@ pub struct RawCabinet {
 pub enum RawCabinetKind {
     Simulated,
     ModbusTcp,
+    ModbusRtu,
+    ModbusRtuOverTcp,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawParity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawVolumeSource {
+    Counters,
+    Edges,
+}
+
+/// `[cabinet.registers]`: start addresses (0-based wire addresses) and
+/// counter block sizes; see `docs/modbus.md`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRegisters {
+    pub presence: Option<u16>,
+    pub status: Option<u16>,
+    pub sim_time: Option<u16>,
+    pub sim_step: Option<u16>,
+    pub volume: Option<u16>,
+    pub volume_channels: Option<u16>,
+    pub camera: Option<u16>,
+    pub camera_zones: Option<u16>,
+    pub vehicle: Option<u16>,
+    pub ped: Option<u16>,
+    pub overlap: Option<u16>,
+    pub heartbeat: Option<u16>,
+    pub requested_mode: Option<u16>,
+    pub flash_reason: Option<u16>,
+    pub step_ack: Option<u16>,
 }
 
 /// `[startup]`

@@ -124,12 +124,16 @@ impl DetectorBank {
 
             // Volume and occupancy. A detector that reports counts (camera
             // zone, counter card) is trusted for volume; a loop is counted
-            // from its rising edges.
+            // from its rising edges. A channel the cabinet marks as counted
+            // is never counted from edges, even in a frame with no count
+            // (the vehicle behind the edge arrives in another frame's count).
             let rising = raw && !st.raw;
             if st.raw {
                 st.occupied_ms = st.occupied_ms.wrapping_add(dt.as_millis());
             }
-            st.volume = st.volume.wrapping_add(if reported > 0 { reported as u32 } else { rising as u32 });
+            let counted = input.counted & (1 << spec.channel.index()) != 0;
+            let vehicles = if counted || reported > 0 { reported as u32 } else { rising as u32 };
+            st.volume = st.volume.wrapping_add(vehicles);
             if raw != st.raw {
                 st.raw = raw;
                 st.raw_since = now;
@@ -305,5 +309,22 @@ mod tests {
             bank.process(Instant::from_millis(i * 200), &specs, &frame(i % 2 == 1), PhaseSet::EMPTY, &mut ev);
         }
         assert_eq!(bank.state(0).volume, 5);
+    }
+
+    /// A counted channel takes the cabinet's counts only: an edge in a frame
+    /// without a count adds nothing, so a vehicle is never counted twice.
+    #[test]
+    fn counted_channels_ignore_edges() {
+        let specs = [spec(0, 0)];
+        let mut bank = DetectorBank::default();
+        let mut ev = EventQueue::default();
+        for i in 0..10u64 {
+            let mut f = frame(i % 2 == 1);
+            f.counted = 1;
+            // The counter reports the vehicle one frame after its edge.
+            f.counts[0] = u16::from(i % 2 == 0 && i > 0);
+            bank.process(Instant::from_millis(i * 200), &specs, &f, PhaseSet::EMPTY, &mut ev);
+        }
+        assert_eq!(bank.state(0).volume, 4);
     }
 }

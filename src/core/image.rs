@@ -27,12 +27,17 @@ pub struct InputFrame {
     /// that count on their own (camera zones, volume counters); loops that
     /// only report presence are counted from their rising edges instead.
     pub counts: [u16; MAX_DETECTORS],
+    /// Channels whose `counts` are the volume, zero included (bit `n - 1`
+    /// for channel `n`): the cabinet counts them itself (Modbus volume
+    /// counters, camera zones), so their rising edges are not counted as
+    /// well. For other channels a count above zero is taken, else the edge.
+    pub counted: u64,
     pub cabinet: CabinetStatus,
 }
 
 impl Default for InputFrame {
     fn default() -> Self {
-        InputFrame { presence: 0, counts: [0; MAX_DETECTORS], cabinet: CabinetStatus::default() }
+        InputFrame { presence: 0, counts: [0; MAX_DETECTORS], counted: 0, cabinet: CabinetStatus::default() }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Clocks the engine can run on. The core never reads a clock; the engine
 //! reads one of these and passes `now` in.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::{Instant, Span};
@@ -20,7 +22,7 @@ pub trait Clock: Send {
 /// clocks share coordination cycles. The epoch is read once at start; from
 /// then on only the monotonic clock advances it, so a wall-clock step never
 /// makes the core's time jump or run backwards.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct SystemClock {
     origin: std::time::Instant,
     origin_unix_ms: u64,
@@ -32,7 +34,9 @@ impl SystemClock {
         SystemClock { origin: std::time::Instant::now(), origin_unix_ms: unix.as_millis() as u64 }
     }
 
-    fn to_std(&self, t: Instant) -> std::time::Instant {
+    /// The monotonic instant at which this clock reads `t` (cabinet tasks
+    /// schedule their I/O around the engine's deadlines with it).
+    pub fn to_std(&self, t: Instant) -> std::time::Instant {
         self.origin + Duration::from_millis(t.as_millis().saturating_sub(self.origin_unix_ms))
     }
 }
@@ -103,6 +107,81 @@ impl Clock for SimulatedClock {
             }
         }
         self.now = self.now.max(deadline);
+    }
+}
+
+/// Simulated time published by the cabinets (lockstep simulation,
+/// `clock = "cabinet"`): each lockstep cabinet's I/O task stores the
+/// simulated time it last read, after handing that step's inputs to the
+/// engine, and the engine's `now` is the earliest of them, so it never ticks
+/// a step before every cabinet's inputs for it are in.
+///
+/// `wait_until` polls the published times (sleeping 50 µs between looks:
+/// no lock, no allocation); [`CabinetTime::release`] lets it return at once
+/// so a stopping daemon is never stuck waiting for a simulator that left.
+#[derive(Debug)]
+pub struct CabinetClock {
+    time: CabinetTime,
+}
+
+/// The cabinet side of a [`CabinetClock`]: one slot per lockstep cabinet.
+#[derive(Clone, Debug)]
+pub struct CabinetTime {
+    slots: Arc<[AtomicU64]>,
+    released: Arc<AtomicBool>,
+}
+
+impl CabinetTime {
+    /// Slots for `cabinets`, starting just before `start`: the engine's
+    /// first deadline is then `start` (aligned), and it waits there until
+    /// every cabinet has published it.
+    pub fn new(cabinets: usize, start: Instant) -> Self {
+        let before = start.as_millis().saturating_sub(1);
+        CabinetTime {
+            slots: (0..cabinets.max(1)).map(|_| AtomicU64::new(before)).collect(),
+            released: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Cabinet `slot` has handed the engine its inputs for simulated time `t`.
+    pub fn publish(&self, slot: usize, t: Instant) {
+        if let Some(s) = self.slots.get(slot) {
+            s.fetch_max(t.as_millis(), Ordering::Release);
+        }
+    }
+
+    /// The engine's `now`: the earliest time every cabinet has reached.
+    pub fn now(&self) -> Instant {
+        Instant::from_millis(self.slots.iter().map(|s| s.load(Ordering::Acquire)).min().unwrap_or(0))
+    }
+
+    /// Stop waiting for simulated time (shutdown): `wait_until` returns at once.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::Release);
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    pub fn clock(&self) -> CabinetClock {
+        CabinetClock { time: self.clone() }
+    }
+}
+
+impl Clock for CabinetClock {
+    fn now(&mut self) -> Instant {
+        self.time.now()
+    }
+
+    fn nanos_past(&mut self, deadline: Instant) -> u64 {
+        self.time.now().since(deadline).as_millis() * 1_000_000
+    }
+
+    fn wait_until(&mut self, deadline: Instant) {
+        while self.time.now() < deadline && !self.time.is_released() {
+            std::thread::sleep(Duration::from_micros(50));
+        }
     }
 }
 

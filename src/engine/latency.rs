@@ -134,11 +134,22 @@ impl LatencyRecorder {
 impl LatencyReader {
     /// The latest figures the engine published (not blocking it).
     pub fn latest(&self) -> (Percentiles, Percentiles) {
+        let latest = self.refreshed();
+        (Percentiles::of(&latest.tick_ns), Percentiles::of(&latest.jitter_ns))
+    }
+
+    /// A copy of the latest histograms the engine published (for
+    /// differences between two moments, e.g. after a warm-up).
+    pub fn latest_histograms(&self) -> LatencyHistograms {
+        (**self.refreshed()).clone()
+    }
+
+    fn refreshed(&self) -> std::sync::MutexGuard<'_, Box<LatencyHistograms>> {
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         while let Ok(fresh) = self.filled.try_recv() {
             let old = std::mem::replace(&mut *latest, fresh);
             let _ = self.spare.try_send(old);
         }
-        (Percentiles::of(&latest.tick_ns), Percentiles::of(&latest.jitter_ns))
+        latest
     }
 }

@@ -8,8 +8,11 @@
 //! counts; it never blocks the loop). It takes no lock and allocates nothing
 //! per tick (`tests/no_alloc.rs` proves it with a counting allocator).
 //!
-//! Deadlines are absolute (`next += tick`): a late tick does not shift the
-//! ones after it. Missed deadlines are not replayed in a burst: the loop
+//! Deadlines are absolute (`next += tick`) and aligned to whole multiples of
+//! the tick on the engine's clock (10:00:00.000, .100, .200 ... at 100 ms),
+//! so cabinet I/O tasks know when the next tick runs without asking: they
+//! read inputs just before it and write outputs just after. A late tick does
+//! not shift the ones after it. Missed deadlines are not replayed in a burst: the loop
 //! skips to the next future deadline and counts the overrun. A loop that is
 //! late by more than `overrun_flash_after` puts every intersection in flash
 //! (the outputs may have been stale for too long); they restart through the
@@ -79,6 +82,9 @@ pub struct OutputMsg {
     pub seq: u64,
     pub at: Instant,
     pub frame: OutputFrame,
+    /// Why the intersection is in flash, `None` while it runs (start-up all
+    /// red included): the cabinet's requested mode.
+    pub flash: Option<FlashReason>,
 }
 
 /// Counters shared with readers (atomics: no lock on either side).
@@ -115,6 +121,9 @@ struct Intersection {
     monitor: Monitor,
     input: InputFrame,
     last_input: Instant,
+    /// No input for this long → flash (`EngineConfig::input_timeout` unless
+    /// set per intersection).
+    input_timeout: Span,
     outputs: Sender<OutputMsg>,
 }
 
@@ -136,6 +145,13 @@ pub struct Engine {
     /// Intersections flashed because the loop overran, to restart.
     overrun_flash: bool,
     shutdown: bool,
+}
+
+/// The first whole multiple of `tick` at or after `t`: where the engine's
+/// deadlines fall (cabinet tasks use it to schedule their reads and writes).
+pub fn align_up(t: Instant, tick: Span) -> Instant {
+    let tick = tick.as_millis().max(1);
+    Instant::from_millis(t.as_millis().div_ceil(tick) * tick)
 }
 
 /// Events the engine can buffer towards the log and the API before dropping.
@@ -161,6 +177,7 @@ impl Engine {
                     controller: Controller::new(spec, now),
                     input: InputFrame::default(),
                     last_input: now,
+                    input_timeout: cfg.input_timeout,
                     outputs: out_tx,
                 }
             })
@@ -197,6 +214,14 @@ impl Engine {
         &self.intersections[intersection].controller
     }
 
+    /// Per-intersection input timeout (a cabinet's own link timeout);
+    /// the engine-wide `input_timeout` applies where it is not set.
+    pub fn set_input_timeout(&mut self, intersection: usize, timeout: Span) {
+        if let Some(x) = self.intersections.get_mut(intersection) {
+            x.input_timeout = timeout;
+        }
+    }
+
     pub fn latency(&self) -> &LatencyRecorder {
         &self.latency
     }
@@ -226,7 +251,7 @@ impl Engine {
 
     fn tick_intersection(&mut self, i: usize, now: Instant, publish_snapshot: bool) {
         let x = &mut self.intersections[i];
-        let stale = now.since(x.last_input) > self.cfg.input_timeout;
+        let stale = now.since(x.last_input) > x.input_timeout;
         match (stale, x.controller.unit()) {
             (true, _) => x.controller.enter_flash(now, FlashReason::CabinetLinkLost),
             (false, UnitState::Flash { reason: FlashReason::CabinetLinkLost, .. }) => {
@@ -248,7 +273,11 @@ impl Engine {
             x.controller.enter_flash(now, FlashReason::MonitorTrip);
         }
         let shown = x.monitor.guard(x.controller.output());
-        if x.outputs.try_send(OutputMsg { seq: self.seq, at: now, frame: shown }).is_err() {
+        let flash = match x.controller.unit() {
+            UnitState::Flash { reason, .. } => Some(reason),
+            UnitState::AllRed { .. } | UnitState::Run => None,
+        };
+        if x.outputs.try_send(OutputMsg { seq: self.seq, at: now, frame: shown, flash }).is_err() {
             self.stats.dropped_outputs.fetch_add(1, Ordering::Relaxed);
         }
         while let Some(e) = x.controller.poll_event() {
@@ -321,7 +350,8 @@ impl Engine {
     /// and input sender is gone).
     pub fn run(mut self, mut clock: impl Clock) {
         self.stats.running.store(true, Ordering::Relaxed);
-        let mut deadline = clock.now();
+        let mut deadline = align_up(clock.now(), self.cfg.tick);
+        clock.wait_until(deadline);
         loop {
             let now = clock.now();
             let lateness = now.since(deadline);

@@ -27,12 +27,18 @@ use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 use super::de::Deserialized;
 use super::error::{ConfigError, Warning};
 use super::key::KeyPath;
-use super::raw::{RawCabinet, RawCabinetKind, RawController, RawFlash, RawIntersection};
+use super::raw::{RawController, RawFlash, RawIntersection};
 use super::{CabinetConfig, IntersectionConfig, TrafficConfig};
 
+mod cabinet;
 mod detector;
-mod phase;
+
+pub use cabinet::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,
+    DEFAULT_READ_AHEAD, DEFAULT_REQUEST_TIMEOUT,
+};
 mod adaptive;
+mod phase;
 mod plan;
 mod preempt;
 mod schedule;
@@ -107,9 +113,19 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
     v.service_warnings();
 
     let config = match (intersection, cabinet, startup, schedule) {
-        (Some((id, name)), Some(cabinet), Some(startup), Some((default_plan, schedule))) if v.errors.is_empty() => {
-            v.build(Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority, adaptive })
-        }
+        (Some((id, name)), Some(cabinet), Some(startup), Some((default_plan, schedule))) if v.errors.is_empty() => v
+            .build(Sections {
+                id,
+                name,
+                cabinet,
+                startup,
+                default_plan,
+                schedule,
+                traffic,
+                preempts,
+                priority,
+                adaptive,
+            }),
         _ => None,
     };
     if config.is_none() && v.errors.is_empty() {
@@ -271,7 +287,7 @@ impl Validator<'_> {
         })
     }
 
-    // ---- [intersection], [cabinet] -------------------------------------
+    // ---- [intersection] (and [cabinet] in `cabinet`) --------------------
 
     fn intersection(&mut self, raw: Option<&RawIntersection>) -> Option<(String, String)> {
         let at = root().key("intersection");
@@ -287,42 +303,6 @@ impl Validator<'_> {
         }
         let name = raw.name.clone().unwrap_or_else(|| id.clone());
         Some((id, name))
-    }
-
-    fn cabinet(&mut self, raw: Option<&RawCabinet>) -> Option<CabinetConfig> {
-        let at = root().key("cabinet");
-        let raw = self.required_table(raw, &at, "cabinet")?;
-        match self.required(raw.kind, &at.key("kind"))? {
-            RawCabinetKind::Simulated => {
-                for (key, given) in [("address", raw.address.is_some()), ("unit_id", raw.unit_id.is_some())] {
-                    if given {
-                        self.warn(&at.key(key), "ignored: the cabinet is simulated");
-                    }
-                }
-                Some(CabinetConfig::Simulated)
-            }
-            RawCabinetKind::ModbusTcp => {
-                let address = self.required(raw.address.clone(), &at.key("address"))?;
-                let valid = address
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-                if !valid {
-                    self.error(
-                        &at.key("address"),
-                        format!("\"{address}\" is not host:port (e.g. \"10.20.30.40:502\")"),
-                    );
-                    return None;
-                }
-                let unit_id = raw.unit_id.unwrap_or(DEFAULT_MODBUS_UNIT_ID);
-                if unit_id == 0 || unit_id > 247 {
-                    self.warn(
-                        &at.key("unit_id"),
-                        format!("{unit_id} is not a device unit id (1..=247; 0 is broadcast, 248-255 reserved)"),
-                    );
-                }
-                Some(CabinetConfig::ModbusTcp { address, unit_id })
-            }
-        }
     }
 
     // ---- warnings across sections ---------------------------------------
@@ -377,7 +357,8 @@ impl Validator<'_> {
     // ---- assembly --------------------------------------------------------
 
     fn build(&mut self, sections: Sections) -> Option<IntersectionConfig> {
-        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority, adaptive } = sections;
+        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority, adaptive } =
+            sections;
         let mut phases = Vec::new();
         let mut phase_slot = [None; MAX_PHASES];
         for (id, d) in &self.phases {

@@ -1,0 +1,642 @@
+//! The cabinet client: one tokio task per Modbus cabinet.
+//!
+//! # A tick, in real time
+//! The engine ticks on whole multiples of the tick (see [`crate::engine`]).
+//! For the tick due at `D` the task
+//! 1. reads the inputs at `D - read_ahead` (one FC04 read for the default
+//!    map), turns them into an [`InputFrame`] (volume counters diffed) and
+//!    hands it to the engine with `try_send` (never blocking it);
+//! 2. at `D + 1 ms` takes the engine's newest output frame with `try_recv`
+//!    (polling every millisecond until it is there) and writes it with the
+//!    heartbeat, requested mode and flash reason (one FC16 write).
+//!
+//! The heartbeat only moves when the engine produced a new frame, so a
+//! stuck control thread stops it and the cabinet's watchdog flashes.
+//!
+//! # Faults
+//! Every call runs under `request_timeout` (tokio-modbus has none of its
+//! own). A Modbus exception (the cabinet answered "no") is counted and
+//! logged; the link stays up but the inputs are not refreshed, so a cabinet
+//! that keeps refusing is flashed by the engine's staleness check after
+//! `link_timeout`. A transport error, a timeout or a garbled answer drops the
+//! connection (after a timeout a late answer could still arrive and be
+//! taken for the next one) and the task reconnects with jittered exponential
+//! backoff. While the link is down no inputs reach the engine: after
+//! `link_timeout` the intersection flashes (cabinet link lost), and when
+//! inputs resume it restarts through its start-up sequence. Volume counters
+//! are re-baselined on every connection, so nothing is counted twice.
+//!
+//! # Lockstep (`clock = "cabinet"`)
+//! The task reads the inputs with the simulated time `T`, hands them over,
+//! publishes `T` to the engine's [`CabinetClock`](crate::engine::clock::CabinetClock),
+//! waits for the engine's frame for `T` and writes it with the step
+//! acknowledgement `T`; the simulator then advances.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+use tokio_modbus::client::{Client, Context, Reader, Writer};
+use tokio_modbus::{ExceptionCode, Slave};
+use tracing::{debug, error, info, warn};
+
+use super::registers::{Block, CounterDiff, Fetched, InputImage, OutputImage, RegisterMap, plan_reads, plan_writes};
+use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
+use crate::core::{InputFrame, Instant, Span};
+use crate::engine::OutputMsg;
+use crate::engine::clock::{CabinetTime, Clock, SystemClock};
+
+/// Live counters of one cabinet link (atomics: read them any time).
+#[derive(Debug)]
+pub struct CabinetStats {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub transport_errors: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    /// Input frames the engine's channel had no room for.
+    pub inputs_dropped: AtomicU64,
+    pub link_up: AtomicBool,
+    /// Round-trip time of each successful request, µs.
+    pub rtt_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for CabinetStats {
+    fn default() -> Self {
+        CabinetStats {
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            exceptions: AtomicU64::new(0),
+            transport_errors: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            inputs_dropped: AtomicU64::new(0),
+            link_up: AtomicBool::new(false),
+            rtt_us: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid")),
+        }
+    }
+}
+
+impl CabinetStats {
+    fn rtt(&self, d: Duration) {
+        if let Ok(mut h) = self.rtt_us.lock() {
+            h.saturating_record((d.as_micros() as u64).max(1));
+        }
+    }
+}
+
+/// Everything one cabinet task needs.
+#[derive(Debug)]
+pub struct CabinetTask {
+    /// Index of the intersection in the engine.
+    pub intersection: usize,
+    /// The intersection id, for logs.
+    pub id: String,
+    pub cabinet: ModbusCabinet,
+    pub tick: Span,
+    pub clock: SystemClock,
+    pub inputs: Sender<(usize, InputFrame)>,
+    pub outputs: Receiver<OutputMsg>,
+    pub stats: Arc<CabinetStats>,
+    /// Lockstep: the engine's clock and this cabinet's slot in it.
+    pub lockstep: Option<(CabinetTime, usize)>,
+    /// Set when the daemon stops: give up reconnecting.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The engine has stopped and its last frame was written (or could not be).
+    Stopped,
+    /// The link failed; reconnect.
+    Lost(String),
+}
+
+/// What a failed call was.
+#[derive(Debug)]
+enum CallError {
+    Exception(ExceptionCode),
+    Timeout,
+    Transport(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Exception(e) => write!(f, "Modbus exception {e:?} (0x{:02X})", u8::from(*e)),
+            CallError::Timeout => write!(f, "no answer within the request timeout"),
+            CallError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Reconnect delays: exponential from `min` to `max`, each drawn uniformly
+/// from the upper half of its step ("equal jitter"), so cabinets that lost
+/// their link together do not all come back in the same millisecond.
+#[derive(Debug)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    rng: SmallRng,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration, seed: u64) -> Self {
+        Backoff { min, max: max.max(min), attempt: 0, rng: SmallRng::seed_from_u64(seed) }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let step = self.min.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = step / 2;
+        half + Duration::from_nanos(self.rng.random_range(0..=half.as_nanos() as u64))
+    }
+}
+
+fn dur(s: Span) -> Duration {
+    Duration::from_millis(s.as_millis())
+}
+
+async fn connect(c: &ModbusCabinet) -> Result<Context, String> {
+    let slave = Slave(c.unit_id);
+    let tcp = |address: String| async move {
+        let stream =
+            tokio::net::TcpStream::connect(&address).await.map_err(|e| format!("connecting {address}: {e}"))?;
+        // Requests are small and latency matters: no Nagle delay.
+        let _ = stream.set_nodelay(true);
+        Ok::<_, String>(stream)
+    };
+    let fut = async {
+        match &c.transport {
+            ModbusTransport::Tcp { address } => {
+                Ok(tokio_modbus::client::tcp::attach_slave(tcp(address.clone()).await?, slave))
+            }
+            ModbusTransport::RtuOverTcp { address } => {
+                Ok(tokio_modbus::client::rtu::attach_slave(tcp(address.clone()).await?, slave))
+            }
+            ModbusTransport::Rtu { path, baud, parity, data_bits, stop_bits } => {
+                use tokio_serial::SerialPortBuilderExt;
+                let port = tokio_serial::new(path, *baud)
+                    .parity(match parity {
+                        Parity::None => tokio_serial::Parity::None,
+                        Parity::Even => tokio_serial::Parity::Even,
+                        Parity::Odd => tokio_serial::Parity::Odd,
+                    })
+                    .data_bits(match data_bits {
+                        5 => tokio_serial::DataBits::Five,
+                        6 => tokio_serial::DataBits::Six,
+                        7 => tokio_serial::DataBits::Seven,
+                        _ => tokio_serial::DataBits::Eight,
+                    })
+                    .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One })
+                    .open_native_async()
+                    .map_err(|e| format!("opening {path}: {e}"))?;
+                Ok(tokio_modbus::client::rtu::attach_slave(port, slave))
+            }
+        }
+    };
+    match tokio::time::timeout(dur(c.connect_timeout), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no connection within {}", c.connect_timeout)),
+    }
+}
+
+/// Where the cabinet is, for logs.
+pub fn describe(t: &ModbusTransport) -> String {
+    match t {
+        ModbusTransport::Tcp { address } => format!("modbus-tcp {address}"),
+        ModbusTransport::RtuOverTcp { address } => format!("modbus-rtu-over-tcp {address}"),
+        ModbusTransport::Rtu { path, baud, .. } => format!("modbus-rtu {path} @ {baud}"),
+    }
+}
+
+/// One connection's worth of state.
+struct Session<'a> {
+    task: &'a mut CabinetTask,
+    ctx: Context,
+    map: RegisterMap,
+    reads: Vec<Block>,
+    writes: Vec<Block>,
+    zones: Vec<usize>,
+    counters: CounterDiff,
+    heartbeat: u16,
+    /// Sequence of the last frame written, and the newest frame received.
+    written_seq: Option<u64>,
+    latest: Option<OutputMsg>,
+    /// Consecutive exceptions (logged on the first and on recovery).
+    exceptions: u64,
+}
+
+impl Session<'_> {
+    async fn call<T, F>(&mut self, what: &str, f: F) -> Result<T, CallError>
+    where
+        F: AsyncFnOnce(&mut Context) -> tokio_modbus::Result<T>,
+    {
+        let started = std::time::Instant::now();
+        let timeout = dur(self.task.cabinet.request_timeout);
+        let stats = &self.task.stats;
+        match tokio::time::timeout(timeout, f(&mut self.ctx)).await {
+            Ok(Ok(Ok(v))) => {
+                stats.rtt(started.elapsed());
+                if self.exceptions > 0 {
+                    info!(intersection = %self.task.id, exceptions = self.exceptions, "cabinet answering again");
+                    self.exceptions = 0;
+                }
+                Ok(v)
+            }
+            Ok(Ok(Err(code))) => {
+                stats.exceptions.fetch_add(1, Ordering::Relaxed);
+                if self.exceptions == 0 {
+                    warn!(intersection = %self.task.id, "cabinet refused {what}: {} (inputs not refreshed while it refuses)", CallError::Exception(code));
+                } else {
+                    debug!(intersection = %self.task.id, "cabinet refused {what}: {code:?}");
+                }
+                self.exceptions += 1;
+                Err(CallError::Exception(code))
+            }
+            Ok(Err(e)) => {
+                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                Err(CallError::Transport(format!("{what}: {e}")))
+            }
+            Err(_) => {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    /// Read the inputs. `Ok(None)` when the cabinet refused (exception).
+    async fn read(&mut self) -> Result<Option<InputImage>, String> {
+        let mut fetched = Vec::with_capacity(self.reads.len());
+        for b in self.reads.clone() {
+            let what = format!("reading input registers {}..{}", b.start, b.end());
+            match self.call(&what, async move |ctx: &mut Context| ctx.read_input_registers(b.start, b.len).await).await
+            {
+                Ok(words) if words.len() == b.len as usize => fetched.push((b, words)),
+                Ok(words) => return Err(format!("{what}: {} registers in the answer", words.len())),
+                Err(CallError::Exception(_)) => return Ok(None),
+                Err(e) => return Err(format!("{what}: {e}")),
+            }
+        }
+        self.task.stats.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(InputImage::decode(&self.map, &Fetched { reads: &fetched })))
+    }
+
+    fn frame(&mut self, img: &InputImage) -> InputFrame {
+        let mut frame = InputFrame { presence: img.presence, cabinet: img.cabinet_status(), ..InputFrame::default() };
+        let counters = self.task.cabinet.volume == VolumeSource::Counters;
+        let volume_channels = if counters { self.map.volume_channels } else { 0 };
+        self.counters.apply(img, volume_channels, &self.zones, &mut frame);
+        let mut counted: u64 = if counters && volume_channels >= 64 {
+            u64::MAX
+        } else if counters {
+            (1u64 << volume_channels) - 1
+        } else {
+            0
+        };
+        for &ch in &self.zones {
+            counted |= 1 << ch;
+        }
+        frame.counted = counted;
+        frame
+    }
+
+    fn hand_over(&self, frame: InputFrame) {
+        if self.task.inputs.try_send((self.task.intersection, frame)).is_err() {
+            self.task.stats.inputs_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Take the newest frame from the engine. `Err` once the engine is gone
+    /// and everything it sent has been taken.
+    fn drain(&mut self) -> Result<(), ()> {
+        loop {
+            match self.task.outputs.try_recv() {
+                Ok(m) => self.latest = Some(m),
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(()),
+            }
+        }
+    }
+
+    fn fresh(&self) -> Option<OutputMsg> {
+        self.latest.filter(|m| Some(m.seq) != self.written_seq)
+    }
+
+    async fn write(&mut self, msg: OutputMsg, ack: u64) -> Result<(), String> {
+        self.heartbeat = self.heartbeat.wrapping_add(1);
+        let img = OutputImage::new(msg.frame, msg.flash, self.heartbeat, ack);
+        for b in self.writes.clone() {
+            let words = img.words(&self.map, b);
+            let what = format!("writing holding registers {}..{}", b.start, b.end());
+            match self
+                .call(&what, async move |ctx: &mut Context| ctx.write_multiple_registers(b.start, &words).await)
+                .await
+            {
+                Ok(()) => {}
+                Err(CallError::Exception(_)) => {}
+                Err(e) => return Err(format!("{what}: {e}")),
+            }
+        }
+        self.written_seq = Some(msg.seq);
+        self.task.stats.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Write the engine's final frame if it is not written yet.
+    async fn finish(&mut self) -> End {
+        if let Some(m) = self.fresh() {
+            let ack = m.at.as_millis();
+            if let Err(e) = self.write(m, ack).await {
+                warn!(intersection = %self.task.id, "final frame not written: {e}");
+            } else if m.flash.is_some() {
+                info!(intersection = %self.task.id, "final frame written: cabinet in flash");
+            }
+        }
+        End::Stopped
+    }
+
+    /// Real time: read before each engine deadline, write after it.
+    async fn run_realtime(&mut self) -> End {
+        let tick = self.task.tick;
+        let tick_d = dur(tick);
+        let poll_ticks = self.task.cabinet.poll.map_or(1, |p| (p.as_millis() / tick.as_millis().max(1)).max(1));
+        let lead = dur(self.task.cabinet.read_ahead);
+        let clock = self.task.clock;
+        let next_deadline = |clock: &SystemClock| {
+            let mut c = *clock;
+            let soon = c.now() + Span::from_millis(lead.as_millis() as u64 + 1);
+            let d = crate::engine::align_up(soon, tick);
+            // Stay in phase with the poll period.
+            let k = (d.as_millis() / tick.as_millis().max(1)).div_ceil(poll_ticks) * poll_ticks;
+            Instant::from_millis(k * tick.as_millis())
+        };
+        let mut deadline = next_deadline(&clock);
+        loop {
+            let at = clock.to_std(deadline);
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at.checked_sub(lead).unwrap_or(at))).await;
+            match self.read().await {
+                Ok(Some(img)) => {
+                    let frame = self.frame(&img);
+                    self.hand_over(frame);
+                }
+                Ok(None) => {}
+                Err(e) => return End::Lost(e),
+            }
+            // Write the engine's frame for this deadline as soon as it is out.
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at + Duration::from_millis(1))).await;
+            let give_up = at + tick_d.saturating_mul(poll_ticks as u32) - lead - Duration::from_millis(1);
+            loop {
+                if self.drain().is_err() {
+                    return self.finish().await;
+                }
+                if self.latest.is_some_and(|m| m.at >= deadline) || std::time::Instant::now() >= give_up {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if let Some(m) = self.fresh()
+                && let Err(e) = self.write(m, 0).await
+            {
+                return End::Lost(e);
+            }
+            deadline += Span::from_millis(tick.as_millis() * poll_ticks);
+            if clock.to_std(deadline).checked_sub(lead).is_none_or(|t| t <= std::time::Instant::now()) {
+                // Fell behind (a slow cabinet): skip to the next deadline.
+                deadline = next_deadline(&clock);
+            }
+        }
+    }
+
+    /// Lockstep: one exchange per simulated step.
+    async fn run_lockstep(&mut self, time: CabinetTime, slot: usize) -> End {
+        let mut last_t: Option<u64> = None;
+        let tick = self.task.tick.as_millis();
+        loop {
+            if time.is_released() {
+                // Stopping: the engine no longer waits for simulated time.
+                let _ = self.drain();
+                return self.finish().await;
+            }
+            let img = match self.read().await {
+                Ok(Some(img)) => img,
+                Ok(None) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => return End::Lost(e),
+            };
+            if img.sim_time_ms == 0 {
+                return End::Lost("the cabinet publishes no simulated time (clock = \"cabinet\" needs a lockstep simulator, e.g. `greenwave sim-cabinet --lockstep`)".into());
+            }
+            if img.sim_step_ms as u64 != tick {
+                return End::Lost(format!(
+                    "the simulator steps {} ms but the daemon ticks {tick} ms: they must be equal",
+                    img.sim_step_ms
+                ));
+            }
+            let t = img.sim_time_ms;
+            if last_t.is_some_and(|l| t <= l) {
+                // The simulator waits for other cabinets' acknowledgements.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            last_t = Some(t);
+            let frame = self.frame(&img);
+            self.hand_over(frame);
+            time.publish(slot, Instant::from_millis(t));
+            // The engine ticks at `t` once every cabinet has published it.
+            let outputs = self.task.outputs.clone();
+            let got = loop {
+                if self.latest.is_some_and(|m| m.at.as_millis() >= t) {
+                    break true;
+                }
+                if time.is_released() {
+                    break false;
+                }
+                let r = tokio::task::block_in_place(|| outputs.recv_timeout(Duration::from_millis(100)));
+                match r {
+                    Ok(m) => self.latest = Some(m),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return self.finish().await,
+                }
+            };
+            if !got {
+                continue;
+            }
+            if self.drain().is_err() {
+                return self.finish().await;
+            }
+            if let Some(m) = self.fresh()
+                && let Err(e) = self.write(m, t).await
+            {
+                return End::Lost(e);
+            }
+        }
+    }
+}
+
+impl CabinetTask {
+    /// Run until the daemon stops: connect, exchange every tick, reconnect
+    /// with backoff when the link fails.
+    pub async fn run(mut self) {
+        let where_ = describe(&self.cabinet.transport);
+        let mut backoff = Backoff::new(
+            dur(self.cabinet.backoff_min),
+            dur(self.cabinet.backoff_max),
+            self.intersection as u64 ^ 0x9E37_79B9_7F4A_7C15,
+        );
+        let mut failures = 0u64;
+        loop {
+            if *self.stop.borrow() {
+                return;
+            }
+            match connect(&self.cabinet).await {
+                Ok(ctx) => {
+                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    self.stats.link_up.store(true, Ordering::Relaxed);
+                    info!(intersection = %self.id, cabinet = %where_, unit = self.cabinet.unit_id, "cabinet link up");
+                    backoff.reset();
+                    failures = 0;
+                    let lockstep = self.lockstep.clone();
+                    let map = self.cabinet.registers;
+                    let mut s = Session {
+                        reads: plan_reads(&map.input_items(lockstep.is_some())),
+                        writes: plan_writes(&map.output_items(lockstep.is_some())),
+                        zones: self.cabinet.camera_zone_channels.iter().map(|c| c.index()).collect(),
+                        map,
+                        ctx,
+                        counters: CounterDiff::default(),
+                        heartbeat: 0,
+                        written_seq: None,
+                        latest: None,
+                        exceptions: 0,
+                        task: &mut self,
+                    };
+                    let end = match lockstep {
+                        Some((time, slot)) => s.run_lockstep(time, slot).await,
+                        None => s.run_realtime().await,
+                    };
+                    let mut ctx = s.ctx;
+                    self.stats.link_up.store(false, Ordering::Relaxed);
+                    match end {
+                        End::Stopped => {
+                            let _ = tokio::time::timeout(Duration::from_millis(200), ctx.disconnect()).await;
+                            return;
+                        }
+                        End::Lost(reason) => {
+                            drop(ctx);
+                            let delay = backoff.next_delay();
+                            warn!(
+                                intersection = %self.id,
+                                cabinet = %where_,
+                                "cabinet link lost: {reason}; reconnecting in {} ms (the intersection flashes after {} without inputs)",
+                                delay.as_millis(),
+                                self.cabinet.link_timeout
+                            );
+                            if self.sleep_or_stop(delay).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    failures += 1;
+                    let delay = backoff.next_delay();
+                    if failures == 1 || failures.is_multiple_of(50) {
+                        warn!(intersection = %self.id, cabinet = %where_, attempts = failures, "cabinet unreachable: {e}; retrying in {} ms", delay.as_millis());
+                    } else {
+                        debug!(intersection = %self.id, "cabinet unreachable: {e}");
+                    }
+                    if self.sleep_or_stop(delay).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleep for `d`; true if the daemon is stopping (or the engine gone).
+    async fn sleep_or_stop(&mut self, d: Duration) -> bool {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = stop.wait_for(|s| *s) => return true,
+        }
+        // The engine is gone (its output channel closed and drained).
+        loop {
+            match self.outputs.try_recv() {
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        }
+    }
+}
+
+/// Read the simulated time of a lockstep cabinet once (the engine's start
+/// time with `clock = "cabinet"`), retrying until `patience` runs out.
+pub async fn probe_sim_time(cabinet: &ModbusCabinet, patience: Duration) -> Result<Instant, String> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let map = cabinet.registers;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match connect(cabinet).await {
+            Ok(mut ctx) => {
+                let r = tokio::time::timeout(
+                    dur(cabinet.request_timeout),
+                    ctx.read_input_registers(map.sim_time, super::registers::SIM_TIME_LEN),
+                )
+                .await;
+                match r {
+                    Ok(Ok(Ok(w))) if w.len() == 4 => {
+                        let t = w.iter().fold(0u64, |a, v| a << 16 | *v as u64);
+                        if t == 0 {
+                            return Err("the cabinet publishes no simulated time (is it a lockstep simulator?)".into());
+                        }
+                        return Ok(Instant::from_millis(t));
+                    }
+                    Ok(Ok(Err(e))) => last = format!("exception {e:?}"),
+                    Ok(Ok(Ok(_))) => last = "short answer".into(),
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(_) => last = "timeout".into(),
+                }
+            }
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    error!("no simulated time from the cabinet: {last}");
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_jittered_and_capped() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000), 7);
+        let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100), "{d:?}");
+        assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800), "{d:?}");
+        assert!(d[7] >= Duration::from_millis(500) && d[7] <= Duration::from_millis(1000), "{d:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,505 @@
+//! Cabinet I/O over Modbus: the register map, the client task per cabinet,
+//! and the simulated cabinet as a Modbus server with its own MMU.
+//!
+//! # Layout
+//! - [`registers`]: the documented register map (`docs/modbus.md`), frame
+//!   encoding, read/write planning, wrapping counter diffs.
+//! - [`cabinet`]: one tokio task per cabinet: timeouts, reconnect with
+//!   jittered backoff, exceptions told apart from transport errors, RTT and
+//!   error counts; real-time and lockstep schedules.
+//! - [`sim_server`]: `greenwave sim-cabinet` and the embedded default: the
+//!   traffic generator behind the register map, per cabinet.
+//! - [`mmu`]: the simulated cabinet's independent conflict monitor and
+//!   watchdog.
+//! - this module: wiring for `greenwave run` ([`CabinetPlan`]) and
+//!   `greenwave sim-cabinet` ([`serve_sim_cabinets`]).
+//!
+//! All of it runs on a tokio runtime of its own, apart from the control
+//! thread: the engine is only ever reached through its bounded channels
+//! (`try_send` / `try_recv`), so no cabinet can block or lock it.
+
+pub mod cabinet;
+pub mod mmu;
+pub mod registers;
+pub mod sim_server;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config as defaults;
+use crate::config::{CabinetConfig, ClockSource, IntersectionConfig, ModbusCabinet, ModbusTransport, VolumeSource};
+use crate::core::{InputFrame, Instant, Span};
+use crate::engine::clock::{CabinetTime, Clock, SystemClock};
+use crate::engine::latency::{LatencyHistograms, Percentiles};
+use crate::engine::{Engine, EngineStats, OutputMsg};
+use cabinet::{CabinetStats, CabinetTask};
+use registers::RegisterMap;
+use sim_server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig};
+
+/// The runtime cabinet I/O runs on: one worker per core but one, so the
+/// control thread keeps a core to itself on small machines.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.saturating_sub(1).max(1))
+        .thread_name("greenwave-io")
+        .enable_all()
+        .build()
+}
+
+/// A Modbus cabinet with the documented defaults at `address` (the
+/// embedded simulator's cabinets).
+pub fn default_cabinet(transport: ModbusTransport) -> ModbusCabinet {
+    ModbusCabinet {
+        transport,
+        unit_id: crate::config::DEFAULT_MODBUS_UNIT_ID,
+        connect_timeout: defaults::DEFAULT_CONNECT_TIMEOUT,
+        request_timeout: defaults::DEFAULT_REQUEST_TIMEOUT,
+        link_timeout: defaults::DEFAULT_LINK_TIMEOUT,
+        backoff_min: defaults::DEFAULT_BACKOFF_MIN,
+        backoff_max: defaults::DEFAULT_BACKOFF_MAX,
+        poll: None,
+        read_ahead: defaults::DEFAULT_READ_AHEAD,
+        volume: VolumeSource::Counters,
+        camera_zone_channels: Vec::new(),
+        registers: RegisterMap::default(),
+    }
+}
+
+/// How `greenwave run` reaches every intersection's cabinet: resolved
+/// before the engine starts (the embedded simulator bound, a lockstep
+/// start time read).
+#[derive(Debug)]
+pub struct CabinetPlan {
+    cabinets: Vec<(String, ModbusCabinet)>,
+    clock: ClockSource,
+    tick: Span,
+    sim: Option<SimServer>,
+    time: Option<CabinetTime>,
+}
+
+impl CabinetPlan {
+    /// Start the embedded simulated cabinet server (on loopback, ephemeral
+    /// ports, bound before anything talks to it) for the intersections whose
+    /// cabinet is simulated, and collect every cabinet's link settings.
+    pub fn new(
+        rt: &tokio::runtime::Runtime,
+        intersections: &[IntersectionConfig],
+        tick: Span,
+        clock: ClockSource,
+    ) -> anyhow::Result<CabinetPlan> {
+        let simulated: Vec<SimCabinetSpec> = intersections
+            .iter()
+            .filter(|x| x.cabinet == CabinetConfig::Simulated)
+            .map(|x| SimCabinetSpec { id: x.spec.id.clone(), spec: x.spec.clone(), traffic: x.traffic.clone() })
+            .collect();
+        let sim = if simulated.is_empty() {
+            None
+        } else {
+            let cfg = SimServerConfig {
+                lockstep: (clock == ClockSource::Cabinet).then(|| Lockstep::new(tick)),
+                ..SimServerConfig::default()
+            };
+            let listen: SocketAddr = "127.0.0.1:0".parse().expect("static address");
+            let server = rt
+                .block_on(SimServer::start(&simulated, listen, cfg))
+                .context("starting the embedded simulated cabinets")?;
+            info!(
+                cabinets = server.addrs.len(),
+                first = %server.addrs[0],
+                lockstep = clock == ClockSource::Cabinet,
+                "embedded simulated cabinets serving Modbus TCP on loopback"
+            );
+            Some(server)
+        };
+        let mut sim_addrs = sim.iter().flat_map(|s| s.addrs.iter().copied());
+        let mut cabinets = Vec::with_capacity(intersections.len());
+        for x in intersections {
+            let c = match &x.cabinet {
+                CabinetConfig::Simulated => {
+                    let addr = sim_addrs.next().expect("one simulated cabinet per simulated intersection");
+                    default_cabinet(ModbusTransport::Tcp { address: addr.to_string() })
+                }
+                CabinetConfig::Modbus(m) => (**m).clone(),
+            };
+            if let Some(p) = c.poll
+                && !p.as_millis().is_multiple_of(tick.as_millis().max(1))
+            {
+                warn!(intersection = %x.spec.id, "cabinet poll_s {p} is not a whole number of ticks ({tick}): rounded down");
+            }
+            cabinets.push((x.spec.id.clone(), c));
+        }
+        Ok(CabinetPlan { cabinets, clock, tick, sim, time: None })
+    }
+
+    /// The engine's start time: now, or with `clock = "cabinet"` the
+    /// simulated time of the first cabinet (and the engine's clock starts
+    /// there).
+    pub fn start_time(&mut self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Instant> {
+        match self.clock {
+            ClockSource::System => Ok(SystemClock::new().now()),
+            ClockSource::Cabinet => {
+                let (id, first) = self.cabinets.first().context("no cabinets")?;
+                let t = rt
+                    .block_on(cabinet::probe_sim_time(first, Duration::from_secs(10)))
+                    .map_err(|e| anyhow::anyhow!("clock = \"cabinet\": intersection {id}: {e}"))?;
+                info!(intersection = %id, sim_time_ms = t.as_millis(), "lockstep: simulated time from the cabinet");
+                self.time = Some(CabinetTime::new(self.cabinets.len(), t));
+                Ok(t)
+            }
+        }
+    }
+
+    /// Per-intersection link timeouts into the engine (before it is spawned).
+    pub fn configure(&self, engine: &mut Engine) {
+        for (i, (_, c)) in self.cabinets.iter().enumerate() {
+            engine.set_input_timeout(i, c.link_timeout);
+        }
+    }
+
+    /// Spawn one task per cabinet. Returns the running I/O, and the clock
+    /// the engine must run on.
+    pub fn spawn(
+        self,
+        rt: &tokio::runtime::Runtime,
+        outputs: Vec<Receiver<OutputMsg>>,
+        inputs: Sender<(usize, InputFrame)>,
+    ) -> (CabinetIo, EngineClock) {
+        let (stop, stop_rx) = watch::channel(false);
+        let clock = SystemClock::new();
+        let mut tasks = Vec::new();
+        let mut stats = Vec::new();
+        for (i, ((id, cabinet), rx)) in self.cabinets.into_iter().zip(outputs).enumerate() {
+            let s = Arc::new(CabinetStats::default());
+            stats.push((id.clone(), s.clone()));
+            let task = CabinetTask {
+                intersection: i,
+                id,
+                cabinet,
+                tick: self.tick,
+                clock,
+                inputs: inputs.clone(),
+                outputs: rx,
+                stats: s,
+                lockstep: self.time.clone().map(|t| (t, i)),
+                stop: stop_rx.clone(),
+            };
+            tasks.push(rt.spawn(task.run()));
+        }
+        let engine_clock = match &self.time {
+            Some(t) => EngineClock::Cabinet(t.clock()),
+            None => EngineClock::System(clock),
+        };
+        (CabinetIo { tasks, stop, stats, sim: self.sim, time: self.time }, engine_clock)
+    }
+}
+
+/// The clock the engine runs on.
+#[derive(Debug)]
+pub enum EngineClock {
+    System(SystemClock),
+    Cabinet(crate::engine::clock::CabinetClock),
+}
+
+impl EngineClock {
+    pub fn spawn(self, engine: Engine) -> std::io::Result<std::thread::JoinHandle<()>> {
+        match self {
+            EngineClock::System(c) => engine.spawn(c),
+            EngineClock::Cabinet(c) => engine.spawn(c),
+        }
+    }
+}
+
+/// The running cabinet tasks (and the embedded simulator).
+#[derive(Debug)]
+pub struct CabinetIo {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    pub stats: Vec<(String, Arc<CabinetStats>)>,
+    sim: Option<SimServer>,
+    time: Option<CabinetTime>,
+}
+
+impl CabinetIo {
+    /// Shutdown, step 1 (right after asking the engine to stop): a lockstep
+    /// engine must not wait for simulated time any more.
+    pub fn release_clock(&self) {
+        if let Some(t) = &self.time {
+            t.release();
+        }
+    }
+
+    /// Shutdown, step 2 (after the engine has stopped): every task writes
+    /// the engine's last (flash) frame and ends; bounded by `grace`. Then
+    /// the embedded simulator stops.
+    pub async fn finish(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            warn!("cabinet tasks did not finish within {} ms: stopping anyway", grace.as_millis());
+        }
+        if let Some(sim) = self.sim {
+            sim.stop().await;
+        }
+    }
+
+    /// One line of totals across every cabinet, for logs.
+    pub fn summary(&self) -> CabinetTotals {
+        totals(&self.stats)
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Totals across cabinets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CabinetTotals {
+    pub cabinets: usize,
+    pub links_up: usize,
+    pub reads: u64,
+    pub writes: u64,
+    pub timeouts: u64,
+    pub exceptions: u64,
+    pub transport_errors: u64,
+    pub connects: u64,
+    pub connect_failures: u64,
+    pub inputs_dropped: u64,
+    pub rtt: Percentiles,
+}
+
+pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
+    let mut t = CabinetTotals { cabinets: stats.len(), ..CabinetTotals::default() };
+    let mut rtt = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
+    for (_, s) in stats {
+        let r = Ordering::Relaxed;
+        t.links_up += usize::from(s.link_up.load(r));
+        t.reads += s.reads.load(r);
+        t.writes += s.writes.load(r);
+        t.timeouts += s.timeouts.load(r);
+        t.exceptions += s.exceptions.load(r);
+        t.transport_errors += s.transport_errors.load(r);
+        t.connects += s.connects.load(r);
+        t.connect_failures += s.connect_failures.load(r);
+        t.inputs_dropped += s.inputs_dropped.load(r);
+        if let Ok(h) = s.rtt_us.lock() {
+            let _ = rtt.add(&*h);
+        }
+    }
+    // Histogram in µs; Percentiles::of reads ns.
+    let p = Percentiles::of(&rtt);
+    t.rtt = Percentiles {
+        count: p.count,
+        p50_us: p.p50_us * 1000.0,
+        p99_us: p.p99_us * 1000.0,
+        p999_us: p.p999_us * 1000.0,
+        max_us: p.max_us * 1000.0,
+    };
+    t
+}
+
+impl std::fmt::Display for CabinetTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} links up, {} reads, {} writes, {} timeouts, {} exceptions, {} transport errors, {} connects ({} failed), rtt p50={:.0}µs p99={:.0}µs max={:.0}µs",
+            self.links_up,
+            self.cabinets,
+            self.reads,
+            self.writes,
+            self.timeouts,
+            self.exceptions,
+            self.transport_errors,
+            self.connects,
+            self.connect_failures,
+            self.rtt.p50_us,
+            self.rtt.p99_us,
+            self.rtt.max_us
+        )
+    }
+}
+
+/// `greenwave run --stats-json`: engine and cabinet figures as one JSON
+/// object. `jitter_after_warmup` excludes the first seconds (connections
+/// being set up), when a warm-up snapshot was taken.
+pub fn stats_json(
+    engine: &EngineStats,
+    latest: &LatencyHistograms,
+    warmup: Option<&LatencyHistograms>,
+    cabinets: &CabinetTotals,
+) -> String {
+    let r = Ordering::Relaxed;
+    let pct = |p: Percentiles| {
+        format!(
+            "{{\"count\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1}}}",
+            p.count, p.p50_us, p.p99_us, p.p999_us, p.max_us
+        )
+    };
+    let mut after = latest.jitter_ns.clone();
+    let steady = match warmup {
+        Some(w) if after.subtract(&w.jitter_ns).is_ok() => pct(Percentiles::of(&after)),
+        _ => "null".into(),
+    };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{{\"ticks\":{},\"overruns\":{},\"monitor_trips\":{},\"dropped_outputs\":{},\"tick\":{},\"jitter\":{},\"jitter_after_warmup\":{},",
+        engine.ticks.load(r),
+        engine.overruns.load(r),
+        engine.monitor_trips.load(r),
+        engine.dropped_outputs.load(r),
+        pct(Percentiles::of(&latest.tick_ns)),
+        pct(Percentiles::of(&latest.jitter_ns)),
+        steady
+    );
+    let _ = write!(
+        s,
+        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"rtt\":{}}}}}",
+        cabinets.cabinets,
+        cabinets.links_up,
+        cabinets.reads,
+        cabinets.writes,
+        cabinets.timeouts,
+        cabinets.exceptions,
+        cabinets.transport_errors,
+        cabinets.connects,
+        cabinets.connect_failures,
+        cabinets.inputs_dropped,
+        pct(cabinets.rtt)
+    );
+    s.push('\n');
+    s
+}
+
+/// `greenwave sim-cabinet` options.
+#[derive(Clone, Debug)]
+pub struct SimCabinetOptions {
+    pub listen: SocketAddr,
+    /// Serve this many cabinets, cycling through the intersections given.
+    pub count: Option<usize>,
+    pub lockstep: bool,
+    pub tick: Span,
+    pub rtu_over_tcp: bool,
+    pub unit_id: u8,
+    /// Write one controller file per cabinet here, pointing at its port.
+    pub write_controllers: Option<PathBuf>,
+    pub duration: Option<Duration>,
+}
+
+/// The controller file `text` made into cabinet `n`'s: its id suffixed and
+/// its `[cabinet]` table replaced by a Modbus one at `address`.
+pub fn controller_for(text: &str, id: &str, new_id: &str, kind: &str, address: SocketAddr) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut table = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            table = t.to_owned();
+            if t == "[cabinet]" {
+                let _ = writeln!(out, "[cabinet]\nkind = \"{kind}\"\naddress = \"{address}\"");
+                continue;
+            }
+        }
+        if table == "[cabinet]" && !t.is_empty() && !t.starts_with('#') {
+            continue;
+        }
+        if table == "[intersection]" && t.starts_with("id") && t.contains(&format!("\"{id}\"")) {
+            let _ = writeln!(out, "id = \"{new_id}\"");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `greenwave sim-cabinet`: serve `intersections` (with their controller
+/// file text, for `--write-controllers`) until SIGINT/SIGTERM or the
+/// duration.
+pub fn serve_sim_cabinets(
+    intersections: &[(IntersectionConfig, String)],
+    opts: &SimCabinetOptions,
+) -> anyhow::Result<()> {
+    if intersections.is_empty() {
+        bail!("no intersections to simulate");
+    }
+    let count = opts.count.unwrap_or(intersections.len());
+    let digits = count.to_string().len();
+    let cabinets: Vec<(SimCabinetSpec, &str, &str)> = (0..count)
+        .map(|n| {
+            let (x, text) = &intersections[n % intersections.len()];
+            let id = if opts.count.is_some() { format!("{}-{:0digits$}", x.spec.id, n + 1) } else { x.spec.id.clone() };
+            (SimCabinetSpec { id, spec: x.spec.clone(), traffic: x.traffic.clone() }, text.as_str(), x.spec.id.as_str())
+        })
+        .collect();
+    let rt = runtime()?;
+    let cfg = SimServerConfig {
+        unit_id: opts.unit_id,
+        rtu_over_tcp: opts.rtu_over_tcp,
+        lockstep: opts.lockstep.then(|| Lockstep::new(opts.tick)),
+        ..SimServerConfig::default()
+    };
+    let specs: Vec<SimCabinetSpec> = cabinets.iter().map(|(c, _, _)| c.clone()).collect();
+    let server = rt.block_on(SimServer::start(&specs, opts.listen, cfg))?;
+    let kind = if opts.rtu_over_tcp { "modbus-rtu-over-tcp" } else { "modbus-tcp" };
+    if let Some(dir) = &opts.write_controllers {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for ((c, text, id), addr) in cabinets.iter().zip(&server.addrs) {
+            let path = dir.join(format!("{}.toml", c.id));
+            std::fs::write(&path, controller_for(text, id, &c.id, kind, *addr))
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    for (c, addr) in specs.iter().zip(&server.addrs).take(20) {
+        println!("{} {kind} {addr} unit {}", c.id, opts.unit_id);
+    }
+    if specs.len() > 20 {
+        println!("... {} cabinets on {} to {}", specs.len(), server.addrs[0], server.addrs[specs.len() - 1]);
+    }
+    info!(
+        cabinets = specs.len(),
+        lockstep = opts.lockstep,
+        controllers = ?opts.write_controllers.as_deref().map(Path::display).map(|d| d.to_string()),
+        "simulated cabinets serving"
+    );
+    // Machine-readable readiness for scripts: listeners are bound.
+    println!("ready");
+    let shared = server.shared.clone();
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        let until = async {
+            match opts.duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = int.recv() => info!("SIGINT: stopping"),
+            _ = until => info!("duration reached: stopping"),
+        }
+    });
+    let faults = (0..shared.units.len()).filter(|&i| shared.unit(i).mmu.fault().is_some()).count();
+    info!(
+        requests = shared.requests.load(Ordering::Relaxed),
+        cabinets_in_mmu_fault = faults,
+        "simulated cabinets stopped"
+    );
+    rt.block_on(server.stop());
+    Ok(())
+}
