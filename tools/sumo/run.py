@@ -54,7 +54,7 @@ DRAIN_S = 900  # after the demand ends, run until empty or this much longer
 
 # NEMA tuning grid (see tune_nema): passage (vehext) x max-green scale, with
 # SUMO's long stop-bar presence zones and no recalls (skip empty phases).
-NEMA_GRID = [(v, m) for v in (1.5, 2.5, 3.5) for m in (1.0, 1.5)]
+NEMA_GRID = [(v, m) for v in (0.5, 1.0, 1.5, 2.5, 3.5) for m in (1.0, 1.5)]
 NEMA_DEFAULT = {"vehext": 2.5, "max_scale": 1.0, "det_len": 20.0, "min_recall": ""}
 ACTUATED_PARAMS = {"max-gap": "3.0", "detector-gap": "2.0", "passing-time": "2.0", "show-detectors": "false"}
 DELAY_PARAMS = {"detectorRange": "100", "minTimeloss": "1.0", "show-detectors": "false"}
@@ -477,6 +477,7 @@ def main() -> int:
     ap.add_argument("--tune-nema", action="store_true",
                     help="first tune NEMA (vehext x max-green scale) per demand level on the single "
                          "intersection, seed 100 (not an evaluation seed); use the best everywhere")
+    ap.add_argument("--nema", default="", help="NEMA settings for every row, e.g. vehext=1.0,max_scale=1.5")
     ap.add_argument("--duration", type=float, help="override the demand duration (s) and stop there")
     ap.add_argument("--out", type=Path, help="results directory (default tools/sumo/results)")
     ap.add_argument("--tag", default=None)
@@ -535,7 +536,10 @@ def main() -> int:
                          "base_port": 21000 + (k % 40) * 50, "greenwave_mode": a.greenwave_mode}
                     if a.duration:
                         t["duration"] = a.duration
-                    if c == "nema" and f"{sc}/{lv}" in tuning:
+                    if c == "nema" and a.nema:
+                        t["tuning"] = {kv.split("=")[0]: (float(kv.split("=")[1]) if kv.split("=")[0] != "min_recall"
+                                                          else kv.split("=")[1]) for kv in a.nema.split(",")}
+                    elif c == "nema" and f"{sc}/{lv}" in tuning:
                         t["tuning"] = {kk: vv for kk, vv in tuning[f"{sc}/{lv}"].items() if kk != "delay_s"}
                     tasks.append(t)
                     k += 1
