@@ -477,6 +477,8 @@ def main() -> int:
     ap.add_argument("--tune-nema", action="store_true",
                     help="first tune NEMA (vehext x max-green scale) per demand level on the single "
                          "intersection, seed 100 (not an evaluation seed); use the best everywhere")
+    ap.add_argument("--nema-tuning", type=Path,
+                    help="JSON {demand level: {vehext, max_scale}} from an earlier tuning, used for every scenario")
     ap.add_argument("--nema", default="", help="NEMA settings for every row, e.g. vehext=1.0,max_scale=1.5")
     ap.add_argument("--duration", type=float, help="override the demand duration (s) and stop there")
     ap.add_argument("--out", type=Path, help="results directory (default tools/sumo/results)")
@@ -525,6 +527,10 @@ def main() -> int:
         tuning = {f"{sc}/{lv}": per_level[f"single/{lv}"] for sc in scenarios for lv in levels
                   if f"single/{lv}" in per_level}
         print("NEMA tuning (single intersection, seed 100, per demand level):", json.dumps(per_level), flush=True)
+    if a.nema_tuning:
+        per_level = read_json(a.nema_tuning)
+        tuning = {f"{sc}/{lv}": per_level[lv] for sc in scenarios for lv in levels if lv in per_level}
+        print("NEMA tuning from", a.nema_tuning, json.dumps(per_level), flush=True)
     tasks = []
     k = 0
     for sc in scenarios:
@@ -577,7 +583,7 @@ def tune_nema(scenarios, levels, seed, jobs, rundir) -> dict:
             for k, (v, m) in enumerate(NEMA_GRID):
                 tasks.append({"scenario": sc, "demand": lv, "seed": seed, "controller": "nema",
                               "tuning": {"vehext": v, "max_scale": m},
-                              "run_dir": str(rundir / "tune" / f"{sc}-{lv}-{k}")})
+                              "run_dir": str(rundir / "tune" / f"{sc}-{lv}-v{v}-m{m}")})
     res = execute(tasks, jobs, verbose=False)
     by_dir = {Path(t["run_dir"]).name: t for t in tasks}
     best = {}
