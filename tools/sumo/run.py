@@ -328,6 +328,9 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         out["daemon_error_log"] = errs[:5]
         out["modbus_reads"] = sum(j.reads for j in br.juncs)
         out["modbus_writes"] = sum(j.writes for j in br.juncs)
+        silent = [j.tls for j in br.juncs if not j.monitor.started]
+        if silent and not err and br.sim_t > 60:
+            err = f"junctions never showed a green: {', '.join(silent)}"
         if err:
             out["error"] = err
 
@@ -383,6 +386,7 @@ def execute(tasks: list[dict], jobs: int, verbose=True) -> list[dict]:
     if verbose and len(todo) < len(tasks):
         print(f"{len(tasks) - len(todo)} runs already done (reused)", flush=True)
     tasks = todo
+    done0 = len(results)
     if not tasks:
         return results
     if jobs <= 1 or len(tasks) == 1:
@@ -390,7 +394,7 @@ def execute(tasks: list[dict], jobs: int, verbose=True) -> list[dict]:
             r = _sub(t)
             results.append(r)
             if verbose:
-                _progress(r, len(results), len(tasks))
+                _progress(r, len(results) - done0, len(tasks))
         return results
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as ex:
@@ -399,7 +403,7 @@ def execute(tasks: list[dict], jobs: int, verbose=True) -> list[dict]:
             r = f.result()
             results.append(r)
             if verbose:
-                _progress(r, len(results), len(tasks))
+                _progress(r, len(results) - done0, len(tasks))
     return results
 
 
