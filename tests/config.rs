@@ -148,7 +148,7 @@ fn check_report_renders_errors_ok_lines_and_totals() {
     assert!(report.has_errors());
     let text = report.render();
     let broadway =
-        format!("{}: ok (8 phases, 16 detectors, 4 plans)", repo("controllers/broadway-and-5th.toml").display());
+        format!("{}: ok (8 phases, 16 detectors, 5 plans)", repo("controllers/broadway-and-5th.toml").display());
     assert!(text.contains(&broadway), "{text}");
     let broken = repo("tests/fixtures/broken.toml");
     let yellow = format!("{}: error: phase 4 (number 4).yellow_s: 3.0 s is below the ITE minimum", broken.display());
