@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::time::Instant as Wall;
 
 use greenwave::config;
-use greenwave::core::adaptive::{CycleMeasure, Optimizer, Replan};
 use greenwave::core::MAX_PHASES;
+use greenwave::core::adaptive::{CycleMeasure, Optimizer, Replan};
 use greenwave::engine::latency::Percentiles;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
@@ -33,7 +33,11 @@ fn sixteen_phase_controller() -> String {
             "[[phase]]\nnumber = {n}\nmin_green_s = 6\npassage_s = 2\nmax1_s = 40\nyellow_s = 4\nred_clear_s = 2\nrecall = \"min\"\napproach_speed_kmh = 50\ncrossing_width_m = 15\n{}",
             if ped { "walk_s = 7\nped_clear_s = 14\nped_crossing_m = 14\n" } else { "" }
         );
-        let _ = write!(t, "[[detector]]\nchannel = {n}\ncalls = [{n}]\n[[detector]]\nchannel = {}\ncalls = [{n}]\n", n + 16);
+        let _ = write!(
+            t,
+            "[[detector]]\nchannel = {n}\ncalls = [{n}]\n[[detector]]\nchannel = {}\ncalls = [{n}]\n",
+            n + 16
+        );
     }
     let splits: Vec<String> = (1..=16).map(|n| format!("{n} = {}", if n % 2 == 0 { 40 } else { 20 })).collect();
     let _ = write!(
@@ -72,6 +76,9 @@ fn main() {
         h.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
         checksum = checksum.wrapping_add(r.cycle.as_millis());
     }
-    println!("{CALLS} optimizer calls, 16 phases / 4 rings, random measurements (mean cycle {:.1} s)", checksum as f64 / CALLS as f64 / 1000.0);
+    println!(
+        "{CALLS} optimizer calls, 16 phases / 4 rings, random measurements (mean cycle {:.1} s)",
+        checksum as f64 / CALLS as f64 / 1000.0
+    );
     println!("replan: {}", Percentiles::of(&h));
 }

@@ -129,7 +129,8 @@ struct Observer<'a> {
 impl<'a> Observer<'a> {
     fn new(x: &'a IntersectionConfig) -> Self {
         // An adaptive plan may stretch its cycle up to the optimizer's bound.
-        let longest_plan = x.spec.plans.iter().map(|p| p.cycle).max().unwrap_or_default().max(x.spec.adaptive.max_cycle);
+        let longest_plan =
+            x.spec.plans.iter().map(|p| p.cycle).max().unwrap_or_default().max(x.spec.adaptive.max_cycle);
         // Free: one max cycle. Coordinated or fixed: a call that just missed
         // its window waits for the next cycle's, and a plan transition can
         // stretch the first cycle; two plan cycles cover both.

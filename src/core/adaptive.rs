@@ -177,7 +177,8 @@ impl Optimizer {
         let target = Span::from_secs(webster_s.round().max(0.0) as u64).clamp(lower, upper);
         let previous = self.current.cycle;
         let step = bounds.max_step;
-        let stepped = if target > previous { target.min(previous + step) } else { target.max(previous.saturating_sub(step)) };
+        let stepped =
+            if target > previous { target.min(previous + step) } else { target.max(previous.saturating_sub(step)) };
         let cycle = round_down(stepped.clamp(lower, upper).max(cycle_floor));
 
         // Share the time above the minimums among groups, then phases.
@@ -198,7 +199,13 @@ impl Optimizer {
             };
             handed_out += group_time;
             for ring in &spec.rings {
-                self.split_group(ring.sequence.iter().copied().filter(|p| members.contains(*p)).collect(), group_time, &y, &min_split, &mut splits);
+                self.split_group(
+                    ring.sequence.iter().copied().filter(|p| members.contains(*p)).collect(),
+                    group_time,
+                    &y,
+                    &min_split,
+                    &mut splits,
+                );
             }
         }
         self.current = Replan { cycle, splits };
@@ -265,16 +272,31 @@ mod tests {
             let total: Span = ring.sequence.iter().map(|p| r.splits[p.index()]).fold(Span::ZERO, |a, b| a + b);
             assert_eq!(total, r.cycle, "ring splits sum to the cycle");
             for g in &spec.barrier_groups {
-                let mine: Span = ring.sequence.iter().filter(|p| g.contains(**p)).map(|p| r.splits[p.index()]).fold(Span::ZERO, |a, b| a + b);
+                let mine: Span = ring
+                    .sequence
+                    .iter()
+                    .filter(|p| g.contains(**p))
+                    .map(|p| r.splits[p.index()])
+                    .fold(Span::ZERO, |a, b| a + b);
                 let other = &spec.rings[1 - spec.rings.iter().position(|x| x == ring).unwrap()];
-                let theirs: Span = other.sequence.iter().filter(|p| g.contains(**p)).map(|p| r.splits[p.index()]).fold(Span::ZERO, |a, b| a + b);
+                let theirs: Span = other
+                    .sequence
+                    .iter()
+                    .filter(|p| g.contains(**p))
+                    .map(|p| r.splits[p.index()])
+                    .fold(Span::ZERO, |a, b| a + b);
                 assert_eq!(mine, theirs, "barriers stay aligned");
             }
         }
         for ph in &spec.phases {
             let t = ph.timing;
             let need = t.min_green.max(if t.has_ped() { t.ped_service() } else { Span::ZERO }) + t.clearance();
-            assert!(r.splits[ph.id.index()] >= need, "phase {} split {} below its minimum {need}", ph.id, r.splits[ph.id.index()]);
+            assert!(
+                r.splits[ph.id.index()] >= need,
+                "phase {} split {} below its minimum {need}",
+                ph.id,
+                r.splits[ph.id.index()]
+            );
         }
     }
 
@@ -299,7 +321,11 @@ mod tests {
         let mut previous = opt.current().cycle;
         for k in 0..30 {
             let heavy = if k < 15 { 1700 } else { 50 };
-            let r = opt.replan(&spec, &bounds, &measure([heavy / 4, heavy, heavy / 4, heavy / 2, heavy / 4, heavy, heavy / 4, heavy / 2], 100));
+            let r = opt.replan(
+                &spec,
+                &bounds,
+                &measure([heavy / 4, heavy, heavy / 4, heavy / 2, heavy / 4, heavy, heavy / 4, heavy / 2], 100),
+            );
             let change = if r.cycle > previous { r.cycle - previous } else { previous - r.cycle };
             assert!(change <= bounds.max_step, "cycle jumped by {change}");
             assert!(r.cycle <= bounds.max_cycle);
