@@ -253,8 +253,14 @@ impl Engine {
         let x = &mut self.intersections[i];
         let stale = now.since(x.last_input) > x.input_timeout;
         match (stale, x.controller.unit()) {
-            (true, _) => x.controller.enter_flash(now, FlashReason::CabinetLinkLost),
+            (true, UnitState::Flash { reason: FlashReason::CabinetLinkLost, .. }) => {}
+            (true, _) => {
+                // Logged on the transition only (rare: no per-tick cost).
+                tracing::warn!(intersection = %x.controller.spec().id, timeout = %x.input_timeout, "no cabinet inputs: flashing (cabinet link lost)");
+                x.controller.enter_flash(now, FlashReason::CabinetLinkLost);
+            }
             (false, UnitState::Flash { reason: FlashReason::CabinetLinkLost, .. }) => {
+                tracing::info!(intersection = %x.controller.spec().id, "cabinet inputs back: restarting through the start-up sequence");
                 let _ = x.controller.handle_command(now, Command::Restart);
             }
             _ => {}

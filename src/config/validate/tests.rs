@@ -270,6 +270,33 @@ fn modbus_cabinets_need_host_and_port() {
 }
 
 #[test]
+fn modbus_cabinet_keys_are_checked() {
+    let rtu = "kind = \"modbus-rtu\"\npath = \"/dev/ttyS0\"\nbaud = 5\nstop_bits = 3\nrequest_timeout_s = 0\n\
+               backoff_min_s = 2\nbackoff_max_s = 1\ncamera_zone_channels = [33, 33, 70]\n\
+               address = \"x:1\"\n[cabinet.registers]\nstatus = 2\nvolume_channels = 70\nheartbeat = 1\nvehicle_x = 1";
+    let e = errors(&[("kind = \"simulated\"", rtu)], "");
+    assert_has(&e, "cabinet.baud: 5 is not a serial speed");
+    assert_has(&e, "cabinet.stop_bits: 3: must be 1 or 2");
+    assert_has(&e, "cabinet.request_timeout_s: must be greater than 0");
+    assert_has(&e, "cabinet.backoff_max_s: 1.0 s is below backoff_min_s 2.0 s");
+    assert_has(&e, "cabinet.camera_zone_channels[2]: channel 33 is given to two zones");
+    assert_has(&e, "cabinet.camera_zone_channels[3]: 70 is outside the cabinet's channels 1..=64");
+    assert_has(&e, "cabinet.registers: presence (input registers 0..4) and status (2..3) overlap");
+    assert_has(&e, "cabinet.registers: volume_channels 70 is more than 64");
+    assert_has(&e, "cabinet.registers: vehicle (holding registers 0..16) and heartbeat (1..2) overlap");
+    assert_has(&e, "cabinet.registers.vehicle_x: unknown key (did you mean vehicle?)");
+    let ok = "kind = \"modbus-tcp\"\naddress = \"127.0.0.1:502\"\npath = \"/dev/x\"\n[cabinet.registers]\ncamera = 300";
+    let (e, w) = check(&[("kind = \"simulated\"", ok)], "");
+    assert_eq!(e, Vec::<String>::new());
+    assert_has(&w, "cabinet.path: ignored: only for kind = \"modbus-rtu\"");
+    let simulated = "kind = \"simulated\"\nrequest_timeout_s = 1";
+    assert_has(
+        &check(&[("kind = \"simulated\"", simulated)], "").1,
+        "cabinet.request_timeout_s: ignored: the cabinet is simulated",
+    );
+}
+
+#[test]
 fn seconds_print_like_engineers_write_them() {
     assert_eq!(secs(Span::from_millis(4000)), "4.0 s");
     assert_eq!(secs(Span::from_millis(3250)), "3.25 s");
