@@ -187,7 +187,9 @@ impl<'a> Observer<'a> {
                 continue;
             }
             let t = spec.phase(p).unwrap().timing;
+            // Free-style adaptive sets maxima up to the engineer's max2.
             let max = match plan.map(|pl| pl.max_select).unwrap_or_default() {
+                _ if s.adaptive => t.max1.max(t.max2),
                 MaxSelect::Max1 => t.max1,
                 MaxSelect::Max2 => t.max2,
             };

@@ -35,9 +35,17 @@ pub struct RawController {
     pub adaptive: Option<RawAdaptive>,
 }
 
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAdaptiveStyle {
+    Cycle,
+    Free,
+}
+
 /// `[adaptive]`: bounds of the adaptive optimizer.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAdaptive {
+    pub style: Option<RawAdaptiveStyle>,
     pub min_cycle_s: Option<f64>,
     pub max_cycle_s: Option<f64>,
     pub max_cycle_step_s: Option<f64>,

@@ -28,9 +28,23 @@ use super::ids::{MAX_DETECTORS, MAX_PHASES, PhaseSet};
 use super::spec::{ControllerSpec, DetectorKind};
 use super::time::Span;
 
+/// How the optimizer's plan is run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdaptiveStyle {
+    /// Coordinated: the re-planned cycle and splits set the force-offs.
+    #[default]
+    Cycle,
+    /// Free actuated: phases still gap out when their queue clears, and the
+    /// re-planned splits become each phase's dynamic maximum green (within
+    /// the engineer's min green and max2). Cycles shrink at light demand and
+    /// greens follow the flows near saturation.
+    Free,
+}
+
 /// Bounds an engineer sets on the optimizer (`[adaptive]` in a controller file).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdaptiveSpec {
+    pub style: AdaptiveStyle,
     pub min_cycle: Span,
     pub max_cycle: Span,
     /// Largest change of cycle length from one cycle to the next.
@@ -46,6 +60,7 @@ pub struct AdaptiveSpec {
 impl Default for AdaptiveSpec {
     fn default() -> Self {
         AdaptiveSpec {
+            style: AdaptiveStyle::Cycle,
             min_cycle: Span::from_secs(50),
             max_cycle: Span::from_secs(150),
             max_step: Span::from_secs(10),

@@ -26,7 +26,7 @@
 //! red clearance (a green-yellow-green glitch is what SUMO's users hit,
 //! sumo#10070): overlaps rely on it.
 
-use super::adaptive::{CycleMeasure, Optimizer, Replan};
+use super::adaptive::{AdaptiveStyle, CycleMeasure, Optimizer, Replan};
 use super::coord::CoordPlan;
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
@@ -312,6 +312,8 @@ pub struct Controller {
     cycle_origin: Instant,
     /// Detector volumes at the start of the measured cycle.
     volume_mark: [u32; MAX_DETECTORS],
+    /// Free-style adaptive: each phase's maximum green this cycle.
+    dynamic_max: [Span; MAX_PHASES],
     cabinet: CabinetStatus,
     output: OutputFrame,
     events: EventQueue,
@@ -348,6 +350,7 @@ impl Controller {
             optimizer: None,
             cycle_origin: now,
             volume_mark: [0; MAX_DETECTORS],
+            dynamic_max: [Span::ZERO; MAX_PHASES],
             cabinet: CabinetStatus::default(),
             output: OutputFrame::default(),
             events: EventQueue::default(),
@@ -406,6 +409,7 @@ impl Controller {
             detector_count: self.spec.detectors.len() as u8,
             events_dropped: self.events.dropped(),
             preempt: self.preempt.map(|p| (p.input, p.stage)),
+            adaptive: self.optimizer.is_some(),
             priority: self.priority,
         };
         for (r, ring) in self.rings.iter().enumerate().take(self.spec.rings.len()) {
@@ -701,6 +705,9 @@ impl Controller {
         };
         let adaptive = plan_mode == PlanMode::Coordinated
             && (mode == OperatingMode::Adaptive || (mode == OperatingMode::Scheduled && plan.adaptive));
+        // Free-style adaptive runs actuated, the optimizer setting maxima.
+        let plan_mode =
+            if adaptive && spec.adaptive.style == AdaptiveStyle::Free { PlanMode::Free } else { plan_mode };
         // An adaptive plan keeps its own cycle origin (its cycle length
         // changes), so its coordination arithmetic has no offset.
         let coord = match (adaptive, coord) {
@@ -852,6 +859,22 @@ impl Controller {
         };
         self.cycle_origin = now;
         self.mark_volumes();
+        self.dynamic_max = [Span::ZERO; MAX_PHASES];
+        if let (Some(opt), true) = (self.optimizer, self.plan.mode == PlanMode::Free) {
+            self.set_dynamic_max(opt.current());
+        }
+    }
+
+    /// Free-style adaptive: the plan's green for each phase becomes its
+    /// maximum, never below min green (and pedestrian service) and never
+    /// above the engineer's max2.
+    fn set_dynamic_max(&mut self, plan: Replan) {
+        for ph in &self.spec.phases {
+            let t = ph.timing;
+            let floor = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
+            let green = plan.splits[ph.id.index()].saturating_sub(t.clearance());
+            self.dynamic_max[ph.id.index()] = green.clamp(floor, t.max2.max(floor));
+        }
     }
 
     fn mark_volumes(&mut self) {
@@ -871,11 +894,17 @@ impl Controller {
     /// At each adaptive cycle boundary: measure the cycle, re-plan the
     /// next one, and log the new cycle and splits.
     fn adapt(&mut self, now: Instant) {
-        let (Some(mut optimizer), Some(coord)) = (self.optimizer, self.plan.coord) else { return };
+        let (Some(_), Some(coord)) = (self.optimizer, self.plan.coord) else { return };
         let boundary = self.cycle_origin + coord.cycle;
         if now < boundary {
             return;
         }
+        self.replan(now, boundary);
+    }
+
+    /// Measure the cycle that ended at `boundary`, re-plan, and apply.
+    fn replan(&mut self, now: Instant, boundary: Instant) {
+        let Some(mut optimizer) = self.optimizer else { return };
         let mut measure = CycleMeasure { elapsed: boundary.since(self.cycle_origin), vehicles: [0; MAX_PHASES] };
         for slot in 0..self.spec.detectors.len().min(MAX_DETECTORS) {
             let counted = self.detectors.state(slot).volume.wrapping_sub(self.volume_mark[slot]);
@@ -888,7 +917,13 @@ impl Controller {
         let next = optimizer.replan(&self.spec, &self.spec.adaptive, &measure);
         self.optimizer = Some(optimizer);
         self.cycle_origin = boundary;
-        self.plan.coord = CoordPlan::from_splits(&self.spec, next.cycle, Span::ZERO, &next.splits, coord.coordinated);
+        match self.plan.coord {
+            Some(coord) => {
+                self.plan.coord =
+                    CoordPlan::from_splits(&self.spec, next.cycle, Span::ZERO, &next.splits, coord.coordinated);
+            }
+            None => self.set_dynamic_max(next),
+        }
         if next.cycle != before.cycle {
             self.events.push(now, EventCode::CycleLengthChange, (next.cycle.as_millis() / 1000) as u16);
         }
@@ -1144,9 +1179,10 @@ impl Controller {
         // ...or green extension: no gap-out, max and force-off pushed back
         // by at most the configured extension.
         let extension = if self.priority.contains(p) { self.spec.priority.max_extension } else { Span::ZERO };
-        let max = match self.plan.max_select {
-            MaxSelect::Max1 => t.max1,
-            MaxSelect::Max2 => t.max2,
+        let max = match (self.plan.max_select, self.dynamic_max[p.index()]) {
+            (_, dynamic) if !dynamic.is_zero() => dynamic,
+            (MaxSelect::Max1, _) => t.max1,
+            (MaxSelect::Max2, _) => t.max2,
         } + extension;
         let maxed = g.max_start.is_some_and(|s| now.since(s) >= max);
         let gapped = t.recall != Recall::Max && extension.is_zero() && now.since(g.last_extension) >= t.passage;
@@ -1264,6 +1300,11 @@ impl Controller {
             PhaseSet::EMPTY
         };
         self.enter_current_group = false;
+        // Free-style adaptive: the ring-barrier cycle ends when the
+        // sequence comes back round to an earlier (or the same) group.
+        if g <= self.group && self.plan.coord.is_none() && self.optimizer.is_some() {
+            self.replan(now, now);
+        }
         self.group = g;
         for r in &mut self.rings {
             r.served_pos = None;
@@ -1546,6 +1587,29 @@ mod tests {
     }
 
     #[test]
+    fn free_adaptive_sets_maxima_from_the_flows() {
+        let mut spec = eight_phase();
+        spec.adaptive.style = AdaptiveStyle::Free;
+        let mut rig = Rig::new();
+        rig.m = Monitor::new(&spec);
+        rig.c = Controller::new(spec, Instant::ZERO);
+        rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+        for t in 0..1200u64 {
+            // Saturated main street, a trickle on the side street.
+            rig.detector(2, true);
+            rig.detector(6, true);
+            rig.detector(4, t % 30 == 0);
+            rig.detector(8, t % 30 == 15);
+            rig.run(1);
+        }
+        let snap = rig.c.snapshot();
+        assert!(snap.adaptive && snap.cycle_time.is_none(), "free-style adaptive runs without a cycle timer");
+        assert!(rig.log.iter().any(|e| e.code == EventCode::split_change(1)), "maxima re-planned");
+        // Side street green stays short: it gaps out (its queue clears).
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseGapOut && e.param == 4));
+    }
+
+    #[test]
     fn pedestrian_gets_walk_and_clearance() {
         let mut rig = Rig::new();
         rig.run(20);
@@ -1631,7 +1695,10 @@ mod fuzz {
     fn random_ticks_never_trip_the_monitor() {
         for seed in 0..12u64 {
             let mut rng = SmallRng::seed_from_u64(seed);
-            let spec = eight_phase();
+            let mut spec = eight_phase();
+            if seed % 2 == 1 {
+                spec.adaptive.style = AdaptiveStyle::Free;
+            }
             let mut m = Monitor::new(&spec);
             let mut c = Controller::new(spec, Instant::ZERO);
             let mut input = InputFrame::default();

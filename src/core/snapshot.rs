@@ -61,4 +61,6 @@ pub struct Snapshot {
     pub preempt: Option<(u8, PreemptStage)>,
     /// Phases with a transit priority request.
     pub priority: PhaseSet,
+    /// The adaptive optimizer is re-planning this plan.
+    pub adaptive: bool,
 }

@@ -1,9 +1,9 @@
 //! `[adaptive]`: the engineer's bounds on the adaptive optimizer.
 
 use crate::core::Span;
-use crate::core::adaptive::AdaptiveSpec;
+use crate::core::adaptive::{AdaptiveSpec, AdaptiveStyle};
 
-use super::super::raw::RawAdaptive;
+use super::super::raw::{RawAdaptive, RawAdaptiveStyle};
 use super::{Validator, root, secs};
 
 impl Validator<'_> {
@@ -35,7 +35,12 @@ impl Validator<'_> {
         if !(smoothing > 0.0 && smoothing <= 1.0) {
             self.error(&at.key("smoothing"), format!("{smoothing} must be in (0, 1]: the weight of the newest cycle"));
         }
+        let style = match raw.style {
+            Some(RawAdaptiveStyle::Free) => AdaptiveStyle::Free,
+            Some(RawAdaptiveStyle::Cycle) | None => AdaptiveStyle::Cycle,
+        };
         AdaptiveSpec {
+            style,
             min_cycle,
             max_cycle,
             max_step,
