@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::de::{Deserialized, deserialize_all, is_from_env};
 use super::error::ConfigError;
+use super::grpc::{self, GrpcConfig, RawGrpc};
 use super::key::KeyPath;
 use super::load::read_error;
 
@@ -41,6 +42,8 @@ pub struct DaemonConfig {
     pub view: bool,
     /// Where the engine's time comes from.
     pub clock: ClockSource,
+    /// The gRPC API (`[grpc]`).
+    pub grpc: GrpcConfig,
 }
 
 /// `clock`: the engine's time source.
@@ -73,6 +76,7 @@ impl Default for DaemonConfig {
             event_log: EventLogConfig::default(),
             view: true,
             clock: ClockSource::System,
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -98,6 +102,7 @@ struct RawDaemon {
     event_log: Option<RawEventLog>,
     view: Option<bool>,
     clock: Option<ClockSource>,
+    grpc: Option<RawGrpc>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,12 +192,14 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     if event_log.keep_files == 0 {
         error(log_at.key("keep_files"), "must be at least 1 (the file being written)".into());
     }
+    let grpc = grpc::validate(raw.grpc, &mut error);
     let config = DaemonConfig {
         controllers,
         tick_ms,
         event_log,
         view: raw.view.unwrap_or(defaults.view),
         clock: raw.clock.unwrap_or_default(),
+        grpc,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }
 }

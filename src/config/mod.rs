@@ -9,7 +9,8 @@
 //! # Layout
 //! - [`load`]: entry points for controller files ([`load_intersection`],
 //!   [`load_intersection_str`], [`load_dir`]); config-rs does the TOML.
-//! - [`daemon`]: `greenwave.toml` plus `GREENWAVE_*` overrides ([`DaemonConfig::load`]).
+//! - [`daemon`]: `greenwave.toml` plus `GREENWAVE_*` overrides ([`DaemonConfig::load`]);
+//!   [`grpc`]: its `[grpc]` section (listen address, TLS, tokens, limits).
 //! - [`check`]: the `greenwave check` report ([`check_report`]).
 //! - [`raw`]: the file as written; `de`: strict deserialization that keeps
 //!   going after a bad value; `key`: how keys are named in messages.
@@ -27,6 +28,7 @@ pub mod clearance;
 pub mod daemon;
 mod de;
 pub mod error;
+pub mod grpc;
 mod key;
 pub mod load;
 pub mod raw;
@@ -35,6 +37,7 @@ mod validate;
 pub use check::{CheckReport, FileCheck, Summary, check_report};
 pub use daemon::{ClockSource, DaemonConfig, Env, EventLogConfig};
 pub use error::{ConfigError, Warning};
+pub use grpc::{GrpcConfig, Role};
 pub use load::{load_dir, load_intersection, load_intersection_str};
 pub use validate::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,
@@ -50,8 +53,19 @@ pub struct IntersectionConfig {
     pub name: String,
     pub cabinet: CabinetConfig,
     pub traffic: TrafficConfig,
+    /// Camera zones (`[[camera_zone]]`) and the detector channels they drive.
+    pub camera_zones: Vec<CameraZone>,
     /// The file this came from (for reload and error messages).
     pub source: PathBuf,
+}
+
+/// A video detection zone: a camera reports it by `id` over gRPC, and the
+/// engine merges it into detector channel `channel` (presence ORed with the
+/// cabinet's, counts added).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CameraZone {
+    pub id: String,
+    pub channel: DetectorChannel,
 }
 
 /// How the daemon reaches an intersection's cabinet.

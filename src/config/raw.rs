@@ -33,6 +33,15 @@ pub struct RawController {
     pub preempt: Vec<RawPreempt>,
     pub transit_priority: Option<RawTransitPriority>,
     pub adaptive: Option<RawAdaptive>,
+    #[serde(default)]
+    pub camera_zone: Vec<RawCameraZone>,
+}
+
+/// `[[camera_zone]]`: `{ id = "north-cam/1", detector = 17 }`
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCameraZone {
+    pub id: Option<String>,
+    pub detector: Option<u8>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -28,9 +28,10 @@ use super::de::Deserialized;
 use super::error::{ConfigError, Warning};
 use super::key::KeyPath;
 use super::raw::{RawController, RawFlash, RawIntersection};
-use super::{CabinetConfig, IntersectionConfig, TrafficConfig};
+use super::{CabinetConfig, CameraZone, IntersectionConfig, TrafficConfig};
 
 mod cabinet;
+mod camera;
 mod detector;
 
 pub use cabinet::{
@@ -104,6 +105,7 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
     v.flash_indications();
     let startup = v.startup(raw.startup.as_ref());
     v.detectors(&raw.detector);
+    let camera_zones = v.camera_zones(&raw.camera_zone);
     v.overlaps(&raw.overlap);
     v.plans(&raw.plan);
     let schedule = v.schedule(raw.schedule.as_ref());
@@ -122,6 +124,7 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
                 default_plan,
                 schedule,
                 traffic,
+                camera_zones,
                 preempts,
                 priority,
                 adaptive,
@@ -145,6 +148,7 @@ struct Sections {
     default_plan: u8,
     schedule: Schedule,
     traffic: TrafficConfig,
+    camera_zones: Vec<CameraZone>,
     preempts: Vec<PreemptSpec>,
     priority: PrioritySpec,
     adaptive: AdaptiveSpec,
@@ -357,8 +361,19 @@ impl Validator<'_> {
     // ---- assembly --------------------------------------------------------
 
     fn build(&mut self, sections: Sections) -> Option<IntersectionConfig> {
-        let Sections { id, name, cabinet, startup, default_plan, schedule, traffic, preempts, priority, adaptive } =
-            sections;
+        let Sections {
+            id,
+            name,
+            cabinet,
+            startup,
+            default_plan,
+            schedule,
+            traffic,
+            camera_zones,
+            preempts,
+            priority,
+            adaptive,
+        } = sections;
         let mut phases = Vec::new();
         let mut phase_slot = [None; MAX_PHASES];
         for (id, d) in &self.phases {
@@ -395,6 +410,6 @@ impl Validator<'_> {
             priority,
             adaptive,
         };
-        Some(IntersectionConfig { spec, name, cabinet, traffic, source: self.file.to_path_buf() })
+        Some(IntersectionConfig { spec, name, cabinet, traffic, camera_zones, source: self.file.to_path_buf() })
     }
 }

@@ -1,0 +1,429 @@
+//! `[grpc]` in `greenwave.toml`: where the API listens, TLS, who may call it
+//! (bearer tokens, stored as SHA-256 hashes) and the limits that keep one
+//! client from hurting the others.
+//!
+//! ```toml
+//! [grpc]
+//! listen = "127.0.0.1:50051"      # default; `enabled = false` turns the API off
+//! anonymous = "viewer"            # default on loopback only: see below
+//!
+//! [grpc.tls]                      # optional; required off loopback
+//! cert = "/etc/greenwave/tls/server.pem"
+//! key = "/etc/greenwave/tls/server.key"
+//! client_ca = "/etc/greenwave/tls/clients-ca.pem"   # optional: verify client certificates
+//! require_client_cert = true                        # default false (optional client certs)
+//!
+//! [[grpc.token]]
+//! name = "tmc-operator"           # who, in the audit log
+//! role = "operator"               # viewer | operator | camera
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # greenwave token hash
+//!
+//! [grpc.limits]
+//! max_message_bytes = 1048576
+//! requests_per_s = 50             # per token (or per peer address when anonymous)
+//! burst = 100
+//! max_streams = 256               # concurrent watch and ingest streams, all clients
+//! event_history = 100000          # events held for resuming StreamEvents
+//! camera_frames_per_s = 50        # per PushDetections stream
+//! ```
+//!
+//! # The safe default
+//! With no `[grpc]` section the API listens on `127.0.0.1:50051` and lets
+//! anonymous callers *view* (watch state and events): only processes on
+//! this machine can reach it, and nothing they can do changes the signals.
+//! Control and camera ingest always need a token. Off loopback, the default
+//! is no anonymous access, and a plaintext listener is refused (bearer
+//! tokens would cross the network in clear) unless `insecure_plaintext =
+//! true` says that is intended.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::key::KeyPath;
+
+/// The default API address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// What a caller may do. Roles do not nest except that an operator may also
+/// watch: a camera can push detections and list intersections, nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Watch state, events and performance measures.
+    Viewer,
+    /// Everything a viewer may, plus control commands.
+    Operator,
+    /// Push camera detections (and list intersections).
+    Camera,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Camera => "camera",
+        }
+    }
+}
+
+/// A bearer token as configured: its owner, role and SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenEntry {
+    /// Who holds it; this is the "who" of every audit record.
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the token. The token itself is never stored.
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for TokenEntry {
+    // Hashes are not secrets, but there is no reason to spread them around logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+/// Server certificate and key, and optionally the CA that signs client
+/// certificates (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    /// Refuse connections without a client certificate signed by `client_ca`.
+    pub require_client_cert: bool,
+}
+
+/// Bounds on what clients may ask of the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrpcLimits {
+    /// Largest request or response message, bytes.
+    pub max_message_bytes: usize,
+    /// Sustained requests per second per token (per peer IP when anonymous).
+    pub requests_per_s: u32,
+    /// Requests allowed in a burst above the sustained rate.
+    pub burst: u32,
+    /// Concurrent server and client streams (watchers, cameras), all clients.
+    pub max_streams: usize,
+    /// Events held in memory for StreamEvents to resume from.
+    pub event_history: usize,
+    /// Frames per second one PushDetections stream may send.
+    pub camera_frames_per_s: u32,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        GrpcLimits {
+            max_message_bytes: 1024 * 1024,
+            requests_per_s: 50,
+            burst: 100,
+            max_streams: 256,
+            event_history: 100_000,
+            camera_frames_per_s: 50,
+        }
+    }
+}
+
+/// The validated `[grpc]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub tokens: Vec<TokenEntry>,
+    /// The role of a caller without a token, if any may call.
+    pub anonymous: Option<Role>,
+    /// `anonymous` was written in the file (else it follows the address).
+    pub anonymous_explicit: bool,
+    /// A plaintext listener off loopback is intended.
+    pub insecure_plaintext: bool,
+    pub limits: GrpcLimits,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            enabled: true,
+            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            tls: None,
+            tokens: Vec::new(),
+            anonymous: Some(Role::Viewer),
+            anonymous_explicit: false,
+            insecure_plaintext: false,
+            limits: GrpcLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawGrpc {
+    enabled: Option<bool>,
+    listen: Option<String>,
+    anonymous: Option<RawAnonymous>,
+    insecure_plaintext: Option<bool>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    token: Vec<RawToken>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawAnonymous {
+    None,
+    Viewer,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    require_client_cert: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawToken {
+    name: Option<String>,
+    role: Option<Role>,
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawLimits {
+    max_message_bytes: Option<usize>,
+    requests_per_s: Option<u32>,
+    burst: Option<u32>,
+    max_streams: Option<usize>,
+    event_history: Option<usize>,
+    camera_frames_per_s: Option<u32>,
+}
+
+/// Smallest message limit that still fits a whole controller file.
+const MIN_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest message limit: a bigger request is an attack or a bug.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Validates `[grpc]`; `error` receives each problem with its key.
+pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, String)) -> GrpcConfig {
+    let raw = raw.unwrap_or_default();
+    let defaults = GrpcConfig::default();
+    let at = KeyPath::root().key("grpc");
+    let listen = match raw.listen.as_deref() {
+        None => defaults.listen,
+        Some(text) => text.parse::<SocketAddr>().unwrap_or_else(|e| {
+            error(at.key("listen"), format!("\"{text}\" is not an address ip:port ({e})"));
+            defaults.listen
+        }),
+    };
+    let loopback = listen.ip().is_loopback();
+
+    let tls = raw.tls.and_then(|t| {
+        let tls_at = at.key("tls");
+        let cert = required_path(t.cert, &tls_at.key("cert"), &mut error);
+        let key = required_path(t.key, &tls_at.key("key"), &mut error);
+        let require_client_cert = t.require_client_cert.unwrap_or(false);
+        if require_client_cert && t.client_ca.is_none() {
+            error(tls_at.key("require_client_cert"), "needs client_ca (the CA that signs client certificates)".into());
+        }
+        Some(TlsFiles { cert: cert?, key: key?, client_ca: t.client_ca, require_client_cert })
+    });
+    let insecure_plaintext = raw.insecure_plaintext.unwrap_or(false);
+    if let Err(reason) = check_exposure(listen, tls.is_some(), insecure_plaintext) {
+        error(at.key("listen"), reason);
+    }
+
+    let mut tokens = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut hashes: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    for (i, t) in raw.token.into_iter().enumerate() {
+        let t_at = at.key("token").index(i);
+        let name = t.name.filter(|n| !n.trim().is_empty());
+        if name.is_none() {
+            error(t_at.key("name"), "missing (required): who holds the token, for the audit log".into());
+        }
+        if t.role.is_none() {
+            error(t_at.key("role"), "missing (required): viewer | operator | camera".into());
+        }
+        let sha256 = match t.sha256.as_deref() {
+            None => {
+                error(t_at.key("sha256"), "missing (required): `greenwave token hash` prints it".into());
+                None
+            }
+            Some(hex) => parse_sha256(hex).or_else(|| {
+                error(t_at.key("sha256"), "must be 64 hex digits (the SHA-256 of the token, not the token)".into());
+                None
+            }),
+        };
+        if let Some(n) = &name
+            && let Some(first) = names.insert(n.clone(), i)
+        {
+            error(t_at.key("name"), format!("\"{n}\" is also the name of token {}: names must be unique", first + 1));
+        }
+        if let Some(h) = sha256
+            && let Some(first) = hashes.insert(h, i)
+        {
+            error(t_at.key("sha256"), format!("the same token as token {}: each token has one role", first + 1));
+        }
+        if let (Some(name), Some(role), Some(sha256)) = (name, t.role, sha256) {
+            tokens.push(TokenEntry { name, role, sha256 });
+        }
+    }
+
+    let anonymous = match raw.anonymous {
+        Some(RawAnonymous::Viewer) => Some(Role::Viewer),
+        Some(RawAnonymous::None) => None,
+        None if loopback => Some(Role::Viewer),
+        None => None,
+    };
+
+    let l = raw.limits.unwrap_or_default();
+    let d = GrpcLimits::default();
+    let l_at = at.key("limits");
+    let limits = GrpcLimits {
+        max_message_bytes: l.max_message_bytes.unwrap_or(d.max_message_bytes),
+        requests_per_s: l.requests_per_s.unwrap_or(d.requests_per_s),
+        burst: l.burst.unwrap_or(d.burst),
+        max_streams: l.max_streams.unwrap_or(d.max_streams),
+        event_history: l.event_history.unwrap_or(d.event_history),
+        camera_frames_per_s: l.camera_frames_per_s.unwrap_or(d.camera_frames_per_s),
+    };
+    if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&limits.max_message_bytes) {
+        error(
+            l_at.key("max_message_bytes"),
+            format!("{} bytes is outside {MIN_MESSAGE_BYTES}..={MAX_MESSAGE_BYTES}", limits.max_message_bytes),
+        );
+    }
+    for (key, value) in [
+        ("requests_per_s", limits.requests_per_s as usize),
+        ("burst", limits.burst as usize),
+        ("max_streams", limits.max_streams),
+        ("camera_frames_per_s", limits.camera_frames_per_s as usize),
+    ] {
+        if value == 0 {
+            error(l_at.key(key), "must be at least 1".into());
+        }
+    }
+    if !(1000..=10_000_000).contains(&limits.event_history) {
+        error(l_at.key("event_history"), format!("{} is outside 1000..=10000000 events", limits.event_history));
+    }
+    GrpcConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        listen,
+        tls,
+        tokens,
+        anonymous,
+        anonymous_explicit: raw.anonymous.is_some(),
+        insecure_plaintext,
+        limits,
+    }
+}
+
+impl GrpcConfig {
+    /// Listen on `addr` instead (`greenwave run --grpc-listen`), under the
+    /// same rules as the file: off loopback it needs TLS (or
+    /// `insecure_plaintext`), and anonymous viewing follows the address
+    /// unless the file set it.
+    ///
+    /// # Errors
+    /// The address would expose bearer tokens in clear text.
+    pub fn override_listen(&mut self, addr: SocketAddr) -> Result<(), String> {
+        check_exposure(addr, self.tls.is_some(), self.insecure_plaintext)?;
+        self.listen = addr;
+        if !self.anonymous_explicit {
+            self.anonymous = addr.ip().is_loopback().then_some(Role::Viewer);
+        }
+        Ok(())
+    }
+}
+
+/// Plaintext off loopback sends bearer tokens in clear text: only when the
+/// configuration says so.
+fn check_exposure(listen: SocketAddr, tls: bool, insecure_plaintext: bool) -> Result<(), String> {
+    if listen.ip().is_loopback() || tls || insecure_plaintext {
+        return Ok(());
+    }
+    Err(format!(
+        "{listen} is not a loopback address: configure [grpc.tls] (bearer tokens would cross the network in clear \
+         text), or set grpc.insecure_plaintext = true if that is intended"
+    ))
+}
+
+fn required_path(p: Option<PathBuf>, at: &KeyPath, error: &mut impl FnMut(KeyPath, String)) -> Option<PathBuf> {
+    match p {
+        Some(p) if !p.as_os_str().is_empty() => Some(p),
+        _ => {
+            error(at.clone(), "missing (required): a PEM file".into());
+            None
+        }
+    }
+}
+
+/// 64 hex digits → 32 bytes.
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: RawGrpc) -> (GrpcConfig, Vec<String>) {
+        let mut errors = Vec::new();
+        let cfg = validate(Some(raw), |k, r| errors.push(format!("{}: {r}", k.env_var("X"))));
+        (cfg, errors)
+    }
+
+    #[test]
+    fn defaults_are_loopback_with_anonymous_viewers() {
+        let (cfg, errors) = check(RawGrpc::default());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg, GrpcConfig::default());
+        assert!(cfg.listen.ip().is_loopback());
+        assert_eq!(cfg.anonymous, Some(Role::Viewer));
+    }
+
+    #[test]
+    fn public_plaintext_is_refused_and_anonymous_off() {
+        let (cfg, errors) = check(RawGrpc { listen: Some("0.0.0.0:50051".into()), ..RawGrpc::default() });
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("not a loopback address"), "{errors:?}");
+        assert_eq!(cfg.anonymous, None);
+        let (_, errors) = check(RawGrpc {
+            listen: Some("0.0.0.0:50051".into()),
+            insecure_plaintext: Some(true),
+            ..RawGrpc::default()
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn tokens_need_name_role_and_a_real_hash() {
+        let good = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let (cfg, errors) = check(RawGrpc {
+            token: vec![
+                RawToken { name: Some("a".into()), role: Some(Role::Operator), sha256: Some(good.into()) },
+                RawToken { name: Some("a".into()), role: None, sha256: Some("secret".into()) },
+                RawToken { name: Some("b".into()), role: Some(Role::Viewer), sha256: Some(good.into()) },
+            ],
+            ..RawGrpc::default()
+        });
+        assert_eq!(cfg.tokens.len(), 1);
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("64 hex digits")));
+        assert!(errors.iter().any(|e| e.contains("names must be unique")));
+        assert!(errors.iter().any(|e| e.contains("same token as token 1")));
+    }
+}
