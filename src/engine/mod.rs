@@ -29,8 +29,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::core::{
-    Command, Controller, ControllerSpec, Event, FlashReason, InputFrame, Instant, Monitor, OutputFrame, Snapshot, Span,
-    UnitState,
+    Command, Controller, ControllerSpec, Event, FlashReason, InputFrame, Instant, MAX_DETECTORS, Monitor, OutputFrame,
+    Snapshot, Span, UnitState,
 };
 use clock::Clock;
 use latency::{LatencyReader, LatencyRecorder, latency_pair};
@@ -87,6 +87,93 @@ pub struct OutputMsg {
     pub flash: Option<FlashReason>,
 }
 
+/// Camera detections for one intersection (the gRPC Ingest service), by
+/// detector channel (bit `n - 1` for channel `n`). The engine merges them
+/// into the cabinet's frame every tick: presence is ORed, counts are added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CameraFrame {
+    /// Channels this frame reports; the others keep their last camera state.
+    pub channels: u64,
+    /// Presence on the reported channels.
+    pub presence: u64,
+    /// Reported channels whose `counts` are their volume (the camera counts
+    /// vehicles itself, so presence edges are not counted as well).
+    pub counted: u64,
+    /// Vehicles per channel since the camera's previous frame.
+    pub counts: [u16; MAX_DETECTORS],
+}
+
+impl Default for CameraFrame {
+    fn default() -> Self {
+        CameraFrame { channels: 0, presence: 0, counted: 0, counts: [0; MAX_DETECTORS] }
+    }
+}
+
+/// A camera zone not reported for this long stops placing presence: a
+/// stalled camera must not hold a call forever.
+pub const CAMERA_STALE_AFTER: Span = Span::from_millis(2000);
+
+/// The camera state of one intersection, merged into its input each tick.
+#[derive(Clone, Copy, Debug)]
+struct CameraInput {
+    /// Channels any camera has reported.
+    channels: u64,
+    presence: u64,
+    counted: u64,
+    /// Counts not yet handed to the controller.
+    counts: [u16; MAX_DETECTORS],
+    /// When each channel was last reported.
+    updated: [Instant; MAX_DETECTORS],
+}
+
+impl Default for CameraInput {
+    fn default() -> Self {
+        CameraInput {
+            channels: 0,
+            presence: 0,
+            counted: 0,
+            counts: [0; MAX_DETECTORS],
+            updated: [Instant::ZERO; MAX_DETECTORS],
+        }
+    }
+}
+
+impl CameraInput {
+    fn update(&mut self, now: Instant, f: &CameraFrame) {
+        self.channels |= f.channels;
+        self.presence = (self.presence & !f.channels) | (f.presence & f.channels);
+        self.counted = (self.counted & !f.channels) | (f.counted & f.channels);
+        for ch in 0..MAX_DETECTORS {
+            if f.channels & (1 << ch) != 0 {
+                self.updated[ch] = now;
+                self.counts[ch] = self.counts[ch].saturating_add(f.counts[ch]);
+            }
+        }
+    }
+
+    /// The cabinet's frame with the camera's detections merged in; the
+    /// counts are consumed. Allocation-free (a copy of a fixed-size frame).
+    fn merge(&mut self, now: Instant, cabinet: &InputFrame) -> InputFrame {
+        let mut input = *cabinet;
+        if self.channels == 0 {
+            return input;
+        }
+        for ch in 0..MAX_DETECTORS {
+            let bit = 1u64 << ch;
+            if self.channels & bit == 0 {
+                continue;
+            }
+            if now.since(self.updated[ch]) > CAMERA_STALE_AFTER {
+                self.presence &= !bit;
+            }
+            input.counts[ch] = input.counts[ch].saturating_add(std::mem::take(&mut self.counts[ch]));
+        }
+        input.presence |= self.presence;
+        input.counted |= self.counted;
+        input
+    }
+}
+
 /// Counters shared with readers (atomics: no lock on either side).
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -105,6 +192,8 @@ pub struct EngineIo {
     pub commands: Sender<EngineCommand>,
     /// Cabinet inputs: `(intersection, frame)`.
     pub inputs: Sender<(usize, InputFrame)>,
+    /// Camera detections: `(intersection, frame)`, merged into the cabinet's.
+    pub camera: Sender<(usize, CameraFrame)>,
     /// Per intersection, its output frames.
     pub outputs: Vec<Receiver<OutputMsg>>,
     pub snapshots: Receiver<(usize, Snapshot)>,
@@ -120,6 +209,7 @@ struct Intersection {
     controller: Controller,
     monitor: Monitor,
     input: InputFrame,
+    camera: CameraInput,
     last_input: Instant,
     /// No input for this long → flash (`EngineConfig::input_timeout` unless
     /// set per intersection).
@@ -136,6 +226,7 @@ pub struct Engine {
     intersections: Vec<Intersection>,
     commands: Receiver<EngineCommand>,
     inputs: Receiver<(usize, InputFrame)>,
+    camera: Receiver<(usize, CameraFrame)>,
     snapshots: Sender<(usize, Snapshot)>,
     events: Sender<(usize, Event)>,
     retired: Sender<Box<ControllerSpec>>,
@@ -162,6 +253,7 @@ impl Engine {
         let n = specs.len().max(1);
         let (cmd_tx, cmd_rx) = bounded(1024);
         let (in_tx, in_rx) = bounded(n * 4);
+        let (cam_tx, cam_rx) = bounded(n * 64);
         let (snap_tx, snap_rx) = bounded(n * 4);
         let (ev_tx, ev_rx) = bounded(EVENT_BUFFER);
         let (ret_tx, ret_rx) = bounded(n * 2);
@@ -176,6 +268,7 @@ impl Engine {
                     monitor: Monitor::new(&spec),
                     controller: Controller::new(spec, now),
                     input: InputFrame::default(),
+                    camera: CameraInput::default(),
                     last_input: now,
                     input_timeout: cfg.input_timeout,
                     outputs: out_tx,
@@ -188,6 +281,7 @@ impl Engine {
             intersections,
             commands: cmd_rx,
             inputs: in_rx,
+            camera: cam_rx,
             snapshots: snap_tx,
             events: ev_tx,
             retired: ret_tx,
@@ -200,6 +294,7 @@ impl Engine {
         let io = EngineIo {
             commands: cmd_tx,
             inputs: in_tx,
+            camera: cam_tx,
             outputs,
             snapshots: snap_rx,
             events: ev_rx,
@@ -265,7 +360,8 @@ impl Engine {
             }
             _ => {}
         }
-        x.controller.handle_tick(now, &x.input);
+        let input = x.camera.merge(now, &x.input);
+        x.controller.handle_tick(now, &input);
         if let Some(old) = x.controller.take_retired_spec() {
             x.monitor.configure(x.controller.spec());
             let _ = self.retired.try_send(old);
@@ -329,6 +425,11 @@ impl Engine {
             if let Some(x) = self.intersections.get_mut(i) {
                 x.input = frame;
                 x.last_input = now;
+            }
+        }
+        while let Ok((i, frame)) = self.camera.try_recv() {
+            if let Some(x) = self.intersections.get_mut(i) {
+                x.camera.update(now, &frame);
             }
         }
     }
