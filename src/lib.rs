@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
+pub mod api;
 pub mod config;
 pub mod core;
 pub mod engine;

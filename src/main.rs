@@ -63,6 +63,9 @@ enum Cmd {
     /// Serve simulated cabinets over Modbus (traffic generator, MMU,
     /// watchdog): what `greenwave run` drives when no hardware is there.
     SimCabinet(SimCabinetArgs),
+    /// gRPC bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Run a controller on its simulated traffic at full speed.
     Simulate {
         #[arg(long)]
@@ -80,6 +83,13 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TokenCmd {
+    /// Read a token on stdin and print the SHA-256 that `[[grpc.token]]
+    /// sha256` takes (greenwave.toml stores only the hash).
+    Hash,
+}
+
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Daemon config file (default: greenwave.toml if present).
@@ -94,6 +104,10 @@ struct RunArgs {
     /// Stop (as on SIGTERM) after this many seconds: smoke tests, demos.
     #[arg(long)]
     duration_s: Option<u64>,
+    /// Serve the gRPC API on this address (overrides `[grpc] listen`;
+    /// port 0 picks a free port, logged as "gRPC on ADDR").
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<std::net::SocketAddr>,
     /// On exit, write engine and cabinet figures (tick latency, deadline
     /// jitter, cabinet RTT and error counts) to this JSON file.
     #[arg(long)]
@@ -145,6 +159,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run(args),
         Cmd::SimCabinet(args) => sim_cabinet_cmd(args),
         Cmd::Check { paths } => Ok(check(paths)),
+        Cmd::Token(TokenCmd::Hash) => token_hash(),
         Cmd::Replay { controller, detectors, events, tick_ms } => replay_cmd(&controller, &detectors, &events, tick_ms),
         Cmd::Simulate { controller, duration_s, events, record_detectors, tick_ms } => {
             simulate_cmd(&controller, duration_s, events.as_deref(), record_detectors.as_deref(), tick_ms)
@@ -157,6 +172,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `greenwave token hash`: the token from stdin (one line), its SHA-256 on stdout.
+fn token_hash() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the token from stdin")?;
+    let token = line.trim_end_matches(['\r', '\n']);
+    if token.chars().count() < greenwave::api::auth::MIN_TOKEN_LEN {
+        bail!(
+            "a token must be a long random secret (at least {} characters, e.g. `openssl rand -hex 32`)",
+            greenwave::api::auth::MIN_TOKEN_LEN
+        );
+    }
+    println!("{}", greenwave::api::auth::hash_token(token));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(paths: Vec<PathBuf>) -> ExitCode {
@@ -307,6 +337,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         }
     };
+    let mut daemon = daemon;
+    if let Some(addr) = args.grpc_listen
+        && let Err(reason) = daemon.grpc.override_listen(addr)
+    {
+        eprintln!("greenwave: --grpc-listen: {reason}");
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let dir = args.controllers.clone().unwrap_or_else(|| daemon.controllers.clone());
     // The embedded (simulated) default is only for a bare `greenwave run`:
     // a configured directory that is missing is an error, never a silent
@@ -349,7 +386,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let specs = intersections.iter().map(|x| x.spec.clone()).collect();
     let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt)?);
     plan.configure(&mut engine);
-    let EngineIo { commands, inputs, outputs, snapshots, events, retired, latency, stats } = io;
+    let EngineIo { commands, inputs, camera, outputs, snapshots, events, retired, latency, stats } = io;
     let ids: Vec<String> = intersections.iter().map(|x| x.spec.id.clone()).collect();
 
     let board = SnapshotBoard::new(intersections.len());
@@ -361,6 +398,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         time_zone: telemetry::eventlog::LogTimeZone::Local,
     };
     info!(dir = %log_cfg.dir.display(), "Indiana event log");
+    // The event hub sits between the engine and the event log: it numbers
+    // every event for gRPC StreamEvents and forwards it to the log.
+    let api = greenwave::api::Api::new(api_sources(&source, &intersections)?, daemon.grpc.limits.event_history)?;
+    let (events, _hub) = api.spawn_event_hub(events)?;
     let event_log = telemetry::eventlog::spawn_event_log_thread(events, ids.clone(), log_cfg)?;
     // The control thread hands replaced specs back here to be dropped (no
     // deallocation on the control thread); each one means a reload is now
@@ -381,7 +422,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     spawn_view(view_on, &intersections, board.clone(), latency.clone(), stats.clone(), stop.clone())?;
 
     let warmup = spawn_warmup_snapshot(args.stats_json.is_some(), args.stats_warmup_s, latency.clone())?;
-    io_rt.block_on(wait_for_signals(&source, &ids, &commands, args.duration_s));
+    let grpc_rt = greenwave::api::runtime()?;
+    let handles = greenwave::api::EngineHandles {
+        commands: commands.clone(),
+        camera,
+        board: board.clone(),
+        latency: latency.clone(),
+    };
+    let grpc = grpc_rt.block_on(serve_grpc(&api, &daemon.grpc, handles))?;
+    io_rt.block_on(wait_for_signals(&source, &ids, &commands, &api, args.duration_s));
+    if let Some(grpc) = grpc {
+        grpc_rt.block_on(grpc.shutdown());
+    }
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = commands.send(EngineCommand::Shutdown);
@@ -411,7 +463,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Signals: SIGINT (Ctrl-C at a terminal) and SIGTERM (systemd, container
 /// runtimes) stop the daemon; SIGHUP reloads the controllers.
-async fn wait_for_signals(source: &Source, ids: &[String], commands: &Sender<EngineCommand>, duration_s: Option<u64>) {
+async fn wait_for_signals(
+    source: &Source,
+    ids: &[String],
+    commands: &Sender<EngineCommand>,
+    api: &greenwave::api::Api,
+    duration_s: Option<u64>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
@@ -431,14 +489,14 @@ async fn wait_for_signals(source: &Source, ids: &[String], commands: &Sender<Eng
             _ = term.recv() => { info!("SIGTERM: stopping"); return; }
             _ = int.recv() => { info!("SIGINT: stopping"); return; }
             _ = &mut deadline => { info!("run duration reached: stopping"); return; }
-            _ = hup.recv() => reload(source, ids, commands),
+            _ = hup.recv() => reload(source, ids, commands, api),
         }
     }
 }
 
 /// Validate the controllers again and stage every valid change; on any
 /// error keep everything that runs now.
-fn reload(source: &Source, ids: &[String], commands: &Sender<EngineCommand>) {
+fn reload(source: &Source, ids: &[String], commands: &Sender<EngineCommand>, api: &greenwave::api::Api) {
     info!("SIGHUP: reloading controllers");
     let configs = match load_source(source) {
         Ok(c) => c,
@@ -454,6 +512,11 @@ fn reload(source: &Source, ids: &[String], commands: &Sender<EngineCommand>) {
         let id = cfg.spec.id.clone();
         match ids.iter().position(|x| *x == id) {
             Some(intersection) => {
+                // The API edits plans on top of what is in force: from now
+                // on, on top of the reloaded file.
+                if let Ok(text) = std::fs::read_to_string(&cfg.source) {
+                    api.reloaded(intersection, cfg.clone(), &text);
+                }
                 let command = Command::LoadSpec(Box::new(cfg.spec));
                 if commands.send(EngineCommand::Controller { intersection, command }).is_ok() {
                     info!(%id, "reload staged: applies at the next barrier");
@@ -462,6 +525,42 @@ fn reload(source: &Source, ids: &[String], commands: &Sender<EngineCommand>) {
             None => warn!(%id, "new intersection in the controllers directory: takes effect on restart"),
         }
     }
+}
+
+/// Starts the gRPC API unless `[grpc] enabled = false`.
+async fn serve_grpc(
+    api: &greenwave::api::Api,
+    cfg: &greenwave::config::GrpcConfig,
+    engine: greenwave::api::EngineHandles,
+) -> anyhow::Result<Option<greenwave::api::GrpcServer>> {
+    if !cfg.enabled {
+        info!("gRPC API disabled ([grpc] enabled = false)");
+        return Ok(None);
+    }
+    Ok(Some(api.serve(cfg, engine).await?))
+}
+
+/// Each intersection's controller file text, for the API's plan editor.
+fn api_sources(
+    source: &Source,
+    intersections: &[IntersectionConfig],
+) -> anyhow::Result<Vec<greenwave::api::ControllerSource>> {
+    intersections
+        .iter()
+        .map(|x| {
+            let file_name = x.source.display().to_string();
+            let toml = match source {
+                Source::Dir(_) => std::fs::read_to_string(&x.source)
+                    .with_context(|| format!("reading {file_name} again for the gRPC API"))?,
+                Source::Embedded => EMBEDDED
+                    .iter()
+                    .find(|(name, _)| Path::new(name) == x.source)
+                    .map(|(_, text)| (*text).to_owned())
+                    .with_context(|| format!("{file_name} is not an embedded controller"))?,
+            };
+            Ok(greenwave::api::ControllerSource { config: x.clone(), file_name, toml })
+        })
+        .collect()
 }
 
 /// `greenwave sim-cabinet`: the intersections of a directory (or the

@@ -1,0 +1,461 @@
+//! The Control service: operator commands, validated here, applied by the
+//! controller at a safe point, audited whatever the outcome.
+
+use std::sync::Arc;
+
+use crossbeam_channel::TrySendError;
+use tonic::{Request, Response, Status};
+
+use crate::config;
+use crate::core::{Command, FlashReason, Instant, OperatingMode, PhaseSet, UnitState};
+use crate::engine::EngineCommand;
+
+use super::auth::{Identity, Need, identity, permit};
+use super::{Shared, audit, convert, pb};
+
+const SET_MODE: &str = "greenwave.v1.Control/SetMode";
+const APPLY_PLAN: &str = "greenwave.v1.Control/ApplyTimingPlan";
+const SET_COORDINATION: &str = "greenwave.v1.Control/SetCoordination";
+const PREEMPT: &str = "greenwave.v1.Control/RequestPreemption";
+const PRIORITY: &str = "greenwave.v1.Control/RequestPriority";
+const HOLD: &str = "greenwave.v1.Control/HoldPhases";
+const RELEASE: &str = "greenwave.v1.Control/ReleasePhases";
+const RESET_MONITOR: &str = "greenwave.v1.Control/ResetMonitor";
+
+/// Largest `controller_toml` accepted; controller files are a few kB.
+const MAX_CONTROLLER_TOML: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub(super) struct ControlService {
+    shared: Arc<Shared>,
+}
+
+impl ControlService {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        ControlService { shared }
+    }
+
+    /// Runs one control command: finds the intersection, checks the role,
+    /// runs `act`, and audits the outcome. `act` returns what was done, in
+    /// words, and the reply.
+    fn audited<T>(
+        &self,
+        caller: &Identity,
+        method: &'static str,
+        intersection_id: &str,
+        request: String,
+        act: impl FnOnce(usize) -> Result<(String, T), Status>,
+    ) -> Result<(T, u64), Status> {
+        let journal = &self.shared.core.journal;
+        let i = match self.shared.core.index(intersection_id, "intersection_id") {
+            Ok(i) => i,
+            Err(status) => {
+                audit::record(journal, None, caller, method, request, Err(&status));
+                return Err(status);
+            }
+        };
+        let outcome = permit(caller, Need::Control, method).and_then(|()| act(i));
+        match outcome {
+            Ok((detail, value)) => {
+                let seq = audit::record(journal, Some(i), caller, method, request, Ok(&detail));
+                Ok((value, seq))
+            }
+            Err(status) => {
+                audit::record(journal, Some(i), caller, method, request, Err(&status));
+                Err(status)
+            }
+        }
+    }
+
+    /// Hands a command to the engine without waiting for it.
+    fn send(&self, command: EngineCommand) -> Result<(), Status> {
+        self.shared.engine.commands.try_send(command).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                Status::resource_exhausted("the control thread's command queue is full; retry shortly")
+            }
+            TrySendError::Disconnected(_) => Status::unavailable("the control thread has stopped"),
+        })
+    }
+
+    fn controller(&self, intersection: usize, command: Command) -> Result<(), Status> {
+        self.send(EngineCommand::Controller { intersection, command })
+    }
+
+    fn reply(&self, detail: String, seq: u64) -> Response<pb::ControlReply> {
+        Response::new(pb::ControlReply { detail, audit_seq: seq })
+    }
+
+    /// The plan running now, from the latest snapshot (the spec's default
+    /// before the first one).
+    fn running_plan(&self, i: usize) -> u8 {
+        self.shared
+            .engine
+            .board
+            .get(i)
+            .map_or_else(|| self.shared.core.docs.current(i).config.spec.default_plan, |s| s.plan)
+    }
+
+    /// Validates `table` as intersection `i`'s controller file with the
+    /// `greenwave check` code, stages it (and `select`s a plan), and makes
+    /// it the document. Returns the new version and the warnings.
+    fn stage(
+        &self,
+        i: usize,
+        edit: &mut super::docs::DocEdit<'_>,
+        table: toml::Table,
+        select: Option<u8>,
+    ) -> Result<(u64, Vec<String>), Status> {
+        let text = toml::to_string(&table).map_err(|e| Status::internal(format!("plan editor: {e}")))?;
+        let file = edit.doc().file_name.clone();
+        let (cfg, warnings) =
+            config::load_intersection_str(&file, &text).map_err(|e| convert::rejected("timing plan", &e))?;
+        let id = &self.shared.core.ids[i];
+        if cfg.spec.id != *id {
+            return Err(convert::invalid(
+                "controller_toml",
+                format!("intersection.id is \"{}\", but the request is for \"{id}\"", cfg.spec.id),
+            ));
+        }
+        if let Some(n) = select
+            && cfg.spec.plan(n).is_none()
+        {
+            return Err(convert::invalid("plan_number", format!("plan {n} is not defined")));
+        }
+        // The controller checks a plan selection against the definition
+        // running now, so a plan number that is new in this version can
+        // only be selected once it is in force.
+        let running_has_plan = |n: u8| self.shared.core.docs.current(i).config.spec.plan(n).is_some();
+        let mut warnings: Vec<String> = warnings.iter().map(|w| format!("{}: {}", w.key, w.reason)).collect();
+        self.controller(i, Command::LoadSpec(Box::new(cfg.spec.clone())))?;
+        match select {
+            Some(n) if running_has_plan(n) => self.controller(i, Command::SelectPlan(n))?,
+            Some(n) => warnings.push(format!(
+                "activate: plan {n} is new in this version; select it once the version is in force (next barrier)"
+            )),
+            None => {}
+        }
+        self.shared.core.measures.configure(i, &cfg.spec);
+        let version = edit.commit(table, cfg);
+        Ok((version, warnings))
+    }
+}
+
+fn check_version(expected: u64, edit: &super::docs::DocEdit<'_>) -> Result<(), Status> {
+    let actual = edit.doc().version;
+    if expected != 0 && expected != actual {
+        return Err(Status::failed_precondition(format!(
+            "expected_version: the definition is at version {actual}, not {expected} (changed by someone else?)"
+        )));
+    }
+    Ok(())
+}
+
+/// The `[[plan]]` array of a controller document.
+fn plans_mut(table: &mut toml::Table) -> Result<&mut Vec<toml::Value>, Status> {
+    table
+        .entry("plan")
+        .or_insert_with(|| toml::Value::Array(Vec::new()))
+        .as_array_mut()
+        .ok_or_else(|| Status::internal("controller document has a `plan` that is not a list"))
+}
+
+fn plan_number_of(plan: &toml::Value) -> Option<i64> {
+    plan.get("number").and_then(toml::Value::as_integer)
+}
+
+fn mode_word(m: OperatingMode) -> &'static str {
+    match m {
+        OperatingMode::Scheduled => "scheduled",
+        OperatingMode::Actuated => "actuated",
+        OperatingMode::Coordinated => "coordinated",
+        OperatingMode::Fixed => "fixed",
+        OperatingMode::Flash => "flash",
+        OperatingMode::Adaptive => "adaptive",
+    }
+}
+
+/// A list of phases from a request, all present at the intersection.
+fn phase_set(numbers: &[u32], present: PhaseSet, id: &str) -> Result<PhaseSet, Status> {
+    if numbers.is_empty() {
+        return Err(convert::invalid("phases", "list at least one phase"));
+    }
+    let mut set = PhaseSet::EMPTY;
+    for (k, &n) in numbers.iter().enumerate() {
+        let field = format!("phases[{k}]");
+        let p = convert::phase(n, &field)?;
+        if !present.contains(p) {
+            return Err(convert::invalid(&field, format!("phase {p} is not defined at {id}")));
+        }
+        set.insert(p);
+    }
+    Ok(set)
+}
+
+#[tonic::async_trait]
+impl pb::control_server::Control for ControlService {
+    async fn set_mode(&self, req: Request<pb::SetModeRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let words = pb::Mode::try_from(r.mode).map_or_else(|_| r.mode.to_string(), |m| m.as_str_name().to_owned());
+        let (detail, seq) = self.audited(&caller, SET_MODE, &r.intersection_id, format!("mode {words}"), |i| {
+            let mode = convert::mode(r.mode)?;
+            if matches!(mode, OperatingMode::Coordinated | OperatingMode::Fixed) {
+                let plan = self.running_plan(i);
+                let current = self.shared.core.docs.current(i);
+                if current.config.spec.plan(plan).is_some_and(|p| p.cycle.is_zero()) {
+                    return Err(Status::failed_precondition(format!(
+                        "mode: plan {plan} has no cycle, so it cannot run {}; select a coordinated or fixed plan first",
+                        mode_word(mode)
+                    )));
+                }
+            }
+            self.controller(i, Command::SetMode(mode))?;
+            let when = match (mode, self.shared.engine.board.get(i).map(|s| s.unit)) {
+                (m, Some(UnitState::Flash { reason: FlashReason::Operator, .. })) if m != OperatingMode::Flash => {
+                    "leaves operator flash now, through all red"
+                }
+                (OperatingMode::Flash, _) => "orderly flash from the next barrier",
+                _ => "applies at the next barrier",
+            };
+            let detail = format!("mode {}: {when}", mode_word(mode));
+            Ok((detail.clone(), detail))
+        })?;
+        Ok(self.reply(detail, seq))
+    }
+
+    async fn apply_timing_plan(
+        &self,
+        req: Request<pb::ApplyTimingPlanRequest>,
+    ) -> Result<Response<pb::ApplyTimingPlanResponse>, Status> {
+        use pb::apply_timing_plan_request::Source;
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let what = match &r.source {
+            Some(Source::Plan(p)) => format!("plan {}{}", p.number, if r.activate { " (activate)" } else { "" }),
+            Some(Source::ControllerToml(t)) => format!("controller file ({} bytes)", t.len()),
+            None => "nothing".to_owned(),
+        };
+        let ((version, number, warnings), seq) = self.audited(&caller, APPLY_PLAN, &r.intersection_id, what, |i| {
+            let mut edit = self.shared.core.docs.edit(i);
+            check_version(r.expected_version, &edit)?;
+            let (table, number, select) = match &r.source {
+                Some(Source::Plan(plan)) => {
+                    let plan_table = convert::plan_table(plan)?;
+                    let number = i64::from(plan.number);
+                    let mut table = edit.doc().table.clone();
+                    let plans = plans_mut(&mut table)?;
+                    match plans.iter_mut().find(|p| plan_number_of(p) == Some(number)) {
+                        Some(slot) => *slot = plan_table.into(),
+                        None => plans.push(plan_table.into()),
+                    }
+                    // plan_table checked 1..=255.
+                    let n = plan.number as u8;
+                    (table, n, r.activate.then_some(n))
+                }
+                Some(Source::ControllerToml(text)) => {
+                    if text.len() > MAX_CONTROLLER_TOML {
+                        return Err(convert::invalid(
+                            "controller_toml",
+                            format!("{} bytes: at most {MAX_CONTROLLER_TOML}", text.len()),
+                        ));
+                    }
+                    let table = text
+                        .parse::<toml::Table>()
+                        .map_err(|e| convert::invalid("controller_toml", format!("not valid TOML: {}", e.message())))?;
+                    (table, self.running_plan(i), None)
+                }
+                None => return Err(convert::invalid("source", "set plan or controller_toml")),
+            };
+            let (version, warnings) = self.stage(i, &mut edit, table, select)?;
+            let selected = if select.is_some() { ", selected" } else { "" };
+            Ok((
+                format!("config version {version} staged (plan {number}{selected}): in force at the next barrier"),
+                (version, number, warnings),
+            ))
+        })?;
+        Ok(Response::new(pb::ApplyTimingPlanResponse {
+            config_version: version,
+            plan_number: number.into(),
+            warnings,
+            audit_seq: seq,
+        }))
+    }
+
+    async fn set_coordination(
+        &self,
+        req: Request<pb::SetCoordinationRequest>,
+    ) -> Result<Response<pb::ApplyTimingPlanResponse>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let what = format!(
+            "plan {} cycle {} s offset {} s{}",
+            r.plan_number,
+            r.cycle_s,
+            r.offset_s,
+            if r.reference_unix_ms != 0 { format!(" reference {} ms", r.reference_unix_ms) } else { String::new() }
+        );
+        let ((version, number, warnings), seq) =
+            self.audited(&caller, SET_COORDINATION, &r.intersection_id, what, |i| {
+                let mut edit = self.shared.core.docs.edit(i);
+                check_version(r.expected_version, &edit)?;
+                let number = match r.plan_number {
+                    0 => self.running_plan(i),
+                    n => u8::try_from(n)
+                        .map_err(|_| convert::invalid("plan_number", format!("{n} is not a plan number (1..=255)")))?,
+                };
+                if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
+                    return Err(convert::invalid("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s)));
+                }
+                if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {
+                    return Err(convert::invalid(
+                        "offset_s",
+                        format!("{} s is outside 0..{} s (the cycle)", r.offset_s, r.cycle_s),
+                    ));
+                }
+                let mut table = edit.doc().table.clone();
+                let plans = plans_mut(&mut table)?;
+                let plan = plans
+                    .iter_mut()
+                    .find(|p| plan_number_of(p) == Some(i64::from(number)))
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| convert::invalid("plan_number", format!("plan {number} is not defined")))?;
+                if plan.get("mode").and_then(toml::Value::as_str) == Some("free") {
+                    return Err(convert::invalid(
+                        "plan_number",
+                        format!("plan {number} is free (no cycle): coordination needs a coordinated or fixed plan"),
+                    ));
+                }
+                let old_cycle =
+                    plan.get("cycle_s").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|n| n as f64)));
+                let splits = if r.splits_s.is_empty() {
+                    let scale = old_cycle.filter(|&c| c > 0.0).map_or(1.0, |c| r.cycle_s / c);
+                    let mut scaled = toml::Table::new();
+                    if let Some(old) = plan.get("splits_s").and_then(toml::Value::as_table) {
+                        for (phase, v) in old {
+                            let s = v.as_float().or_else(|| v.as_integer().map(|n| n as f64)).unwrap_or(0.0);
+                            // Milliseconds: ring sums stay within the 50 ms tolerance.
+                            scaled.insert(phase.clone(), ((s * scale * 1000.0).round() / 1000.0).into());
+                        }
+                    }
+                    scaled
+                } else {
+                    convert::splits_table(&r.splits_s, "splits_s")?
+                };
+                plan.insert("cycle_s".into(), r.cycle_s.into());
+                plan.insert("offset_s".into(), r.offset_s.into());
+                plan.insert("splits_s".into(), splits.into());
+                let (version, warnings) = self.stage(i, &mut edit, table, r.activate.then_some(number))?;
+                if r.reference_unix_ms != 0 {
+                    self.controller(i, Command::SetCoordinationReference(Instant::from_millis(r.reference_unix_ms)))?;
+                }
+                Ok((
+                    format!(
+                        "config version {version} staged (plan {number}: cycle {} s, offset {} s)",
+                        r.cycle_s, r.offset_s
+                    ),
+                    (version, number, warnings),
+                ))
+            })?;
+        Ok(Response::new(pb::ApplyTimingPlanResponse {
+            config_version: version,
+            plan_number: number.into(),
+            warnings,
+            audit_seq: seq,
+        }))
+    }
+
+    async fn request_preemption(
+        &self,
+        req: Request<pb::PreemptionRequest>,
+    ) -> Result<Response<pb::ControlReply>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let what = format!("preempt {} {}", r.input, if r.active { "call" } else { "release" });
+        let (detail, seq) = self.audited(&caller, PREEMPT, &r.intersection_id, what, |i| {
+            let input = u8::try_from(r.input)
+                .ok()
+                .filter(|n| (1..=8).contains(n))
+                .ok_or_else(|| convert::invalid("input", format!("{} is not a preempt input (1..=8)", r.input)))?;
+            if self.shared.core.docs.current(i).config.spec.preempt(input).is_none() {
+                return Err(convert::invalid(
+                    "input",
+                    format!("preempt {input} is not configured at {} (see [[preempt]])", r.intersection_id),
+                ));
+            }
+            self.controller(i, Command::Preempt { input, active: r.active })?;
+            let detail = if r.active {
+                format!("preempt {input} called: entry through full clearance, then dwell")
+            } else {
+                format!("preempt {input} released: exit to normal operation")
+            };
+            Ok((detail.clone(), detail))
+        })?;
+        Ok(self.reply(detail, seq))
+    }
+
+    async fn request_priority(&self, req: Request<pb::PriorityRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let what = format!("priority phase {} {}", r.phase, if r.active { "check-in" } else { "check-out" });
+        let (detail, seq) = self.audited(&caller, PRIORITY, &r.intersection_id, what, |i| {
+            let phase = convert::phase(r.phase, "phase")?;
+            if !self.shared.core.docs.current(i).config.spec.phase_set().contains(phase) {
+                return Err(convert::invalid(
+                    "phase",
+                    format!("phase {phase} is not defined at {}", r.intersection_id),
+                ));
+            }
+            self.controller(i, Command::Priority { phase, active: r.active })?;
+            let detail = if r.active {
+                format!("priority checked in on phase {phase}: early green or extension within the plan's bounds")
+            } else {
+                format!("priority checked out on phase {phase}")
+            };
+            Ok((detail.clone(), detail))
+        })?;
+        Ok(self.reply(detail, seq))
+    }
+
+    async fn hold_phases(&self, req: Request<pb::PhasesRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        self.phases(req, HOLD).await
+    }
+
+    async fn release_phases(&self, req: Request<pb::PhasesRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        self.phases(req, RELEASE).await
+    }
+
+    async fn reset_monitor(&self, req: Request<pb::ResetMonitorRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let ((), seq) = self.audited(&caller, RESET_MONITOR, &r.intersection_id, "reset monitor".into(), |i| {
+            match self.shared.engine.board.get(i).map(|s| s.unit) {
+                Some(UnitState::Flash { reason: FlashReason::MonitorTrip, .. }) => {}
+                _ => return Err(Status::failed_precondition("no latched monitor trip to reset")),
+            }
+            self.send(EngineCommand::ResetMonitor { intersection: i })?;
+            Ok(("monitor reset: restarting through the start-up sequence".into(), ()))
+        })?;
+        Ok(self.reply("monitor reset".into(), seq))
+    }
+}
+
+impl ControlService {
+    async fn phases(
+        &self,
+        req: Request<pb::PhasesRequest>,
+        method: &'static str,
+    ) -> Result<Response<pb::ControlReply>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let hold = method == HOLD;
+        let what = format!("{} phases {:?}", if hold { "hold" } else { "release" }, r.phases);
+        let (detail, seq) = self.audited(&caller, method, &r.intersection_id, what, |i| {
+            let current = self.shared.core.docs.current(i);
+            let set = phase_set(&r.phases, current.config.spec.phase_set(), &r.intersection_id)?;
+            self.controller(i, if hold { Command::Hold(set) } else { Command::Release(set) })?;
+            let detail = if hold { format!("phases {set} held once green") } else { format!("phases {set} released") };
+            Ok((detail.clone(), detail))
+        })?;
+        Ok(self.reply(detail, seq))
+    }
+}

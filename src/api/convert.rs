@@ -1,0 +1,381 @@
+//! prost messages ↔ domain types. prost types stop here: `core` and
+//! `config` never see them.
+
+use tonic::Status;
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::config::{ConfigError, IntersectionConfig};
+use crate::core::detector::DetectorFault;
+use crate::core::spec::PlanMode;
+use crate::core::{FlashReason, Indication, Interval, OperatingMode, PedIndication, PhaseId, Snapshot, UnitState};
+use crate::engine::latency::Percentiles;
+
+use super::docs::Current;
+use super::events::{Record, RecordKind};
+use super::measures::IntersectionMeasures;
+use super::pb;
+
+// === errors ===
+
+/// INVALID_ARGUMENT naming `field`, with a google.rpc.BadRequest detail.
+pub fn invalid(field: &str, reason: impl Into<String>) -> Status {
+    let reason = reason.into();
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!("{field}: {reason}"),
+        ErrorDetails::with_bad_request_violation(field, reason),
+    )
+}
+
+/// INVALID_ARGUMENT listing every configuration error, in the message
+/// (`key: reason; ...`) and as BadRequest field violations (field = the
+/// key as `greenwave check` names it).
+pub fn rejected(what: &str, errors: &[ConfigError]) -> Status {
+    let list: Vec<String> = errors
+        .iter()
+        .map(|e| if e.key.is_empty() { e.reason.clone() } else { format!("{}: {}", e.key, e.reason) })
+        .collect();
+    let violations: Vec<FieldViolation> =
+        errors.iter().map(|e| FieldViolation::new(e.key.clone(), e.reason.clone())).collect();
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!(
+            "{what} rejected ({} error{}): {}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            list.join("; ")
+        ),
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+/// A phase number from a request field.
+pub fn phase(number: u32, field: &str) -> Result<PhaseId, Status> {
+    u8::try_from(number)
+        .ok()
+        .and_then(PhaseId::new)
+        .ok_or_else(|| invalid(field, format!("{number} is not a phase number (1..=16)")))
+}
+
+/// The operating mode asked for.
+pub fn mode(m: i32) -> Result<OperatingMode, Status> {
+    match pb::Mode::try_from(m) {
+        Ok(pb::Mode::Scheduled) => Ok(OperatingMode::Scheduled),
+        Ok(pb::Mode::Actuated) => Ok(OperatingMode::Actuated),
+        Ok(pb::Mode::Coordinated) => Ok(OperatingMode::Coordinated),
+        Ok(pb::Mode::Fixed) => Ok(OperatingMode::Fixed),
+        Ok(pb::Mode::Flash) => Ok(OperatingMode::Flash),
+        Ok(pb::Mode::Adaptive) => Ok(OperatingMode::Adaptive),
+        Ok(pb::Mode::Unspecified) => Err(invalid("mode", "must be set (MODE_UNSPECIFIED)")),
+        Err(_) => Err(invalid("mode", format!("{m} is not a Mode"))),
+    }
+}
+
+fn pb_mode(m: OperatingMode) -> pb::Mode {
+    match m {
+        OperatingMode::Scheduled => pb::Mode::Scheduled,
+        OperatingMode::Actuated => pb::Mode::Actuated,
+        OperatingMode::Coordinated => pb::Mode::Coordinated,
+        OperatingMode::Fixed => pb::Mode::Fixed,
+        OperatingMode::Flash => pb::Mode::Flash,
+        OperatingMode::Adaptive => pb::Mode::Adaptive,
+    }
+}
+
+fn pb_plan_mode(m: PlanMode) -> pb::PlanMode {
+    match m {
+        PlanMode::Free => pb::PlanMode::Free,
+        PlanMode::Coordinated => pb::PlanMode::Coordinated,
+        PlanMode::Fixed => pb::PlanMode::Fixed,
+    }
+}
+
+fn pb_flash(r: FlashReason) -> pb::FlashReason {
+    match r {
+        FlashReason::Startup => pb::FlashReason::Startup,
+        FlashReason::Operator => pb::FlashReason::Operator,
+        FlashReason::MonitorTrip => pb::FlashReason::MonitorTrip,
+        FlashReason::ManualSwitch => pb::FlashReason::ManualSwitch,
+        FlashReason::CabinetMonitor => pb::FlashReason::CabinetMonitor,
+        FlashReason::CabinetLinkLost => pb::FlashReason::CabinetLinkLost,
+        FlashReason::Overrun => pb::FlashReason::Overrun,
+        FlashReason::ConfigInvalid => pb::FlashReason::ConfigInvalid,
+        FlashReason::Shutdown => pb::FlashReason::Shutdown,
+    }
+}
+
+fn pb_interval(i: Interval) -> pb::Interval {
+    match i {
+        Interval::Idle => pb::Interval::Idle,
+        Interval::Green => pb::Interval::Green,
+        Interval::Yellow => pb::Interval::Yellow,
+        Interval::RedClear => pb::Interval::RedClear,
+    }
+}
+
+fn pb_indication(i: Indication) -> pb::Indication {
+    match i {
+        Indication::Dark => pb::Indication::Dark,
+        Indication::Red => pb::Indication::Red,
+        Indication::Yellow => pb::Indication::Yellow,
+        Indication::Green => pb::Indication::Green,
+        Indication::FlashingRed => pb::Indication::FlashingRed,
+        Indication::FlashingYellow => pb::Indication::FlashingYellow,
+    }
+}
+
+fn pb_ped(i: PedIndication) -> pb::PedIndication {
+    match i {
+        PedIndication::Dark => pb::PedIndication::Dark,
+        PedIndication::DontWalk => pb::PedIndication::DontWalk,
+        PedIndication::FlashingDontWalk => pb::PedIndication::FlashingDontWalk,
+        PedIndication::Walk => pb::PedIndication::Walk,
+    }
+}
+
+fn pb_fault(f: Option<DetectorFault>) -> pb::DetectorFault {
+    match f {
+        None => pb::DetectorFault::None,
+        Some(DetectorFault::NoActivity) => pb::DetectorFault::NoActivity,
+        Some(DetectorFault::MaxPresence) => pb::DetectorFault::MaxPresence,
+        Some(DetectorFault::Erratic) => pb::DetectorFault::Erratic,
+    }
+}
+
+// === watch ===
+
+/// What ListIntersections says about one intersection.
+pub fn info(current: &Current) -> pb::IntersectionInfo {
+    let cfg: &IntersectionConfig = &current.config;
+    let spec = &cfg.spec;
+    pb::IntersectionInfo {
+        id: spec.id.clone(),
+        name: cfg.name.clone(),
+        phases: spec
+            .phases
+            .iter()
+            .map(|p| pb::PhaseInfo {
+                number: p.id.number().into(),
+                name: p.name.clone(),
+                ring: p.ring as u32 + 1,
+                barrier_group: p.group as u32 + 1,
+                has_ped: p.timing.has_ped(),
+            })
+            .collect(),
+        detector_channels: spec.detectors.iter().map(|d| d.channel.number().into()).collect(),
+        plans: spec
+            .plans
+            .iter()
+            .map(|p| pb::PlanInfo {
+                number: p.number.into(),
+                name: p.name.clone(),
+                mode: pb_plan_mode(p.mode).into(),
+                cycle_s: p.cycle.as_secs_f64(),
+                offset_s: p.offset.as_secs_f64(),
+            })
+            .collect(),
+        camera_zones: cfg
+            .camera_zones
+            .iter()
+            .map(|z| pb::CameraZoneInfo { zone_id: z.id.clone(), detector_channel: z.channel.number().into() })
+            .collect(),
+        config_version: current.version,
+    }
+}
+
+/// A snapshot as the API shows it. `current` supplies names the snapshot
+/// does not carry (overlaps) and the config version.
+pub fn state(s: &Snapshot, current: &Current) -> pb::IntersectionState {
+    let spec = &current.config.spec;
+    let (unit_state, flash_reason, unit_since) = match s.unit {
+        UnitState::Run => (pb::UnitState::Run, pb::FlashReason::Unspecified, None),
+        UnitState::AllRed { since } => (pb::UnitState::AllRed, pb::FlashReason::Unspecified, Some(since)),
+        UnitState::Flash { reason, since } => (pb::UnitState::Flash, pb_flash(reason), Some(since)),
+    };
+    pb::IntersectionState {
+        intersection_id: spec.id.clone(),
+        at_unix_ms: s.at.as_millis(),
+        unit_state: unit_state.into(),
+        flash_reason: flash_reason.into(),
+        unit_state_elapsed_ms: unit_since.map_or(0, |t| s.at.since(t).as_millis()),
+        mode: pb_mode(s.mode).into(),
+        plan_number: s.plan.into(),
+        plan_mode: pb_plan_mode(s.plan_mode).into(),
+        cycle_ms: s.cycle.as_millis(),
+        cycle_position_ms: s.cycle_time.map(|c| c.as_millis()),
+        rings: s.rings[..usize::from(s.ring_count).min(s.rings.len())]
+            .iter()
+            .enumerate()
+            .map(|(r, ring)| pb::RingState {
+                ring: r as u32 + 1,
+                phase: ring.phase.map_or(0, |p| p.number().into()),
+                interval: pb_interval(ring.interval).into(),
+                elapsed_ms: ring.elapsed.as_millis(),
+                next_phase: ring.next.map_or(0, |p| p.number().into()),
+                max_elapsed_ms: ring.max_elapsed.map(|m| m.as_millis()),
+            })
+            .collect(),
+        phases: s
+            .present
+            .iter()
+            .map(|p| pb::PhaseState {
+                number: p.number().into(),
+                vehicle: pb_indication(s.output.phase(p)).into(),
+                ped: pb_ped(s.output.ped(p)).into(),
+                vehicle_call: s.vehicle_calls.contains(p),
+                ped_call: s.ped_calls.contains(p),
+                held: s.holds.contains(p),
+            })
+            .collect(),
+        overlaps: spec
+            .overlaps
+            .iter()
+            .map(|o| pb::OverlapState {
+                id: o.id.letter().to_string(),
+                indication: pb_indication(s.output.overlap(o.id)).into(),
+            })
+            .collect(),
+        detectors: s.detectors[..usize::from(s.detector_count).min(s.detectors.len())]
+            .iter()
+            .map(|d| pb::DetectorState {
+                channel: d.channel.into(),
+                presence: d.presence,
+                output: d.output,
+                fault: pb_fault(d.fault).into(),
+                volume: d.volume,
+                occupied_ms: d.occupied_ms,
+            })
+            .collect(),
+        events_dropped: s.events_dropped,
+        config_version: current.version,
+    }
+}
+
+/// A journal record for StreamEvents.
+pub fn record(r: &Record, intersection_id: &str) -> pb::EventRecord {
+    let kind = match &r.kind {
+        RecordKind::Indiana(e) => {
+            pb::event_record::Kind::Indiana(pb::IndianaEvent { code: e.code.code().into(), param: e.param.into() })
+        }
+        RecordKind::Audit(a) => pb::event_record::Kind::Audit(pb::AuditRecord {
+            principal: a.principal.clone(),
+            role: a.role.to_owned(),
+            peer: a.peer.clone(),
+            method: a.method.to_owned(),
+            request: a.request.clone(),
+            result: a.result.clone(),
+            detail: a.detail.clone(),
+        }),
+    };
+    pb::EventRecord {
+        seq: r.seq,
+        intersection_id: intersection_id.to_owned(),
+        at_unix_ms: r.at_unix_ms,
+        kind: Some(kind),
+    }
+}
+
+fn latency(p: &Percentiles) -> pb::LatencyPercentiles {
+    pb::LatencyPercentiles { count: p.count, p50_us: p.p50_us, p99_us: p.p99_us, p999_us: p.p999_us, max_us: p.max_us }
+}
+
+pub fn performance(
+    intersection_id: &str,
+    m: &IntersectionMeasures,
+    tick: &Percentiles,
+    jitter: &Percentiles,
+) -> pb::PerformanceMeasures {
+    pb::PerformanceMeasures {
+        intersection_id: intersection_id.to_owned(),
+        window_start_unix_ms: m.window_start.as_millis(),
+        window_ms: m.window.as_millis(),
+        phases: m
+            .phases
+            .iter()
+            .map(|p| pb::PhaseMeasures {
+                phase: p.phase.number().into(),
+                volume: p.volume,
+                occupancy: p.occupancy,
+                greens: p.greens,
+                split_failures: p.split_failures,
+                arrivals_on_green: p.arrivals_on_green,
+                max_out_share: p.max_out_share,
+                gap_out_share: p.gap_out_share,
+                force_off_share: p.force_off_share,
+            })
+            .collect(),
+        tick_latency: Some(latency(tick)),
+        tick_jitter: Some(latency(jitter)),
+    }
+}
+
+// === control ===
+
+/// Longest plan name accepted.
+const MAX_NAME_LEN: usize = 64;
+
+/// A TimingPlan as the `[[plan]]` table a controller file would hold. Only
+/// what TOML cannot say is checked here (enum and integer ranges, repeated
+/// phases); everything else is left to the controller file validator, so
+/// an engineer gets the same verdict from `greenwave check`.
+pub fn plan_table(plan: &pb::TimingPlan) -> Result<toml::Table, Status> {
+    let number = u8::try_from(plan.number)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| invalid("plan.number", format!("{} is not a plan number (1..=255)", plan.number)))?;
+    let mode = match pb::PlanMode::try_from(plan.mode) {
+        Ok(pb::PlanMode::Free) => "free",
+        Ok(pb::PlanMode::Coordinated) => "coordinated",
+        Ok(pb::PlanMode::Fixed) => "fixed",
+        Ok(pb::PlanMode::Unspecified) => return Err(invalid("plan.mode", "must be set (PLAN_MODE_UNSPECIFIED)")),
+        Err(_) => return Err(invalid("plan.mode", format!("{} is not a PlanMode", plan.mode))),
+    };
+    if plan.name.chars().count() > MAX_NAME_LEN || plan.name.chars().any(char::is_control) {
+        return Err(invalid("plan.name", format!("at most {MAX_NAME_LEN} printable characters")));
+    }
+    let mut t = toml::Table::new();
+    t.insert("number".into(), i64::from(number).into());
+    if !plan.name.is_empty() {
+        t.insert("name".into(), plan.name.clone().into());
+    }
+    t.insert("mode".into(), mode.into());
+    if plan.cycle_s != 0.0 {
+        t.insert("cycle_s".into(), plan.cycle_s.into());
+    }
+    if plan.offset_s != 0.0 {
+        t.insert("offset_s".into(), plan.offset_s.into());
+    }
+    if !plan.splits_s.is_empty() {
+        t.insert("splits_s".into(), splits_table(&plan.splits_s, "plan.splits_s")?.into());
+    }
+    if !plan.coordinated.is_empty() {
+        let mut seen = crate::core::PhaseSet::EMPTY;
+        let mut list = Vec::new();
+        for (i, &n) in plan.coordinated.iter().enumerate() {
+            let field = format!("plan.coordinated[{i}]");
+            let p = phase(n, &field)?;
+            if seen.contains(p) {
+                return Err(invalid(&field, format!("phase {p} is listed twice")));
+            }
+            seen.insert(p);
+            list.push(toml::Value::from(i64::from(p.number())));
+        }
+        t.insert("coordinated".into(), list.into());
+    }
+    if plan.max2 {
+        t.insert("max".into(), "max2".into());
+    }
+    Ok(t)
+}
+
+/// `[{phase, split_s}]` → `{ "2" = 42.0, ... }`.
+pub fn splits_table(splits: &[pb::PhaseSplit], field: &str) -> Result<toml::Table, Status> {
+    let mut t = toml::Table::new();
+    for (i, s) in splits.iter().enumerate() {
+        let p = phase(s.phase, &format!("{field}[{i}].phase"))?;
+        if t.insert(p.number().to_string(), s.split_s.into()).is_some() {
+            return Err(invalid(&format!("{field}[{i}].phase"), format!("phase {p} is listed twice")));
+        }
+    }
+    Ok(t)
+}

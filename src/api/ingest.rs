@@ -1,0 +1,149 @@
+//! The Ingest service: camera detections into the engine.
+//!
+//! Each frame's zones are mapped to detector channels through the
+//! intersection's `[[camera_zone]]` table and sent to the engine's bounded
+//! camera channel with `try_send` (a full channel drops the frame and
+//! counts it; the engine never waits). When the stream ends, for whatever
+//! reason, the presence it placed is withdrawn, so a camera that goes away
+//! never leaves a call standing (the engine also drops presence not
+//! refreshed for 2 s).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use crossbeam_channel::TrySendError;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::CameraFrame;
+
+use super::auth::{Need, authorize};
+use super::{Shared, convert, pb};
+
+const PUSH: &str = "greenwave.v1.Ingest/PushDetections";
+
+#[derive(Debug)]
+pub(super) struct IngestService {
+    shared: Arc<Shared>,
+}
+
+impl IngestService {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        IngestService { shared }
+    }
+
+    /// One frame as the engine takes it.
+    fn frame(&self, f: &pb::DetectionFrame) -> Result<(usize, CameraFrame), Status> {
+        let core = &self.shared.core;
+        let i = core.index(&f.intersection_id, "intersection_id")?;
+        let current = core.docs.current(i);
+        let mut frame = CameraFrame::default();
+        for (k, z) in f.zones.iter().enumerate() {
+            let zone = current.config.camera_zones.iter().find(|c| c.id == z.zone_id).ok_or_else(|| {
+                convert::invalid(
+                    &format!("zones[{k}].zone_id"),
+                    format!(
+                        "no camera zone \"{}\" at {} (see [[camera_zone]] in its controller file)",
+                        z.zone_id, f.intersection_id
+                    ),
+                )
+            })?;
+            let bit = 1u64 << zone.channel.index();
+            frame.channels |= bit;
+            if z.presence {
+                frame.presence |= bit;
+            }
+            if let Some(count) = z.count {
+                let count = u16::try_from(count).map_err(|_| {
+                    convert::invalid(
+                        &format!("zones[{k}].count"),
+                        format!("{count} vehicles in one frame is not plausible"),
+                    )
+                })?;
+                frame.counted |= bit;
+                let slot = &mut frame.counts[zone.channel.index()];
+                *slot = slot.saturating_add(count);
+            }
+        }
+        Ok((i, frame))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ingest_server::Ingest for IngestService {
+    async fn push_detections(
+        &self,
+        req: Request<Streaming<pb::DetectionFrame>>,
+    ) -> Result<Response<pb::PushDetectionsSummary>, Status> {
+        let caller = authorize(&req, Need::Ingest, PUSH)?;
+        let _permit = self.shared.stream_permit()?;
+        let mut stream = req.into_inner();
+        let mut rate = FrameRate::new(self.shared.limits.camera_frames_per_s);
+        let mut summary = pb::PushDetectionsSummary::default();
+        // Channels this stream placed presence on, per intersection.
+        let mut touched: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut stopping = self.shared.stopping.clone();
+        let result = loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = stopping.wait_for(|&s| s) => break Err(Status::unavailable("the daemon is stopping")),
+            };
+            let frame = match next {
+                None => break Ok(()),
+                Some(Err(status)) => break Err(status),
+                Some(Ok(f)) => f,
+            };
+            if !rate.allow(WallInstant::now()) {
+                break Err(Status::resource_exhausted(format!(
+                    "more than {} frames/s on one stream (grpc.limits.camera_frames_per_s)",
+                    self.shared.limits.camera_frames_per_s
+                )));
+            }
+            let (i, f) = match self.frame(&frame) {
+                Ok(x) => x,
+                Err(status) => break Err(status),
+            };
+            *touched.entry(i).or_default() |= f.channels;
+            match self.shared.engine.camera.try_send((i, f)) {
+                Ok(()) => summary.frames += 1,
+                Err(TrySendError::Full(_)) => summary.frames_dropped += 1,
+                Err(TrySendError::Disconnected(_)) => break Err(Status::unavailable("the control thread has stopped")),
+            }
+        };
+        for (i, channels) in touched {
+            let clear = CameraFrame { channels, ..CameraFrame::default() };
+            let _ = self.shared.engine.camera.try_send((i, clear));
+        }
+        tracing::info!(principal = %caller.principal, peer = %caller.peer_text(), frames = summary.frames,
+            dropped = summary.frames_dropped, "camera stream ended");
+        result.map(|()| Response::new(summary))
+    }
+}
+
+/// Frames per second on one stream, with a one-second burst.
+#[derive(Debug)]
+struct FrameRate {
+    per_s: f64,
+    tokens: f64,
+    at: Option<WallInstant>,
+}
+
+impl FrameRate {
+    fn new(per_s: u32) -> Self {
+        let per_s = f64::from(per_s.max(1));
+        FrameRate { per_s, tokens: per_s, at: None }
+    }
+
+    fn allow(&mut self, now: WallInstant) -> bool {
+        let elapsed = self.at.map_or(Duration::ZERO, |t| now.duration_since(t));
+        self.at = Some(now);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.per_s).min(self.per_s);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The Watch service: intersections, state, events, measures.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::core::{Instant, Snapshot};
+
+use super::auth::{Need, authorize};
+use super::events::{Read, Record, RecordKind};
+use super::{Shared, convert, pb};
+
+/// Slowest and fastest WatchState rates a client may choose, ms.
+const MIN_STATE_INTERVAL_MS: u32 = 100;
+const MAX_STATE_INTERVAL_MS: u32 = 60_000;
+/// Messages buffered per watcher before it counts as lagging.
+const STATE_BUFFER: usize = 8;
+const EVENT_BUFFER: usize = 256;
+/// Records copied out of the journal per lock.
+const EVENT_BATCH: usize = 256;
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[derive(Debug)]
+pub(super) struct WatchService {
+    shared: Arc<Shared>,
+}
+
+impl WatchService {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        WatchService { shared }
+    }
+}
+
+const LIST: &str = "greenwave.v1.Watch/ListIntersections";
+const GET_STATE: &str = "greenwave.v1.Watch/GetState";
+const WATCH_STATE: &str = "greenwave.v1.Watch/WatchState";
+const STREAM_EVENTS: &str = "greenwave.v1.Watch/StreamEvents";
+const GET_PERFORMANCE: &str = "greenwave.v1.Watch/GetPerformance";
+
+#[tonic::async_trait]
+impl pb::watch_server::Watch for WatchService {
+    async fn list_intersections(
+        &self,
+        req: Request<pb::ListIntersectionsRequest>,
+    ) -> Result<Response<pb::ListIntersectionsResponse>, Status> {
+        authorize(&req, Need::Any, LIST)?;
+        let docs = &self.shared.core.docs;
+        let intersections = (0..docs.len()).map(|i| convert::info(&docs.current(i))).collect();
+        Ok(Response::new(pb::ListIntersectionsResponse { intersections }))
+    }
+
+    async fn get_state(&self, req: Request<pb::GetStateRequest>) -> Result<Response<pb::IntersectionState>, Status> {
+        authorize(&req, Need::View, GET_STATE)?;
+        let i = self.shared.core.index(&req.get_ref().intersection_id, "intersection_id")?;
+        let snapshot = self.shared.engine.board.get(i).ok_or_else(not_yet)?;
+        Ok(Response::new(convert::state(&snapshot, &self.shared.core.docs.current(i))))
+    }
+
+    type WatchStateStream = Stream_<pb::StateUpdate>;
+
+    async fn watch_state(
+        &self,
+        req: Request<pb::WatchStateRequest>,
+    ) -> Result<Response<Self::WatchStateStream>, Status> {
+        authorize(&req, Need::View, WATCH_STATE)?;
+        let r = req.get_ref();
+        let selected = self.shared.core.select(&r.intersection_ids, "intersection_ids")?;
+        let interval_ms = match r.min_interval_ms {
+            0 => MIN_STATE_INTERVAL_MS,
+            ms if (MIN_STATE_INTERVAL_MS..=MAX_STATE_INTERVAL_MS).contains(&ms) => ms,
+            ms => {
+                return Err(convert::invalid(
+                    "min_interval_ms",
+                    format!("{ms} is outside {MIN_STATE_INTERVAL_MS}..={MAX_STATE_INTERVAL_MS} ms (0 for the fastest)"),
+                ));
+            }
+        };
+        let permit = self.shared.stream_permit()?;
+        let (tx, rx) = mpsc::channel(STATE_BUFFER);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            state_updates(&shared, &selected, Duration::from_millis(interval_ms.into()), tx).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type StreamEventsStream = Stream_<pb::StreamEventsResponse>;
+
+    async fn stream_events(
+        &self,
+        req: Request<pb::StreamEventsRequest>,
+    ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        authorize(&req, Need::View, STREAM_EVENTS)?;
+        let r = req.into_inner();
+        let core = &self.shared.core;
+        let selected = core.select(&r.intersection_ids, "intersection_ids")?;
+        let mut wanted = vec![false; core.ids.len()];
+        for i in selected {
+            wanted[i] = true;
+        }
+        let from = if r.from_seq == 0 { core.journal.next_seq() } else { r.from_seq };
+        let next = core.journal.next_seq();
+        if from > next {
+            return Err(Status::out_of_range(format!(
+                "from_seq: {from} is ahead of the next event ({next}); the daemon restarted since? Resume with \
+                 from_seq = 1 (everything held) or 0 (from now)"
+            )));
+        }
+        let permit = self.shared.stream_permit()?;
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            event_records(&shared, from, &wanted, !r.exclude_audit, tx).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_performance(
+        &self,
+        req: Request<pb::GetPerformanceRequest>,
+    ) -> Result<Response<pb::PerformanceMeasures>, Status> {
+        authorize(&req, Need::View, GET_PERFORMANCE)?;
+        let core = &self.shared.core;
+        let i = core.index(&req.get_ref().intersection_id, "intersection_id")?;
+        let m = core.measures.report(i).ok_or_else(not_yet)?;
+        let (tick, jitter) = self.shared.engine.latency.latest();
+        Ok(Response::new(convert::performance(&core.ids[i], &m, &tick, &jitter)))
+    }
+}
+
+fn not_yet() -> Status {
+    Status::unavailable("the control thread has not published this intersection yet; retry")
+}
+
+/// Feeds one WatchState client: every `interval`, each selected
+/// intersection whose state changed. A full buffer skips the update (the
+/// next one carries the newest state and the count skipped): the client
+/// only ever delays itself.
+async fn state_updates(
+    shared: &Shared,
+    selected: &[usize],
+    interval: Duration,
+    tx: mpsc::Sender<Result<pb::StateUpdate, Status>>,
+) {
+    let mut last: Vec<Option<Arc<Snapshot>>> = vec![None; selected.len()];
+    let mut skipped = vec![0u64; selected.len()];
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut stopping = shared.stopping.clone();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = tx.closed() => return,
+            _ = stopping.wait_for(|&s| s) => return,
+        }
+        for (k, &i) in selected.iter().enumerate() {
+            let Some(snapshot) = shared.engine.board.get(i) else { continue };
+            if last[k].as_deref().is_some_and(|prev| same_state(prev, &snapshot)) {
+                continue;
+            }
+            let update = pb::StateUpdate {
+                state: Some(convert::state(&snapshot, &shared.core.docs.current(i))),
+                skipped_updates: skipped[k],
+            };
+            match tx.try_send(Ok(update)) {
+                Ok(()) => {
+                    skipped[k] = 0;
+                    last[k] = Some(snapshot);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => skipped[k] += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+}
+
+/// Equal but for the time it was taken.
+fn same_state(a: &Snapshot, b: &Snapshot) -> bool {
+    Snapshot { at: Instant::ZERO, ..*a } == Snapshot { at: Instant::ZERO, ..*b }
+}
+
+/// Feeds one StreamEvents client from the journal at its own pace, from
+/// sequence number `from`; a gap (records evicted before the client read
+/// them) becomes a `lagged` message.
+async fn event_records(
+    shared: &Shared,
+    mut from: u64,
+    wanted: &[bool],
+    audit: bool,
+    tx: mpsc::Sender<Result<pb::StreamEventsResponse, Status>>,
+) {
+    use pb::stream_events_response::Item;
+    let journal = &shared.core.journal;
+    let mut newest = journal.subscribe();
+    let mut stopping = shared.stopping.clone();
+    let mut batch: Vec<Record> = Vec::with_capacity(EVENT_BATCH);
+    loop {
+        batch.clear();
+        // Mark the version seen before reading, so an append right after
+        // the read still wakes us.
+        newest.borrow_and_update();
+        match journal.read(from, EVENT_BATCH, &mut batch) {
+            Read::Records => {}
+            Read::Gap { first_missed, resume } => {
+                let lagged = pb::Lagged { first_missed_seq: first_missed, resume_seq: resume };
+                if tx.send(Ok(pb::StreamEventsResponse { item: Some(Item::Lagged(lagged)) })).await.is_err() {
+                    return;
+                }
+                from = resume;
+                continue;
+            }
+            Read::Ahead { .. } => return,
+        }
+        if batch.is_empty() {
+            tokio::select! {
+                changed = newest.changed() => if changed.is_err() { return },
+                _ = tx.closed() => return,
+                _ = stopping.wait_for(|&s| s) => return,
+            }
+            continue;
+        }
+        for r in &batch {
+            from = r.seq + 1;
+            let keep = wanted.get(r.intersection).copied().unwrap_or(false)
+                && (audit || !matches!(r.kind, RecordKind::Audit(_)));
+            if !keep {
+                continue;
+            }
+            let event = convert::record(r, &shared.core.ids[r.intersection]);
+            let message = pb::StreamEventsResponse { item: Some(Item::Event(event)) };
+            // Waiting here only holds this client's task: the journal moves
+            // on, and a client that falls behind it hears of the gap.
+            tokio::select! {
+                sent = tx.send(Ok(message)) => if sent.is_err() { return },
+                _ = stopping.wait_for(|&s| s) => return,
+            }
+        }
+    }
+}
