@@ -3,3 +3,4 @@ mod daemon;
 mod golden;
 mod modbus;
 mod safety;
+mod grpc;

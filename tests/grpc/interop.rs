@@ -1,0 +1,115 @@
+//! Interop with an independent client: `tools/interop/grpc_client.py`
+//! (Python grpcio, grpcio-reflection, grpcio-health-checking) against the
+//! real `greenwave run` binary, configured with hashed tokens in
+//! greenwave.toml and `--grpc-listen 127.0.0.1:0`.
+//!
+//! The Python peer comes from `GREENWAVE_PYTHON` (scripts/test.sh sets up
+//! `.venv`). Without it the test prints a notice and passes, unless
+//! `GREENWAVE_REQUIRE_INTEROP=1`, when it fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use greenwave::api::auth::hash_token;
+
+use super::{OPERATOR, VIEWER, test_controller};
+
+fn python() -> Option<String> {
+    let required = std::env::var("GREENWAVE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    let python = std::env::var("GREENWAVE_PYTHON").ok();
+    let usable = python.as_ref().is_some_and(|py| {
+        Command::new(py)
+            .args(["-c", "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    match (usable, required) {
+        (true, _) => python,
+        (false, true) => panic!(
+            "GREENWAVE_REQUIRE_INTEROP=1 but GREENWAVE_PYTHON ({python:?}) cannot import grpcio, grpcio-tools, \
+             grpcio-health-checking and grpcio-reflection (scripts/test.sh installs them into .venv)"
+        ),
+        (false, false) => {
+            eprintln!("notice: Python gRPC peer not available (set GREENWAVE_PYTHON); interop test skipped");
+            None
+        }
+    }
+}
+
+#[test]
+fn python_grpcio_client_interoperates() {
+    let Some(python) = python() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(tmp.path().join("controllers")).expect("mkdir");
+    let (name, text) = test_controller();
+    // A short start-up, so the test spends its time on the API.
+    let text = text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
+    std::fs::write(tmp.path().join("controllers").join(name), text).expect("write controller");
+    let config = format!(
+        "view = false\n\n[grpc]\nanonymous = \"none\"\n\n\
+         [[grpc.token]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"{}\"\n\n\
+         [[grpc.token]]\nname = \"tmc\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+        hash_token(VIEWER),
+        hash_token(OPERATOR)
+    );
+    std::fs::write(tmp.path().join("greenwave.toml"), config).expect("write config");
+
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_greenwave"))
+        .args(["run", "--no-view", "--config", "greenwave.toml", "--grpc-listen", "127.0.0.1:0"])
+        .current_dir(tmp.path())
+        // Every GREENWAVE_* variable is a daemon setting; the test's own
+        // (scripts/test.sh exports them) are not.
+        .env_remove("GREENWAVE_PYTHON")
+        .env_remove("GREENWAVE_REQUIRE_INTEROP")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start greenwave");
+    let (tx, lines) = mpsc::channel();
+    let stderr = daemon.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no \"gRPC on\" line; saw:\n{}", seen.join("\n"));
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else { continue };
+        seen.push(line.clone());
+        if let Some(rest) = line.split("gRPC on ").nth(1) {
+            break rest.split_whitespace().next().expect("an address").to_owned();
+        }
+    };
+
+    let output = Command::new(&python)
+        .arg(root.join("tools/interop/grpc_client.py"))
+        .args(["--addr", &addr, "--viewer-token", VIEWER, "--operator-token", OPERATOR])
+        .arg("--proto-dir")
+        .arg(root.join("proto"))
+        .output()
+        .expect("run the Python client");
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let status = daemon.wait().expect("daemon exits");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    while let Ok(line) = lines.try_recv() {
+        seen.push(line);
+    }
+    assert!(
+        output.status.success(),
+        "Python client failed:\n{stdout}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        seen.join("\n")
+    );
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    assert!(status.success(), "daemon exit {status}");
+    assert!(seen.iter().any(|l| l.contains("control command") && l.contains("PERMISSION_DENIED")), "audit logged");
+}
