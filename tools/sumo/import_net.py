@@ -35,7 +35,8 @@ from common import fmt, write_json  # noqa: E402
 import netmodel  # noqa: E402
 
 
-def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | None = None) -> str:
+def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | None = None,
+                    style: str = "cycle") -> str:
     tid = j["tls"]
     ph = j["phases"]
     L = []
@@ -98,6 +99,7 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
         w(f"coordinated = {[p for p in (2, 6) if p in ph] or [j['rings'][0][0]]}")
         w("")
         w("[adaptive]")
+        w(f'style = "{style}"')
         w("min_cycle_s = 40")
         w("max_cycle_s = 150")
     else:
@@ -156,8 +158,12 @@ def match_existing(model: dict, path: Path) -> None:
 
 
 def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
-               detectors: Path | None = None) -> dict:
+               detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None) -> dict:
     model = netmodel.analyze(str(net))
+    if passage_s is not None:
+        for j in model.values():
+            for v in j["phases"].values():
+                v["passage_s"] = passage_s
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.toml"):
         old.unlink()
@@ -166,7 +172,7 @@ def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.
     for k, (tid, j) in enumerate(model.items()):
         j["port"] = base_port + k
         j["host"] = host
-        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode))
+        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style))
     if not detectors:
         (out / "detectors.add.xml").write_text(detectors_xml(model))
     write_json(out / "sumo-map.json", {"net": str(Path(net).resolve()), "junctions": model})

@@ -272,7 +272,9 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
 
     ctl = rdir / "ctl"
     m2 = import_net.import_net(net_path(task["scenario"]), ctl, base_port=task["base_port"],
-                               mode=task.get("greenwave_mode", "free"))
+                               mode=task.get("greenwave_mode", "free"),
+                               style=task.get("greenwave_style", "cycle"),
+                               passage_s=task.get("greenwave_passage"))
     for tid in model:
         model[tid]["port"] = m2[tid]["port"]
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
@@ -478,6 +480,11 @@ def main() -> int:
     ap.add_argument("--controllers", default=",".join(CONTROLLERS))
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--greenwave-mode", choices=["free", "adaptive"], default="free")
+    ap.add_argument("--greenwave-style", choices=["cycle", "free"], default="cycle",
+                    help="adaptive style: cycle (coordinated, re-planned cycle and splits) or free "
+                         "(actuated with re-planned maxima)")
+    ap.add_argument("--greenwave-passage", type=float,
+                    help="passage (gap) in s for every imported phase, instead of the importer's default")
     ap.add_argument("--tune-nema", action="store_true",
                     help="first tune NEMA (vehext x max-green scale) per demand level on the single "
                          "intersection, seed 100 (not an evaluation seed); use the best everywhere")
@@ -543,7 +550,8 @@ def main() -> int:
                 for c in ctrls:
                     t = {"scenario": sc, "demand": lv, "seed": seed, "controller": c,
                          "run_dir": str(rundir / f"{sc}-{lv}-{seed}-{c}"),
-                         "base_port": 21000 + (k % 40) * 50, "greenwave_mode": a.greenwave_mode}
+                         "base_port": 21000 + (k % 40) * 50, "greenwave_mode": a.greenwave_mode,
+                         "greenwave_style": a.greenwave_style, "greenwave_passage": a.greenwave_passage}
                     if a.duration:
                         t["duration"] = a.duration
                     if c == "nema" and a.nema:
