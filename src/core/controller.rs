@@ -489,7 +489,10 @@ impl Controller {
                 }
             }
             Command::SelectPlan(n) => {
-                if self.spec.plan(n).is_none() {
+                // A plan that arrives with a staged (reloaded) definition
+                // may be selected with it: both apply at the same barrier.
+                let staged = self.pending_spec.as_ref().is_some_and(|s| s.plan(n).is_some());
+                if self.spec.plan(n).is_none() && !staged {
                     return Err(CommandError::UnknownPlan(n));
                 }
                 if n != self.plan.number {
@@ -1665,6 +1668,22 @@ mod tests {
         rig.run(60);
         assert!(rig.log.iter().any(|e| e.code == EventCode::TspCheckOut && e.param == 4));
         assert!(rig.c.snapshot().priority.is_empty());
+    }
+
+    #[test]
+    fn a_plan_new_in_a_staged_spec_can_be_selected_with_it() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        let mut spec = eight_phase();
+        let mut extra = spec.plan(2).unwrap().clone();
+        extra.number = 9;
+        spec.plans.push(extra);
+        assert_eq!(rig.c.handle_command(rig.now, Command::SelectPlan(9)), Err(CommandError::UnknownPlan(9)));
+        rig.c.handle_command(rig.now, Command::LoadSpec(Box::new(spec))).unwrap();
+        rig.c.handle_command(rig.now, Command::SelectPlan(9)).unwrap();
+        rig.detector(4, true);
+        rig.run(60);
+        assert_eq!(rig.c.snapshot().plan, 9);
     }
 
     #[test]
