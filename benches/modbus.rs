@@ -217,8 +217,10 @@ async fn probe_loop(state: Arc<Mutex<ProbeState>>, seed: u64, until: Instant, sa
             Instant::now()
         };
         let deadline = t0 + Duration::from_secs(2);
+        // The write's time is taken by the Modbus service as it arrives;
+        // this loop only looks for it (coarsely, to stay out of the way).
         let t1 = loop {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
             let st = state.lock().unwrap();
             let hit =
                 st.writes.iter().find(|(t, a, b)| *t >= t0 && if resting == 2 { *a == YELLOW } else { *b == YELLOW });
@@ -295,6 +297,8 @@ fn latency(cabinets: usize, secs: u64) {
         h.saturating_record(*s);
     }
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let over = |ms: u64| samples.iter().filter(|s| **s > ms * 1000).count();
+    println!("over one tick + 10 ms: {} of {} samples (over 2 ticks: {})", over(110), samples.len(), over(200));
     println!(
         "samples {}  p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (tick 100 ms; target p99 ≤ 110 ms)",
         h.len(),

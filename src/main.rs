@@ -411,7 +411,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             info!(intersection = %old.id, "reloaded configuration in force (applied at the barrier)");
         }
     })?;
-    let (cabinets, clock) = plan.spawn(&io_rt, outputs, inputs);
+    let (cabinets, clock) = plan.spawn(&io_rt, outputs, inputs, stats.clone());
     let engine_thread = clock.spawn(engine)?;
     info!(tick_ms = daemon.tick_ms, intersections = ids.len(), "control thread running");
 

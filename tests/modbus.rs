@@ -182,8 +182,8 @@ impl Rig {
         let ecfg = EngineConfig { tick: TICK, ..EngineConfig::default() };
         let (mut engine, io) = Engine::new(vec![cfgs[0].spec.clone()], ecfg, plan.start_time(&rt).expect("start"));
         plan.configure(&mut engine);
-        let EngineIo { commands, inputs, outputs, snapshots, events, .. } = io;
-        let (cabinets, clock) = plan.spawn(&rt, outputs, inputs);
+        let EngineIo { commands, inputs, outputs, snapshots, events, stats, .. } = io;
+        let (cabinets, clock) = plan.spawn(&rt, outputs, inputs, stats);
         let engine = clock.spawn(engine).expect("engine thread");
         Rig {
             rt,

@@ -347,15 +347,12 @@ impl Engine {
     fn tick_intersection(&mut self, i: usize, now: Instant, publish_snapshot: bool) {
         let x = &mut self.intersections[i];
         let stale = now.since(x.last_input) > x.input_timeout;
+        // No log line here: the control thread never writes to a log (it
+        // could block); the cabinet task logs the link it lost, and the
+        // flash is an event.
         match (stale, x.controller.unit()) {
-            (true, UnitState::Flash { reason: FlashReason::CabinetLinkLost, .. }) => {}
-            (true, _) => {
-                // Logged on the transition only (rare: no per-tick cost).
-                tracing::warn!(intersection = %x.controller.spec().id, timeout = %x.input_timeout, "no cabinet inputs: flashing (cabinet link lost)");
-                x.controller.enter_flash(now, FlashReason::CabinetLinkLost);
-            }
+            (true, _) => x.controller.enter_flash(now, FlashReason::CabinetLinkLost),
             (false, UnitState::Flash { reason: FlashReason::CabinetLinkLost, .. }) => {
-                tracing::info!(intersection = %x.controller.spec().id, "cabinet inputs back: restarting through the start-up sequence");
                 let _ = x.controller.handle_command(now, Command::Restart);
             }
             _ => {}

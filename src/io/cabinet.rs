@@ -7,8 +7,10 @@
 //!    map), turns them into an [`InputFrame`] (volume counters diffed) and
 //!    hands it to the engine with `try_send` (never blocking it);
 //! 2. at `D + 1 ms` takes the engine's newest output frame with `try_recv`
-//!    (polling every millisecond until it is there) and writes it with the
-//!    heartbeat, requested mode and flash reason (one FC16 write).
+//!    (if it is not out yet, waiting for the tick pulse: one task watches
+//!    the engine's tick counter and wakes every waiting cabinet task) and
+//!    writes it with the heartbeat, requested mode and flash reason (one
+//!    FC16 write).
 //!
 //! The heartbeat only moves when the engine produced a new frame, so a
 //! stuck control thread stops it and the cabinet's watchdog flashes.
@@ -110,6 +112,8 @@ pub struct CabinetTask {
     pub lockstep: Option<(CabinetTime, usize)>,
     /// Set when the daemon stops: give up reconnecting.
     pub stop: watch::Receiver<bool>,
+    /// Notified after each engine tick (see `CabinetPlan::spawn`).
+    pub pulse: Arc<tokio::sync::Notify>,
 }
 
 /// Why a session ended.
@@ -400,14 +404,20 @@ impl Session<'_> {
             // Write the engine's frame for this deadline as soon as it is out.
             tokio::time::sleep_until(tokio::time::Instant::from_std(at + Duration::from_millis(1))).await;
             let give_up = at + tick_d.saturating_mul(poll_ticks as u32) - lead - Duration::from_millis(1);
+            let pulse = self.task.pulse.clone();
             loop {
+                // Registered before looking, so a tick ending in between
+                // still wakes us.
+                let notified = pulse.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
                 if self.drain().is_err() {
                     return self.finish().await;
                 }
                 if self.latest.is_some_and(|m| m.at >= deadline) || std::time::Instant::now() >= give_up {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
             }
             if let Some(m) = self.fresh()
                 && let Err(e) = self.write(m, 0).await
@@ -501,6 +511,7 @@ impl CabinetTask {
             self.intersection as u64 ^ 0x9E37_79B9_7F4A_7C15,
         );
         let mut failures = 0u64;
+        let mut lost_at: Option<std::time::Instant> = None;
         loop {
             if *self.stop.borrow() {
                 return;
@@ -509,7 +520,23 @@ impl CabinetTask {
                 Ok(ctx) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
                     self.stats.link_up.store(true, Ordering::Relaxed);
-                    info!(intersection = %self.id, cabinet = %where_, unit = self.cabinet.unit_id, "cabinet link up");
+                    match lost_at.take() {
+                        None => {
+                            info!(intersection = %self.id, cabinet = %where_, unit = self.cabinet.unit_id, "cabinet link up")
+                        }
+                        Some(t) if t.elapsed() > dur(self.cabinet.link_timeout) => info!(
+                            intersection = %self.id,
+                            cabinet = %where_,
+                            "cabinet link restored after {:.1} s: the intersection restarts through its start-up sequence",
+                            t.elapsed().as_secs_f64()
+                        ),
+                        Some(t) => info!(
+                            intersection = %self.id,
+                            cabinet = %where_,
+                            "cabinet link restored after {} ms (within the link timeout: no flash)",
+                            t.elapsed().as_millis()
+                        ),
+                    }
                     backoff.reset();
                     failures = 0;
                     let lockstep = self.lockstep.clone();
@@ -540,6 +567,7 @@ impl CabinetTask {
                         }
                         End::Lost(reason) => {
                             drop(ctx);
+                            lost_at = Some(std::time::Instant::now());
                             let delay = backoff.next_delay();
                             warn!(
                                 intersection = %self.id,

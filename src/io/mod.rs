@@ -173,9 +173,32 @@ impl CabinetPlan {
         rt: &tokio::runtime::Runtime,
         outputs: Vec<Receiver<OutputMsg>>,
         inputs: Sender<(usize, InputFrame)>,
+        engine: Arc<EngineStats>,
     ) -> (CabinetIo, EngineClock) {
         let (stop, stop_rx) = watch::channel(false);
         let clock = SystemClock::new();
+        // Tick pulse: one task watches the engine's tick counter (an atomic
+        // it bumps after each tick) every millisecond and wakes the cabinet
+        // tasks waiting for their frame, so a thousand tasks do not each
+        // poll their channel.
+        let pulse = Arc::new(tokio::sync::Notify::new());
+        {
+            let pulse = pulse.clone();
+            let stop = stop_rx.clone();
+            rt.spawn(async move {
+                let mut last = engine.ticks.load(Ordering::Acquire);
+                let mut every = tokio::time::interval(Duration::from_millis(1));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                while !*stop.borrow() {
+                    every.tick().await;
+                    let now = engine.ticks.load(Ordering::Acquire);
+                    if now != last {
+                        last = now;
+                        pulse.notify_waiters();
+                    }
+                }
+            });
+        }
         let mut tasks = Vec::new();
         let mut stats = Vec::new();
         for (i, ((id, cabinet), rx)) in self.cabinets.into_iter().zip(outputs).enumerate() {
@@ -192,6 +215,7 @@ impl CabinetPlan {
                 stats: s,
                 lockstep: self.time.clone().map(|t| (t, i)),
                 stop: stop_rx.clone(),
+                pulse: pulse.clone(),
             };
             tasks.push(rt.spawn(task.run()));
         }
