@@ -477,6 +477,7 @@ async fn wait_for_signals(
         error!("cannot install signal handlers; stopping");
         return;
     };
+    info!("ready: SIGHUP reloads the controllers, SIGTERM or Ctrl-C stops");
     let deadline = async {
         match duration_s {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,

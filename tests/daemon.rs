@@ -17,7 +17,7 @@ struct Daemon {
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_greenwave"))
-            .args(["run", "--no-view", "--controllers"])
+            .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--controllers"])
             .arg(dir.join("controllers"))
             .current_dir(dir)
             // Every GREENWAVE_* variable is a daemon setting; the test
@@ -90,7 +90,7 @@ fn reload_rejects_bad_files_applies_good_ones_and_sigterm_flashes() {
     std::fs::write(&file, &original).unwrap();
 
     let mut d = Daemon::start(tmp.path());
-    d.expect_line("control thread running");
+    d.expect_line("ready: SIGHUP reloads");
 
     // A broken change: rejected with every error, the running plan kept.
     let broken = original.replacen("yellow_s = ", "yellow_s = 1.0 # ", 1).replacen(

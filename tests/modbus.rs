@@ -575,7 +575,8 @@ fn controller_file(dir: &Path, kind: &str, address: &str) {
 
 fn daemon(cwd: &Path, controllers: &Path) -> (Killed, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_greenwave"))
-        .args(["run", "--no-view", "--controllers"])
+        // Port 0 for the API: tests run in parallel with other daemons.
+        .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--controllers"])
         .arg(controllers)
         .current_dir(cwd)
         .env("RUST_LOG", "info")

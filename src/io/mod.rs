@@ -237,7 +237,7 @@ pub enum EngineClock {
 impl EngineClock {
     pub fn spawn(self, engine: Engine) -> std::io::Result<std::thread::JoinHandle<()>> {
         match self {
-            EngineClock::System(c) => engine.spawn(c),
+            EngineClock::System(c) => engine.spawn_realtime(c),
             EngineClock::Cabinet(c) => engine.spawn(c),
         }
     }

@@ -280,7 +280,9 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
     cfg = rdir / "greenwave.toml"
     cfg.write_text(f'controllers = "{ctl}"\ntick_ms = {int(STEP_S * 1000)}\nview = false\nclock = "cabinet"\n'
-                   f'[event_log]\ndir = "{rdir / "log"}"\n')
+                   f'[event_log]\ndir = "{rdir / "log"}"\n'
+                   # No API in SIL runs: parallel runs would fight over its port.
+                   '[grpc]\nenabled = false\n')
     out = {}
 
     async def main():
