@@ -1,6 +1,6 @@
 mod config;
 mod daemon;
 mod golden;
+mod grpc;
 mod modbus;
 mod safety;
-mod grpc;

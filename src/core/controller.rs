@@ -709,8 +709,7 @@ impl Controller {
         let adaptive = plan_mode == PlanMode::Coordinated
             && (mode == OperatingMode::Adaptive || (mode == OperatingMode::Scheduled && plan.adaptive));
         // Free-style adaptive runs actuated, the optimizer setting maxima.
-        let plan_mode =
-            if adaptive && spec.adaptive.style == AdaptiveStyle::Free { PlanMode::Free } else { plan_mode };
+        let plan_mode = if adaptive && spec.adaptive.style == AdaptiveStyle::Free { PlanMode::Free } else { plan_mode };
         // An adaptive plan keeps its own cycle origin (its cycle length
         // changes), so its coordination arithmetic has no offset.
         let coord = match (adaptive, coord) {
