@@ -264,12 +264,15 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         {
             error(t_at.key("name"), format!("\"{n}\" is also the name of token {}: names must be unique", first + 1));
         }
+        let mut duplicate = false;
         if let Some(h) = sha256
             && let Some(first) = hashes.insert(h, i)
         {
             error(t_at.key("sha256"), format!("the same token as token {}: each token has one role", first + 1));
+            duplicate = true;
         }
-        if let (Some(name), Some(role), Some(sha256)) = (name, t.role, sha256) {
+        // A token listed twice never gets a second role.
+        if let (Some(name), Some(role), Some(sha256), false) = (name, t.role, sha256, duplicate) {
             tokens.push(TokenEntry { name, role, sha256 });
         }
     }
