@@ -276,7 +276,15 @@ fn latency(cabinets: usize, secs: u64) {
         states.push(state);
     }
     let daemon = greenwave()
-        .args(["run", "--no-view", "--duration-s", &(secs + 5).to_string(), "--controllers"])
+        .args([
+            "run",
+            "--no-view",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--duration-s",
+            &(secs + 5).to_string(),
+            "--controllers",
+        ])
         .arg(&dir)
         .current_dir(tmp.path())
         .env("RUST_LOG", "warn")
@@ -378,7 +386,7 @@ fn scale(ns: &[usize]) {
         }
         let stats = tmp.path().join("stats.json");
         let daemon = greenwave()
-            .args(["run", "--no-view", "--duration-s", &(warmup + measure).to_string()])
+            .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--duration-s", &(warmup + measure).to_string()])
             .args(["--stats-warmup-s", &warmup.to_string(), "--stats-json"])
             .arg(&stats)
             .arg("--controllers")

@@ -306,7 +306,7 @@ pub struct CabinetTotals {
 
 pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
     let mut t = CabinetTotals { cabinets: stats.len(), ..CabinetTotals::default() };
-    let mut rtt = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds");
+    let mut rtt = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000, 2).expect("static bounds");
     for (_, s) in stats {
         let r = Ordering::Relaxed;
         t.links_up += usize::from(s.link_up.load(r));
