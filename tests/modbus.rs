@@ -755,11 +755,11 @@ fn manual_flash_door_and_mmu_inputs_act_as_a_real_cabinets() {
 
     // Technician: door open, manual flash switch on → flash; off → start-up.
     server.shared.unit(0).set_switches(STATUS_DOOR_OPEN | STATUS_MANUAL_FLASH);
-    let flash = rig.wait_flash(MANUAL, ran, Duration::from_secs(3));
+    let flash = rig.wait_flash(MANUAL, ran, Duration::from_secs(15));
     assert!(rig.seen.iter().any(|e| e.code == EventCode::AlarmOn && e.param == 1), "door alarm logged");
     assert!(server.shared.unit(0).heads().vehicle.iter().all(|i| !i.is_permissive()), "heads on flash");
     server.shared.unit(0).set_switches(0);
-    let restart = rig.wait_flash(STARTUP, flash, Duration::from_secs(3));
+    let restart = rig.wait_flash(STARTUP, flash, Duration::from_secs(15));
     let ran = rig.wait_running(restart);
 
     // The MMU trips (here: it sees a conflict) → flash until it is reset.
@@ -771,12 +771,12 @@ fn manual_flash_door_and_mmu_inputs_act_as_a_real_cabinets() {
         let t = greenwave::core::Instant::from_millis(u64::MAX / 2);
         assert!(unit.mmu.observe(t, &conflict.frame, conflict.heartbeat).is_some(), "conflict seen");
     }
-    let tripped = rig.wait_flash(MMU, ran, Duration::from_secs(3));
+    let tripped = rig.wait_flash(MMU, ran, Duration::from_secs(15));
     rig.sleep(Duration::from_millis(500));
     assert!(server.shared.unit(0).mmu.fault().is_some(), "latched");
     assert_eq!(rig.flash_changes().last(), Some(&MMU), "still in flash while the MMU holds");
     server.shared.unit(0).mmu.reset();
-    let restart = rig.wait_flash(STARTUP, tripped, Duration::from_secs(3));
+    let restart = rig.wait_flash(STARTUP, tripped, Duration::from_secs(15));
     rig.wait_running(restart);
     rig.stop();
     rig_stopped_server(server);
