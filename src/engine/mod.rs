@@ -358,6 +358,7 @@ impl Engine {
             _ => {}
         }
         let input = x.camera.merge(now, &x.input);
+        x.input.counts = [0; MAX_DETECTORS];
         x.controller.handle_tick(now, &input);
         if let Some(old) = x.controller.take_retired_spec() {
             x.monitor.configure(x.controller.spec());
@@ -420,7 +421,15 @@ impl Engine {
     fn drain_inputs(&mut self, now: Instant) {
         while let Ok((i, frame)) = self.inputs.try_recv() {
             if let Some(x) = self.intersections.get_mut(i) {
+                // The newest frame's presence and status stand; counts add
+                // up until a tick consumes them, so two frames between
+                // ticks lose no vehicle and a tick with no new frame counts
+                // none twice.
+                let pending = x.input.counts;
                 x.input = frame;
+                for (count, before) in x.input.counts.iter_mut().zip(pending) {
+                    *count = count.saturating_add(before);
+                }
                 x.last_input = now;
             }
         }
@@ -513,5 +522,38 @@ fn raise_to_realtime() {
             error = ?e,
             "control thread at normal priority: real-time scheduling not permitted (grant CAP_SYS_NICE)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::eight_phase;
+
+    fn volume(engine: &Engine) -> u32 {
+        let s = engine.controller(0).snapshot();
+        s.detectors[..s.detector_count as usize].iter().map(|d| d.volume).sum()
+    }
+
+    /// Counts reach the controller exactly once: a tick with no new cabinet
+    /// frame adds nothing, and two frames between ticks both count.
+    #[test]
+    fn cabinet_counts_are_consumed_once_and_never_overwritten() {
+        let t0 = Instant::from_millis(1_000_000);
+        let (mut engine, io) = Engine::new(vec![eight_phase()], EngineConfig::default(), t0);
+        let counted = |n: u16| {
+            let mut f = InputFrame { counted: u64::MAX, ..InputFrame::default() };
+            f.counts[0] = n;
+            f
+        };
+        io.inputs.send((0, counted(3))).unwrap();
+        engine.tick(t0 + Span::from_millis(100));
+        assert_eq!(volume(&engine), 3);
+        engine.tick(t0 + Span::from_millis(200));
+        assert_eq!(volume(&engine), 3, "a tick without a new frame counted the old one again");
+        io.inputs.send((0, counted(2))).unwrap();
+        io.inputs.send((0, counted(4))).unwrap();
+        engine.tick(t0 + Span::from_millis(300));
+        assert_eq!(volume(&engine), 9, "the earlier of two frames between ticks was lost");
     }
 }
