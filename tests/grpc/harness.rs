@@ -66,7 +66,8 @@ pub async fn start(opts: Options) -> Harness {
     threads.push(spawn_sim(traffic, outputs, inputs));
     threads.push(match opts.speed {
         Some(speed) => engine.spawn(SimulatedClock::paced(start, speed)).expect("engine thread"),
-        None => engine.spawn(SystemClock::new()).expect("engine thread"),
+        // As the daemon does: real-time priority where the process may have it.
+        None => engine.spawn_realtime(SystemClock::new()).expect("engine thread"),
     });
     let latency = Arc::new(latency);
     let handles = EngineHandles { commands: commands.clone(), camera, board, latency: latency.clone() };
