@@ -16,6 +16,7 @@
 use std::path::Path;
 
 use greenwave::config::{self, IntersectionConfig};
+use greenwave::core::adaptive::AdaptiveStyle;
 use greenwave::core::controller::FlashReason;
 use greenwave::core::spec::{MaxSelect, PlanMode};
 use greenwave::core::{
@@ -250,7 +251,14 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
         4 => Command::Hold(pick(rng)),
         5 | 6 => Command::Release(x.spec.phase_set()),
         7 => Command::PlaceCall { vehicle: pick(rng), ped: pick(rng) },
-        8 => Command::LoadSpec(Box::new(x.spec.clone())),
+        8 => {
+            // A reload that also flips how adaptive plans run, so both
+            // styles (and free style's per-decision queue rule, on the
+            // advance loops that have one) are driven.
+            let mut spec = x.spec.clone();
+            spec.adaptive.style = if rng.below(2) == 0 { AdaptiveStyle::Cycle } else { AdaptiveStyle::Free };
+            Command::LoadSpec(Box::new(spec))
+        }
         _ => Command::Restart,
     }
 }

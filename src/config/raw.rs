@@ -226,6 +226,8 @@ pub struct RawDetector {
     pub channel: Option<u8>,
     #[serde(default)]
     pub kind: RawDetectorKind,
+    #[serde(default)]
+    pub placement: RawDetectorPlacement,
     pub calls: Option<Vec<u8>>,
     pub extends: Option<Vec<u8>>,
     #[serde(default)]
@@ -246,6 +248,14 @@ pub enum RawDetectorKind {
     #[default]
     Vehicle,
     Pedestrian,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawDetectorPlacement {
+    #[default]
+    StopBar,
+    Advance,
 }
 
 /// `[[overlap]]`

@@ -25,7 +25,7 @@
 //! thread at the cycle boundary.
 
 use super::ids::{MAX_DETECTORS, MAX_PHASES, PhaseSet};
-use super::spec::{ControllerSpec, DetectorKind};
+use super::spec::{ControllerSpec, DetectorKind, DetectorPlacement, DetectorSpec};
 use super::time::Span;
 
 /// How the optimizer's plan is run.
@@ -105,14 +105,20 @@ impl Optimizer {
     pub fn new(spec: &ControllerSpec, start: Replan) -> Self {
         let mut lanes = [0u8; MAX_PHASES];
         let mut credit = [None; MAX_DETECTORS];
+        // Flows are counted at the stop bar, where every vehicle crosses one
+        // loop exactly once, and each stop-bar loop is a lane. A phase with
+        // advance loops only is counted there instead.
+        let phase_of = |d: &DetectorSpec| match d.kind {
+            DetectorKind::Vehicle => d.calls.iter().next().or(d.extends.iter().next()),
+            DetectorKind::Pedestrian => None,
+        };
+        let stop_bar_phases: PhaseSet =
+            spec.detectors.iter().filter(|d| d.placement == DetectorPlacement::StopBar).filter_map(phase_of).collect();
         for (slot, d) in spec.detectors.iter().enumerate().take(MAX_DETECTORS) {
-            if d.kind != DetectorKind::Vehicle {
+            let Some(p) = phase_of(d) else { continue };
+            if d.placement == DetectorPlacement::Advance && stop_bar_phases.contains(p) {
                 continue;
             }
-            // A stop-bar detector both calls and extends its phase; an
-            // advance loop only extends. Count the stop bar: every vehicle
-            // crosses it exactly once.
-            let Some(p) = d.calls.iter().next() else { continue };
             credit[slot] = Some(p.index() as u8);
             lanes[p.index()] = lanes[p.index()].saturating_add(1);
         }

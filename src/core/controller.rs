@@ -32,6 +32,7 @@ use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
+use super::queue::QueueEstimator;
 use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
 use super::spec::{ControllerSpec, FlashIndication, MaxSelect, PlanMode, Recall};
 use super::time::{Instant, Span};
@@ -297,6 +298,7 @@ pub struct Controller {
     enter_current_group: bool,
     overlaps: [OverlapInterval; MAX_OVERLAPS],
     detectors: DetectorBank,
+    queues: QueueEstimator,
     vehicle_calls: PhaseSet,
     ped_calls: PhaseSet,
     holds: PhaseSet,
@@ -325,6 +327,7 @@ impl Controller {
     /// A controller at `now`, starting its start-up flash, on the spec's
     /// default plan.
     pub fn new(spec: ControllerSpec, now: Instant) -> Self {
+        let queues = QueueEstimator::new(&spec);
         let spec = Box::new(spec);
         let plan = Self::activate(&spec, spec.default_plan, OperatingMode::Scheduled);
         let mut c = Controller {
@@ -339,6 +342,7 @@ impl Controller {
             enter_current_group: true,
             overlaps: [OverlapInterval::default(); MAX_OVERLAPS],
             detectors: DetectorBank::default(),
+            queues,
             vehicle_calls: PhaseSet::EMPTY,
             ped_calls: PhaseSet::EMPTY,
             holds: PhaseSet::EMPTY,
@@ -445,6 +449,7 @@ impl Controller {
         self.now = now;
         let green = self.phases_in(Interval::Green);
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
+        self.queues.update(&self.detectors);
         self.handle_cabinet(now, input.cabinet);
         self.register_calls(now, &demand);
         self.time_preempt(now);
@@ -837,13 +842,16 @@ impl Controller {
     fn install_spec(&mut self, spec: Box<ControllerSpec>) {
         let old = std::mem::replace(&mut self.spec, spec);
         self.retired = Some(old);
+        // Detector slots may have moved: counting starts again, before the
+        // plan marks the volumes its first cycle is measured from.
+        self.detectors = DetectorBank::default();
+        self.queues = QueueEstimator::new(&self.spec);
         self.plan = Self::activate(&self.spec, self.plan.number, self.mode);
         self.plan_activated(self.now);
         let present = self.spec.phase_set();
         self.vehicle_calls = self.vehicle_calls.intersection(present);
         self.ped_calls = self.ped_calls.intersection(self.ped_phases());
         self.holds = self.holds.intersection(present);
-        self.detectors = DetectorBank::default();
         self.group = self.group.min(self.spec.barrier_groups.len().saturating_sub(1));
         for r in &mut self.rings {
             r.served_pos = None;
@@ -1186,7 +1194,7 @@ impl Controller {
             (MaxSelect::Max1, _) => t.max1,
             (MaxSelect::Max2, _) => t.max2,
         } + extension;
-        let maxed = g.max_start.is_some_and(|s| now.since(s) >= max);
+        let maxed = g.max_start.is_some_and(|s| now.since(s) >= max) && !self.pressure_holds(p, now);
         let gapped = t.recall != Recall::Max && extension.is_zero() && now.since(g.last_extension) >= t.passage;
         let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
         match self.plan.mode {
@@ -1217,6 +1225,28 @@ impl Controller {
         }
     }
 
+    /// Free-style adaptive, per decision: a green at its re-planned maximum
+    /// runs on (still gapping out as usual) while its estimated queue is at
+    /// least as long as the longest queue waiting on a conflicting call: a
+    /// max-pressure rule at the max-out decision. Never past the engineer's
+    /// own maximum green for the plan, nor for a phase whose queue nothing
+    /// measures.
+    fn pressure_holds(&self, p: PhaseId, now: Instant) -> bool {
+        if self.optimizer.is_none() || self.plan.mode != PlanMode::Free {
+            return false;
+        }
+        let Some(queue) = self.queues.queue(p) else { return false };
+        let t = self.timing(p);
+        let engineer_max = match self.plan.max_select {
+            MaxSelect::Max1 => t.max1,
+            MaxSelect::Max2 => t.max2,
+        };
+        let r = self.rings.iter().position(|r| r.phase == Some(p) && r.interval == Interval::Green);
+        let within = r.and_then(|r| self.rings[r].green.max_start).is_some_and(|s| now.since(s) < engineer_max);
+        let waiting = self.vehicle_calls.intersection(self.spec.conflicts[p.index()]);
+        within && queue > 0 && queue >= self.queues.longest(waiting)
+    }
+
     fn begin_yellow(&mut self, now: Instant, r: usize, why: Termination, next: Option<PhaseId>) {
         let p = self.rings[r].phase.expect("a green ring has a phase");
         let n = p.number() as u16;
@@ -1224,6 +1254,9 @@ impl Controller {
             // Served: the request checks out with this green.
             self.priority.remove(p);
             self.events.push(now, EventCode::TspCheckOut, n);
+        }
+        if why == Termination::GapOut {
+            self.queues.cleared(p);
         }
         self.events.push(now, why.event_code(), n);
         self.events.push(now, EventCode::PhaseGreenTermination, n);
@@ -1609,6 +1642,64 @@ mod tests {
         assert!(rig.log.iter().any(|e| e.code == EventCode::split_change(1)), "maxima re-planned");
         // Side street green stays short: it gaps out (its queue clears).
         assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseGapOut && e.param == 4));
+    }
+
+    /// Longest green of phase `n` in the log, from begin green to its termination.
+    fn longest_green(log: &[Event], n: u16) -> Span {
+        let mut began = None;
+        let mut longest = Span::ZERO;
+        for e in log.iter().filter(|e| e.param == n) {
+            match e.code {
+                EventCode::PhaseBeginGreen => began = Some(e.at),
+                EventCode::PhaseGreenTermination => {
+                    if let Some(b) = began.take() {
+                        longest = longest.max(e.at.since(b));
+                    }
+                }
+                _ => {}
+            }
+        }
+        longest
+    }
+
+    /// Free-style adaptive, per decision: a green whose advance loops keep
+    /// counting arrivals (a queue the stop bar has not discharged) runs on
+    /// past its re-planned maximum against a side street whose queue is
+    /// shorter, but never past the engineer's max1; without the arrivals it
+    /// maxes out at the re-planned maximum.
+    #[test]
+    fn free_adaptive_holds_a_longer_queue_past_its_replanned_max() {
+        let run = |arrivals: bool| {
+            let mut spec = eight_phase();
+            spec.adaptive.style = AdaptiveStyle::Free;
+            for (n, ch) in [(2usize, 20u8), (6, 21)] {
+                let mut advance = spec.detectors[n - 1].clone();
+                advance.channel = DetectorChannel::new(ch).unwrap();
+                advance.placement = crate::core::spec::DetectorPlacement::Advance;
+                spec.detectors.push(advance);
+            }
+            let mut rig = Rig::new();
+            rig.m = Monitor::new(&spec);
+            rig.c = Controller::new(spec, Instant::ZERO);
+            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            for t in 0..900u64 {
+                // Main street stop bars held occupied (no departures
+                // counted), a steady side street call.
+                rig.detector(2, true);
+                rig.detector(6, true);
+                rig.detector(4, t % 20 < 2);
+                rig.detector(20, arrivals && t % 2 == 0);
+                rig.detector(21, arrivals && t % 2 == 1);
+                rig.run(1);
+            }
+            rig.log
+        };
+        let held = longest_green(&run(true), 2);
+        let planned = longest_green(&run(false), 2);
+        assert!(held > planned, "held {held}, re-planned max {planned}");
+        // max1 is 40 s from the conflicting call; the green began at most
+        // min green (a few s) before it.
+        assert!(held <= Span::from_secs(40 + 15), "past the engineer's max: {held}");
     }
 
     #[test]

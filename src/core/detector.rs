@@ -235,13 +235,14 @@ fn diagnose(now: Instant, spec: &DetectorSpec, st: &mut DetectorState, events: &
 mod tests {
     use super::*;
     use crate::core::ids::{DetectorChannel, PhaseId};
-    use crate::core::spec::DetectorDiagnostics;
+    use crate::core::spec::{DetectorDiagnostics, DetectorPlacement};
 
     fn spec(delay: u64, extend: u64) -> DetectorSpec {
         let p2 = PhaseSet::single(PhaseId::new(2).unwrap());
         DetectorSpec {
             channel: DetectorChannel::new(1).unwrap(),
             kind: DetectorKind::Vehicle,
+            placement: DetectorPlacement::StopBar,
             calls: p2,
             extends: p2,
             delay: Span::from_millis(delay),

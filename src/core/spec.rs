@@ -105,6 +105,16 @@ pub enum DetectorKind {
     Pedestrian,
 }
 
+/// Where a vehicle detector sits on its lane. Every vehicle crosses the
+/// stop-bar loop once as it leaves; an advance loop (typically 3–5 s
+/// upstream) sees it arrive, so the two counts bracket the queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DetectorPlacement {
+    #[default]
+    StopBar,
+    Advance,
+}
+
 /// NTCIP 1202 detector diagnostics; `None` disables a check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DetectorDiagnostics {
@@ -121,6 +131,7 @@ pub struct DetectorDiagnostics {
 pub struct DetectorSpec {
     pub channel: DetectorChannel,
     pub kind: DetectorKind,
+    pub placement: DetectorPlacement,
     /// Phases this detector calls (`vehicleDetectorCallPhase`).
     pub calls: PhaseSet,
     /// Phases this detector extends while green.

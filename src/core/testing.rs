@@ -52,6 +52,7 @@ pub fn eight_phase() -> ControllerSpec {
         .map(|n| DetectorSpec {
             channel: DetectorChannel::new(n).unwrap(),
             kind: DetectorKind::Vehicle,
+            placement: DetectorPlacement::StopBar,
             calls: set(&[n]),
             extends: set(&[n]),
             delay: Span::ZERO,
@@ -63,6 +64,7 @@ pub fn eight_phase() -> ControllerSpec {
         detectors.push(DetectorSpec {
             channel: DetectorChannel::new(10 + n).unwrap(),
             kind: DetectorKind::Pedestrian,
+            placement: DetectorPlacement::StopBar,
             calls: set(&[n]),
             extends: PhaseSet::EMPTY,
             delay: Span::ZERO,

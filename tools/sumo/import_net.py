@@ -84,6 +84,8 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
         w("")
         w("[[detector]]")
         w(f"channel = {d['channel']}")
+        if d["kind"] == "advance":
+            w('placement = "advance"')
         w(f"calls = {d['calls']}  # {d['kind']} loop on {d['lane']}")
     w("")
     w("[[plan]]")

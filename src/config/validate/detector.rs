@@ -1,11 +1,11 @@
 //! `[[detector]]` and `[[overlap]]`.
 
 use crate::core::ids::{MAX_DETECTORS, MAX_OVERLAPS};
-use crate::core::spec::{DetectorDiagnostics, DetectorKind, DetectorSpec, OverlapSpec};
+use crate::core::spec::{DetectorDiagnostics, DetectorKind, DetectorPlacement, DetectorSpec, OverlapSpec};
 use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet};
 
 use super::super::key::KeyPath;
-use super::super::raw::{RawDetector, RawDetectorKind, RawOverlap};
+use super::super::raw::{RawDetector, RawDetectorKind, RawDetectorPlacement, RawOverlap};
 use super::{Relation, Validator, root};
 
 impl Validator<'_> {
@@ -16,6 +16,14 @@ impl Validator<'_> {
             let kind = match d.kind {
                 RawDetectorKind::Vehicle => DetectorKind::Vehicle,
                 RawDetectorKind::Pedestrian => DetectorKind::Pedestrian,
+            };
+            let placement = match (d.placement, kind) {
+                (RawDetectorPlacement::StopBar, _) => DetectorPlacement::StopBar,
+                (RawDetectorPlacement::Advance, DetectorKind::Vehicle) => DetectorPlacement::Advance,
+                (RawDetectorPlacement::Advance, DetectorKind::Pedestrian) => {
+                    self.error(&at.key("placement"), "a push button has no advance placement: remove placement");
+                    DetectorPlacement::StopBar
+                }
             };
             let calls_at = at.key("calls");
             let calls = self.required(d.calls.as_ref(), &calls_at).map(|c| self.phase_set(c, &calls_at));
@@ -78,6 +86,7 @@ impl Validator<'_> {
             let spec = DetectorSpec {
                 channel,
                 kind,
+                placement,
                 calls: calls.unwrap_or_default(),
                 extends,
                 delay: delay.unwrap_or_default(),

@@ -161,6 +161,10 @@ fn push_buttons_need_a_walk_and_never_extend() {
     let e = errors(&[], "[[detector]]\nchannel = 9\nkind = \"pedestrian\"\ncalls = [2]\nextends = [2]\n");
     assert_has(&e, "detector 1 (channel 9).calls: phase 2 has no pedestrian movement");
     assert_has(&e, "detector 1 (channel 9).extends: push buttons do not extend green");
+    let e = errors(&[], "[[detector]]\nchannel = 9\nkind = \"pedestrian\"\nplacement = \"advance\"\ncalls = [2]\n");
+    assert_has(&e, "detector 1 (channel 9).placement: a push button has no advance placement");
+    let e = errors(&[], "[[detector]]\nchannel = 9\nplacement = \"upstream\"\ncalls = [2]\n");
+    assert!(e.iter().any(|m| m.contains("placement") && m.contains("advance")), "{e:?}");
 }
 
 #[test]
