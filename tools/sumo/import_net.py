@@ -2,7 +2,8 @@
 """Turn a SUMO network's signalised junctions into Greenwave controllers.
 
     .venv/bin/python tools/sumo/import_net.py NET.net.xml --out DIR \\
-        [--base-port 15100] [--mode free|adaptive] [--detectors FILE.add.xml]
+        [--base-port 15100] [--mode free|adaptive] [--style cycle|free] [--passage S]
+        [--adaptive max_green_headroom=1.3,...] [--detectors FILE.add.xml]
 
 Writes into DIR:
 - <tls>.toml: one controller file per traffic light (controllers/README.md
@@ -36,7 +37,7 @@ import netmodel  # noqa: E402
 
 
 def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | None = None,
-                    style: str = "cycle") -> str:
+                    style: str = "cycle", adaptive: dict | None = None) -> str:
     tid = j["tls"]
     ph = j["phases"]
     L = []
@@ -102,8 +103,9 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
         w("")
         w("[adaptive]")
         w(f'style = "{style}"')
-        w("min_cycle_s = 40")
-        w("max_cycle_s = 150")
+        bounds = {"min_cycle_s": 40, "max_cycle_s": 150, **(adaptive or {})}
+        for key, value in bounds.items():
+            w(f"{key} = {value}")
     else:
         w('name = "free"')
         w('mode = "free"')
@@ -160,7 +162,8 @@ def match_existing(model: dict, path: Path) -> None:
 
 
 def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
-               detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None) -> dict:
+               detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None,
+               adaptive: dict | None = None) -> dict:
     model = netmodel.analyze(str(net))
     if passage_s is not None:
         for j in model.values():
@@ -174,11 +177,16 @@ def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.
     for k, (tid, j) in enumerate(model.items()):
         j["port"] = base_port + k
         j["host"] = host
-        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style))
+        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style, adaptive=adaptive))
     if not detectors:
         (out / "detectors.add.xml").write_text(detectors_xml(model))
     write_json(out / "sumo-map.json", {"net": str(Path(net).resolve()), "junctions": model})
     return model
+
+
+def parse_keys(text: str) -> dict:
+    """`a=1,b=2` → {"a": "1", "b": "2"} (values go into TOML as written)."""
+    return dict(kv.split("=", 1) for kv in text.split(",") if kv)
 
 
 def main() -> None:
@@ -190,8 +198,14 @@ def main() -> None:
     ap.add_argument("--mode", choices=["free", "adaptive"], default="free",
                     help="plan mode of the controllers: free (actuated) or adaptive")
     ap.add_argument("--detectors", type=Path, help="existing e1 detectors (additional file) to use")
+    ap.add_argument("--style", choices=["cycle", "free"], default="cycle",
+                    help="with --mode adaptive: coordinated re-planned cycles, or free actuated with re-planned maxima")
+    ap.add_argument("--passage", type=float, help="passage (gap) in s for every phase, instead of 2.0")
+    ap.add_argument("--adaptive", default="", metavar="KEY=VALUE,...",
+                    help="extra [adaptive] keys, e.g. max_green_headroom=1.3,max_cycle_s=120")
     a = ap.parse_args()
-    model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors)
+    model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors, style=a.style,
+                       passage_s=a.passage, adaptive=parse_keys(a.adaptive))
     for tid, j in model.items():
         print(f"{tid}: phases {sorted(j['phases'])} rings {j['rings']} barriers {j['barriers']}, "
               f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (tid + '.toml')} "

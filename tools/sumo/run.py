@@ -274,7 +274,8 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     m2 = import_net.import_net(net_path(task["scenario"]), ctl, base_port=task["base_port"],
                                mode=task.get("greenwave_mode", "free"),
                                style=task.get("greenwave_style", "cycle"),
-                               passage_s=task.get("greenwave_passage"))
+                               passage_s=task.get("greenwave_passage"),
+                               adaptive=import_net.parse_keys(task.get("greenwave_adaptive", "")))
     for tid in model:
         model[tid]["port"] = m2[tid]["port"]
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
@@ -487,6 +488,8 @@ def main() -> int:
                          "(actuated with re-planned maxima)")
     ap.add_argument("--greenwave-passage", type=float,
                     help="passage (gap) in s for every imported phase, instead of the importer's default")
+    ap.add_argument("--greenwave-adaptive", default="", metavar="KEY=VALUE,...",
+                    help="extra [adaptive] keys for the imported controllers, e.g. max_green_headroom=1.3")
     ap.add_argument("--tune-nema", action="store_true",
                     help="first tune NEMA (vehext x max-green scale) per demand level on the single "
                          "intersection, seed 100 (not an evaluation seed); use the best everywhere")
@@ -553,7 +556,8 @@ def main() -> int:
                     t = {"scenario": sc, "demand": lv, "seed": seed, "controller": c,
                          "run_dir": str(rundir / f"{sc}-{lv}-{seed}-{c}"),
                          "base_port": 21000 + (k % 40) * 50, "greenwave_mode": a.greenwave_mode,
-                         "greenwave_style": a.greenwave_style, "greenwave_passage": a.greenwave_passage}
+                         "greenwave_style": a.greenwave_style, "greenwave_passage": a.greenwave_passage,
+                         "greenwave_adaptive": a.greenwave_adaptive}
                     if a.duration:
                         t["duration"] = a.duration
                     if c == "nema" and a.nema:
