@@ -8,11 +8,13 @@
 //! configured hash is compared in constant time so a timing difference
 //! never tells how close a guess was.
 //!
-//! The interceptor runs before every Watch, Control and Ingest call: it
-//! answers UNAUTHENTICATED for a bad or missing token and
+//! [`Authenticator::admit`] runs before every Watch, Control and Ingest
+//! call: it answers UNAUTHENTICATED for a bad or missing token and
 //! RESOURCE_EXHAUSTED past the caller's rate, and otherwise leaves an
 //! [`Identity`] in the request for the handler, which checks the role with
-//! [`authorize`].
+//! [`authorize`]. Watch and Ingest run it as a tonic interceptor; Control
+//! runs it in [`ControlGate`](super::audit::ControlGate), which sees the
+//! method and audits what it turns away.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant as WallInstant;
 
 use ring::digest::{SHA256, digest};
+use tonic::codegen::http::{HeaderMap, header::AUTHORIZATION};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -37,7 +40,32 @@ pub struct Identity {
 
 impl Identity {
     pub fn peer_text(&self) -> String {
-        self.peer.map_or_else(|| "unknown".into(), |p| p.to_string())
+        peer_text(self.peer)
+    }
+}
+
+/// A peer address for the audit log, `unknown` when the transport gave none.
+pub fn peer_text(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "unknown".into(), |p| p.to_string())
+}
+
+/// A call turned away before its handler: why, and who made it as far as
+/// that is known.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub status: Status,
+    /// [`UNAUTHENTICATED`] when the token was missing, unknown or
+    /// malformed; the token's name (or `anonymous`) when only the rate
+    /// limit refused the call.
+    pub principal: Arc<str>,
+    /// The caller's role, when the token was known.
+    pub role: Option<Role>,
+    pub peer: Option<SocketAddr>,
+}
+
+impl Rejection {
+    fn unauthenticated(peer: Option<SocketAddr>, status: Status) -> Self {
+        Rejection { status, principal: UNAUTHENTICATED.into(), role: None, peer }
     }
 }
 
@@ -120,6 +148,10 @@ fn describe(id: &Identity) -> String {
 /// The principal of callers without a token.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// The principal the audit log gives a caller whose token was missing,
+/// unknown or malformed.
+pub const UNAUTHENTICATED: &str = "unauthenticated";
+
 /// The SHA-256 of a token, as `greenwave.toml` stores it (64 hex digits).
 pub fn hash_token(token: &str) -> String {
     digest(&SHA256, token.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
@@ -171,29 +203,42 @@ impl Authenticator {
         let entry = found.ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
         Ok(Identity { principal: entry.name.as_str().into(), role: entry.role, peer })
     }
-}
 
-impl Interceptor for Authenticator {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let peer = req.remote_addr();
-        let header = match req.metadata().get("authorization") {
+    /// Who is calling, from the request's headers and peer address, and
+    /// whether they are within their rate.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED for a missing (unless anonymous callers are allowed),
+    /// malformed or unknown token; RESOURCE_EXHAUSTED past the caller's rate.
+    pub fn admit(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Identity, Rejection> {
+        let header = match headers.get(AUTHORIZATION) {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| Status::unauthenticated("authorization metadata is not text"))?),
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Rejection::unauthenticated(peer, Status::unauthenticated("authorization metadata is not text"))
+            })?),
         };
-        let id = self.identify(header, peer)?;
+        let id = self.identify(header, peer).map_err(|status| Rejection::unauthenticated(peer, status))?;
         let key = if &*id.principal == ANONYMOUS {
             RateKey::Peer(peer.map(|p| p.ip()))
         } else {
             RateKey::Token(id.principal.clone())
         };
         if !self.limiter.allow(key, WallInstant::now()) {
-            return Err(Status::resource_exhausted(format!(
+            let status = Status::resource_exhausted(format!(
                 "rate limit: at most {} requests/s (burst {}) per {}",
                 self.limiter.rate_per_s,
                 self.limiter.burst,
                 if &*id.principal == ANONYMOUS { "peer address" } else { "token" }
-            )));
+            ));
+            return Err(Rejection { status, principal: id.principal, role: Some(id.role), peer });
         }
+        Ok(id)
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let id = self.admit(req.metadata().as_ref(), req.remote_addr()).map_err(|r| r.status)?;
         req.extensions_mut().insert(id);
         Ok(req)
     }
@@ -286,6 +331,34 @@ mod tests {
         assert_eq!(a.identify(None, None).unwrap_err().code(), tonic::Code::Unauthenticated);
         let anon = auth(Some(Role::Viewer)).identify(None, None).expect("anonymous viewer");
         assert_eq!(anon.role, Role::Viewer);
+    }
+
+    #[test]
+    fn a_rejection_names_the_best_identity_known() {
+        let mut cfg = GrpcConfig::default();
+        cfg.limits.requests_per_s = 1;
+        cfg.limits.burst = 1;
+        let a = Authenticator { limiter: Authenticator::new(&cfg).limiter, ..auth(None) };
+        let peer = Some("192.0.2.7:5000".parse().expect("addr"));
+        let headers = |token: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, format!("Bearer {token}").parse().expect("ascii"));
+            h
+        };
+        let none = a.admit(&HeaderMap::new(), peer).unwrap_err();
+        assert_eq!(
+            (none.status.code(), &*none.principal, none.role),
+            (tonic::Code::Unauthenticated, UNAUTHENTICATED, None)
+        );
+        assert_eq!(none.peer, peer);
+        let unknown = a.admit(&headers("nope"), peer).unwrap_err();
+        assert_eq!(&*unknown.principal, UNAUTHENTICATED);
+        assert_eq!(a.admit(&headers("op-secret"), peer).expect("within the burst").role, Role::Operator);
+        let limited = a.admit(&headers("op-secret"), peer).unwrap_err();
+        assert_eq!(
+            (limited.status.code(), &*limited.principal, limited.role),
+            (tonic::Code::ResourceExhausted, "ops", Some(Role::Operator))
+        );
     }
 
     #[test]

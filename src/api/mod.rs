@@ -7,7 +7,8 @@
 //!   reflection serves.
 //! - [`auth`]: bearer tokens → roles, rate limits, role checks.
 //! - [`events`]: the event hub thread and the journal StreamEvents reads.
-//! - [`audit`]: control commands in the log and the event stream.
+//! - [`audit`]: control commands in the log and the event stream, and the
+//!   gate that authenticates Control calls and audits those it turns away.
 //! - [`measures`]: per-phase performance measures from events.
 //! - [`docs`]: controller definitions as the API edits them (plans).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
@@ -277,6 +278,9 @@ fn routes(cfg: &GrpcConfig, shared: Arc<Shared>) -> Result<tonic::service::Route
     let control = pb::control_server::ControlServer::new(control::ControlService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    // Control authenticates in a gate that knows the method, so calls it
+    // turns away are audited like the ones the handlers refuse.
+    let control = audit::ControlGate::new(control, auth.clone(), shared.core.clone(), max);
     let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService::new(shared))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -302,7 +306,7 @@ fn routes(cfg: &GrpcConfig, shared: Arc<Shared>) -> Result<tonic::service::Route
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(InterceptedService::new(watch, auth.clone()))
-        .add_service(InterceptedService::new(control, auth.clone()))
+        .add_service(control)
         .add_service(InterceptedService::new(ingest, auth))
         .add_service(health)
         .add_service(reflection_v1)

@@ -1,7 +1,9 @@
 //! The gRPC API over a real socket (port 0): every service, auth and
 //! roles, field errors, event resume and lag, camera ingest, TLS with and
-//! without client certificates; then the Python interop client.
+//! without client certificates, the audit of rejected control calls; then
+//! the Python interop client.
 
+mod audit;
 pub mod harness;
 mod interop;
 
