@@ -370,6 +370,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if intersections.is_empty() {
         bail!("no intersections configured");
     }
+    let all_ids: Vec<String> = intersections.iter().map(|x| x.spec.id.clone()).collect();
+    let config_file = config_path.clone().unwrap_or_else(|| PathBuf::from("greenwave.toml"));
+    let corridors = match config::corridor::resolve(&daemon.corridors, &all_ids, &config_file) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("greenwave: {} configuration errors; nothing started", errors.len());
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
     match &source {
         Source::Dir(d) => info!(controllers = %d.display(), count = intersections.len(), "loaded intersections"),
         Source::Embedded => info!(
@@ -386,6 +398,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let specs = intersections.iter().map(|x| x.spec.clone()).collect();
     let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt)?);
     plan.configure(&mut engine);
+    for (resolved, c) in corridors.into_iter().zip(&daemon.corridors) {
+        let name = c.name.clone().unwrap_or_else(|| c.members.join(" – "));
+        let members = resolved.members.len();
+        info!(corridor = %name, members, "corridor: adaptive members share a cycle and green-wave offsets");
+        engine.add_corridor(name, resolved.members, &resolved.travel);
+    }
     let EngineIo { commands, inputs, camera, outputs, snapshots, events, retired, latency, stats } = io;
     let ids: Vec<String> = intersections.iter().map(|x| x.spec.id.clone()).collect();
 

@@ -263,6 +263,54 @@ fn a_missing_daemon_file_is_an_error_when_named() {
     assert!(errors[0].reason.contains("not found"), "{}", errors[0]);
 }
 
+#[test]
+fn corridor_problems_name_the_file_and_key_and_unknown_members_are_caught() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("greenwave.toml");
+    fs::write(
+        &file,
+        "[[corridor]]\nname = \"Elm\"\nmembers = [\"elm-and-oak\"]\n\n\
+         [[corridor]]\nmembers = [\"a\", \"b\"]\ntravel_s = [0]\n",
+    )
+    .expect("write");
+    let errors = DaemonConfig::load_with_env(Some(&file), env(&[])).expect_err("invalid corridors");
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let f = file.display();
+    assert_eq!(
+        got,
+        [
+            format!("{f}: corridor 1 (name Elm).members: 1 intersections: a corridor needs at least 2"),
+            format!("{f}: corridor 2.travel_s[1]: 0 s: a travel time must be in (0, 600] s"),
+        ]
+    );
+
+    fs::write(
+        &file,
+        "[[corridor]]\nname = \"Broadway\"\nmembers = [\"broadway-and-5th\", \"nowhere\"]\ntravel_s = [30, 12.5]\n",
+    )
+    .expect("write");
+    let errors = DaemonConfig::load_with_env(Some(&file), env(&[])).expect_err("travel count");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].to_string().ends_with("travel_s: 2 travel times for 2 members: one per pair of neighbours (1)"));
+
+    fs::write(
+        &file,
+        "[[corridor]]\nname = \"Broadway\"\nmembers = [\"broadway-and-5th\", \"nowhere\"]\ntravel_s = [30]\n",
+    )
+    .expect("write");
+    let d = DaemonConfig::load_with_env(Some(&file), env(&[])).expect("valid on its own");
+    assert_eq!(d.corridors[0].travel, vec![greenwave::core::Span::from_secs(30)]);
+    let ids: Vec<String> = ["broadway-and-5th", "elm-and-oak"].iter().map(|s| s.to_string()).collect();
+    let errors = greenwave::config::corridor::resolve(&d.corridors, &ids, &file).expect_err("unknown member");
+    assert_eq!(
+        errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!(
+            "{f}: corridor 1 (name Broadway).members[2]: \"nowhere\" is not a configured intersection (known: \
+             broadway-and-5th, elm-and-oak)"
+        )]
+    );
+}
+
 // ---- reload ---------------------------------------------------------------
 
 /// What the daemon does on SIGHUP: load the file again; on error keep the

@@ -2,8 +2,8 @@
 //!
 //! Every shipped controller is driven with random detector streams (busy,
 //! sparse, stuck and chattering detectors), random operator and schedule
-//! commands (plans, modes, flash, holds, calls, reloads) and cabinet status
-//! changes. Two independent checkers watch every output frame:
+//! commands (plans, modes, flash, holds, calls, reloads, corridor timings)
+//! and cabinet status changes. Two independent checkers watch every output frame:
 //! - the core's [`Monitor`] (the software MMU: conflicts, yellow, red
 //!   clearance, min green, walk and pedestrian clearance, no dark heads);
 //! - this file's [`Observer`], written apart from both the phase machine and
@@ -18,6 +18,7 @@ use std::path::Path;
 use greenwave::config::{self, IntersectionConfig};
 use greenwave::core::adaptive::AdaptiveStyle;
 use greenwave::core::controller::FlashReason;
+use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, EventCode, Indication, InputFrame, Instant, Interval, MAX_PHASES, Monitor,
@@ -230,7 +231,7 @@ impl<'a> Observer<'a> {
 fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
     let phases: Vec<PhaseId> = x.spec.phases.iter().map(|p| p.id).collect();
     let pick = |rng: &mut Rng| PhaseSet::single(phases[rng.below(phases.len() as u64) as usize]);
-    match rng.below(13) {
+    match rng.below(15) {
         10 | 11 if !x.spec.preempts.is_empty() => {
             let input = x.spec.preempts[rng.below(x.spec.preempts.len() as u64) as usize].input;
             Command::Preempt { input, active: rng.below(2) == 0 }
@@ -258,6 +259,18 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
             let mut spec = x.spec.clone();
             spec.adaptive.style = if rng.below(2) == 0 { AdaptiveStyle::Cycle } else { AdaptiveStyle::Free };
             Command::LoadSpec(Box::new(spec))
+        }
+        13 | 14 => {
+            // A corridor timing (or none), its cycle sometimes outside what
+            // the intersection can run (refused), its offset anywhere.
+            let (min, max) = (x.spec.adaptive.min_cycle.as_millis(), x.spec.adaptive.max_cycle.as_millis());
+            let cycle = Span::from_millis(min.saturating_sub(10_000) + rng.below(max - min + 20_000));
+            let timing = CorridorTiming {
+                cycle,
+                offset: Span::from_millis(rng.below(cycle.as_millis().max(1) * 2)),
+                reference: Instant::from_millis(rng.below(1 << 40)),
+            };
+            Command::Corridor((rng.below(5) != 0).then_some(timing))
         }
         _ => Command::Restart,
     }

@@ -7,7 +7,10 @@ use crossbeam_channel::TrySendError;
 use tonic::{Request, Response, Status};
 
 use crate::config;
-use crate::core::{Command, FlashReason, Instant, OperatingMode, PhaseSet, UnitState};
+use crate::core::adaptive::Optimizer;
+use crate::core::coord::CorridorTiming;
+use crate::core::spec::PlanMode;
+use crate::core::{Command, FlashReason, Instant, OperatingMode, PhaseSet, Span, UnitState};
 use crate::engine::EngineCommand;
 
 use super::auth::{Identity, Need, identity, permit};
@@ -79,6 +82,53 @@ impl ControlService {
 
     fn controller(&self, intersection: usize, command: Command) -> Result<(), Status> {
         self.send(EngineCommand::Controller { intersection, command })
+    }
+
+    /// SetCoordination on a running adaptive cycle-style plan: a corridor
+    /// timing (cycle, offset, reference) for the optimizer, or with
+    /// `cycle_s = 0` none (back to its own cycle). Returns what was done.
+    fn adaptive_coordination(&self, i: usize, number: u8, r: &pb::SetCoordinationRequest) -> Result<String, Status> {
+        if !r.splits_s.is_empty() {
+            return Err(convert::invalid(
+                "splits_s",
+                format!("plan {number} runs adaptively: its optimizer sets the splits from the measured flows"),
+            ));
+        }
+        if r.cycle_s == 0.0 && r.offset_s == 0.0 {
+            self.controller(i, Command::Corridor(None))?;
+            return Ok(format!("plan {number} (adaptive): corridor timing cleared, back to its own cycle"));
+        }
+        let cycle = Span::try_from_secs_f64(r.cycle_s)
+            .filter(|c| r.cycle_s > 0.0 && !c.is_zero())
+            .ok_or_else(|| convert::invalid("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s)))?;
+        if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {
+            return Err(convert::invalid(
+                "offset_s",
+                format!("{} s is outside 0..{} s (the cycle)", r.offset_s, r.cycle_s),
+            ));
+        }
+        let offset = Span::try_from_secs_f64(r.offset_s).unwrap_or_default();
+        let current = self.shared.core.docs.current(i);
+        let spec = &current.config.spec;
+        let (lower, upper) = Optimizer::cycle_limits(spec, &spec.adaptive);
+        if cycle < lower || cycle > upper {
+            return Err(convert::invalid(
+                "cycle_s",
+                format!(
+                    "{cycle} is outside what plan {number} can run adaptively: {lower}..={upper} ([adaptive] \
+                     min_cycle_s/max_cycle_s and the minimum splits)"
+                ),
+            ));
+        }
+        let reference = Instant::from_millis(r.reference_unix_ms);
+        if r.reference_unix_ms != 0 {
+            self.controller(i, Command::SetCoordinationReference(reference))?;
+        }
+        self.controller(i, Command::Corridor(Some(CorridorTiming { cycle, offset, reference })))?;
+        Ok(format!(
+            "plan {number} (adaptive): corridor timing cycle {} s offset {} s from {} ms; splits stay the optimizer's",
+            r.cycle_s, r.offset_s, r.reference_unix_ms
+        ))
     }
 
     fn reply(&self, detail: String, seq: u64) -> Response<pb::ControlReply> {
@@ -303,6 +353,18 @@ impl pb::control_server::Control for ControlService {
                     n => u8::try_from(n)
                         .map_err(|_| convert::invalid("plan_number", format!("{n} is not a plan number (1..=255)")))?,
                 };
+                // An adaptive cycle-style plan running now: its optimizer
+                // re-plans cycle and splits every cycle, so a staged cycle
+                // and offset would be overridden at once. The request sets
+                // its corridor timing instead (nothing is staged).
+                if let Some(snap) = self.shared.engine.board.get(i)
+                    && snap.adaptive
+                    && snap.plan == number
+                    && snap.plan_mode == PlanMode::Coordinated
+                {
+                    let version = edit.doc().version;
+                    return self.adaptive_coordination(i, number, &r).map(|d| (d, (version, number, Vec::new())));
+                }
                 if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
                     return Err(convert::invalid("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s)));
                 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use ::config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use super::corridor::{self, CorridorConfig, RawCorridor};
 use super::de::{Deserialized, deserialize_all, is_from_env};
 use super::error::ConfigError;
 use super::grpc::{self, GrpcConfig, RawGrpc};
@@ -44,6 +45,10 @@ pub struct DaemonConfig {
     pub clock: ClockSource,
     /// The gRPC API (`[grpc]`).
     pub grpc: GrpcConfig,
+    /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
+    /// [`super::corridor`]); member ids are checked against the
+    /// controllers by [`corridor::resolve`].
+    pub corridors: Vec<CorridorConfig>,
 }
 
 /// `clock`: the engine's time source.
@@ -77,6 +82,7 @@ impl Default for DaemonConfig {
             view: true,
             clock: ClockSource::System,
             grpc: GrpcConfig::default(),
+            corridors: Vec::new(),
         }
     }
 }
@@ -103,6 +109,8 @@ struct RawDaemon {
     view: Option<bool>,
     clock: Option<ClockSource>,
     grpc: Option<RawGrpc>,
+    #[serde(default)]
+    corridor: Vec<RawCorridor>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +201,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         error(log_at.key("keep_files"), "must be at least 1 (the file being written)".into());
     }
     let grpc = grpc::validate(raw.grpc, &mut error);
+    let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
         tick_ms,
@@ -200,6 +209,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         view: raw.view.unwrap_or(defaults.view),
         clock: raw.clock.unwrap_or_default(),
         grpc,
+        corridors,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }
 }

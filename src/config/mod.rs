@@ -10,7 +10,8 @@
 //! - [`load`]: entry points for controller files ([`load_intersection`],
 //!   [`load_intersection_str`], [`load_dir`]); config-rs does the TOML.
 //! - [`daemon`]: `greenwave.toml` plus `GREENWAVE_*` overrides ([`DaemonConfig::load`]);
-//!   [`grpc`]: its `[grpc]` section (listen address, TLS, tokens, limits).
+//!   [`grpc`]: its `[grpc]` section (listen address, TLS, tokens, limits);
+//!   [`corridor`]: its `[[corridor]]` arterials (members, travel times).
 //! - [`check`]: the `greenwave check` report ([`check_report`]).
 //! - [`raw`]: the file as written; `de`: strict deserialization that keeps
 //!   going after a bad value; `key`: how keys are named in messages.
@@ -25,6 +26,7 @@ use crate::core::{DetectorChannel, OverlapId, PhaseId, Span};
 
 pub mod check;
 pub mod clearance;
+pub mod corridor;
 pub mod daemon;
 mod de;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod raw;
 mod validate;
 
 pub use check::{CheckReport, FileCheck, Summary, check_report};
+pub use corridor::CorridorConfig;
 pub use daemon::{ClockSource, DaemonConfig, Env, EventLogConfig};
 pub use error::{ConfigError, Warning};
 pub use grpc::{GrpcConfig, Role};

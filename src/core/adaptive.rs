@@ -19,13 +19,20 @@
 //! optimizer hands out never needs the controller to cut anything, and the
 //! controller still enforces every minimum on its own.
 //!
+//! # Imposed cycle
+//! [`Optimizer::replan_to`] plans a cycle given from outside (a corridor's
+//! common cycle, see [`super::coord::CorridorTiming`]) instead of
+//! Webster's: the splits still follow the measured flows. The cycle Webster
+//! wants is kept ([`Optimizer::wanted_cycle`]) so a corridor can pick the
+//! largest its members want.
+//!
 //! # Cost
 //! Fixed arrays, a few passes over at most 16 phases: bounded, allocation
 //! free, and measured by `benches/optimizer.rs`. It runs on the control
 //! thread at the cycle boundary.
 
 use super::ids::{MAX_DETECTORS, MAX_PHASES, PhaseSet};
-use super::spec::{ControllerSpec, DetectorKind, DetectorPlacement, DetectorSpec};
+use super::spec::{ControllerSpec, DetectorKind, DetectorPlacement, DetectorSpec, PhaseTiming};
 use super::time::Span;
 
 /// How the optimizer's plan is run.
@@ -95,6 +102,8 @@ pub struct Optimizer {
     credit: [Option<u8>; MAX_DETECTORS],
     seeded: bool,
     current: Replan,
+    /// Webster's cycle at the last re-plan, within the bounds (no step limit).
+    wanted: Span,
 }
 
 /// Splits are handed out in tenths of a second, like controller timers.
@@ -122,7 +131,7 @@ impl Optimizer {
             credit[slot] = Some(p.index() as u8);
             lanes[p.index()] = lanes[p.index()].saturating_add(1);
         }
-        Optimizer { flow_vph: [0.0; MAX_PHASES], lanes, credit, seeded: false, current: start }
+        Optimizer { flow_vph: [0.0; MAX_PHASES], lanes, credit, seeded: false, current: start, wanted: start.cycle }
     }
 
     /// Which phase (index) detector `slot`'s vehicles are credited to.
@@ -139,8 +148,52 @@ impl Optimizer {
         self.flow_vph[phase_index]
     }
 
+    /// The cycle the flows ask for (Webster's, within the bounds, before
+    /// the step limit), as of the last re-plan; the starting plan's cycle
+    /// before the first.
+    pub fn wanted_cycle(&self) -> Span {
+        self.wanted
+    }
+
+    /// The cycle lengths `spec` can run adaptively: from the larger of
+    /// `min_cycle` and the longest ring's minimum splits summed over the
+    /// barrier groups (min green or pedestrian service, plus clearances),
+    /// up to `max_cycle`. Empty (`lower > upper`) when the minimums do not
+    /// fit under `max_cycle`.
+    pub fn cycle_limits(spec: &ControllerSpec, bounds: &AdaptiveSpec) -> (Span, Span) {
+        let mut floor = Span::ZERO;
+        for &members in &spec.barrier_groups {
+            let mut group = Span::ZERO;
+            for ring in &spec.rings {
+                let ring_min = ring
+                    .sequence
+                    .iter()
+                    .filter(|p| members.contains(**p))
+                    .filter_map(|&p| spec.phase(p))
+                    .map(|ph| min_split(&ph.timing))
+                    .fold(Span::ZERO, |a, b| a + b);
+                group = group.max(ring_min);
+            }
+            floor += group;
+        }
+        (bounds.min_cycle.max(floor), bounds.max_cycle)
+    }
+
     /// Fold one cycle's measurement in and plan the next cycle.
     pub fn replan(&mut self, spec: &ControllerSpec, bounds: &AdaptiveSpec, m: &CycleMeasure) -> Replan {
+        self.replan_to(spec, bounds, m, None)
+    }
+
+    /// [`Optimizer::replan`], with the next cycle's length `imposed` (kept
+    /// within the bounds and the minimums; no step limit: the caller ramps)
+    /// instead of Webster's. The splits share it by the flows as usual.
+    pub fn replan_to(
+        &mut self,
+        spec: &ControllerSpec,
+        bounds: &AdaptiveSpec,
+        m: &CycleMeasure,
+        imposed: Option<Span>,
+    ) -> Replan {
         let hours = (m.elapsed.as_millis() as f32 / 3_600_000.0).max(1e-6);
         for (i, flow) in self.flow_vph.iter_mut().enumerate() {
             let measured = m.vehicles[i] as f32 / hours;
@@ -157,8 +210,7 @@ impl Optimizer {
             let s = bounds.saturation_flow_vphpl * f32::from(self.lanes[i].max(1));
             y[i] = (self.flow_vph[i] / s).min(0.95);
             let t = &ph.timing;
-            let green = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
-            min_split[i] = green + t.clearance();
+            min_split[i] = self::min_split(t);
             lost[i] = t.clearance() + bounds.startup_lost;
         }
 
@@ -196,11 +248,16 @@ impl Optimizer {
         let lower = bounds.min_cycle.max(cycle_floor);
         let upper = bounds.max_cycle.max(lower);
         let target = Span::from_secs(webster_s.round().max(0.0) as u64).clamp(lower, upper);
+        self.wanted = target;
         let previous = self.current.cycle;
         let step = bounds.max_step;
         let stepped =
             if target > previous { target.min(previous + step) } else { target.max(previous.saturating_sub(step)) };
-        let cycle = round_down(stepped.clamp(lower, upper).max(cycle_floor));
+        let cycle = match imposed {
+            // Not rounded: a corridor's offsets are kept to the millisecond.
+            Some(c) => c.clamp(lower, upper).max(cycle_floor),
+            None => round_down(stepped.clamp(lower, upper).max(cycle_floor)),
+        };
 
         // Share the time above the minimums among groups, then phases.
         let slack = cycle.saturating_sub(cycle_floor);
@@ -259,6 +316,13 @@ impl Optimizer {
             given += split;
         }
     }
+}
+
+/// The shortest split a phase can have: min green (or the full pedestrian
+/// service where it has pedestrians) plus its clearances.
+fn min_split(t: &PhaseTiming) -> Span {
+    let green = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
+    green + t.clearance()
 }
 
 fn scale(s: Span, factor: f32) -> Span {

@@ -27,7 +27,7 @@
 //! sumo#10070): overlaps rely on it.
 
 use super::adaptive::{AdaptiveStyle, CycleMeasure, Optimizer, Replan};
-use super::coord::CoordPlan;
+use super::coord::{CoordPlan, CorridorTiming};
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
@@ -188,6 +188,13 @@ pub enum Command {
         phase: PhaseId,
         active: bool,
     },
+    /// A common cycle and offset for adaptive cycle-style plans (a
+    /// corridor's or central's); `None` returns to the optimizer's own
+    /// cycle and origin. Kept across plans; it acts, from the next re-plan,
+    /// only while an adaptive cycle-style plan runs (see `adapt`). Refused
+    /// when the cycle is outside what `[adaptive]` and the minimum splits
+    /// allow ([`Optimizer::cycle_limits`]).
+    Corridor(Option<CorridorTiming>),
 }
 
 /// Where a preemption is.
@@ -222,6 +229,11 @@ pub enum CommandError {
     UnknownPhases(PhaseSet),
     #[error("preemption input {0} is not defined for this intersection")]
     UnknownPreempt(u8),
+    #[error(
+        "corridor cycle {cycle} cannot run here: the adaptive cycle must be within {lower}..={upper} \
+         ([adaptive] min/max cycle and the sum of minimum splits)"
+    )]
+    CorridorCycle { cycle: Span, lower: Span, upper: Span },
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -312,6 +324,8 @@ pub struct Controller {
     optimizer: Option<Optimizer>,
     /// Cycle zero of the adaptive plan's current cycle.
     cycle_origin: Instant,
+    /// Common cycle and offset imposed on adaptive cycle-style plans.
+    corridor: Option<CorridorTiming>,
     /// Detector volumes at the start of the measured cycle.
     volume_mark: [u32; MAX_DETECTORS],
     /// Free-style adaptive: each phase's maximum green this cycle.
@@ -353,6 +367,7 @@ impl Controller {
             priority: PhaseSet::EMPTY,
             optimizer: None,
             cycle_origin: now,
+            corridor: None,
             volume_mark: [0; MAX_DETECTORS],
             dynamic_max: [Span::ZERO; MAX_PHASES],
             cabinet: CabinetStatus::default(),
@@ -390,6 +405,26 @@ impl Controller {
     /// real-time thread).
     pub fn take_retired_spec(&mut self) -> Option<Box<ControllerSpec>> {
         self.retired.take()
+    }
+
+    /// The optimizer, while an adaptive plan runs (its smoothed flows and
+    /// the cycle it wants).
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        self.optimizer.as_ref()
+    }
+
+    /// While an adaptive cycle-style plan runs: the current cycle's origin
+    /// (cycle zero) and length.
+    pub fn adaptive_cycle(&self) -> Option<(Instant, Span)> {
+        match (self.optimizer, self.plan.coord) {
+            (Some(_), Some(coord)) => Some((self.cycle_origin, coord.cycle)),
+            _ => None,
+        }
+    }
+
+    /// The corridor timing in force, if any ([`Command::Corridor`]).
+    pub fn corridor(&self) -> Option<CorridorTiming> {
+        self.corridor
     }
 
     /// Everything an operator or a test wants to see, by value (no heap).
@@ -551,6 +586,20 @@ impl Controller {
                     }
                     _ => {}
                 }
+            }
+            Command::Corridor(timing) => {
+                if let Some(t) = timing {
+                    let (lower, upper) = Optimizer::cycle_limits(&self.spec, &self.spec.adaptive);
+                    if t.cycle < lower || t.cycle > upper {
+                        return Err(CommandError::CorridorCycle { cycle: t.cycle, lower, upper });
+                    }
+                }
+                let timing = timing.map(|t| CorridorTiming { offset: t.offset.rem(t.cycle), ..t });
+                if timing != self.corridor {
+                    let offset = timing.map(|t| t.offset).unwrap_or_default();
+                    self.events.push(now, EventCode::OffsetLengthChange, (offset.as_millis() / 1000) as u16);
+                }
+                self.corridor = timing;
             }
             Command::Restart => {
                 if let UnitState::Flash { reason, .. } = self.unit
@@ -924,7 +973,8 @@ impl Controller {
         }
         self.mark_volumes();
         let before = optimizer.current();
-        let next = optimizer.replan(&self.spec, &self.spec.adaptive, &measure);
+        let imposed = self.corridor_cycle(boundary, before.cycle);
+        let next = optimizer.replan_to(&self.spec, &self.spec.adaptive, &measure, imposed);
         self.optimizer = Some(optimizer);
         self.cycle_origin = boundary;
         match self.plan.coord {
@@ -943,6 +993,22 @@ impl Controller {
                 self.events.push(now, EventCode::split_change(i), (next.splits[i].as_millis() / 1000) as u16);
             }
         }
+    }
+
+    /// With a corridor timing and a cycle-style plan: the length of the
+    /// cycle starting at `origin`, walking the origin onto the corridor's
+    /// grid ([`CorridorTiming::next_cycle`]). `None` (the optimizer's own
+    /// cycle) in free style, which has no cycle, or when the timing no
+    /// longer fits (a reload changed the bounds: the command was checked
+    /// against the old ones; the corridor sends it again and is refused).
+    fn corridor_cycle(&self, origin: Instant, previous: Span) -> Option<Span> {
+        let t = self.corridor?;
+        self.plan.coord?;
+        let (lower, upper) = Optimizer::cycle_limits(&self.spec, &self.spec.adaptive);
+        if t.cycle < lower || t.cycle > upper {
+            return None;
+        }
+        Some(t.next_cycle(origin, previous, lower, upper, self.spec.adaptive.max_step))
     }
 
     // === running the rings ===
@@ -1621,6 +1687,84 @@ mod tests {
         assert!(splits_2.last() > splits_4.last(), "main street split {splits_2:?} vs side {splits_4:?}");
     }
 
+    /// Two adaptive intersections with different flows (so their optimizers
+    /// want different cycles) given one corridor timing with different
+    /// offsets: after the transition both run the common cycle, their cycle
+    /// origins sit exactly on `reference + offset + k·cycle` (so exactly the
+    /// offset difference apart), and no cycle on the way changed by more
+    /// than `max_step` from the one before or from the common cycle.
+    #[test]
+    fn corridor_timing_puts_adaptive_cycle_origins_exactly_offset_apart() {
+        let cycle = Span::from_secs(120);
+        let reference = Instant::from_millis(12_345);
+        let offsets = [Span::ZERO, Span::from_millis(37_300)];
+        let mut rigs = [Rig::new(), Rig::new()];
+        for (rig, offset) in rigs.iter_mut().zip(offsets) {
+            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            let timing = CorridorTiming { cycle, offset, reference };
+            rig.c.handle_command(Instant::ZERO, Command::Corridor(Some(timing))).unwrap();
+        }
+        let step = rigs[0].c.spec().adaptive.max_step;
+        let mut lengths: [Vec<Span>; 2] = [vec![], vec![]];
+        for t in 0..3600u64 {
+            for (k, rig) in rigs.iter_mut().enumerate() {
+                // One busy main street, one light: Webster differs.
+                let main = t.is_multiple_of(if k == 0 { 2 } else { 9 });
+                rig.detector(2, main);
+                rig.detector(6, main);
+                rig.detector(4, t % 20 == 0);
+                rig.detector(8, t % 20 == 10);
+                rig.run(1);
+                // (From the first barrier, where plan 4 takes over.)
+                if let Some((_, length)) = rig.c.adaptive_cycle()
+                    && lengths[k].last() != Some(&length)
+                {
+                    lengths[k].push(length);
+                }
+            }
+        }
+        let wanted: Vec<Span> = rigs.iter().map(|r| r.c.optimizer().unwrap().wanted_cycle()).collect();
+        assert_ne!(wanted[0], wanted[1], "the two optimizers want different cycles");
+        for (k, rig) in rigs.iter().enumerate() {
+            let (origin, length) = rig.c.adaptive_cycle().unwrap();
+            assert_eq!(length, cycle, "intersection {k} runs the common cycle: {:?}", lengths[k]);
+            let timing = rig.c.corridor().unwrap();
+            assert_eq!(timing.lag(origin), Span::ZERO, "intersection {k}'s origin is on the corridor grid");
+            for w in lengths[k].windows(2) {
+                assert!(w[0].max(w[1]) - w[0].min(w[1]) <= step, "cycle {} → {}: more than a step", w[0], w[1]);
+            }
+        }
+        let (a, b) = (rigs[0].c.adaptive_cycle().unwrap().0, rigs[1].c.adaptive_cycle().unwrap().0);
+        let apart = Span::from_millis((b.as_millis() as i128 - a.as_millis() as i128).rem_euclid(120_000) as u64);
+        assert_eq!(apart, offsets[1] - offsets[0], "origins exactly the offset difference apart");
+        // Leaving the corridor: back to the optimizer's own cycle.
+        rigs[1].c.handle_command(rigs[1].now, Command::Corridor(None)).unwrap();
+        rigs[1].run(900);
+        assert_ne!(rigs[1].c.adaptive_cycle().unwrap().1, cycle, "the light intersection shortens its cycle again");
+    }
+
+    /// A corridor cycle outside `[adaptive]` bounds, or below the sum of the
+    /// minimum splits, is refused and changes nothing.
+    #[test]
+    fn corridor_cycle_that_cannot_fit_is_refused() {
+        let mut spec = eight_phase();
+        spec.adaptive.min_cycle = Span::from_secs(5);
+        let (floor, upper) = Optimizer::cycle_limits(&spec, &spec.adaptive);
+        assert!(floor > spec.adaptive.min_cycle, "the minimum splits ({floor}) are above min_cycle here");
+        let mut c = Controller::new(spec, Instant::ZERO);
+        let timing =
+            |secs| Some(CorridorTiming { cycle: Span::from_secs(secs), offset: Span::ZERO, reference: Instant::ZERO });
+        for secs in [floor.as_millis() / 1000 - 1, upper.as_millis() / 1000 + 1] {
+            assert_eq!(
+                c.handle_command(Instant::ZERO, Command::Corridor(timing(secs))),
+                Err(CommandError::CorridorCycle { cycle: Span::from_secs(secs), lower: floor, upper }),
+            );
+            assert_eq!(c.corridor(), None);
+        }
+        c.handle_command(Instant::ZERO, Command::Corridor(timing(100))).unwrap();
+        assert_eq!(c.corridor().map(|t| t.cycle), Some(Span::from_secs(100)));
+    }
+
     #[test]
     fn free_adaptive_sets_maxima_from_the_flows() {
         let mut spec = eight_phase();
@@ -1821,7 +1965,12 @@ mod fuzz {
                     }
                 }
                 if rng.random_ratio(1, 3000) {
-                    let cmd = match rng.random_range(0..8) {
+                    let cmd = match rng.random_range(0..9) {
+                        8 => Command::Corridor(rng.random_bool(0.8).then(|| CorridorTiming {
+                            cycle: Span::from_secs(rng.random_range(40..=160)),
+                            offset: Span::from_millis(rng.random_range(0..160_000)),
+                            reference: Instant::from_millis(rng.random_range(0..1_000_000)),
+                        })),
                         6 => Command::Preempt { input: 1, active: rng.random_bool(0.5) },
                         7 => Command::Priority { phase: PhaseId::from_index(rng.random_range(0..8)), active: true },
                         0 => Command::SelectPlan(rng.random_range(1..=4)),

@@ -18,6 +18,12 @@
 //! coordinated phase only yields after it has been green inside its own split
 //! in the current cycle. The first cycle after a change is therefore longer or
 //! shorter, but never cuts a minimum, a pedestrian interval or a clearance.
+//!
+//! **Corridors.** An adaptive plan keeps its own cycle origin, so
+//! neighbours drift apart. A [`CorridorTiming`] gives it a common cycle and
+//! an offset: [`CorridorTiming::next_cycle`] picks each re-planned cycle's
+//! length so that the cycle origin walks, by at most the engineer's
+//! `max_cycle_step` per cycle, onto `reference + offset + k·cycle`.
 
 use super::ids::{MAX_PHASES, PhaseId, PhaseSet};
 use super::spec::{ControllerSpec, PlanSpec};
@@ -26,6 +32,60 @@ use super::time::{Instant, Span};
 /// A phase starting this close before its window opens is still allowed to
 /// start: tick quantisation makes barrier crossings land a few ticks early.
 const WINDOW_TOLERANCE: Span = Span::from_secs(2);
+
+/// A common cycle and an offset imposed on an adaptive cycle-style plan (a
+/// corridor's, or central's): its optimizer still splits each cycle by the
+/// measured flows, but the cycle length is this one, and cycle zero (the
+/// start of the coordinated barrier group, as above) lands `offset` after
+/// `reference`, modulo `cycle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CorridorTiming {
+    pub cycle: Span,
+    pub offset: Span,
+    pub reference: Instant,
+}
+
+impl CorridorTiming {
+    /// How far `origin` lies past the latest target origin
+    /// (`reference + offset + k·cycle`), in `0..cycle`.
+    pub fn lag(&self, origin: Instant) -> Span {
+        let c = self.cycle.as_millis().max(1) as i128;
+        let t = origin.as_millis() as i128 - self.reference.as_millis() as i128 - self.offset.as_millis() as i128;
+        Span::from_millis(t.rem_euclid(c) as u64)
+    }
+
+    /// The length of the cycle that starts at `origin`, after a cycle of
+    /// `previous`, inside `[lower, upper]` (which must hold `self.cycle`):
+    /// 1. while `previous` is more than `step` away from the common cycle,
+    ///    one `step` towards it (the optimizer's own ramp);
+    /// 2. then the common cycle, shortened or lengthened (the shorter way,
+    ///    the other if that one has no room) to close the origin's lag, by
+    ///    at most `step` from both the common cycle and `previous`.
+    ///
+    /// Once the origin is on the grid the cycle is exactly the common one.
+    pub fn next_cycle(&self, origin: Instant, previous: Span, lower: Span, upper: Span, step: Span) -> Span {
+        let c = self.cycle;
+        if previous + step < c {
+            return (previous + step).clamp(lower, upper);
+        }
+        if previous > c + step {
+            return (previous - step).clamp(lower, upper);
+        }
+        let lag = self.lag(origin);
+        if lag.is_zero() {
+            return c;
+        }
+        let lo = (c.saturating_sub(step)).max(previous.saturating_sub(step)).max(lower).min(c);
+        let hi = (c + step).min(previous + step).min(upper).max(c);
+        let (room_short, room_long) = (c - lo, hi - c);
+        let (shorten, lengthen) = (lag, c - lag);
+        if (shorten <= lengthen && !room_short.is_zero()) || room_long.is_zero() {
+            c - shorten.min(room_short)
+        } else {
+            c + lengthen.min(room_long)
+        }
+    }
+}
 
 /// Precomputed cycle positions of one coordinated or fixed plan. Plain
 /// arrays: built when a plan is activated, read every tick without allocating.
@@ -129,5 +189,57 @@ impl CoordPlan {
 
     pub fn force_off_point(&self, p: PhaseId) -> Span {
         self.force_off[p.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From any origin, cycles chosen by `next_cycle` put the origin on the
+    /// corridor's grid within the shortest-way bound, each cycle within a
+    /// step of the common one and of the one before, and then stay there.
+    #[test]
+    fn next_cycle_walks_any_origin_onto_the_grid_by_steps() {
+        let (lower, upper, step) = (Span::from_secs(60), Span::from_secs(150), Span::from_secs(10));
+        for cycle_s in [60u64, 90, 150] {
+            let t = CorridorTiming {
+                cycle: Span::from_secs(cycle_s),
+                offset: Span::from_millis(23_700),
+                reference: Instant::from_millis(1_000),
+            };
+            for start in (0..cycle_s * 1000).step_by(3_100) {
+                let mut origin = Instant::from_millis(5_000_000 + start);
+                let mut previous = t.cycle;
+                let mut cycles = 0;
+                while !t.lag(origin).is_zero() {
+                    let next = t.next_cycle(origin, previous, lower, upper, step);
+                    assert!(next >= lower && next <= upper, "{next} outside the bounds");
+                    assert!(next.max(t.cycle) - next.min(t.cycle) <= step, "{next}: more than a step off the cycle");
+                    assert!(next.max(previous) - next.min(previous) <= step, "{previous} → {next}");
+                    origin += next;
+                    previous = next;
+                    cycles += 1;
+                    assert!(cycles <= cycle_s.div_ceil(10) + 1, "cycle {cycle_s} s, start {start}: not aligned yet");
+                }
+                assert_eq!(t.next_cycle(origin, t.cycle, lower, upper, step), t.cycle, "aligned: the common cycle");
+            }
+        }
+    }
+
+    /// A cycle far from the common one ramps by steps first.
+    #[test]
+    fn next_cycle_ramps_towards_the_common_cycle() {
+        let t = CorridorTiming { cycle: Span::from_secs(120), offset: Span::ZERO, reference: Instant::ZERO };
+        let (lower, upper, step) = (Span::from_secs(50), Span::from_secs(150), Span::from_secs(10));
+        let origin = Instant::from_millis(7_000);
+        assert_eq!(t.next_cycle(origin, Span::from_secs(80), lower, upper, step), Span::from_secs(90));
+        assert_eq!(t.next_cycle(origin, Span::from_secs(145), lower, upper, step), Span::from_secs(135));
+        assert_eq!(t.lag(Instant::from_millis(7_000)), Span::from_millis(7_000));
+        // Lag 7 s of 120: the short way is to shorten by 7 s.
+        assert_eq!(t.next_cycle(origin, Span::from_secs(120), lower, upper, step), Span::from_secs(113));
+        // At the lower bound already: lengthen instead (by a step).
+        let low = CorridorTiming { cycle: Span::from_secs(50), ..t };
+        assert_eq!(low.next_cycle(origin, Span::from_secs(50), lower, upper, step), Span::from_secs(60));
     }
 }

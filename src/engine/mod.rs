@@ -20,6 +20,7 @@
 
 pub mod board;
 pub mod clock;
+pub mod corridor;
 pub mod latency;
 
 use std::sync::Arc;
@@ -236,6 +237,8 @@ pub struct Engine {
     /// Intersections flashed because the loop overran, to restart.
     overrun_flash: bool,
     shutdown: bool,
+    /// `[[corridor]]`: common cycles and offsets for adaptive arterials.
+    corridors: Vec<corridor::Corridor>,
 }
 
 /// The first whole multiple of `tick` at or after `t`: where the engine's
@@ -290,6 +293,7 @@ impl Engine {
             seq: 0,
             overrun_flash: false,
             shutdown: false,
+            corridors: Vec::new(),
         };
         let io = EngineIo {
             commands: cmd_tx,
@@ -317,6 +321,17 @@ impl Engine {
         }
     }
 
+    /// Coordinate `members` (engine indexes, in order along the arterial,
+    /// phase 2 travelling from the first to the last) as a corridor with
+    /// `travel[k]` from member `k` to `k + 1`. See [`corridor`].
+    pub fn add_corridor(&mut self, name: String, members: Vec<usize>, travel: &[Span]) {
+        if members.iter().any(|&i| i >= self.intersections.len()) || members.len() < 2 {
+            tracing::warn!(corridor = %name, ?members, "corridor ignored: its members are not the engine's intersections");
+            return;
+        }
+        self.corridors.push(corridor::Corridor::new(name, members, travel));
+    }
+
     pub fn latency(&self) -> &LatencyRecorder {
         &self.latency
     }
@@ -337,6 +352,9 @@ impl Engine {
             let started = std::time::Instant::now();
             self.tick_intersection(i, now, publish_snapshot);
             self.latency.record_tick(started.elapsed().as_nanos() as u64);
+        }
+        for c in &mut self.corridors {
+            c.update(now, &mut self.intersections);
         }
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         if self.seq.is_multiple_of(10) {

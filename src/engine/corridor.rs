@@ -1,0 +1,275 @@
+//! Corridors (`[[corridor]]`): one cycle and green-wave offsets for the
+//! adaptive intersections along an arterial.
+//!
+//! Each adaptive intersection re-plans its own cycle, from its own origin,
+//! so neighbours drift apart and no green wave forms. Once per period (the
+//! longest cycle its members run now), on the control thread, a corridor:
+//! 1. takes the **common cycle**: the largest cycle its members' optimizers
+//!    want ([`crate::core::adaptive::Optimizer::wanted_cycle`]), rounded up
+//!    to a whole second and kept inside what every member can run. It only
+//!    grows at once; it shrinks when the largest wanted is more than
+//!    [`SHRINK_DEADBAND`] below it (every change re-aligns the members);
+//! 2. picks the **direction** of the wave: phase 2 (*forward*, from the
+//!    first member towards the last) or phase 6 (*backward*), whichever
+//!    carries more smoothed flow summed over the members; the other one
+//!    must carry [`SWITCH_RATIO`] times more to turn the wave round;
+//! 3. computes the **offsets** ([`offsets`]): the travel time from the
+//!    wave's first member, modulo the cycle;
+//! 4. sends each member [`Command::Corridor`]. Its controller then walks
+//!    its cycle origin onto the offset by lengthening or shortening cycles
+//!    within `max_cycle_step` ([`crate::core::coord::CorridorTiming`]).
+//!
+//! Only members running an adaptive plan in `style = "cycle"` take part
+//! (at least two of them, or nothing is sent); the others keep the timing
+//! they were sent last, which acts once they run such a plan. The
+//! reference (cycle zero before offsets) is set, whenever the common cycle
+//! changes, where the wave's first taking-part member's next cycle starts,
+//! so that member needs no transition.
+//!
+//! Allocation-free once built: fixed `Vec`s sized at construction, reused.
+//! A member refusing the timing (it cannot run the cycle) is logged once,
+//! when it starts refusing.
+
+use super::Intersection;
+use crate::core::adaptive::Optimizer;
+use crate::core::coord::CorridorTiming;
+use crate::core::{Command, Instant, PhaseId, Span};
+
+/// The through movement from the first member towards the last.
+pub const FORWARD_PHASE: u8 = 2;
+/// The through movement back, from the last member towards the first.
+pub const BACKWARD_PHASE: u8 = 6;
+/// The direction not served must carry this much more flow to turn the wave.
+pub const SWITCH_RATIO: f32 = 1.1;
+/// The common cycle shrinks only when the largest wanted is this far below.
+pub const SHRINK_DEADBAND: Span = Span::from_secs(5);
+/// Period while no member runs an adaptive cycle-style plan.
+const IDLE_PERIOD: Span = Span::from_secs(60);
+
+/// Which way the green wave runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Phase 2: from the first member towards the last.
+    Forward,
+    /// Phase 6: from the last member towards the first.
+    Backward,
+}
+
+/// Offsets of a one-way green wave: `reach[k]` is the travel time from the
+/// first member to member `k` (`reach[0]` = 0). Forward, member `k` starts
+/// its cycle `reach[k]` after the first; backward, `reach[last] − reach[k]`
+/// after the last. Both modulo `cycle`.
+pub fn offsets(reach: &[Span], cycle: Span, direction: Direction, out: &mut [Span]) {
+    let total = reach.last().copied().unwrap_or_default();
+    for (o, &r) in out.iter_mut().zip(reach) {
+        let t = match direction {
+            Direction::Forward => r,
+            Direction::Backward => total - r,
+        };
+        *o = t.rem(cycle);
+    }
+}
+
+/// The direction after comparing the two flows (vehicles per hour).
+pub fn direction(current: Direction, forward_vph: f32, backward_vph: f32) -> Direction {
+    match current {
+        Direction::Forward if backward_vph > forward_vph * SWITCH_RATIO => Direction::Backward,
+        Direction::Backward if forward_vph > backward_vph * SWITCH_RATIO => Direction::Forward,
+        d => d,
+    }
+}
+
+/// One corridor's state on the control thread.
+#[derive(Debug)]
+pub(super) struct Corridor {
+    name: String,
+    /// Engine indexes of the members, in order along the arterial.
+    members: Vec<usize>,
+    /// Travel time from the first member to each.
+    reach: Vec<Span>,
+    /// Scratch: this period's offsets.
+    offsets: Vec<Span>,
+    /// Members refusing the timing now (logged when they start).
+    refused: Vec<bool>,
+    direction: Direction,
+    timing: Option<(Span, Instant)>,
+    next_at: Instant,
+}
+
+impl Corridor {
+    pub(super) fn new(name: String, members: Vec<usize>, travel: &[Span]) -> Self {
+        let mut reach = Vec::with_capacity(members.len());
+        let mut t = Span::ZERO;
+        reach.push(t);
+        for &s in travel.iter().take(members.len().saturating_sub(1)) {
+            t += s;
+            reach.push(t);
+        }
+        let n = members.len();
+        Corridor {
+            name,
+            members,
+            reach,
+            offsets: vec![Span::ZERO; n],
+            refused: vec![false; n],
+            direction: Direction::Forward,
+            timing: None,
+            next_at: Instant::ZERO,
+        }
+    }
+
+    /// Once per period: choose the cycle, the direction and the offsets,
+    /// and send them to the members among the engine's `intersections`.
+    pub(super) fn update(&mut self, now: Instant, intersections: &mut [Intersection]) {
+        if now < self.next_at {
+            return;
+        }
+        let fwd = PhaseId::new(FORWARD_PHASE).expect("phase 2 exists").index();
+        let bwd = PhaseId::new(BACKWARD_PHASE).expect("phase 6 exists").index();
+        let (mut wanted, mut lower, mut upper) = (Span::ZERO, Span::ZERO, Span::from_millis(u64::MAX));
+        let (mut forward_vph, mut backward_vph) = (0.0f32, 0.0f32);
+        let mut period = Span::ZERO;
+        let mut taking_part = 0;
+        for &i in &self.members {
+            let c = &intersections[i].controller;
+            let (Some(opt), Some((_, length))) = (c.optimizer(), c.adaptive_cycle()) else { continue };
+            taking_part += 1;
+            wanted = wanted.max(opt.wanted_cycle());
+            let (lo, hi) = Optimizer::cycle_limits(c.spec(), &c.spec().adaptive);
+            (lower, upper) = (lower.max(lo), upper.min(hi));
+            forward_vph += opt.flow_vph(fwd);
+            backward_vph += opt.flow_vph(bwd);
+            period = period.max(length);
+        }
+        self.next_at = now + if period.is_zero() { IDLE_PERIOD } else { period };
+        if taking_part < 2 {
+            return;
+        }
+        let mut cycle = Span::from_secs(wanted.as_millis().div_ceil(1000));
+        if lower <= upper {
+            // Members that cannot run it refuse (and are logged) otherwise.
+            cycle = cycle.clamp(lower, upper);
+        }
+        self.direction = direction(self.direction, forward_vph, backward_vph);
+        offsets(&self.reach, cycle, self.direction, &mut self.offsets);
+        let reference = match self.timing {
+            Some((current, reference)) if cycle <= current && cycle + SHRINK_DEADBAND >= current => {
+                cycle = current;
+                offsets(&self.reach, cycle, self.direction, &mut self.offsets);
+                reference
+            }
+            _ => self.new_reference(cycle, intersections).unwrap_or(now),
+        };
+        self.timing = Some((cycle, reference));
+        for (k, &i) in self.members.iter().enumerate() {
+            let c = &mut intersections[i].controller;
+            let timing = CorridorTiming { cycle, offset: self.offsets[k], reference };
+            match c.handle_command(now, Command::Corridor(Some(timing))) {
+                Ok(()) => self.refused[k] = false,
+                Err(e) => {
+                    if !self.refused[k] {
+                        // Rare (once per member and change): the control
+                        // thread logs refused commands the same way.
+                        tracing::warn!(corridor = %self.name, intersection = %c.spec().id, error = %e,
+                            "corridor timing refused: this member keeps its own cycle");
+                    }
+                    self.refused[k] = true;
+                }
+            }
+        }
+    }
+
+    /// A reference that puts the wave's first taking-part member's next
+    /// cycle start on its offset.
+    fn new_reference(&self, cycle: Span, intersections: &[Intersection]) -> Option<Instant> {
+        let order = (0..self.members.len()).map(|k| match self.direction {
+            Direction::Forward => k,
+            Direction::Backward => self.members.len() - 1 - k,
+        });
+        for k in order {
+            if let Some((origin, length)) = intersections[self.members[k]].controller.adaptive_cycle() {
+                let next = origin + length;
+                let back = (self.offsets[k].as_millis() % cycle.as_millis().max(1)) as i128;
+                return Some(Instant::from_millis((next.as_millis() as i128 - back).max(0) as u64));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::eight_phase;
+    use crate::core::{DetectorChannel, InputFrame};
+    use crate::engine::{Engine, EngineCommand, EngineConfig};
+
+    /// Two adaptive intersections in a corridor, run by the engine with
+    /// heavier traffic on phase 2: they end up on one cycle with the
+    /// downstream origin exactly the travel time (mod the cycle) after the
+    /// upstream one.
+    #[test]
+    fn the_engine_puts_two_adaptive_members_on_a_forward_green_wave() {
+        let t0 = Instant::from_millis(1_767_571_200_000);
+        let (mut engine, io) = Engine::new(vec![eight_phase(), eight_phase()], EngineConfig::default(), t0);
+        let travel = Span::from_millis(47_300);
+        engine.add_corridor("test".into(), vec![0, 1], &[travel]);
+        for i in 0..2 {
+            let command = Command::SelectPlan(4);
+            io.commands.send(EngineCommand::Controller { intersection: i, command }).unwrap();
+        }
+        let mut now = t0;
+        for t in 0..36_000u64 {
+            now += Span::from_millis(100);
+            for i in 0..2usize {
+                let mut f = InputFrame::default();
+                let sec = t / 10 + 3 * i as u64;
+                for (ch, every) in [(2, 2), (6, 5), (4, 15), (8, 20)] {
+                    f.set_presence(DetectorChannel::new(ch).unwrap(), sec.is_multiple_of(every));
+                }
+                let _ = io.inputs.try_send((i, f));
+            }
+            engine.tick(now);
+            while io.events.try_recv().is_ok() {}
+        }
+        let (a, b) = (engine.controller(0), engine.controller(1));
+        let (ta, tb) = (a.corridor().expect("member 0 has a timing"), b.corridor().expect("member 1 too"));
+        assert_eq!(ta.cycle, tb.cycle);
+        assert_eq!((ta.offset, tb.offset), (Span::ZERO, travel.rem(ta.cycle)), "forward: phase 2 is heavier");
+        let (oa, la) = a.adaptive_cycle().unwrap();
+        let (ob, lb) = b.adaptive_cycle().unwrap();
+        assert_eq!((la, lb), (ta.cycle, ta.cycle), "both run the common cycle");
+        assert_eq!((ta.lag(oa), tb.lag(ob)), (Span::ZERO, Span::ZERO), "both on their offsets");
+        let apart = (ob.as_millis() as i128 - oa.as_millis() as i128).rem_euclid(ta.cycle.as_millis() as i128);
+        assert_eq!(apart as u64, travel.rem(ta.cycle).as_millis());
+    }
+
+    fn s(secs: u64) -> Span {
+        Span::from_secs(secs)
+    }
+
+    #[test]
+    fn forward_offsets_are_cumulative_travel_mod_cycle() {
+        let reach = [s(0), s(30), s(75), s(130)];
+        let mut out = [Span::ZERO; 4];
+        offsets(&reach, s(100), Direction::Forward, &mut out);
+        assert_eq!(out, [s(0), s(30), s(75), s(30)]);
+    }
+
+    #[test]
+    fn backward_offsets_count_from_the_last_member() {
+        let reach = [s(0), s(30), s(75), s(130)];
+        let mut out = [Span::ZERO; 4];
+        offsets(&reach, s(100), Direction::Backward, &mut out);
+        // 130, 100, 55, 0 s of travel from the last member, mod 100.
+        assert_eq!(out, [s(30), s(0), s(55), s(0)]);
+    }
+
+    #[test]
+    fn the_wave_turns_only_on_a_clear_majority() {
+        assert_eq!(direction(Direction::Forward, 1000.0, 1050.0), Direction::Forward);
+        assert_eq!(direction(Direction::Forward, 1000.0, 1200.0), Direction::Backward);
+        assert_eq!(direction(Direction::Backward, 1050.0, 1000.0), Direction::Backward);
+        assert_eq!(direction(Direction::Backward, 1200.0, 1000.0), Direction::Forward);
+    }
+}
