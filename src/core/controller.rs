@@ -1260,7 +1260,8 @@ impl Controller {
             (MaxSelect::Max1, _) => t.max1,
             (MaxSelect::Max2, _) => t.max2,
         } + extension;
-        let maxed = g.max_start.is_some_and(|s| now.since(s) >= max) && !self.pressure_holds(p, now);
+        let on_max = g.max_start.map(|s| now.since(s));
+        let maxed = on_max.is_some_and(|m| m >= max) && !self.pressure_holds(p, on_max);
         let gapped = t.recall != Recall::Max && extension.is_zero() && now.since(g.last_extension) >= t.passage;
         let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
         match self.plan.mode {
@@ -1297,7 +1298,8 @@ impl Controller {
     /// max-pressure rule at the max-out decision. Never past the engineer's
     /// own maximum green for the plan, nor for a phase whose queue nothing
     /// measures.
-    fn pressure_holds(&self, p: PhaseId, now: Instant) -> bool {
+    /// `on_max`: how long the phase's max timer has run.
+    fn pressure_holds(&self, p: PhaseId, on_max: Option<Span>) -> bool {
         if self.optimizer.is_none() || self.plan.mode != PlanMode::Free {
             return false;
         }
@@ -1307,8 +1309,7 @@ impl Controller {
             MaxSelect::Max1 => t.max1,
             MaxSelect::Max2 => t.max2,
         };
-        let r = self.rings.iter().position(|r| r.phase == Some(p) && r.interval == Interval::Green);
-        let within = r.and_then(|r| self.rings[r].green.max_start).is_some_and(|s| now.since(s) < engineer_max);
+        let within = on_max.is_some_and(|m| m < engineer_max);
         let waiting = self.vehicle_calls.intersection(self.spec.conflicts[p.index()]);
         within && queue > 0 && queue >= self.queues.longest(waiting)
     }
