@@ -297,6 +297,15 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
                 input.set_presence(d.channel, !input.is_present(d.channel));
             }
         }
+        if rng.one_in(50) {
+            // Cameras report queues on some channels (the adaptive layer's
+            // pressure rule weighs them), now and then on none.
+            let channels = x.spec.detectors.iter().fold(0u64, |m, d| m | 1 << d.channel.index());
+            input.queued = rng.next() & channels;
+            for d in &x.spec.detectors {
+                input.queue[d.channel.index()] = rng.below(40) as u16;
+            }
+        }
         if rng.one_in(sc.command_one_in) {
             let cmd = random_command(&mut rng, x);
             let _ = controller.handle_command(now, cmd);

@@ -225,6 +225,7 @@ pub fn state(s: &Snapshot, current: &Current) -> pb::IntersectionState {
                 vehicle_call: s.vehicle_calls.contains(p),
                 ped_call: s.ped_calls.contains(p),
                 held: s.holds.contains(p),
+                queue: s.queues[p.index()].map(u32::from),
             })
             .collect(),
         overlaps: spec

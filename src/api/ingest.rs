@@ -65,6 +65,20 @@ impl IngestService {
                 let slot = &mut frame.counts[zone.channel.index()];
                 *slot = slot.saturating_add(count);
             }
+            if let Some(queue) = z.queue {
+                // A queue the length of a long approach is a few hundred.
+                if queue > u32::from(crate::core::queue::QUEUE_MEASURED_MAX) {
+                    return Err(convert::invalid(
+                        &format!("zones[{k}].queue"),
+                        format!(
+                            "{queue} vehicles queued in one zone is not plausible (at most {})",
+                            crate::core::queue::QUEUE_MEASURED_MAX
+                        ),
+                    ));
+                }
+                frame.queued |= bit;
+                frame.queue[zone.channel.index()] = queue as u16;
+            }
         }
         Ok((i, frame))
     }

@@ -146,6 +146,8 @@ pub struct RawRegisters {
     pub volume_channels: Option<u16>,
     pub camera: Option<u16>,
     pub camera_zones: Option<u16>,
+    pub camera_queue: Option<u16>,
+    pub camera_queue_zones: Option<u16>,
     pub vehicle: Option<u16>,
     pub ped: Option<u16>,
     pub overlap: Option<u16>,

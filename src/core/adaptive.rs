@@ -42,9 +42,10 @@ pub enum AdaptiveStyle {
     #[default]
     Cycle,
     /// Free actuated: phases still gap out when their queue clears, and the
-    /// re-planned splits become each phase's dynamic maximum green (within
-    /// the engineer's min green and max2). Cycles shrink at light demand and
-    /// greens follow the flows near saturation.
+    /// re-planned splits become each phase's dynamic maximum green, between
+    /// the engineer's maximum (max1, or max2 where the plan selects it) and
+    /// max2. Cycles shrink at light demand and heavy phases may run longer
+    /// than max1 near saturation.
     Free,
 }
 

@@ -32,12 +32,25 @@ pub struct InputFrame {
     /// counters, camera zones), so their rising edges are not counted as
     /// well. For other channels a count above zero is taken, else the edge.
     pub counted: u64,
+    /// Vehicles standing in the zone now, as a camera measures a queue (a
+    /// level, not a counter), for the channels in `queued`.
+    pub queue: [u16; MAX_DETECTORS],
+    /// Channels whose `queue` is measured in this frame (bit `n - 1` for
+    /// channel `n`); the others have no camera queue.
+    pub queued: u64,
     pub cabinet: CabinetStatus,
 }
 
 impl Default for InputFrame {
     fn default() -> Self {
-        InputFrame { presence: 0, counts: [0; MAX_DETECTORS], counted: 0, cabinet: CabinetStatus::default() }
+        InputFrame {
+            presence: 0,
+            counts: [0; MAX_DETECTORS],
+            counted: 0,
+            queue: [0; MAX_DETECTORS],
+            queued: 0,
+            cabinet: CabinetStatus::default(),
+        }
     }
 }
 

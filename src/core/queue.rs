@@ -1,23 +1,36 @@
-//! Queue estimates per phase, by input–output counting: a vehicle that
-//! crossed one of the phase's advance loops and not yet one of its stop-bar
-//! loops is queued (or about to be) between them.
+//! Queue estimates per phase, fused from two sources:
+//! - **camera queues**: a video zone that measures the vehicles standing in
+//!   it ([`InputFrame::queue`]) gives its phase's queue directly (summed
+//!   over the phase's zones). It is used whenever the frame carries it;
+//! - **input–output counting** otherwise: a vehicle that crossed one of the
+//!   phase's advance loops and not yet one of its stop-bar loops is queued
+//!   (or about to be) between them.
+//!
+//! Loops keep giving presence (calls, extensions) either way; the camera
+//! only replaces the count arithmetic, which drifts.
 //!
 //! Counts drift: a loop held occupied by two close vehicles counts one, a
 //! lane without an advance loop only departs. The estimate is clamped at
 //! zero and at [`QUEUE_CAP`], and set to zero whenever the phase gaps out,
-//! which is the controller seeing the queue cleared. Phases without an
-//! advance loop have no estimate (`None`): nothing counts their arrivals.
+//! which is the controller seeing the queue cleared. Phases with neither a
+//! camera queue nor an advance loop have no estimate (`None`): nothing
+//! counts their arrivals.
 //!
 //! Allocation-free, fixed arrays; updated once per tick from the detector
 //! bank's wrapping volume counters.
 
 use super::detector::DetectorBank;
 use super::ids::{MAX_DETECTORS, MAX_PHASES, PhaseId, PhaseSet};
+use super::image::InputFrame;
 use super::spec::{ControllerSpec, DetectorKind, DetectorPlacement};
 
 /// The most vehicles an estimate holds: past this the advance loop is in
 /// the queue itself, and counting more would only be drift.
 pub const QUEUE_CAP: u16 = 60;
+
+/// The most vehicles a camera may report standing in one zone: past this a
+/// measurement is not plausible (a 500 m lane holds about 80).
+pub const QUEUE_MEASURED_MAX: u16 = 500;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
@@ -29,10 +42,16 @@ enum Role {
 pub struct QueueEstimator {
     /// Per detector slot: the phase (index) it counts for, and how.
     role: [Option<(u8, Role)>; MAX_DETECTORS],
+    /// Per detector slot: its channel's bit in the input frame's masks.
+    channel_bit: [u64; MAX_DETECTORS],
     /// Phases with at least one advance loop.
     estimated: PhaseSet,
     last_volume: [u32; MAX_DETECTORS],
+    /// Input–output estimate per phase.
     queue: [u16; MAX_PHASES],
+    /// Phases a camera measured in the latest frame, and their queues.
+    measured: PhaseSet,
+    camera: [u16; MAX_PHASES],
     /// The first update only takes the counters' baseline.
     started: bool,
 }
@@ -40,8 +59,10 @@ pub struct QueueEstimator {
 impl QueueEstimator {
     pub fn new(spec: &ControllerSpec) -> Self {
         let mut role = [None; MAX_DETECTORS];
+        let mut channel_bit = [0; MAX_DETECTORS];
         let mut estimated = PhaseSet::EMPTY;
         for (slot, d) in spec.detectors.iter().enumerate().take(MAX_DETECTORS) {
+            channel_bit[slot] = 1 << d.channel.index();
             // An advance loop extends the phase its vehicles are heading
             // for; a stop-bar loop calls the phase that serves them.
             let (phase, how) = match (d.kind, d.placement) {
@@ -57,12 +78,32 @@ impl QueueEstimator {
             }
             role[slot] = Some((p.index() as u8, how));
         }
-        QueueEstimator { role, estimated, last_volume: [0; MAX_DETECTORS], queue: [0; MAX_PHASES], started: false }
+        QueueEstimator {
+            role,
+            channel_bit,
+            estimated,
+            last_volume: [0; MAX_DETECTORS],
+            queue: [0; MAX_PHASES],
+            measured: PhaseSet::EMPTY,
+            camera: [0; MAX_PHASES],
+            started: false,
+        }
     }
 
-    /// Take the counts since the last update. The first update after
-    /// [`QueueEstimator::new`] only sets the baseline.
-    pub fn update(&mut self, detectors: &DetectorBank) {
+    /// Take this tick's camera queues from `input` and the loop counts since
+    /// the last update. The first update after [`QueueEstimator::new`] only
+    /// sets the counters' baseline.
+    pub fn update(&mut self, detectors: &DetectorBank, input: &InputFrame) {
+        self.measured = PhaseSet::EMPTY;
+        self.camera = [0; MAX_PHASES];
+        for (slot, role) in self.role.iter().enumerate() {
+            let Some((i, _)) = *role else { continue };
+            if input.queued & self.channel_bit[slot] != 0 {
+                let ch = self.channel_bit[slot].trailing_zeros() as usize;
+                self.measured.insert(PhaseId::from_index(i as usize));
+                self.camera[i as usize] = self.camera[i as usize].saturating_add(input.queue[ch]);
+            }
+        }
         let baseline = !std::mem::replace(&mut self.started, true);
         for (slot, role) in self.role.iter().enumerate() {
             let volume = detectors.state(slot).volume;
@@ -85,8 +126,12 @@ impl QueueEstimator {
         self.queue[p.index()] = 0;
     }
 
-    /// Vehicles estimated queued for `p`; `None` without an advance loop.
+    /// Vehicles queued for `p`: the camera's measurement when this tick has
+    /// one, else the input–output estimate; `None` with neither.
     pub fn queue(&self, p: PhaseId) -> Option<u16> {
+        if self.measured.contains(p) {
+            return Some(self.camera[p.index()]);
+        }
         self.estimated.contains(p).then(|| self.queue[p.index()])
     }
 
@@ -118,12 +163,13 @@ mod tests {
         spec
     }
 
-    fn counts(bank: &mut DetectorBank, spec: &ControllerSpec, at: u64, stop_bar: u16, advance: u16) {
+    fn counts(bank: &mut DetectorBank, spec: &ControllerSpec, at: u64, stop_bar: u16, advance: u16) -> InputFrame {
         let mut f = InputFrame { counted: u64::MAX, ..InputFrame::default() };
         f.counts[1] = stop_bar;
         f.counts[19] = advance;
         let mut events = EventQueue::default();
         bank.process(Instant::from_millis(at), &spec.detectors, &f, PhaseSet::EMPTY, &mut events);
+        f
     }
 
     #[test]
@@ -131,25 +177,53 @@ mod tests {
         let spec = with_advance();
         let mut bank = DetectorBank::default();
         let mut q = QueueEstimator::new(&spec);
-        counts(&mut bank, &spec, 0, 0, 0);
-        q.update(&bank);
+        let f = counts(&mut bank, &spec, 0, 0, 0);
+        q.update(&bank, &f);
         assert_eq!(q.queue(p(2)), Some(0));
         assert_eq!(q.queue(p(4)), None, "no advance loop, no estimate");
-        counts(&mut bank, &spec, 100, 0, 7);
-        q.update(&bank);
+        let f = counts(&mut bank, &spec, 100, 0, 7);
+        q.update(&bank, &f);
         assert_eq!(q.queue(p(2)), Some(7));
-        counts(&mut bank, &spec, 200, 3, 0);
-        q.update(&bank);
+        let f = counts(&mut bank, &spec, 200, 3, 0);
+        q.update(&bank, &f);
         assert_eq!(q.queue(p(2)), Some(4));
-        counts(&mut bank, &spec, 300, 9, 0);
-        q.update(&bank);
+        let f = counts(&mut bank, &spec, 300, 9, 0);
+        q.update(&bank, &f);
         assert_eq!(q.queue(p(2)), Some(0), "never below zero");
         for t in 0..10 {
-            counts(&mut bank, &spec, 400 + t * 100, 0, 20);
-            q.update(&bank);
+            let f = counts(&mut bank, &spec, 400 + t * 100, 0, 20);
+            q.update(&bank, &f);
         }
         assert_eq!(q.queue(p(2)), Some(QUEUE_CAP));
         q.cleared(p(2));
         assert_eq!(q.longest(spec.phase_set()), 0);
+    }
+
+    #[test]
+    fn a_camera_queue_replaces_the_estimate_while_it_is_reported() {
+        let spec = with_advance();
+        let mut bank = DetectorBank::default();
+        let mut q = QueueEstimator::new(&spec);
+        let f = counts(&mut bank, &spec, 0, 0, 0);
+        q.update(&bank, &f);
+        // Loops alone: 5 in, none out.
+        let f = counts(&mut bank, &spec, 100, 0, 5);
+        q.update(&bank, &f);
+        assert_eq!(q.queue(p(2)), Some(5));
+        // A camera on phase 2's stop-bar channel (2) and on phase 4's (4),
+        // which has no advance loop: both measured.
+        let mut f = counts(&mut bank, &spec, 200, 0, 0);
+        f.queue[1] = 9;
+        f.queue[3] = 3;
+        f.queued = 0b1010;
+        q.update(&bank, &f);
+        assert_eq!(q.queue(p(2)), Some(9), "the camera's queue, not the loops' 5");
+        assert_eq!(q.queue(p(4)), Some(3), "a camera gives a phase without advance loops a queue");
+        assert_eq!(q.longest(spec.phase_set()), 9);
+        // The camera drops out: back to the loop estimate, none for phase 4.
+        let f = counts(&mut bank, &spec, 300, 0, 0);
+        q.update(&bank, &f);
+        assert_eq!(q.queue(p(2)), Some(5));
+        assert_eq!(q.queue(p(4)), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::controller::{Interval, OperatingMode, PreemptStage, UnitState};
 use super::detector::DetectorFault;
-use super::ids::{MAX_DETECTORS, MAX_RINGS, PhaseId, PhaseSet};
+use super::ids::{MAX_DETECTORS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::OutputFrame;
 use super::spec::PlanMode;
 use super::time::{Instant, Span};
@@ -63,4 +63,7 @@ pub struct Snapshot {
     pub priority: PhaseSet,
     /// The adaptive optimizer is re-planning this plan.
     pub adaptive: bool,
+    /// Vehicles queued per phase (by index): a camera's measurement, else
+    /// the loops' estimate; `None` where nothing measures it.
+    pub queues: [Option<u16>; MAX_PHASES],
 }

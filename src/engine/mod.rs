@@ -102,11 +102,22 @@ pub struct CameraFrame {
     pub counted: u64,
     /// Vehicles per channel since the camera's previous frame.
     pub counts: [u16; MAX_DETECTORS],
+    /// Reported channels whose `queue` the camera measured.
+    pub queued: u64,
+    /// Vehicles standing in the zone now (a level, not a counter).
+    pub queue: [u16; MAX_DETECTORS],
 }
 
 impl Default for CameraFrame {
     fn default() -> Self {
-        CameraFrame { channels: 0, presence: 0, counted: 0, counts: [0; MAX_DETECTORS] }
+        CameraFrame {
+            channels: 0,
+            presence: 0,
+            counted: 0,
+            counts: [0; MAX_DETECTORS],
+            queued: 0,
+            queue: [0; MAX_DETECTORS],
+        }
     }
 }
 
@@ -123,6 +134,9 @@ struct CameraInput {
     counted: u64,
     /// Counts not yet handed to the controller.
     counts: [u16; MAX_DETECTORS],
+    queued: u64,
+    /// The latest queue per channel (in `queued`).
+    queue: [u16; MAX_DETECTORS],
     /// When each channel was last reported.
     updated: [Instant; MAX_DETECTORS],
 }
@@ -134,6 +148,8 @@ impl Default for CameraInput {
             presence: 0,
             counted: 0,
             counts: [0; MAX_DETECTORS],
+            queued: 0,
+            queue: [0; MAX_DETECTORS],
             updated: [Instant::ZERO; MAX_DETECTORS],
         }
     }
@@ -144,10 +160,12 @@ impl CameraInput {
         self.channels |= f.channels;
         self.presence = (self.presence & !f.channels) | (f.presence & f.channels);
         self.counted = (self.counted & !f.channels) | (f.counted & f.channels);
+        self.queued = (self.queued & !f.channels) | (f.queued & f.channels);
         for ch in 0..MAX_DETECTORS {
             if f.channels & (1 << ch) != 0 {
                 self.updated[ch] = now;
                 self.counts[ch] = self.counts[ch].saturating_add(f.counts[ch]);
+                self.queue[ch] = f.queue[ch];
             }
         }
     }
@@ -165,12 +183,18 @@ impl CameraInput {
                 continue;
             }
             if now.since(self.updated[ch]) > CAMERA_STALE_AFTER {
+                // A stalled camera's presence and queue are no longer true.
                 self.presence &= !bit;
+                self.queued &= !bit;
             }
             input.counts[ch] = input.counts[ch].saturating_add(std::mem::take(&mut self.counts[ch]));
+            if self.queued & bit != 0 {
+                input.queue[ch] = self.queue[ch];
+            }
         }
         input.presence |= self.presence;
         input.counted |= self.counted;
+        input.queued |= self.queued;
         input
     }
 }
@@ -573,5 +597,24 @@ mod tests {
         io.inputs.send((0, counted(4))).unwrap();
         engine.tick(t0 + Span::from_millis(300));
         assert_eq!(volume(&engine), 9, "the earlier of two frames between ticks was lost");
+    }
+
+    /// A camera's queue reaches the controller as the latest level (not
+    /// summed across frames) and stops counting once the camera is stale.
+    #[test]
+    fn camera_queues_are_the_latest_level_until_the_camera_goes_stale() {
+        let t0 = Instant::from_millis(1_000_000);
+        let mut camera = CameraInput::default();
+        let mut frame = CameraFrame { channels: 1 << 2, queued: 1 << 2, ..CameraFrame::default() };
+        frame.queue[2] = 7;
+        camera.update(t0, &frame);
+        frame.queue[2] = 5;
+        camera.update(t0 + Span::from_millis(100), &frame);
+        let input = camera.merge(t0 + Span::from_millis(200), &InputFrame::default());
+        assert_eq!((input.queue[2], input.queued), (5, 1 << 2));
+        let input = camera.merge(t0 + Span::from_millis(100) + CAMERA_STALE_AFTER, &InputFrame::default());
+        assert_eq!(input.queued, 1 << 2, "still fresh at the limit");
+        let input = camera.merge(t0 + Span::from_millis(200) + CAMERA_STALE_AFTER, &InputFrame::default());
+        assert_eq!(input.queued, 0, "a stalled camera's queue is dropped");
     }
 }

@@ -47,7 +47,9 @@ use tokio_modbus::client::{Client, Context, Reader, Writer};
 use tokio_modbus::{ExceptionCode, Slave};
 use tracing::{debug, error, info, warn};
 
-use super::registers::{Block, CounterDiff, Fetched, InputImage, OutputImage, RegisterMap, plan_reads, plan_writes};
+use super::registers::{
+    Block, CounterDiff, Fetched, InputImage, OutputImage, RegisterMap, apply_camera_queues, plan_reads, plan_writes,
+};
 use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
 use crate::core::{InputFrame, Instant, Span};
 use crate::engine::OutputMsg;
@@ -318,6 +320,7 @@ impl Session<'_> {
             counted |= 1 << ch;
         }
         frame.counted = counted;
+        apply_camera_queues(img, self.map.camera_queue_zones, &self.zones, &mut frame);
         frame
     }
 

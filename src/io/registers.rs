@@ -18,6 +18,7 @@
 //! (FC02) 0..64 and has a few simulator-only registers (see
 //! [`SIM_MMU_FAULT`] and below); the daemon never uses those.
 
+use crate::core::queue::QUEUE_MEASURED_MAX;
 use crate::core::{
     CabinetStatus, FlashReason, Indication, InputFrame, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OutputFrame,
     PedIndication,
@@ -54,6 +55,11 @@ pub const VOLUME_CHANNELS: u16 = MAX_DETECTORS as u16;
 /// zones are mapped to detector channels with `camera_zone_channels`.
 pub const CAMERA: u16 = 74;
 pub const CAMERA_ZONES: u16 = 16;
+/// Registers (up to 16, one per camera zone): vehicles standing in the zone
+/// now, as the video processor measures a queue (a level, not a counter).
+/// Off in the default map (`camera_queue_zones = 0`, so the default read
+/// stays 0..90); a cabinet whose cameras report queues sets the count.
+pub const CAMERA_QUEUE: u16 = 90;
 
 /// Status bit: cabinet door open (alarm).
 pub const STATUS_DOOR_OPEN: u16 = 1 << 0;
@@ -131,6 +137,10 @@ pub struct RegisterMap {
     pub camera: u16,
     /// Camera zone counters the cabinet has, 0..=16.
     pub camera_zones: u16,
+    pub camera_queue: u16,
+    /// Camera zone queue registers the cabinet has, 0..=16 (zone `z`'s
+    /// queue goes to the channel of `camera_zone_channels[z]`).
+    pub camera_queue_zones: u16,
     pub vehicle: u16,
     pub ped: u16,
     pub overlap: u16,
@@ -151,6 +161,8 @@ impl Default for RegisterMap {
             volume_channels: VOLUME_CHANNELS,
             camera: CAMERA,
             camera_zones: CAMERA_ZONES,
+            camera_queue: CAMERA_QUEUE,
+            camera_queue_zones: 0,
             vehicle: VEHICLE,
             ped: PED,
             overlap: OVERLAP,
@@ -205,6 +217,9 @@ impl RegisterMap {
         if self.camera_zones > 0 {
             items.push(Item { name: "camera", block: Block::new(self.camera, self.camera_zones) });
         }
+        if self.camera_queue_zones > 0 {
+            items.push(Item { name: "camera_queue", block: Block::new(self.camera_queue, self.camera_queue_zones) });
+        }
         items
     }
 
@@ -235,6 +250,9 @@ impl RegisterMap {
         }
         if self.camera_zones > CAMERA_ZONES {
             out.push(format!("camera_zones {} is more than {CAMERA_ZONES}", self.camera_zones));
+        }
+        if self.camera_queue_zones > CAMERA_ZONES {
+            out.push(format!("camera_queue_zones {} is more than {CAMERA_ZONES}", self.camera_queue_zones));
         }
         for (space, items) in
             [("input register", self.input_items(true)), ("holding register", self.output_items(true))]
@@ -342,6 +360,7 @@ pub struct InputImage {
     pub sim_step_ms: u16,
     pub volume: [u16; MAX_DETECTORS],
     pub camera: [u16; CAMERA_ZONES as usize],
+    pub camera_queue: [u16; CAMERA_ZONES as usize],
 }
 
 impl Default for InputImage {
@@ -353,6 +372,7 @@ impl Default for InputImage {
             sim_step_ms: 0,
             volume: [0; MAX_DETECTORS],
             camera: [0; CAMERA_ZONES as usize],
+            camera_queue: [0; CAMERA_ZONES as usize],
         }
     }
 }
@@ -372,6 +392,9 @@ impl InputImage {
         }
         for k in 0..map.camera_zones.min(CAMERA_ZONES) {
             img.camera[k as usize] = f.get(map.camera + k);
+        }
+        for k in 0..map.camera_queue_zones.min(CAMERA_ZONES) {
+            img.camera_queue[k as usize] = f.get(map.camera_queue + k);
         }
         img
     }
@@ -396,6 +419,9 @@ impl InputImage {
         }
         for k in 0..map.camera_zones.min(CAMERA_ZONES) {
             put(map.camera + k, self.camera[k as usize]);
+        }
+        for k in 0..map.camera_queue_zones.min(CAMERA_ZONES) {
+            put(map.camera_queue + k, self.camera_queue[k as usize]);
         }
     }
 
@@ -556,6 +582,19 @@ impl CounterDiff {
     }
 }
 
+/// Fill `frame.queue` from the camera zones' queue registers: zone `z` (of
+/// the first `queue_zones`) measures the channel `zone_channels[z]`
+/// (0-based index). A level, not a counter: nothing to diff; a reading
+/// past [`QUEUE_MEASURED_MAX`] is taken as that.
+pub fn apply_camera_queues(img: &InputImage, queue_zones: u16, zone_channels: &[usize], frame: &mut InputFrame) {
+    for (zone, &ch) in zone_channels.iter().enumerate().take(usize::from(queue_zones.min(CAMERA_ZONES))) {
+        if ch < MAX_DETECTORS {
+            frame.queue[ch] = img.camera_queue[zone].min(QUEUE_MEASURED_MAX);
+            frame.queued |= 1 << ch;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +643,29 @@ mod tests {
         assert_eq!(back, img);
         assert!(back.cabinet_status().manual_flash && back.cabinet_status().door_open);
         assert!(!back.cabinet_status().mmu_fault);
+    }
+
+    #[test]
+    fn camera_queues_are_read_only_when_the_cabinet_has_them() {
+        let m = RegisterMap { camera_queue_zones: 4, ..RegisterMap::default() };
+        assert!(m.problems().is_empty(), "{:?}", m.problems());
+        assert_eq!(plan_reads(&m.input_items(false)), vec![Block::new(0, 94)]);
+        let mut img = InputImage::default();
+        img.camera_queue[3] = 11;
+        let mut regs = vec![0u16; 94];
+        img.encode(&m, &mut regs);
+        assert_eq!(regs[93], 11);
+        let reads = [(Block::new(0, 94), regs)];
+        assert_eq!(InputImage::decode(&m, &Fetched { reads: &reads }), img);
+        // Zones land on their channels; zones past the count are not read.
+        img.camera_queue[0] = 60_000;
+        let zones = [DetectorChannel::new(33).unwrap().index(), 2, 3, 4, 5];
+        let mut frame = InputFrame::default();
+        apply_camera_queues(&img, 4, &zones, &mut frame);
+        assert_eq!(frame.queued, 1 << 32 | 1 << 2 | 1 << 3 | 1 << 4);
+        assert_eq!((frame.queue[32], frame.queue[4]), (QUEUE_MEASURED_MAX, 11));
+        let too_many = RegisterMap { camera_queue_zones: 17, ..RegisterMap::default() };
+        assert!(too_many.problems()[0].contains("camera_queue_zones 17"), "{:?}", too_many.problems());
     }
 
     #[test]

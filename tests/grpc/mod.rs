@@ -354,7 +354,7 @@ async fn camera_presence_reaches_the_detector() {
     let mut i = IngestClient::new(ch);
     let frame = |presence| pb::DetectionFrame {
         intersection_id: ID.into(),
-        zones: vec![pb::ZoneDetection { zone_id: "oak-eb".into(), presence, count: Some(1) }],
+        zones: vec![pb::ZoneDetection { zone_id: "oak-eb".into(), presence, count: Some(1), queue: Some(4) }],
     };
     // A viewer may not push.
     let denied = i.push_detections(authed(tokio_stream::iter(vec![frame(true)]), VIEWER)).await.unwrap_err();
@@ -362,11 +362,19 @@ async fn camera_presence_reaches_the_detector() {
     // An unknown zone is named.
     let unknown = pb::DetectionFrame {
         intersection_id: ID.into(),
-        zones: vec![pb::ZoneDetection { zone_id: "nope".into(), presence: true, count: None }],
+        zones: vec![pb::ZoneDetection { zone_id: "nope".into(), presence: true, count: None, queue: None }],
     };
     let bad = i.push_detections(authed(tokio_stream::iter(vec![unknown]), CAMERA)).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().starts_with("zones[0].zone_id"), "{}", bad.message());
+    // So is an implausible queue.
+    let huge = pb::DetectionFrame {
+        intersection_id: ID.into(),
+        zones: vec![pb::ZoneDetection { zone_id: "oak-eb".into(), presence: true, count: None, queue: Some(70_000) }],
+    };
+    let bad = i.push_detections(authed(tokio_stream::iter(vec![huge]), CAMERA)).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("zones[0].queue"), "{}", bad.message());
 
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut push = i.clone();
@@ -379,6 +387,12 @@ async fn camera_presence_reaches_the_detector() {
     })
     .await;
     assert!(seen.detectors.iter().any(|d| d.channel == 3 && d.volume >= 1));
+    // The zone's queue is its detector's phase's queue.
+    let phase = 4; // detector 3 calls phase 4 (Oak EB)
+    wait_state(&mut w, "camera queue on the phase", |s| {
+        s.phases.iter().any(|p| p.number == phase && p.queue == Some(4))
+    })
+    .await;
     tx.send(frame(false)).await.expect("send");
     drop(tx);
     let summary = call.await.expect("task").expect("stream ok").into_inner();

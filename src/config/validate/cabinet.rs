@@ -239,6 +239,8 @@ impl Validator<'_> {
             volume_channels: r.volume_channels.unwrap_or(d.volume_channels),
             camera: r.camera.unwrap_or(d.camera),
             camera_zones: r.camera_zones.unwrap_or(d.camera_zones),
+            camera_queue: r.camera_queue.unwrap_or(d.camera_queue),
+            camera_queue_zones: r.camera_queue_zones.unwrap_or(d.camera_queue_zones),
             vehicle: r.vehicle.unwrap_or(d.vehicle),
             ped: r.ped.unwrap_or(d.ped),
             overlap: r.overlap.unwrap_or(d.overlap),
