@@ -9,6 +9,8 @@ input registers (FC04)
   9      simulated step in ms (= the daemon's tick)
   10..73 16-bit wrapping volume counter per detector channel
   74..89 camera zone counters (unused, 0)
+  90..105 camera zone queues: vehicles standing on each stop-bar lane
+         (netmodel.camera_zones), read when the controller maps the zones
 holding registers (FC03/FC16)
   0..15  phase 1..16 vehicle indication (0 dark, 1 red, 2 yellow, 3 green,
          4 flashing red, 5 flashing yellow)
@@ -36,7 +38,7 @@ import asyncio
 import logging
 
 from common import EPOCH_MS
-from netmodel import LinkStates, compatible
+from netmodel import CAMERA_QUEUE_REG, LinkStates, camera_zones, compatible
 
 DARK, RED, YELLOW, GREEN, FRED, FYELLOW = 0, 1, 2, 3, 4, 5
 MODE_FLASH = 2
@@ -120,6 +122,7 @@ class Junction:
         self.dets = [(d["channel"], d["id"]) for d in j["detectors"]]
         self.prev_ids = {d: set() for _, d in self.dets}
         self.volume = {c: 0 for c, _ in self.dets}
+        self.camera_lanes = [d["lane"] for d in camera_zones(j)]
         self.acked = False
         self.last_state = None
         self.writes = 0
@@ -165,6 +168,8 @@ class Junction:
             elif self.prev_ids[did]:
                 self.prev_ids[did] = set()
         self.ir[0:4] = pres
+        for k, lane in enumerate(self.camera_lanes):
+            self.ir[CAMERA_QUEUE_REG + k] = self.api.lane.getLastStepHaltingNumber(lane)
         self.ir[5] = (t_ms >> 48) & 0xFFFF
         self.ir[6] = (t_ms >> 32) & 0xFFFF
         self.ir[7] = (t_ms >> 16) & 0xFFFF

@@ -28,6 +28,7 @@ Check the result with `greenwave check DIR`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -36,8 +37,12 @@ from common import fmt, write_json  # noqa: E402
 import netmodel  # noqa: E402
 
 
+# max2 = 1.5 x max1, the headroom an engineer commonly gives a heavy period.
+MAX2_SCALE = 1.5
+
+
 def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | None = None,
-                    style: str = "cycle", adaptive: dict | None = None) -> str:
+                    style: str = "cycle", adaptive: dict | None = None, cameras: bool = False) -> str:
     tid = j["tls"]
     ph = j["phases"]
     L = []
@@ -58,6 +63,13 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
     w('kind = "modbus-tcp"')
     w(f'address = "{host}:{port}"')
     w("unit_id = 1")
+    if cameras:
+        zones = netmodel.camera_zones(j)
+        w("# video zones, one per stop-bar lane: the vehicles standing on it (queue registers)")
+        w(f"camera_zone_channels = {[d['channel'] for d in zones]}")
+        w("[cabinet.registers]")
+        w("camera_zones = 0")
+        w(f"camera_queue_zones = {len(zones)}")
     w("")
     w("[startup]")
     w("flash_s = 2.0")
@@ -77,6 +89,9 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
         w(f"min_green_s = {fmt(v['min_green_s'])}")
         w(f"passage_s = {fmt(v['passage_s'])}")
         w(f"max1_s = {fmt(v['max1_s'])}")
+        if mode == "adaptive":
+            # the adaptive layer may run a heavy phase past max1, up to max2
+            w(f"max2_s = {fmt(v['max1_s'] * MAX2_SCALE)}")
         w(f"yellow_s = {fmt(v['yellow_s'])}")
         w(f"red_clear_s = {fmt(v['red_clear_s'])}")
         w(f"approach_speed_kmh = {fmt(v['approach_speed_kmh'])}")
@@ -163,7 +178,7 @@ def match_existing(model: dict, path: Path) -> None:
 
 def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
                detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None,
-               adaptive: dict | None = None) -> dict:
+               adaptive: dict | None = None, cameras: bool = False) -> dict:
     model = netmodel.analyze(str(net))
     if passage_s is not None:
         for j in model.values():
@@ -177,11 +192,62 @@ def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.
     for k, (tid, j) in enumerate(model.items()):
         j["port"] = base_port + k
         j["host"] = host
-        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style, adaptive=adaptive))
+        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style, adaptive=adaptive,
+                                                                     cameras=cameras))
     if not detectors:
         (out / "detectors.add.xml").write_text(detectors_xml(model))
     write_json(out / "sumo-map.json", {"net": str(Path(net).resolve()), "junctions": model})
     return model
+
+
+def corridors(net: Path, model: dict) -> list[dict]:
+    """Chains of signalised junctions along their main street, for
+    `[[corridor]]`: members in the order phase 2 travels, and the free-flow
+    travel time between neighbours (stop line to stop line). A junction's
+    phase-2 approach is followed upstream through unsignalised nodes
+    (straight on, within 30 degrees) to the previous signal, which must run
+    phase 2 the same way."""
+    import sumolib
+
+    sn = sumolib.net.readNet(str(net))
+    approach_a = {tid: next((e for e, ap in j["approaches"].items() if ap["label"] == "A"), None)
+                  for tid, j in model.items()}
+    upstream = {}  # tid -> (previous member, travel s)
+    for tid, a in approach_a.items():
+        if a is None:
+            continue
+        edge = sn.getEdge(a)
+        travel = 0.0
+        while True:
+            travel += edge.getLength() / edge.getSpeed()
+            node = edge.getFromNode()
+            if node.getID() in model:
+                prev_a = approach_a.get(node.getID())
+                if prev_a and abs(netmodel.angdiff(netmodel.heading(sn.getEdge(prev_a)), netmodel.heading(edge))) < 30:
+                    upstream[tid] = (node.getID(), round(travel, 1))
+                break
+            straight = [e for e in node.getIncoming()
+                        if abs(netmodel.angdiff(netmodel.heading(e), netmodel.heading(edge))) < 30]
+            if len(straight) != 1:
+                break
+            edge = straight[0]
+    downstream = {prev: (tid, t) for tid, (prev, t) in upstream.items()}
+    out = []
+    for first in model:
+        if first in upstream or first not in downstream:
+            continue
+        members, travel, at = [first], [], first
+        while at in downstream and len(members) <= len(model):
+            at, t = downstream[at]
+            members.append(at)
+            travel.append(t)
+        out.append({"members": members, "travel_s": travel})
+    return out
+
+
+def corridor_toml(corridors_: list[dict]) -> str:
+    return "".join(f'[[corridor]]\nmembers = {json.dumps(c["members"])}\ntravel_s = {json.dumps(c["travel_s"])}\n'
+                   for c in corridors_)
 
 
 def parse_keys(text: str) -> dict:
@@ -201,11 +267,13 @@ def main() -> None:
     ap.add_argument("--style", choices=["cycle", "free"], default="cycle",
                     help="with --mode adaptive: coordinated re-planned cycles, or free actuated with re-planned maxima")
     ap.add_argument("--passage", type=float, help="passage (gap) in s for every phase, instead of 2.0")
+    ap.add_argument("--cameras", action="store_true",
+                    help="map a video zone to every stop-bar lane (camera queue registers, see docs/modbus.md)")
     ap.add_argument("--adaptive", default="", metavar="KEY=VALUE,...",
                     help="extra [adaptive] keys, e.g. max_green_headroom=1.3,max_cycle_s=120")
     a = ap.parse_args()
     model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors, style=a.style,
-                       passage_s=a.passage, adaptive=parse_keys(a.adaptive))
+                       passage_s=a.passage, adaptive=parse_keys(a.adaptive), cameras=a.cameras)
     for tid, j in model.items():
         print(f"{tid}: phases {sorted(j['phases'])} rings {j['rings']} barriers {j['barriers']}, "
               f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (tid + '.toml')} "

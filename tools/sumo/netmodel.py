@@ -49,6 +49,17 @@ def ite_red(kmh: float, width_m: float) -> float:
     return max(1.0, ceil1((width_m + VEH_L) / (kmh / 3.6)))
 
 
+CAMERA_QUEUE_REG = 90  # input registers: camera zone queues (src/io/registers.rs CAMERA_QUEUE)
+CAMERA_ZONES = 16
+
+
+def camera_zones(j: dict) -> list[dict]:
+    """The simulated video zones of a junction: one per stop-bar lane (at
+    most 16, in channel order), each reporting the vehicles standing on
+    that lane as its queue, on the stop-bar loop's channel."""
+    return sorted((d for d in j["detectors"] if d["kind"] == "stopbar"), key=lambda d: d["channel"])[:CAMERA_ZONES]
+
+
 def heading(edge) -> float:
     shp = edge.getShape()
     (x0, y0), (x1, y1) = shp[-2][:2], shp[-1][:2]

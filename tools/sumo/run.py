@@ -275,7 +275,8 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
                                mode=task.get("greenwave_mode", "free"),
                                style=task.get("greenwave_style", "cycle"),
                                passage_s=task.get("greenwave_passage"),
-                               adaptive=import_net.parse_keys(task.get("greenwave_adaptive", "")))
+                               adaptive=import_net.parse_keys(task.get("greenwave_adaptive", "")),
+                               cameras=task.get("greenwave_cameras", False))
     for tid in model:
         model[tid]["port"] = m2[tid]["port"]
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
@@ -283,7 +284,9 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     cfg.write_text(f'controllers = "{ctl}"\ntick_ms = {int(STEP_S * 1000)}\nview = false\nclock = "cabinet"\n'
                    f'[event_log]\ndir = "{rdir / "log"}"\n'
                    # No API in SIL runs: parallel runs would fight over its port.
-                   '[grpc]\nenabled = false\n')
+                   '[grpc]\nenabled = false\n'
+                   + (import_net.corridor_toml(import_net.corridors(net_path(task["scenario"]), m2))
+                      if task.get("greenwave_corridors") else ""))
     out = {}
 
     async def main():
@@ -490,6 +493,12 @@ def main() -> int:
                     help="passage (gap) in s for every imported phase, instead of the importer's default")
     ap.add_argument("--greenwave-adaptive", default="", metavar="KEY=VALUE,...",
                     help="extra [adaptive] keys for the imported controllers, e.g. max_green_headroom=1.3")
+    ap.add_argument("--greenwave-cameras", action="store_true",
+                    help="simulated video zones on every stop-bar lane report the vehicles standing there "
+                         "(camera queue registers); the adaptive layer fuses them with the loops")
+    ap.add_argument("--greenwave-corridors", action="store_true",
+                    help="write a [[corridor]] for every chain of junctions along a main street "
+                         "(import_net.corridors): common cycle and green-wave offsets for cycle-style plans")
     ap.add_argument("--tune-nema", action="store_true",
                     help="first tune NEMA (vehext x max-green scale) per demand level on the single "
                          "intersection, seed 100 (not an evaluation seed); use the best everywhere")
@@ -499,6 +508,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="override the demand duration (s) and stop there")
     ap.add_argument("--out", type=Path, help="results directory (default tools/sumo/results)")
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--port-base", type=int, default=21000,
+                    help="first Modbus port of the bridge's cabinets (runs take 50 each, 40 runs apart); "
+                         "give concurrent invocations ranges 2000 apart")
     ap.add_argument("--collect", metavar="TAG", help="rebuild the table from the finished runs of TAG (build/runs/TAG)")
     ap.add_argument("--smoke", action="store_true",
                     help="CI smoke: single, balanced, seed 1, 300 s, webster + nema + greenwave; exit 1 on any failure or trip")
@@ -555,9 +567,11 @@ def main() -> int:
                 for c in ctrls:
                     t = {"scenario": sc, "demand": lv, "seed": seed, "controller": c,
                          "run_dir": str(rundir / f"{sc}-{lv}-{seed}-{c}"),
-                         "base_port": 21000 + (k % 40) * 50, "greenwave_mode": a.greenwave_mode,
+                         "base_port": a.port_base + (k % 40) * 50, "greenwave_mode": a.greenwave_mode,
                          "greenwave_style": a.greenwave_style, "greenwave_passage": a.greenwave_passage,
-                         "greenwave_adaptive": a.greenwave_adaptive}
+                         "greenwave_adaptive": a.greenwave_adaptive,
+                         "greenwave_corridors": a.greenwave_corridors,
+                         "greenwave_cameras": a.greenwave_cameras}
                     if a.duration:
                         t["duration"] = a.duration
                     if c == "nema" and a.nema:
