@@ -513,7 +513,8 @@ def main() -> int:
                          "give concurrent invocations ranges 2000 apart")
     ap.add_argument("--collect", metavar="TAG", help="rebuild the table from the finished runs of TAG (build/runs/TAG)")
     ap.add_argument("--smoke", action="store_true",
-                    help="CI smoke: single, balanced, seed 1, 300 s, webster + nema + greenwave; exit 1 on any failure or trip")
+                    help="CI smoke: single, balanced, seed 1, 300 s, webster + nema + greenwave (free-style adaptive "
+                         "with cameras); exit 1 on any failure or trip")
     a = ap.parse_args()
 
     if a.smoke:
@@ -521,6 +522,10 @@ def main() -> int:
         ctrls = ["webster", "nema", "greenwave"]
         a.duration = a.duration or 300.0
         a.tag = a.tag or "smoke"
+        # Greenwave as the table runs it: free-style adaptive, camera queues
+        # through the Modbus camera registers.
+        a.greenwave_mode, a.greenwave_style, a.greenwave_cameras = "adaptive", "free", True
+        a.greenwave_passage = a.greenwave_passage or 0.5
     else:
         scenarios = SCENARIO_NAMES if (a.all or a.scenario == "all") else a.scenario.split(",")
         levels = LEVEL_NAMES if (a.all or a.demand == "all") else a.demand.split(",")
