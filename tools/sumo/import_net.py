@@ -178,11 +178,13 @@ def match_existing(model: dict, path: Path) -> None:
 
 def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
                detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None,
-               adaptive: dict | None = None, cameras: bool = False) -> dict:
+               adaptive: dict | None = None, cameras: bool = False, main_passage_s: float | None = None) -> dict:
     model = netmodel.analyze(str(net))
-    if passage_s is not None:
-        for j in model.values():
-            for v in j["phases"].values():
+    for j in model.values():
+        for p, v in j["phases"].items():
+            if main_passage_s is not None and int(p) in (2, 6):
+                v["passage_s"] = main_passage_s  # main-street throughs: platoons arrive spread out
+            elif passage_s is not None:
                 v["passage_s"] = passage_s
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.toml"):
@@ -267,13 +269,15 @@ def main() -> None:
     ap.add_argument("--style", choices=["cycle", "free"], default="cycle",
                     help="with --mode adaptive: coordinated re-planned cycles, or free actuated with re-planned maxima")
     ap.add_argument("--passage", type=float, help="passage (gap) in s for every phase, instead of 2.0")
+    ap.add_argument("--main-passage", type=float, help="passage for the main-street throughs (2 and 6), instead of --passage")
     ap.add_argument("--cameras", action="store_true",
                     help="map a video zone to every stop-bar lane (camera queue registers, see docs/modbus.md)")
     ap.add_argument("--adaptive", default="", metavar="KEY=VALUE,...",
                     help="extra [adaptive] keys, e.g. max_green_headroom=1.3,max_cycle_s=120")
     a = ap.parse_args()
     model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors, style=a.style,
-                       passage_s=a.passage, adaptive=parse_keys(a.adaptive), cameras=a.cameras)
+                       passage_s=a.passage, adaptive=parse_keys(a.adaptive), cameras=a.cameras,
+                       main_passage_s=a.main_passage)
     for tid, j in model.items():
         print(f"{tid}: phases {sorted(j['phases'])} rings {j['rings']} barriers {j['barriers']}, "
               f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (tid + '.toml')} "
