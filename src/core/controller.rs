@@ -488,7 +488,7 @@ impl Controller {
         self.now = now;
         let green = self.phases_in(Interval::Green);
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
-        self.queues.update(&self.detectors, input);
+        self.queues.update(now, &self.detectors, input);
         self.handle_cabinet(now, input.cabinet);
         self.register_calls(now, &demand);
         self.time_preempt(now);
@@ -1278,7 +1278,7 @@ impl Controller {
             (MaxSelect::Max2, _) => t.max2,
         } + extension;
         let on_max = g.max_start.map(|s| now.since(s));
-        let maxed = on_max.is_some_and(|m| m >= max) && !self.pressure_holds(p, on_max);
+        let maxed = on_max.is_some_and(|m| m >= max) && !self.pressure_holds(now, p, on_max);
         let gapped = t.recall != Recall::Max && extension.is_zero() && now.since(g.last_extension) >= t.passage;
         let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
         match self.plan.mode {
@@ -1313,10 +1313,12 @@ impl Controller {
     /// runs on (still gapping out as usual) while its queue (a camera's, or
     /// the loops' estimate, [`QueueEstimator`]) is at least as long as the
     /// longest queue waiting on a conflicting call: a max-pressure rule at
-    /// the max-out decision. Never past max2, nor for a phase whose queue
-    /// nothing measures.
+    /// the max-out decision. Only while the queue moves (a vehicle crossed
+    /// a stop bar within [`super::queue::DISCHARGE_GAP`]): a long queue
+    /// behind a blocked lane has no pressure. Never past max2, nor for a
+    /// phase whose queue nothing measures.
     /// `on_max`: how long the phase's max timer has run.
-    fn pressure_holds(&self, p: PhaseId, on_max: Option<Span>) -> bool {
+    fn pressure_holds(&self, now: Instant, p: PhaseId, on_max: Option<Span>) -> bool {
         if self.optimizer.is_none() || self.plan.mode != PlanMode::Free {
             return false;
         }
@@ -1324,7 +1326,7 @@ impl Controller {
         let t = self.timing(p);
         let within = on_max.is_some_and(|m| m < t.max2);
         let waiting = self.vehicle_calls.intersection(self.spec.conflicts[p.index()]);
-        within && queue > 0 && queue >= self.queues.longest(waiting)
+        within && queue > 0 && queue >= self.queues.longest(waiting) && self.queues.discharging(p, now)
     }
 
     fn begin_yellow(&mut self, now: Instant, r: usize, why: Termination, next: Option<PhaseId>) {
@@ -1586,14 +1588,19 @@ mod tests {
 
         fn run(&mut self, secs: u64) {
             for _ in 0..secs * 10 {
-                self.now += TICK;
-                self.c.handle_tick(self.now, &self.input);
-                if let Err(f) = self.m.check(self.now, self.c.output()) {
-                    panic!("monitor tripped at {}: {f}\n{:?}", self.now, self.c.snapshot());
-                }
-                while let Some(e) = self.c.poll_event() {
-                    self.log.push(e);
-                }
+                self.step();
+            }
+        }
+
+        /// One tick.
+        fn step(&mut self) {
+            self.now += TICK;
+            self.c.handle_tick(self.now, &self.input);
+            if let Err(f) = self.m.check(self.now, self.c.output()) {
+                panic!("monitor tripped at {}: {f}\n{:?}", self.now, self.c.snapshot());
+            }
+            while let Some(e) = self.c.poll_event() {
+                self.log.push(e);
             }
         }
 
@@ -1840,15 +1847,16 @@ mod tests {
             rig.m = Monitor::new(&spec);
             rig.c = Controller::new(spec, Instant::ZERO);
             rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
-            for t in 0..900u64 {
-                // Main street stop bars held occupied (no departures
-                // counted), a steady side street call.
-                rig.detector(2, true);
-                rig.detector(6, true);
-                rig.detector(4, t % 20 < 2);
-                rig.detector(20, arrivals && t % 2 == 0);
-                rig.detector(21, arrivals && t % 2 == 1);
-                rig.run(1);
+            for t in 0..9000u64 {
+                // Main street discharging: a vehicle across each stop bar
+                // every second, 0.1 s apart (no gap-out); a steady side
+                // street call.
+                rig.detector(2, t % 10 != 9);
+                rig.detector(6, t % 10 != 9);
+                rig.detector(4, t % 200 < 20);
+                rig.detector(20, arrivals && t % 20 < 5);
+                rig.detector(21, arrivals && (t + 10) % 20 < 5);
+                rig.step();
             }
             rig.log
         };
@@ -1863,13 +1871,18 @@ mod tests {
 
     /// The same rule on camera queues alone (no advance loops): the main
     /// street runs on past its maximum while the camera sees its queue at
-    /// least as long as the side street's, and maxes out when the side
-    /// street's is longer.
+    /// least as long as the side street's and it discharges; it maxes out
+    /// when the side street's queue is longer, or when its own stands still
+    /// (its stop bars occupied, nobody crossing: a blocked lane).
     #[test]
     fn free_adaptive_weighs_camera_queues_at_the_max() {
-        let run = |side_queue: u16| {
+        let run = |side_queue: u16, moving: bool| {
             let mut spec = eight_phase();
             spec.adaptive.style = AdaptiveStyle::Free;
+            // Short cycles: the re-planned maxima stay at max1 (40 s), so
+            // only the pressure rule can run the main street to max2.
+            spec.adaptive.min_cycle = Span::from_secs(40);
+            spec.adaptive.max_cycle = Span::from_secs(60);
             let mut rig = Rig::new();
             rig.m = Monitor::new(&spec);
             rig.c = Controller::new(spec, Instant::ZERO);
@@ -1879,17 +1892,19 @@ mod tests {
             rig.input.queue[1] = 12;
             rig.input.queue[5] = 12;
             rig.input.queue[3] = side_queue;
-            for t in 0..900u64 {
-                rig.detector(2, true);
-                rig.detector(6, true);
-                rig.detector(4, t % 20 < 2);
-                rig.run(1);
+            for t in 0..9000u64 {
+                rig.detector(2, !moving || t % 10 != 9);
+                rig.detector(6, !moving || t % 10 != 9);
+                rig.detector(4, t % 200 < 20);
+                rig.step();
             }
             rig.log
         };
-        let held = longest_green(&run(3), 2);
-        let maxed = longest_green(&run(20), 2);
-        assert!(held > maxed, "held {held} against a shorter queue, {maxed} against a longer one");
+        let held = longest_green(&run(3, true), 2);
+        let outweighed = longest_green(&run(20, true), 2);
+        let blocked = longest_green(&run(3, false), 2);
+        assert!(held > outweighed, "held {held} against a shorter queue, {outweighed} against a longer one");
+        assert!(held > blocked, "held {held} while discharging, {blocked} while standing still");
         assert!(held <= Span::from_secs(55 + 15), "past max2: {held}");
     }
 

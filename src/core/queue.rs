@@ -23,6 +23,7 @@ use super::detector::DetectorBank;
 use super::ids::{MAX_DETECTORS, MAX_PHASES, PhaseId, PhaseSet};
 use super::image::InputFrame;
 use super::spec::{ControllerSpec, DetectorKind, DetectorPlacement};
+use super::time::{Instant, Span};
 
 /// The most vehicles an estimate holds: past this the advance loop is in
 /// the queue itself, and counting more would only be drift.
@@ -31,6 +32,12 @@ pub const QUEUE_CAP: u16 = 60;
 /// The most vehicles a camera may report standing in one zone: past this a
 /// measurement is not plausible (a 500 m lane holds about 80).
 pub const QUEUE_MEASURED_MAX: u16 = 500;
+
+/// A phase with no vehicle across its stop bars for this long is not
+/// discharging: at saturation flow one crosses every ~2 s per lane. A queue
+/// behind a blocked lane (a permissive left waiting for a gap, spillback)
+/// is long but does not move, and green given to it is lost.
+pub const DISCHARGE_GAP: Span = Span::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
@@ -52,6 +59,8 @@ pub struct QueueEstimator {
     /// Phases a camera measured in the latest frame, and their queues.
     measured: PhaseSet,
     camera: [u16; MAX_PHASES],
+    /// When a vehicle last crossed one of each phase's stop-bar loops.
+    departed: [Instant; MAX_PHASES],
     /// The first update only takes the counters' baseline.
     started: bool,
 }
@@ -86,6 +95,7 @@ impl QueueEstimator {
             queue: [0; MAX_PHASES],
             measured: PhaseSet::EMPTY,
             camera: [0; MAX_PHASES],
+            departed: [Instant::ZERO; MAX_PHASES],
             started: false,
         }
     }
@@ -93,7 +103,7 @@ impl QueueEstimator {
     /// Take this tick's camera queues from `input` and the loop counts since
     /// the last update. The first update after [`QueueEstimator::new`] only
     /// sets the counters' baseline.
-    pub fn update(&mut self, detectors: &DetectorBank, input: &InputFrame) {
+    pub fn update(&mut self, now: Instant, detectors: &DetectorBank, input: &InputFrame) {
         self.measured = PhaseSet::EMPTY;
         self.camera = [0; MAX_PHASES];
         for (slot, role) in self.role.iter().enumerate() {
@@ -110,7 +120,13 @@ impl QueueEstimator {
             let counted = volume.wrapping_sub(self.last_volume[slot]).min(u32::from(QUEUE_CAP)) as u16;
             self.last_volume[slot] = volume;
             let Some((i, how)) = *role else { continue };
-            if baseline || !self.estimated.contains(PhaseId::from_index(i as usize)) {
+            if baseline {
+                continue;
+            }
+            if how == Role::Departures && counted > 0 {
+                self.departed[i as usize] = now;
+            }
+            if !self.estimated.contains(PhaseId::from_index(i as usize)) {
                 continue;
             }
             let q = &mut self.queue[i as usize];
@@ -133,6 +149,12 @@ impl QueueEstimator {
             return Some(self.camera[p.index()]);
         }
         self.estimated.contains(p).then(|| self.queue[p.index()])
+    }
+
+    /// Whether `p`'s queue is moving: a vehicle crossed one of its stop-bar
+    /// loops within [`DISCHARGE_GAP`] of `now`.
+    pub fn discharging(&self, p: PhaseId, now: Instant) -> bool {
+        now.since(self.departed[p.index()]) <= DISCHARGE_GAP
     }
 
     /// The longest estimated queue among `phases`.
@@ -178,21 +200,21 @@ mod tests {
         let mut bank = DetectorBank::default();
         let mut q = QueueEstimator::new(&spec);
         let f = counts(&mut bank, &spec, 0, 0, 0);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(0));
         assert_eq!(q.queue(p(4)), None, "no advance loop, no estimate");
         let f = counts(&mut bank, &spec, 100, 0, 7);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(7));
         let f = counts(&mut bank, &spec, 200, 3, 0);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(4));
         let f = counts(&mut bank, &spec, 300, 9, 0);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(0), "never below zero");
         for t in 0..10 {
             let f = counts(&mut bank, &spec, 400 + t * 100, 0, 20);
-            q.update(&bank, &f);
+            q.update(Instant::ZERO, &bank, &f);
         }
         assert_eq!(q.queue(p(2)), Some(QUEUE_CAP));
         q.cleared(p(2));
@@ -205,10 +227,10 @@ mod tests {
         let mut bank = DetectorBank::default();
         let mut q = QueueEstimator::new(&spec);
         let f = counts(&mut bank, &spec, 0, 0, 0);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         // Loops alone: 5 in, none out.
         let f = counts(&mut bank, &spec, 100, 0, 5);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(5));
         // A camera on phase 2's stop-bar channel (2) and on phase 4's (4),
         // which has no advance loop: both measured.
@@ -216,14 +238,29 @@ mod tests {
         f.queue[1] = 9;
         f.queue[3] = 3;
         f.queued = 0b1010;
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(9), "the camera's queue, not the loops' 5");
         assert_eq!(q.queue(p(4)), Some(3), "a camera gives a phase without advance loops a queue");
         assert_eq!(q.longest(spec.phase_set()), 9);
         // The camera drops out: back to the loop estimate, none for phase 4.
         let f = counts(&mut bank, &spec, 300, 0, 0);
-        q.update(&bank, &f);
+        q.update(Instant::ZERO, &bank, &f);
         assert_eq!(q.queue(p(2)), Some(5));
         assert_eq!(q.queue(p(4)), None);
+    }
+
+    #[test]
+    fn a_phase_discharges_while_its_stop_bars_count() {
+        let spec = eight_phase();
+        let mut bank = DetectorBank::default();
+        let mut q = QueueEstimator::new(&spec);
+        let at = |ms| Instant::from_millis(ms);
+        let f = counts(&mut bank, &spec, 0, 0, 0);
+        q.update(at(0), &bank, &f);
+        let f = counts(&mut bank, &spec, 10_000, 1, 0);
+        q.update(at(10_000), &bank, &f);
+        assert!(q.discharging(p(2), at(10_000) + DISCHARGE_GAP), "a vehicle crossed 3 s ago");
+        assert!(!q.discharging(p(2), at(10_100) + DISCHARGE_GAP), "none since");
+        assert!(!q.discharging(p(4), at(10_000)), "phase 4's stop bar never counted");
     }
 }
