@@ -178,14 +178,24 @@ def match_existing(model: dict, path: Path) -> None:
 
 def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
                detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None,
-               adaptive: dict | None = None, cameras: bool = False, main_passage_s: float | None = None) -> dict:
+               adaptive: dict | None = None, cameras: bool = False,
+               platoon_passage_s: float | None = None) -> dict:
     model = netmodel.analyze(str(net))
     for j in model.values():
-        for p, v in j["phases"].items():
-            if main_passage_s is not None and int(p) in (2, 6):
-                v["passage_s"] = main_passage_s  # main-street throughs: platoons arrive spread out
-            elif passage_s is not None:
+        for v in j["phases"].values():
+            if passage_s is not None:
                 v["passage_s"] = passage_s
+    if platoon_passage_s is not None:
+        import sumolib
+
+        sn = sumolib.net.readNet(str(net))
+        for j in model.values():
+            for p, v in j["phases"].items():
+                # A through movement fed by an upstream signal gets its
+                # traffic in platoons, whose vehicles arrive further apart
+                # than a standing queue discharges: a longer gap keeps it.
+                if int(p) % 2 == 0 and upstream_signal(sn, model, v["lanes"][0].rsplit("_", 1)[0]):
+                    v["passage_s"] = platoon_passage_s
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.toml"):
         old.unlink()
@@ -202,13 +212,31 @@ def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.
     return model
 
 
+def upstream_signal(sn, model: dict, edge_id: str):
+    """Where an approach's traffic last passed a signal: followed upstream
+    through unsignalised nodes (straight on, within 30 degrees). Returns
+    (junction id, the edge leaving it, free-flow travel s from its stop line
+    to this one), or None when the approach starts elsewhere."""
+    edge = sn.getEdge(edge_id)
+    travel = 0.0
+    while True:
+        travel += edge.getLength() / edge.getSpeed()
+        node = edge.getFromNode()
+        if node.getID() in model:
+            return node.getID(), edge, round(travel, 1)
+        straight = [e for e in node.getIncoming()
+                    if abs(netmodel.angdiff(netmodel.heading(e), netmodel.heading(edge))) < 30]
+        if len(straight) != 1:
+            return None
+        edge = straight[0]
+
+
 def corridors(net: Path, model: dict) -> list[dict]:
     """Chains of signalised junctions along their main street, for
     `[[corridor]]`: members in the order phase 2 travels, and the free-flow
     travel time between neighbours (stop line to stop line). A junction's
-    phase-2 approach is followed upstream through unsignalised nodes
-    (straight on, within 30 degrees) to the previous signal, which must run
-    phase 2 the same way."""
+    phase-2 approach leads back to the previous signal (upstream_signal),
+    which must run phase 2 the same way."""
     import sumolib
 
     sn = sumolib.net.readNet(str(net))
@@ -216,23 +244,13 @@ def corridors(net: Path, model: dict) -> list[dict]:
                   for tid, j in model.items()}
     upstream = {}  # tid -> (previous member, travel s)
     for tid, a in approach_a.items():
-        if a is None:
+        found = upstream_signal(sn, model, a) if a else None
+        if found is None:
             continue
-        edge = sn.getEdge(a)
-        travel = 0.0
-        while True:
-            travel += edge.getLength() / edge.getSpeed()
-            node = edge.getFromNode()
-            if node.getID() in model:
-                prev_a = approach_a.get(node.getID())
-                if prev_a and abs(netmodel.angdiff(netmodel.heading(sn.getEdge(prev_a)), netmodel.heading(edge))) < 30:
-                    upstream[tid] = (node.getID(), round(travel, 1))
-                break
-            straight = [e for e in node.getIncoming()
-                        if abs(netmodel.angdiff(netmodel.heading(e), netmodel.heading(edge))) < 30]
-            if len(straight) != 1:
-                break
-            edge = straight[0]
+        prev, edge, travel = found
+        prev_a = approach_a.get(prev)
+        if prev_a and abs(netmodel.angdiff(netmodel.heading(sn.getEdge(prev_a)), netmodel.heading(edge))) < 30:
+            upstream[tid] = (prev, travel)
     downstream = {prev: (tid, t) for tid, (prev, t) in upstream.items()}
     out = []
     for first in model:
@@ -269,7 +287,8 @@ def main() -> None:
     ap.add_argument("--style", choices=["cycle", "free"], default="cycle",
                     help="with --mode adaptive: coordinated re-planned cycles, or free actuated with re-planned maxima")
     ap.add_argument("--passage", type=float, help="passage (gap) in s for every phase, instead of 2.0")
-    ap.add_argument("--main-passage", type=float, help="passage for the main-street throughs (2 and 6), instead of --passage")
+    ap.add_argument("--platoon-passage", type=float,
+                    help="passage for through phases whose approach comes from an upstream signal, instead of --passage")
     ap.add_argument("--cameras", action="store_true",
                     help="map a video zone to every stop-bar lane (camera queue registers, see docs/modbus.md)")
     ap.add_argument("--adaptive", default="", metavar="KEY=VALUE,...",
@@ -277,7 +296,7 @@ def main() -> None:
     a = ap.parse_args()
     model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors, style=a.style,
                        passage_s=a.passage, adaptive=parse_keys(a.adaptive), cameras=a.cameras,
-                       main_passage_s=a.main_passage)
+                       platoon_passage_s=a.platoon_passage)
     for tid, j in model.items():
         print(f"{tid}: phases {sorted(j['phases'])} rings {j['rings']} barriers {j['barriers']}, "
               f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (tid + '.toml')} "

@@ -277,7 +277,7 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
                                passage_s=task.get("greenwave_passage"),
                                adaptive=import_net.parse_keys(task.get("greenwave_adaptive", "")),
                                cameras=task.get("greenwave_cameras", False),
-                               main_passage_s=task.get("greenwave_main_passage"))
+                               platoon_passage_s=task.get("greenwave_platoon_passage"))
     for tid in model:
         model[tid]["port"] = m2[tid]["port"]
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
@@ -492,8 +492,8 @@ def main() -> int:
                          "(actuated with re-planned maxima)")
     ap.add_argument("--greenwave-passage", type=float,
                     help="passage (gap) in s for every imported phase, instead of the importer's default")
-    ap.add_argument("--greenwave-main-passage", type=float,
-                    help="passage for the main-street throughs (phases 2 and 6), instead of --greenwave-passage")
+    ap.add_argument("--greenwave-platoon-passage", type=float,
+                    help="passage for through phases fed by an upstream signal (platoons), instead of --greenwave-passage")
     ap.add_argument("--greenwave-adaptive", default="", metavar="KEY=VALUE,...",
                     help="extra [adaptive] keys for the imported controllers, e.g. max_green_headroom=1.3")
     ap.add_argument("--greenwave-cameras", action="store_true",
@@ -580,7 +580,7 @@ def main() -> int:
                          "greenwave_adaptive": a.greenwave_adaptive,
                          "greenwave_corridors": a.greenwave_corridors,
                          "greenwave_cameras": a.greenwave_cameras,
-                         "greenwave_main_passage": a.greenwave_main_passage}
+                         "greenwave_platoon_passage": a.greenwave_platoon_passage}
                     if a.duration:
                         t["duration"] = a.duration
                     if c == "nema" and a.nema:
