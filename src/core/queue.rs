@@ -49,8 +49,8 @@ enum Role {
 pub struct QueueEstimator {
     /// Per detector slot: the phase (index) it counts for, and how.
     role: [Option<(u8, Role)>; MAX_DETECTORS],
-    /// Per detector slot: its channel's bit in the input frame's masks.
-    channel_bit: [u64; MAX_DETECTORS],
+    /// Per detector slot: its channel (0-based index into the input frame).
+    channel: [u8; MAX_DETECTORS],
     /// Phases with at least one advance loop.
     estimated: PhaseSet,
     last_volume: [u32; MAX_DETECTORS],
@@ -68,10 +68,10 @@ pub struct QueueEstimator {
 impl QueueEstimator {
     pub fn new(spec: &ControllerSpec) -> Self {
         let mut role = [None; MAX_DETECTORS];
-        let mut channel_bit = [0; MAX_DETECTORS];
+        let mut channel = [0; MAX_DETECTORS];
         let mut estimated = PhaseSet::EMPTY;
         for (slot, d) in spec.detectors.iter().enumerate().take(MAX_DETECTORS) {
-            channel_bit[slot] = 1 << d.channel.index();
+            channel[slot] = d.channel.index() as u8;
             // An advance loop extends the phase its vehicles are heading
             // for; a stop-bar loop calls the phase that serves them.
             let (phase, how) = match (d.kind, d.placement) {
@@ -89,7 +89,7 @@ impl QueueEstimator {
         }
         QueueEstimator {
             role,
-            channel_bit,
+            channel,
             estimated,
             last_volume: [0; MAX_DETECTORS],
             queue: [0; MAX_PHASES],
@@ -106,30 +106,27 @@ impl QueueEstimator {
     pub fn update(&mut self, now: Instant, detectors: &DetectorBank, input: &InputFrame) {
         self.measured = PhaseSet::EMPTY;
         self.camera = [0; MAX_PHASES];
-        for (slot, role) in self.role.iter().enumerate() {
-            let Some((i, _)) = *role else { continue };
-            if input.queued & self.channel_bit[slot] != 0 {
-                let ch = self.channel_bit[slot].trailing_zeros() as usize;
-                self.measured.insert(PhaseId::from_index(i as usize));
-                self.camera[i as usize] = self.camera[i as usize].saturating_add(input.queue[ch]);
-            }
-        }
         let baseline = !std::mem::replace(&mut self.started, true);
         for (slot, role) in self.role.iter().enumerate() {
             let volume = detectors.state(slot).volume;
             let counted = volume.wrapping_sub(self.last_volume[slot]).min(u32::from(QUEUE_CAP)) as u16;
             self.last_volume[slot] = volume;
             let Some((i, how)) = *role else { continue };
+            let (i, ch) = (i as usize, usize::from(self.channel[slot]));
+            if input.queued & (1 << ch) != 0 {
+                self.measured.insert(PhaseId::from_index(i));
+                self.camera[i] = self.camera[i].saturating_add(input.queue[ch]);
+            }
             if baseline {
                 continue;
             }
             if how == Role::Departures && counted > 0 {
-                self.departed[i as usize] = now;
+                self.departed[i] = now;
             }
-            if !self.estimated.contains(PhaseId::from_index(i as usize)) {
+            if !self.estimated.contains(PhaseId::from_index(i)) {
                 continue;
             }
-            let q = &mut self.queue[i as usize];
+            let q = &mut self.queue[i];
             *q = match how {
                 Role::Arrivals => q.saturating_add(counted).min(QUEUE_CAP),
                 Role::Departures => q.saturating_sub(counted),
