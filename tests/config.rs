@@ -348,3 +348,20 @@ fn defaults_are_exported_for_callers() {
     assert_eq!(config::DEFAULT_SATURATION_HEADWAY, Span::from_secs(2));
     assert_eq!(config::DEFAULT_SIM_SEED, 1);
 }
+
+#[test]
+fn adaptive_max_floor_is_read_and_a_wrong_value_names_its_key() {
+    let path = repo("controllers/broadway-and-5th.toml");
+    let text = fs::read_to_string(&path).expect("read");
+    let with = |value: &str| text.replacen("[adaptive]\n", &format!("[adaptive]\nmax_floor = {value}\n"), 1);
+    let (ok, _) = load_intersection_str("broadway.toml", &with("\"min_service\"")).expect("min_service loads");
+    assert_eq!(ok.spec.adaptive.max_floor, greenwave::core::adaptive::MaxFloor::MinService);
+    let errors = load_intersection_str("broadway.toml", &with("\"min\"")).expect_err("not a floor");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == "adaptive.max_floor" && e.reason.contains("\"min\" is not one of max | min_service")),
+        "{}",
+        lines(&errors)
+    );
+}

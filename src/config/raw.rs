@@ -51,10 +51,18 @@ pub enum RawAdaptiveStyle {
     Free,
 }
 
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMaxFloor {
+    Max,
+    MinService,
+}
+
 /// `[adaptive]`: bounds of the adaptive optimizer.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAdaptive {
     pub style: Option<RawAdaptiveStyle>,
+    pub max_floor: Option<RawMaxFloor>,
     pub min_cycle_s: Option<f64>,
     pub max_cycle_s: Option<f64>,
     pub max_cycle_step_s: Option<f64>,

@@ -49,10 +49,25 @@ pub enum AdaptiveStyle {
     Free,
 }
 
+/// In free style, the lowest maximum green the optimizer may set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxFloor {
+    /// Never below the engineer's maximum for the plan (max1, or max2 where
+    /// the plan selects it): the optimizer only lifts busy phases' maxima.
+    #[default]
+    EngineerMax,
+    /// Down to the phase's minimum service (min green, pedestrian service):
+    /// the re-planned green itself. Shorter cycles when the flows ask for
+    /// them, which is where a permissive left in a shared lane gets its
+    /// capacity (it clears at the end of each green).
+    MinService,
+}
+
 /// Bounds an engineer sets on the optimizer (`[adaptive]` in a controller file).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdaptiveSpec {
     pub style: AdaptiveStyle,
+    pub max_floor: MaxFloor,
     pub min_cycle: Span,
     pub max_cycle: Span,
     /// Largest change of cycle length from one cycle to the next.
@@ -69,6 +84,7 @@ impl Default for AdaptiveSpec {
     fn default() -> Self {
         AdaptiveSpec {
             style: AdaptiveStyle::Cycle,
+            max_floor: MaxFloor::EngineerMax,
             min_cycle: Span::from_secs(50),
             max_cycle: Span::from_secs(150),
             max_step: Span::from_secs(10),

@@ -26,7 +26,7 @@
 //! red clearance (a green-yellow-green glitch is what SUMO's users hit,
 //! sumo#10070): overlaps rely on it.
 
-use super::adaptive::{AdaptiveStyle, CycleMeasure, Optimizer, Replan};
+use super::adaptive::{AdaptiveStyle, CycleMeasure, MaxFloor, Optimizer, Replan};
 use super::coord::{CoordPlan, CorridorTiming};
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
@@ -929,17 +929,22 @@ impl Controller {
     }
 
     /// Free-style adaptive: the plan's green for each phase becomes its
-    /// maximum, never below the engineer's maximum for the plan (nor min
-    /// green and pedestrian service) and never above max2. The optimizer
-    /// only lifts the maximum of a phase whose flow needs more: a light
-    /// phase ends by gapping out when its queue clears anyway, and cutting
-    /// a busy one below max1 cost delay in SIL (single intersection,
-    /// near saturation, seed 1: 37.8 s against 34.5 s uncut).
+    /// maximum, never below min green and pedestrian service, never above
+    /// max2, and by default ([`MaxFloor::EngineerMax`]) never below the
+    /// engineer's maximum for the plan. Then the optimizer only lifts the
+    /// maximum of a phase whose flow needs more: a light phase ends by
+    /// gapping out when its queue clears anyway, and cutting a busy one
+    /// below max1 cost delay in SIL (single intersection, near saturation,
+    /// seed 1: 37.8 s against 34.5 s uncut). [`MaxFloor::MinService`] cuts
+    /// too, for junctions whose capacity grows with the number of cycles.
     fn set_dynamic_max(&mut self, plan: Replan) {
         for ph in &self.spec.phases {
             let t = ph.timing;
             let service = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
-            let floor = service.max(self.engineer_max(&t));
+            let floor = match self.spec.adaptive.max_floor {
+                MaxFloor::EngineerMax => service.max(self.engineer_max(&t)),
+                MaxFloor::MinService => service,
+            };
             let green = plan.splits[ph.id.index()].saturating_sub(t.clearance());
             self.dynamic_max[ph.id.index()] = green.clamp(floor, t.max2.max(floor));
         }
@@ -1807,6 +1812,41 @@ mod tests {
         assert!(rig.log.iter().any(|e| e.code == EventCode::split_change(1)), "maxima re-planned");
         // Side street green stays short: it gaps out (its queue clears).
         assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseGapOut && e.param == 4));
+    }
+
+    /// With `max_floor = min_service` the re-planned green is the maximum
+    /// even below max1: a side street that never gaps out is held to its
+    /// share of the flows (shorter cycles), where the default floor lets it
+    /// run to the engineer's max1.
+    #[test]
+    fn free_adaptive_min_service_floor_cuts_maxima_below_max1() {
+        let side_green = |floor: MaxFloor| {
+            let mut spec = eight_phase();
+            spec.adaptive.style = AdaptiveStyle::Free;
+            spec.adaptive.max_floor = floor;
+            let mut rig = Rig::new();
+            rig.m = Monitor::new(&spec);
+            rig.c = Controller::new(spec, Instant::ZERO);
+            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            for t in 0..12_000u64 {
+                // Main street: a vehicle every 2 s (1800 veh/h); side
+                // street: one every 10 s (360 veh/h). Presence never gaps,
+                // so every green runs to its maximum.
+                rig.detector(2, t % 20 != 19);
+                rig.detector(6, t % 20 != 19);
+                rig.detector(4, t % 100 != 99);
+                rig.detector(8, t % 100 != 99);
+                rig.step();
+            }
+            let mut log = rig.log;
+            log.retain(|e| e.at >= Instant::ZERO + Span::from_secs(600)); // after the plan settled
+            longest_green(&log, 4)
+        };
+        let held = side_green(MaxFloor::EngineerMax);
+        let cut = side_green(MaxFloor::MinService);
+        assert!(held >= Span::from_secs(40), "default floor: max1 (40 s) at least, got {held}");
+        assert!(cut < Span::from_secs(40), "min-service floor: below max1, got {cut}");
+        assert!(cut >= Span::from_secs(7), "never below min green: {cut}");
     }
 
     /// Longest green of phase `n` in the log, from begin green to its termination.

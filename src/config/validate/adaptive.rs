@@ -1,9 +1,9 @@
 //! `[adaptive]`: the engineer's bounds on the adaptive optimizer.
 
 use crate::core::Span;
-use crate::core::adaptive::{AdaptiveSpec, AdaptiveStyle};
+use crate::core::adaptive::{AdaptiveSpec, AdaptiveStyle, MaxFloor};
 
-use super::super::raw::{RawAdaptive, RawAdaptiveStyle};
+use super::super::raw::{RawAdaptive, RawAdaptiveStyle, RawMaxFloor};
 use super::{Validator, root, secs};
 
 impl Validator<'_> {
@@ -39,8 +39,13 @@ impl Validator<'_> {
             Some(RawAdaptiveStyle::Free) => AdaptiveStyle::Free,
             Some(RawAdaptiveStyle::Cycle) | None => AdaptiveStyle::Cycle,
         };
+        let max_floor = match raw.max_floor {
+            Some(RawMaxFloor::MinService) => MaxFloor::MinService,
+            Some(RawMaxFloor::Max) | None => MaxFloor::EngineerMax,
+        };
         AdaptiveSpec {
             style,
+            max_floor,
             min_cycle,
             max_cycle,
             max_step,
