@@ -275,6 +275,16 @@ def _phase_name(p, ls, approaches) -> str:
     return f"{'/'.join(sorted(hs))} {kind}"
 
 
+def shared_permissive_lefts(j: dict) -> list[str]:
+    """Approach lanes where a permissive left shares the lane with other
+    movements: a left-turner waiting for a gap holds up the vehicles behind it."""
+    lanes = {}
+    for link in j["links"]:
+        lanes.setdefault(link["from_lane"], []).append(link)
+    return sorted(lane for lane, ls in lanes.items()
+                  if any(l["dir"] == "l" and not l["protected"] for l in ls) and any(l["dir"] != "l" for l in ls))
+
+
 def compatible(j: dict, p: int, q: int) -> bool:
     """Phases p and q may time together: same phase, or different rings in
     the same barrier group."""

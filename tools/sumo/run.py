@@ -495,7 +495,7 @@ def main() -> int:
     ap.add_argument("--greenwave-platoon-passage", type=float,
                     help="passage for through phases fed by an upstream signal (platoons), instead of --greenwave-passage")
     ap.add_argument("--greenwave-adaptive", default="", metavar="KEY=VALUE,...",
-                    help="extra [adaptive] keys for the imported controllers, e.g. max_green_headroom=1.3")
+                    help="extra [adaptive] keys for the imported controllers, e.g. max_cycle_s=120")
     ap.add_argument("--greenwave-cameras", action="store_true",
                     help="simulated video zones on every stop-bar lane report the vehicles standing there "
                          "(camera queue registers); the adaptive layer fuses them with the loops")
