@@ -167,10 +167,14 @@ impl SimUnit {
         &self.cabinet
     }
 
-    /// Set the cabinet switches (status bits as in the register map).
+    /// Set the cabinet switches (status bits as in the register map). The
+    /// switches' holding register follows, or the daemon's next write
+    /// (which compares against it) would turn them back off before any read
+    /// saw them.
     pub fn set_switches(&mut self, bits: u16) {
         self.switches =
             bits & (registers::STATUS_DOOR_OPEN | registers::STATUS_MANUAL_FLASH | registers::STATUS_POWER_FAIL);
+        self.holding[SIM_SWITCHES as usize] = self.switches;
         self.refresh();
     }
 
