@@ -1580,7 +1580,10 @@ mod tests {
 
     impl Rig {
         fn new() -> Self {
-            let spec = eight_phase();
+            Rig::with_spec(eight_phase())
+        }
+
+        fn with_spec(spec: ControllerSpec) -> Self {
             let m = Monitor::new(&spec);
             Rig {
                 c: Controller::new(spec, Instant::ZERO),
@@ -1589,6 +1592,13 @@ mod tests {
                 input: InputFrame::default(),
                 log: vec![],
             }
+        }
+
+        /// A controller on `spec` running its adaptive plan (plan 4).
+        fn adaptive(spec: ControllerSpec) -> Self {
+            let mut rig = Rig::with_spec(spec);
+            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            rig
         }
 
         fn run(&mut self, secs: u64) {
@@ -1795,10 +1805,7 @@ mod tests {
     fn free_adaptive_sets_maxima_from_the_flows() {
         let mut spec = eight_phase();
         spec.adaptive.style = AdaptiveStyle::Free;
-        let mut rig = Rig::new();
-        rig.m = Monitor::new(&spec);
-        rig.c = Controller::new(spec, Instant::ZERO);
-        rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+        let mut rig = Rig::adaptive(spec);
         for t in 0..1200u64 {
             // Saturated main street, a trickle on the side street.
             rig.detector(2, true);
@@ -1824,10 +1831,7 @@ mod tests {
             let mut spec = eight_phase();
             spec.adaptive.style = AdaptiveStyle::Free;
             spec.adaptive.max_floor = floor;
-            let mut rig = Rig::new();
-            rig.m = Monitor::new(&spec);
-            rig.c = Controller::new(spec, Instant::ZERO);
-            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            let mut rig = Rig::adaptive(spec);
             for t in 0..12_000u64 {
                 // Main street: a vehicle every 2 s (1800 veh/h); side
                 // street: one every 10 s (360 veh/h). Presence never gaps,
@@ -1883,10 +1887,7 @@ mod tests {
                 advance.placement = crate::core::spec::DetectorPlacement::Advance;
                 spec.detectors.push(advance);
             }
-            let mut rig = Rig::new();
-            rig.m = Monitor::new(&spec);
-            rig.c = Controller::new(spec, Instant::ZERO);
-            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            let mut rig = Rig::adaptive(spec);
             for t in 0..9000u64 {
                 // Main street discharging: a vehicle across each stop bar
                 // every second, 0.1 s apart (no gap-out); a steady side
@@ -1923,10 +1924,7 @@ mod tests {
             // only the pressure rule can run the main street to max2.
             spec.adaptive.min_cycle = Span::from_secs(40);
             spec.adaptive.max_cycle = Span::from_secs(60);
-            let mut rig = Rig::new();
-            rig.m = Monitor::new(&spec);
-            rig.c = Controller::new(spec, Instant::ZERO);
-            rig.c.handle_command(Instant::ZERO, Command::SelectPlan(4)).unwrap();
+            let mut rig = Rig::adaptive(spec);
             // Cameras on the stop-bar channels of phases 2, 6 and 4.
             rig.input.queued = 1 << 1 | 1 << 5 | 1 << 3;
             rig.input.queue[1] = 12;
