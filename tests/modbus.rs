@@ -570,7 +570,19 @@ fn controller_file(dir: &Path, kind: &str, address: &str) {
     let addr: SocketAddr = address.parse().unwrap();
     let text = greenwave::io::controller_for(&text, "elm-and-oak", "elm-and-oak", kind, addr)
         .replace("flash_s = 6.0", "flash_s = 1.0")
-        .replace("all_red_s = 4.0", "all_red_s = 1.0");
+        .replace("all_red_s = 4.0", "all_red_s = 1.0")
+        // The daemon runs on the wall clock: on weekdays 07:00-19:00 the
+        // schedule would run the coordinated plan, and Oak's call would wait
+        // for its split window (up to a 70 s cycle plus offset seeking). Free
+        // operation every day makes the test independent of the time it runs.
+        .replace(
+            r#"week = ["weekday", "weekday", "weekday", "weekday", "weekday", "#,
+            r#"week = ["weekend", "weekend", "weekend", "weekend", "weekend", "#,
+        );
+    assert!(
+        text.contains(r#"week = ["weekend", "weekend", "weekend", "weekend", "weekend", "weekend", "weekend"]"#),
+        "schedule pinned to free"
+    );
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("elm-and-oak.toml"), text).unwrap();
 }
