@@ -365,3 +365,22 @@ fn adaptive_max_floor_is_read_and_a_wrong_value_names_its_key() {
         lines(&errors)
     );
 }
+
+#[test]
+fn adaptive_max_headroom_is_read_and_bounded() {
+    let path = repo("controllers/broadway-and-5th.toml");
+    let text = fs::read_to_string(&path).expect("read");
+    let with = |value: &str| text.replacen("[adaptive]\n", &format!("[adaptive]\nmax_headroom = {value}\n"), 1);
+    let (ok, _) = load_intersection_str("broadway.toml", &with("1.25")).expect("1.25 loads");
+    assert_eq!(ok.spec.adaptive.max_headroom, 1.25);
+    let (default, _) = load_intersection_str("broadway.toml", &text).expect("shipped");
+    assert_eq!(default.spec.adaptive.max_headroom, 1.0, "no headroom unless asked");
+    for bad in ["0.8", "2.5"] {
+        let errors = load_intersection_str("broadway.toml", &with(bad)).expect_err("out of range");
+        assert!(
+            errors.iter().any(|e| e.key == "adaptive.max_headroom" && e.reason.contains("outside 1.0..=2.0")),
+            "{}",
+            lines(&errors)
+        );
+    }
+}

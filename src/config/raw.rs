@@ -63,6 +63,7 @@ pub enum RawMaxFloor {
 pub struct RawAdaptive {
     pub style: Option<RawAdaptiveStyle>,
     pub max_floor: Option<RawMaxFloor>,
+    pub max_headroom: Option<f64>,
     pub min_cycle_s: Option<f64>,
     pub max_cycle_s: Option<f64>,
     pub max_cycle_step_s: Option<f64>,

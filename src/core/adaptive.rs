@@ -68,6 +68,11 @@ pub enum MaxFloor {
 pub struct AdaptiveSpec {
     pub style: AdaptiveStyle,
     pub max_floor: MaxFloor,
+    /// In free style, each phase's maximum green is its re-planned green
+    /// times this (1.0..=2.0), then bounded by the floor and max2. The
+    /// re-planned green serves the mean cycle; Poisson arrivals bring
+    /// cycles above the mean, and a maximum at the mean cuts them.
+    pub max_headroom: f32,
     pub min_cycle: Span,
     pub max_cycle: Span,
     /// Largest change of cycle length from one cycle to the next.
@@ -85,6 +90,7 @@ impl Default for AdaptiveSpec {
         AdaptiveSpec {
             style: AdaptiveStyle::Cycle,
             max_floor: MaxFloor::EngineerMax,
+            max_headroom: 1.0,
             min_cycle: Span::from_secs(50),
             max_cycle: Span::from_secs(150),
             max_step: Span::from_secs(10),

@@ -928,8 +928,8 @@ impl Controller {
         }
     }
 
-    /// Free-style adaptive: the plan's green for each phase becomes its
-    /// maximum, never below min green and pedestrian service, never above
+    /// Free-style adaptive: the plan's green for each phase, times
+    /// `max_headroom`, becomes its maximum, never below min green and pedestrian service, never above
     /// max2, and by default ([`MaxFloor::EngineerMax`]) never below the
     /// engineer's maximum for the plan. Then the optimizer only lifts the
     /// maximum of a phase whose flow needs more: a light phase ends by
@@ -946,6 +946,7 @@ impl Controller {
                 MaxFloor::MinService => service,
             };
             let green = plan.splits[ph.id.index()].saturating_sub(t.clearance());
+            let green = Span::from_millis((green.as_millis() as f32 * self.spec.adaptive.max_headroom) as u64);
             self.dynamic_max[ph.id.index()] = green.clamp(floor, t.max2.max(floor));
         }
     }
@@ -1824,13 +1825,14 @@ mod tests {
     /// With `max_floor = min_service` the re-planned green is the maximum
     /// even below max1: a side street that never gaps out is held to its
     /// share of the flows (shorter cycles), where the default floor lets it
-    /// run to the engineer's max1.
+    /// run to the engineer's max1. `max_headroom` scales that maximum up.
     #[test]
     fn free_adaptive_min_service_floor_cuts_maxima_below_max1() {
-        let side_green = |floor: MaxFloor| {
+        let side_green = |floor: MaxFloor, headroom: f32| {
             let mut spec = eight_phase();
             spec.adaptive.style = AdaptiveStyle::Free;
             spec.adaptive.max_floor = floor;
+            spec.adaptive.max_headroom = headroom;
             let mut rig = Rig::adaptive(spec);
             for t in 0..12_000u64 {
                 // Main street: a vehicle every 2 s (1800 veh/h); side
@@ -1846,11 +1848,17 @@ mod tests {
             log.retain(|e| e.at >= Instant::ZERO + Span::from_secs(600)); // after the plan settled
             longest_green(&log, 4)
         };
-        let held = side_green(MaxFloor::EngineerMax);
-        let cut = side_green(MaxFloor::MinService);
+        let held = side_green(MaxFloor::EngineerMax, 1.0);
+        let cut = side_green(MaxFloor::MinService, 1.0);
         assert!(held >= Span::from_secs(40), "default floor: max1 (40 s) at least, got {held}");
         assert!(cut < Span::from_secs(40), "min-service floor: below max1, got {cut}");
         assert!(cut >= Span::from_secs(7), "never below min green: {cut}");
+        let roomy = side_green(MaxFloor::MinService, 1.5);
+        assert!(
+            roomy.as_millis() > cut.as_millis() * 6 / 5,
+            "headroom 1.5 lifts the cut maximum: {roomy} against {cut}"
+        );
+        assert!(roomy <= Span::from_secs(55), "never above max2: {roomy}");
     }
 
     /// Longest green of phase `n` in the log, from begin green to its termination.

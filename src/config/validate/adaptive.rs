@@ -35,6 +35,13 @@ impl Validator<'_> {
         if !(smoothing > 0.0 && smoothing <= 1.0) {
             self.error(&at.key("smoothing"), format!("{smoothing} must be in (0, 1]: the weight of the newest cycle"));
         }
+        let max_headroom = raw.max_headroom.unwrap_or(f64::from(d.max_headroom));
+        if !(1.0..=2.0).contains(&max_headroom) {
+            self.error(
+                &at.key("max_headroom"),
+                format!("{max_headroom} is outside 1.0..=2.0: the maximum green over the re-planned green"),
+            );
+        }
         let style = match raw.style {
             Some(RawAdaptiveStyle::Free) => AdaptiveStyle::Free,
             Some(RawAdaptiveStyle::Cycle) | None => AdaptiveStyle::Cycle,
@@ -46,6 +53,7 @@ impl Validator<'_> {
         AdaptiveSpec {
             style,
             max_floor,
+            max_headroom: max_headroom as f32,
             min_cycle,
             max_cycle,
             max_step,
