@@ -349,11 +349,15 @@ fn defaults_are_exported_for_callers() {
     assert_eq!(config::DEFAULT_SIM_SEED, 1);
 }
 
+/// broadway-and-5th.toml with `line` first in its `[adaptive]` table.
+fn broadway_with_adaptive(line: &str) -> String {
+    let text = fs::read_to_string(repo("controllers/broadway-and-5th.toml")).expect("read");
+    text.replacen("[adaptive]\n", &format!("[adaptive]\n{line}\n"), 1)
+}
+
 #[test]
 fn adaptive_max_floor_is_read_and_a_wrong_value_names_its_key() {
-    let path = repo("controllers/broadway-and-5th.toml");
-    let text = fs::read_to_string(&path).expect("read");
-    let with = |value: &str| text.replacen("[adaptive]\n", &format!("[adaptive]\nmax_floor = {value}\n"), 1);
+    let with = |value: &str| broadway_with_adaptive(&format!("max_floor = {value}"));
     let (ok, _) = load_intersection_str("broadway.toml", &with("\"min_service\"")).expect("min_service loads");
     assert_eq!(ok.spec.adaptive.max_floor, greenwave::core::adaptive::MaxFloor::MinService);
     let errors = load_intersection_str("broadway.toml", &with("\"min\"")).expect_err("not a floor");
@@ -368,12 +372,11 @@ fn adaptive_max_floor_is_read_and_a_wrong_value_names_its_key() {
 
 #[test]
 fn adaptive_max_headroom_is_read_and_bounded() {
-    let path = repo("controllers/broadway-and-5th.toml");
-    let text = fs::read_to_string(&path).expect("read");
-    let with = |value: &str| text.replacen("[adaptive]\n", &format!("[adaptive]\nmax_headroom = {value}\n"), 1);
+    let with = |value: &str| broadway_with_adaptive(&format!("max_headroom = {value}"));
     let (ok, _) = load_intersection_str("broadway.toml", &with("1.25")).expect("1.25 loads");
     assert_eq!(ok.spec.adaptive.max_headroom, 1.25);
-    let (default, _) = load_intersection_str("broadway.toml", &text).expect("shipped");
+    let shipped = fs::read_to_string(repo("controllers/broadway-and-5th.toml")).expect("read");
+    let (default, _) = load_intersection_str("broadway.toml", &shipped).expect("shipped");
     assert_eq!(default.spec.adaptive.max_headroom, 1.0, "no headroom unless asked");
     for bad in ["0.8", "2.5"] {
         let errors = load_intersection_str("broadway.toml", &with(bad)).expect_err("out of range");

@@ -929,10 +929,11 @@ impl Controller {
     }
 
     /// Free-style adaptive: the plan's green for each phase, times
-    /// `max_headroom`, becomes its maximum, never below min green and pedestrian service, never above
-    /// max2, and by default ([`MaxFloor::EngineerMax`]) never below the
-    /// engineer's maximum for the plan. Then the optimizer only lifts the
-    /// maximum of a phase whose flow needs more: a light phase ends by
+    /// `max_headroom`, becomes its maximum, never below min green and
+    /// pedestrian service, never above max2, and by default
+    /// ([`MaxFloor::EngineerMax`]) never below the engineer's maximum for
+    /// the plan. Then the optimizer only lifts the maximum of a phase whose
+    /// flow needs more: a light phase ends by
     /// gapping out when its queue clears anyway, and cutting a busy one
     /// below max1 cost delay in SIL (single intersection, near saturation,
     /// seed 1: 37.8 s against 34.5 s uncut). [`MaxFloor::MinService`] cuts

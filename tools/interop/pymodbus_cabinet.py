@@ -75,9 +75,9 @@ async def main():
     deadline = None
     while not all(seen.values()) and (deadline is None or time.monotonic() < deadline) and not problems:
         await asyncio.sleep(0.1)
-        if writes and deadline is None:
-            deadline = writes[0][0] + 60
         if writes:
+            if deadline is None:
+                deadline = writes[0][0] + 60
             v = writes[-1][1]
             seen[2] |= v[1] == GREEN
             seen[4] |= v[3] == GREEN
