@@ -77,7 +77,9 @@ def model_for(sc: str) -> dict:
 
     d = BUILD / sc / "ctl"
     mp_ = d / "sumo-map.json"
-    if not mp_.exists() or mp_.stat().st_mtime < net_path(sc).stat().st_mtime:
+    # Stale when the network or the importer (phases, detectors) changed.
+    sources = [net_path(sc), HERE / "netmodel.py", HERE / "import_net.py"]
+    if not mp_.exists() or mp_.stat().st_mtime < max(p.stat().st_mtime for p in sources):
         import_net.import_net(net_path(sc), d)
     return {k: _intkeys(v) for k, v in read_json(mp_)["junctions"].items()}
 
