@@ -324,9 +324,14 @@ impl Session<'_> {
         frame
     }
 
-    fn hand_over(&self, frame: InputFrame) {
+    /// Hand the frame to the engine. A full channel drops it, but not its
+    /// vehicles: they are counted again in the next frame, so the
+    /// optimizer's flows and the queue estimates lose none (presence and
+    /// camera queues are levels: the next frame's are newer anyway).
+    fn hand_over(&mut self, frame: InputFrame) {
         if self.task.inputs.try_send((self.task.intersection, frame)).is_err() {
             self.task.stats.inputs_dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.undelivered();
         }
     }
 

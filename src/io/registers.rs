@@ -550,16 +550,32 @@ pub fn ped_indication(v: u16) -> Option<PedIndication> {
 /// across a reconnect (those that passed while the link was down are lost,
 /// as they are for presence). 16-bit counters wrap: the difference is taken
 /// with `wrapping_sub`, right as long as fewer than 65,536 vehicles pass
-/// between two reads.
+/// between two reads. A frame the engine had no room for is not lost
+/// either: [`CounterDiff::undelivered`] counts its vehicles again in the
+/// next read's frame.
 #[derive(Clone, Debug, Default)]
 pub struct CounterDiff {
-    last: Option<([u16; MAX_DETECTORS], [u16; CAMERA_ZONES as usize])>,
+    last: Option<Counters>,
+    /// The baseline before the latest read.
+    before: Option<Counters>,
 }
+
+/// Volume counters and camera zone counters as read.
+type Counters = ([u16; MAX_DETECTORS], [u16; CAMERA_ZONES as usize]);
 
 impl CounterDiff {
     /// Forget the baseline (after a reconnect).
     pub fn reset(&mut self) {
         self.last = None;
+        self.before = None;
+    }
+
+    /// The latest read's frame did not reach the engine: diff the next
+    /// read from the baseline before it, so its vehicles count there.
+    pub fn undelivered(&mut self) {
+        if let Some(b) = self.before {
+            self.last = Some(b);
+        }
     }
 
     /// Fill `frame.counts` from `img` and the previous read: volume
@@ -578,7 +594,7 @@ impl CounterDiff {
                 }
             }
         }
-        self.last = Some((img.volume, img.camera));
+        self.before = self.last.replace((img.volume, img.camera));
     }
 }
 
@@ -708,5 +724,27 @@ mod tests {
         img.volume[0] = 500;
         diff.apply(&img, 64, &zones, &mut frame);
         assert_eq!(frame.counts[0], 0, "after a reconnect the jump is not counted");
+    }
+
+    #[test]
+    fn an_undelivered_frames_vehicles_count_in_the_next() {
+        let mut diff = CounterDiff::default();
+        let mut img = InputImage::default();
+        let mut frame = InputFrame::default();
+        for (volume, undelivered, counted) in [(100, false, 0), (103, true, 3), (105, false, 5), (106, false, 1)] {
+            img.volume[0] = volume;
+            diff.apply(&img, 64, &[], &mut frame);
+            assert_eq!(frame.counts[0], counted, "read {volume}");
+            if undelivered {
+                diff.undelivered();
+            }
+        }
+        img.volume[0] = 108;
+        diff.apply(&img, 64, &[], &mut frame);
+        diff.undelivered();
+        diff.undelivered();
+        img.volume[0] = 110;
+        diff.apply(&img, 64, &[], &mut frame);
+        assert_eq!(frame.counts[0], 4, "a second undelivered() changes nothing");
     }
 }
