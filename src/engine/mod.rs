@@ -128,44 +128,33 @@ pub const CAMERA_STALE_AFTER: Span = Span::from_millis(2000);
 /// The camera state of one intersection, merged into its input each tick.
 #[derive(Clone, Copy, Debug)]
 struct CameraInput {
-    /// Channels any camera has reported.
-    channels: u64,
-    presence: u64,
-    counted: u64,
-    /// Counts not yet handed to the controller.
-    counts: [u16; MAX_DETECTORS],
-    queued: u64,
-    /// The latest queue per channel (in `queued`).
-    queue: [u16; MAX_DETECTORS],
+    /// What the cameras last said: `channels` any camera has reported, each
+    /// one's latest presence, queue and whether it counts; `counts` not yet
+    /// handed to the controller.
+    state: CameraFrame,
     /// When each channel was last reported.
     updated: [Instant; MAX_DETECTORS],
 }
 
 impl Default for CameraInput {
     fn default() -> Self {
-        CameraInput {
-            channels: 0,
-            presence: 0,
-            counted: 0,
-            counts: [0; MAX_DETECTORS],
-            queued: 0,
-            queue: [0; MAX_DETECTORS],
-            updated: [Instant::ZERO; MAX_DETECTORS],
-        }
+        CameraInput { state: CameraFrame::default(), updated: [Instant::ZERO; MAX_DETECTORS] }
     }
 }
 
 impl CameraInput {
     fn update(&mut self, now: Instant, f: &CameraFrame) {
-        self.channels |= f.channels;
-        self.presence = (self.presence & !f.channels) | (f.presence & f.channels);
-        self.counted = (self.counted & !f.channels) | (f.counted & f.channels);
-        self.queued = (self.queued & !f.channels) | (f.queued & f.channels);
+        let s = &mut self.state;
+        let take = |old: u64, new: u64| (old & !f.channels) | (new & f.channels);
+        s.channels |= f.channels;
+        s.presence = take(s.presence, f.presence);
+        s.counted = take(s.counted, f.counted);
+        s.queued = take(s.queued, f.queued);
         for ch in 0..MAX_DETECTORS {
             if f.channels & (1 << ch) != 0 {
                 self.updated[ch] = now;
-                self.counts[ch] = self.counts[ch].saturating_add(f.counts[ch]);
-                self.queue[ch] = f.queue[ch];
+                s.counts[ch] = s.counts[ch].saturating_add(f.counts[ch]);
+                s.queue[ch] = f.queue[ch];
             }
         }
     }
@@ -174,27 +163,28 @@ impl CameraInput {
     /// counts are consumed. Allocation-free (a copy of a fixed-size frame).
     fn merge(&mut self, now: Instant, cabinet: &InputFrame) -> InputFrame {
         let mut input = *cabinet;
-        if self.channels == 0 {
+        let s = &mut self.state;
+        if s.channels == 0 {
             return input;
         }
         for ch in 0..MAX_DETECTORS {
             let bit = 1u64 << ch;
-            if self.channels & bit == 0 {
+            if s.channels & bit == 0 {
                 continue;
             }
             if now.since(self.updated[ch]) > CAMERA_STALE_AFTER {
                 // A stalled camera's presence and queue are no longer true.
-                self.presence &= !bit;
-                self.queued &= !bit;
+                s.presence &= !bit;
+                s.queued &= !bit;
             }
-            input.counts[ch] = input.counts[ch].saturating_add(std::mem::take(&mut self.counts[ch]));
-            if self.queued & bit != 0 {
-                input.queue[ch] = self.queue[ch];
+            input.counts[ch] = input.counts[ch].saturating_add(std::mem::take(&mut s.counts[ch]));
+            if s.queued & bit != 0 {
+                input.queue[ch] = s.queue[ch];
             }
         }
-        input.presence |= self.presence;
-        input.counted |= self.counted;
-        input.queued |= self.queued;
+        input.presence |= s.presence;
+        input.counted |= s.counted;
+        input.queued |= s.queued;
         input
     }
 }
