@@ -145,11 +145,11 @@ impl Default for CameraInput {
 impl CameraInput {
     fn update(&mut self, now: Instant, f: &CameraFrame) {
         let s = &mut self.state;
-        let take = |old: u64, new: u64| (old & !f.channels) | (new & f.channels);
+        let reported = |old: u64, new: u64| (old & !f.channels) | (new & f.channels);
         s.channels |= f.channels;
-        s.presence = take(s.presence, f.presence);
-        s.counted = take(s.counted, f.counted);
-        s.queued = take(s.queued, f.queued);
+        s.presence = reported(s.presence, f.presence);
+        s.counted = reported(s.counted, f.counted);
+        s.queued = reported(s.queued, f.queued);
         for ch in 0..MAX_DETECTORS {
             if f.channels & (1 << ch) != 0 {
                 self.updated[ch] = now;
