@@ -217,9 +217,9 @@ fn load_one(path: &Path) -> anyhow::Result<IntersectionConfig> {
 fn write_events(path: &Path, signal_id: &str, events: &[greenwave::core::Event]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut text = String::from("SignalID,Timestamp,EventCode,EventParam\n");
+    let mut text = format!("{}\n", telemetry::eventlog::HEADER).into_bytes();
     for e in events {
-        text.push_str(&telemetry::eventlog::format_line(signal_id, e, telemetry::eventlog::LogTimeZone::Utc)?);
+        telemetry::eventlog::append_line(&mut text, signal_id, e, telemetry::eventlog::LogTimeZone::Utc)?;
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

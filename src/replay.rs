@@ -177,7 +177,7 @@ pub fn simulate(cfg: &IntersectionConfig, tick: Span, duration: Span) -> (RunOut
         for ch in (0..MAX_DETECTORS).filter(|b| changed & (1 << b) != 0) {
             log.changes.push(DetectorChange {
                 at: now.since(REPLAY_EPOCH),
-                channel: DetectorChannel::new(ch as u8 + 1).expect("bit index is a channel"),
+                channel: DetectorChannel::from_index(ch),
                 presence: input.presence & (1 << ch) != 0,
             });
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use greenwave::config;
 use greenwave::core::Span;
 use greenwave::replay::{self, DetectorLog};
-use greenwave::telemetry::eventlog::{HEADER, LogTimeZone, format_line};
+use greenwave::telemetry::eventlog::{HEADER, LogTimeZone, append_line};
 
 /// Fifteen simulated minutes: startup, several cycles, plan behaviour.
 const TRACE: Span = Span::from_secs(900);
@@ -29,12 +29,11 @@ fn bless() -> bool {
 }
 
 fn render(id: &str, events: &[greenwave::core::Event]) -> String {
-    let mut out = String::from(HEADER);
-    out.push('\n');
+    let mut out = format!("{HEADER}\n").into_bytes();
     for e in events {
-        out.push_str(&format_line(id, e, LogTimeZone::Utc).expect("replay instants format"));
+        append_line(&mut out, id, e, LogTimeZone::Utc).expect("replay instants format");
     }
-    out
+    String::from_utf8(out).expect("event lines are UTF-8")
 }
 
 fn first_difference(expected: &str, got: &str) -> String {

@@ -72,6 +72,20 @@ struct Ring {
     next_seq: u64,
 }
 
+impl Ring {
+    /// Pushes the record `make(seq)` under the next sequence number,
+    /// dropping the oldest when full; returns that number.
+    fn push(&mut self, make: impl FnOnce(u64) -> Record) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.records.len() == self.capacity {
+            self.records.pop_front();
+        }
+        self.records.push_back(make(seq));
+        seq
+    }
+}
+
 /// The bounded, sequenced history of events and audit records.
 #[derive(Debug)]
 pub struct Journal {
@@ -101,13 +115,7 @@ impl Journal {
         let last = {
             let mut ring = self.lock();
             for i in 0..count {
-                let seq = ring.next_seq;
-                ring.next_seq += 1;
-                if ring.records.len() == ring.capacity {
-                    ring.records.pop_front();
-                }
-                let record = make(i, seq);
-                ring.records.push_back(record);
+                ring.push(|seq| make(i, seq));
             }
             ring.next_seq - 1
         };
@@ -117,13 +125,9 @@ impl Journal {
 
     /// Appends one record; returns its sequence number.
     pub fn append(&self, intersection: usize, at_unix_ms: u64, kind: RecordKind) -> u64 {
-        let mut kind = Some(kind);
-        self.append_with(1, |_, seq| Record {
-            seq,
-            intersection,
-            at_unix_ms,
-            kind: kind.take().expect("one record is made once"),
-        })
+        let seq = self.lock().push(|seq| Record { seq, intersection, at_unix_ms, kind });
+        self.newest.send_replace(seq);
+        seq
     }
 
     /// The sequence number the next record will get.

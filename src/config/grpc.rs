@@ -37,15 +37,15 @@
 //! true` says that is intended.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::key::KeyPath;
 
-/// The default API address: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// The default API address: loopback only, port 50051.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
 
 /// What a caller may do. Roles do not nest except that an operator may also
 /// watch: a camera can push detections and list intersections, nothing else.
@@ -148,7 +148,7 @@ impl Default for GrpcConfig {
     fn default() -> Self {
         GrpcConfig {
             enabled: true,
-            listen: DEFAULT_LISTEN.parse().expect("the default address parses"),
+            listen: DEFAULT_LISTEN,
             tls: None,
             tokens: Vec::new(),
             anonymous: Some(Role::Viewer),

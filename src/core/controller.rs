@@ -147,6 +147,16 @@ impl Termination {
     }
 }
 
+/// A green a ring decided to end this tick: its phase, why, and the phase
+/// of the same barrier group to serve after the clearance (none: the ring
+/// heads for the barrier).
+#[derive(Clone, Copy, Debug)]
+struct Ending {
+    phase: PhaseId,
+    why: Termination,
+    next: Option<PhaseId>,
+}
+
 /// Pedestrian interval of a green phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PedInterval {
@@ -1117,21 +1127,19 @@ impl Controller {
         }
         let cross = !calls.difference(servable).is_empty() || self.staged();
 
-        // 1. Greens: time them and decide which want to end.
-        let mut wants: [Option<(Termination, Option<PhaseId>)>; MAX_RINGS] = [None; MAX_RINGS];
+        // 1. Greens: time them and decide which want to end. (`begin_green`
+        //    is the one place a ring turns green, and it names the phase.)
+        let mut wants: [Option<Ending>; MAX_RINGS] = [None; MAX_RINGS];
         for (r, want) in wants.iter_mut().enumerate().take(rings) {
-            if self.rings[r].interval != Interval::Green {
-                continue;
-            }
-            self.time_green(now, r, extends);
+            let RingState { interval: Interval::Green, phase: Some(p), .. } = self.rings[r] else { continue };
+            self.time_green(now, r, p, extends);
             let next = self.next_in_group(r, calls);
             if (next.is_some() || cross) && self.rings[r].green.max_start.is_none() {
                 self.rings[r].green.max_start = Some(now);
-                let p = self.rings[r].phase.expect("a green ring has a phase");
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
             }
             if next.is_some() || cross {
-                *want = self.termination(now, r).map(|t| (t, next));
+                *want = self.termination(now, r).map(|why| Ending { phase: p, why, next });
             }
         }
 
@@ -1139,25 +1147,26 @@ impl Controller {
         //    with nothing left in its group keeps its green (and its
         //    extensions) while another ring still times green in the group;
         //    max-out and force-off end it regardless.
-        let barrier_ready =
-            |r: usize, wants: &[Option<(Termination, Option<PhaseId>)>; MAX_RINGS]| match self.rings[r].interval {
-                Interval::Idle => true,
-                Interval::Yellow | Interval::RedClear => self.rings[r].next.is_none(),
-                Interval::Green => matches!(wants[r], Some((_, None))),
-            };
+        let barrier_ready = |r: usize, wants: &[Option<Ending>; MAX_RINGS]| match self.rings[r].interval {
+            Interval::Idle => true,
+            Interval::Yellow | Interval::RedClear => self.rings[r].next.is_none(),
+            Interval::Green => matches!(wants[r], Some(Ending { next: None, .. })),
+        };
         let mut ending = [false; MAX_RINGS];
         for r in 0..rings {
             ending[r] = match wants[r] {
-                Some((Termination::GapOut, None)) => (0..rings).all(|o| o == r || barrier_ready(o, &wants)),
+                Some(Ending { why: Termination::GapOut, next: None, .. }) => {
+                    (0..rings).all(|o| o == r || barrier_ready(o, &wants))
+                }
                 Some(_) => true,
                 None => false,
             };
         }
         for r in 0..rings {
             if ending[r]
-                && let Some((why, next)) = wants[r]
+                && let Some(end) = wants[r]
             {
-                self.begin_yellow(now, r, why, next);
+                self.begin_yellow(now, r, end);
             }
         }
 
@@ -1214,8 +1223,7 @@ impl Controller {
 
     /// Update a green's timers: min green, extensions, pedestrian intervals,
     /// the coordinated yield point.
-    fn time_green(&mut self, now: Instant, r: usize, extends: PhaseSet) {
-        let p = self.rings[r].phase.expect("a green ring has a phase");
+    fn time_green(&mut self, now: Instant, r: usize, p: PhaseId, extends: PhaseSet) {
         let t = *self.timing(p);
         let g = &mut self.rings[r].green;
         if extends.contains(p) {
@@ -1336,8 +1344,7 @@ impl Controller {
         within && queue > 0 && queue >= self.queues.longest(waiting) && self.queues.discharging(p, now)
     }
 
-    fn begin_yellow(&mut self, now: Instant, r: usize, why: Termination, next: Option<PhaseId>) {
-        let p = self.rings[r].phase.expect("a green ring has a phase");
+    fn begin_yellow(&mut self, now: Instant, r: usize, Ending { phase: p, why, next }: Ending) {
         let n = p.number() as u16;
         if self.priority.contains(p) {
             // Served: the request checks out with this green.

@@ -150,6 +150,13 @@ impl DetectorChannel {
         if number >= 1 && number as usize <= MAX_DETECTORS { Some(DetectorChannel(number)) } else { None }
     }
 
+    /// Channel from a zero-based index (a bit of the presence word); panics
+    /// outside 0..64 (a programming error).
+    pub const fn from_index(index: usize) -> Self {
+        assert!(index < MAX_DETECTORS);
+        DetectorChannel(index as u8 + 1)
+    }
+
     pub const fn number(self) -> u8 {
         self.0
     }
@@ -172,6 +179,13 @@ pub struct OverlapId(u8);
 impl OverlapId {
     pub const fn new(number: u8) -> Option<Self> {
         if number >= 1 && number as usize <= MAX_OVERLAPS { Some(OverlapId(number)) } else { None }
+    }
+
+    /// Overlap from a zero-based index; panics outside 0..8 (a programming
+    /// error).
+    pub const fn from_index(index: usize) -> Self {
+        assert!(index < MAX_OVERLAPS);
+        OverlapId(index as u8 + 1)
     }
 
     /// From its letter, `'A'..='H'` (either case).

@@ -119,7 +119,7 @@ fn channel_of(i: usize) -> Channel {
     if i < MAX_PHASES {
         Channel::Phase(PhaseId::from_index(i))
     } else {
-        Channel::Overlap(OverlapId::new((i - MAX_PHASES + 1) as u8).expect("overlap channel in range"))
+        Channel::Overlap(OverlapId::from_index(i - MAX_PHASES))
     }
 }
 

@@ -35,10 +35,11 @@ use crate::core::adaptive::Optimizer;
 use crate::core::coord::CorridorTiming;
 use crate::core::{Command, Instant, PhaseId, Span};
 
-/// The through movement from the first member towards the last.
-pub const FORWARD_PHASE: u8 = 2;
-/// The through movement back, from the last member towards the first.
-pub const BACKWARD_PHASE: u8 = 6;
+/// The through movement from the first member towards the last: phase 2
+/// (checked at compile time, as a constant).
+pub const FORWARD_PHASE: PhaseId = PhaseId::from_index(1);
+/// The through movement back, from the last member towards the first: phase 6.
+pub const BACKWARD_PHASE: PhaseId = PhaseId::from_index(5);
 /// The direction not served must carry this much more flow to turn the wave.
 pub const SWITCH_RATIO: f32 = 1.1;
 /// The common cycle shrinks only when the largest wanted is this far below.
@@ -124,8 +125,7 @@ impl Corridor {
         if now < self.next_at {
             return;
         }
-        let fwd = PhaseId::new(FORWARD_PHASE).expect("phase 2 exists").index();
-        let bwd = PhaseId::new(BACKWARD_PHASE).expect("phase 6 exists").index();
+        let (fwd, bwd) = (FORWARD_PHASE.index(), BACKWARD_PHASE.index());
         let (mut wanted, mut lower, mut upper) = (Span::ZERO, Span::ZERO, Span::from_millis(u64::MAX));
         let (mut forward_vph, mut backward_vph) = (0.0f32, 0.0f32);
         let mut period = Span::ZERO;

@@ -16,6 +16,31 @@ use hdrhistogram::Histogram;
 
 /// Highest latency tracked, in nanoseconds (10 s); larger values saturate.
 const MAX_NS: u64 = 10_000_000_000;
+/// Tick latency and jitter: 1 ns to 10 s at 3 significant digits.
+const LATENCY_BOUNDS: HistogramBounds = HistogramBounds::new(1, MAX_NS, 3);
+
+/// Fixed bounds for a histogram, checked when the constant is compiled
+/// against the rules `Histogram::new_with_bounds` enforces, so building
+/// one cannot fail.
+#[derive(Clone, Copy, Debug)]
+pub struct HistogramBounds {
+    low: u64,
+    high: u64,
+    sigfig: u8,
+}
+
+impl HistogramBounds {
+    /// Panics (at compile time, in a `const`) unless `1 <= low`,
+    /// `2 * low <= high` and `sigfig <= 5`.
+    pub const fn new(low: u64, high: u64, sigfig: u8) -> Self {
+        assert!(low >= 1 && high / 2 >= low && sigfig <= 5, "hdrhistogram bounds");
+        HistogramBounds { low, high, sigfig }
+    }
+
+    pub fn histogram(self) -> Histogram<u64> {
+        Histogram::new_with_bounds(self.low, self.high, self.sigfig).expect("bounds checked in HistogramBounds::new")
+    }
+}
 
 /// The two histograms the engine keeps.
 #[derive(Clone, Debug)]
@@ -28,8 +53,7 @@ pub struct LatencyHistograms {
 
 impl LatencyHistograms {
     pub fn new() -> Self {
-        let h = || Histogram::new_with_bounds(1, MAX_NS, 3).expect("static histogram bounds are valid");
-        LatencyHistograms { tick_ns: h(), jitter_ns: h() }
+        LatencyHistograms { tick_ns: LATENCY_BOUNDS.histogram(), jitter_ns: LATENCY_BOUNDS.histogram() }
     }
 
     fn copy_from(&mut self, other: &LatencyHistograms) {

@@ -24,7 +24,7 @@ pub mod registers;
 pub mod sim_server;
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -109,7 +109,7 @@ impl CabinetPlan {
                 lockstep: (clock == ClockSource::Cabinet).then(|| Lockstep::new(tick)),
                 ..SimServerConfig::default()
             };
-            let listen: SocketAddr = "127.0.0.1:0".parse().expect("static address");
+            let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let server = rt
                 .block_on(SimServer::start(&simulated, listen, cfg))
                 .context("starting the embedded simulated cabinets")?;
@@ -126,7 +126,9 @@ impl CabinetPlan {
         for x in intersections {
             let c = match &x.cabinet {
                 CabinetConfig::Simulated => {
-                    let addr = sim_addrs.next().expect("one simulated cabinet per simulated intersection");
+                    let addr = sim_addrs
+                        .next()
+                        .with_context(|| format!("no embedded simulated cabinet left for intersection {}", x.spec.id))?;
                     default_cabinet(ModbusTransport::Tcp { address: addr.to_string() })
                 }
                 CabinetConfig::Modbus(m) => (**m).clone(),
@@ -306,7 +308,7 @@ pub struct CabinetTotals {
 
 pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
     let mut t = CabinetTotals { cabinets: stats.len(), ..CabinetTotals::default() };
-    let mut rtt = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000, 2).expect("static bounds");
+    let mut rtt = cabinet::RTT_BOUNDS.histogram();
     for (_, s) in stats {
         let r = Ordering::Relaxed;
         t.links_up += usize::from(s.link_up.load(r));

@@ -179,20 +179,13 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// One CSV line for `e`, newline included, as the log files hold it: for
+/// Appends one CSV line for `e`, newline included, to `out` as the log
+/// files hold it (no allocation for ids that need no quoting). Also for
 /// writing a single event file outside the rotating log (replay output).
 ///
 /// # Errors
 /// The instant is outside the calendar, or the signal id holds a line break.
-pub fn format_line(signal_id: &str, e: &Event, zone: LogTimeZone) -> Result<String, EventLogError> {
-    let mut line = Vec::with_capacity(64);
-    append_line(&mut line, signal_id, e, zone)?;
-    Ok(String::from_utf8(line).expect("an event line is the UTF-8 id plus ASCII digits and punctuation"))
-}
-
-/// Appends one CSV line for `e` to `out` (no allocation for ids that need
-/// no quoting).
-fn append_line(out: &mut Vec<u8>, signal_id: &str, e: &Event, zone: LogTimeZone) -> Result<(), EventLogError> {
+pub fn append_line(out: &mut Vec<u8>, signal_id: &str, e: &Event, zone: LogTimeZone) -> Result<(), EventLogError> {
     if signal_id.contains(['\r', '\n']) {
         return Err(EventLogError::SignalIdLineBreak(signal_id.to_owned()));
     }
@@ -689,11 +682,12 @@ mod tests {
         assert_eq!(ts(PI_DAY_MS + 535), "2026-03-14 15:09:26.5");
         assert_eq!(ts(PI_DAY_MS + 999), "2026-03-14 15:09:26.9");
         let e = event(PI_DAY_MS + 100, EventCode::DetectorOn, 3);
-        assert_eq!(
-            format_line("main-and-5th", &e, LogTimeZone::Utc).unwrap(),
-            "main-and-5th,2026-03-14 15:09:26.1,82,3\n"
-        );
-        assert!(matches!(format_line("a\nb", &e, LogTimeZone::Utc), Err(EventLogError::SignalIdLineBreak(_))));
+        let line = |id| {
+            let mut out = Vec::new();
+            append_line(&mut out, id, &e, LogTimeZone::Utc).map(|()| out)
+        };
+        assert_eq!(line("main-and-5th").unwrap(), b"main-and-5th,2026-03-14 15:09:26.1,82,3\n");
+        assert!(matches!(line("a\nb"), Err(EventLogError::SignalIdLineBreak(_))));
         assert!(matches!(
             Timestamp::new(Instant::from_millis(u64::MAX), LogTimeZone::Utc),
             Err(EventLogError::InstantOutOfRange(_))
