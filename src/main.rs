@@ -448,7 +448,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         latency: latency.clone(),
     };
     let grpc = grpc_rt.block_on(serve_grpc(&api, &daemon.grpc, handles))?;
-    io_rt.block_on(wait_for_signals(&source, &ids, &commands, &api, args.duration_s));
+    let stopped_by = io_rt.block_on(wait_for_signals(&source, &ids, &commands, &api, &engine_thread, args.duration_s));
     if let Some(grpc) = grpc {
         grpc_rt.block_on(grpc.shutdown());
     }
@@ -456,8 +456,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = commands.send(EngineCommand::Shutdown);
     cabinets.release_clock();
-    if engine_thread.join().is_err() {
-        error!("control thread panicked");
+    let control_panicked = engine_thread.join().is_err();
+    if control_panicked {
+        error!("control thread panicked: its outputs froze and each cabinet's watchdog flashes the intersection");
     }
     // The engine's last frame is flash: every cabinet gets it (bounded wait).
     let totals = cabinets.summary();
@@ -475,25 +476,41 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (tick, jitter) = latency.latest();
     info!(%tick, %jitter, "final latency");
+    if stopped_by == StoppedBy::ControlThreadEnded || control_panicked {
+        error!("greenwave stopped after a control-thread failure");
+        return Ok(ExitCode::FAILURE);
+    }
     info!("signals driven to flash; greenwave stopped");
     Ok(ExitCode::SUCCESS)
 }
 
+/// What ended the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StoppedBy {
+    Request,
+    /// The control thread ended on its own: it panicked.
+    ControlThreadEnded,
+}
+
 /// Signals: SIGINT (Ctrl-C at a terminal) and SIGTERM (systemd, container
-/// runtimes) stop the daemon; SIGHUP reloads the controllers.
+/// runtimes) stop the daemon; SIGHUP reloads the controllers. Serves
+/// reloads until a stop signal, the run duration, or the control thread
+/// ending (checked every 100 ms, so the daemon says so at
+/// once and exits with an error for the supervisor to restart it).
 async fn wait_for_signals(
     source: &Source,
     ids: &[String],
     commands: &Sender<EngineCommand>,
     api: &greenwave::api::Api,
+    control: &std::thread::JoinHandle<()>,
     duration_s: Option<u64>,
-) {
+) -> StoppedBy {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {
         error!("cannot install signal handlers; stopping");
-        return;
+        return StoppedBy::Request;
     };
     info!("ready: SIGHUP reloads the controllers, SIGTERM or Ctrl-C stops");
     let deadline = async {
@@ -503,12 +520,17 @@ async fn wait_for_signals(
         }
     };
     tokio::pin!(deadline);
+    let mut watch = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: stopping"); return; }
-            _ = int.recv() => { info!("SIGINT: stopping"); return; }
-            _ = &mut deadline => { info!("run duration reached: stopping"); return; }
+            _ = term.recv() => { info!("SIGTERM: stopping"); return StoppedBy::Request; }
+            _ = int.recv() => { info!("SIGINT: stopping"); return StoppedBy::Request; }
+            _ = &mut deadline => { info!("run duration reached: stopping"); return StoppedBy::Request; }
             _ = hup.recv() => reload(source, ids, commands, api),
+            _ = watch.tick() => if control.is_finished() {
+                error!("control thread ended unexpectedly: stopping");
+                return StoppedBy::ControlThreadEnded;
+            },
         }
     }
 }
