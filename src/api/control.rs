@@ -190,6 +190,22 @@ impl ControlService {
     }
 }
 
+/// The answer to a staged plan change: its config version, plan, the
+/// validator's warnings and the audit record.
+fn plan_applied(
+    version: u64,
+    number: u8,
+    warnings: Vec<String>,
+    audit_seq: u64,
+) -> Response<pb::ApplyTimingPlanResponse> {
+    Response::new(pb::ApplyTimingPlanResponse {
+        config_version: version,
+        plan_number: number.into(),
+        warnings,
+        audit_seq,
+    })
+}
+
 fn check_version(expected: u64, edit: &super::docs::DocEdit<'_>) -> Result<(), Status> {
     let actual = edit.doc().version;
     if expected != 0 && expected != actual {
@@ -323,12 +339,7 @@ impl pb::control_server::Control for ControlService {
                 (version, number, warnings),
             ))
         })?;
-        Ok(Response::new(pb::ApplyTimingPlanResponse {
-            config_version: version,
-            plan_number: number.into(),
-            warnings,
-            audit_seq: seq,
-        }))
+        Ok(plan_applied(version, number, warnings, seq))
     }
 
     async fn set_coordination(
@@ -418,12 +429,7 @@ impl pb::control_server::Control for ControlService {
                     (version, number, warnings),
                 ))
             })?;
-        Ok(Response::new(pb::ApplyTimingPlanResponse {
-            config_version: version,
-            plan_number: number.into(),
-            warnings,
-            audit_seq: seq,
-        }))
+        Ok(plan_applied(version, number, warnings, seq))
     }
 
     async fn request_preemption(

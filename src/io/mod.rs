@@ -126,9 +126,9 @@ impl CabinetPlan {
         for x in intersections {
             let c = match &x.cabinet {
                 CabinetConfig::Simulated => {
-                    let addr = sim_addrs
-                        .next()
-                        .with_context(|| format!("no embedded simulated cabinet left for intersection {}", x.spec.id))?;
+                    let addr = sim_addrs.next().with_context(|| {
+                        format!("no embedded simulated cabinet left for intersection {}", x.spec.id)
+                    })?;
                     default_cabinet(ModbusTransport::Tcp { address: addr.to_string() })
                 }
                 CabinetConfig::Modbus(m) => (**m).clone(),
