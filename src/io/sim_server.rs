@@ -447,25 +447,18 @@ impl SimServer {
                     let _ = stop_rx.wait_for(|s| *s).await;
                 };
                 let on_error = |e: std::io::Error| tracing::debug!(error = %e, "simulated cabinet connection ended");
+                let on_connected = |stream: tokio::net::TcpStream, _addr: std::net::SocketAddr| {
+                    let svc = svc.clone();
+                    async move {
+                        let _ = stream.set_nodelay(true);
+                        Ok(Some((svc, stream)))
+                    }
+                };
                 let result = if rtu {
                     let server = tokio_modbus::server::rtu_over_tcp::Server::new(listener);
-                    let on_connected = |stream: tokio::net::TcpStream, _addr| {
-                        let svc = svc.clone();
-                        async move {
-                            let _ = stream.set_nodelay(true);
-                            Ok(Some((svc, stream)))
-                        }
-                    };
                     server.serve_until(&on_connected, on_error, abort).await
                 } else {
                     let server = tokio_modbus::server::tcp::Server::new(listener);
-                    let on_connected = |stream: tokio::net::TcpStream, _addr| {
-                        let svc = svc.clone();
-                        async move {
-                            let _ = stream.set_nodelay(true);
-                            Ok(Some((svc, stream)))
-                        }
-                    };
                     server.serve_until(&on_connected, on_error, abort).await
                 };
                 if let Err(e) = result {
