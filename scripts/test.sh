@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run both use it). On a fresh machine
 # it installs what the tests need — Debian's mbpoll, a Python venv with the
-# independent Modbus/gRPC peers — then runs the whole suite.
+# independent Modbus/gRPC peers and Eclipse SUMO — then runs the whole
+# suite, ending with the SUMO software-in-the-loop smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,3 +39,9 @@ cargo test --locked --doc
 
 echo "== greenwave check controllers/"
 cargo run --locked --quiet -- check controllers
+
+# The unchanged daemon in lockstep over Modbus against SUMO, with
+# baselines; fails on any safety-monitor trip (installs the SUMO packages
+# into .venv when they are missing).
+echo "== SUMO software-in-the-loop smoke"
+tools/sumo/smoke.sh
