@@ -28,10 +28,12 @@ if ! .venv/bin/python -c 'import sys; sys.exit(0)' 2>/dev/null \
     .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements.txt
     cp tools/requirements.txt .venv/.requirements.installed
 fi
-export GREENWAVE_PYTHON="$PWD/.venv/bin/python"
+# GW_TEST_*, not GREENWAVE_*: the daemon the tests start reads every
+# GREENWAVE_* variable as a setting and rejects unknown ones.
+export GW_TEST_PYTHON="$PWD/.venv/bin/python"
 export PATH="$PWD/.venv/bin:$PATH"
 # Interop tests fail (rather than skip) when a peer is missing.
-export GREENWAVE_REQUIRE_INTEROP=1
+export GW_TEST_REQUIRE_INTEROP=1
 
 echo "== cargo test"
 cargo test --locked --all-targets

@@ -20,10 +20,6 @@ impl Daemon {
             .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--controllers"])
             .arg(dir.join("controllers"))
             .current_dir(dir)
-            // Every GREENWAVE_* variable is a daemon setting; the test
-            // runner's own (scripts/test.sh exports them) are not.
-            .env_remove("GREENWAVE_PYTHON")
-            .env_remove("GREENWAVE_REQUIRE_INTEROP")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

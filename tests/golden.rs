@@ -6,7 +6,7 @@
 //! event logs (`tests/golden/<id>.csv`) are what the controller did with
 //! them. A change in behaviour shows as the first differing event. If the
 //! change is intended, re-create them with
-//! `GREENWAVE_BLESS=1 cargo test --test integration golden` and review the
+//! `GW_TEST_BLESS=1 cargo test --test integration golden` and review the
 //! diff like code.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ fn root() -> PathBuf {
 }
 
 fn bless() -> bool {
-    std::env::var_os("GREENWAVE_BLESS").is_some()
+    std::env::var_os("GW_TEST_BLESS").is_some()
 }
 
 fn render(id: &str, events: &[greenwave::core::Event]) -> String {

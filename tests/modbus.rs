@@ -13,7 +13,7 @@
 //!   (checks what the daemon writes, with its own conflict check), and
 //!   `mbpoll` reading the simulated cabinet (`greenwave sim-cabinet`) while
 //!   the daemon drives it. A missing peer fails the test when
-//!   `GREENWAVE_REQUIRE_INTEROP=1` (scripts/test.sh), else it is skipped
+//!   `GW_TEST_REQUIRE_INTEROP=1` (scripts/test.sh), else it is skipped
 //!   with a notice.
 //!
 //! Timings are shortened (50 ms tick, 0.5 s start-up, 0.4 s link timeout)
@@ -486,20 +486,20 @@ fn lockstep_through_modbus_is_faster_than_real_time_and_matches_simulate() {
 
 /// Whether interop peers must be present (scripts/test.sh sets it).
 fn required() -> bool {
-    std::env::var("GREENWAVE_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
+    std::env::var("GW_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
 }
 
 fn missing(peer: &str) -> Option<()> {
     assert!(
         !required(),
-        "{peer} is missing and GREENWAVE_REQUIRE_INTEROP=1: run scripts/test.sh (it installs mbpoll and a .venv with pymodbus) or set GREENWAVE_PYTHON"
+        "{peer} is missing and GW_TEST_REQUIRE_INTEROP=1: run scripts/test.sh (it installs mbpoll and a .venv with pymodbus) or set GW_TEST_PYTHON"
     );
     eprintln!("notice: {peer} not found: interop test skipped (scripts/test.sh installs it)");
     None
 }
 
 fn python_with_pymodbus() -> Option<String> {
-    let python = std::env::var("GREENWAVE_PYTHON").unwrap_or_else(|_| {
+    let python = std::env::var("GW_TEST_PYTHON").unwrap_or_else(|_| {
         let venv = root().join(".venv/bin/python");
         if venv.exists() { venv.display().to_string() } else { "python3".into() }
     });
@@ -595,10 +595,6 @@ fn daemon(cwd: &Path, controllers: &Path) -> (Killed, std::sync::mpsc::Receiver<
         .current_dir(cwd)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        // Every GREENWAVE_* variable is a daemon setting: the test
-        // harness's own would be rejected as unknown keys.
-        .env_remove("GREENWAVE_PYTHON")
-        .env_remove("GREENWAVE_REQUIRE_INTEROP")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -3,9 +3,9 @@
 //! real `greenwave run` binary, configured with hashed tokens in
 //! greenwave.toml and `--grpc-listen 127.0.0.1:0`.
 //!
-//! The Python peer comes from `GREENWAVE_PYTHON` (scripts/test.sh sets up
+//! The Python peer comes from `GW_TEST_PYTHON` (scripts/test.sh sets up
 //! `.venv`). Without it the test prints a notice and passes, unless
-//! `GREENWAVE_REQUIRE_INTEROP=1`, when it fails.
+//! `GW_TEST_REQUIRE_INTEROP=1`, when it fails.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,8 +18,8 @@ use greenwave::api::auth::hash_token;
 use super::{OPERATOR, VIEWER, test_controller};
 
 fn python() -> Option<String> {
-    let required = std::env::var("GREENWAVE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-    let python = std::env::var("GREENWAVE_PYTHON").ok();
+    let required = std::env::var("GW_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    let python = std::env::var("GW_TEST_PYTHON").ok();
     let usable = python.as_ref().is_some_and(|py| {
         Command::new(py)
             .args(["-c", "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha"])
@@ -29,11 +29,11 @@ fn python() -> Option<String> {
     match (usable, required) {
         (true, _) => python,
         (false, true) => panic!(
-            "GREENWAVE_REQUIRE_INTEROP=1 but GREENWAVE_PYTHON ({python:?}) cannot import grpcio, grpcio-tools, \
+            "GW_TEST_REQUIRE_INTEROP=1 but GW_TEST_PYTHON ({python:?}) cannot import grpcio, grpcio-tools, \
              grpcio-health-checking and grpcio-reflection (scripts/test.sh installs them into .venv)"
         ),
         (false, false) => {
-            eprintln!("notice: Python gRPC peer not available (set GREENWAVE_PYTHON); interop test skipped");
+            eprintln!("notice: Python gRPC peer not available (set GW_TEST_PYTHON); interop test skipped");
             None
         }
     }
@@ -61,10 +61,6 @@ fn python_grpcio_client_interoperates() {
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_greenwave"))
         .args(["run", "--no-view", "--config", "greenwave.toml", "--grpc-listen", "127.0.0.1:0"])
         .current_dir(tmp.path())
-        // Every GREENWAVE_* variable is a daemon setting; the test's own
-        // (scripts/test.sh exports them) are not.
-        .env_remove("GREENWAVE_PYTHON")
-        .env_remove("GREENWAVE_REQUIRE_INTEROP")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
