@@ -296,7 +296,8 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         br = Bridge(model, api, STEP_S, finished)
         await br.start()
         log = open(rdir / "greenwave.log", "w")
-        # the daemon rejects unknown GREENWAVE_* variables (test.sh exports some)
+        # GREENWAVE_* variables are daemon settings: a run uses the scenario's
+        # config only, never overrides left in the caller's shell
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GREENWAVE_")}
         env.update(NO_COLOR="1", RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         proc = subprocess.Popen([greenwave_bin(), "run", "--config", str(cfg), "--no-view",
