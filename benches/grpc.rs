@@ -35,13 +35,8 @@ const GETSTATE_FOR: Duration = Duration::from_secs(10);
 
 fn controllers() -> Vec<(String, String)> {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/controllers"));
-    let mut files: Vec<_> = std::fs::read_dir(dir)
+    greenwave::config::controller_files(dir)
         .expect("controllers/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
         .into_iter()
         .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).expect("read controller")))
         .collect()

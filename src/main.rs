@@ -608,18 +608,13 @@ fn api_sources(
 /// shipped ones) as simulated Modbus cabinets.
 fn sim_cabinet_cmd(args: SimCabinetArgs) -> anyhow::Result<ExitCode> {
     let texts: Vec<(String, String)> = match &args.controllers {
-        Some(dir) => {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            files.sort();
-            files
-                .into_iter()
-                .map(|p| Ok((p.display().to_string(), std::fs::read_to_string(&p)?)))
-                .collect::<std::io::Result<_>>()?
-        }
+        Some(dir) => config::controller_files(dir)?
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+                Ok((p.display().to_string(), text))
+            })
+            .collect::<anyhow::Result<_>>()?,
         None => EMBEDDED.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
     };
     let mut loaded = Vec::new();

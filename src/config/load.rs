@@ -58,7 +58,10 @@ impl Checked {
 }
 
 /// The `*.toml` files directly in `dir`, sorted by name.
-pub(crate) fn controller_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+///
+/// # Errors
+/// `dir` cannot be read.
+pub fn controller_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let entries =
         fs::read_dir(dir).map_err(|e| ConfigError::new(dir, "", format!("cannot read the directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries

@@ -41,7 +41,7 @@ pub use corridor::CorridorConfig;
 pub use daemon::{ClockSource, DaemonConfig, Env, EventLogConfig};
 pub use error::{ConfigError, Warning};
 pub use grpc::{GrpcConfig, Role};
-pub use load::{load_dir, load_intersection, load_intersection_str};
+pub use load::{controller_files, load_dir, load_intersection, load_intersection_str};
 pub use validate::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,
     DEFAULT_MODBUS_UNIT_ID, DEFAULT_READ_AHEAD, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SATURATION_HEADWAY, DEFAULT_SIM_SEED,
