@@ -2,23 +2,32 @@
 //! SIGHUP reload rejected (every error logged, plans kept) and one accepted,
 //! then SIGTERM driving every intersection to flash before exit.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-struct Daemon {
+/// `greenwave run` as a child process, its log lines read as they come
+/// (killed when dropped).
+pub(crate) struct Daemon {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Daemon {
-    fn start(dir: &Path) -> Daemon {
+    /// `greenwave run --no-view --grpc-listen 127.0.0.1:0` plus `args`,
+    /// in `dir`.
+    pub(crate) fn start<I, S>(dir: &Path, args: I) -> Daemon
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let mut child = Command::new(env!("CARGO_BIN_EXE_greenwave"))
-            .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--controllers"])
-            .arg(dir.join("controllers"))
+            .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0"])
+            .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -37,7 +46,7 @@ impl Daemon {
     }
 
     /// Wait (bounded) for a log line containing `needle`.
-    fn expect_line(&mut self, needle: &str) -> String {
+    pub(crate) fn expect_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
@@ -63,9 +72,22 @@ impl Daemon {
         assert!(missing.is_empty(), "no log lines with {missing:?}; saw:\n{}", self.seen.join("\n"));
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill").success();
         assert!(ok, "kill {sig} failed");
+    }
+
+    /// Wait for the exit; every log line is in [`Daemon::log`] after.
+    pub(crate) fn wait(&mut self) -> ExitStatus {
+        let status = self.child.wait().expect("wait for greenwave");
+        // The reader thread ends with the pipe: take what it still holds.
+        self.seen.extend(self.lines.iter());
+        status
+    }
+
+    /// The log lines read so far.
+    pub(crate) fn log(&self) -> &[String] {
+        &self.seen
     }
 }
 
@@ -85,7 +107,7 @@ fn reload_rejects_bad_files_applies_good_ones_and_sigterm_flashes() {
     let original = std::fs::read_to_string(root.join("controllers/elm-and-oak.toml")).unwrap();
     std::fs::write(&file, &original).unwrap();
 
-    let mut d = Daemon::start(tmp.path());
+    let mut d = Daemon::start(tmp.path(), [OsStr::new("--controllers"), controllers.as_os_str()]);
     d.expect_line("ready: SIGHUP reloads");
 
     // A broken change: rejected with every error, the running plan kept.
@@ -107,7 +129,7 @@ fn reload_rejects_bad_files_applies_good_ones_and_sigterm_flashes() {
 
     d.signal("-TERM");
     d.expect_line("greenwave stopped");
-    let status = d.child.wait().expect("wait");
+    let status = d.wait();
     assert!(status.success(), "exit status {status}");
     let logs: Vec<_> = std::fs::read_dir(tmp.path().join("log")).unwrap().map(|e| e.unwrap().path()).collect();
     let text: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();

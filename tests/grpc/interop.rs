@@ -7,15 +7,13 @@
 //! `.venv`). Without it the test prints a notice and passes, unless
 //! `GW_TEST_REQUIRE_INTEROP=1`, when it fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use greenwave::api::auth::hash_token;
 
 use super::{OPERATOR, VIEWER, test_controller};
+use crate::daemon::Daemon;
 
 fn python() -> Option<String> {
     let required = std::env::var("GW_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
@@ -58,47 +56,22 @@ fn python_grpcio_client_interoperates() {
     );
     std::fs::write(tmp.path().join("greenwave.toml"), config).expect("write config");
 
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_greenwave"))
-        .args(["run", "--no-view", "--config", "greenwave.toml", "--grpc-listen", "127.0.0.1:0"])
-        .current_dir(tmp.path())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start greenwave");
-    let (tx, lines) = mpsc::channel();
-    let stderr = daemon.stderr.take().expect("piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        assert!(Instant::now() < deadline, "no \"gRPC on\" line; saw:\n{}", seen.join("\n"));
-        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else { continue };
-        seen.push(line.clone());
-        if let Some(rest) = line.split("gRPC on ").nth(1) {
-            break rest.split_whitespace().next().expect("an address").to_owned();
-        }
-    };
+    let mut daemon = Daemon::start(tmp.path(), ["--config", "greenwave.toml"]);
+    let line = daemon.expect_line("gRPC on ");
+    let addr = line.split("gRPC on ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("an address");
 
     let output = Command::new(&python)
         .arg(root.join("tools/interop/grpc_client.py"))
-        .args(["--addr", &addr, "--viewer-token", VIEWER, "--operator-token", OPERATOR])
+        .args(["--addr", addr, "--viewer-token", VIEWER, "--operator-token", OPERATOR])
         .arg("--proto-dir")
         .arg(root.join("proto"))
         .output()
         .expect("run the Python client");
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
-    let status = daemon.wait().expect("daemon exits");
+    daemon.signal("-TERM");
+    let status = daemon.wait();
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
-    while let Ok(line) = lines.try_recv() {
-        seen.push(line);
-    }
+    let seen = daemon.log();
     assert!(
         output.status.success(),
         "Python client failed:\n{stdout}\n{}\ndaemon log:\n{}",
