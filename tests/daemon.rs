@@ -77,9 +77,18 @@ impl Daemon {
         assert!(ok, "kill {sig} failed");
     }
 
-    /// Wait for the exit; every log line is in [`Daemon::log`] after.
+    /// Wait (bounded) for the exit; every log line is in [`Daemon::log`]
+    /// after.
     pub(crate) fn wait(&mut self) -> ExitStatus {
-        let status = self.child.wait().expect("wait for greenwave");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for greenwave") {
+                break status;
+            }
+            self.seen.extend(self.lines.try_iter());
+            assert!(Instant::now() < deadline, "greenwave did not exit within 30 s; log:\n{}", self.seen.join("\n"));
+            std::thread::sleep(Duration::from_millis(20));
+        };
         // The reader thread ends with the pipe: take what it still holds.
         self.seen.extend(self.lines.iter());
         status

@@ -19,6 +19,7 @@
 //! Timings are shortened (50 ms tick, 0.5 s start-up, 0.4 s link timeout)
 //! and every wait polls a condition under a deadline.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ use greenwave::io::sim_server::{SimCabinetSpec, SimServer, SimServerConfig};
 use greenwave::io::{CabinetIo, CabinetPlan, default_cabinet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::daemon::Daemon;
 
 const TICK: Span = Span::from_millis(50);
 const LINK_LOST: u16 = 6;
@@ -549,10 +552,6 @@ impl Drop for Killed {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
-    let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
-}
-
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Wall::now() + within;
     loop {
@@ -587,20 +586,9 @@ fn controller_file(dir: &Path, kind: &str, address: &str) {
     std::fs::write(dir.join("elm-and-oak.toml"), text).unwrap();
 }
 
-fn daemon(cwd: &Path, controllers: &Path) -> (Killed, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greenwave"))
-        // Port 0 for the API: tests run in parallel with other daemons.
-        .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--controllers"])
-        .arg(controllers)
-        .current_dir(cwd)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start greenwave run");
-    let rx = lines(child.stderr.take().unwrap());
-    (Killed(child), rx)
+/// `greenwave run` in `dir` on `dir/controllers`.
+fn daemon(dir: &Path) -> Daemon {
+    Daemon::start(dir, [OsStr::new("--controllers"), dir.join("controllers").as_os_str()])
 }
 
 #[test]
@@ -621,9 +609,8 @@ fn pymodbus_cabinet_checks_what_the_daemon_writes() {
     let port = expect_line(&out, "PORT ", Duration::from_secs(30), &mut seen);
     let port = port.trim_start_matches("PORT ").trim().to_owned();
     controller_file(&tmp.path().join("controllers"), "modbus-tcp", &format!("127.0.0.1:{port}"));
-    let (mut d, log) = daemon(tmp.path(), &tmp.path().join("controllers"));
-    let mut log_seen = Vec::new();
-    expect_line(&log, "cabinet link up", Duration::from_secs(20), &mut log_seen);
+    let mut d = daemon(tmp.path());
+    d.expect_line("cabinet link up");
     let deadline = Wall::now() + Duration::from_secs(90);
     loop {
         if let Ok(l) = out.recv_timeout(Duration::from_millis(100)) {
@@ -635,8 +622,8 @@ fn pymodbus_cabinet_checks_what_the_daemon_writes() {
         }
         assert!(Wall::now() < deadline, "the pymodbus cabinet never saw both phases served: {seen:?}");
     }
-    signal(&d.0, "-TERM");
-    assert!(wait_exit(&mut d.0, Duration::from_secs(15)).success(), "daemon exit");
+    d.signal("-TERM");
+    assert!(d.wait().success(), "daemon exit");
     writeln!(stdin, "STOP").unwrap();
     let verdict = expect_line(&out, "", Duration::from_secs(15), &mut seen);
     assert!(verdict.starts_with("OK"), "pymodbus cabinet: {verdict}");
@@ -697,9 +684,8 @@ fn mbpoll_reads_the_simulated_cabinet_while_the_daemon_drives_it() {
     let (ok, text) = mbpoll(&["-m", "tcp", "-a", "7", "-p", p, "-t", "3", "-r", "1", "-c", "4", "-1", "127.0.0.1"]);
     assert!(!ok || mbpoll_values(&text).is_empty(), "unit 7 answered: {text}");
 
-    let (_d, log) = daemon(tmp.path(), &tmp.path().join("controllers"));
-    let mut log_seen = Vec::new();
-    expect_line(&log, "cabinet link up", Duration::from_secs(20), &mut log_seen);
+    let mut d = daemon(tmp.path());
+    d.expect_line("cabinet link up");
     // The heartbeat (holding register 40, mbpoll reference 41) moves and the
     // requested mode is set.
     let read_hb = || {
