@@ -476,8 +476,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (tick, jitter) = latency.latest();
     info!(%tick, %jitter, "final latency");
-    if stopped_by == StoppedBy::ControlThreadEnded || control_panicked {
-        error!("greenwave stopped after a control-thread failure");
+    if stopped_by != StoppedBy::Request || control_panicked {
+        error!(?stopped_by, control_panicked, "greenwave stopped after a failure");
         return Ok(ExitCode::FAILURE);
     }
     info!("signals driven to flash; greenwave stopped");
@@ -490,6 +490,8 @@ enum StoppedBy {
     Request,
     /// The control thread ended on its own: it panicked.
     ControlThreadEnded,
+    /// No signal handlers: the daemon could never be stopped cleanly.
+    NoSignalHandlers,
 }
 
 /// Signals: SIGINT (Ctrl-C at a terminal) and SIGTERM (systemd, container
@@ -510,7 +512,7 @@ async fn wait_for_signals(
         (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
     else {
         error!("cannot install signal handlers; stopping");
-        return StoppedBy::Request;
+        return StoppedBy::NoSignalHandlers;
     };
     info!("ready: SIGHUP reloads the controllers, SIGTERM or Ctrl-C stops");
     let deadline = async {
