@@ -9,6 +9,49 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Lines of a child's stream, on a thread.
+pub(crate) fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// Wait (bounded) for a line containing `needle`; every line read goes to
+/// `seen`.
+pub(crate) fn expect_line(
+    rx: &mpsc::Receiver<String>,
+    needle: &str,
+    within: Duration,
+    seen: &mut Vec<String>,
+) -> String {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push(l.clone());
+            if l.contains(needle) {
+                return l;
+            }
+        }
+    }
+    panic!("no line with {needle:?} within {within:?}; saw:\n{}", seen.join("\n"));
+}
+
+/// Wait (bounded) for a child to exit.
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "process did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `greenwave run` as a child process, its log lines read as they come
 /// (killed when dropped).
 pub(crate) struct Daemon {
@@ -35,28 +78,13 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start greenwave");
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let lines = lines(child.stderr.take().expect("piped stderr"));
         Daemon { child, lines, seen: Vec::new() }
     }
 
     /// Wait (bounded) for a log line containing `needle`.
     pub(crate) fn expect_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                self.seen.push(line.clone());
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-        }
-        panic!("no log line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+        expect_line(&self.lines, needle, Duration::from_secs(30), &mut self.seen)
     }
 
     /// Wait for lines containing each needle, in any order.
@@ -80,15 +108,7 @@ impl Daemon {
     /// Wait (bounded) for the exit; every log line is in [`Daemon::log`]
     /// after.
     pub(crate) fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for greenwave") {
-                break status;
-            }
-            self.seen.extend(self.lines.try_iter());
-            assert!(Instant::now() < deadline, "greenwave did not exit within 30 s; log:\n{}", self.seen.join("\n"));
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_exit(&mut self.child, Duration::from_secs(30));
         // The reader thread ends with the pipe: take what it still holds.
         self.seen.extend(self.lines.iter());
         status

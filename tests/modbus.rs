@@ -20,7 +20,7 @@
 //! and every wait polls a condition under a deadline.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,7 +37,7 @@ use greenwave::io::{CabinetIo, CabinetPlan, default_cabinet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, expect_line, lines, wait_exit};
 
 const TICK: Span = Span::from_millis(50);
 const LINK_LOST: u16 = 6;
@@ -514,52 +514,12 @@ fn python_with_pymodbus() -> Option<String> {
     if ok { Some(python) } else { missing(&format!("python with pymodbus<4 ({python})")).map(|_| python) }
 }
 
-/// Lines of a child's stream, on a thread.
-fn lines(r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(r).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    rx
-}
-
-fn expect_line(
-    rx: &std::sync::mpsc::Receiver<String>,
-    prefix: &str,
-    within: Duration,
-    seen: &mut Vec<String>,
-) -> String {
-    let deadline = Wall::now() + within;
-    while Wall::now() < deadline {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-            seen.push(l.clone());
-            if l.starts_with(prefix) || l.contains(prefix) {
-                return l;
-            }
-        }
-    }
-    panic!("no line with {prefix:?} within {within:?}; saw:\n{}", seen.join("\n"));
-}
-
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Wall::now() + within;
-    loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            return s;
-        }
-        assert!(Wall::now() < deadline, "process did not exit within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
