@@ -217,10 +217,7 @@ fn load_one(path: &Path) -> anyhow::Result<IntersectionConfig> {
 fn write_events(path: &Path, signal_id: &str, events: &[greenwave::core::Event]) -> anyhow::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut text = format!("{}\n", telemetry::eventlog::HEADER).into_bytes();
-    for e in events {
-        telemetry::eventlog::append_line(&mut text, signal_id, e, telemetry::eventlog::LogTimeZone::Utc)?;
-    }
+    let text = telemetry::eventlog::event_file(signal_id, events, telemetry::eventlog::LogTimeZone::Utc)?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use greenwave::config;
 use greenwave::core::Span;
 use greenwave::replay::{self, DetectorLog};
-use greenwave::telemetry::eventlog::{HEADER, LogTimeZone, append_line};
+use greenwave::telemetry::eventlog::{LogTimeZone, event_file};
 
 /// Fifteen simulated minutes: startup, several cycles, plan behaviour.
 const TRACE: Span = Span::from_secs(900);
@@ -29,10 +29,7 @@ fn bless() -> bool {
 }
 
 fn render(id: &str, events: &[greenwave::core::Event]) -> String {
-    let mut out = format!("{HEADER}\n").into_bytes();
-    for e in events {
-        append_line(&mut out, id, e, LogTimeZone::Utc).expect("replay instants format");
-    }
+    let out = event_file(id, events, LogTimeZone::Utc).expect("replay instants format");
     String::from_utf8(out).expect("event lines are UTF-8")
 }
 

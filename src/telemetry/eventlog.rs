@@ -179,9 +179,21 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// A whole event file for `events` (header, then one line each), as the
+/// rotating log writes them: for single files outside it (replay output).
+///
+/// # Errors
+/// As [`append_line`].
+pub fn event_file(signal_id: &str, events: &[Event], zone: LogTimeZone) -> Result<Vec<u8>, EventLogError> {
+    let mut out = format!("{HEADER}\n").into_bytes();
+    for e in events {
+        append_line(&mut out, signal_id, e, zone)?;
+    }
+    Ok(out)
+}
+
 /// Appends one CSV line for `e`, newline included, to `out` as the log
-/// files hold it (no allocation for ids that need no quoting). Also for
-/// writing a single event file outside the rotating log (replay output).
+/// files hold it (no allocation for ids that need no quoting).
 ///
 /// # Errors
 /// The instant is outside the calendar, or the signal id holds a line break.
