@@ -1139,7 +1139,7 @@ impl Controller {
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
             }
             if next.is_some() || cross {
-                *want = self.termination(now, r).map(|why| Ending { phase: p, why, next });
+                *want = self.termination(now, r, p).map(|why| Ending { phase: p, why, next });
             }
         }
 
@@ -1258,11 +1258,9 @@ impl Controller {
         }
     }
 
-    /// Whether ring `r`'s green may end now, and why.
-    fn termination(&self, now: Instant, r: usize) -> Option<Termination> {
-        let ring = &self.rings[r];
-        let p = ring.phase?;
-        let g = &ring.green;
+    /// Whether ring `r`'s green, phase `p`, may end now, and why.
+    fn termination(&self, now: Instant, r: usize, p: PhaseId) -> Option<Termination> {
+        let g = &self.rings[r].green;
         // Minimums and pedestrian service are never cut, not even by a
         // preemption: only then do precedence rules apply.
         if !g.min_done || g.ped != PedInterval::DontWalk {
