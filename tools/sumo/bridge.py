@@ -18,6 +18,9 @@ holding registers (FC03/FC16)
   40 heartbeat, 41 requested mode (1 normal, 2 flash), 42 flash reason
   43..46 step acknowledgement, u64 ms (the simulated time of the frame)
 
+The simulated time starts at `start_ms` (run.py --start-time; default
+common.EPOCH_MS) at SUMO time 0 and advances one step per SUMO step.
+
 Lockstep: SUMO is advanced one step only when every junction has
 acknowledged the current simulated time; the outputs acknowledged for
 time T are applied to SUMO's links for the step T -> T + step, then the
@@ -119,9 +122,12 @@ class Junction:
         self.ls = LinkStates(j)
         self.phase_of = self.ls.phase_of
         self.monitor = Monitor(j)
-        self.dets = [(d["channel"], d["id"]) for d in j["detectors"]]
-        self.prev_ids = {d: set() for _, d in self.dets}
-        self.volume = {c: 0 for c, _ in self.dets}
+        # (channel, SUMO detector id, its TraCI domain): the rig's own and
+        # a user's induction loops (e1), or a user's lane area detectors (e2)
+        self.dets = [(d["channel"], d["id"], api.lanearea if d.get("sumo") == "e2" else api.inductionloop)
+                     for d in j["detectors"]]
+        self.prev_ids = {d: set() for _, d, _ in self.dets}
+        self.volume = {c: 0 for c, _, _ in self.dets}
         self.camera_lanes = [d["lane"] for d in camera_zones(j)]
         self.acked = False
         self.last_state = None
@@ -140,6 +146,8 @@ class Junction:
         yellow = frozenset(p for p, v in ind.items() if v == YELLOW)
         state = list(self.ls.state(green, yellow))
         for i, p in enumerate(self.phase_of):
+            if p is None:
+                continue  # no vehicle link (a pedestrian crossing): red
             v = ind[p]
             if v == FRED:
                 state[i] = "s"
@@ -154,9 +162,8 @@ class Junction:
 
     def sense(self, t_ms: int):
         pres = [0, 0, 0, 0]
-        il = self.api.inductionloop
-        for ch, did in self.dets:
-            ids = il.getLastStepVehicleIDs(did)
+        for ch, did, domain in self.dets:
+            ids = domain.getLastStepVehicleIDs(did)
             if ids:
                 pres[(ch - 1) // 16] |= 1 << ((ch - 1) % 16)
                 s = set(ids)
@@ -182,13 +189,13 @@ class Bridge:
     `step_fn(t)` is called after each SUMO step (metrics, end check) and
     returns True to stop."""
 
-    def __init__(self, model: dict, api, step_s: float, step_fn, host="127.0.0.1"):
+    def __init__(self, model: dict, api, step_s: float, step_fn, host="127.0.0.1", start_ms: int = EPOCH_MS):
         self.api = api
         self.step_ms = int(round(step_s * 1000))
         self.step_s = step_s
         self.host = host
         self.juncs = [Junction(j, api, self.step_ms) for j in model.values()]
-        self.t_ms = EPOCH_MS
+        self.t_ms = start_ms
         self.sim_t = 0.0
         self.step_fn = step_fn
         self.remaining = len(self.juncs)
