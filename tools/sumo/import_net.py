@@ -3,7 +3,7 @@
 
     .venv/bin/python tools/sumo/import_net.py NET.net.xml --out DIR \\
         [--base-port 15100] [--mode free|adaptive] [--style cycle|free] [--passage S]
-        [--adaptive max_cycle_s=120,...] [--detectors FILE.add.xml]
+        [--adaptive max_cycle_s=120,...] [--detectors FILE.add.xml] [--schedule HH:MM,...]
 
 Writes into DIR:
 - <tls>.toml: one controller file per traffic light (controllers/README.md
@@ -16,11 +16,20 @@ Writes into DIR:
   passage, stop-bar and advance loops, and a [cabinet] on Modbus TCP at
   127.0.0.1:<base-port + k> (the bridge serves junction k there, unit 1);
 - detectors.add.xml: the SUMO induction loops (e1) behind those detector
-  channels, created here because the generated networks have none (with
-  --detectors, the given file is used instead and matched by lane);
+  channels, created here because the generated networks have none. With
+  --detectors FILE (a SUMO additional file of induction loops and/or lane
+  area detectors), an approach lane that has detectors in FILE uses those
+  (the one nearest the stop line is its stop-bar detector, the farthest
+  other one its advance detector where the lane gets one); only the lanes
+  FILE has none on get loops here. SUMO needs both files;
 - sumo-map.json: for the bridge and the baselines, per junction: port,
   phase of every SUMO link index, the foe relation, detector channel ->
-  loop id, timings.
+  detector id, timings.
+
+Traffic lights the NEMA model cannot map (more than four approaches, one
+program for several junctions) are left out with a message and keep their
+SUMO program. Controller ids are the traffic light ids with characters
+other than letters, digits, '-', '_' and '.' replaced by '_'.
 
 Check the result with `greenwave check DIR`.
 """
@@ -29,8 +38,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, write_json  # noqa: E402
@@ -47,8 +58,13 @@ CUT_MAX_HEADROOM = 1.25
 
 
 def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | None = None,
-                    style: str = "cycle", adaptive: dict | None = None, cameras: bool = False) -> str:
-    tid = j["tls"]
+                    style: str = "cycle", adaptive: dict | None = None, cameras: bool = False,
+                    schedule: list[str] | None = None) -> str:
+    """One controller file. `schedule` (times "HH:MM", increasing, after
+    00:00) adds a plan change at each time, every day: plans 2, 3, ... are
+    copies of plan 1 under new numbers, so the change shows in the event
+    log (event 131) without changing the timing."""
+    tid = j.get("id", j["tls"])
     ph = j["phases"]
     # A left-turner waiting for a gap blocks its lane until the opposing
     # green ends, so these lanes gain capacity with every cycle: free-style
@@ -57,7 +73,7 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
     blocked = netmodel.shared_permissive_lefts(j) if mode == "adaptive" and style == "free" else []
     L = []
     w = L.append
-    w(f"# Imported from SUMO traffic light '{tid}' by tools/sumo/import_net.py.")
+    w(f"# Imported from SUMO traffic light '{j['tls']}' by tools/sumo/import_net.py.")
     w("# Approaches: " + ", ".join(
         f"{a['label']} = {a['edge']} ({a['speed_kmh']:g} km/h, {a['lanes']} lanes{', left pocket' if a['pocket'] else ''})"
         for a in sorted(j["approaches"].values(), key=lambda a: a["label"])))
@@ -67,7 +83,7 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
     w("")
     w("[intersection]")
     w(f'id = "{tid}"')
-    w(f'name = "SUMO junction {tid}"')
+    w(f"name = {json.dumps('SUMO junction ' + j['tls'])}")
     w("")
     w("[cabinet]")
     w('kind = "modbus-tcp"')
@@ -112,19 +128,29 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
         w(f"channel = {d['channel']}")
         if d["kind"] == "advance":
             w('placement = "advance"')
-        w(f"calls = {d['calls']}  # {d['kind']} loop on {d['lane']}")
+        w(f"calls = {d['calls']}  # {d['kind']} "
+          + (f"detector {d['id']} ({d['sumo']}, from --detectors) on {d['lane']}" if d.get("existing")
+             else f"loop on {d['lane']}"))
     w("")
-    w("[[plan]]")
-    w("number = 1")
+    changes = schedule or []
+    for k in range(1 + len(changes)):
+        if k:
+            w("")
+        w("[[plan]]")
+        w(f"number = {k + 1}")
+        name = "adaptive" if mode == "adaptive" else "free"
+        w(f'name = "{name}"' if not k else f'name = "{name} from {changes[k - 1]}"')
+        if mode == "adaptive":
+            cycle, splits = initial_splits(j)
+            w('mode = "adaptive"')
+            w("# starting point; the optimizer adapts cycle and splits within [adaptive]")
+            w(f"cycle_s = {fmt(cycle)}")
+            w("offset_s = 0")
+            w("splits_s = { " + ", ".join(f"{p} = {fmt(v)}" for p, v in sorted(splits.items())) + " }")
+            w(f"coordinated = {[p for p in (2, 6) if p in ph] or [j['rings'][0][0]]}")
+        else:
+            w('mode = "free"')
     if mode == "adaptive":
-        cycle, splits = initial_splits(j)
-        w('name = "adaptive"')
-        w('mode = "adaptive"')
-        w("# starting point; the optimizer adapts cycle and splits within [adaptive]")
-        w(f"cycle_s = {fmt(cycle)}")
-        w("offset_s = 0")
-        w("splits_s = { " + ", ".join(f"{p} = {fmt(v)}" for p, v in sorted(splits.items())) + " }")
-        w(f"coordinated = {[p for p in (2, 6) if p in ph] or [j['rings'][0][0]]}")
         w("")
         w("[adaptive]")
         w(f'style = "{style}"')
@@ -136,13 +162,35 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
         bounds.update(adaptive or {})
         for key, value in bounds.items():
             w(f"{key} = {value}")
-    else:
-        w('name = "free"')
-        w('mode = "free"')
     w("")
     w("[schedule]")
     w("default_plan = 1")
+    if changes:
+        w('week = ["sil", "sil", "sil", "sil", "sil", "sil", "sil"]')
+        w("")
+        w("[[schedule.day_plan]]")
+        w('name = "sil"')
+        w("events = [" + ", ".join([f'{{ at = "00:00", plan = 1 }}']
+                                   + [f'{{ at = "{at}", plan = {k + 2} }}' for k, at in enumerate(changes)]) + "]")
     return "\n".join(L) + "\n"
+
+
+def parse_schedule(text: str | None) -> list[str]:
+    """`07:00,19:00` -> ["07:00", "19:00"]: plan-change times, strictly
+    increasing, after 00:00 (ValueError otherwise)."""
+    out = []
+    for at in (text or "").split(","):
+        at = at.strip()
+        if not at:
+            continue
+        hh, _, mm = at.partition(":")
+        if not (hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) < 24 and int(mm) < 60):
+            raise ValueError(f"schedule time {at!r} is not HH:MM")
+        at = f"{int(hh):02d}:{mm}"
+        if at == "00:00" or (out and at <= out[-1]):
+            raise ValueError(f"schedule times must increase after 00:00: {text!r}")
+        out.append(at)
+    return out
 
 
 def initial_splits(j: dict) -> tuple[float, dict]:
@@ -165,37 +213,131 @@ def initial_splits(j: dict) -> tuple[float, dict]:
 
 
 def detectors_xml(model: dict) -> str:
+    """The loops the rig places itself (every detector not taken from the
+    user's file)."""
     L = ["<additional>"]
     for j in model.values():
         for d in j["detectors"]:
-            L.append(f'    <inductionLoop id="{d["id"]}" lane="{d["lane"]}" pos="{fmt(d["pos"])}" '
+            if d.get("existing"):
+                continue
+            L.append(f'    <inductionLoop id={quoteattr(d["id"])} lane={quoteattr(d["lane"])} pos="{fmt(d["pos"])}" '
                      f'length="{fmt(d["length"])}" period="3600" file="NUL"/>')
     L.append("</additional>")
     return "\n".join(L) + "\n"
 
 
-def match_existing(model: dict, path: Path) -> None:
-    """Use existing e1 loops: the loop nearest the stop line on a lane is its
-    stop-bar detector, the farthest (if any other) its advance detector."""
+E1_TAGS = ("inductionLoop", "e1Detector")
+E2_TAGS = ("laneAreaDetector", "e2Detector")
+
+
+def read_detectors(path: Path, lane_length) -> dict:
+    """A SUMO additional file's induction loops (e1) and lane area
+    detectors (e2), by lane: {lane: [(distance of the detector's downstream
+    end from the lane's end in m, id, "e1"|"e2")]}, nearest the stop line
+    first. A multi-lane e2 counts on its last (downstream) lane. Negative
+    positions count from the lane's end, as in SUMO."""
     import xml.etree.ElementTree as ET
 
-    loops = {}
-    for el in ET.parse(path).getroot():
-        if el.tag in ("inductionLoop", "e1Detector"):
-            loops.setdefault(el.get("lane"), []).append((float(el.get("pos")), el.get("id")))
+    def at(lane, v, default):
+        if v is None:
+            return default
+        x = float(v)
+        return x + lane_length(lane) if x < 0 else x
+
+    out = {}
+    for el in ET.parse(path).iter():
+        if el.tag not in E1_TAGS + E2_TAGS or el.get("id") is None:
+            continue
+        lanes = (el.get("lane") or el.get("lanes") or "").split()
+        if not lanes:
+            continue
+        lane = lanes[-1]
+        try:
+            if el.tag in E1_TAGS:
+                end, kind = at(lane, el.get("pos"), 0.0), "e1"
+            elif el.get("endPos") is not None:
+                end, kind = at(lane, el.get("endPos"), 0.0), "e2"
+            elif el.get("pos") is not None and el.get("length") is not None:
+                end, kind = at(lane, el.get("pos"), 0.0) + float(el.get("length")), "e2"
+            else:
+                end, kind = lane_length(lane), "e2"
+            dist = max(0.0, lane_length(lane) - end)
+        except KeyError:
+            raise ValueError(f"{path}: detector {el.get('id')} is on lane {lane}, "
+                             "which the network does not have") from None
+        out.setdefault(lane, []).append((round(dist, 2), el.get("id"), kind))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def match_existing(model: dict, path: Path, net: Path) -> dict:
+    """Use the detectors of a SUMO additional file: on an approach lane
+    that has any, the one nearest the stop line is the stop-bar detector and
+    the farthest other one the advance detector (where the rig would place
+    one; no advance when the lane has a single detector). Lanes without any
+    keep the rig's own loops. Channels are renumbered from 1 per junction.
+    Returns {"used": [ids], "placed": [lanes the rig put loops on],
+    "ignored": [ids of detectors not on an approach lane or not needed]}."""
+    import sumolib
+
+    sn = sumolib.net.readNet(str(net))
+    found = read_detectors(path, lambda lane: sn.getLane(lane).getLength())
+    used, placed = [], []
     for j in model.values():
+        keep = []
         for d in j["detectors"]:
-            have = sorted(loops.get(d["lane"], []))
-            if have:
-                pos, lid = have[-1] if d["kind"] == "stopbar" else have[0]
-                d["id"], d["pos"], d["existing"] = lid, pos, True
+            have = found.get(d["lane"])
+            if not have:
+                keep.append(d)
+                if d["kind"] == "stopbar":
+                    placed.append(d["lane"])
+                continue
+            if d["kind"] == "stopbar":
+                dist, did, kind = have[0]
+            elif len(have) > 1:
+                dist, did, kind = have[-1]
+            else:
+                continue  # one detector on the lane: it is the stop-bar one
+            d.update(id=did, sumo=kind, existing=True, distance_m=dist)
+            d.pop("pos", None)
+            used.append(did)
+            keep.append(d)
+        renumber = {d["channel"]: k + 1 for k, d in enumerate(keep)}
+        for d in keep:
+            d["channel"] = renumber[d["channel"]]
+            if not d.get("existing"):
+                d["id"] = f"gw_{j['tls']}_{d['channel']}"
+        j["detectors"] = keep
+    ignored = sorted({did for v in found.values() for _, did, _ in v} - set(used))
+    return {"used": used, "placed": placed, "ignored": ignored}
+
+
+def controller_ids(model: dict) -> None:
+    """Give every junction a Greenwave controller id: its traffic light id
+    with characters Greenwave does not allow in ids replaced by '_' (made
+    unique with a suffix)."""
+    seen = set()
+    for tid, j in model.items():
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", tid) or "tls"
+        cid, k = base, 2
+        while cid in seen:
+            cid, k = f"{base}_{k}", k + 1
+        seen.add(cid)
+        j["id"] = cid
 
 
 def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.0.1", mode: str = "free",
                detectors: Path | None = None, style: str = "cycle", passage_s: float | None = None,
                adaptive: dict | None = None, cameras: bool = False,
-               platoon_passage_s: float | None = None) -> dict:
-    model = netmodel.analyze(str(net))
+               platoon_passage_s: float | None = None, unsupported: list | None = None,
+               detector_report: dict | None = None, schedule: list[str] | None = None) -> dict:
+    """Write the controllers of `net` into `out`; returns the model. With
+    `unsupported` (a list), traffic lights the model cannot map are left out
+    and listed there; with `detector_report` (a dict), match_existing's
+    report on the --detectors file is put there."""
+    model = netmodel.analyze(str(net), unsupported)
+    controller_ids(model)
     for j in model.values():
         for v in j["phases"].values():
             if passage_s is not None:
@@ -215,15 +357,18 @@ def import_net(net: Path, out: Path, base_port: int = 15100, host: str = "127.0.
     for old in out.glob("*.toml"):
         old.unlink()
     if detectors:
-        match_existing(model, detectors)
+        report = match_existing(model, detectors, net)
+        if detector_report is not None:
+            detector_report.update(report)
     for k, (tid, j) in enumerate(model.items()):
         j["port"] = base_port + k
         j["host"] = host
-        (out / f"{tid}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style, adaptive=adaptive,
-                                                                     cameras=cameras))
-    if not detectors:
-        (out / "detectors.add.xml").write_text(detectors_xml(model))
-    write_json(out / "sumo-map.json", {"net": str(Path(net).resolve()), "junctions": model})
+        (out / f"{j['id']}.toml").write_text(controller_toml(j, j["port"], host, mode, style=style,
+                                                             adaptive=adaptive, cameras=cameras, schedule=schedule))
+    (out / "detectors.add.xml").write_text(detectors_xml(model))
+    write_json(out / "sumo-map.json", {"net": str(Path(net).resolve()),
+                                       "detectors": str(Path(detectors).resolve()) if detectors else None,
+                                       "junctions": model})
     return model
 
 
@@ -276,7 +421,7 @@ def corridors(net: Path, model: dict) -> list[dict]:
             at, t = downstream[at]
             members.append(at)
             travel.append(t)
-        out.append({"members": members, "travel_s": travel})
+        out.append({"members": [model[m].get("id", m) for m in members], "travel_s": travel})
     return out
 
 
@@ -290,7 +435,7 @@ def parse_keys(text: str) -> dict:
     return dict(kv.split("=", 1) for kv in text.split(",") if kv)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("net", type=Path)
     ap.add_argument("--out", type=Path, required=True)
@@ -298,7 +443,9 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--mode", choices=["free", "adaptive"], default="free",
                     help="plan mode of the controllers: free (actuated) or adaptive")
-    ap.add_argument("--detectors", type=Path, help="existing e1 detectors (additional file) to use")
+    ap.add_argument("--detectors", type=Path,
+                    help="a SUMO additional file with induction loops / lane area detectors to use on the approach "
+                         "lanes it covers (the rig places loops on the others)")
     ap.add_argument("--style", choices=["cycle", "free"], default="cycle",
                     help="with --mode adaptive: coordinated re-planned cycles, or free actuated with re-planned maxima")
     ap.add_argument("--passage", type=float, help="passage (gap) in s for every phase, instead of 2.0")
@@ -308,15 +455,42 @@ def main() -> None:
                     help="map a video zone to every stop-bar lane (camera queue registers, see docs/modbus.md)")
     ap.add_argument("--adaptive", default="", metavar="KEY=VALUE,...",
                     help="extra [adaptive] keys, e.g. max_cycle_s=120,smoothing=0.5")
-    a = ap.parse_args()
+    ap.add_argument("--schedule", metavar="HH:MM,...",
+                    help="a plan change at each time, every day (plans 2, 3, ...: copies of plan 1), "
+                         "to see event 131 in the event log")
+    a = ap.parse_args(argv)
+    try:
+        schedule = parse_schedule(a.schedule)
+    except ValueError as e:
+        ap.error(str(e))
+    unsupported, report = [], {}
     model = import_net(a.net, a.out, a.base_port, a.host, a.mode, a.detectors, style=a.style,
                        passage_s=a.passage, adaptive=parse_keys(a.adaptive), cameras=a.cameras,
-                       platoon_passage_s=a.platoon_passage)
+                       platoon_passage_s=a.platoon_passage, unsupported=unsupported, detector_report=report,
+                       schedule=schedule)
     for tid, j in model.items():
         print(f"{tid}: phases {sorted(j['phases'])} rings {j['rings']} barriers {j['barriers']}, "
-              f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (tid + '.toml')} "
+              f"{len(j['detectors'])} detectors, {len(j['links'])} links -> {a.out / (j['id'] + '.toml')} "
               f"(port {j['port']})")
+    print_report(unsupported, report, a.detectors)
+    if not model:
+        print("no traffic light the model can map: nothing written", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_report(unsupported: list, report: dict, detectors: Path | None, file=None) -> None:
+    for tid, why in unsupported:
+        print(f"{tid}: left out ({why}); SUMO's own program keeps running it", file=file)
+    if detectors:
+        print(f"detectors from {detectors}: {len(report.get('used', []))} used"
+              + (f"; {len(report['ignored'])} not on an approach lane or not needed: "
+                 f"{', '.join(report['ignored'][:10])}{' ...' if len(report['ignored']) > 10 else ''}"
+                 if report.get("ignored") else "")
+              + (f"; the rig placed loops on {len(report['placed'])} approach lanes it has none on: "
+                 f"{', '.join(report['placed'][:10])}{' ...' if len(report['placed']) > 10 else ''}"
+                 if report.get("placed") else ""), file=file)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -86,20 +86,36 @@ def _internal_length(net, conn) -> float:
     return total
 
 
-def analyze(net_path: str) -> dict:
-    net = sumolib.net.readNet(str(net_path), withInternal=True)
+def analyze(net_path: str, unsupported: list | None = None) -> dict:
+    """The network's traffic lights as controllers. A traffic light the
+    model cannot map (more than four approaches, several junctions under
+    one program, more than 64 detectors) raises ValueError, or, when
+    `unsupported` is a list, is left out and reported there as (id,
+    reason): SUMO's own program keeps running it."""
+    net = sumolib.net.readNet(str(net_path), withInternal=True, withPrograms=True)
     out = {}
     for tls in sorted(net.getTrafficLights(), key=lambda t: t.getID()):
-        out[tls.getID()] = _junction(net, tls)
+        try:
+            out[tls.getID()] = _junction(net, tls)
+        except ValueError as e:
+            if unsupported is None:
+                raise
+            unsupported.append((tls.getID(), str(e).split(": ", 1)[-1]))
     return out
 
 
 def _junction(net, tls) -> dict:
-    node = net.getNode(tls.getID())
     conns = {}
     for in_lane, out_lane, idx in tls.getConnections():
         c = [c for c in in_lane.getOutgoing() if c.getToLane() == out_lane]
         conns[idx] = c[0]
+    if not conns:
+        raise ValueError(f"{tls.getID()}: controls no links")
+    nodes = {c.getFrom().getToNode().getID() for c in conns.values()}
+    if len(nodes) != 1:
+        raise ValueError(f"{tls.getID()}: one program for {len(nodes)} junctions ({', '.join(sorted(nodes))}); "
+                         "one controller per junction is supported")
+    node = net.getNode(nodes.pop())
     in_edges = sorted({c.getFrom() for c in conns.values()}, key=lambda e: e.getID())
     hd = {e.getID(): heading(e) for e in in_edges}
 
@@ -128,6 +144,8 @@ def _junction(net, tls) -> dict:
     side.sort(key=lambda e: abs(angdiff(hd[e.getID()], a_hd + 90)))
     for e, lab in zip(side, "CD"):
         label[e.getID()] = lab
+    if len(label) < len(in_edges):
+        raise ValueError(f"{tls.getID()}: {len(in_edges)} approaches, no two of them opposite")
 
     # Pockets: a lane whose every connection turns left, beside lanes that don't.
     approaches = {}
@@ -172,7 +190,10 @@ def _junction(net, tls) -> dict:
             "protected": protected,
             "width_m": round(_internal_length(net, c), 1),
         })
-    n = len(links)
+    # SUMO's signal state has one character per link index. Indices no
+    # vehicle link has (pedestrian crossings) are held red; connections that
+    # share an index are one link here (the first of them).
+    n = max([max(conns) + 1] + [len(ph.state) for prog in tls.getPrograms().values() for ph in prog.getPhases()])
     foes = [[False] * n for _ in range(n)]
     for a in links:
         for b in links:
@@ -258,6 +279,7 @@ def _junction(net, tls) -> dict:
         "barriers": barriers,
         "detectors": dets,
         "main_speed_kmh": main_kmh,
+        "n_links": n,
     }
 
 
@@ -303,9 +325,14 @@ class LinkStates:
 
     def __init__(self, j: dict):
         self.j = j
-        self.n = len(j["links"])
-        self.phase_of = [l["phase"] for l in j["links"]]
-        self.rank = [RANK[l["dir"]] for l in j["links"]]
+        # by SUMO link index; an index without a vehicle link (a pedestrian
+        # crossing) has no phase and stays red
+        self.n = j.get("n_links", len(j["links"]))
+        self.phase_of = [None] * self.n
+        self.rank = [0] * self.n
+        for l in j["links"]:
+            self.phase_of[l["index"]] = l["phase"]
+            self.rank[l["index"]] = RANK[l["dir"]]
         self.foes = j["foes"]
         self._cache = {}
 
@@ -323,6 +350,8 @@ class LinkStates:
             p = self.phase_of[i]
             if flash:
                 out.append(flash)
+            elif p is None:
+                out.append("r")
             elif p in green:
                 minor = False
                 for k in range(self.n):
