@@ -91,14 +91,19 @@ def od_table(net_path: str, model: dict, mix: str):
 
 def phase_flows(model: dict, routes, entry_vol, scale: float) -> dict:
     """Expected flow (veh/h) on each junction phase, by lane group."""
+    return phase_flows_of(model, [(edges, entry_vol[ent] * share * scale) for ent, _, edges, share in routes])
+
+
+def phase_flows_of(model: dict, route_flows) -> dict:
+    """Expected flow (veh/h) on each junction phase from [(edges, veh/h)]:
+    a permissive left counts PERMISSIVE_LEFT_EQUIV times."""
     link_of = {}
     for tid, j in model.items():
         for l in j["links"]:
             fe = l["from_lane"].rsplit("_", 1)[0]
             link_of.setdefault((fe, l["to_edge"]), []).append((tid, l))
     flows = {tid: {p: 0.0 for p in j["phases"]} for tid, j in model.items()}
-    for ent, _, edges, share in routes:
-        q = entry_vol[ent] * share * scale
+    for edges, q in route_flows:
         for a, b in zip(edges, edges[1:]):
             ls = link_of.get((a, b))
             if not ls:
@@ -170,3 +175,167 @@ def write_routes(net_path: str, model: dict, level: str, out: Path) -> dict:
 
 def expected_vehicles(info: dict) -> float:
     return info["vehicles_per_hour"] * info["duration"] / 3600.0
+
+
+# ---- a user's route files (run.py --net/--routes) ----------------------
+
+FLOW_TAGS = ("flow",)
+VEHICLE_TAGS = ("vehicle", "trip")
+
+
+def _flow_rate(el) -> float | None:
+    """Vehicles per second of a <flow>, or None when it has no rate."""
+    if el.get("vehsPerHour") is not None:
+        return float(el.get("vehsPerHour")) / 3600.0
+    if el.get("perHour") is not None:
+        return float(el.get("perHour")) / 3600.0
+    per = el.get("period")
+    if per is not None:
+        per = per.strip()
+        if per.startswith("exp(") and per.endswith(")"):
+            return float(per[4:-1])  # Poisson: the rate itself
+        return 1.0 / float(per) if float(per) > 0 else None
+    if el.get("probability") is not None:
+        return float(el.get("probability"))  # per second (per 1 s step)
+    return None
+
+
+def _flow_window(el) -> tuple[float, float | None]:
+    """[begin, end) of a <flow>; end None when it never ends."""
+    begin = _time(el.get("begin")) or 0.0
+    end = _time(el.get("end"))
+    if end is None and el.get("number") is not None:
+        rate = _flow_rate(el)
+        if rate:
+            end = begin + float(el.get("number")) / rate
+    return begin, end
+
+
+def _time(v) -> float | None:
+    """A SUMO time attribute in s (seconds or h:m:s), None when absent or
+    not a time (e.g. depart="triggered")."""
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        parts = v.split(":")
+        try:
+            return sum(float(x) * f for x, f in zip(reversed(parts), (1, 60, 3600, 86400)))
+        except ValueError:
+            return None
+
+
+def routes_end(route_files) -> float | None:
+    """When the demand of the route files ends: the last vehicle or trip
+    departure, or the end of the last flow. None when a flow has no end (no
+    `end`, no `number`) or the files have no demand."""
+    import xml.etree.ElementTree as ET
+
+    end = None
+    for f in route_files:
+        for el in ET.parse(f).getroot():
+            if el.tag in VEHICLE_TAGS:
+                t = _time(el.get("depart"))
+            elif el.tag in FLOW_TAGS:
+                t = _flow_window(el)[1]
+                if t is None:
+                    return None
+            else:
+                continue
+            if t is not None:
+                end = t if end is None else max(end, t)
+    return end
+
+
+def route_flows(net_path: str, route_files, duration: float) -> tuple[list, int]:
+    """[(edges, mean veh/h over [0, duration))] of the vehicles, trips and
+    flows in the route files, and how many of them were left out (no route
+    that could be resolved: taz, junctions, unknown ids). A vehicle's route
+    is its `route` (a route or a routeDistribution, by probability), its
+    child <route> or the shortest path from `from` via `via` to `to`."""
+    import xml.etree.ElementTree as ET
+
+    net = None
+    routes: dict[str, list] = {}  # id -> [(edges, weight)]
+    items = []
+    for f in route_files:
+        for el in ET.parse(f).getroot():
+            if el.tag == "route" and el.get("id"):
+                routes[el.get("id")] = [(el.get("edges", "").split(), 1.0)]
+            elif el.tag == "routeDistribution" and el.get("id"):
+                dist = []
+                for r in el:
+                    if r.tag != "route":
+                        continue
+                    edges = r.get("edges", "").split() or (routes.get(r.get("refId"), [([], 0)])[0][0])
+                    dist.append((edges, float(r.get("probability", 1.0))))
+                routes[el.get("id")] = dist
+            elif el.tag in VEHICLE_TAGS + FLOW_TAGS:
+                items.append(el)
+    skipped = 0
+    out = []
+    for el in items:
+        if el.tag in FLOW_TAGS:
+            begin, end = _flow_window(el)
+            rate = _flow_rate(el)
+            if rate is None and el.get("number") is not None and end is not None and end > begin:
+                rate = float(el.get("number")) / (end - begin)
+            if rate is None:
+                skipped += 1
+                continue
+            lo, hi = max(begin, 0.0), min(end if end is not None else duration, duration)
+            n = rate * max(0.0, hi - lo)
+        else:
+            t = _time(el.get("depart"))
+            n = 1.0 if t is None or t < duration else 0.0
+        if n <= 0:
+            continue
+        child = next((r for r in el if r.tag == "route"), None)
+        if child is not None:
+            paths = [(child.get("edges", "").split(), 1.0)]
+        elif el.get("route") is not None:
+            paths = routes.get(el.get("route"))
+        elif el.get("from") and el.get("to"):
+            if net is None:
+                net = sumolib.net.readNet(str(net_path))
+            paths = [(_shortest(net, [el.get("from")] + el.get("via", "").split() + [el.get("to")]), 1.0)]
+        else:
+            paths = None
+        if not paths or not any(e for e, _ in paths):
+            skipped += 1
+            continue
+        tot = sum(w for _, w in paths) or 1.0
+        for edges, w in paths:
+            if edges:
+                out.append((edges, n * w / tot * 3600.0 / duration))
+    return out, skipped
+
+
+def _shortest(net, stops: list[str]) -> list[str]:
+    path = []
+    for a, b in zip(stops, stops[1:]):
+        try:
+            p, _ = net.getShortestPath(net.getEdge(a), net.getEdge(b))
+        except KeyError:
+            return []
+        if not p:
+            return []
+        ids = [e.getID() for e in p]
+        path += ids[1:] if path and path[-1] == ids[0] else ids
+    return path
+
+
+def design_from_routes(net_path: str, model: dict, route_files, duration: float) -> dict:
+    """The design info of a user's demand (as write_routes returns for the
+    generated levels): the mean flow on each junction phase over
+    [0, duration), which Webster's plan is designed on."""
+    flows, skipped = route_flows(net_path, route_files, duration)
+    pf = phase_flows_of(model, flows)
+    return {
+        "level": "routes",
+        "duration": duration,
+        "vehicles_per_hour": round(sum(q for _, q in flows), 1),
+        "unrouted": skipped,
+        "phase_flows": {t: {str(p): round(q, 1) for p, q in f.items()} for t, f in pf.items()},
+    }
