@@ -5,6 +5,16 @@
         --seeds 1,2,3 --controllers webster,actuated,delay_based,nema,maxpressure,greenwave
     .venv/bin/python tools/sumo/run.py --all --seeds 1,2,3,4,5     # the full table
     .venv/bin/python tools/sumo/run.py --smoke                     # CI: exits 1 on any failure or trip
+    .venv/bin/python tools/sumo/run.py --net my.net.xml --routes am.rou.xml \\
+        --detectors loops.add.xml --controllers webster,greenwave --seeds 1   # a user's own network
+
+A user's network (--net with --routes, optionally --detectors and
+--additional) runs the same controllers without the scenario generator:
+the rig imports the network's traffic lights (import_net.py), designs
+Webster on the mean flows of the route files, and writes everything into
+--out (default ./greenwave-sil): ctl/ (controllers, sumo-map.json, the
+rig's loops), design.json, runs/<tag>/<run>/ and the tables <tag>.{csv,json,txt}.
+Paths given on the command line are relative to the working directory.
 
 Every run is one SUMO simulation (libsumo, step 0.1 s) in its own process;
 --jobs runs several at once. Metrics per run, from tripinfo with unfinished
@@ -16,14 +26,18 @@ and undeparted vehicles written at the end:
                ones counted to the end of the run);
 - throughput:  vehicles that arrived, per hour of demand;
 - stops:       mean number of stops per departed vehicle.
-The table shows the median over seeds. Results go to
-tools/sumo/results/<tag>.{csv,json} (or --out).
+The table shows the median over seeds. Results of the shipped scenarios go
+to tools/sumo/results/<tag>.{csv,json,txt} (or --out), their runs to
+tools/sumo/build/runs/<tag>/.
 
 greenwave: the controllers are imported from the network (import_net.py;
 --greenwave-mode free = actuated with the imported timings, adaptive = the
 `adaptive` plan mode), each junction is served as a Modbus cabinet by the
-bridge, and the daemon (target/release/greenwave, or $SIL_GREENWAVE_BIN) runs
-unmodified with clock = "cabinet".
+bridge, and the daemon (--greenwave-bin, $SIL_GREENWAVE_BIN, or this
+checkout's target/release/greenwave) runs unmodified with clock = "cabinet".
+The bridge's simulated clock starts at --start-time (default Monday
+2026-01-05 00:00 UTC); the daemon's Indiana event log stays in each run
+directory (log/) and --keep-events DIR copies it out.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import csv
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -45,12 +60,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BUILD, HERE, SCENARIOS, STEP_S, ensure_env, greenwave_bin, read_json, sumo_bin, write_json  # noqa: E402
+from common import (BUILD, EPOCH_MS, HERE, SCENARIOS, STEP_S, ensure_env, greenwave_bin, iso_ms,  # noqa: E402
+                    parse_start_time, read_json, sumo_bin, user_path, write_json, zone)
 
 SCENARIO_NAMES = ["single", "arterial", "grid", "tnet"]
 LEVEL_NAMES = ["balanced", "unbalanced", "nearsat", "peak"]
 CONTROLLERS = ["webster", "actuated", "delay_based", "nema", "maxpressure", "greenwave"]
 DRAIN_S = 900  # after the demand ends, run until empty or this much longer
+DEFAULT_OUT = "greenwave-sil"  # a user network's output directory, under the working directory
+PLAN_CHANGE = 131  # Indiana event code: coordination pattern change
 
 # NEMA tuning grid (see tune_nema): passage (vehext) x max-green scale, with
 # SUMO's long stop-bar presence zones and no recalls (skip empty phases).
@@ -70,6 +88,46 @@ def net_path(sc: str) -> Path:
 
         make_scenarios.main([sc])
     return p
+
+
+def shipped_inputs(sc: str, level: str) -> dict:
+    """The input files of a shipped scenario at a demand level (made or
+    re-made under build/<scenario>/ when missing or stale)."""
+    model_for(sc)
+    rou, _ = demand_for(sc, level)
+    return {"scenario": sc, "demand": level, "net": str(net_path(sc)), "routes": [str(rou)],
+            "design": str(BUILD / sc / f"{level}.design.json"), "ctl": str(BUILD / sc / "ctl"),
+            "detectors": None, "additional": []}
+
+
+def user_inputs(a, out: Path) -> dict:
+    """A user's network and routes: its traffic lights imported into
+    out/ctl, Webster's design flows from the routes into out/design.json."""
+    import demand
+    import import_net
+
+    unsupported, report = [], {}
+    ctl = out / "ctl"
+    model = import_net.import_net(a.net, ctl, detectors=a.detectors, unsupported=unsupported,
+                                  detector_report=report)
+    import_net.print_report(unsupported, report, a.detectors)
+    if not model:
+        sys.exit(f"{a.net}: no traffic light the rig can control")
+    duration = a.duration or demand.routes_end(a.routes)
+    if not duration:
+        sys.exit("the route files' demand has no end (a flow without end or number): give --duration S")
+    design = demand.design_from_routes(str(a.net), model, a.routes, duration)
+    write_json(out / "design.json", design)
+    print(f"{a.net.name}: {len(model)} traffic lights ({', '.join(model)}), demand {design['vehicles_per_hour']:.0f} "
+          f"veh/h for {duration:.0f} s" + (f", {design['unrouted']} entries without a route left out of Webster's "
+                                           "design flows" if design["unrouted"] else ""), flush=True)
+    return {"scenario": a.name, "demand": a.demand_label, "net": str(a.net), "routes": [str(r) for r in a.routes],
+            "design": str(out / "design.json"), "ctl": str(ctl),
+            "detectors": str(a.detectors) if a.detectors else None, "additional": [str(x) for x in a.additional]}
+
+
+def load_model(ctl) -> dict:
+    return {k: _intkeys(v) for k, v in read_json(Path(ctl) / "sumo-map.json")["junctions"].items()}
 
 
 def model_for(sc: str) -> dict:
@@ -100,10 +158,11 @@ def demand_for(sc: str, level: str) -> tuple[Path, dict]:
     return rou, read_json(info)
 
 
-def program_file(sc: str, level: str, ctrl: str, model: dict, design: dict, tuning: dict | None) -> Path | None:
+def program_file(out: Path, ctrl: str, model: dict, design: dict, tuning: dict | None) -> Path | None:
+    """The baseline's SUMO programs (tlLogic) as an additional file `out`
+    (in the run's own directory: parallel runs never share one)."""
     import baselines
 
-    out = BUILD / sc / "programs" / f"{level}-{ctrl}.add.xml"
     out.parent.mkdir(parents=True, exist_ok=True)
     L = ["<additional>"]
     if ctrl == "webster":
@@ -141,16 +200,18 @@ def run_one(task: dict) -> dict:
         ensure_env()
         import libsumo
 
-        model = model_for(sc)
-        rou, design = demand_for(sc, level)
-        dets = BUILD / sc / "ctl" / "detectors.add.xml"
-        prog = program_file(sc, level, ctrl, model, design, task.get("tuning"))
-        adds = [str(dets)] + ([str(prog)] if prog else [])
+        model = load_model(task["ctl"])
+        design = read_json(task["design"])
+        # the user's detectors (if any), the rig's own loops, the user's
+        # other additional files, the baseline's program
+        dets = ([task["detectors"]] if task.get("detectors") else []) + [str(Path(task["ctl"]) / "detectors.add.xml")]
+        prog = program_file(rdir / "program.add.xml", ctrl, model, design, task.get("tuning"))
+        adds = dets + list(task.get("additional") or []) + ([str(prog)] if prog else [])
         ti = rdir / "tripinfo.xml"
         end_limit = design["duration"] + DRAIN_S
         if task.get("duration"):
             end_limit = task["duration"]
-        cmd = [sumo_bin("sumo"), "-n", str(net_path(sc)), "-r", str(rou), "-a", ",".join(adds),
+        cmd = [sumo_bin("sumo"), "-n", task["net"], "-r", ",".join(task["routes"]), "-a", ",".join(adds),
                "--step-length", str(STEP_S), "--seed", str(seed),
                "--tripinfo-output", str(ti), "--tripinfo-output.write-unfinished", "true",
                "--tripinfo-output.write-undeparted", "true",
@@ -273,33 +334,38 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     from bridge import Bridge
 
     ctl = rdir / "ctl"
-    m2 = import_net.import_net(net_path(task["scenario"]), ctl, base_port=task["base_port"],
+    net = Path(task["net"])
+    m2 = import_net.import_net(net, ctl, base_port=task["base_port"], detectors=task.get("detectors"),
+                               unsupported=[],
                                mode=task.get("greenwave_mode", "free"),
                                style=task.get("greenwave_style", "cycle"),
                                passage_s=task.get("greenwave_passage"),
                                adaptive=import_net.parse_keys(task.get("greenwave_adaptive", "")),
                                cameras=task.get("greenwave_cameras", False),
-                               platoon_passage_s=task.get("greenwave_platoon_passage"))
+                               platoon_passage_s=task.get("greenwave_platoon_passage"),
+                               schedule=task.get("greenwave_schedule"))
     for tid in model:
         model[tid]["port"] = m2[tid]["port"]
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
     cfg = rdir / "greenwave.toml"
-    cfg.write_text(f'controllers = "{ctl}"\ntick_ms = {int(STEP_S * 1000)}\nview = false\nclock = "cabinet"\n'
-                   f'[event_log]\ndir = "{rdir / "log"}"\n'
-                   # No API in SIL runs: parallel runs would fight over its port.
-                   '[grpc]\nenabled = false\n'
-                   + (import_net.corridor_toml(import_net.corridors(net_path(task["scenario"]), m2))
-                      if task.get("greenwave_corridors") else ""))
-    out = {}
+    log_dir = rdir / "log"
+    cfg.write_text(greenwave_toml(ctl, log_dir, time_zone=task.get("time_zone"),
+                                  corridors=(import_net.corridor_toml(import_net.corridors(net, m2))
+                                             if task.get("greenwave_corridors") else "")))
+    out = {"event_log": str(log_dir)}
 
     async def main():
-        br = Bridge(model, api, STEP_S, finished)
+        br = Bridge(model, api, STEP_S, finished, start_ms=task.get("start_ms", EPOCH_MS))
         await br.start()
         log = open(rdir / "greenwave.log", "w")
         # GREENWAVE_* variables are daemon settings: a run uses the scenario's
         # config only, never overrides left in the caller's shell
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GREENWAVE_")}
         env.update(NO_COLOR="1", RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        if task.get("time_zone"):
+            # the daemon writes its event log in local time: the simulated
+            # junctions' zone
+            env["TZ"] = task["time_zone"]
         proc = subprocess.Popen([greenwave_bin(), "run", "--config", str(cfg), "--no-view",
                                  "--stats-json", str(rdir / "stats.json")],
                                 cwd=rdir, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -335,7 +401,10 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         out["flashes"] = br.flashes()
         out["steps"] = br.steps
         out["daemon_exit"] = proc.returncode
-        errs = [ln.strip() for ln in open(rdir / "greenwave.log", errors="replace") if " ERROR " in ln]
+        lines = [ln.strip() for ln in open(rdir / "greenwave.log", errors="replace") if ln.strip()]
+        errs = [ln for ln in lines if " ERROR " in ln]
+        if err and proc.returncode not in (None, 0) and lines:
+            err += f": {lines[-1][:300]}"  # why the daemon stopped (e.g. a config error)
         out["daemon_errors"] = len(errs)
         out["daemon_error_log"] = errs[:5]
         out["modbus_reads"] = sum(j.reads for j in br.juncs)
@@ -347,6 +416,40 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
             out["error"] = err
 
     asyncio.run(main())
+    out["plan_changes"] = plan_changes(log_dir)[:50]
+    if task.get("keep_events"):
+        keep = Path(task["keep_events"]) / rdir.name
+        if keep.exists():
+            shutil.rmtree(keep)
+        keep.mkdir(parents=True)
+        for f in sorted(log_dir.glob("*.csv")):
+            shutil.copy2(f, keep / f.name)
+        out["event_log"] = str(keep)
+    return out
+
+
+def greenwave_toml(ctl: Path, log_dir: Path, time_zone: str | None = None, corridors: str = "") -> str:
+    """The daemon's greenwave.toml for one SIL run. `time_zone` is written
+    only when given, so the default works with daemons that do not know
+    the key."""
+    return ((f"time_zone = {json.dumps(time_zone)}\n" if time_zone else "")
+            + f"controllers = {json.dumps(str(ctl))}\ntick_ms = {int(STEP_S * 1000)}\nview = false\n"
+            'clock = "cabinet"\n'
+            f"[event_log]\ndir = {json.dumps(str(log_dir))}\n"
+            # No API in SIL runs: parallel runs would fight over its port.
+            "[grpc]\nenabled = false\n"
+            + corridors)
+
+
+def plan_changes(log_dir: Path) -> list[list[str]]:
+    """[signal, timestamp, plan] of every plan change (Indiana event 131)
+    in the daemon's event log files, in file order."""
+    out = []
+    for f in sorted(Path(log_dir).glob("*.csv")):
+        with open(f, newline="") as fh:
+            for row in csv.reader(fh):
+                if len(row) >= 4 and row[2].strip() == str(PLAN_CHANGE):
+                    out.append([row[0], row[1], row[3]])
     return out
 
 
@@ -481,14 +584,38 @@ def table(results: list[dict], controllers: list[str]) -> tuple[str, list[dict]]
     return "\n".join(lines), rows
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", default="single", help="comma list, or 'all'")
     ap.add_argument("--demand", default="balanced", help="comma list, or 'all'")
     ap.add_argument("--all", action="store_true", help="every scenario and demand")
+    g = ap.add_argument_group("a user's network (instead of --scenario/--demand; paths relative to the working directory)")
+    g.add_argument("--net", type=Path, metavar="FILE.net.xml", help="the SUMO network")
+    g.add_argument("--routes", type=Path, nargs="+", action="extend", default=[], metavar="FILE.rou.xml",
+                   help="route files (vehicles, trips, flows); one or more")
+    g.add_argument("--detectors", type=Path, metavar="FILE.add.xml",
+                   help="induction loops / lane area detectors on the approach lanes for Greenwave (the one "
+                        "nearest the stop line is the stop-bar detector, the farthest other one the advance "
+                        "detector); the rig places its own loops on approach lanes without any. Default: the "
+                        "rig's own everywhere")
+    g.add_argument("--additional", type=Path, nargs="+", action="extend", default=[], metavar="FILE.add.xml",
+                   help="other SUMO additional files every run loads (vehicle types, ...)")
+    g.add_argument("--name", help="the network's name in the table (default: the --net file name)")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--controllers", default=",".join(CONTROLLERS))
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--greenwave-bin", type=Path, metavar="PATH",
+                    help="the daemon binary (default $SIL_GREENWAVE_BIN, else this checkout's target/release/greenwave)")
+    ap.add_argument("--start-time", metavar="ISO8601",
+                    help="simulated wall-clock time at SUMO time 0, with a UTC offset, e.g. 2026-12-07T06:58:00+08:00 "
+                         "(without one, read in --time-zone); the bridge publishes it in the simulated-time "
+                         "registers. Default 2026-01-05T00:00:00Z (a Monday)")
+    ap.add_argument("--time-zone", metavar="IANA",
+                    help='write time_zone = "<IANA>" into the daemon\'s greenwave.toml (and run the daemon with '
+                         "TZ set to it, the zone of its event log's timestamps); not written when not given")
+    ap.add_argument("--keep-events", type=Path, metavar="DIR",
+                    help="copy each Greenwave run's Indiana event log (log/*.csv) to DIR/<run>/ and list its plan "
+                         "changes (event 131); the logs also stay in the run directories")
     ap.add_argument("--greenwave-mode", choices=["free", "adaptive"], default="free")
     ap.add_argument("--greenwave-style", choices=["cycle", "free"], default="cycle",
                     help="adaptive style: cycle (coordinated, re-planned cycle and splits) or free "
@@ -502,6 +629,9 @@ def main() -> int:
     ap.add_argument("--greenwave-cameras", action="store_true",
                     help="simulated video zones on every stop-bar lane report the vehicles standing there "
                          "(camera queue registers); the adaptive layer fuses them with the loops")
+    ap.add_argument("--greenwave-schedule", metavar="HH:MM,...",
+                    help="give the imported controllers a plan change at each time of the simulated day (plans "
+                         "2, 3, ...: copies of plan 1), e.g. 07:00 with --start-time 06:58 to see event 131 at 07:00")
     ap.add_argument("--greenwave-corridors", action="store_true",
                     help="write a [[corridor]] for every chain of junctions along a main street "
                          "(import_net.corridors): common cycle and green-wave offsets for cycle-style plans")
@@ -511,17 +641,82 @@ def main() -> int:
     ap.add_argument("--nema-tuning", type=Path,
                     help="JSON {demand level: {vehext, max_scale}} from an earlier tuning, used for every scenario")
     ap.add_argument("--nema", default="", help="NEMA settings for every row, e.g. vehext=1.0,max_scale=1.5")
-    ap.add_argument("--duration", type=float, help="override the demand duration (s) and stop there")
-    ap.add_argument("--out", type=Path, help="results directory (default tools/sumo/results)")
+    ap.add_argument("--duration", type=float,
+                    help="override the demand duration (s) and stop there (a user's routes: default the end of "
+                         "their demand, then until the network is empty or 900 s more)")
+    ap.add_argument("--out", type=Path,
+                    help="results directory (default tools/sumo/results); with --net everything of the run: "
+                         f"controllers, runs and tables (default ./{DEFAULT_OUT})")
     ap.add_argument("--tag", default=None)
     ap.add_argument("--port-base", type=int, default=21000,
-                    help="first Modbus port of the bridge's cabinets (runs take 50 each, 40 runs apart); "
-                         "give concurrent invocations ranges 2000 apart")
-    ap.add_argument("--collect", metavar="TAG", help="rebuild the table from the finished runs of TAG (build/runs/TAG)")
+                    help="first Modbus port of the bridge's cabinets (runs take 50 each, or one per traffic light "
+                         "when more, 40 runs apart); give concurrent invocations ranges 2000 apart")
+    ap.add_argument("--collect", metavar="TAG|DIR",
+                    help="rebuild the table from the finished runs of TAG (build/runs/TAG, or OUT/runs/TAG with "
+                         "--net) or of a runs directory")
     ap.add_argument("--smoke", action="store_true",
                     help="CI smoke: single, balanced, seed 1, 300 s, webster + nema + greenwave (free-style adaptive "
                          "with cameras); exit 1 on any failure or trip")
-    a = ap.parse_args()
+    return ap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked, with every user path made absolute
+    against the working directory (the daemon and the workers run
+    elsewhere). Adds start_ms (simulated unix ms at SUMO time 0),
+    demand_label and, with --net, name."""
+    import import_net
+
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    a.user = a.net is not None
+    if a.user:
+        if not a.routes and not a.collect:
+            ap.error("--net needs --routes (one or more route files)")
+        for opt in ("smoke", "all", "tune_nema"):
+            if getattr(a, opt):
+                ap.error(f"--{opt.replace('_', '-')} runs the shipped scenarios, not --net")
+        for opt, default in (("scenario", "single"), ("demand", "balanced")):
+            if getattr(a, opt) != default:
+                ap.error(f"--{opt} picks a shipped scenario; with --net the routes are the demand")
+        if a.nema_tuning:
+            ap.error("--nema-tuning is per demand level of the shipped scenarios; with --net use --nema")
+    elif a.routes or a.detectors or a.additional or a.name:
+        ap.error("--routes, --detectors, --additional and --name go with --net")
+    for key in ("net", "detectors", "greenwave_bin", "nema_tuning", "out", "keep_events"):
+        if getattr(a, key) is not None:
+            setattr(a, key, user_path(getattr(a, key)))
+    a.routes = [user_path(r) for r in a.routes]
+    a.additional = [user_path(x) for x in a.additional]
+    for f in ([a.net, a.detectors, a.greenwave_bin, a.nema_tuning] + a.routes + a.additional):
+        if f is not None and not f.is_file():
+            ap.error(f"{f}: no such file")
+    if a.time_zone:
+        try:
+            zone(a.time_zone)
+        except ValueError as e:
+            ap.error(str(e))
+    try:
+        a.start_ms = parse_start_time(a.start_time, a.time_zone)
+        a.greenwave_schedule = import_net.parse_schedule(a.greenwave_schedule)
+    except ValueError as e:
+        ap.error(str(e))
+    if a.user:
+        a.name = a.name or a.net.name.removesuffix(".gz").removesuffix(".xml").removesuffix(".net")
+        a.demand_label = "+".join(r.name.removesuffix(".gz").removesuffix(".xml").removesuffix(".rou")
+                                  for r in a.routes)[:40] or "routes"
+        if a.out is None:
+            a.out = user_path(DEFAULT_OUT)
+    else:
+        a.demand_label = None
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.greenwave_bin:
+        # the workers (spawned processes) inherit it; common.greenwave_bin reads it
+        os.environ["SIL_GREENWAVE_BIN"] = str(a.greenwave_bin)
 
     if a.smoke:
         scenarios, levels, seeds = ["single"], ["balanced"], [1]
@@ -540,9 +735,19 @@ def main() -> int:
     for c in ctrls:
         if c not in CONTROLLERS:
             sys.exit(f"unknown controller {c} (known: {', '.join(CONTROLLERS)})")
+    if not a.user:
+        for sc in scenarios:
+            if sc not in SCENARIO_NAMES:
+                sys.exit(f"unknown scenario {sc} (known: {', '.join(SCENARIO_NAMES)}; or --net for your own)")
+        for lv in levels:
+            if lv not in LEVEL_NAMES:
+                sys.exit(f"unknown demand level {lv} (known: {', '.join(LEVEL_NAMES)})")
     out = a.out or (HERE / "results")
+    runs = (out / "runs") if a.user else (BUILD / "runs")
     if a.collect:
-        results = [read_json(p) for p in sorted((BUILD / "runs" / a.collect).glob("*/result.json"))
+        cdir = Path(a.collect)
+        cdir = user_path(cdir) if cdir.is_dir() else runs / a.collect
+        results = [read_json(p) for p in sorted(cdir.glob("*/result.json"))
                    if p.parent.parent.name != "tune"]
         cs = [c for c in CONTROLLERS if any(r["controller"] == c for r in results)]
         text, _ = table(results, cs)
@@ -551,15 +756,18 @@ def main() -> int:
               f"trips: {sum(r.get('trips', 0) for r in results)}")
         return 0
     tag = a.tag or time.strftime("%Y%m%d-%H%M%S")
-    rundir = BUILD / "runs" / tag
+    rundir = runs / tag
     t0 = time.time()
     # prepare shared inputs once, serially (cached files)
-    for sc in scenarios:
-        model_for(sc)
-        for lv in levels:
-            demand_for(sc, lv)
+    if a.user:
+        sources = [user_inputs(a, out)]
+    else:
+        sources = [shipped_inputs(sc, lv) for sc in scenarios for lv in levels]
     if "greenwave" in ctrls:
-        greenwave_bin()
+        print("greenwave:", greenwave_bin(), flush=True)
+    if a.start_time or a.time_zone:
+        print(f"simulated time at SUMO 0 s: {iso_ms(a.start_ms, a.time_zone)}"
+              + (f" (time_zone = {a.time_zone})" if a.time_zone else ""), flush=True)
     tuning = {}
     if a.tune_nema and "nema" in ctrls:
         per_level = tune_nema(["single"], levels, 100, a.jobs, rundir)
@@ -570,29 +778,34 @@ def main() -> int:
         per_level = read_json(a.nema_tuning)
         tuning = {f"{sc}/{lv}": per_level[lv] for sc in scenarios for lv in levels if lv in per_level}
         print("NEMA tuning from", a.nema_tuning, json.dumps(per_level), flush=True)
+    n_tls = max(len(load_model(s["ctl"])) for s in sources)
+    stride = max(50, n_tls)
+    slots = max(1, min(40, (65535 - a.port_base) // stride))
     tasks = []
     k = 0
-    for sc in scenarios:
-        for lv in levels:
-            for seed in seeds:
-                for c in ctrls:
-                    t = {"scenario": sc, "demand": lv, "seed": seed, "controller": c,
-                         "run_dir": str(rundir / f"{sc}-{lv}-{seed}-{c}"),
-                         "base_port": a.port_base + (k % 40) * 50, "greenwave_mode": a.greenwave_mode,
-                         "greenwave_style": a.greenwave_style, "greenwave_passage": a.greenwave_passage,
-                         "greenwave_adaptive": a.greenwave_adaptive,
-                         "greenwave_corridors": a.greenwave_corridors,
-                         "greenwave_cameras": a.greenwave_cameras,
-                         "greenwave_platoon_passage": a.greenwave_platoon_passage}
-                    if a.duration:
-                        t["duration"] = a.duration
-                    if c == "nema" and a.nema:
-                        t["tuning"] = {kv.split("=")[0]: (float(kv.split("=")[1]) if kv.split("=")[0] != "min_recall"
-                                                          else kv.split("=")[1]) for kv in a.nema.split(",")}
-                    elif c == "nema" and f"{sc}/{lv}" in tuning:
-                        t["tuning"] = {kk: vv for kk, vv in tuning[f"{sc}/{lv}"].items() if kk != "delay_s"}
-                    tasks.append(t)
-                    k += 1
+    for src in sources:
+        sc, lv = src["scenario"], src["demand"]
+        for seed in seeds:
+            for c in ctrls:
+                t = dict(src, seed=seed, controller=c,
+                         run_dir=str(rundir / f"{sc}-{lv}-{seed}-{c}"),
+                         base_port=a.port_base + (k % slots) * stride, greenwave_mode=a.greenwave_mode,
+                         greenwave_style=a.greenwave_style, greenwave_passage=a.greenwave_passage,
+                         greenwave_adaptive=a.greenwave_adaptive,
+                         greenwave_corridors=a.greenwave_corridors,
+                         greenwave_cameras=a.greenwave_cameras,
+                         greenwave_platoon_passage=a.greenwave_platoon_passage,
+                         greenwave_schedule=a.greenwave_schedule, start_ms=a.start_ms, time_zone=a.time_zone,
+                         keep_events=str(a.keep_events) if a.keep_events else None)
+                if a.duration:
+                    t["duration"] = a.duration
+                if c == "nema" and a.nema:
+                    t["tuning"] = {kv.split("=")[0]: (float(kv.split("=")[1]) if kv.split("=")[0] != "min_recall"
+                                                      else kv.split("=")[1]) for kv in a.nema.split(",")}
+                elif c == "nema" and f"{sc}/{lv}" in tuning:
+                    t["tuning"] = {kk: vv for kk, vv in tuning[f"{sc}/{lv}"].items() if kk != "delay_s"}
+                tasks.append(t)
+                k += 1
     results = execute(tasks, a.jobs)
     text, rows = table(results, ctrls)
     total = time.time() - t0
@@ -603,12 +816,19 @@ def main() -> int:
     trips = sum(r.get("trips", 0) for r in results)
     conflicts = sum(r.get("link_conflicts", 0) for r in results)
     print(f"safety-monitor trips over all Greenwave SIL runs: {trips}; link conflicts (any controller): {conflicts}")
+    if a.keep_events or a.start_time or a.time_zone or a.greenwave_schedule:
+        for r in sorted(results, key=lambda r: (r["scenario"], r["demand"], r["seed"])):
+            if r["controller"] == "greenwave" and r.get("event_log"):
+                pcs = r.get("plan_changes") or []
+                print(f"events {r['scenario']} {r['demand']} seed {r['seed']}: {r['event_log']}; plan changes "
+                      f"(event {PLAN_CHANGE}): " + ("; ".join(f"{s} {ts} plan {p}" for s, ts, p in pcs[:8])
+                                                   + (" ..." if len(pcs) > 8 else "") if pcs else "none"))
     for r in failed:
         print(f"FAILED {r['scenario']} {r['demand']} seed {r['seed']} {r['controller']}: "
               f"{(r.get('error') or '').strip()[:800]} {r.get('trip_log', '')}")
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{tag}.csv", "w", newline="") as f:
-        keys = sorted({k for r in results for k in r if k not in ("trip_log", "error")})
+        keys = sorted({k for r in results for k in r if k not in ("trip_log", "error", "plan_changes")})
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         for r in sorted(results, key=lambda r: (r["scenario"], r["demand"], r["seed"], r["controller"])):
@@ -616,7 +836,7 @@ def main() -> int:
     write_json(out / f"{tag}.json", {"runs": results, "table": rows, "nema_tuning": tuning,
                                      "wall_s": round(total, 1), "text": text})
     (out / f"{tag}.txt").write_text(text + "\n")
-    print(f"results: {out / tag}.{{csv,json,txt}}")
+    print(f"results: {out / tag}.{{csv,json,txt}}; runs: {rundir}")
     return 1 if failed else 0
 
 
@@ -624,10 +844,11 @@ def tune_nema(scenarios, levels, seed, jobs, rundir) -> dict:
     tasks = []
     for sc in scenarios:
         for lv in levels:
+            src = shipped_inputs(sc, lv)
             for k, (v, m) in enumerate(NEMA_GRID):
-                tasks.append({"scenario": sc, "demand": lv, "seed": seed, "controller": "nema",
-                              "tuning": {"vehext": v, "max_scale": m},
-                              "run_dir": str(rundir / "tune" / f"{sc}-{lv}-v{v}-m{m}")})
+                tasks.append(dict(src, seed=seed, controller="nema",
+                                  tuning={"vehext": v, "max_scale": m},
+                                  run_dir=str(rundir / "tune" / f"{sc}-{lv}-v{v}-m{m}")))
     res = execute(tasks, jobs, verbose=False)
     by_dir = {Path(t["run_dir"]).name: t for t in tasks}
     best = {}
