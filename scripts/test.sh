@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run both use it). On a fresh machine
 # it installs what the tests need — Debian's mbpoll, a Python venv with the
-# independent Modbus/gRPC peers and Eclipse SUMO — then runs the whole
-# suite, ending with the SUMO software-in-the-loop smoke.
+# independent Modbus/gRPC peers, pytest and Eclipse SUMO — then runs the
+# whole suite, ending with the SIL rig's Python tests and the SUMO
+# software-in-the-loop smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,16 @@ cargo test --locked --doc
 
 echo "== greenwave check controllers/"
 cargo run --locked --quiet -- check controllers
+
+# The SIL rig's own Python unit tests (argument parsing, import_net, the
+# bridge's safety monitor, demand); they need the SUMO packages (sumolib),
+# installed here as smoke.sh installs them.
+echo "== SIL rig Python tests"
+if ! cmp -s tools/requirements-sumo.txt .venv/.requirements-sumo.installed; then
+    .venv/bin/pip install -q --disable-pip-version-check -r tools/requirements-sumo.txt
+    cp tools/requirements-sumo.txt .venv/.requirements-sumo.installed
+fi
+.venv/bin/python -m pytest -q tools/sumo/tests
 
 # The unchanged daemon in lockstep over Modbus against SUMO, with
 # baselines; fails on any safety-monitor trip (installs the SUMO packages
