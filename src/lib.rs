@@ -9,6 +9,9 @@
 //! - [`engine`]: the dedicated real-time thread that owns the controllers,
 //!   ticks them on absolute deadlines, and publishes snapshots and events
 //!   without locks or per-tick allocation.
+//! - [`daemon`]: everything `greenwave run` starts, as one call
+//!   ([`daemon::run`]): engine thread, cabinet tasks, event fan-out, gRPC,
+//!   view, reload; tests and benchmarks start it in-process.
 //! - [`io`]: cabinet I/O over Modbus (TCP, RTU): the register map, the
 //!   per-cabinet client tasks, and the simulated cabinet as a Modbus server
 //!   with its own MMU.
@@ -22,6 +25,7 @@
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod engine;
 pub mod io;
 pub mod replay;

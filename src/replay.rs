@@ -26,6 +26,22 @@ use crate::sim::SimCabinet;
 /// replay ran.
 pub const REPLAY_EPOCH: Instant = Instant::from_millis(1_767_571_200_000);
 
+/// When simulated time starts, and the zone time-of-day schedules are
+/// read in: the engine follows the schedule from this clock exactly as a
+/// real-time daemon follows it from the wall clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimTime {
+    pub start: Instant,
+    pub time_zone: chrono_tz::Tz,
+}
+
+impl Default for SimTime {
+    /// [`REPLAY_EPOCH`], in UTC.
+    fn default() -> Self {
+        SimTime { start: REPLAY_EPOCH, time_zone: chrono_tz::UTC }
+    }
+}
+
 /// A detector log line the parser could not read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -135,17 +151,19 @@ fn finish(io: &EngineIo, mut out: RunOutcome) -> RunOutcome {
 }
 
 /// Run `log` through a controller for `duration` (default: the log's end
-/// plus a minute) at `tick`, as fast as possible.
-pub fn replay(spec: ControllerSpec, log: &DetectorLog, tick: Span, duration: Option<Span>) -> RunOutcome {
-    let cfg = EngineConfig { tick, input_timeout: Span::from_secs(3600), ..EngineConfig::default() };
-    let (mut engine, io) = Engine::new(vec![spec], cfg, REPLAY_EPOCH);
-    let end = REPLAY_EPOCH + duration.unwrap_or(log.duration() + Span::from_secs(60));
+/// plus a minute) at `tick`, as fast as possible, from `at.start` (the
+/// log's time zero).
+pub fn replay(spec: ControllerSpec, log: &DetectorLog, tick: Span, duration: Option<Span>, at: SimTime) -> RunOutcome {
+    let cfg =
+        EngineConfig { tick, input_timeout: Span::from_secs(3600), time_zone: at.time_zone, ..EngineConfig::default() };
+    let (mut engine, io) = Engine::new(vec![spec], cfg, at.start);
+    let end = at.start + duration.unwrap_or(log.duration() + Span::from_secs(60));
     let mut input = InputFrame::default();
     let mut next = log.changes.iter().peekable();
     let mut out = RunOutcome::default();
-    let mut now = REPLAY_EPOCH;
+    let mut now = at.start;
     while now <= end {
-        while let Some(c) = next.next_if(|c| REPLAY_EPOCH + c.at <= now) {
+        while let Some(c) = next.next_if(|c| at.start + c.at <= now) {
             input.set_presence(c.channel, c.presence);
         }
         let _ = io.inputs.try_send((0, input));
@@ -160,23 +178,30 @@ pub fn replay(spec: ControllerSpec, log: &DetectorLog, tick: Span, duration: Opt
 
 /// Run an intersection on its simulated traffic for `duration` at `tick`,
 /// as fast as possible; returns the outcome, the detector log the traffic
-/// produced, and the simulated cabinet (for its traffic measures).
-pub fn simulate(cfg: &IntersectionConfig, tick: Span, duration: Span) -> (RunOutcome, DetectorLog, SimCabinet) {
-    let ecfg = EngineConfig { tick, ..EngineConfig::default() };
-    let (mut engine, io) = Engine::new(vec![cfg.spec.clone()], ecfg, REPLAY_EPOCH);
+/// produced, and the simulated cabinet (for its traffic measures). Time
+/// starts at `at.start`; the controller file's own `time_zone` wins over
+/// `at.time_zone`.
+pub fn simulate(
+    cfg: &IntersectionConfig,
+    tick: Span,
+    duration: Span,
+    at: SimTime,
+) -> (RunOutcome, DetectorLog, SimCabinet) {
+    let ecfg = EngineConfig { tick, time_zone: cfg.time_zone.unwrap_or(at.time_zone), ..EngineConfig::default() };
+    let (mut engine, io) = Engine::new(vec![cfg.spec.clone()], ecfg, at.start);
     let mut cabinet = SimCabinet::new(&cfg.traffic);
     let mut log = DetectorLog::default();
     let mut frame = *engine.controller(0).output();
     let mut last = 0u64;
     let mut out = RunOutcome::default();
-    let mut now = REPLAY_EPOCH;
-    let end = REPLAY_EPOCH + duration;
+    let mut now = at.start;
+    let end = at.start + duration;
     while now <= end {
         let input = cabinet.exchange(now, &frame);
         let changed = input.presence ^ last;
         for ch in (0..MAX_DETECTORS).filter(|b| changed & (1 << b) != 0) {
             log.changes.push(DetectorChange {
-                at: now.since(REPLAY_EPOCH),
+                at: now.since(at.start),
                 channel: DetectorChannel::from_index(ch),
                 presence: input.presence & (1 << ch) != 0,
             });
@@ -219,8 +244,8 @@ mod tests {
     fn replay_is_deterministic() {
         let spec = crate::core::testing::eight_phase();
         let log = DetectorLog::parse("0.0,4,1\n0.5,4,0\n30.0,8,1\n30.2,8,0\n").unwrap();
-        let a = replay(spec.clone(), &log, Span::from_millis(100), None);
-        let b = replay(spec, &log, Span::from_millis(100), None);
+        let a = replay(spec.clone(), &log, Span::from_millis(100), None, SimTime::default());
+        let b = replay(spec, &log, Span::from_millis(100), None, SimTime::default());
         assert_eq!(a.events, b.events);
         assert!(a.events.iter().any(|e| e.code == crate::core::EventCode::PhaseBeginGreen && e.param == 4));
         assert_eq!(a.monitor_trips, 0);

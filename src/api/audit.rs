@@ -35,24 +35,8 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::Core;
 use super::auth::{Authenticator, Identity, Rejection, peer_text};
-use super::events::{Journal, RecordKind};
-
-/// One audited control command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// The token's name, or `anonymous`.
-    pub principal: String,
-    pub role: &'static str,
-    pub peer: String,
-    /// Full gRPC method, e.g. `greenwave.v1.Control/SetMode`.
-    pub method: &'static str,
-    /// The request in words.
-    pub request: String,
-    /// `ok` or the status code name.
-    pub result: String,
-    /// What was done, or why not.
-    pub detail: String,
-}
+pub use crate::telemetry::journal::AuditEntry;
+use crate::telemetry::journal::{Journal, RecordKind};
 
 /// Logs and journals one control command; returns the journal sequence
 /// number (0 when the intersection is unknown).

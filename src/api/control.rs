@@ -1,17 +1,19 @@
-//! The Control service: operator commands, validated here, applied by the
-//! controller at a safe point, audited whatever the outcome.
+//! The Control service: operator commands, parsed here, checked and
+//! applied by the controller (at a safe point), audited whatever the
+//! outcome. The controller's answer comes back through the engine's
+//! [`CommandPort`]: its refusals are the only checks of a command against
+//! the running definition, so this file does not repeat them.
 
 use std::sync::Arc;
 
-use crossbeam_channel::TrySendError;
 use tonic::{Request, Response, Status};
 
 use crate::config;
-use crate::core::adaptive::Optimizer;
 use crate::core::coord::CorridorTiming;
 use crate::core::spec::PlanMode;
-use crate::core::{Command, FlashReason, Instant, OperatingMode, PhaseSet, Span, UnitState};
-use crate::engine::EngineCommand;
+use crate::core::{Command, CommandError, FlashReason, Instant, OperatingMode, PhaseSet, Span, UnitState};
+use crate::engine::port::{CommandPort, SubmitError};
+use crate::engine::{EngineCommand, Refusal, Ticket};
 
 use super::auth::{Identity, Need, identity, permit};
 use super::{Shared, audit, convert, pb};
@@ -41,13 +43,13 @@ impl ControlService {
     /// Runs one control command: finds the intersection, checks the role,
     /// runs `act`, and audits the outcome. `act` returns what was done, in
     /// words, and the reply.
-    fn audited<T>(
+    async fn audited<T>(
         &self,
         caller: &Identity,
         method: &'static str,
         intersection_id: &str,
         request: String,
-        act: impl FnOnce(usize) -> Result<(String, T), Status>,
+        act: impl AsyncFnOnce(usize) -> Result<(String, T), Status>,
     ) -> Result<(T, u64), Status> {
         let journal = &self.shared.core.journal;
         let i = match self.shared.core.index(intersection_id, "intersection_id") {
@@ -57,7 +59,10 @@ impl ControlService {
                 return Err(status);
             }
         };
-        let outcome = permit(caller, Need::Control, method).and_then(|()| act(i));
+        let outcome = match permit(caller, Need::Control, method) {
+            Ok(()) => act(i).await,
+            Err(status) => Err(status),
+        };
         match outcome {
             Ok((detail, value)) => {
                 let seq = audit::record(journal, Some(i), caller, method, request, Ok(&detail));
@@ -70,24 +75,25 @@ impl ControlService {
         }
     }
 
-    /// Hands a command to the engine without waiting for it.
-    fn send(&self, command: EngineCommand) -> Result<(), Status> {
-        self.shared.engine.commands.try_send(command).map_err(|e| match e {
-            TrySendError::Full(_) => {
-                Status::resource_exhausted("the control thread's command queue is full; retry shortly")
-            }
-            TrySendError::Disconnected(_) => Status::unavailable("the control thread has stopped"),
-        })
+    fn port(&self) -> &CommandPort {
+        &self.shared.engine.commands
     }
 
-    fn controller(&self, intersection: usize, command: Command) -> Result<(), Status> {
-        self.send(EngineCommand::Controller { intersection, command })
+    /// Runs `command` and waits for the controller's answer; a refusal is
+    /// the status for the request `field` it is about.
+    async fn controller(&self, intersection: usize, command: Command, field: &str) -> Result<(), Status> {
+        self.port().submit(intersection, command).await.map_err(|e| status(e, field))
     }
 
     /// SetCoordination on a running adaptive cycle-style plan: a corridor
     /// timing (cycle, offset, reference) for the optimizer, or with
     /// `cycle_s = 0` none (back to its own cycle). Returns what was done.
-    fn adaptive_coordination(&self, i: usize, number: u8, r: &pb::SetCoordinationRequest) -> Result<String, Status> {
+    async fn adaptive_coordination(
+        &self,
+        i: usize,
+        number: u8,
+        r: &pb::SetCoordinationRequest,
+    ) -> Result<String, Status> {
         if !r.splits_s.is_empty() {
             return Err(convert::invalid(
                 "splits_s",
@@ -95,7 +101,7 @@ impl ControlService {
             ));
         }
         if r.cycle_s == 0.0 && r.offset_s == 0.0 {
-            self.controller(i, Command::Corridor(None))?;
+            self.controller(i, Command::Corridor(None), "cycle_s").await?;
             return Ok(format!("plan {number} (adaptive): corridor timing cleared, back to its own cycle"));
         }
         let cycle = Span::try_from_secs_f64(r.cycle_s)
@@ -108,23 +114,13 @@ impl ControlService {
             ));
         }
         let offset = Span::try_from_secs_f64(r.offset_s).unwrap_or_default();
-        let current = self.shared.core.docs.current(i);
-        let spec = &current.config.spec;
-        let (lower, upper) = Optimizer::cycle_limits(spec, &spec.adaptive);
-        if cycle < lower || cycle > upper {
-            return Err(convert::invalid(
-                "cycle_s",
-                format!(
-                    "{cycle} is outside what plan {number} can run adaptively: {lower}..={upper} ([adaptive] \
-                     min_cycle_s/max_cycle_s and the minimum splits)"
-                ),
-            ));
-        }
         let reference = Instant::from_millis(r.reference_unix_ms);
+        // The controller refuses a cycle outside what the plan can run
+        // adaptively; only then does the reference move.
+        self.controller(i, Command::Corridor(Some(CorridorTiming { cycle, offset, reference })), "cycle_s").await?;
         if r.reference_unix_ms != 0 {
-            self.controller(i, Command::SetCoordinationReference(reference))?;
+            self.controller(i, Command::SetCoordinationReference(reference), "reference_unix_ms").await?;
         }
-        self.controller(i, Command::Corridor(Some(CorridorTiming { cycle, offset, reference })))?;
         Ok(format!(
             "plan {number} (adaptive): corridor timing cycle {} s offset {} s from {} ms; splits stay the optimizer's",
             r.cycle_s, r.offset_s, r.reference_unix_ms
@@ -146,8 +142,9 @@ impl ControlService {
     }
 
     /// Validates `table` as intersection `i`'s controller file with the
-    /// `greenwave check` code, stages it (and `select`s a plan), and makes
-    /// it the document. Returns the new version and the warnings.
+    /// `greenwave check` code, stages it, and makes it the document.
+    /// Returns the new version and the warnings. A plan to select goes to
+    /// the controller after ([`Self::select`]), once the edit lock is let go.
     fn stage(
         &self,
         i: usize,
@@ -171,22 +168,29 @@ impl ControlService {
         {
             return Err(convert::invalid("plan_number", format!("plan {n} is not defined")));
         }
-        // The controller checks a plan selection against the definition
-        // running now, so a plan number that is new in this version can
-        // only be selected once it is in force.
-        let running_has_plan = |n: u8| self.shared.core.docs.current(i).config.spec.plan(n).is_some();
-        let mut warnings: Vec<String> = warnings.iter().map(|w| format!("{}: {}", w.key, w.reason)).collect();
-        self.controller(i, Command::LoadSpec(Box::new(cfg.spec.clone())))?;
-        match select {
-            Some(n) if running_has_plan(n) => self.controller(i, Command::SelectPlan(n))?,
-            Some(n) => warnings.push(format!(
-                "activate: plan {n} is new in this version; select it once the version is in force (next barrier)"
-            )),
-            None => {}
-        }
+        let warnings: Vec<String> = warnings.iter().map(|w| format!("{}: {}", w.key, w.reason)).collect();
+        let mut cfg = cfg;
+        cfg.spec.version = edit.next_version();
+        // No outcome to wait for (a definition that validated is always
+        // staged) and the edit lock must not be held across a wait; the
+        // engine handles commands in order, so a selection sent after
+        // this one sees it staged.
+        let command = Command::LoadSpec(Box::new(cfg.spec.clone()));
+        self.port()
+            .send(EngineCommand::Controller { intersection: i, command, ticket: Ticket::NONE })
+            .map_err(|e| status(e, "controller_toml"))?;
         self.shared.core.measures.configure(i, &cfg.spec);
         let version = edit.commit(table, cfg);
         Ok((version, warnings))
+    }
+
+    /// Selects plan `n` (after [`Self::stage`]); the controller takes a
+    /// plan of the staged definition with it at the barrier.
+    async fn select(&self, i: usize, n: Option<u8>) -> Result<(), Status> {
+        match n {
+            Some(n) => self.controller(i, Command::SelectPlan(n), "plan_number").await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -229,6 +233,22 @@ fn plan_number_of(plan: &toml::Value) -> Option<i64> {
     plan.get("number").and_then(toml::Value::as_integer)
 }
 
+/// The engine's answer as the caller's status: a controller refusal is
+/// about the request `field` (INVALID_ARGUMENT), or about the state the
+/// intersection is in (FAILED_PRECONDITION).
+fn status(e: SubmitError, field: &str) -> Status {
+    match e {
+        SubmitError::Full => Status::resource_exhausted(e.to_string()),
+        SubmitError::Stopped | SubmitError::NoAnswer => Status::unavailable(e.to_string()),
+        SubmitError::Refused(Refusal::NoMonitorTrip) => Status::failed_precondition(e.to_string()),
+        SubmitError::Refused(Refusal::Controller(CommandError::PlanHasNoCycle { .. })) => {
+            Status::failed_precondition(format!("{field}: {e}; select a coordinated or fixed plan first"))
+        }
+        SubmitError::Refused(Refusal::UnknownIntersection(_)) => Status::not_found(e.to_string()),
+        SubmitError::Refused(Refusal::Controller(_)) => convert::invalid(field, e.to_string()),
+    }
+}
+
 fn mode_word(m: OperatingMode) -> &'static str {
     match m {
         OperatingMode::Scheduled => "scheduled",
@@ -240,18 +260,15 @@ fn mode_word(m: OperatingMode) -> &'static str {
     }
 }
 
-/// A list of phases from a request, all present at the intersection.
-fn phase_set(numbers: &[u32], present: PhaseSet, id: &str) -> Result<PhaseSet, Status> {
+/// A list of phase numbers from a request (the controller says whether
+/// they are present).
+fn phase_set(numbers: &[u32]) -> Result<PhaseSet, Status> {
     if numbers.is_empty() {
         return Err(convert::invalid("phases", "list at least one phase"));
     }
     let mut set = PhaseSet::EMPTY;
     for (k, &n) in numbers.iter().enumerate() {
-        let field = format!("phases[{k}]");
-        let p = convert::phase(n, &field)?;
-        if !present.contains(p) {
-            return Err(convert::invalid(&field, format!("phase {p} is not defined at {id}")));
-        }
+        let p = convert::phase(n, &format!("phases[{k}]"))?;
         set.insert(p);
     }
     Ok(set)
@@ -263,20 +280,11 @@ impl pb::control_server::Control for ControlService {
         let caller = identity(&req)?;
         let r = req.into_inner();
         let words = pb::Mode::try_from(r.mode).map_or_else(|_| r.mode.to_string(), |m| m.as_str_name().to_owned());
-        let (detail, seq) = self.audited(&caller, SET_MODE, &r.intersection_id, format!("mode {words}"), |i| {
+        let act = async |i| {
             let mode = convert::mode(r.mode)?;
-            if matches!(mode, OperatingMode::Coordinated | OperatingMode::Fixed) {
-                let plan = self.running_plan(i);
-                let current = self.shared.core.docs.current(i);
-                if current.config.spec.plan(plan).is_some_and(|p| p.cycle.is_zero()) {
-                    return Err(Status::failed_precondition(format!(
-                        "mode: plan {plan} has no cycle, so it cannot run {}; select a coordinated or fixed plan first",
-                        mode_word(mode)
-                    )));
-                }
-            }
-            self.controller(i, Command::SetMode(mode))?;
-            let when = match (mode, self.shared.engine.board.get(i).map(|s| s.unit)) {
+            let was = self.shared.engine.board.get(i).map(|s| s.unit);
+            self.controller(i, Command::SetMode(mode), "mode").await?;
+            let when = match (mode, was) {
                 (m, Some(UnitState::Flash { reason: FlashReason::Operator, .. })) if m != OperatingMode::Flash => {
                     "leaves operator flash now, through all red"
                 }
@@ -285,7 +293,8 @@ impl pb::control_server::Control for ControlService {
             };
             let detail = format!("mode {}: {when}", mode_word(mode));
             Ok((detail.clone(), detail))
-        })?;
+        };
+        let (detail, seq) = self.audited(&caller, SET_MODE, &r.intersection_id, format!("mode {words}"), act).await?;
         Ok(self.reply(detail, seq))
     }
 
@@ -301,44 +310,50 @@ impl pb::control_server::Control for ControlService {
             Some(Source::ControllerToml(t)) => format!("controller file ({} bytes)", t.len()),
             None => "nothing".to_owned(),
         };
-        let ((version, number, warnings), seq) = self.audited(&caller, APPLY_PLAN, &r.intersection_id, what, |i| {
-            let mut edit = self.shared.core.docs.edit(i);
-            check_version(r.expected_version, &edit)?;
-            let (table, number, select) = match &r.source {
-                Some(Source::Plan(plan)) => {
-                    let plan_table = convert::plan_table(plan)?;
-                    let number = i64::from(plan.number);
-                    let mut table = edit.doc().table.clone();
-                    let plans = plans_mut(&mut table)?;
-                    match plans.iter_mut().find(|p| plan_number_of(p) == Some(number)) {
-                        Some(slot) => *slot = plan_table.into(),
-                        None => plans.push(plan_table.into()),
+        let act = async |i| {
+            let (version, number, warnings, select) = {
+                let mut edit = self.shared.core.docs.edit(i);
+                check_version(r.expected_version, &edit)?;
+                let (table, number, select) = match &r.source {
+                    Some(Source::Plan(plan)) => {
+                        let plan_table = convert::plan_table(plan)?;
+                        let number = i64::from(plan.number);
+                        let mut table = edit.doc().table.clone();
+                        let plans = plans_mut(&mut table)?;
+                        match plans.iter_mut().find(|p| plan_number_of(p) == Some(number)) {
+                            Some(slot) => *slot = plan_table.into(),
+                            None => plans.push(plan_table.into()),
+                        }
+                        // plan_table checked 1..=255.
+                        let n = plan.number as u8;
+                        (table, n, r.activate.then_some(n))
                     }
-                    // plan_table checked 1..=255.
-                    let n = plan.number as u8;
-                    (table, n, r.activate.then_some(n))
-                }
-                Some(Source::ControllerToml(text)) => {
-                    if text.len() > MAX_CONTROLLER_TOML {
-                        return Err(convert::invalid(
-                            "controller_toml",
-                            format!("{} bytes: at most {MAX_CONTROLLER_TOML}", text.len()),
-                        ));
+                    Some(Source::ControllerToml(text)) => {
+                        if text.len() > MAX_CONTROLLER_TOML {
+                            return Err(convert::invalid(
+                                "controller_toml",
+                                format!("{} bytes: at most {MAX_CONTROLLER_TOML}", text.len()),
+                            ));
+                        }
+                        let table = text.parse::<toml::Table>().map_err(|e| {
+                            convert::invalid("controller_toml", format!("not valid TOML: {}", e.message()))
+                        })?;
+                        (table, self.running_plan(i), None)
                     }
-                    let table = text
-                        .parse::<toml::Table>()
-                        .map_err(|e| convert::invalid("controller_toml", format!("not valid TOML: {}", e.message())))?;
-                    (table, self.running_plan(i), None)
-                }
-                None => return Err(convert::invalid("source", "set plan or controller_toml")),
+                    None => return Err(convert::invalid("source", "set plan or controller_toml")),
+                };
+                let (version, warnings) = self.stage(i, &mut edit, table, select)?;
+                (version, number, warnings, select)
             };
-            let (version, warnings) = self.stage(i, &mut edit, table, select)?;
+            self.select(i, select).await?;
             let selected = if select.is_some() { ", selected" } else { "" };
             Ok((
                 format!("config version {version} staged (plan {number}{selected}): in force at the next barrier"),
                 (version, number, warnings),
             ))
-        })?;
+        };
+        let ((version, number, warnings), seq) =
+            self.audited(&caller, APPLY_PLAN, &r.intersection_id, what, act).await?;
         Ok(plan_applied(version, number, warnings, seq))
     }
 
@@ -355,80 +370,57 @@ impl pb::control_server::Control for ControlService {
             r.offset_s,
             if r.reference_unix_ms != 0 { format!(" reference {} ms", r.reference_unix_ms) } else { String::new() }
         );
-        let ((version, number, warnings), seq) =
-            self.audited(&caller, SET_COORDINATION, &r.intersection_id, what, |i| {
+        let act = async |i| {
+            let number = match r.plan_number {
+                0 => self.running_plan(i),
+                n => u8::try_from(n)
+                    .map_err(|_| convert::invalid("plan_number", format!("{n} is not a plan number (1..=255)")))?,
+            };
+            // An adaptive cycle-style plan running now: its optimizer
+            // re-plans cycle and splits every cycle, so a staged cycle and
+            // offset would be overridden at once. The request sets its
+            // corridor timing instead (nothing is staged).
+            if let Some(snap) = self.shared.engine.board.get(i)
+                && snap.adaptive
+                && snap.plan == number
+                && snap.plan_mode == PlanMode::Coordinated
+            {
+                let version = {
+                    let edit = self.shared.core.docs.edit(i);
+                    check_version(r.expected_version, &edit)?;
+                    edit.doc().version
+                };
+                let detail = self.adaptive_coordination(i, number, &r).await?;
+                return Ok((detail, (version, number, Vec::new())));
+            }
+            if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
+                return Err(convert::invalid("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s)));
+            }
+            if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {
+                return Err(convert::invalid(
+                    "offset_s",
+                    format!("{} s is outside 0..{} s (the cycle)", r.offset_s, r.cycle_s),
+                ));
+            }
+            let (version, warnings) = {
                 let mut edit = self.shared.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
-                let number = match r.plan_number {
-                    0 => self.running_plan(i),
-                    n => u8::try_from(n)
-                        .map_err(|_| convert::invalid("plan_number", format!("{n} is not a plan number (1..=255)")))?,
-                };
-                // An adaptive cycle-style plan running now: its optimizer
-                // re-plans cycle and splits every cycle, so a staged cycle
-                // and offset would be overridden at once. The request sets
-                // its corridor timing instead (nothing is staged).
-                if let Some(snap) = self.shared.engine.board.get(i)
-                    && snap.adaptive
-                    && snap.plan == number
-                    && snap.plan_mode == PlanMode::Coordinated
-                {
-                    let version = edit.doc().version;
-                    return self.adaptive_coordination(i, number, &r).map(|d| (d, (version, number, Vec::new())));
-                }
-                if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
-                    return Err(convert::invalid("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s)));
-                }
-                if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {
-                    return Err(convert::invalid(
-                        "offset_s",
-                        format!("{} s is outside 0..{} s (the cycle)", r.offset_s, r.cycle_s),
-                    ));
-                }
                 let mut table = edit.doc().table.clone();
-                let plans = plans_mut(&mut table)?;
-                let plan = plans
-                    .iter_mut()
-                    .find(|p| plan_number_of(p) == Some(i64::from(number)))
-                    .and_then(toml::Value::as_table_mut)
-                    .ok_or_else(|| convert::invalid("plan_number", format!("plan {number} is not defined")))?;
-                if plan.get("mode").and_then(toml::Value::as_str) == Some("free") {
-                    return Err(convert::invalid(
-                        "plan_number",
-                        format!("plan {number} is free (no cycle): coordination needs a coordinated or fixed plan"),
-                    ));
-                }
-                let old_cycle =
-                    plan.get("cycle_s").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|n| n as f64)));
-                let splits = if r.splits_s.is_empty() {
-                    let scale = old_cycle.filter(|&c| c > 0.0).map_or(1.0, |c| r.cycle_s / c);
-                    let mut scaled = toml::Table::new();
-                    if let Some(old) = plan.get("splits_s").and_then(toml::Value::as_table) {
-                        for (phase, v) in old {
-                            let s = v.as_float().or_else(|| v.as_integer().map(|n| n as f64)).unwrap_or(0.0);
-                            // Milliseconds: ring sums stay within the 50 ms tolerance.
-                            scaled.insert(phase.clone(), ((s * scale * 1000.0).round() / 1000.0).into());
-                        }
-                    }
-                    scaled
-                } else {
-                    convert::splits_table(&r.splits_s, "splits_s")?
-                };
-                plan.insert("cycle_s".into(), r.cycle_s.into());
-                plan.insert("offset_s".into(), r.offset_s.into());
-                plan.insert("splits_s".into(), splits.into());
-                let (version, warnings) = self.stage(i, &mut edit, table, r.activate.then_some(number))?;
-                if r.reference_unix_ms != 0 {
-                    self.controller(i, Command::SetCoordinationReference(Instant::from_millis(r.reference_unix_ms)))?;
-                }
-                Ok((
-                    format!(
-                        "config version {version} staged (plan {number}: cycle {} s, offset {} s)",
-                        r.cycle_s, r.offset_s
-                    ),
-                    (version, number, warnings),
-                ))
-            })?;
+                coordinate_plan(&mut table, number, &r)?;
+                self.stage(i, &mut edit, table, r.activate.then_some(number))?
+            };
+            self.select(i, r.activate.then_some(number)).await?;
+            if r.reference_unix_ms != 0 {
+                let reference = Instant::from_millis(r.reference_unix_ms);
+                self.controller(i, Command::SetCoordinationReference(reference), "reference_unix_ms").await?;
+            }
+            Ok((
+                format!("config version {version} staged (plan {number}: cycle {} s, offset {} s)", r.cycle_s, r.offset_s),
+                (version, number, warnings),
+            ))
+        };
+        let ((version, number, warnings), seq) =
+            self.audited(&caller, SET_COORDINATION, &r.intersection_id, what, act).await?;
         Ok(plan_applied(version, number, warnings, seq))
     }
 
@@ -439,25 +431,20 @@ impl pb::control_server::Control for ControlService {
         let caller = identity(&req)?;
         let r = req.into_inner();
         let what = format!("preempt {} {}", r.input, if r.active { "call" } else { "release" });
-        let (detail, seq) = self.audited(&caller, PREEMPT, &r.intersection_id, what, |i| {
+        let act = async |i| {
             let input = u8::try_from(r.input)
                 .ok()
                 .filter(|n| (1..=8).contains(n))
                 .ok_or_else(|| convert::invalid("input", format!("{} is not a preempt input (1..=8)", r.input)))?;
-            if self.shared.core.docs.current(i).config.spec.preempt(input).is_none() {
-                return Err(convert::invalid(
-                    "input",
-                    format!("preempt {input} is not configured at {} (see [[preempt]])", r.intersection_id),
-                ));
-            }
-            self.controller(i, Command::Preempt { input, active: r.active })?;
+            self.controller(i, Command::Preempt { input, active: r.active }, "input").await?;
             let detail = if r.active {
                 format!("preempt {input} called: entry through full clearance, then dwell")
             } else {
                 format!("preempt {input} released: exit to normal operation")
             };
             Ok((detail.clone(), detail))
-        })?;
+        };
+        let (detail, seq) = self.audited(&caller, PREEMPT, &r.intersection_id, what, act).await?;
         Ok(self.reply(detail, seq))
     }
 
@@ -465,22 +452,17 @@ impl pb::control_server::Control for ControlService {
         let caller = identity(&req)?;
         let r = req.into_inner();
         let what = format!("priority phase {} {}", r.phase, if r.active { "check-in" } else { "check-out" });
-        let (detail, seq) = self.audited(&caller, PRIORITY, &r.intersection_id, what, |i| {
+        let act = async |i| {
             let phase = convert::phase(r.phase, "phase")?;
-            if !self.shared.core.docs.current(i).config.spec.phase_set().contains(phase) {
-                return Err(convert::invalid(
-                    "phase",
-                    format!("phase {phase} is not defined at {}", r.intersection_id),
-                ));
-            }
-            self.controller(i, Command::Priority { phase, active: r.active })?;
+            self.controller(i, Command::Priority { phase, active: r.active }, "phase").await?;
             let detail = if r.active {
                 format!("priority checked in on phase {phase}: early green or extension within the plan's bounds")
             } else {
                 format!("priority checked out on phase {phase}")
             };
             Ok((detail.clone(), detail))
-        })?;
+        };
+        let (detail, seq) = self.audited(&caller, PRIORITY, &r.intersection_id, what, act).await?;
         Ok(self.reply(detail, seq))
     }
 
@@ -495,14 +477,11 @@ impl pb::control_server::Control for ControlService {
     async fn reset_monitor(&self, req: Request<pb::ResetMonitorRequest>) -> Result<Response<pb::ControlReply>, Status> {
         let caller = identity(&req)?;
         let r = req.into_inner();
-        let ((), seq) = self.audited(&caller, RESET_MONITOR, &r.intersection_id, "reset monitor".into(), |i| {
-            match self.shared.engine.board.get(i).map(|s| s.unit) {
-                Some(UnitState::Flash { reason: FlashReason::MonitorTrip, .. }) => {}
-                _ => return Err(Status::failed_precondition("no latched monitor trip to reset")),
-            }
-            self.send(EngineCommand::ResetMonitor { intersection: i })?;
+        let act = async |i| {
+            self.port().reset_monitor(i).await.map_err(|e| status(e, "intersection_id"))?;
             Ok(("monitor reset: restarting through the start-up sequence".into(), ()))
-        })?;
+        };
+        let ((), seq) = self.audited(&caller, RESET_MONITOR, &r.intersection_id, "reset monitor".into(), act).await?;
         Ok(self.reply("monitor reset".into(), seq))
     }
 }
@@ -517,13 +496,49 @@ impl ControlService {
         let r = req.into_inner();
         let hold = method == HOLD;
         let what = format!("{} phases {:?}", if hold { "hold" } else { "release" }, r.phases);
-        let (detail, seq) = self.audited(&caller, method, &r.intersection_id, what, |i| {
-            let current = self.shared.core.docs.current(i);
-            let set = phase_set(&r.phases, current.config.spec.phase_set(), &r.intersection_id)?;
-            self.controller(i, if hold { Command::Hold(set) } else { Command::Release(set) })?;
+        let act = async |i| {
+            let set = phase_set(&r.phases)?;
+            self.controller(i, if hold { Command::Hold(set) } else { Command::Release(set) }, "phases").await?;
             let detail = if hold { format!("phases {set} held once green") } else { format!("phases {set} released") };
             Ok((detail.clone(), detail))
-        })?;
+        };
+        let (detail, seq) = self.audited(&caller, method, &r.intersection_id, what, act).await?;
         Ok(self.reply(detail, seq))
     }
+}
+
+/// Sets plan `number`'s cycle, offset and splits in a controller document
+/// as `r` asks (splits scaled to the new cycle when `r` gives none).
+fn coordinate_plan(table: &mut toml::Table, number: u8, r: &pb::SetCoordinationRequest) -> Result<(), Status> {
+    let plans = plans_mut(table)?;
+    let plan = plans
+        .iter_mut()
+        .find(|p| plan_number_of(p) == Some(i64::from(number)))
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| convert::invalid("plan_number", format!("plan {number} is not defined")))?;
+    if plan.get("mode").and_then(toml::Value::as_str) == Some("free") {
+        return Err(convert::invalid(
+            "plan_number",
+            format!("plan {number} is free (no cycle): coordination needs a coordinated or fixed plan"),
+        ));
+    }
+    let old_cycle = plan.get("cycle_s").and_then(|v| v.as_float().or_else(|| v.as_integer().map(|n| n as f64)));
+    let splits = if r.splits_s.is_empty() {
+        let scale = old_cycle.filter(|&c| c > 0.0).map_or(1.0, |c| r.cycle_s / c);
+        let mut scaled = toml::Table::new();
+        if let Some(old) = plan.get("splits_s").and_then(toml::Value::as_table) {
+            for (phase, v) in old {
+                let s = v.as_float().or_else(|| v.as_integer().map(|n| n as f64)).unwrap_or(0.0);
+                // Milliseconds: ring sums stay within the 50 ms tolerance.
+                scaled.insert(phase.clone(), ((s * scale * 1000.0).round() / 1000.0).into());
+            }
+        }
+        scaled
+    } else {
+        convert::splits_table(&r.splits_s, "splits_s")?
+    };
+    plan.insert("cycle_s".into(), r.cycle_s.into());
+    plan.insert("offset_s".into(), r.offset_s.into());
+    plan.insert("splits_s".into(), splits.into());
+    Ok(())
 }

@@ -11,7 +11,7 @@ use crate::core::{FlashReason, Indication, Interval, OperatingMode, PedIndicatio
 use crate::engine::latency::Percentiles;
 
 use super::docs::Current;
-use super::events::{Record, RecordKind};
+use crate::telemetry::journal::{Record, RecordKind};
 use super::measures::IntersectionMeasures;
 use super::pb;
 
@@ -249,6 +249,7 @@ pub fn state(s: &Snapshot, current: &Current) -> pb::IntersectionState {
             .collect(),
         events_dropped: s.events_dropped,
         config_version: current.version,
+        config_version_in_force: s.config_version,
     }
 }
 

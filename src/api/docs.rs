@@ -131,9 +131,15 @@ impl DocEdit<'_> {
         &self.doc
     }
 
+    /// The version the next [`Self::commit`] makes.
+    pub fn next_version(&self) -> u64 {
+        self.doc.version + 1
+    }
+
     /// Makes `table` (validated as `config`) the document; returns the new
-    /// version.
-    pub fn commit(&mut self, table: toml::Table, config: IntersectionConfig) -> u64 {
+    /// version, which `config`'s spec now carries.
+    pub fn commit(&mut self, table: toml::Table, mut config: IntersectionConfig) -> u64 {
+        config.spec.version = self.next_version();
         self.doc.version += 1;
         self.doc.table = table;
         self.current.store(Arc::new(Current { config, version: self.doc.version }));

@@ -6,7 +6,6 @@
 //! - `pb`: the generated messages and services, and the descriptor set
 //!   reflection serves.
 //! - [`auth`]: bearer tokens → roles, rate limits, role checks.
-//! - [`events`]: the event hub thread and the journal StreamEvents reads.
 //! - [`audit`]: control commands in the log and the event stream, and the
 //!   gate that authenticates Control calls and audits those it turns away.
 //! - [`measures`]: per-phase performance measures from events.
@@ -16,8 +15,8 @@
 //!
 //! # Isolation from the control thread
 //! The API never touches the controllers. It reads snapshots from the
-//! [`SnapshotBoard`] (wait-free), events from the hub's journal (its own
-//! thread, bounded ring), latency from the [`LatencyReader`], and sends
+//! [`SnapshotBoard`] (wait-free), events from the journal the daemon's
+//! event fan-out fills (bounded ring), latency from the [`LatencyReader`], and sends
 //! commands and camera frames with `try_send` on the engine's bounded
 //! channels: a full channel is RESOURCE_EXHAUSTED for the caller, never a
 //! wait for the engine. Every stream has its own task and bounded buffer,
@@ -28,7 +27,6 @@ pub mod auth;
 mod control;
 pub mod convert;
 pub mod docs;
-pub mod events;
 mod ingest;
 pub mod measures;
 mod watch;
@@ -37,15 +35,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use tokio::sync::Semaphore;
 use tonic::transport::{Certificate, Server, ServerTlsConfig};
 
 use crate::config::grpc::{GrpcConfig, GrpcLimits, TlsFiles};
-use crate::core::Event;
+use crate::engine::CameraFrame;
 use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::LatencyReader;
-use crate::engine::{CameraFrame, EngineCommand};
+use crate::engine::port::CommandPort;
+use crate::telemetry::journal::Journal;
 
 pub use docs::ControllerSource;
 
@@ -86,7 +85,7 @@ struct Core {
     /// Intersection ids, in the engine's order.
     ids: Vec<String>,
     docs: docs::Docs,
-    journal: Arc<events::Journal>,
+    journal: Arc<Journal>,
     measures: Arc<measures::Measures>,
 }
 
@@ -114,7 +113,7 @@ impl Core {
 /// The engine's side of the API: channels into it and what it publishes.
 #[derive(Clone, Debug)]
 pub struct EngineHandles {
-    pub commands: Sender<EngineCommand>,
+    pub commands: CommandPort,
     pub camera: Sender<(usize, CameraFrame)>,
     pub board: Arc<SnapshotBoard>,
     pub latency: Arc<LatencyReader>,
@@ -151,28 +150,28 @@ impl Api {
         let ids = sources.iter().map(|s| s.config.spec.id.clone()).collect();
         let measures = Arc::new(measures::Measures::new(sources.iter().map(|s| &s.config.spec)));
         let docs = docs::Docs::new(sources)?;
-        let journal = Arc::new(events::Journal::new(event_history));
+        let journal = Arc::new(Journal::new(event_history));
         Ok(Api { core: Arc::new(Core { ids, docs, journal, measures }) })
     }
 
-    /// Starts the event hub on the engine's event channel; the event log
-    /// writer must read the returned receiver instead.
-    ///
-    /// # Errors
-    /// The OS refused to start a thread.
-    pub fn spawn_event_hub(
-        &self,
-        events: Receiver<(usize, Event)>,
-    ) -> std::io::Result<(events::EventFeed, std::thread::JoinHandle<()>)> {
-        events::spawn_hub(events, self.core.journal.clone(), self.core.measures.clone())
+    /// The journal StreamEvents reads; the daemon's event fan-out fills it.
+    pub fn journal(&self) -> Arc<Journal> {
+        self.core.journal.clone()
     }
 
-    /// A SIGHUP reload staged a new definition for intersection `i`.
-    pub fn reloaded(&self, i: usize, config: crate::config::IntersectionConfig, text: &str) {
-        if i < self.core.docs.len() {
-            self.core.measures.configure(i, &config.spec);
-            self.core.docs.reloaded(i, config, text);
+    /// The performance measures; the daemon's event fan-out feeds them.
+    pub fn measures(&self) -> Arc<measures::Measures> {
+        self.core.measures.clone()
+    }
+
+    /// A SIGHUP reload stages a new definition for intersection `i`:
+    /// returns the version it gets (0 for an index this API does not have).
+    pub fn reloaded(&self, i: usize, config: crate::config::IntersectionConfig, text: &str) -> u64 {
+        if i >= self.core.docs.len() {
+            return 0;
         }
+        self.core.measures.configure(i, &config.spec);
+        self.core.docs.reloaded(i, config, text)
     }
 
     /// Binds `cfg.listen` and serves the API on the current tokio runtime.

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::core::{Instant, Snapshot};
 
 use super::auth::{Need, authorize};
-use super::events::{Read, Record, RecordKind};
+use crate::telemetry::journal::{Read, Record, RecordKind};
 use super::{Shared, convert, pb};
 
 /// Slowest and fastest WatchState rates a client may choose, ms.

@@ -43,6 +43,10 @@ pub struct DaemonConfig {
     pub view: bool,
     /// Where the engine's time comes from.
     pub clock: ClockSource,
+    /// `time_zone`: the IANA zone time-of-day schedules are read in, where
+    /// a controller file sets none. Default: the host's zone, read once at
+    /// start (UTC when it cannot be read).
+    pub time_zone: chrono_tz::Tz,
     /// The gRPC API (`[grpc]`).
     pub grpc: GrpcConfig,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
@@ -81,6 +85,7 @@ impl Default for DaemonConfig {
             event_log: EventLogConfig::default(),
             view: true,
             clock: ClockSource::System,
+            time_zone: chrono_tz::UTC,
             grpc: GrpcConfig::default(),
             corridors: Vec::new(),
         }
@@ -108,6 +113,7 @@ struct RawDaemon {
     event_log: Option<RawEventLog>,
     view: Option<bool>,
     clock: Option<ClockSource>,
+    time_zone: Option<String>,
     grpc: Option<RawGrpc>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
@@ -133,6 +139,21 @@ impl DaemonConfig {
     pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>> {
         load(file, env)
     }
+}
+
+/// An IANA time zone name (`Asia/Shanghai`, `America/New_York`, `UTC`).
+///
+/// # Errors
+/// Not a zone in the compiled-in IANA database, in words.
+pub fn parse_time_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>()
+        .map_err(|_| format!("\"{name}\" is not an IANA time zone name (like \"Asia/Shanghai\" or \"UTC\")"))
+}
+
+/// The host's zone, as the operating system names it; UTC when it has
+/// none or names one the database lacks.
+fn host_time_zone() -> chrono_tz::Tz {
+    iana_time_zone::get_timezone().ok().and_then(|name| parse_time_zone(&name).ok()).unwrap_or(chrono_tz::UTC)
 }
 
 fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>> {
@@ -200,6 +221,13 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     if event_log.keep_files == 0 {
         error(log_at.key("keep_files"), "must be at least 1 (the file being written)".into());
     }
+    let time_zone = match &raw.time_zone {
+        Some(name) => parse_time_zone(name).unwrap_or_else(|reason| {
+            error(root.key("time_zone"), reason);
+            chrono_tz::UTC
+        }),
+        None => host_time_zone(),
+    };
     let grpc = grpc::validate(raw.grpc, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
@@ -208,6 +236,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         event_log,
         view: raw.view.unwrap_or(defaults.view),
         clock: raw.clock.unwrap_or_default(),
+        time_zone,
         grpc,
         corridors,
     };

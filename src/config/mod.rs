@@ -54,6 +54,9 @@ pub struct IntersectionConfig {
     pub spec: ControllerSpec,
     /// `[intersection] name`, for people ("Broadway & 5th Ave"); the id if not given.
     pub name: String,
+    /// `[intersection] time_zone`: the IANA zone its schedule is read in,
+    /// over the daemon's `time_zone`.
+    pub time_zone: Option<chrono_tz::Tz>,
     pub cabinet: CabinetConfig,
     pub traffic: TrafficConfig,
     /// Camera zones (`[[camera_zone]]`) and the detector channels they drive.

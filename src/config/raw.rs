@@ -94,6 +94,7 @@ pub struct RawTransitPriority {
 pub struct RawIntersection {
     pub id: Option<String>,
     pub name: Option<String>,
+    pub time_zone: Option<String>,
 }
 
 /// `[cabinet]`

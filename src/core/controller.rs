@@ -432,6 +432,12 @@ impl Controller {
         }
     }
 
+    /// Instant of coordination cycle zero before offsets
+    /// ([`Command::SetCoordinationReference`]).
+    pub fn coord_reference(&self) -> Instant {
+        self.coord_reference
+    }
+
     /// The corridor timing in force, if any ([`Command::Corridor`]).
     pub fn corridor(&self) -> Option<CorridorTiming> {
         self.corridor
@@ -457,6 +463,8 @@ impl Controller {
             detectors: [DetectorSnapshot::default(); super::ids::MAX_DETECTORS],
             detector_count: self.spec.detectors.len() as u8,
             events_dropped: self.events.dropped(),
+            config_version: self.spec.version,
+            staged_version: self.pending_spec.as_ref().map(|s| s.version),
             preempt: self.preempt.map(|p| (p.input, p.stage)),
             adaptive: self.optimizer.is_some(),
             priority: self.priority,

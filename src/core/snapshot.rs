@@ -57,6 +57,10 @@ pub struct Snapshot {
     pub detectors: [DetectorSnapshot; MAX_DETECTORS],
     pub detector_count: u8,
     pub events_dropped: u64,
+    /// Version of the definition in force ([`super::ControllerSpec::version`]).
+    pub config_version: u64,
+    /// Version of a definition staged for the next barrier, if any.
+    pub staged_version: Option<u64>,
     /// Active preemption: input and stage.
     pub preempt: Option<(u8, PreemptStage)>,
     /// Phases with a transit priority request.

@@ -305,6 +305,9 @@ pub struct PrioritySpec {
 pub struct ControllerSpec {
     /// Intersection id, e.g. "main-and-5th"; the Indiana log's signal id.
     pub id: String,
+    /// Version of this definition (1 as loaded at start; the API numbers
+    /// each accepted change), so a snapshot can say which one is in force.
+    pub version: u64,
     /// Phases present, in phase-number order.
     pub phases: Vec<PhaseSpec>,
     /// Phase index → position in `phases`, for phases present.

@@ -110,6 +110,7 @@ pub fn eight_phase() -> ControllerSpec {
     let conflicts = ControllerSpec::structural_conflicts(&phases);
     ControllerSpec {
         id: "test-8".into(),
+        version: 1,
         phases,
         phase_slot,
         rings: vec![

@@ -15,23 +15,36 @@ pub trait Clock: Send {
     /// How far past `deadline` the clock is, in nanoseconds (jitter; finer
     /// than the millisecond `Instant`).
     fn nanos_past(&mut self, deadline: Instant) -> u64;
+    /// The wall clock's new offset from this clock (wall minus `now`, ms)
+    /// when it has stepped since the last call (an NTP or GPS correction);
+    /// `None` when it has not, and always for simulated clocks.
+    fn wall_step(&mut self) -> Option<i64> {
+        None
+    }
 }
+
+/// A wall-clock step at least this large is a correction to re-anchor on;
+/// smaller differences are the two clocks' drift (NTP slews those).
+pub const WALL_STEP_MS: i64 = 1000;
 
 /// Real time: monotonic, expressed as milliseconds since the Unix epoch so
 /// event-log timestamps are wall-clock times and controllers with synced
 /// clocks share coordination cycles. The epoch is read once at start; from
 /// then on only the monotonic clock advances it, so a wall-clock step never
-/// makes the core's time jump or run backwards.
+/// makes the core's time jump or run backwards. A step is noticed by
+/// [`Clock::wall_step`], and the engine re-anchors the time of day on it.
 #[derive(Clone, Copy, Debug)]
 pub struct SystemClock {
     origin: std::time::Instant,
     origin_unix_ms: u64,
+    /// Wall clock minus this clock, ms, as of the last step noticed.
+    wall_offset_ms: i64,
 }
 
 impl SystemClock {
     pub fn new() -> Self {
         let unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        SystemClock { origin: std::time::Instant::now(), origin_unix_ms: unix.as_millis() as u64 }
+        SystemClock { origin: std::time::Instant::now(), origin_unix_ms: unix.as_millis() as u64, wall_offset_ms: 0 }
     }
 
     /// The monotonic instant at which this clock reads `t` (cabinet tasks
@@ -54,6 +67,16 @@ impl Clock for SystemClock {
 
     fn nanos_past(&mut self, deadline: Instant) -> u64 {
         std::time::Instant::now().saturating_duration_since(self.to_std(deadline)).as_nanos() as u64
+    }
+
+    fn wall_step(&mut self) -> Option<i64> {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+        let offset = wall - self.now().as_millis() as i64;
+        if (offset - self.wall_offset_ms).abs() < WALL_STEP_MS {
+            return None;
+        }
+        self.wall_offset_ms = offset;
+        Some(offset)
     }
 
     fn wait_until(&mut self, deadline: Instant) {

@@ -22,19 +22,27 @@ pub mod board;
 pub mod clock;
 pub mod corridor;
 pub mod latency;
+pub mod port;
+pub mod time_of_day;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::core::{
-    Command, Controller, ControllerSpec, Event, FlashReason, InputFrame, Instant, MAX_DETECTORS, Monitor, OutputFrame,
-    Snapshot, Span, UnitState,
+    Command, CommandError, Controller, ControllerSpec, Event, EventCode, FlashReason, InputFrame, Instant,
+    MAX_DETECTORS, Monitor, OutputFrame, Snapshot, Span, UnitState,
 };
 use clock::Clock;
 use latency::{LatencyReader, LatencyRecorder, latency_pair};
+use time_of_day::TimeOfDay;
+
+/// The Indiana alarm parameter (event 200) for a wall-clock step: the
+/// engine re-anchored the time of day on a corrected clock. (1 and 2 are
+/// the cabinet's door and power-fail alarms, `docs/modbus.md`.)
+pub const ALARM_WALL_CLOCK_STEP: u16 = 3;
 
 /// How the engine runs (from `greenwave.toml`).
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +55,9 @@ pub struct EngineConfig {
     pub overrun_flash_after: Span,
     /// Publish snapshots every this many ticks (1 = every tick).
     pub snapshot_every: u32,
+    /// The time zone the time-of-day schedules are read in, where an
+    /// intersection sets none ([`Engine::set_time_zone`]).
+    pub time_zone: chrono_tz::Tz,
 }
 
 impl Default for EngineConfig {
@@ -56,24 +67,57 @@ impl Default for EngineConfig {
             input_timeout: Span::from_millis(1000),
             overrun_flash_after: Span::from_millis(1000),
             snapshot_every: 1,
+            time_zone: chrono_tz::UTC,
         }
     }
 }
 
-/// What other threads can ask of the engine.
+/// What other threads can ask of the engine. A command with a ticket is
+/// answered on the outcome channel ([`Outcome`]) in the tick that handles
+/// it; [`Ticket::NONE`] asks for no answer.
 #[derive(Debug)]
 pub enum EngineCommand {
     Controller {
         intersection: usize,
         command: Command,
+        ticket: Ticket,
     },
     /// Operator reset of a latched monitor trip; the controller restarts
     /// through its start-up sequence.
     ResetMonitor {
         intersection: usize,
+        ticket: Ticket,
     },
     /// Drive every intersection to flash, publish it, and stop.
     Shutdown,
+}
+
+/// The number a command's [`Outcome`] comes back under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket(pub u64);
+
+impl Ticket {
+    /// No answer wanted (the schedule, reloads).
+    pub const NONE: Ticket = Ticket(0);
+}
+
+/// Why the engine refused a command: the controller's own checks, which
+/// are the only ones (callers do not repeat them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Controller(#[from] CommandError),
+    #[error("no latched monitor trip to reset")]
+    NoMonitorTrip,
+    #[error("no intersection with index {0} in this engine")]
+    UnknownIntersection(usize),
+}
+
+/// The answer to a ticketed command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub ticket: Ticket,
+    pub result: Result<(), Refusal>,
 }
 
 /// An output frame for one cabinet, with a sequence number so the cabinet
@@ -198,6 +242,12 @@ pub struct EngineStats {
     pub dropped_snapshots: AtomicU64,
     pub dropped_outputs: AtomicU64,
     pub monitor_trips: AtomicU64,
+    /// Outcomes lost because nobody read them (should stay 0).
+    pub dropped_outcomes: AtomicU64,
+    /// Wall-clock steps the engine re-anchored on, and the wall clock's
+    /// offset from control time after the latest (ms).
+    pub wall_steps: AtomicU64,
+    pub wall_offset_ms: AtomicI64,
     pub running: AtomicBool,
 }
 
@@ -205,6 +255,8 @@ pub struct EngineStats {
 #[derive(Debug)]
 pub struct EngineIo {
     pub commands: Sender<EngineCommand>,
+    /// Answers to ticketed commands.
+    pub outcomes: Receiver<Outcome>,
     /// Cabinet inputs: `(intersection, frame)`.
     pub inputs: Sender<(usize, InputFrame)>,
     /// Camera detections: `(intersection, frame)`, merged into the cabinet's.
@@ -230,6 +282,7 @@ struct Intersection {
     /// set per intersection).
     input_timeout: Span,
     outputs: Sender<OutputMsg>,
+    time_of_day: TimeOfDay,
 }
 
 /// The control loop's owned state. Build with [`Engine::new`], then either
@@ -240,6 +293,7 @@ pub struct Engine {
     cfg: EngineConfig,
     intersections: Vec<Intersection>,
     commands: Receiver<EngineCommand>,
+    outcomes: Sender<Outcome>,
     inputs: Receiver<(usize, InputFrame)>,
     camera: Receiver<(usize, CameraFrame)>,
     snapshots: Sender<(usize, Snapshot)>,
@@ -253,6 +307,11 @@ pub struct Engine {
     shutdown: bool,
     /// `[[corridor]]`: common cycles and offsets for adaptive arterials.
     corridors: Vec<corridor::Corridor>,
+    /// Wall clock minus control time, ms: 0 until the wall clock steps.
+    /// The time of day is read at `now + wall_offset_ms`.
+    wall_offset_ms: i64,
+    /// The second of control time the schedules were last read in.
+    schedule_second: Option<u64>,
 }
 
 /// The first whole multiple of `tick` at or after `t`: where the engine's
@@ -264,11 +323,14 @@ pub fn align_up(t: Instant, tick: Span) -> Instant {
 
 /// Events the engine can buffer towards the log and the API before dropping.
 const EVENT_BUFFER: usize = 65_536;
+/// Commands waiting for the next tick, and outcomes waiting to be read.
+const COMMAND_BUFFER: usize = 1024;
 
 impl Engine {
     pub fn new(specs: Vec<ControllerSpec>, cfg: EngineConfig, now: Instant) -> (Engine, EngineIo) {
         let n = specs.len().max(1);
-        let (cmd_tx, cmd_rx) = bounded(1024);
+        let (cmd_tx, cmd_rx) = bounded(COMMAND_BUFFER);
+        let (outcome_tx, outcome_rx) = bounded(COMMAND_BUFFER);
         let (in_tx, in_rx) = bounded(n * 4);
         let (cam_tx, cam_rx) = bounded(n * 64);
         let (snap_tx, snap_rx) = bounded(n * 4);
@@ -289,6 +351,7 @@ impl Engine {
                     last_input: now,
                     input_timeout: cfg.input_timeout,
                     outputs: out_tx,
+                    time_of_day: TimeOfDay::new(cfg.time_zone),
                 }
             })
             .collect();
@@ -297,6 +360,7 @@ impl Engine {
             cfg,
             intersections,
             commands: cmd_rx,
+            outcomes: outcome_tx,
             inputs: in_rx,
             camera: cam_rx,
             snapshots: snap_tx,
@@ -308,9 +372,12 @@ impl Engine {
             overrun_flash: false,
             shutdown: false,
             corridors: Vec::new(),
+            wall_offset_ms: 0,
+            schedule_second: None,
         };
         let io = EngineIo {
             commands: cmd_tx,
+            outcomes: outcome_rx,
             inputs: in_tx,
             camera: cam_tx,
             outputs,
@@ -332,6 +399,14 @@ impl Engine {
     pub fn set_input_timeout(&mut self, intersection: usize, timeout: Span) {
         if let Some(x) = self.intersections.get_mut(intersection) {
             x.input_timeout = timeout;
+        }
+    }
+
+    /// The zone intersection `intersection`'s schedule is read in (its
+    /// controller file's `time_zone`; the engine's otherwise).
+    pub fn set_time_zone(&mut self, intersection: usize, zone: chrono_tz::Tz) {
+        if let Some(x) = self.intersections.get_mut(intersection) {
+            x.time_of_day = TimeOfDay::new(zone);
         }
     }
 
@@ -360,6 +435,7 @@ impl Engine {
     pub fn tick(&mut self, now: Instant) {
         self.drain_commands(now);
         self.drain_inputs(now);
+        self.follow_schedules(now);
         let publish_snapshot = self.seq.is_multiple_of(self.cfg.snapshot_every.max(1) as u64);
         self.seq += 1;
         for i in 0..self.intersections.len() {
@@ -425,19 +501,23 @@ impl Engine {
     fn drain_commands(&mut self, now: Instant) {
         loop {
             match self.commands.try_recv() {
-                Ok(EngineCommand::Controller { intersection, command }) => {
-                    let Some(x) = self.intersections.get_mut(intersection) else { continue };
-                    if let Err(e) = x.controller.handle_command(now, command) {
-                        tracing::warn!(intersection = %x.controller.spec().id, error = %e, "command refused");
-                    }
+                Ok(EngineCommand::Controller { intersection, command, ticket }) => {
+                    let result = match self.intersections.get_mut(intersection) {
+                        Some(x) => x.controller.handle_command(now, command).map_err(Refusal::from),
+                        None => Err(Refusal::UnknownIntersection(intersection)),
+                    };
+                    self.answer(ticket, result);
                 }
-                Ok(EngineCommand::ResetMonitor { intersection }) => {
-                    let Some(x) = self.intersections.get_mut(intersection) else { continue };
-                    if x.monitor.tripped().is_some() {
-                        tracing::warn!(intersection = %x.controller.spec().id, "monitor reset by operator: restarting");
-                        x.monitor.reset();
-                        let _ = x.controller.handle_command(now, Command::Restart);
-                    }
+                Ok(EngineCommand::ResetMonitor { intersection, ticket }) => {
+                    let result = match self.intersections.get_mut(intersection) {
+                        Some(x) if x.monitor.tripped().is_some() => {
+                            x.monitor.reset();
+                            x.controller.handle_command(now, Command::Restart).map_err(Refusal::from)
+                        }
+                        Some(_) => Err(Refusal::NoMonitorTrip),
+                        None => Err(Refusal::UnknownIntersection(intersection)),
+                    };
+                    self.answer(ticket, result);
                 }
                 Ok(EngineCommand::Shutdown) => {
                     self.shutdown = true;
@@ -446,6 +526,59 @@ impl Engine {
                     }
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// The outcome of a ticketed command, for whoever waits on it.
+    fn answer(&self, ticket: Ticket, result: Result<(), Refusal>) {
+        if ticket != Ticket::NONE && self.outcomes.try_send(Outcome { ticket, result }).is_err() {
+            self.stats.dropped_outcomes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Once per second of control time: each intersection's schedule, read
+    /// at the wall-clock time in its zone, selects its plan when it asks
+    /// for a new one (the controller changes at its next barrier).
+    fn follow_schedules(&mut self, now: Instant) {
+        let second = now.as_millis() / 1000;
+        if self.schedule_second == Some(second) {
+            return;
+        }
+        self.schedule_second = Some(second);
+        let wall = Instant::from_millis(now.as_millis().saturating_add_signed(self.wall_offset_ms));
+        for x in &mut self.intersections {
+            if let Some(plan) = x.time_of_day.due(&x.controller.spec().schedule, wall) {
+                // A plan the running definition lacks (staged with a new
+                // one) is asked for again once that is in force.
+                if x.controller.handle_command(now, Command::SelectPlan(plan)).is_err() {
+                    x.time_of_day.forget();
+                }
+            }
+        }
+    }
+
+    /// The wall clock stepped (an NTP or GPS correction): control time goes
+    /// on unbroken, so no interval that is timing is shortened or
+    /// stretched; the time of day is read at the corrected wall time from
+    /// the next tick, and coordination moves its cycle reference by the
+    /// step so coordinated plans keep their offsets with neighbours on
+    /// corrected clocks (the controller walks to the new offset through
+    /// its ordinary, bounded transition). Each intersection logs alarm 200
+    /// with parameter [`ALARM_WALL_CLOCK_STEP`].
+    fn wall_stepped(&mut self, now: Instant, offset_ms: i64) {
+        let step = offset_ms - self.wall_offset_ms;
+        self.wall_offset_ms = offset_ms;
+        self.schedule_second = None;
+        self.stats.wall_steps.fetch_add(1, Ordering::Relaxed);
+        self.stats.wall_offset_ms.store(offset_ms, Ordering::Relaxed);
+        for (i, x) in self.intersections.iter_mut().enumerate() {
+            let reference = x.controller.coord_reference();
+            let moved = Instant::from_millis(reference.as_millis().saturating_add_signed(-step));
+            let _ = x.controller.handle_command(now, Command::SetCoordinationReference(moved));
+            let alarm = Event { at: now, code: EventCode::AlarmOn, param: ALARM_WALL_CLOCK_STEP };
+            if self.events.try_send((i, alarm)).is_err() {
+                self.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -499,6 +632,9 @@ impl Engine {
         clock.wait_until(deadline);
         loop {
             let now = clock.now();
+            if let Some(offset) = clock.wall_step() {
+                self.wall_stepped(now, offset);
+            }
             let lateness = now.since(deadline);
             self.latency.record_jitter(clock.nanos_past(deadline));
             self.note_lateness(now, lateness);

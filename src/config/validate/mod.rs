@@ -115,10 +115,13 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
     v.service_warnings();
 
     let config = match (intersection, cabinet, startup, schedule) {
-        (Some((id, name)), Some(cabinet), Some(startup), Some((default_plan, schedule))) if v.errors.is_empty() => v
-            .build(Sections {
+        (Some((id, name, time_zone)), Some(cabinet), Some(startup), Some((default_plan, schedule)))
+            if v.errors.is_empty() =>
+        {
+            v.build(Sections {
                 id,
                 name,
+                time_zone,
                 cabinet,
                 startup,
                 default_plan,
@@ -128,7 +131,8 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
                 preempts,
                 priority,
                 adaptive,
-            }),
+            })
+        }
         _ => None,
     };
     if config.is_none() && v.errors.is_empty() {
@@ -143,6 +147,7 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
 struct Sections {
     id: String,
     name: String,
+    time_zone: Option<chrono_tz::Tz>,
     cabinet: CabinetConfig,
     startup: StartupSpec,
     default_plan: u8,
@@ -293,7 +298,7 @@ impl Validator<'_> {
 
     // ---- [intersection] (and [cabinet] in `cabinet`) --------------------
 
-    fn intersection(&mut self, raw: Option<&RawIntersection>) -> Option<(String, String)> {
+    fn intersection(&mut self, raw: Option<&RawIntersection>) -> Option<(String, String, Option<chrono_tz::Tz>)> {
         let at = root().key("intersection");
         let raw = self.required_table(raw, &at, "intersection")?;
         let id = self.required(raw.id.clone(), &at.key("id"))?;
@@ -306,7 +311,11 @@ impl Validator<'_> {
             return None;
         }
         let name = raw.name.clone().unwrap_or_else(|| id.clone());
-        Some((id, name))
+        let time_zone = match &raw.time_zone {
+            None => None,
+            Some(zone) => Some(super::daemon::parse_time_zone(zone).map_err(|reason| self.error(&at.key("time_zone"), reason)).ok()?),
+        };
+        Some((id, name, time_zone))
     }
 
     // ---- warnings across sections ---------------------------------------
@@ -364,6 +373,7 @@ impl Validator<'_> {
         let Sections {
             id,
             name,
+            time_zone,
             cabinet,
             startup,
             default_plan,
@@ -391,6 +401,7 @@ impl Validator<'_> {
         }
         let spec = ControllerSpec {
             id,
+            version: 1,
             phases,
             phase_slot,
             rings: self.rings.take()?,
@@ -410,6 +421,14 @@ impl Validator<'_> {
             priority,
             adaptive,
         };
-        Some(IntersectionConfig { spec, name, cabinet, traffic, camera_zones, source: self.file.to_path_buf() })
+        Some(IntersectionConfig {
+            spec,
+            name,
+            time_zone,
+            cabinet,
+            traffic,
+            camera_zones,
+            source: self.file.to_path_buf(),
+        })
     }
 }

@@ -1,37 +1,21 @@
-//! The event hub: one thread between the engine and everything that reads
-//! its events.
-//!
-//! ```text
-//! engine ──(usize, Event)──► hub thread ──► event log writer (bounded, try_send)
-//!                               │
-//!                               ├──► performance measures
-//!                               ▼
-//!                  journal: last N records, global seq ◄── audit records (control RPCs)
-//!                               │ (watch channel: newest seq)
-//!                               ▼
-//!                 one task per StreamEvents client, reading at its own pace
-//! ```
+//! The journal: the bounded, numbered history of controller events and
+//! audited control commands that gRPC StreamEvents reads.
 //!
 //! Every record gets a global sequence number (from 1, across intersections
 //! and audit records). The journal is a bounded ring: appending never waits
 //! for a reader. Each streaming client keeps its own cursor and copies
 //! batches out under a short lock; a client that falls behind the ring's
 //! oldest record is told which sequence numbers it lost ([`Read::Gap`]) and
-//! goes on from the oldest one held. The engine never sees any of this: it
-//! only `try_send`s into its own bounded event channel, as before.
+//! goes on from the oldest one held. The daemon's event fan-out
+//! (`src/daemon/fanout.rs`) appends the engine's events; the API's audit
+//! appends control commands.
 
 use std::collections::VecDeque;
-use std::io;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tokio::sync::watch;
 
 use crate::core::Event;
-
-use super::audit::AuditEntry;
-use super::measures::Measures;
 
 /// What a journal record holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,69 +140,21 @@ impl Journal {
     }
 }
 
-/// `(intersection, event)` as the engine publishes them.
-pub type EventFeed = Receiver<(usize, Event)>;
-
-/// Events forwarded to the event log writer before it counts as stuck: the
-/// writer takes a whole second of a busy daemon's events between flushes.
-const LOG_BUFFER: usize = 65_536;
-/// Events the hub takes from the engine per journal lock.
-const BATCH: usize = 1024;
-
-/// Starts the hub thread. It reads the engine's events until the engine
-/// drops its sender, and returns the receiver the event log writer must
-/// read from instead of the engine's.
-///
-/// # Errors
-/// The OS refused to start a thread.
-pub fn spawn_hub(
-    events: Receiver<(usize, Event)>,
-    journal: Arc<Journal>,
-    measures: Arc<Measures>,
-) -> io::Result<(EventFeed, JoinHandle<()>)> {
-    let (log_tx, log_rx) = bounded(LOG_BUFFER);
-    let handle = std::thread::Builder::new()
-        .name("greenwave-hub".into())
-        .spawn(move || run_hub(&events, &journal, &measures, &log_tx))?;
-    Ok((log_rx, handle))
-}
-
-fn run_hub(events: &Receiver<(usize, Event)>, journal: &Journal, measures: &Measures, log: &Sender<(usize, Event)>) {
-    let mut batch: Vec<(usize, Event)> = Vec::with_capacity(BATCH);
-    let mut log_dropped = 0u64;
-    let mut log_open = true;
-    while let Ok(first) = events.recv() {
-        batch.clear();
-        batch.push(first);
-        while batch.len() < BATCH {
-            match events.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
-        }
-        for &(i, e) in &batch {
-            if log_open {
-                match log.try_send((i, e)) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        log_dropped += 1;
-                        if log_dropped.is_power_of_two() {
-                            tracing::error!(dropped = log_dropped, "event log writer is behind: events dropped");
-                        }
-                    }
-                    Err(TrySendError::Disconnected(_)) => {
-                        tracing::error!("event log writer stopped; events go only to gRPC");
-                        log_open = false;
-                    }
-                }
-            }
-        }
-        measures.record(&batch);
-        journal.append_with(batch.len(), |k, seq| {
-            let (intersection, e) = batch[k];
-            Record { seq, intersection, at_unix_ms: e.at.as_millis(), kind: RecordKind::Indiana(e) }
-        });
-    }
+/// One audited control command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The token's name, or `anonymous`.
+    pub principal: String,
+    pub role: &'static str,
+    pub peer: String,
+    /// Full gRPC method, e.g. `greenwave.v1.Control/SetMode`.
+    pub method: &'static str,
+    /// The request in words.
+    pub request: String,
+    /// `ok` or the status code name.
+    pub result: String,
+    /// What was done, or why not.
+    pub detail: String,
 }
 
 #[cfg(test)]

@@ -1,0 +1,449 @@
+//! The daemon: everything `greenwave run` starts, as one call.
+//!
+//! [`run`] starts the control thread, the cabinet I/O runtime (with the
+//! embedded simulated cabinets when a controller asks for them), the event
+//! fan-out (Indiana event log, performance measures, the journal gRPC
+//! streams from), the gRPC API and the terminal view, then serves until
+//! `shutdown` resolves or the control thread dies, and stops: every
+//! intersection to flash, that frame written to every cabinet, the event
+//! log closed. `main.rs` only turns arguments and signals into [`Options`]
+//! and a shutdown future; tests and benchmarks start the same daemon
+//! in-process through [`Daemon::start`], which also hands out what they
+//! observe it with.
+//!
+//! ```text
+//!  controllers/*.toml ─► config ─► Engine (greenwave-control thread: controllers, monitors,
+//!  greenwave.toml            │       time of day, absolute deadlines; no lock, no allocation)
+//!                            │        ▲ bounded channels │ outputs       │ events   │ snapshots
+//!                            │        │ inputs           ▼               ▼          ▼
+//!                            │     cabinet tasks (greenwave-io runtime) fan-out   board
+//!                            │        ▲ Modbus TCP/RTU                    │ log, measures, journal
+//!                            │        ▼                                   ▼          ▼
+//!                            │     cabinets / simulated cabinets      gRPC API (greenwave-grpc runtime),
+//!                            └──── reload (SIGHUP) ─► CommandPort ◄── terminal view
+//! ```
+//!
+//! # Layout
+//! - [`controllers`]: where the intersections come from (a directory, the
+//!   embedded default, or configs built in code) and the reload.
+//! - [`fanout`]: the one thread between the engine's events and their readers.
+//! - this module: [`Options`], [`Daemon`], [`run`].
+
+pub mod controllers;
+pub mod fanout;
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tracing::{error, info};
+
+use crate::api::{Api, EngineHandles, GrpcServer};
+use crate::config::daemon::DaemonConfig;
+use crate::config::{self, IntersectionConfig};
+use crate::core::Span;
+use crate::engine::board::SnapshotBoard;
+use crate::engine::latency::{LatencyHistograms, LatencyReader};
+use crate::engine::port::CommandPort;
+use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
+use crate::io::{CabinetIo, CabinetPlan, CabinetTotals};
+use crate::telemetry::eventlog::{self, EventLogConfig, EventLogStats, LogTimeZone};
+use crate::telemetry::journal::Journal;
+use crate::view::{self, ViewIntersection};
+pub use controllers::{Controllers, Reloader};
+
+/// How a daemon runs.
+#[derive(Debug)]
+pub struct Options {
+    /// `greenwave.toml`, validated (overrides applied).
+    pub config: DaemonConfig,
+    /// The file `config` came from, for error messages about it.
+    pub config_file: PathBuf,
+    pub controllers: Controllers,
+    /// The live terminal view on stdout (when stdout is a terminal and the
+    /// config does not turn it off); log lines every 30 s otherwise.
+    pub view: bool,
+    /// On exit, write engine and cabinet figures to this JSON file.
+    pub stats_json: Option<PathBuf>,
+    /// The stats JSON also gives jitter without this first stretch.
+    pub stats_warmup: Duration,
+}
+
+impl Options {
+    /// A daemon on `config` and `controllers`, no view, no stats file.
+    pub fn new(config: DaemonConfig, controllers: Controllers) -> Options {
+        Options {
+            config,
+            config_file: PathBuf::from("greenwave.toml"),
+            controllers,
+            view: false,
+            stats_json: None,
+            stats_warmup: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration has errors (each with file, key and reason):
+    /// nothing was started.
+    #[error("{} configuration errors; nothing started", .0.len())]
+    Config(Vec<String>),
+    #[error("{0:#}")]
+    Start(#[from] anyhow::Error),
+}
+
+/// What ended a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// The shutdown future resolved.
+    Requested,
+    /// The control thread ended on its own: it panicked.
+    ControlThreadEnded,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopped {
+    pub cause: StopCause,
+    /// The control thread panicked (its outputs froze; each cabinet's
+    /// watchdog flashed its intersection).
+    pub control_panicked: bool,
+    pub cabinets: CabinetTotals,
+}
+
+impl Stopped {
+    /// Stopped on request with every thread healthy.
+    pub fn is_clean(&self) -> bool {
+        self.cause == StopCause::Requested && !self.control_panicked
+    }
+}
+
+/// Runs a daemon until `shutdown` resolves (or its control thread dies),
+/// then stops it through flash. Blocking: call it from a thread, not from
+/// inside an async runtime.
+///
+/// # Errors
+/// The configuration is invalid, or a listener, thread or runtime could not
+/// start.
+pub fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<Stopped, DaemonError> {
+    Daemon::start(options)?.run_until(shutdown)
+}
+
+/// A started daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    io_rt: tokio::runtime::Runtime,
+    grpc_rt: tokio::runtime::Runtime,
+    engine_thread: JoinHandle<()>,
+    cabinets: CabinetIo,
+    grpc: Option<GrpcServer>,
+    port: CommandPort,
+    board: Arc<SnapshotBoard>,
+    latency: Arc<LatencyReader>,
+    stats: Arc<EngineStats>,
+    journal: Arc<Journal>,
+    reloader: Reloader,
+    event_log: JoinHandle<std::io::Result<EventLogStats>>,
+    /// Ends the view and warm-up threads.
+    stop: Arc<AtomicBool>,
+    warmup: Arc<std::sync::Mutex<Option<LatencyHistograms>>>,
+    stats_json: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// Loads the controllers and starts everything; returns once the gRPC
+    /// listener is bound and the control thread runs. Blocking (see [`run`]).
+    ///
+    /// # Errors
+    /// As [`run`].
+    pub fn start(options: Options) -> Result<Daemon, DaemonError> {
+        let Options { config: daemon, config_file, controllers, view, stats_json, stats_warmup } = options;
+        let intersections = controllers.load().map_err(DaemonError::Config)?;
+        if intersections.is_empty() {
+            return Err(DaemonError::Config(vec!["no intersections configured".into()]));
+        }
+        let ids: Vec<String> = intersections.iter().map(|x| x.spec.id.clone()).collect();
+        let corridors = config::corridor::resolve(&daemon.corridors, &ids, &config_file)
+            .map_err(|errors| DaemonError::Config(errors.iter().map(ToString::to_string).collect()))?;
+        controllers.log_loaded(intersections.len());
+        info!(zone = %daemon.time_zone, "time-of-day schedules in this zone where a controller file sets none");
+
+        // Cabinet I/O (and the embedded simulated cabinets, served over
+        // loopback Modbus) on its own runtime, resolved before the engine.
+        let tick = Span::from_millis(daemon.tick_ms);
+        let io_rt = crate::io::runtime().context("starting the cabinet I/O runtime")?;
+        let mut plan = CabinetPlan::new(&io_rt, &intersections, tick, daemon.clock)?;
+        let ecfg = EngineConfig { tick, time_zone: daemon.time_zone, ..EngineConfig::default() };
+        let specs = intersections.iter().map(|x| x.spec.clone()).collect();
+        let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt)?);
+        plan.configure(&mut engine);
+        configure_zones(&mut engine, &intersections);
+        for (resolved, c) in corridors.into_iter().zip(&daemon.corridors) {
+            let name = c.name.clone().unwrap_or_else(|| c.members.join(" – "));
+            info!(corridor = %name, members = resolved.members.len(), "corridor: adaptive members share a cycle and green-wave offsets");
+            engine.add_corridor(name, resolved.members, &resolved.travel);
+        }
+        let EngineIo { commands, outcomes, inputs, camera, outputs, snapshots, events, retired, latency, stats } = io;
+        let port = CommandPort::new(commands, outcomes).context("starting the outcome router")?;
+
+        let board = SnapshotBoard::new(intersections.len());
+        board.spawn_feeder(snapshots).context("starting the snapshot board")?;
+        let api = Api::new(controllers.sources(&intersections)?, daemon.grpc.limits.event_history)
+            .context("setting up the gRPC API")?;
+        let journal = api.journal();
+        let log_cfg = EventLogConfig {
+            dir: daemon.event_log.dir.clone(),
+            max_file_bytes: daemon.event_log.max_file_bytes,
+            keep_files: daemon.event_log.keep_files,
+            time_zone: LogTimeZone::Local,
+        };
+        info!(dir = %log_cfg.dir.display(), "Indiana event log");
+        let (log_feed, _fanout) =
+            fanout::spawn(events, journal.clone(), api.measures()).context("starting the event fan-out")?;
+        let event_log =
+            eventlog::spawn_event_log_thread(log_feed, ids.clone(), log_cfg).context("starting the event log")?;
+        // The control thread hands replaced specs back here to be dropped
+        // (no deallocation on the control thread); each one means a reload
+        // is now in force.
+        std::thread::Builder::new()
+            .name("greenwave-retired".into())
+            .spawn(move || {
+                for old in retired.iter() {
+                    info!(intersection = %old.id, "reloaded configuration in force (applied at the barrier)");
+                }
+            })
+            .context("starting the retired-spec thread")?;
+        let (cabinets, clock) = plan.spawn(&io_rt, outputs, inputs, stats.clone());
+        let engine_thread = clock.spawn(engine).context("starting the control thread")?;
+        info!(tick_ms = daemon.tick_ms, intersections = ids.len(), "control thread running");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let latency = Arc::new(latency);
+        let view_on = daemon.view && view && std::io::stdout().is_terminal();
+        spawn_view(view_on, &intersections, board.clone(), latency.clone(), stats.clone(), stop.clone())
+            .context("starting the view thread")?;
+        let warmup = spawn_warmup_snapshot(stats_json.is_some(), stats_warmup, latency.clone())
+            .context("starting the warm-up thread")?;
+        let grpc_rt = crate::api::runtime().context("starting the gRPC runtime")?;
+        let handles =
+            EngineHandles { commands: port.clone(), camera, board: board.clone(), latency: latency.clone() };
+        let grpc = if daemon.grpc.enabled {
+            Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles)).context("starting the gRPC API")?)
+        } else {
+            info!("gRPC API disabled ([grpc] enabled = false)");
+            None
+        };
+        let reloader = Reloader::new(controllers, ids, port.clone(), Arc::new(api));
+        Ok(Daemon {
+            io_rt,
+            grpc_rt,
+            engine_thread,
+            cabinets,
+            grpc,
+            port,
+            board,
+            latency,
+            stats,
+            journal,
+            reloader,
+            event_log,
+            stop,
+            warmup,
+            stats_json,
+        })
+    }
+
+    /// The gRPC address bound (the real port when the config said port 0).
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|g| g.addr)
+    }
+
+    /// The way in for commands, with outcomes.
+    pub fn commands(&self) -> &CommandPort {
+        &self.port
+    }
+
+    /// Every intersection's latest snapshot.
+    pub fn board(&self) -> &Arc<SnapshotBoard> {
+        &self.board
+    }
+
+    /// Events and audit records, numbered (what StreamEvents reads).
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    pub fn latency(&self) -> &Arc<LatencyReader> {
+        &self.latency
+    }
+
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.stats
+    }
+
+    /// Totals across every cabinet link so far.
+    pub fn cabinet_totals(&self) -> CabinetTotals {
+        self.cabinets.summary()
+    }
+
+    /// What SIGHUP does: validate the controllers again and stage every
+    /// valid change (see [`Reloader::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Serves until `shutdown` resolves or the control thread ends, then
+    /// stops through flash. Blocking (see [`run`]).
+    ///
+    /// # Errors
+    /// The stats file could not be written.
+    pub fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<Stopped, DaemonError> {
+        let control = &self.engine_thread;
+        let stats = self.stats.clone();
+        let cause = self.io_rt.block_on(async {
+            tokio::pin!(shutdown);
+            let mut watch = tokio::time::interval(Duration::from_millis(100));
+            let mut steps_seen = 0;
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return StopCause::Requested,
+                    _ = watch.tick() => {
+                        if control.is_finished() {
+                            error!("control thread ended unexpectedly: stopping");
+                            return StopCause::ControlThreadEnded;
+                        }
+                        log_wall_steps(&stats, &mut steps_seen);
+                    }
+                }
+            }
+        });
+        Ok(self.stop(cause)?)
+    }
+
+    /// Shutdown: the API stops, the engine drives every intersection to
+    /// flash and ends, every cabinet gets that frame (bounded wait), the
+    /// event log closes.
+    fn stop(self, cause: StopCause) -> anyhow::Result<Stopped> {
+        if let Some(grpc) = self.grpc {
+            self.grpc_rt.block_on(grpc.shutdown());
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.port.send(EngineCommand::Shutdown);
+        self.cabinets.release_clock();
+        let control_panicked = self.engine_thread.join().is_err();
+        if control_panicked {
+            error!("control thread panicked: its outputs froze and each cabinet's watchdog flashes the intersection");
+        }
+        let totals = self.cabinets.summary();
+        self.io_rt.block_on(self.cabinets.finish(Duration::from_secs(2)));
+        info!(%totals, "cabinet links closed");
+        if let Some(path) = &self.stats_json {
+            let warm = self.warmup.lock().ok().and_then(|w| w.clone());
+            let json = crate::io::stats_json(&self.stats, &self.latency.latest_histograms(), warm.as_ref(), &totals);
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        }
+        match self.event_log.join() {
+            Ok(Ok(st)) => info!(written = st.events_written, dropped = st.events_dropped, "event log closed"),
+            Ok(Err(e)) => error!(error = %e, "event log failed"),
+            Err(_) => error!("event log thread panicked"),
+        }
+        let (tick, jitter) = self.latency.latest();
+        info!(%tick, %jitter, "final latency");
+        self.grpc_rt.shutdown_background();
+        self.io_rt.shutdown_background();
+        Ok(Stopped { cause, control_panicked, cabinets: totals })
+    }
+}
+
+/// Each controller file's own `time_zone` over the daemon's.
+fn configure_zones(engine: &mut Engine, intersections: &[IntersectionConfig]) {
+    for (i, x) in intersections.iter().enumerate() {
+        if let Some(zone) = x.time_zone {
+            engine.set_time_zone(i, zone);
+        }
+    }
+}
+
+/// The engine counts wall-clock steps (it never logs); say so here, once each.
+fn log_wall_steps(stats: &EngineStats, seen: &mut u64) {
+    let steps = stats.wall_steps.load(Ordering::Relaxed);
+    if steps != *seen {
+        *seen = steps;
+        let offset_ms = stats.wall_offset_ms.load(Ordering::Relaxed);
+        tracing::warn!(
+            offset_ms,
+            steps,
+            "wall clock stepped: time of day re-anchored (control time unbroken; no interval shortened), alarm 200/3 logged"
+        );
+    }
+}
+
+/// With a stats file: a copy of the latency histograms once the warm-up
+/// is over, so the JSON can give the jitter without it.
+fn spawn_warmup_snapshot(
+    on: bool,
+    warmup: Duration,
+    latency: Arc<LatencyReader>,
+) -> std::io::Result<Arc<std::sync::Mutex<Option<LatencyHistograms>>>> {
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    if on {
+        let out = slot.clone();
+        std::thread::Builder::new().name("greenwave-warmup".into()).spawn(move || {
+            std::thread::sleep(warmup);
+            if let Ok(mut s) = out.lock() {
+                *s = Some(latency.latest_histograms());
+            }
+        })?;
+    }
+    Ok(slot)
+}
+
+fn spawn_view(
+    on: bool,
+    intersections: &[IntersectionConfig],
+    board: Arc<SnapshotBoard>,
+    latency: Arc<LatencyReader>,
+    stats: Arc<EngineStats>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let views: Vec<ViewIntersection> = intersections
+        .iter()
+        .map(|x| ViewIntersection {
+            id: x.spec.id.clone(),
+            phase_names: x.spec.phases.iter().map(|p| (p.id.number(), p.name.clone())).collect(),
+        })
+        .collect();
+    std::thread::Builder::new().name("greenwave-view".into()).spawn(move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last_log = std::time::Instant::now();
+        while !stop.load(Relaxed) {
+            // Reading the latency also hands the engine its spare
+            // histograms back, so it keeps publishing.
+            let figures = latency.latest();
+            std::thread::sleep(Duration::from_millis(500));
+            if on {
+                print!("{}", view::render(&views, &board, figures));
+            } else if last_log.elapsed() >= Duration::from_secs(30) {
+                last_log = std::time::Instant::now();
+                let (tick, jitter) = figures;
+                info!(
+                    ticks = stats.ticks.load(Relaxed),
+                    overruns = stats.overruns.load(Relaxed),
+                    monitor_trips = stats.monitor_trips.load(Relaxed),
+                    %tick,
+                    %jitter,
+                    "running"
+                );
+            }
+        }
+    })?;
+    Ok(())
+}
