@@ -51,11 +51,11 @@ fn shipped_controllers_match_their_golden_traces() {
         let detectors = root().join(format!("tests/fixtures/detectors/{id}.csv"));
         let golden = root().join(format!("tests/golden/{id}.csv"));
         if bless() && !detectors.exists() {
-            let (_, log, _) = replay::simulate(&cfg, TICK, TRACE);
+            let (_, log, _) = replay::simulate(&cfg, TICK, TRACE, replay::SimTime::default());
             write(&detectors, &log.to_csv());
         }
         let log = DetectorLog::load(&detectors).unwrap_or_else(|e| panic!("{}: {e}", detectors.display()));
-        let out = replay::replay(cfg.spec.clone(), &log, TICK, Some(TRACE));
+        let out = replay::replay(cfg.spec.clone(), &log, TICK, Some(TRACE), replay::SimTime::default());
         assert_eq!(out.monitor_trips, 0, "{id}: monitor tripped in replay");
         let got = render(&id, &out.events);
         if bless() {
@@ -74,8 +74,8 @@ fn shipped_controllers_match_their_golden_traces() {
 fn replay_is_repeatable() {
     let (cfg, _) = config::load_intersection(&root().join("controllers/broadway-and-5th.toml")).expect("valid");
     let log = DetectorLog::load(&root().join("tests/fixtures/detectors/broadway-and-5th.csv")).expect("fixture");
-    let a = replay::replay(cfg.spec.clone(), &log, TICK, Some(Span::from_secs(300)));
-    let b = replay::replay(cfg.spec, &log, TICK, Some(Span::from_secs(300)));
+    let a = replay::replay(cfg.spec.clone(), &log, TICK, Some(Span::from_secs(300)), replay::SimTime::default());
+    let b = replay::replay(cfg.spec, &log, TICK, Some(Span::from_secs(300)), replay::SimTime::default());
     assert!(!a.events.is_empty());
     assert_eq!(a.events, b.events);
 }

@@ -28,12 +28,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant as Wall};
 
-use crossbeam_channel::{Receiver, Sender};
-use greenwave::config::{self, CabinetConfig, ClockSource, IntersectionConfig, ModbusTransport};
+use greenwave::config::{self, CabinetConfig, ClockSource, DaemonConfig, IntersectionConfig, ModbusTransport};
 use greenwave::core::{Event, EventCode, Snapshot, Span};
-use greenwave::engine::{Engine, EngineCommand, EngineConfig, EngineIo};
+use greenwave::daemon::Controllers;
+use greenwave::engine::board::SnapshotBoard;
+use greenwave::io::cabinet::CabinetStats;
+use greenwave::io::default_cabinet;
 use greenwave::io::sim_server::{SimCabinetSpec, SimServer, SimServerConfig};
-use greenwave::io::{CabinetIo, CabinetPlan, default_cabinet};
+use greenwave::replay::SimTime;
+use greenwave::telemetry::journal::{Journal, Read, RecordKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -151,15 +154,21 @@ async fn proxy_connection(
 
 // ---- in-process daemon ----------------------------------------------------
 
+/// The real daemon ([`greenwave::daemon`]) in-process on one intersection,
+/// watched through its journal and snapshot board.
 struct Rig {
+    /// For the test's own servers and proxies (the daemon has its own).
     rt: tokio::runtime::Runtime,
-    commands: Sender<EngineCommand>,
-    events: Receiver<(usize, Event)>,
-    snapshots: Receiver<(usize, Snapshot)>,
-    engine: Option<std::thread::JoinHandle<()>>,
-    io: Option<CabinetIo>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    daemon: Option<std::thread::JoinHandle<greenwave::daemon::Stopped>>,
+    board: Arc<SnapshotBoard>,
+    journal: Arc<Journal>,
+    cabinets: Vec<(String, Arc<CabinetStats>)>,
+    /// The next journal record to read.
+    cursor: u64,
     seen: Vec<Event>,
     snapshot: Option<Snapshot>,
+    _logs: tempfile::TempDir,
 }
 
 /// A Modbus cabinet at `addr` with short test timeouts.
@@ -178,34 +187,56 @@ impl Rig {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
     }
 
-    /// The daemon's wiring (`CabinetPlan`) for `cfg` on runtime `rt`.
+    /// `greenwave run` on `cfg` alone, in-process, at a 50 ms tick, no gRPC.
     fn start(rt: tokio::runtime::Runtime, cfg: IntersectionConfig, clock: ClockSource) -> Rig {
-        let cfgs = [cfg];
-        let mut plan = CabinetPlan::new(&rt, &cfgs, TICK, clock).expect("plan");
-        let ecfg = EngineConfig { tick: TICK, ..EngineConfig::default() };
-        let (mut engine, io) = Engine::new(vec![cfgs[0].spec.clone()], ecfg, plan.start_time(&rt).expect("start"));
-        plan.configure(&mut engine);
-        let EngineIo { commands, inputs, outputs, snapshots, events, stats, .. } = io;
-        let (cabinets, clock) = plan.spawn(&rt, outputs, inputs, stats);
-        let engine = clock.spawn(engine).expect("engine thread");
+        let logs = tempfile::tempdir().expect("tempdir");
+        let mut config = DaemonConfig {
+            tick_ms: TICK.as_millis(),
+            view: false,
+            clock,
+            time_zone: chrono_tz::UTC,
+            ..DaemonConfig::default()
+        };
+        config.grpc.enabled = false;
+        config.event_log.dir = logs.path().to_path_buf();
+        let text = std::fs::read_to_string(&cfg.source).expect("controller text");
+        let options = greenwave::daemon::Options::new(config, Controllers::Loaded(vec![(cfg, text)]));
+        let daemon = greenwave::daemon::Daemon::start(options).expect("daemon starts");
+        let (board, journal, cabinets) = (daemon.board().clone(), daemon.journal().clone(), daemon.cabinet_stats());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = std::thread::spawn(move || {
+            daemon
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .expect("daemon stops")
+        });
         Rig {
             rt,
-            commands,
-            events,
-            snapshots,
-            engine: Some(engine),
-            io: Some(cabinets),
+            stop: Some(stop),
+            daemon: Some(daemon),
+            board,
+            journal,
+            cabinets,
+            cursor: 1,
             seen: Vec::new(),
             snapshot: None,
+            _logs: logs,
         }
     }
 
     fn pump(&mut self) {
-        while let Ok((_, e)) = self.events.try_recv() {
-            self.seen.push(e);
+        let mut records = Vec::new();
+        if let Read::Gap { resume, .. } = self.journal.read(self.cursor, usize::MAX, &mut records) {
+            panic!("journal lost records {}..{resume}", self.cursor);
         }
-        while let Ok((_, s)) = self.snapshots.try_recv() {
-            self.snapshot = Some(s);
+        self.cursor += records.len() as u64;
+        self.seen.extend(records.into_iter().filter_map(|r| match r.kind {
+            RecordKind::Indiana(e) => Some(e),
+            RecordKind::Audit(_) => None,
+        }));
+        if let Some(s) = self.board.get(0) {
+            self.snapshot = Some(*s);
         }
     }
 
@@ -262,16 +293,14 @@ impl Rig {
     }
 
     fn stats(&self) -> greenwave::io::CabinetTotals {
-        self.io.as_ref().expect("running").summary()
+        greenwave::io::totals(&self.cabinets)
     }
 
-    /// Stop as the daemon does; returns every event seen.
+    /// Stop as SIGTERM does (through flash); returns every event seen.
     fn stop(mut self) -> Vec<Event> {
-        let _ = self.commands.send(EngineCommand::Shutdown);
-        let io = self.io.take().expect("running");
-        io.release_clock();
-        self.engine.take().expect("running").join().expect("engine thread did not panic");
-        self.rt.block_on(io.finish(Duration::from_secs(2)));
+        let _ = self.stop.take().expect("running").send(());
+        let stopped = self.daemon.take().expect("running").join().expect("daemon thread");
+        assert!(stopped.is_clean(), "{stopped:?}");
         self.pump();
         std::mem::take(&mut self.seen)
     }
@@ -461,7 +490,7 @@ fn lockstep_through_modbus_is_faster_than_real_time_and_matches_simulate() {
     }
     let wall = started.elapsed();
     let seen = rig.stop();
-    let (out, _, _) = greenwave::replay::simulate(&cfg, TICK, simulated);
+    let (out, _, _) = greenwave::replay::simulate(&cfg, TICK, simulated, SimTime::default());
     let ours: Vec<&Event> = seen.iter().filter(|e| e.at <= end).collect();
     let theirs: Vec<&Event> = out.events.iter().filter(|e| e.at <= end).collect();
     let first_diff = ours.iter().zip(&theirs).position(|(a, b)| a != b);

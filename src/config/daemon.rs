@@ -32,7 +32,7 @@ pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=1000;
 pub const MIN_EVENT_LOG_FILE_BYTES: u64 = 4096;
 
 /// The daemon's validated settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DaemonConfig {
     /// Directory of controller files (`<id>.toml`).
     pub controllers: PathBuf,
@@ -47,6 +47,10 @@ pub struct DaemonConfig {
     /// a controller file sets none. Default: the host's zone, read once at
     /// start (UTC when it cannot be read).
     pub time_zone: chrono_tz::Tz,
+    /// `lockstep_speed`: with `clock = "cabinet"`, at most this many
+    /// simulated seconds per real second (a simulation people watch, or
+    /// tests); `None`: as fast as the cabinets step.
+    pub lockstep_speed: Option<f64>,
     /// The gRPC API (`[grpc]`).
     pub grpc: GrpcConfig,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
@@ -85,7 +89,8 @@ impl Default for DaemonConfig {
             event_log: EventLogConfig::default(),
             view: true,
             clock: ClockSource::System,
-            time_zone: chrono_tz::UTC,
+            time_zone: host_time_zone(),
+            lockstep_speed: None,
             grpc: GrpcConfig::default(),
             corridors: Vec::new(),
         }
@@ -114,6 +119,7 @@ struct RawDaemon {
     view: Option<bool>,
     clock: Option<ClockSource>,
     time_zone: Option<String>,
+    lockstep_speed: Option<f64>,
     grpc: Option<RawGrpc>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
@@ -228,6 +234,14 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         }),
         None => host_time_zone(),
     };
+    let clock = raw.clock.unwrap_or_default();
+    if let Some(speed) = raw.lockstep_speed {
+        if !(speed.is_finite() && speed > 0.0) {
+            error(root.key("lockstep_speed"), format!("{speed} must be a positive number of simulated seconds per second"));
+        } else if clock != ClockSource::Cabinet {
+            error(root.key("lockstep_speed"), "only paces a lockstep simulation: set clock = \"cabinet\" too".into());
+        }
+    }
     let grpc = grpc::validate(raw.grpc, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
@@ -235,8 +249,9 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         tick_ms,
         event_log,
         view: raw.view.unwrap_or(defaults.view),
-        clock: raw.clock.unwrap_or_default(),
+        clock,
         time_zone,
+        lockstep_speed: raw.lockstep_speed,
         grpc,
         corridors,
     };

@@ -52,6 +52,7 @@ use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::{LatencyHistograms, LatencyReader};
 use crate::engine::port::CommandPort;
 use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
+use crate::io::cabinet::CabinetStats;
 use crate::io::{CabinetIo, CabinetPlan, CabinetTotals};
 use crate::telemetry::eventlog::{self, EventLogConfig, EventLogStats, LogTimeZone};
 use crate::telemetry::journal::Journal;
@@ -222,7 +223,7 @@ impl Daemon {
             })
             .context("starting the retired-spec thread")?;
         let (cabinets, clock) = plan.spawn(&io_rt, outputs, inputs, stats.clone());
-        let engine_thread = clock.spawn(engine).context("starting the control thread")?;
+        let engine_thread = clock.paced(daemon.lockstep_speed).spawn(engine).context("starting the control thread")?;
         info!(tick_ms = daemon.tick_ms, intersections = ids.len(), "control thread running");
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -289,9 +290,9 @@ impl Daemon {
         &self.stats
     }
 
-    /// Totals across every cabinet link so far.
-    pub fn cabinet_totals(&self) -> CabinetTotals {
-        self.cabinets.summary()
+    /// Every cabinet link's counters (live: [`crate::io::totals`] sums them).
+    pub fn cabinet_stats(&self) -> Vec<(String, Arc<CabinetStats>)> {
+        self.cabinets.stats.clone()
     }
 
     /// What SIGHUP does: validate the controllers again and stage every

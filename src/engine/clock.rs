@@ -145,6 +145,16 @@ impl Clock for SimulatedClock {
 #[derive(Debug)]
 pub struct CabinetClock {
     time: CabinetTime,
+    /// At most this many simulated seconds per real second, counted from
+    /// the first wait; `None`: as fast as the cabinets step.
+    pace: Option<(f64, Option<(std::time::Instant, Instant)>)>,
+}
+
+impl CabinetClock {
+    /// Paced at `speed` times real time at most (a watched simulation).
+    pub fn paced(self, speed: f64) -> Self {
+        CabinetClock { pace: (speed > 0.0).then_some((speed, None)), ..self }
+    }
 }
 
 /// The cabinet side of a [`CabinetClock`]: one slot per lockstep cabinet.
@@ -188,7 +198,7 @@ impl CabinetTime {
     }
 
     pub fn clock(&self) -> CabinetClock {
-        CabinetClock { time: self.clone() }
+        CabinetClock { time: self.clone(), pace: None }
     }
 }
 
@@ -202,6 +212,14 @@ impl Clock for CabinetClock {
     }
 
     fn wait_until(&mut self, deadline: Instant) {
+        if let Some((speed, start)) = &mut self.pace {
+            let (real0, sim0) = *start.get_or_insert((std::time::Instant::now(), deadline));
+            let due = real0 + Duration::from_secs_f64(deadline.since(sim0).as_secs_f64() / *speed);
+            let now = std::time::Instant::now();
+            if due > now && !self.time.is_released() {
+                std::thread::sleep(due - now);
+            }
+        }
         while self.time.now() < deadline && !self.time.is_released() {
             std::thread::sleep(Duration::from_micros(50));
         }

@@ -237,6 +237,15 @@ pub enum EngineClock {
 }
 
 impl EngineClock {
+    /// A lockstep clock paced at `speed` times real time at most
+    /// (`lockstep_speed`); the real-time clock is left as it is.
+    pub fn paced(self, speed: Option<f64>) -> Self {
+        match (self, speed) {
+            (EngineClock::Cabinet(c), Some(speed)) => EngineClock::Cabinet(c.paced(speed)),
+            (clock, _) => clock,
+        }
+    }
+
     pub fn spawn(self, engine: Engine) -> std::io::Result<std::thread::JoinHandle<()>> {
         match self {
             EngineClock::System(c) => engine.spawn_realtime(c),

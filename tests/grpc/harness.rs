@@ -1,27 +1,22 @@
-//! The daemon's wiring for gRPC tests and the gRPC benchmark: engine
-//! thread, simulated cabinets, snapshot board, event hub and the API server
-//! on a loopback port chosen by the OS (as `greenwave run` wires them).
+//! The real daemon ([`greenwave::daemon`]) in-process for gRPC tests and the
+//! gRPC benchmark: the embedded simulated cabinets over loopback Modbus,
+//! the API on a port the OS chooses, the event log in a temporary folder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::Sender;
-use greenwave::api::{Api, ControllerSource, EngineHandles, GrpcServer};
-use greenwave::config::{self, GrpcConfig};
-use greenwave::core::{InputFrame, Instant};
-use greenwave::engine::board::SnapshotBoard;
-use greenwave::engine::clock::{SimulatedClock, SystemClock};
+use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig};
+use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Stopped};
 use greenwave::engine::latency::LatencyReader;
-use greenwave::engine::{Engine, EngineCommand, EngineConfig, EngineIo};
-use greenwave::sim::SimCabinet;
 
 /// How a test daemon runs.
 pub struct Options {
     pub grpc: GrpcConfig,
     /// `(file name, controller TOML)` per intersection.
     pub controllers: Vec<(String, String)>,
-    /// Simulated time at this multiple of real time; `None` for the real clock.
+    /// A lockstep simulation paced at this multiple of real time; `None`
+    /// for the real clock.
     pub speed: Option<f64>,
     pub event_history: usize,
     /// Control period, ms.
@@ -31,73 +26,40 @@ pub struct Options {
 pub struct Harness {
     pub addr: SocketAddr,
     pub latency: Arc<LatencyReader>,
-    pub commands: Sender<EngineCommand>,
-    server: Option<GrpcServer>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as u64
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    daemon: Option<JoinHandle<Stopped>>,
+    _logs: tempfile::TempDir,
 }
 
 pub async fn start(opts: Options) -> Harness {
-    let sources: Vec<ControllerSource> = opts
-        .controllers
-        .iter()
-        .map(|(name, text)| {
-            let (config, _) = config::load_intersection_str(name, text).expect("test controller is valid");
-            ControllerSource { config, file_name: name.clone(), toml: text.clone() }
-        })
-        .collect();
-    let specs = sources.iter().map(|s| s.config.spec.clone()).collect();
-    let traffic: Vec<_> = sources.iter().map(|s| s.config.traffic.clone()).collect();
-    let start = Instant::from_millis(now_unix_ms());
-    let ecfg = EngineConfig { tick: greenwave::core::Span::from_millis(opts.tick_ms), ..EngineConfig::default() };
-    let (engine, io) = Engine::new(specs, ecfg, start);
-    let EngineIo { commands, inputs, camera, outputs, snapshots, events, retired, latency, .. } = io;
-    let board = SnapshotBoard::new(traffic.len());
-    let mut threads = vec![board.spawn_feeder(snapshots).expect("board thread")];
-    let api = Api::new(sources, opts.event_history).expect("api");
-    let (log_rx, hub) = api.spawn_event_hub(events).expect("hub thread");
-    threads.push(hub);
-    // No event log writer here: drain what the hub forwards to it.
-    threads.push(std::thread::spawn(move || while log_rx.recv().is_ok() {}));
-    threads.push(std::thread::spawn(move || while retired.recv().is_ok() {}));
-    threads.push(spawn_sim(traffic, outputs, inputs));
-    threads.push(match opts.speed {
-        Some(speed) => engine.spawn(SimulatedClock::paced(start, speed)).expect("engine thread"),
-        // As the daemon does: real-time priority where the process may have it.
-        None => engine.spawn_realtime(SystemClock::new()).expect("engine thread"),
+    let logs = tempfile::tempdir().expect("tempdir");
+    let mut config = DaemonConfig {
+        tick_ms: opts.tick_ms,
+        view: false,
+        clock: if opts.speed.is_some() { ClockSource::Cabinet } else { ClockSource::System },
+        lockstep_speed: opts.speed,
+        time_zone: chrono_tz::UTC,
+        grpc: opts.grpc,
+        ..DaemonConfig::default()
+    };
+    config.grpc.limits.event_history = opts.event_history;
+    config.event_log.dir = logs.path().to_path_buf();
+    let options = DaemonOptions::new(config, Controllers::Texts(opts.controllers));
+    let daemon = tokio::task::spawn_blocking(move || Daemon::start(options))
+        .await
+        .expect("start thread")
+        .expect("daemon starts");
+    let addr = daemon.grpc_addr().expect("gRPC on");
+    let latency = daemon.latency().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = std::thread::spawn(move || {
+        daemon
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .expect("daemon stops")
     });
-    let latency = Arc::new(latency);
-    let handles = EngineHandles { commands: commands.clone(), camera, board, latency: latency.clone() };
-    let server = api.serve(&opts.grpc, handles).await.expect("server starts");
-    Harness { addr: server.addr, latency, commands, server: Some(server), threads }
-}
-
-/// The simulated cabinets, as `greenwave run` drives them.
-fn spawn_sim(
-    traffic: Vec<config::TrafficConfig>,
-    outputs: Vec<crossbeam_channel::Receiver<greenwave::engine::OutputMsg>>,
-    inputs: Sender<(usize, InputFrame)>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut cabinets: Vec<_> = traffic.iter().map(SimCabinet::new).zip(outputs).collect();
-        for i in 0..cabinets.len() {
-            let _ = inputs.send((i, InputFrame::default()));
-        }
-        loop {
-            for (i, (cabinet, rx)) in cabinets.iter_mut().enumerate() {
-                let Ok(mut msg) = rx.recv() else { return };
-                while let Ok(newer) = rx.try_recv() {
-                    msg = newer;
-                }
-                if inputs.send((i, cabinet.exchange(msg.at, &msg.frame))).is_err() {
-                    return;
-                }
-            }
-        }
-    })
+    Harness { addr, latency, stop: Some(stop), daemon: Some(daemon), _logs: logs }
 }
 
 impl Harness {
@@ -105,18 +67,13 @@ impl Harness {
         format!("http://{}", self.addr)
     }
 
+    /// Stops the daemon as SIGTERM does (through flash); it must stop clean.
     pub async fn stop(mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        let _ = self.commands.send(EngineCommand::Shutdown);
-        let threads = std::mem::take(&mut self.threads);
-        tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await
-        .expect("join threads");
+        let daemon = self.daemon.take().expect("running");
+        let stopped = tokio::task::spawn_blocking(move || daemon.join()).await.expect("join").expect("daemon thread");
+        assert!(stopped.is_clean(), "{stopped:?}");
     }
 }
