@@ -240,6 +240,34 @@ mod tests {
         assert!(err.contains("backwards"), "{err}");
     }
 
+    /// `simulate` follows the time-of-day schedule from its own clock, in
+    /// the zone given: elm-and-oak's weekday plan 2 from 07:00 Shanghai time
+    /// (23:00 UTC the day before) starts at the first barrier after it.
+    #[test]
+    fn simulate_changes_plan_at_the_scheduled_local_time() {
+        let text = include_str!("../controllers/elm-and-oak.toml");
+        let (cfg, _) = crate::config::load_intersection_str("elm-and-oak.toml", text).expect("shipped");
+        // Monday 2026-12-07 06:58 in Shanghai.
+        let start = Instant::from_millis(1_796_597_880_000);
+        let at = SimTime { start, time_zone: chrono_tz::Asia::Shanghai };
+        let (out, _, _) = simulate(&cfg, Span::from_millis(100), Span::from_secs(300), at);
+        let changes: Vec<(Instant, u16)> = out
+            .events
+            .iter()
+            .filter(|e| e.code == crate::core::EventCode::CoordPatternChange)
+            .map(|e| (e.at, e.param))
+            .collect();
+        let seven = start + Span::from_secs(120);
+        assert_eq!(changes.first(), Some(&(start, 1)), "plan 1 (free) at start: {changes:?}");
+        let to_2: Vec<_> = changes.iter().filter(|(_, p)| *p == 2).collect();
+        assert_eq!(to_2.len(), 1, "{changes:?}");
+        assert!(to_2[0].0 >= seven && to_2[0].0 < seven + Span::from_secs(60), "plan 2 from 07:00: {changes:?}");
+        // In UTC the same minutes are 22:58-23:03, before 07:00: plan 1 throughout.
+        let (utc, _, _) =
+            simulate(&cfg, Span::from_millis(100), Span::from_secs(300), SimTime { start, ..SimTime::default() });
+        assert!(!utc.events.iter().any(|e| e.code == crate::core::EventCode::CoordPatternChange && e.param == 2));
+    }
+
     #[test]
     fn replay_is_deterministic() {
         let spec = crate::core::testing::eight_phase();

@@ -125,5 +125,7 @@ fn engine_ticks_without_allocating() {
 }
 
 fn send(io: &greenwave::engine::EngineIo, intersection: usize, command: Command) {
-    io.commands.send(EngineCommand::Controller { intersection, command, ticket: greenwave::engine::Ticket::NONE }).unwrap();
+    io.commands
+        .send(EngineCommand::Controller { intersection, command, ticket: greenwave::engine::Ticket::NONE })
+        .unwrap();
 }

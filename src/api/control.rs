@@ -415,7 +415,10 @@ impl pb::control_server::Control for ControlService {
                 self.controller(i, Command::SetCoordinationReference(reference), "reference_unix_ms").await?;
             }
             Ok((
-                format!("config version {version} staged (plan {number}: cycle {} s, offset {} s)", r.cycle_s, r.offset_s),
+                format!(
+                    "config version {version} staged (plan {number}: cycle {} s, offset {} s)",
+                    r.cycle_s, r.offset_s
+                ),
                 (version, number, warnings),
             ))
         };

@@ -11,9 +11,9 @@ use crate::core::{FlashReason, Indication, Interval, OperatingMode, PedIndicatio
 use crate::engine::latency::Percentiles;
 
 use super::docs::Current;
-use crate::telemetry::journal::{Record, RecordKind};
 use super::measures::IntersectionMeasures;
 use super::pb;
+use crate::telemetry::journal::{Record, RecordKind};
 
 // === errors ===
 

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 use crate::core::{Instant, Snapshot};
 
 use super::auth::{Need, authorize};
-use crate::telemetry::journal::{Read, Record, RecordKind};
 use super::{Shared, convert, pb};
+use crate::telemetry::journal::{Read, Record, RecordKind};
 
 /// Slowest and fastest WatchState rates a client may choose, ms.
 const MIN_STATE_INTERVAL_MS: u32 = 100;

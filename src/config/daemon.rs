@@ -237,7 +237,10 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     let clock = raw.clock.unwrap_or_default();
     if let Some(speed) = raw.lockstep_speed {
         if !(speed.is_finite() && speed > 0.0) {
-            error(root.key("lockstep_speed"), format!("{speed} must be a positive number of simulated seconds per second"));
+            error(
+                root.key("lockstep_speed"),
+                format!("{speed} must be a positive number of simulated seconds per second"),
+            );
         } else if clock != ClockSource::Cabinet {
             error(root.key("lockstep_speed"), "only paces a lockstep simulation: set clock = \"cabinet\" too".into());
         }

@@ -204,7 +204,7 @@ impl Daemon {
             dir: daemon.event_log.dir.clone(),
             max_file_bytes: daemon.event_log.max_file_bytes,
             keep_files: daemon.event_log.keep_files,
-            time_zone: LogTimeZone::Local,
+            time_zone: LogTimeZone::Zone(daemon.time_zone),
         };
         info!(dir = %log_cfg.dir.display(), "Indiana event log");
         let (log_feed, _fanout) =
@@ -234,8 +234,7 @@ impl Daemon {
         let warmup = spawn_warmup_snapshot(stats_json.is_some(), stats_warmup, latency.clone())
             .context("starting the warm-up thread")?;
         let grpc_rt = crate::api::runtime().context("starting the gRPC runtime")?;
-        let handles =
-            EngineHandles { commands: port.clone(), camera, board: board.clone(), latency: latency.clone() };
+        let handles = EngineHandles { commands: port.clone(), camera, board: board.clone(), latency: latency.clone() };
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles)).context("starting the gRPC API")?)
         } else {

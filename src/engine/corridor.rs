@@ -216,7 +216,9 @@ mod tests {
         engine.add_corridor("test".into(), vec![0, 1], &[travel]);
         for i in 0..2 {
             let command = Command::SelectPlan(4);
-            io.commands.send(EngineCommand::Controller { intersection: i, command, ticket: crate::engine::Ticket::NONE }).unwrap();
+            io.commands
+                .send(EngineCommand::Controller { intersection: i, command, ticket: crate::engine::Ticket::NONE })
+                .unwrap();
         }
         let mut now = t0;
         for t in 0..36_000u64 {

@@ -573,8 +573,12 @@ impl Engine {
         self.stats.wall_steps.fetch_add(1, Ordering::Relaxed);
         self.stats.wall_offset_ms.store(offset_ms, Ordering::Relaxed);
         for (i, x) in self.intersections.iter_mut().enumerate() {
-            let reference = x.controller.coord_reference();
-            let moved = Instant::from_millis(reference.as_millis().saturating_add_signed(-step));
+            // Before the epoch is not an instant: the same cycle position,
+            // whole cycles of the running plan later, is.
+            let moved = i128::from(x.controller.coord_reference().as_millis()) - i128::from(step);
+            let cycle = i128::from(x.controller.snapshot().cycle.as_millis());
+            let moved = if moved >= 0 || cycle == 0 { moved.max(0) } else { moved.rem_euclid(cycle) };
+            let moved = Instant::from_millis(u64::try_from(moved).unwrap_or(u64::MAX));
             let _ = x.controller.handle_command(now, Command::SetCoordinationReference(moved));
             let alarm = Event { at: now, code: EventCode::AlarmOn, param: ALARM_WALL_CLOCK_STEP };
             if self.events.try_send((i, alarm)).is_err() {
@@ -723,6 +727,38 @@ mod tests {
         io.inputs.send((0, counted(4))).unwrap();
         engine.tick(t0 + Span::from_millis(300));
         assert_eq!(volume(&engine), 9, "the earlier of two frames between ticks was lost");
+    }
+
+    /// A wall-clock step: control time runs on unbroken (the green that
+    /// is timing keeps its full minimum), the schedule is read at the
+    /// corrected time from the next second on, the coordination reference
+    /// moves by the step, and every intersection logs alarm 200/3.
+    #[test]
+    fn a_wall_clock_step_re_anchors_the_time_of_day_only() {
+        let t0 = Instant::from_millis(1_000_000);
+        let (mut engine, io) = Engine::new(vec![eight_phase()], EngineConfig::default(), t0);
+        let mut now = t0;
+        for _ in 0..50 {
+            now += Span::from_millis(100);
+            engine.tick(now);
+        }
+        let before = engine.controller(0).snapshot();
+        let reference = engine.controller(0).coord_reference();
+        let stepped_at = now;
+        engine.wall_stepped(now, 3_600_000);
+        now += Span::from_millis(100);
+        engine.tick(now);
+        let after = engine.controller(0).snapshot();
+        assert_eq!(after.rings[0].phase, before.rings[0].phase, "no interval cut short by the step");
+        assert_eq!(after.rings[0].elapsed, before.rings[0].elapsed + Span::from_millis(100));
+        // The test plan is free (no cycle): nothing to move before the epoch.
+        assert_eq!(reference, Instant::ZERO);
+        assert_eq!(engine.controller(0).coord_reference(), Instant::ZERO);
+        assert_eq!(engine.wall_offset_ms, 3_600_000);
+        let alarms: Vec<Event> =
+            io.events.try_iter().map(|(_, e)| e).filter(|e| e.code == EventCode::AlarmOn).collect();
+        assert_eq!(alarms, vec![Event { at: stepped_at, code: EventCode::AlarmOn, param: 3 }]);
+        assert_eq!(io.stats.wall_steps.load(Ordering::Relaxed), 1);
     }
 
     /// A camera's queue reaches the controller as the latest level (not

@@ -14,9 +14,10 @@
 //! - **Time zone**: UTC by default ([`LogTimeZone::Utc`]): unambiguous through
 //!   daylight-saving changes, sortable, and independent of the host's zone
 //!   setting (servers and containers often run in UTC whatever the
-//!   intersection's zone). [`LogTimeZone::Local`] writes the host's local
-//!   time instead, as field controllers do, for ATSPM databases that expect
-//!   local time; the repeated hour when clocks go back is then ambiguous.
+//!   intersection's zone). [`LogTimeZone::Zone`] writes local time in an
+//!   IANA zone instead (the daemon's `time_zone`, the host's zone unless
+//!   set), as field controllers do, for ATSPM databases that expect local
+//!   time; the repeated hour when clocks go back is then ambiguous.
 //! - **SignalID** is the intersection id, quoted per RFC 4180 only if it holds
 //!   a comma or a quote.
 //!
@@ -38,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as WallInstant};
 
-use chrono::{DateTime, Datelike, Local, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::core::{Event, Instant};
@@ -66,8 +67,8 @@ pub enum LogTimeZone {
     /// Coordinated Universal Time (the default; see the module docs).
     #[default]
     Utc,
-    /// The host's local time zone.
-    Local,
+    /// Local time in this IANA zone.
+    Zone(chrono_tz::Tz),
 }
 
 /// Where and how the event log is written.
@@ -156,7 +157,7 @@ impl Timestamp {
             .ok_or(EventLogError::InstantOutOfRange(ms))?;
         let civil = match zone {
             LogTimeZone::Utc => utc.naive_utc(),
-            LogTimeZone::Local => utc.with_timezone(&Local).naive_local(),
+            LogTimeZone::Zone(zone) => utc.with_timezone(&zone).naive_local(),
         };
         Ok(Timestamp { civil, tenths: ms % 1000 / 100 })
     }
@@ -446,8 +447,8 @@ fn parse_line(line: &str, zone: LogTimeZone) -> Result<(String, Instant, u16, u1
         NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| ParseReason::Timestamp(ts.to_owned()))?;
     let ms = match zone {
         LogTimeZone::Utc => civil.and_utc().timestamp_millis(),
-        LogTimeZone::Local => civil
-            .and_local_timezone(Local)
+        LogTimeZone::Zone(zone) => civil
+            .and_local_timezone(zone)
             .earliest()
             .ok_or_else(|| ParseReason::NoSuchLocalTime(ts.to_owned()))?
             .timestamp_millis(),
@@ -710,7 +711,7 @@ mod tests {
     /// and in local time.
     #[test]
     fn write_then_read_round_trips() {
-        for zone in [LogTimeZone::Utc, LogTimeZone::Local] {
+        for zone in [LogTimeZone::Utc, LogTimeZone::Zone(chrono_tz::Asia::Shanghai)] {
             let dir = tempfile::tempdir().unwrap();
             let ids = ["main-and-5th", "Elm St, \"north\""];
             let events: Vec<_> = (0..50u64)

@@ -313,7 +313,9 @@ impl Validator<'_> {
         let name = raw.name.clone().unwrap_or_else(|| id.clone());
         let time_zone = match &raw.time_zone {
             None => None,
-            Some(zone) => Some(super::daemon::parse_time_zone(zone).map_err(|reason| self.error(&at.key("time_zone"), reason)).ok()?),
+            Some(zone) => Some(
+                super::daemon::parse_time_zone(zone).map_err(|reason| self.error(&at.key("time_zone"), reason)).ok()?,
+            ),
         };
         Some((id, name, time_zone))
     }
