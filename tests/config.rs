@@ -359,7 +359,7 @@ fn broadway_with_adaptive(line: &str) -> String {
 fn adaptive_max_floor_is_read_and_a_wrong_value_names_its_key() {
     let with = |value: &str| broadway_with_adaptive(&format!("max_floor = {value}"));
     let (ok, _) = load_intersection_str("broadway.toml", &with("\"min_service\"")).expect("min_service loads");
-    assert_eq!(ok.spec.adaptive.max_floor, greenwave::core::adaptive::MaxFloor::MinService);
+    assert_eq!(ok.spec.adaptive.max_floor, greenwave::core::spec::MaxFloor::MinService);
     let errors = load_intersection_str("broadway.toml", &with("\"min\"")).expect_err("not a floor");
     assert!(
         errors

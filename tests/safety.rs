@@ -17,10 +17,9 @@
 use std::path::Path;
 
 use greenwave::config::{self, IntersectionConfig};
-use greenwave::core::adaptive::AdaptiveStyle;
 use greenwave::core::controller::FlashReason;
 use greenwave::core::coord::CorridorTiming;
-use greenwave::core::spec::{MaxSelect, PlanMode};
+use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, EventCode, Indication, InputFrame, Instant, Interval, MAX_PHASES, Monitor,
     OperatingMode, PhaseId, PhaseSet, Snapshot, Span, UnitState,

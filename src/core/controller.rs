@@ -26,7 +26,7 @@
 //! red clearance (a green-yellow-green glitch is what SUMO's users hit,
 //! sumo#10070): overlaps rely on it.
 
-use super::adaptive::{AdaptiveStyle, CycleMeasure, MaxFloor, Optimizer, Replan};
+use super::adaptive::{CycleMeasure, Optimizer, Replan};
 use super::coord::{CoordPlan, CorridorTiming};
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
@@ -34,7 +34,7 @@ use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, Ph
 use super::image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
 use super::queue::QueueEstimator;
 use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
-use super::spec::{ControllerSpec, FlashIndication, MaxSelect, PlanMode, Recall};
+use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, Recall};
 use super::time::{Instant, Span};
 
 /// Why the intersection is in flash. The discriminant is the parameter of

@@ -1,5 +1,6 @@
 //! The validated controller definition the core runs: phases, rings,
-//! barriers, detectors, overlaps, timing plans and the time-of-day schedule.
+//! barriers, detectors, overlaps, timing plans, the time-of-day schedule and
+//! the bounds of the adaptive optimizer (which `adaptive` reads from here).
 //!
 //! A [`ControllerSpec`] is only ever built by `config::validate` (or by tests
 //! through the same path), so the core may assume every invariant checked
@@ -300,6 +301,72 @@ pub struct PrioritySpec {
     pub max_extension: Span,
 }
 
+/// How the optimizer's plan is run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdaptiveStyle {
+    /// Coordinated: the re-planned cycle and splits set the force-offs.
+    #[default]
+    Cycle,
+    /// Free actuated: phases still gap out when their queue clears, and the
+    /// re-planned splits become each phase's dynamic maximum green, between
+    /// the engineer's maximum (max1, or max2 where the plan selects it) and
+    /// max2. Cycles shrink at light demand and heavy phases may run longer
+    /// than max1 near saturation.
+    Free,
+}
+
+/// In free style, the lowest maximum green the optimizer may set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxFloor {
+    /// Never below the engineer's maximum for the plan (max1, or max2 where
+    /// the plan selects it): the optimizer only lifts busy phases' maxima.
+    #[default]
+    EngineerMax,
+    /// Down to the phase's minimum service (min green, pedestrian service):
+    /// the re-planned green itself. Shorter cycles when the flows ask for
+    /// them, which is where a permissive left in a shared lane gets its
+    /// capacity (it clears at the end of each green).
+    MinService,
+}
+
+/// Bounds an engineer sets on the optimizer (`[adaptive]` in a controller file).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveSpec {
+    pub style: AdaptiveStyle,
+    pub max_floor: MaxFloor,
+    /// In free style, each phase's maximum green is its re-planned green
+    /// times this (1.0..=2.0), then bounded by the floor and max2. The
+    /// re-planned green serves the mean cycle; Poisson arrivals bring
+    /// cycles above the mean, and a maximum at the mean cuts them.
+    pub max_headroom: f32,
+    pub min_cycle: Span,
+    pub max_cycle: Span,
+    /// Largest change of cycle length from one cycle to the next.
+    pub max_step: Span,
+    /// Saturation flow per lane, vehicles per hour of green.
+    pub saturation_flow_vphpl: f32,
+    /// Start-up lost time per phase (HCM: about 2 s).
+    pub startup_lost: Span,
+    /// Weight of the newest cycle in the smoothed flows (0..=1).
+    pub smoothing: f32,
+}
+
+impl Default for AdaptiveSpec {
+    fn default() -> Self {
+        AdaptiveSpec {
+            style: AdaptiveStyle::Cycle,
+            max_floor: MaxFloor::EngineerMax,
+            max_headroom: 1.0,
+            min_cycle: Span::from_secs(50),
+            max_cycle: Span::from_secs(150),
+            max_step: Span::from_secs(10),
+            saturation_flow_vphpl: 1800.0,
+            startup_lost: Span::from_secs(2),
+            smoothing: 0.3,
+        }
+    }
+}
+
 /// The whole validated controller.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControllerSpec {
@@ -329,7 +396,7 @@ pub struct ControllerSpec {
     pub preempts: Vec<PreemptSpec>,
     pub priority: PrioritySpec,
     /// Bounds of the adaptive optimizer.
-    pub adaptive: super::adaptive::AdaptiveSpec,
+    pub adaptive: AdaptiveSpec,
 }
 
 impl ControllerSpec {

@@ -134,6 +134,6 @@ pub fn eight_phase() -> ControllerSpec {
             exit: set(&[2, 6]),
         }],
         priority: PrioritySpec { max_extension: s(10.0) },
-        adaptive: crate::core::adaptive::AdaptiveSpec::default(),
+        adaptive: AdaptiveSpec::default(),
     }
 }

@@ -1,7 +1,7 @@
 //! `[adaptive]`: the engineer's bounds on the adaptive optimizer.
 
 use crate::core::Span;
-use crate::core::adaptive::{AdaptiveSpec, AdaptiveStyle, MaxFloor};
+use crate::core::spec::{AdaptiveSpec, AdaptiveStyle, MaxFloor};
 
 use super::super::raw::{RawAdaptive, RawAdaptiveStyle, RawMaxFloor};
 use super::{Validator, root, secs};

@@ -16,11 +16,10 @@ use std::path::Path;
 
 use ::config::Value;
 
-use crate::core::adaptive::AdaptiveSpec;
 use crate::core::ids::MAX_PHASES;
 use crate::core::spec::{
-    ControllerSpec, DetectorKind, DetectorSpec, FlashIndication, OverlapSpec, PhaseSpec, PhaseTiming, PlanMode,
-    PlanSpec, PreemptSpec, PrioritySpec, Recall, RingSpec, Schedule, StartupSpec,
+    AdaptiveSpec, ControllerSpec, DetectorKind, DetectorSpec, FlashIndication, OverlapSpec, PhaseSpec, PhaseTiming,
+    PlanMode, PlanSpec, PreemptSpec, PrioritySpec, Recall, RingSpec, Schedule, StartupSpec,
 };
 use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 
