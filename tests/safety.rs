@@ -17,12 +17,11 @@
 use std::path::Path;
 
 use greenwave::config::{self, IntersectionConfig};
-use greenwave::core::controller::FlashReason;
 use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
-    CabinetStatus, Command, Controller, EventCode, Indication, InputFrame, Instant, Interval, MAX_PHASES, Monitor,
-    OperatingMode, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    CabinetStatus, Command, Controller, EventCode, FlashReason, Indication, InputFrame, Instant, Interval, MAX_PHASES,
+    Monitor, OperatingMode, PhaseId, PhaseSet, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

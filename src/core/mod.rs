@@ -19,13 +19,12 @@ pub mod monitor;
 pub mod queue;
 pub mod snapshot;
 pub mod spec;
+pub mod state;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod time;
 
-pub use controller::{
-    Command, CommandError, Controller, FlashReason, Interval, OperatingMode, PreemptStage, UnitState,
-};
+pub use controller::{Command, CommandError, Controller};
 pub use event::{Event, EventCode, EventQueue};
 pub use ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, OverlapId, PhaseId, PhaseSet};
 pub use image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
@@ -33,4 +32,5 @@ pub use image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndicatio
 pub use monitor::{Fault, Monitor, Trip};
 pub use snapshot::Snapshot;
 pub use spec::ControllerSpec;
+pub use state::{FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
 pub use time::{Instant, Span};

@@ -2,11 +2,11 @@
 //! and tests. `Copy` and heap-free, so the engine can publish one every tick
 //! through a preallocated channel.
 
-use super::controller::{Interval, OperatingMode, PreemptStage, UnitState};
 use super::detector::DetectorFault;
 use super::ids::{MAX_DETECTORS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::OutputFrame;
 use super::spec::PlanMode;
+use super::state::{Interval, OperatingMode, PreemptStage, UnitState};
 use super::time::{Instant, Span};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,108 @@
+//! The states a controller is in, as its [`Snapshot`](super::Snapshot)
+//! shows them and its [`Controller`](super::Controller) times them: the
+//! unit (flash, all red, run), the operating mode, each ring's interval and
+//! the preemption stage.
+//!
+//! Plain `Copy` enums in a file of their own: `controller` builds
+//! snapshots, so `snapshot` taking these from `controller` made the two
+//! files import each other.
+
+use super::time::Instant;
+
+/// Why the intersection is in flash. The discriminant is the parameter of
+/// the Indiana "unit flash status change" (173) event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FlashReason {
+    /// Start-up flash, before all red and run.
+    Startup = 1,
+    /// An operator (or the schedule) asked for flash.
+    Operator = 2,
+    /// The software conflict monitor tripped; latched until reset.
+    MonitorTrip = 3,
+    /// The cabinet's manual flash switch is on.
+    ManualSwitch = 4,
+    /// The cabinet's hardware MMU reports a fault.
+    CabinetMonitor = 5,
+    /// Cabinet I/O lost: outputs can no longer be trusted to reach the heads.
+    CabinetLinkLost = 6,
+    /// The control thread overran its budget.
+    Overrun = 7,
+    /// No valid configuration to run.
+    ConfigInvalid = 8,
+    /// The daemon is stopping.
+    Shutdown = 9,
+}
+
+impl FlashReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FlashReason::Startup => "start-up flash",
+            FlashReason::Operator => "operator requested flash",
+            FlashReason::MonitorTrip => "safety monitor tripped",
+            FlashReason::ManualSwitch => "cabinet manual flash switch on",
+            FlashReason::CabinetMonitor => "cabinet MMU fault",
+            FlashReason::CabinetLinkLost => "cabinet link lost",
+            FlashReason::Overrun => "control loop overran its budget",
+            FlashReason::ConfigInvalid => "no valid configuration",
+            FlashReason::Shutdown => "daemon shutting down",
+        }
+    }
+}
+
+/// Operating mode as an operator sets it. `Scheduled` follows the active
+/// plan's own mode (the time-of-day schedule picks the plan).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum OperatingMode {
+    #[default]
+    Scheduled = 1,
+    /// Free actuated, whatever the plan says.
+    Actuated = 2,
+    /// The plan's cycle, offset and splits as coordinated actuated.
+    Coordinated = 3,
+    /// The plan's splits as fixed time.
+    Fixed = 4,
+    /// Orderly flash: through clearance, then flash until another mode.
+    Flash = 5,
+    /// The plan's cycle and splits re-planned every cycle from measured
+    /// flows (see [`super::adaptive`]).
+    Adaptive = 6,
+}
+
+/// The unit-level state (NTCIP `unitControlStatus`, simplified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitState {
+    Flash {
+        reason: FlashReason,
+        since: Instant,
+    },
+    /// All red before running (start-up or leaving flash).
+    AllRed {
+        since: Instant,
+    },
+    Run,
+}
+
+/// The interval a ring is timing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Interval {
+    /// No phase timing: resting in red or waiting at the barrier.
+    #[default]
+    Idle,
+    Green,
+    Yellow,
+    RedClear,
+}
+
+/// Where a preemption is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreemptStage {
+    /// Call received, waiting out the input's delay.
+    Delay,
+    /// Ending other greens (through their minimums and clearances) to
+    /// reach the dwell phases.
+    Entry,
+    /// Dwell phases held green.
+    Dwell,
+}
