@@ -36,7 +36,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use greenwave::io::registers::{OutputImage, RegisterMap};
+use greenwave::config::RegisterMap;
+use greenwave::io::registers::OutputImage;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use tokio::net::TcpListener;

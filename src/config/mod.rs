@@ -13,6 +13,8 @@
 //!   [`grpc`]: its `[grpc]` section (listen address, TLS, tokens, limits);
 //!   [`corridor`]: its `[[corridor]]` arterials (members, travel times).
 //! - [`check`]: the `greenwave check` report ([`check_report`]).
+//! - [`registers`]: the cabinet register map a controller file may move
+//!   (`[cabinet.registers]`), as plain addresses and lengths.
 //! - [`raw`]: the file as written; `de`: strict deserialization that keeps
 //!   going after a bad value; `key`: how keys are named in messages.
 //! - `validate`: every check, raw → [`IntersectionConfig`]; [`clearance`]:
@@ -34,6 +36,7 @@ pub mod grpc;
 mod key;
 pub mod load;
 pub mod raw;
+pub mod registers;
 mod validate;
 
 pub use check::{CheckReport, FileCheck, Summary, check_report};
@@ -42,6 +45,7 @@ pub use daemon::{ClockSource, DaemonConfig, Env, EventLogConfig};
 pub use error::{ConfigError, Warning};
 pub use grpc::{GrpcConfig, Role};
 pub use load::{controller_files, load_dir, load_intersection, load_intersection_str};
+pub use registers::RegisterMap;
 pub use validate::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,
     DEFAULT_MODBUS_UNIT_ID, DEFAULT_READ_AHEAD, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SATURATION_HEADWAY, DEFAULT_SIM_SEED,
@@ -108,7 +112,7 @@ pub struct ModbusCabinet {
     /// Camera zone `z` (from 1) counts on detector channel
     /// `camera_zone_channels[z - 1]`.
     pub camera_zone_channels: Vec<DetectorChannel>,
-    pub registers: crate::io::registers::RegisterMap,
+    pub registers: RegisterMap,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

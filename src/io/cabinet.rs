@@ -47,9 +47,8 @@ use tokio_modbus::client::{Client, Context, Reader, Writer};
 use tokio_modbus::{ExceptionCode, Slave};
 use tracing::{debug, error, info, warn};
 
-use super::registers::{
-    Block, CounterDiff, Fetched, InputImage, OutputImage, RegisterMap, apply_camera_queues, plan_reads, plan_writes,
-};
+use super::registers::{CounterDiff, Fetched, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes};
+use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
 use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
 use crate::core::{InputFrame, Instant, Span};
 use crate::engine::OutputMsg;
@@ -642,7 +641,7 @@ pub async fn probe_sim_time(cabinet: &ModbusCabinet, patience: Duration) -> Resu
             Ok(mut ctx) => {
                 let r = tokio::time::timeout(
                     dur(cabinet.request_timeout),
-                    ctx.read_input_registers(map.sim_time, super::registers::SIM_TIME_LEN),
+                    ctx.read_input_registers(map.sim_time, SIM_TIME_LEN),
                 )
                 .await;
                 match r {

@@ -36,13 +36,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config as defaults;
-use crate::config::{CabinetConfig, ClockSource, IntersectionConfig, ModbusCabinet, ModbusTransport, VolumeSource};
+use crate::config::{
+    CabinetConfig, ClockSource, IntersectionConfig, ModbusCabinet, ModbusTransport, RegisterMap, VolumeSource,
+};
 use crate::core::{InputFrame, Instant, Span};
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
 use crate::engine::latency::{LatencyHistograms, Percentiles};
 use crate::engine::{Engine, EngineStats, OutputMsg};
 use cabinet::{CabinetStats, CabinetTask};
-use registers::RegisterMap;
 use sim_server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig};
 
 /// The runtime cabinet I/O runs on: one worker per core but one, so the

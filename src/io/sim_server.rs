@@ -7,7 +7,10 @@
 //! outputs written and the heartbeat, and listens on its own TCP port
 //! (unit id 1 unless told otherwise; other unit ids get exception 0x0B,
 //! "gateway target device failed to respond"). Modbus TCP framing by
-//! default, RTU framing over TCP with `--rtu-over-tcp`.
+//! default, RTU framing over TCP with `--rtu-over-tcp`. Besides the default
+//! map it mirrors presence as discrete inputs (FC02) 0..64 and serves a few
+//! simulator-only registers ([`SIM_MMU_FAULT`] and after) that the daemon
+//! never uses.
 //!
 //! # Time
 //! - **Real time** (default): every `step` (10 ms) each cabinet's traffic
@@ -34,15 +37,32 @@ use tokio_modbus::server::Service;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
 use super::mmu::{DEFAULT_WATCHDOG, Mmu};
-use super::registers::{
-    self, InputImage, MAX_READ, OutputImage, RegisterMap, SIM_MMU_CHANNELS, SIM_MMU_FAULT, SIM_MMU_OVERLAPS,
-    SIM_MMU_RESET, SIM_SWITCHES, STATUS_CABINET_FLASH, STATUS_MMU_FAULT,
-};
-use crate::config::TrafficConfig;
+use super::registers::{self, InputImage, MAX_READ, OutputImage, STATUS_CABINET_FLASH, STATUS_MMU_FAULT};
+use crate::config::{RegisterMap, TrafficConfig};
 use crate::core::{ControllerSpec, Instant, MAX_DETECTORS, MAX_PHASES, OutputFrame, Span};
 use crate::engine::clock::{Clock, SystemClock};
 use crate::replay::REPLAY_EPOCH;
 use crate::sim::SimCabinet;
+
+// ---- simulator-only registers (beyond the default map; the daemon never
+// uses them) ---------------------------------------------------------------
+
+/// Input register: MMU fault kind ([`MmuFault::code`](super::mmu::MmuFault::code)),
+/// 0 when none.
+pub const SIM_MMU_FAULT: u16 = 100;
+/// Input register: channels in the MMU fault, bit per channel (phases
+/// 1..16 in bits 0..15).
+pub const SIM_MMU_CHANNELS: u16 = 101;
+/// Input register: overlap channels in the MMU fault (A..H in bits 0..7).
+pub const SIM_MMU_OVERLAPS: u16 = 102;
+/// Holding register: write non-zero to reset a latched MMU fault (as a
+/// technician presses the MMU's reset button).
+pub const SIM_MMU_RESET: u16 = 100;
+/// Holding register: cabinet switches the simulator reports in the status
+/// register (door, manual flash, power fail bits as in
+/// [`STATUS_DOOR_OPEN`](registers::STATUS_DOOR_OPEN) and after), for tests
+/// and demos.
+pub const SIM_SWITCHES: u16 = 101;
 
 /// Input registers the simulator serves (the map plus its own registers).
 const INPUT_SPACE: usize = SIM_MMU_OVERLAPS as usize + 1;

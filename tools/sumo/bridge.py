@@ -1,6 +1,6 @@
 """SUMO <-> Greenwave bridge: every signalised junction is a simulated
 cabinet on Modbus TCP (pymodbus server, one port per junction, unit 1),
-with the register map of docs/modbus.md / src/io/registers.rs:
+with the register map of docs/modbus.md / src/config/registers.rs:
 
 input registers (FC04)
   0..3   detector presence, channel n = bit (n-1)%16 of register (n-1)/16

@@ -49,7 +49,7 @@ def ite_red(kmh: float, width_m: float) -> float:
     return max(1.0, ceil1((width_m + VEH_L) / (kmh / 3.6)))
 
 
-CAMERA_QUEUE_REG = 90  # input registers: camera zone queues (src/io/registers.rs CAMERA_QUEUE)
+CAMERA_QUEUE_REG = 90  # input registers: camera zone queues (src/config/registers.rs CAMERA_QUEUE)
 CAMERA_ZONES = 16
 
 

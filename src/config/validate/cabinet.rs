@@ -1,8 +1,8 @@
 //! `[cabinet]` and `[cabinet.registers]`: how the daemon reaches the
 //! intersection's cabinet.
 
+use crate::config::registers::{CAMERA_ZONES, RegisterMap};
 use crate::core::{DetectorChannel, MAX_DETECTORS, Span};
-use crate::io::registers::{CAMERA_ZONES, RegisterMap};
 
 use super::super::key::KeyPath;
 use super::super::raw::{RawCabinet, RawCabinetKind, RawParity, RawRegisters, RawVolumeSource};
