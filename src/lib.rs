@@ -12,10 +12,11 @@
 //! - [`daemon`]: everything `greenwave run` starts, as one call
 //!   ([`daemon::run`]): engine thread, cabinet tasks, event fan-out, gRPC,
 //!   view, reload; tests and benchmarks start it in-process.
-//! - [`io`]: cabinet I/O over Modbus (TCP, RTU): the register map, the
-//!   per-cabinet client tasks, and the simulated cabinet as a Modbus server
-//!   with its own MMU.
-//! - [`sim`]: the built-in simulated cabinet and traffic generator.
+//! - [`io`]: the cabinet client over Modbus (TCP, RTU): the wire encoding
+//!   of the register map and the per-cabinet client tasks.
+//! - [`sim`]: the built-in simulated cabinet in one place: the traffic
+//!   generator, the cabinet as a Modbus server with its own MMU, and
+//!   `greenwave sim-cabinet`.
 //! - [`telemetry`]: tracing setup and the Indiana (ATSPM) event log.
 //! - [`replay`]: recorded detector logs through the core at full speed.
 //! - [`view`]: the live terminal view.

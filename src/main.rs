@@ -439,7 +439,7 @@ fn sim_cabinet_cmd(args: SimCabinetArgs) -> anyhow::Result<ExitCode> {
     if !errors.is_empty() {
         return Ok(config_errors(errors));
     }
-    let opts = greenwave::io::SimCabinetOptions {
+    let opts = greenwave::sim::SimCabinetOptions {
         listen: args.listen,
         count: args.count,
         lockstep: args.lockstep,
@@ -449,6 +449,6 @@ fn sim_cabinet_cmd(args: SimCabinetArgs) -> anyhow::Result<ExitCode> {
         write_controllers: args.write_controllers,
         duration: args.duration_s.map(Duration::from_secs),
     };
-    greenwave::io::serve_sim_cabinets(&loaded, &opts)?;
+    greenwave::sim::serve_sim_cabinets(&loaded, &opts)?;
     Ok(ExitCode::SUCCESS)
 }

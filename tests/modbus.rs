@@ -34,8 +34,8 @@ use greenwave::daemon::Controllers;
 use greenwave::engine::board::SnapshotBoard;
 use greenwave::io::cabinet::CabinetStats;
 use greenwave::io::default_cabinet;
-use greenwave::io::sim_server::{SimCabinetSpec, SimServer, SimServerConfig};
 use greenwave::replay::SimTime;
+use greenwave::sim::server::{SimCabinetSpec, SimServer, SimServerConfig};
 use greenwave::telemetry::journal::{Journal, Read, RecordKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -556,7 +556,7 @@ impl Drop for Killed {
 fn controller_file(dir: &Path, kind: &str, address: &str) {
     let text = std::fs::read_to_string(root().join("controllers/elm-and-oak.toml")).unwrap();
     let addr: SocketAddr = address.parse().unwrap();
-    let text = greenwave::io::controller_for(&text, "elm-and-oak", "elm-and-oak", kind, addr)
+    let text = greenwave::sim::controller_for(&text, "elm-and-oak", "elm-and-oak", kind, addr)
         .replace("flash_s = 6.0", "flash_s = 1.0")
         .replace("all_red_s = 4.0", "all_red_s = 1.0")
         // The daemon runs on the wall clock: on weekdays 07:00-19:00 the

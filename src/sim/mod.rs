@@ -1,15 +1,28 @@
-//! The built-in simulated cabinet: what the daemon talks to when an
-//! intersection has no hardware (`CabinetConfig::Simulated`, the embedded
-//! default).
+//! The built-in simulated cabinet, all of it: what the daemon talks to when
+//! an intersection has no hardware (`CabinetConfig::Simulated`, the embedded
+//! default) and what `greenwave sim-cabinet` serves.
 //!
-//! [`SimCabinet`] is transport-free: it takes the heads the controller
-//! commands and returns the inputs a cabinet would report, with simulated
-//! time passed in. The engine can call it in-process, and a Modbus server can
-//! wrap it later without changing the model. The traffic itself lives in
-//! [`traffic`].
+//! # Layout
+//! - this module: [`SimCabinet`], transport-free: it takes the heads the
+//!   controller commands and returns the inputs a cabinet would report, with
+//!   simulated time passed in (`greenwave simulate` and the tests call it
+//!   in-process; [`server`] wraps it).
+//! - [`traffic`]: the traffic generator behind it (arrivals, queues,
+//!   discharge, pedestrians).
+//! - [`server`]: the same cabinet as a Modbus server behind the register
+//!   map, real-time or lockstep; the embedded default of `greenwave run`
+//!   talks to it over loopback through the real cabinet client.
+//! - [`mmu`]: the simulated cabinet's independent conflict monitor and
+//!   watchdog.
+//! - [`serve`]: `greenwave sim-cabinet` ([`serve_sim_cabinets`]) and the
+//!   controller files it writes ([`controller_for`]).
 
+pub mod mmu;
+pub mod serve;
+pub mod server;
 pub mod traffic;
 
+pub use serve::{SimCabinetOptions, controller_for, serve_sim_cabinets};
 pub use traffic::{LaneStats, PedStats, TrafficGenerator};
 
 use crate::config::TrafficConfig;

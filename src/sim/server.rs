@@ -3,7 +3,7 @@
 //! to it over loopback through the real cabinet client.
 //!
 //! Each cabinet is a [`SimCabinet`] (the traffic generator) behind the
-//! register map of [`super::registers`], with its own [`Mmu`] watching the
+//! register map ([`RegisterMap`], encoded by [`crate::io::registers`]), with its own [`Mmu`] watching the
 //! outputs written and the heartbeat, and listens on its own TCP port
 //! (unit id 1 unless told otherwise; other unit ids get exception 0x0B,
 //! "gateway target device failed to respond"). Modbus TCP framing by
@@ -36,13 +36,13 @@ use tokio::sync::watch;
 use tokio_modbus::server::Service;
 use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 
+use super::SimCabinet;
 use super::mmu::{DEFAULT_WATCHDOG, Mmu};
-use super::registers::{self, InputImage, MAX_READ, OutputImage, STATUS_CABINET_FLASH, STATUS_MMU_FAULT};
 use crate::config::{RegisterMap, TrafficConfig};
 use crate::core::{ControllerSpec, Instant, MAX_DETECTORS, MAX_PHASES, OutputFrame, Span};
 use crate::engine::clock::{Clock, SystemClock};
+use crate::io::registers::{self, InputImage, MAX_READ, OutputImage, STATUS_CABINET_FLASH, STATUS_MMU_FAULT};
 use crate::replay::REPLAY_EPOCH;
-use crate::sim::SimCabinet;
 
 // ---- simulator-only registers (beyond the default map; the daemon never
 // uses them) ---------------------------------------------------------------
