@@ -556,7 +556,7 @@ impl Drop for Killed {
 fn controller_file(dir: &Path, kind: &str, address: &str) {
     let text = std::fs::read_to_string(root().join("controllers/elm-and-oak.toml")).unwrap();
     let addr: SocketAddr = address.parse().unwrap();
-    let text = greenwave::sim::controller_for(&text, "elm-and-oak", "elm-and-oak", kind, addr)
+    let text = text
         .replace("flash_s = 6.0", "flash_s = 1.0")
         .replace("all_red_s = 4.0", "all_red_s = 1.0")
         // The daemon runs on the wall clock: on weekdays 07:00-19:00 the
@@ -571,6 +571,7 @@ fn controller_file(dir: &Path, kind: &str, address: &str) {
         text.contains(r#"week = ["weekend", "weekend", "weekend", "weekend", "weekend", "weekend", "weekend"]"#),
         "schedule pinned to free"
     );
+    let text = greenwave::sim::controller_for(&text, "elm-and-oak", kind, addr).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("elm-and-oak.toml"), text).unwrap();
 }

@@ -1,7 +1,6 @@
 //! `greenwave sim-cabinet`: serve simulated cabinets over Modbus until
 //! stopped, and write the controller files that point the daemon at them.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -30,31 +29,43 @@ pub struct SimCabinetOptions {
     pub duration: Option<Duration>,
 }
 
-/// The controller file `text` made into cabinet `n`'s: its id suffixed and
-/// its `[cabinet]` table replaced by a Modbus one at `address`.
-pub fn controller_for(text: &str, id: &str, new_id: &str, kind: &str, address: SocketAddr) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut table = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            table = t.to_owned();
-            if t == "[cabinet]" {
-                let _ = writeln!(out, "[cabinet]\nkind = \"{kind}\"\naddress = \"{address}\"");
-                continue;
-            }
-        }
-        if table == "[cabinet]" && !t.is_empty() && !t.starts_with('#') {
-            continue;
-        }
-        if table == "[intersection]" && t.starts_with("id") && t.contains(&format!("\"{id}\"")) {
-            let _ = writeln!(out, "id = \"{new_id}\"");
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
+/// Why a controller file could not be made into a simulated cabinet's.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerFileError {
+    #[error("not TOML: {0}")]
+    Parse(toml::de::Error),
+    #[error("`intersection` is not a table")]
+    IntersectionNotATable,
+    #[error("cannot write it back as TOML: {0}")]
+    Serialize(toml::ser::Error),
+}
+
+/// The controller file `text` made into a simulated cabinet's: its
+/// `[intersection] id` set to `new_id` and its `[cabinet]` table replaced by
+/// `kind` (`modbus-tcp`, `modbus-rtu-over-tcp`) at `address`, every other
+/// key kept.
+///
+/// The file is parsed and written back, so its comments and layout are not
+/// kept: the result is for the daemon, the engineer's file stays the
+/// source.
+pub fn controller_for(
+    text: &str,
+    new_id: &str,
+    kind: &str,
+    address: SocketAddr,
+) -> Result<String, ControllerFileError> {
+    let mut file: toml::Table = text.parse().map_err(ControllerFileError::Parse)?;
+    let intersection = file
+        .entry("intersection")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .ok_or(ControllerFileError::IntersectionNotATable)?;
+    intersection.insert("id".into(), new_id.into());
+    let mut cabinet = toml::Table::new();
+    cabinet.insert("kind".into(), kind.into());
+    cabinet.insert("address".into(), address.to_string().into());
+    file.insert("cabinet".into(), cabinet.into());
+    toml::to_string(&file).map_err(ControllerFileError::Serialize)
 }
 
 /// `greenwave sim-cabinet`: serve `intersections` (with their controller
@@ -69,11 +80,11 @@ pub fn serve_sim_cabinets(
     }
     let count = opts.count.unwrap_or(intersections.len());
     let digits = count.to_string().len();
-    let cabinets: Vec<(SimCabinetSpec, &str, &str)> = (0..count)
+    let cabinets: Vec<(SimCabinetSpec, &str)> = (0..count)
         .map(|n| {
             let (x, text) = &intersections[n % intersections.len()];
             let id = if opts.count.is_some() { format!("{}-{:0digits$}", x.spec.id, n + 1) } else { x.spec.id.clone() };
-            (SimCabinetSpec { id, spec: x.spec.clone(), traffic: x.traffic.clone() }, text.as_str(), x.spec.id.as_str())
+            (SimCabinetSpec { id, spec: x.spec.clone(), traffic: x.traffic.clone() }, text.as_str())
         })
         .collect();
     let rt = runtime()?;
@@ -83,15 +94,16 @@ pub fn serve_sim_cabinets(
         lockstep: opts.lockstep.then(|| Lockstep::new(opts.tick)),
         ..SimServerConfig::default()
     };
-    let specs: Vec<SimCabinetSpec> = cabinets.iter().map(|(c, _, _)| c.clone()).collect();
+    let specs: Vec<SimCabinetSpec> = cabinets.iter().map(|(c, _)| c.clone()).collect();
     let server = rt.block_on(SimServer::start(&specs, opts.listen, cfg))?;
     let kind = if opts.rtu_over_tcp { "modbus-rtu-over-tcp" } else { "modbus-tcp" };
     if let Some(dir) = &opts.write_controllers {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        for ((c, text, id), addr) in cabinets.iter().zip(&server.addrs) {
+        for ((c, text), addr) in cabinets.iter().zip(&server.addrs) {
             let path = dir.join(format!("{}.toml", c.id));
-            std::fs::write(&path, controller_for(text, id, &c.id, kind, *addr))
-                .with_context(|| format!("writing {}", path.display()))?;
+            let file =
+                controller_for(text, &c.id, kind, *addr).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, file).with_context(|| format!("writing {}", path.display()))?;
         }
     }
     for (c, addr) in specs.iter().zip(&server.addrs).take(20) {
@@ -134,4 +146,38 @@ pub fn serve_sim_cabinets(
     );
     rt.block_on(server.stop());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, CabinetConfig, ModbusTransport};
+
+    /// Every shipped controller, made into simulated cabinet 7's, loads as
+    /// the same intersection under the new id with a Modbus cabinet.
+    #[test]
+    fn controller_files_load_with_the_new_id_and_address() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("controllers");
+        let address: SocketAddr = "127.0.0.1:5027".parse().unwrap();
+        for path in config::controller_files(&dir).unwrap() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let (original, _) = config::load_intersection_str("original.toml", &text).unwrap();
+            let new_id = format!("{}-7", original.spec.id);
+            for (kind, transport) in [
+                ("modbus-tcp", ModbusTransport::Tcp { address: address.to_string() }),
+                ("modbus-rtu-over-tcp", ModbusTransport::RtuOverTcp { address: address.to_string() }),
+            ] {
+                let out = controller_for(&text, &new_id, kind, address).unwrap();
+                let (x, _) = config::load_intersection_str(&format!("{new_id}.toml"), &out)
+                    .unwrap_or_else(|e| panic!("{}: {e:?}\n{out}", path.display()));
+                assert_eq!(x.spec.id, new_id);
+                let CabinetConfig::Modbus(m) = &x.cabinet else { panic!("{}: not a Modbus cabinet", path.display()) };
+                assert_eq!(m.transport, transport);
+                let mut spec = x.spec.clone();
+                spec.id = original.spec.id.clone();
+                assert_eq!(spec, original.spec, "{}: only the id changes", path.display());
+                assert_eq!(x.traffic, original.traffic);
+            }
+        }
+    }
 }
