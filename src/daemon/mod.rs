@@ -181,10 +181,10 @@ impl Daemon {
         // loopback Modbus) on its own runtime, resolved before the engine.
         let tick = Span::from_millis(daemon.tick_ms);
         let io_rt = crate::io::runtime().context("starting the cabinet I/O runtime")?;
-        let mut plan = CabinetPlan::new(&io_rt, &intersections, tick, daemon.clock)?;
+        let mut plan = CabinetPlan::new(&io_rt, &intersections, tick, daemon.clock).map_err(anyhow::Error::from)?;
         let ecfg = EngineConfig { tick, time_zone: daemon.time_zone, ..EngineConfig::default() };
         let specs = intersections.iter().map(|x| x.spec.clone()).collect();
-        let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt)?);
+        let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt).map_err(anyhow::Error::from)?);
         plan.configure(&mut engine);
         configure_zones(&mut engine, &intersections);
         for (resolved, c) in corridors.into_iter().zip(&daemon.corridors) {

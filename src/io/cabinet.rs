@@ -43,10 +43,11 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
+use tokio_modbus::Slave;
 use tokio_modbus::client::{Client, Context, Reader, Writer};
-use tokio_modbus::{ExceptionCode, Slave};
 use tracing::{debug, error, info, warn};
 
+use super::error::{CabinetError, Request};
 use super::registers::{CounterDiff, Fetched, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes};
 use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
 use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
@@ -129,25 +130,7 @@ enum End {
     /// The engine has stopped and its last frame was written (or could not be).
     Stopped,
     /// The link failed; reconnect.
-    Lost(String),
-}
-
-/// What a failed call was.
-#[derive(Debug)]
-enum CallError {
-    Exception(ExceptionCode),
-    Timeout,
-    Transport(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Exception(e) => write!(f, "Modbus exception {e:?} (0x{:02X})", u8::from(*e)),
-            CallError::Timeout => write!(f, "no answer within the request timeout"),
-            CallError::Transport(e) => write!(f, "{e}"),
-        }
-    }
+    Lost(CabinetError),
 }
 
 /// Reconnect delays: exponential from `min` to `max`, each drawn uniformly
@@ -182,14 +165,14 @@ fn dur(s: Span) -> Duration {
     Duration::from_millis(s.as_millis())
 }
 
-async fn connect(c: &ModbusCabinet) -> Result<Context, String> {
+async fn connect(c: &ModbusCabinet) -> Result<Context, CabinetError> {
     let slave = Slave(c.unit_id);
     let tcp = |address: String| async move {
         let stream =
-            tokio::net::TcpStream::connect(&address).await.map_err(|e| format!("connecting {address}: {e}"))?;
+            tokio::net::TcpStream::connect(&address).await.map_err(|error| CabinetError::Connect { address, error })?;
         // Requests are small and latency matters: no Nagle delay.
         let _ = stream.set_nodelay(true);
-        Ok::<_, String>(stream)
+        Ok::<_, CabinetError>(stream)
     };
     let fut = async {
         match &c.transport {
@@ -215,14 +198,14 @@ async fn connect(c: &ModbusCabinet) -> Result<Context, String> {
                     })
                     .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One })
                     .open_native_async()
-                    .map_err(|e| format!("opening {path}: {e}"))?;
+                    .map_err(|error| CabinetError::OpenSerial { path: path.clone(), error })?;
                 Ok(tokio_modbus::client::rtu::attach_slave(port, slave))
             }
         }
     };
     match tokio::time::timeout(dur(c.connect_timeout), fut).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no connection within {}", c.connect_timeout)),
+        Err(_) => Err(CabinetError::ConnectTimeout { after: c.connect_timeout }),
     }
 }
 
@@ -253,7 +236,7 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn call<T, F>(&mut self, what: &str, f: F) -> Result<T, CallError>
+    async fn call<T, F>(&mut self, request: Request, f: F) -> Result<T, CabinetError>
     where
         F: AsyncFnOnce(&mut Context) -> tokio_modbus::Result<T>,
     {
@@ -271,36 +254,39 @@ impl Session<'_> {
             }
             Ok(Ok(Err(code))) => {
                 stats.exceptions.fetch_add(1, Ordering::Relaxed);
+                let e = CabinetError::Exception { request, code };
                 if self.exceptions == 0 {
-                    warn!(intersection = %self.task.id, "cabinet refused {what}: {} (inputs not refreshed while it refuses)", CallError::Exception(code));
+                    warn!(intersection = %self.task.id, "cabinet refused {e} (inputs not refreshed while it refuses)");
                 } else {
-                    debug!(intersection = %self.task.id, "cabinet refused {what}: {code:?}");
+                    debug!(intersection = %self.task.id, "cabinet refused {request}: {code:?}");
                 }
                 self.exceptions += 1;
-                Err(CallError::Exception(code))
+                Err(e)
             }
-            Ok(Err(e)) => {
+            Ok(Err(error)) => {
                 stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                Err(CallError::Transport(format!("{what}: {e}")))
+                Err(CabinetError::Transport { request, error })
             }
             Err(_) => {
                 stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(CallError::Timeout)
+                Err(CabinetError::Timeout { request, after: self.task.cabinet.request_timeout })
             }
         }
     }
 
     /// Read the inputs. `Ok(None)` when the cabinet refused (exception).
-    async fn read(&mut self) -> Result<Option<InputImage>, String> {
+    async fn read(&mut self) -> Result<Option<InputImage>, CabinetError> {
         let mut fetched = Vec::with_capacity(self.reads.len());
         for b in self.reads.clone() {
-            let what = format!("reading input registers {}..{}", b.start, b.end());
-            match self.call(&what, async move |ctx: &mut Context| ctx.read_input_registers(b.start, b.len).await).await
+            let request = Request::ReadInputs(b);
+            match self
+                .call(request, async move |ctx: &mut Context| ctx.read_input_registers(b.start, b.len).await)
+                .await
             {
                 Ok(words) if words.len() == b.len as usize => fetched.push((b, words)),
-                Ok(words) => return Err(format!("{what}: {} registers in the answer", words.len())),
-                Err(CallError::Exception(_)) => return Ok(None),
-                Err(e) => return Err(format!("{what}: {e}")),
+                Ok(words) => return Err(CabinetError::ShortAnswer { request, got: words.len() }),
+                Err(CabinetError::Exception { .. }) => return Ok(None),
+                Err(e) => return Err(e),
             }
         }
         self.task.stats.reads.fetch_add(1, Ordering::Relaxed);
@@ -354,19 +340,19 @@ impl Session<'_> {
         self.latest.filter(|m| Some(m.seq) != self.written_seq)
     }
 
-    async fn write(&mut self, msg: OutputMsg, ack: u64) -> Result<(), String> {
+    async fn write(&mut self, msg: OutputMsg, ack: u64) -> Result<(), CabinetError> {
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let img = OutputImage::new(msg.frame, msg.flash, self.heartbeat, ack);
         for b in self.writes.clone() {
             let words = img.words(&self.map, b);
-            let what = format!("writing holding registers {}..{}", b.start, b.end());
             match self
-                .call(&what, async move |ctx: &mut Context| ctx.write_multiple_registers(b.start, &words).await)
+                .call(Request::WriteHoldings(b), async move |ctx: &mut Context| {
+                    ctx.write_multiple_registers(b.start, &words).await
+                })
                 .await
             {
-                Ok(()) => {}
-                Err(CallError::Exception(_)) => {}
-                Err(e) => return Err(format!("{what}: {e}")),
+                Ok(()) | Err(CabinetError::Exception { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         self.written_seq = Some(msg.seq);
@@ -464,13 +450,10 @@ impl Session<'_> {
                 Err(e) => return End::Lost(e),
             };
             if img.sim_time_ms == 0 {
-                return End::Lost("the cabinet publishes no simulated time (clock = \"cabinet\" needs a lockstep simulator, e.g. `greenwave sim-cabinet --lockstep`)".into());
+                return End::Lost(CabinetError::NoSimTime);
             }
             if img.sim_step_ms as u64 != tick {
-                return End::Lost(format!(
-                    "the simulator steps {} ms but the daemon ticks {tick} ms: they must be equal",
-                    img.sim_step_ms
-                ));
+                return End::Lost(CabinetError::StepMismatch { sim_step_ms: img.sim_step_ms, tick_ms: tick });
             }
             let t = img.sim_time_ms;
             if last_t.is_some_and(|l| t <= l) {
@@ -631,13 +614,14 @@ impl CabinetTask {
 }
 
 /// Read the simulated time of a lockstep cabinet once (the engine's start
-/// time with `clock = "cabinet"`), retrying until `patience` runs out.
-pub async fn probe_sim_time(cabinet: &ModbusCabinet, patience: Duration) -> Result<Instant, String> {
+/// time with `clock = "cabinet"`), retrying until `patience` runs out; the
+/// error is the last attempt's.
+pub async fn probe_sim_time(cabinet: &ModbusCabinet, patience: Duration) -> Result<Instant, CabinetError> {
     let deadline = tokio::time::Instant::now() + patience;
     let map = cabinet.registers;
-    let mut last = String::new();
-    while tokio::time::Instant::now() < deadline {
-        match connect(cabinet).await {
+    let request = Request::ReadInputs(Block::new(map.sim_time, SIM_TIME_LEN));
+    loop {
+        let failed = match connect(cabinet).await {
             Ok(mut ctx) => {
                 let r = tokio::time::timeout(
                     dur(cabinet.request_timeout),
@@ -645,25 +629,27 @@ pub async fn probe_sim_time(cabinet: &ModbusCabinet, patience: Duration) -> Resu
                 )
                 .await;
                 match r {
-                    Ok(Ok(Ok(w))) if w.len() == 4 => {
+                    Ok(Ok(Ok(w))) if w.len() == SIM_TIME_LEN as usize => {
                         let t = w.iter().fold(0u64, |a, v| a << 16 | *v as u64);
                         if t == 0 {
-                            return Err("the cabinet publishes no simulated time (is it a lockstep simulator?)".into());
+                            return Err(CabinetError::NoSimTime);
                         }
                         return Ok(Instant::from_millis(t));
                     }
-                    Ok(Ok(Err(e))) => last = format!("exception {e:?}"),
-                    Ok(Ok(Ok(_))) => last = "short answer".into(),
-                    Ok(Err(e)) => last = e.to_string(),
-                    Err(_) => last = "timeout".into(),
+                    Ok(Ok(Ok(w))) => CabinetError::ShortAnswer { request, got: w.len() },
+                    Ok(Ok(Err(code))) => CabinetError::Exception { request, code },
+                    Ok(Err(error)) => CabinetError::Transport { request, error },
+                    Err(_) => CabinetError::Timeout { request, after: cabinet.request_timeout },
                 }
             }
-            Err(e) => last = e,
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            error!("no simulated time from the cabinet: {failed}");
+            return Err(failed);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    error!("no simulated time from the cabinet: {last}");
-    Err(last)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! - [`cabinet`]: one tokio task per cabinet: timeouts, reconnect with
 //!   jittered backoff, exceptions told apart from transport errors, RTT and
 //!   error counts; real-time and lockstep schedules.
+//! - [`error`]: [`CabinetError`], why a link failed, one variant per kind
+//!   the client counts or handles apart.
 //! - this module: wiring for `greenwave run` ([`CabinetPlan`], which also
 //!   starts the embedded simulated cabinets of [`crate::sim::server`] for the
 //!   intersections that have no hardware), totals and `--stats-json`.
@@ -16,6 +18,7 @@
 //! (`try_send` / `try_recv`), so no cabinet can block or lock it.
 
 pub mod cabinet;
+pub mod error;
 pub mod registers;
 
 use std::fmt::Write as _;
@@ -24,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -37,8 +39,9 @@ use crate::core::{InputFrame, Instant, Span};
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
 use crate::engine::latency::{LatencyHistograms, Percentiles};
 use crate::engine::{Engine, EngineStats, OutputMsg};
-use crate::sim::server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig};
+use crate::sim::server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig, SimServerError};
 use cabinet::{CabinetStats, CabinetTask};
+pub use error::CabinetError;
 
 /// The runtime cabinet I/O runs on: one worker per core but one, so the
 /// control thread keeps a core to itself on small machines.
@@ -70,6 +73,23 @@ pub fn default_cabinet(transport: ModbusTransport) -> ModbusCabinet {
     }
 }
 
+/// Why the cabinets of `greenwave run` could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("starting the embedded simulated cabinets")]
+    EmbeddedSim(#[source] SimServerError),
+    #[error("no embedded simulated cabinet left for intersection {0}")]
+    NoSimulatedCabinetLeft(String),
+    #[error("clock = \"cabinet\" but there are no cabinets")]
+    NoCabinets,
+    #[error("clock = \"cabinet\": intersection {id}")]
+    SimTime {
+        id: String,
+        #[source]
+        error: CabinetError,
+    },
+}
+
 /// How `greenwave run` reaches every intersection's cabinet: resolved
 /// before the engine starts (the embedded simulator bound, a lockstep
 /// start time read).
@@ -91,7 +111,7 @@ impl CabinetPlan {
         intersections: &[IntersectionConfig],
         tick: Span,
         clock: ClockSource,
-    ) -> anyhow::Result<CabinetPlan> {
+    ) -> Result<CabinetPlan, PlanError> {
         let simulated: Vec<SimCabinetSpec> = intersections
             .iter()
             .filter(|x| x.cabinet == CabinetConfig::Simulated)
@@ -105,9 +125,7 @@ impl CabinetPlan {
                 ..SimServerConfig::default()
             };
             let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-            let server = rt
-                .block_on(SimServer::start(&simulated, listen, cfg))
-                .context("starting the embedded simulated cabinets")?;
+            let server = rt.block_on(SimServer::start(&simulated, listen, cfg)).map_err(PlanError::EmbeddedSim)?;
             info!(
                 cabinets = server.addrs.len(),
                 first = %server.addrs[0],
@@ -121,9 +139,7 @@ impl CabinetPlan {
         for x in intersections {
             let c = match &x.cabinet {
                 CabinetConfig::Simulated => {
-                    let addr = sim_addrs.next().with_context(|| {
-                        format!("no embedded simulated cabinet left for intersection {}", x.spec.id)
-                    })?;
+                    let addr = sim_addrs.next().ok_or_else(|| PlanError::NoSimulatedCabinetLeft(x.spec.id.clone()))?;
                     default_cabinet(ModbusTransport::Tcp { address: addr.to_string() })
                 }
                 CabinetConfig::Modbus(m) => (**m).clone(),
@@ -141,14 +157,14 @@ impl CabinetPlan {
     /// The engine's start time: now, or with `clock = "cabinet"` the
     /// simulated time of the first cabinet (and the engine's clock starts
     /// there).
-    pub fn start_time(&mut self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Instant> {
+    pub fn start_time(&mut self, rt: &tokio::runtime::Runtime) -> Result<Instant, PlanError> {
         match self.clock {
             ClockSource::System => Ok(SystemClock::new().now()),
             ClockSource::Cabinet => {
-                let (id, first) = self.cabinets.first().context("no cabinets")?;
+                let (id, first) = self.cabinets.first().ok_or(PlanError::NoCabinets)?;
                 let t = rt
                     .block_on(cabinet::probe_sim_time(first, Duration::from_secs(10)))
-                    .map_err(|e| anyhow::anyhow!("clock = \"cabinet\": intersection {id}: {e}"))?;
+                    .map_err(|error| PlanError::SimTime { id: id.clone(), error })?;
                 info!(intersection = %id, sim_time_ms = t.as_millis(), "lockstep: simulated time from the cabinet");
                 self.time = Some(CabinetTime::new(self.cabinets.len(), t));
                 Ok(t)

@@ -207,6 +207,18 @@ pub fn status_bits(s: CabinetStatus) -> u16 {
         | (if s.power_fail { STATUS_POWER_FAIL } else { 0 })
 }
 
+/// A holding register written with a value that is no indication
+/// (phases and overlaps numbered from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadIndication {
+    #[error("phase {phase} vehicle indication {value}")]
+    Vehicle { phase: usize, value: u16 },
+    #[error("phase {phase} pedestrian indication {value}")]
+    Ped { phase: usize, value: u16 },
+    #[error("overlap {overlap} indication {value}")]
+    Overlap { overlap: usize, value: u16 },
+}
+
 /// What the daemon writes for one tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutputImage {
@@ -260,19 +272,19 @@ impl OutputImage {
     }
 
     /// Decode from a holding-register space (`regs[addr]`), for servers.
-    /// Values that are not an indication decode as `None`.
-    pub fn decode(map: &RegisterMap, regs: &[u16]) -> Result<OutputImage, String> {
+    /// The first register that holds no indication is the error.
+    pub fn decode(map: &RegisterMap, regs: &[u16]) -> Result<OutputImage, BadIndication> {
         let get = |addr: u16| regs.get(addr as usize).copied().unwrap_or(0);
         let mut frame = OutputFrame::default();
         for k in 0..MAX_PHASES {
-            let v = get(map.vehicle + k as u16);
-            frame.vehicle[k] = indication(v).ok_or_else(|| format!("phase {} vehicle indication {v}", k + 1))?;
-            let v = get(map.ped + k as u16);
-            frame.ped[k] = ped_indication(v).ok_or_else(|| format!("phase {} pedestrian indication {v}", k + 1))?;
+            let value = get(map.vehicle + k as u16);
+            frame.vehicle[k] = indication(value).ok_or(BadIndication::Vehicle { phase: k + 1, value })?;
+            let value = get(map.ped + k as u16);
+            frame.ped[k] = ped_indication(value).ok_or(BadIndication::Ped { phase: k + 1, value })?;
         }
         for k in 0..MAX_OVERLAPS {
-            let v = get(map.overlap + k as u16);
-            frame.overlap[k] = indication(v).ok_or_else(|| format!("overlap {} indication {v}", k + 1))?;
+            let value = get(map.overlap + k as u16);
+            frame.overlap[k] = indication(value).ok_or(BadIndication::Overlap { overlap: k + 1, value })?;
         }
         Ok(OutputImage {
             frame,
@@ -456,7 +468,7 @@ mod tests {
         assert_eq!(OutputImage::decode(&m, &words), Ok(img));
         let mut bad = words.clone();
         bad[3] = 9;
-        assert!(OutputImage::decode(&m, &bad).unwrap_err().contains("phase 4"));
+        assert_eq!(OutputImage::decode(&m, &bad), Err(BadIndication::Vehicle { phase: 4, value: 9 }));
         let flash = OutputImage::new(frame, Some(FlashReason::Shutdown), 1, 0);
         assert_eq!((flash.requested_mode, flash.flash_reason), (MODE_FLASH, 9));
     }

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
 use tracing::info;
 
-use super::server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig};
+use super::server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig, SimServerError};
 use crate::config::IntersectionConfig;
 use crate::core::Span;
 use crate::io::runtime;
@@ -68,15 +67,44 @@ pub fn controller_for(
     toml::to_string(&file).map_err(ControllerFileError::Serialize)
 }
 
+/// Why `greenwave sim-cabinet` stopped before serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("no intersections to simulate")]
+    NoIntersections,
+    #[error("starting the I/O runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Start(#[from] SimServerError),
+    #[error("creating {}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("writing {}", path.display())]
+    ControllerFile {
+        path: PathBuf,
+        #[source]
+        error: ControllerFileError,
+    },
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
 /// `greenwave sim-cabinet`: serve `intersections` (with their controller
 /// file text, for `--write-controllers`) until SIGINT/SIGTERM or the
 /// duration.
 pub fn serve_sim_cabinets(
     intersections: &[(IntersectionConfig, String)],
     opts: &SimCabinetOptions,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     if intersections.is_empty() {
-        bail!("no intersections to simulate");
+        return Err(ServeError::NoIntersections);
     }
     let count = opts.count.unwrap_or(intersections.len());
     let digits = count.to_string().len();
@@ -87,7 +115,7 @@ pub fn serve_sim_cabinets(
             (SimCabinetSpec { id, spec: x.spec.clone(), traffic: x.traffic.clone() }, text.as_str())
         })
         .collect();
-    let rt = runtime()?;
+    let rt = runtime().map_err(ServeError::Runtime)?;
     let cfg = SimServerConfig {
         unit_id: opts.unit_id,
         rtu_over_tcp: opts.rtu_over_tcp,
@@ -98,12 +126,13 @@ pub fn serve_sim_cabinets(
     let server = rt.block_on(SimServer::start(&specs, opts.listen, cfg))?;
     let kind = if opts.rtu_over_tcp { "modbus-rtu-over-tcp" } else { "modbus-tcp" };
     if let Some(dir) = &opts.write_controllers {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|error| ServeError::CreateDir { path: dir.clone(), error })?;
         for ((c, text), addr) in cabinets.iter().zip(&server.addrs) {
             let path = dir.join(format!("{}.toml", c.id));
-            let file =
-                controller_for(text, &c.id, kind, *addr).with_context(|| format!("writing {}", path.display()))?;
-            std::fs::write(&path, file).with_context(|| format!("writing {}", path.display()))?;
+            match controller_for(text, &c.id, kind, *addr) {
+                Ok(file) => std::fs::write(&path, file).map_err(|error| ServeError::Write { path, error })?,
+                Err(error) => return Err(ServeError::ControllerFile { path, error }),
+            }
         }
     }
     for (c, addr) in specs.iter().zip(&server.addrs).take(20) {

@@ -115,6 +115,17 @@ impl Lockstep {
     }
 }
 
+/// Why a simulated cabinet server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimServerError {
+    #[error("{count} cabinets from port {first} run past port 65535")]
+    PortRange { first: u16, count: usize },
+    #[error("binding {addr}: {error}")]
+    Bind { addr: SocketAddr, error: std::io::Error },
+    #[error("reading a bound listener's address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
 /// One simulated cabinet to serve.
 #[derive(Clone, Debug)]
 pub struct SimCabinetSpec {
@@ -420,22 +431,24 @@ impl SimServer {
         cabinets: &[SimCabinetSpec],
         listen: SocketAddr,
         cfg: SimServerConfig,
-    ) -> std::io::Result<SimServer> {
+    ) -> Result<SimServer, SimServerError> {
         let mut listeners = Vec::with_capacity(cabinets.len());
         for i in 0..cabinets.len() {
             let port = if listen.port() == 0 {
                 0
             } else {
                 u16::try_from(listen.port() as usize + i)
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "port range runs past 65535"))?
+                    .map_err(|_| SimServerError::PortRange { first: listen.port(), count: cabinets.len() })?
             };
             let addr = SocketAddr::new(listen.ip(), port);
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+            let l = TcpListener::bind(addr).await.map_err(|error| SimServerError::Bind { addr, error })?;
             listeners.push(l);
         }
-        let addrs = listeners.iter().map(TcpListener::local_addr).collect::<std::io::Result<Vec<_>>>()?;
+        let addrs = listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(SimServerError::LocalAddr)?;
         let lockstep = cfg.lockstep.map(|l| {
             Mutex::new(LockstepState {
                 time: l.start,
