@@ -1,4 +1,4 @@
-//! Compiles `proto/` with tonic-prost-build (STACK.md) and writes the file
+//! Compiles `proto/` with tonic-prost-build and writes the file
 //! descriptor set the reflection service serves.
 
 use std::{env, path::PathBuf};

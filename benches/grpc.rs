@@ -8,8 +8,8 @@
 //! phase on a fresh daemon. Then GetState requests per second from
 //! concurrent clients.
 //!
-//! Run: `cargo bench --bench grpc` (about 80 s). Budget (DESIGN.md): tick
-//! p99.9 unchanged with 100 watchers. Everything shares the project's two
+//! Run: `cargo bench --bench grpc` (about 80 s). Budget: tick p99.9
+//! unchanged with 100 watchers (watching must never slow the control loop). Everything shares the project's two
 //! cores: engine, server, and the clients of this benchmark.
 
 #[path = "../tests/grpc/harness.rs"]

@@ -292,7 +292,7 @@ fn routes(cfg: &GrpcConfig, shared: Arc<Shared>) -> Result<tonic::service::Route
         tokio::spawn(async move { reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await });
     }
     // Both reflection versions: grpcurl and tonic speak v1, the Python
-    // grpcio-reflection client only v1alpha (STACK.md pitfall 3).
+    // grpcio-reflection client only v1alpha (tests/grpc/interop.rs runs it).
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

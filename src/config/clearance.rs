@@ -92,7 +92,8 @@ mod tests {
 
     #[test]
     fn yellow_matches_the_ite_worked_examples() {
-        // DOMAIN.md §3: 45 mph level → 4.3 s; 30 mph → 3.2 s.
+        // The formula's usual worked examples (t = 1 s, a = 10 ft/s², level):
+        // 45 mph → 4.3 s; 30 mph → 3.2 s.
         let y45 = yellow_change_min_s(ApproachSpeed::Mph(45.0), 0.0).unwrap();
         assert!((y45 - 4.3).abs() < 0.01, "{y45}");
         assert_eq!(tenth(y45), 4.3);

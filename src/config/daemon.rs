@@ -4,8 +4,8 @@
 //! Environment names: the prefix, one `_`, then the key path with `__`
 //! between tables: `GREENWAVE_TICK_MS`, `GREENWAVE_EVENT_LOG__DIR`. The
 //! prefix separator is set explicitly because config-rs otherwise reuses the
-//! `__` separator for it and silently ignores `GREENWAVE_TICK_MS`
-//! (STACK.md pitfall 4). Variable names are case-insensitive (config-rs
+//! `__` separator for it and silently ignores `GREENWAVE_TICK_MS`. Variable
+//! names are case-insensitive (config-rs
 //! lowercases them); keys in the file are case-sensitive. Every
 //! `GREENWAVE_*` variable is read as a setting, so an unknown one is an error
 //! like an unknown key in the file.
