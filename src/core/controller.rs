@@ -31,7 +31,7 @@ use super::coord::{CoordPlan, CorridorTiming};
 use super::detector::{DetectorBank, DetectorDemand};
 use super::event::{Event, EventCode, EventQueue};
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
-use super::image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
+use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 use super::queue::QueueEstimator;
 use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
 use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, Recall};
@@ -149,15 +149,40 @@ pub enum CommandError {
     CorridorCycle { cycle: Span, lower: Span, upper: Span },
 }
 
+/// When the heads first showed something the controller started: an
+/// interval begun while output frame `frame` was being made shows from the
+/// first cabinet confirmation of that frame or a later one. A minimum is
+/// timed from there, so a late or lost write lengthens the interval and
+/// nothing shortens it. Until confirmed, it has shown for no time at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Shown {
+    frame: u64,
+    at: Option<Instant>,
+}
+
+impl Shown {
+    fn confirm(&mut self, ack: FrameAck) {
+        if self.at.is_none() && ack.frame >= self.frame {
+            self.at = Some(ack.at);
+        }
+    }
+
+    /// How long the heads have shown it at `now`.
+    fn elapsed(&self, now: Instant) -> Span {
+        self.at.map_or(Span::ZERO, |t| now.since(t))
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct GreenTimers {
-    start: Instant,
     last_extension: Instant,
     /// When a conflicting call first arrived: the max timer runs from here.
     max_start: Option<Instant>,
     min_done: bool,
     ped: PedInterval,
     ped_since: Instant,
+    /// The walk or pedestrian clearance as the heads show it.
+    ped_shown: Shown,
     force_off_at: Option<Instant>,
     yield_at: Option<Instant>,
 }
@@ -168,6 +193,8 @@ struct RingState {
     /// The phase timing, or the one last served while idle.
     phase: Option<PhaseId>,
     since: Instant,
+    /// The interval (and a green's minimum) as the heads show it.
+    shown: Shown,
     /// Position in the ring's sequence of the phase last served in the
     /// current barrier group; phases after it are still servable.
     served_pos: Option<usize>,
@@ -184,11 +211,13 @@ enum OverlapInterval {
     Red,
     Green,
     Yellow {
-        until: Instant,
+        shown: Shown,
+        yellow: Span,
         red_clear: Span,
     },
     RedClear {
-        until: Instant,
+        shown: Shown,
+        red_clear: Span,
     },
 }
 
@@ -248,6 +277,14 @@ pub struct Controller {
     events: EventQueue,
     now: Instant,
     cycle_time: Option<Span>,
+    /// The start-up flash or all red as the heads show it.
+    unit_shown: Shown,
+    /// The number of the output frame being made (the one `output` holds
+    /// after the next tick).
+    next_frame: u64,
+    /// Minimums are timed from the cabinet's confirmations
+    /// ([`Self::confirm_by_cabinet`]), not from the decisions.
+    awaits_ack: bool,
 }
 
 impl Controller {
@@ -288,6 +325,9 @@ impl Controller {
             events: EventQueue::default(),
             now,
             cycle_time: None,
+            unit_shown: Shown { frame: 1, at: Some(now) },
+            next_frame: 1,
+            awaits_ack: false,
         };
         c.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Startup as u16);
         c.events.push(now, EventCode::CoordPatternChange, c.plan.number as u16);
@@ -304,6 +344,39 @@ impl Controller {
 
     pub fn output(&self) -> &OutputFrame {
         &self.output
+    }
+
+    /// The number of the frame [`Self::output`] holds after a tick: what a
+    /// cabinet confirms in [`InputFrame::ack`].
+    pub fn frame(&self) -> u64 {
+        self.next_frame - 1
+    }
+
+    /// Time every minimum (start-up flash and all red, minimum green,
+    /// yellow, red clearance, walk, pedestrian clearance, overlap
+    /// clearances) from the cabinet's confirmation that the heads show it
+    /// ([`InputFrame::ack`]) instead of from the decision: for a real
+    /// cabinet, whose writes can land late or not at all. Off, each is
+    /// taken as shown when decided (replay, simulation, tests).
+    pub fn confirm_by_cabinet(&mut self, on: bool) {
+        self.awaits_ack = on;
+        if on {
+            // What runs now shows from the next confirmation on: longer,
+            // never shorter.
+            let fresh = Shown { frame: self.next_frame, at: None };
+            self.unit_shown = fresh;
+            for ring in &mut self.rings {
+                ring.shown = fresh;
+                ring.green.ped_shown = fresh;
+            }
+            for ov in &mut self.overlaps {
+                if let OverlapInterval::Yellow { shown, .. } | OverlapInterval::RedClear { shown, .. } = ov {
+                    *shown = fresh;
+                }
+            }
+        } else {
+            self.confirm(FrameAck { frame: self.next_frame, at: self.now });
+        }
     }
 
     pub fn unit(&self) -> UnitState {
@@ -407,6 +480,9 @@ impl Controller {
     /// Advance to `now` with this tick's inputs.
     pub fn handle_tick(&mut self, now: Instant, input: &InputFrame) {
         self.now = now;
+        if let Some(ack) = input.ack.filter(|_| self.awaits_ack) {
+            self.confirm(ack);
+        }
         let green = self.phases_in(Interval::Green);
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
         self.queues.update(now, &self.detectors, input);
@@ -414,12 +490,14 @@ impl Controller {
         self.register_calls(now, &demand);
         self.time_preempt(now);
         match self.unit {
-            UnitState::Flash { reason: FlashReason::Startup, since } if now.since(since) >= self.spec.startup.flash => {
+            UnitState::Flash { reason: FlashReason::Startup, .. }
+                if self.unit_shown.elapsed(now) >= self.spec.startup.flash =>
+            {
                 self.begin_all_red(now);
             }
             UnitState::Flash { .. } => {}
-            UnitState::AllRed { since } => {
-                if now.since(since) >= self.spec.startup.all_red {
+            UnitState::AllRed { .. } => {
+                if self.unit_shown.elapsed(now) >= self.spec.startup.all_red {
                     self.begin_run(now);
                 }
             }
@@ -427,6 +505,28 @@ impl Controller {
         }
         self.time_overlaps(now);
         self.render();
+        self.next_frame += 1;
+    }
+
+    /// The cabinet applied frame `ack.frame`: whatever started in it or
+    /// before shows from `ack.at` (each keeps its first confirmation).
+    fn confirm(&mut self, ack: FrameAck) {
+        self.unit_shown.confirm(ack);
+        for ring in &mut self.rings {
+            ring.shown.confirm(ack);
+            ring.green.ped_shown.confirm(ack);
+        }
+        for ov in &mut self.overlaps {
+            if let OverlapInterval::Yellow { shown, .. } | OverlapInterval::RedClear { shown, .. } = ov {
+                shown.confirm(ack);
+            }
+        }
+    }
+
+    /// A fresh [`Shown`] for something starting now: confirmed at once
+    /// unless the cabinet confirms.
+    fn starting(&self, now: Instant) -> Shown {
+        Shown { frame: self.next_frame, at: (!self.awaits_ack).then_some(now) }
     }
 
     /// Apply an operator, schedule or reload command.
@@ -551,6 +651,7 @@ impl Controller {
         }
         self.now = now;
         self.unit = UnitState::Flash { reason, since: now };
+        self.unit_shown = self.starting(now);
         self.events.push(now, EventCode::UnitFlashStatusChange, reason as u16);
         self.reset_rings(now);
         self.render();
@@ -560,12 +661,14 @@ impl Controller {
 
     fn begin_startup(&mut self, now: Instant) {
         self.unit = UnitState::Flash { reason: FlashReason::Startup, since: now };
+        self.unit_shown = self.starting(now);
         self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Startup as u16);
         self.reset_rings(now);
     }
 
     fn begin_all_red(&mut self, now: Instant) {
         self.unit = UnitState::AllRed { since: now };
+        self.unit_shown = self.starting(now);
         self.events.push(now, EventCode::UnitFlashStatusChange, 0);
         self.reset_rings(now);
     }
@@ -582,8 +685,9 @@ impl Controller {
     }
 
     fn reset_rings(&mut self, now: Instant) {
+        let shown = self.starting(now);
         for r in &mut self.rings {
-            *r = RingState { since: now, ..RingState::default() };
+            *r = RingState { since: now, shown, ..RingState::default() };
         }
         self.overlaps = [OverlapInterval::Red; MAX_OVERLAPS];
         self.cycle_time = None;
@@ -786,6 +890,7 @@ impl Controller {
         if let Some(mode) = self.pending_mode.take() {
             if mode == OperatingMode::Flash {
                 self.unit = UnitState::Flash { reason: FlashReason::Operator, since: now };
+                self.unit_shown = self.starting(now);
                 self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Operator as u16);
                 self.reset_rings(now);
                 return false;
@@ -1086,20 +1191,22 @@ impl Controller {
             let ring = self.rings[r];
             let Some(p) = ring.phase else { continue };
             match ring.interval {
-                Interval::Yellow if now.since(ring.since) >= self.timing(p).yellow => {
+                Interval::Yellow if ring.shown.elapsed(now) >= self.timing(p).yellow => {
                     self.events.push(now, EventCode::PhaseEndYellowChange, p.number() as u16);
                     self.events.push(now, EventCode::PhaseBeginRedClearance, p.number() as u16);
                     self.rings[r].interval = Interval::RedClear;
                     self.rings[r].since = now;
+                    self.rings[r].shown = self.starting(now);
                 }
                 _ => {}
             }
             let ring = self.rings[r];
-            if ring.interval == Interval::RedClear && now.since(ring.since) >= self.timing(p).red_clear {
+            if ring.interval == Interval::RedClear && ring.shown.elapsed(now) >= self.timing(p).red_clear {
                 self.events.push(now, EventCode::PhaseEndRedClearance, p.number() as u16);
                 self.events.push(now, EventCode::PhaseInactive, p.number() as u16);
                 self.rings[r].interval = Interval::Idle;
                 self.rings[r].since = now;
+                self.rings[r].shown = self.starting(now);
                 if let Some(n) = ring.next {
                     self.begin_green(now, r, n);
                 }
@@ -1136,23 +1243,26 @@ impl Controller {
     /// the coordinated yield point.
     fn time_green(&mut self, now: Instant, r: usize, p: PhaseId, extends: PhaseSet) {
         let t = *self.timing(p);
+        let (green_shown, starting) = (self.rings[r].shown.elapsed(now), self.starting(now));
         let g = &mut self.rings[r].green;
         if extends.contains(p) {
             g.last_extension = now;
         }
-        if !g.min_done && now.since(g.start) >= t.min_green {
+        if !g.min_done && green_shown >= t.min_green {
             g.min_done = true;
             self.events.push(now, EventCode::PhaseMinComplete, p.number() as u16);
         }
         match g.ped {
-            PedInterval::Walk if now.since(g.ped_since) >= t.walk => {
+            PedInterval::Walk if g.ped_shown.elapsed(now) >= t.walk => {
                 g.ped = PedInterval::Clearance;
                 g.ped_since = now;
+                g.ped_shown = starting;
                 self.events.push(now, EventCode::PedBeginClearance, p.number() as u16);
             }
-            PedInterval::Clearance if now.since(g.ped_since) >= t.ped_clear => {
+            PedInterval::Clearance if g.ped_shown.elapsed(now) >= t.ped_clear => {
                 g.ped = PedInterval::DontWalk;
                 g.ped_since = now;
+                g.ped_shown = starting;
                 self.events.push(now, EventCode::PedBeginSolidDontWalk, p.number() as u16);
             }
             _ => {}
@@ -1266,9 +1376,11 @@ impl Controller {
         self.events.push(now, why.event_code(), n);
         self.events.push(now, EventCode::PhaseGreenTermination, n);
         self.events.push(now, EventCode::PhaseBeginYellowChange, n);
+        let shown = self.starting(now);
         let ring = &mut self.rings[r];
         ring.interval = Interval::Yellow;
         ring.since = now;
+        ring.shown = shown;
         ring.next = next;
     }
 
@@ -1291,19 +1403,21 @@ impl Controller {
             let to_force_off = coord.window(p, c, Span::ZERO).unwrap_or(Span::ZERO);
             force_off_at = Some(now + to_force_off.max(self.needed(p, serve_ped)));
         }
+        let shown = self.starting(now);
         let ring = &mut self.rings[r];
         ring.interval = Interval::Green;
         ring.phase = Some(p);
         ring.since = now;
+        ring.shown = shown;
         ring.served_pos = pos;
         ring.next = None;
         ring.green = GreenTimers {
-            start: now,
             last_extension: now,
             max_start: None,
             min_done: false,
             ped: if serve_ped { PedInterval::Walk } else { PedInterval::DontWalk },
             ped_since: now,
+            ped_shown: shown,
             force_off_at,
             yield_at: None,
         };
@@ -1408,13 +1522,13 @@ impl Controller {
                             (y.max(ph.timing.yellow), r.max(ph.timing.red_clear))
                         });
                     self.events.push(now, EventCode::OverlapBeginYellow, n);
-                    OverlapInterval::Yellow { until: now + yellow, red_clear }
+                    OverlapInterval::Yellow { shown: self.starting(now), yellow, red_clear }
                 }
-                OverlapInterval::Yellow { until, red_clear } if now >= until => {
+                OverlapInterval::Yellow { shown, yellow, red_clear } if shown.elapsed(now) >= yellow => {
                     self.events.push(now, EventCode::OverlapBeginRedClearance, n);
-                    OverlapInterval::RedClear { until: now + red_clear }
+                    OverlapInterval::RedClear { shown: self.starting(now), red_clear }
                 }
-                OverlapInterval::RedClear { until } if now >= until => {
+                OverlapInterval::RedClear { shown, red_clear } if shown.elapsed(now) >= red_clear => {
                     self.events.push(now, EventCode::OverlapOff, n);
                     OverlapInterval::Red
                 }

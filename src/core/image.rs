@@ -3,6 +3,7 @@
 //! `Copy` so they move through channels and buffers without allocating.
 
 use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId};
+use super::time::Instant;
 
 /// Cabinet status inputs, as a real cabinet wires them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +40,20 @@ pub struct InputFrame {
     /// channel `n`); the others have no camera queue.
     pub queued: u64,
     pub cabinet: CabinetStatus,
+    /// The newest output frame the cabinet has confirmed it applied, and
+    /// when: the controller times every minimum from here, as the heads
+    /// show it ([`super::Controller::confirm_by_cabinet`]).
+    pub ack: Option<FrameAck>,
+}
+
+/// The cabinet's confirmation of an output frame: frame number `frame`
+/// (the controller's [`super::Controller::frame`]) was applied, at the
+/// latest at `at` (when its write was answered, or the simulated time of
+/// its step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameAck {
+    pub frame: u64,
+    pub at: Instant,
 }
 
 impl Default for InputFrame {
@@ -50,6 +65,7 @@ impl Default for InputFrame {
             queue: [0; MAX_DETECTORS],
             queued: 0,
             cabinet: CabinetStatus::default(),
+            ack: None,
         }
     }
 }

@@ -27,7 +27,7 @@ pub mod time;
 pub use controller::{Command, CommandError, Controller};
 pub use event::{Event, EventCode, EventQueue};
 pub use ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, OverlapId, PhaseId, PhaseSet};
-pub use image::{CabinetStatus, Indication, InputFrame, OutputFrame, PedIndication};
+pub use image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 
 pub use monitor::{Fault, Monitor, Trip};
 pub use snapshot::Snapshot;
