@@ -3,25 +3,34 @@
 //! Every shipped controller is driven with random detector streams (busy,
 //! sparse, stuck and chattering detectors), random operator and schedule
 //! commands (plans, modes, flash, holds, calls, reloads, corridor timings)
-//! and cabinet status changes. Two independent checkers watch every output frame:
+//! and cabinet status changes. Most scenarios also put a random cabinet
+//! link between the controller and the heads ([`Link`]): each frame lands
+//! late by a random delay, or is lost, sometimes for a whole stall, and the
+//! cabinet confirms what it applied; the controller times its minimums from
+//! those confirmations. Independent checkers watch every frame:
 //! - the core's [`Monitor`] (the software MMU: conflicts, yellow, red
-//!   clearance, min green, walk and pedestrian clearance, no dark heads);
+//!   clearance, min green, walk and pedestrian clearance, no dark heads),
+//!   on the frames as the controller decided them and, a second one, on
+//!   the frames as the heads showed them, at the times they landed
+//!   ([`Heads`], which also checks the start-up all red);
 //! - this file's [`Observer`], written apart from both the phase machine and
 //!   the monitor: conflicts from the validated conflict table, operator flash
 //!   only through clearance, max green honoured, every call served within one
-//!   maximum cycle.
+//!   maximum cycle (plus what the link holds back; on links a cabinet
+//!   keeps, [`Link::keeps_service`]).
 //!
 //! At least 3.2 million ticks run per test run (160 scenarios of 20,000 to
 //! 32,000 ticks); the total is printed.
 
+use std::collections::VecDeque;
 use std::path::Path;
 
 use greenwave::config::{self, IntersectionConfig};
 use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
-    CabinetStatus, Command, Controller, EventCode, FlashReason, Indication, InputFrame, Instant, Interval, MAX_PHASES,
-    Monitor, OperatingMode, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
+    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -54,6 +63,31 @@ struct Scenario {
     stuck: u64,
     /// Per tick, 1-in-N chance of a random command.
     command_one_in: u32,
+    /// The cabinet link to the heads; `None`: frames shown as decided.
+    link: Option<Link>,
+}
+
+/// How frames travel to the heads: each lands `0..=max_delay` late (never
+/// before the one written earlier), is lost one time in `loss_one_in`, and
+/// one tick in `stall_one_in` starts a stall that loses every frame for up
+/// to `max_stall`. The cabinet confirms a frame when it lands.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    max_delay: Span,
+    loss_one_in: u32,
+    stall_one_in: u32,
+    max_stall: Span,
+}
+
+impl Link {
+    /// A link a cabinet keeps: every frame lands within two ticks, few are
+    /// lost. Harsher ones hold every interval back far enough that a tight
+    /// coordinated or fixed cycle can run out of room for a phase (safe, and
+    /// said by the cabinet's slow-link warning, but not served within the
+    /// observer's bound), so only the safety checks apply to them.
+    fn keeps_service(&self) -> bool {
+        self.max_delay <= Span::from_millis(200) && self.loss_one_in >= 10 && self.max_stall <= Span::from_millis(300)
+    }
 }
 
 fn scenario(controllers: usize) -> impl Strategy<Value = Scenario> {
@@ -64,8 +98,17 @@ fn scenario(controllers: usize) -> impl Strategy<Value = Scenario> {
         prop_oneof![Just(3u32), Just(20), Just(200)],
         any::<u64>(),
         200u32..3_000,
+        prop_oneof![
+            1 => Just(None),
+            3 => (0u64..=450, 2u32..50, 200u32..5_000, 0u64..=900).prop_map(|(delay, loss, stall, stall_ms)| Some(Link {
+                max_delay: Span::from_millis(delay),
+                loss_one_in: loss,
+                stall_one_in: stall,
+                max_stall: Span::from_millis(stall_ms),
+            })),
+        ],
     )
-        .prop_map(|(controller, seed, ticks, flip_one_in, stuck_bits, command_one_in)| Scenario {
+        .prop_map(|(controller, seed, ticks, flip_one_in, stuck_bits, command_one_in, link)| Scenario {
             controller,
             seed,
             ticks,
@@ -73,7 +116,84 @@ fn scenario(controllers: usize) -> impl Strategy<Value = Scenario> {
             // Usually no stuck detector, sometimes one or two.
             stuck: if stuck_bits % 4 == 0 { stuck_bits & (stuck_bits >> 17) & 0xffff } else { 0 },
             command_one_in,
+            link,
         })
+}
+
+/// The heads at the far end of a [`Link`]: frames land in order, each
+/// checked by a monitor of its own at the time it lands.
+struct Heads<'a> {
+    x: &'a IntersectionConfig,
+    link: Link,
+    monitor: Monitor,
+    /// Written, not yet landed: when it lands, its number, the frame.
+    in_flight: VecDeque<(Instant, u64, OutputFrame)>,
+    last_landing: Instant,
+    stalled_until: Instant,
+    confirmed: Option<FrameAck>,
+    /// Since when every vehicle head has shown red after a flash (the
+    /// start-up or flash-exit all red), if it does.
+    all_red_since: Option<Instant>,
+    after_flash: bool,
+}
+
+impl<'a> Heads<'a> {
+    fn new(x: &'a IntersectionConfig, link: Link) -> Self {
+        Heads {
+            x,
+            link,
+            monitor: Monitor::new(&x.spec),
+            in_flight: VecDeque::new(),
+            last_landing: START,
+            stalled_until: START,
+            confirmed: None,
+            all_red_since: None,
+            after_flash: true,
+        }
+    }
+
+    /// The controller wrote frame `number` at `now`.
+    fn write(&mut self, rng: &mut Rng, now: Instant, number: u64, frame: &OutputFrame) {
+        if rng.one_in(self.link.stall_one_in) {
+            self.stalled_until = now + Span::from_millis(rng.below(self.link.max_stall.as_millis() + 1));
+        }
+        if now < self.stalled_until || rng.one_in(self.link.loss_one_in) {
+            return;
+        }
+        let lands = (now + Span::from_millis(rng.below(self.link.max_delay.as_millis() + 1))).max(self.last_landing);
+        self.last_landing = lands;
+        self.in_flight.push_back((lands, number, *frame));
+    }
+
+    /// Lands what is due by `now`; returns the newest confirmation.
+    fn land(&mut self, now: Instant) -> Result<Option<FrameAck>, String> {
+        while let Some(&(at, number, frame)) = self.in_flight.front().filter(|f| f.0 <= now) {
+            self.in_flight.pop_front();
+            self.monitor.check(at, &frame).map_err(|f| format!("at the heads, {at}: {f}"))?;
+            self.check_all_red(at, &frame)?;
+            self.confirmed = Some(FrameAck { frame: number, at });
+        }
+        Ok(self.confirmed)
+    }
+
+    /// The all red after a flash lasts the start-up all red at the heads.
+    fn check_all_red(&mut self, at: Instant, frame: &OutputFrame) -> Result<(), String> {
+        let phases = || self.x.spec.phases.iter().map(|p| frame.phase(p.id));
+        if phases().any(|i| matches!(i, Indication::FlashingRed | Indication::FlashingYellow)) {
+            self.after_flash = true;
+            self.all_red_since = None;
+        } else if self.after_flash && phases().all(|i| i == Indication::Red) {
+            self.all_red_since.get_or_insert(at);
+        } else if self.after_flash && phases().any(|i| i == Indication::Green) {
+            let shown = self.all_red_since.map_or(Span::ZERO, |s| at.since(s));
+            let required = self.x.spec.startup.all_red;
+            if shown < required {
+                return Err(format!("at the heads, {at}: the all red after flash lasted {shown}, needs {required}"));
+            }
+            self.after_flash = false;
+        }
+        Ok(())
+    }
 }
 
 /// A tiny deterministic generator for the per-tick draws (proptest picks
@@ -129,18 +249,27 @@ struct Observer<'a> {
     /// Calls are only timed from here on (after commands, flash, holds).
     grace_until: Instant,
     call_bound: Span,
+    late: Span,
+    /// Check that every call is served within `call_bound`.
+    liveness: bool,
 }
 
 impl<'a> Observer<'a> {
-    fn new(x: &'a IntersectionConfig) -> Self {
+    /// `late`: the most a link can hold a frame back (delay plus stall).
+    fn new(x: &'a IntersectionConfig, late: Span, liveness: bool) -> Self {
         // An adaptive plan may stretch its cycle up to the optimizer's bound.
         let longest_plan =
             x.spec.plans.iter().map(|p| p.cycle).max().unwrap_or_default().max(x.spec.adaptive.max_cycle);
         // Free: one max cycle. Coordinated or fixed: a call that just missed
         // its window waits for the next cycle's, and a plan transition can
         // stretch the first cycle; two plan cycles cover both.
-        let call_bound = max_cycle(x).max(longest_plan + longest_plan) + Span::from_secs(1);
-        Observer { x, previous: None, waiting: [None; MAX_PHASES], grace_until: START, call_bound }
+        // Each interval of a cycle can be held back by a late link (about
+        // five per phase served, counting the ones other rings run).
+        let intervals = 5 * x.spec.phases.len() as u64;
+        let call_bound = max_cycle(x).max(longest_plan + longest_plan)
+            + Span::from_secs(1)
+            + Span::from_millis(intervals * (late + TICK).as_millis());
+        Observer { x, previous: None, waiting: [None; MAX_PHASES], grace_until: START, call_bound, late, liveness }
     }
 
     fn disturbed(&mut self, now: Instant) {
@@ -199,7 +328,11 @@ impl<'a> Observer<'a> {
                 MaxSelect::Max2 => t.max2,
             };
             let extension = if s.priority.contains(p) { spec.priority.max_extension } else { Span::ZERO };
-            let allowed = max.max(t.ped_service()) + extension + TICK;
+            // Minimums and pedestrian intervals run until the heads have
+            // shown them: a late link stretches them past the max timer.
+            let held_back =
+                if self.late.is_zero() { Span::ZERO } else { Span::from_millis(2 * (self.late + TICK).as_millis()) };
+            let allowed = max.max(t.ped_service()) + extension + TICK + held_back;
             if max_elapsed > allowed {
                 return Err(format!("phase {p} green {max_elapsed} past its max timer start, allowed {allowed}"));
             }
@@ -218,7 +351,7 @@ impl<'a> Observer<'a> {
                 continue;
             }
             let since = *self.waiting[i].get_or_insert(now.max(self.grace_until));
-            if now > since && now.since(since) > self.call_bound {
+            if self.liveness && now > since && now.since(since) > self.call_bound {
                 return Err(format!(
                     "phase {p} called for {} without service (bound {})",
                     now.since(since),
@@ -285,7 +418,12 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
     let mut rng = Rng(sc.seed | 1);
     let mut controller = Controller::new(x.spec.clone(), START);
     let mut monitor = Monitor::new(&x.spec);
-    let mut observer = Observer::new(x);
+    let late = sc.link.map_or(Span::ZERO, |l| l.max_delay + l.max_stall);
+    let mut observer = Observer::new(x, late, sc.link.is_none_or(|l| l.keeps_service()));
+    let mut heads = sc.link.map(|link| Heads::new(x, link));
+    if heads.is_some() {
+        controller.confirm_by_cabinet(true);
+    }
     let mut input = InputFrame::default();
     for (slot, d) in x.spec.detectors.iter().enumerate() {
         if sc.stuck & (1 << slot) != 0 {
@@ -319,7 +457,13 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
             input.cabinet = CabinetStatus { manual_flash: !input.cabinet.manual_flash, ..input.cabinet };
             observer.disturbed(now);
         }
+        if let Some(h) = &mut heads {
+            input.ack = h.land(now).map_err(|e| TestCaseError::fail(format!("{}: tick {tick}: {e}", x.spec.id)))?;
+        }
         controller.handle_tick(now, &input);
+        if let Some(h) = &mut heads {
+            h.write(&mut rng, now, controller.frame(), controller.output());
+        }
         if let Err(fault) = monitor.check(now, controller.output()) {
             return Err(TestCaseError::fail(format!(
                 "{}: monitor tripped at tick {tick}: {fault}\n{:#?}",

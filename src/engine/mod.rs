@@ -120,10 +120,12 @@ pub struct Outcome {
     pub result: Result<(), Refusal>,
 }
 
-/// An output frame for one cabinet, with a sequence number so the cabinet
-/// side can tell fresh frames from repeats.
+/// An output frame for one cabinet, with its number: the cabinet side tells
+/// fresh frames from repeats by it, and confirms a written frame with it
+/// ([`crate::core::FrameAck`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutputMsg {
+    /// The controller's frame number ([`Controller::frame`]).
     pub seq: u64,
     pub at: Instant,
     pub frame: OutputFrame,
@@ -278,6 +280,11 @@ struct Intersection {
     input: InputFrame,
     camera: CameraInput,
     last_input: Instant,
+    /// The cabinet confirms what it applies ([`Engine::confirm_by_cabinet`]):
+    /// the newest frame it confirmed, and when that confirmation came in.
+    confirms: bool,
+    acked_frame: u64,
+    last_ack: Instant,
     /// No input for this long → flash (`EngineConfig::input_timeout` unless
     /// set per intersection).
     input_timeout: Span,
@@ -349,6 +356,9 @@ impl Engine {
                     input: InputFrame::default(),
                     camera: CameraInput::default(),
                     last_input: now,
+                    confirms: false,
+                    acked_frame: 0,
+                    last_ack: now,
                     input_timeout: cfg.input_timeout,
                     outputs: out_tx,
                     time_of_day: TimeOfDay::new(cfg.time_zone),
@@ -410,6 +420,17 @@ impl Engine {
         }
     }
 
+    /// Intersection `intersection`'s cabinet confirms the frames it applies
+    /// ([`crate::core::InputFrame::ack`]): its controller times every
+    /// minimum from those confirmations, and no confirmation for the link
+    /// timeout is a lost link (flash), like no input.
+    pub fn confirm_by_cabinet(&mut self, intersection: usize) {
+        if let Some(x) = self.intersections.get_mut(intersection) {
+            x.confirms = true;
+            x.controller.confirm_by_cabinet(true);
+        }
+    }
+
     /// Coordinate `members` (engine indexes, in order along the arterial,
     /// phase 2 travelling from the first to the last) as a corridor with
     /// `travel[k]` from member `k` to `k + 1`. See [`corridor`].
@@ -454,7 +475,10 @@ impl Engine {
 
     fn tick_intersection(&mut self, i: usize, now: Instant, publish_snapshot: bool) {
         let x = &mut self.intersections[i];
-        let stale = now.since(x.last_input) > x.input_timeout;
+        // No input, or (for a cabinet that confirms its writes) no write
+        // confirmed, for the link timeout: the heads are out of our hands.
+        let unconfirmed = x.confirms && now.since(x.last_ack) > x.input_timeout;
+        let stale = now.since(x.last_input) > x.input_timeout || unconfirmed;
         // No log line here: the control thread never writes to a log (it
         // could block); the cabinet task logs the link it lost, and the
         // flash is an event.
@@ -485,7 +509,8 @@ impl Engine {
             UnitState::Flash { reason, .. } => Some(reason),
             UnitState::AllRed { .. } | UnitState::Run => None,
         };
-        if x.outputs.try_send(OutputMsg { seq: self.seq, at: now, frame: shown, flash }).is_err() {
+        let msg = OutputMsg { seq: x.controller.frame(), at: now, frame: shown, flash };
+        if x.outputs.try_send(msg).is_err() {
             self.stats.dropped_outputs.fetch_add(1, Ordering::Relaxed);
         }
         while let Some(e) = x.controller.poll_event() {
@@ -600,6 +625,10 @@ impl Engine {
                     *count = count.saturating_add(before);
                 }
                 x.last_input = now;
+                if let Some(ack) = frame.ack.filter(|a| a.frame > x.acked_frame) {
+                    x.acked_frame = ack.frame;
+                    x.last_ack = now;
+                }
             }
         }
         while let Ok((i, frame)) = self.camera.try_recv() {

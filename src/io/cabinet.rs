@@ -51,7 +51,7 @@ use super::error::{CabinetError, Request};
 use super::registers::{CounterDiff, Fetched, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes};
 use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
 use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
-use crate::core::{InputFrame, Instant, Span};
+use crate::core::{FrameAck, InputFrame, Instant, Span};
 use crate::engine::OutputMsg;
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
 use crate::engine::latency::HistogramBounds;
@@ -231,6 +231,9 @@ struct Session<'a> {
     /// Sequence of the last frame written, and the newest frame received.
     written_seq: Option<u64>,
     latest: Option<OutputMsg>,
+    /// The newest frame the cabinet accepted, and when (handed to the
+    /// engine with every input frame: the controller times minimums from it).
+    confirmed: Option<FrameAck>,
     /// Consecutive exceptions (logged on the first and on recovery).
     exceptions: u64,
 }
@@ -294,7 +297,12 @@ impl Session<'_> {
     }
 
     fn frame(&mut self, img: &InputImage) -> InputFrame {
-        let mut frame = InputFrame { presence: img.presence, cabinet: img.cabinet_status(), ..InputFrame::default() };
+        let mut frame = InputFrame {
+            presence: img.presence,
+            cabinet: img.cabinet_status(),
+            ack: self.confirmed,
+            ..InputFrame::default()
+        };
         let counters = self.task.cabinet.volume == VolumeSource::Counters;
         let volume_channels = if counters { self.map.volume_channels } else { 0 };
         self.counters.apply(img, volume_channels, &self.zones, &mut frame);
@@ -340,9 +348,14 @@ impl Session<'_> {
         self.latest.filter(|m| Some(m.seq) != self.written_seq)
     }
 
-    async fn write(&mut self, msg: OutputMsg, ack: u64) -> Result<(), CabinetError> {
+    /// Write `msg`; once the cabinet has accepted every block of it, it is
+    /// confirmed as shown from `shown_at`. A refused block (an exception)
+    /// leaves it unconfirmed: the controller then holds every interval
+    /// that started in it until a later frame is accepted.
+    async fn write(&mut self, msg: OutputMsg, ack: u64, shown_at: impl Fn() -> Instant) -> Result<(), CabinetError> {
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let img = OutputImage::new(msg.frame, msg.flash, self.heartbeat, ack);
+        let mut accepted = true;
         for b in self.writes.clone() {
             let words = img.words(&self.map, b);
             match self
@@ -351,12 +364,16 @@ impl Session<'_> {
                 })
                 .await
             {
-                Ok(()) | Err(CabinetError::Exception { .. }) => {}
+                Ok(()) => {}
+                Err(CabinetError::Exception { .. }) => accepted = false,
                 Err(e) => return Err(e),
             }
         }
         self.written_seq = Some(msg.seq);
         self.task.stats.writes.fetch_add(1, Ordering::Relaxed);
+        if accepted {
+            self.confirmed = Some(FrameAck { frame: msg.seq, at: shown_at() });
+        }
         Ok(())
     }
 
@@ -364,7 +381,7 @@ impl Session<'_> {
     async fn finish(&mut self) -> End {
         if let Some(m) = self.fresh() {
             let ack = m.at.as_millis();
-            if let Err(e) = self.write(m, ack).await {
+            if let Err(e) = self.write(m, ack, || m.at).await {
                 warn!(intersection = %self.task.id, "final frame not written: {e}");
             } else if m.flash.is_some() {
                 info!(intersection = %self.task.id, "final frame written: cabinet in flash");
@@ -418,8 +435,14 @@ impl Session<'_> {
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
             }
+            // Answered: the heads show it by now, at the latest.
             if let Some(m) = self.fresh()
-                && let Err(e) = self.write(m, 0).await
+                && let Err(e) = self
+                    .write(m, 0, || {
+                        let mut c = clock;
+                        c.now()
+                    })
+                    .await
             {
                 return End::Lost(e);
             }
@@ -487,8 +510,9 @@ impl Session<'_> {
             if self.drain().is_err() {
                 return self.finish().await;
             }
+            // Simulated heads show the frame from its own step on.
             if let Some(m) = self.fresh()
-                && let Err(e) = self.write(m, t).await
+                && let Err(e) = self.write(m, t, || m.at).await
             {
                 return End::Lost(e);
             }
@@ -546,6 +570,7 @@ impl CabinetTask {
                         counters: CounterDiff::default(),
                         heartbeat: 0,
                         written_seq: None,
+                        confirmed: None,
                         latest: None,
                         exceptions: 0,
                         task: &mut self,

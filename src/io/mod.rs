@@ -172,10 +172,12 @@ impl CabinetPlan {
         }
     }
 
-    /// Per-intersection link timeouts into the engine (before it is spawned).
+    /// Per-intersection link timeouts into the engine, and every cabinet's
+    /// writes confirmed (before the engine is spawned).
     pub fn configure(&self, engine: &mut Engine) {
         for (i, (_, c)) in self.cabinets.iter().enumerate() {
             engine.set_input_timeout(i, c.link_timeout);
+            engine.confirm_by_cabinet(i);
         }
     }
 
