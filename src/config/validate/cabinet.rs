@@ -22,6 +22,39 @@ pub const DEFAULT_BACKOFF_MAX: Span = Span::from_millis(5000);
 pub const DEFAULT_READ_AHEAD: Span = Span::from_millis(5);
 /// RTU serial defaults: Modbus over serial line's 9600 8E1.
 pub const DEFAULT_BAUD: u32 = 9600;
+/// The daemon's default tick (`tick_ms`), what a cabinet must keep up with
+/// unless it sets `poll_s` (a controller file does not know the daemon's).
+const DEFAULT_TICK: Span = Span::from_millis(100);
+
+/// A serial line's framing, for how long an exchange takes on the wire.
+struct SerialLine {
+    baud: u32,
+    parity: Parity,
+    data_bits: u8,
+    stop_bits: u8,
+}
+
+impl SerialLine {
+    /// Wire time of one tick's exchange with `map`: an FC04 read of the
+    /// input span and an FC16 write of the output span (what the daemon
+    /// sends with the default map), each request and answer framed by the
+    /// 3.5-character silence RTU requires. The cabinet's own turnaround
+    /// comes on top, so this is the least it can take.
+    fn exchange_time(&self, map: &RegisterMap) -> Span {
+        let span = |items: Vec<crate::config::registers::Item>| {
+            let start = items.iter().map(|i| u32::from(i.block.start)).min().unwrap_or(0);
+            let end = items.iter().map(|i| i.block.end()).max().unwrap_or(0);
+            end.saturating_sub(start)
+        };
+        let (read, write) = (span(map.input_items(false)), span(map.output_items(false)));
+        // Unit id, function code, CRC (2) and the fields of each frame.
+        let bytes = (8) + (5 + 2 * read) + (9 + 2 * write) + (8);
+        let gaps = 4 * 35 / 10;
+        let bits_per_char = 1 + u32::from(self.data_bits) + u32::from(self.parity != Parity::None) + u32::from(self.stop_bits);
+        let bits = u64::from((bytes + gaps) * bits_per_char);
+        Span::from_millis((bits * 1000).div_ceil(u64::from(self.baud.max(1))))
+    }
+}
 
 impl Validator<'_> {
     pub(super) fn cabinet(&mut self, raw: Option<&RawCabinet>) -> Option<CabinetConfig> {
@@ -136,6 +169,26 @@ impl Validator<'_> {
         };
         let zones = self.zones(raw.camera_zone_channels.as_deref(), &at.key("camera_zone_channels"));
         let registers = self.registers(raw.registers.as_ref(), &at.key("registers"));
+        if let (Some(ModbusTransport::Rtu { baud, parity, data_bits, stop_bits, .. }), Some(map)) =
+            (&transport, &registers)
+        {
+            let line = SerialLine { baud: *baud, parity: *parity, data_bits: *data_bits, stop_bits: *stop_bits };
+            let period = poll.unwrap_or(DEFAULT_TICK);
+            let wire = line.exchange_time(map);
+            if wire > period {
+                self.warn(
+                    &at.key("baud"),
+                    format!(
+                        "{baud} baud carries one tick's read and write of this register map in {} at the least, \
+                         longer than {} ({}): the cabinet would fall behind every tick; raise the baud rate, \
+                         shrink the map or set a longer poll_s",
+                        secs(wire),
+                        secs(period),
+                        if poll.is_some() { "poll_s" } else { "the default 100 ms tick" }
+                    ),
+                );
+            }
+        }
         Some(CabinetConfig::Modbus(Box::new(ModbusCabinet {
             transport: transport?,
             unit_id,

@@ -273,6 +273,20 @@ fn modbus_cabinets_need_host_and_port() {
     assert_eq!(e, ["cabinet.address: \"10.0.0.5\" is not host:port (e.g. \"10.20.30.40:502\")"]);
 }
 
+/// 9600 8E1 needs about 0.36 s on the wire for the default map's read and
+/// write: it cannot keep a 100 ms tick, 115200 can (about 30 ms).
+#[test]
+fn an_rtu_line_too_slow_for_the_tick_is_warned() {
+    let rtu = |baud: u32| format!("kind = \"modbus-rtu\"\npath = \"/dev/ttyS0\"\nbaud = {baud}\nparity = \"even\"");
+    let (e, w) = check(&[("kind = \"simulated\"", &rtu(9600))], "");
+    assert_eq!(e, Vec::<String>::new());
+    assert_has(&w, "cabinet.baud: 9600 baud carries one tick's read and write of this register map in 0.356 s");
+    let (e, w) = check(&[("kind = \"simulated\"", &rtu(115_200))], "");
+    assert_eq!((e, w), (Vec::<String>::new(), Vec::<String>::new()));
+    let slow_poll = format!("{}\npoll_s = 0.5\nlink_timeout_s = 2", rtu(9600));
+    assert_eq!(check(&[("kind = \"simulated\"", &slow_poll)], "").1, Vec::<String>::new());
+}
+
 #[test]
 fn modbus_cabinet_keys_are_checked() {
     let rtu = "kind = \"modbus-rtu\"\npath = \"/dev/ttyS0\"\nbaud = 5\nstop_bits = 3\nrequest_timeout_s = 0\n\
