@@ -645,7 +645,7 @@ impl Controller {
     /// [`Command::Restart`] (through the start-up sequence).
     pub fn enter_flash(&mut self, now: Instant, reason: FlashReason) {
         if let UnitState::Flash { reason: current, .. } = self.unit
-            && current == reason
+            && current.precedence() >= reason.precedence()
         {
             return;
         }
@@ -704,6 +704,11 @@ impl Controller {
         if status.mmu_fault {
             self.enter_flash(now, FlashReason::CabinetMonitor);
         } else if status.manual_flash {
+            if let UnitState::Flash { reason: FlashReason::CabinetMonitor, since } = self.unit {
+                // The MMU let go, the switch still holds the flash: say so.
+                self.unit = UnitState::Flash { reason: FlashReason::ManualSwitch, since };
+                self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::ManualSwitch as u16);
+            }
             self.enter_flash(now, FlashReason::ManualSwitch);
         } else if let UnitState::Flash { reason: FlashReason::ManualSwitch | FlashReason::CabinetMonitor, .. } =
             self.unit
@@ -2057,6 +2062,31 @@ mod tests {
         rig.detector(4, true);
         rig.run(60);
         assert_eq!(rig.c.snapshot().plan, 9);
+    }
+
+    #[test]
+    fn a_flash_is_never_relabelled_by_a_lesser_cause() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.c.enter_flash(rig.now, FlashReason::MonitorTrip);
+        // The link drops while the trip is latched: still a trip, and the
+        // link coming back does not restart it.
+        rig.c.enter_flash(rig.now, FlashReason::CabinetLinkLost);
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::MonitorTrip, .. }));
+        rig.c.enter_flash(rig.now, FlashReason::Shutdown);
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::Shutdown, .. }), "shutdown is final");
+        let order = [
+            FlashReason::Startup,
+            FlashReason::Operator,
+            FlashReason::Overrun,
+            FlashReason::CabinetLinkLost,
+            FlashReason::ConfigInvalid,
+            FlashReason::ManualSwitch,
+            FlashReason::CabinetMonitor,
+            FlashReason::MonitorTrip,
+            FlashReason::Shutdown,
+        ];
+        assert!(order.windows(2).all(|w| w[0].precedence() < w[1].precedence()));
     }
 
     #[test]

@@ -35,6 +35,26 @@ pub enum FlashReason {
 }
 
 impl FlashReason {
+    /// Precedence when causes overlap: a flash is never relabelled by a
+    /// lesser cause, so the reason shown (and the way out of it) stays the
+    /// weightiest. Shutdown is final; a monitor trip stays latched until an
+    /// operator resets it; the cabinet's own MMU and manual switch hold
+    /// until the cabinet releases them; a lost link or an overrun end by
+    /// themselves; an operator's flash and the start-up flash are routine.
+    pub const fn precedence(self) -> u8 {
+        match self {
+            FlashReason::Startup => 0,
+            FlashReason::Operator => 1,
+            FlashReason::Overrun => 2,
+            FlashReason::CabinetLinkLost => 3,
+            FlashReason::ConfigInvalid => 4,
+            FlashReason::ManualSwitch => 5,
+            FlashReason::CabinetMonitor => 6,
+            FlashReason::MonitorTrip => 7,
+            FlashReason::Shutdown => 8,
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             FlashReason::Startup => "start-up flash",

@@ -50,7 +50,8 @@ impl SerialLine {
         // Unit id, function code, CRC (2) and the fields of each frame.
         let bytes = (8) + (5 + 2 * read) + (9 + 2 * write) + (8);
         let gaps = 4 * 35 / 10;
-        let bits_per_char = 1 + u32::from(self.data_bits) + u32::from(self.parity != Parity::None) + u32::from(self.stop_bits);
+        let bits_per_char =
+            1 + u32::from(self.data_bits) + u32::from(self.parity != Parity::None) + u32::from(self.stop_bits);
         let bits = u64::from((bytes + gaps) * bits_per_char);
         Span::from_millis((bits * 1000).div_ceil(u64::from(self.baud.max(1))))
     }
