@@ -1,7 +1,7 @@
 //! Engineer-facing configuration: `greenwave.toml` for the daemon and one
 //! file per intersection under `controllers/`, turned into validated specs.
 //!
-//! Two stages, as ripgrep splits low and high args: `raw` mirrors the TOML
+//! Two stages, so parsing stays apart from checking: `raw` mirrors the TOML
 //! one to one (serde, unknown keys reported), `validate` runs every check and
 //! returns either the validated [`IntersectionConfig`] or *every* error, each
 //! naming its file, key and reason.
