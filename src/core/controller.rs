@@ -641,7 +641,8 @@ impl Controller {
 
     /// Go to flash at once: a fault (monitor trip, lost cabinet link,
     /// overrun) or shutdown. There is no clearance: like an MMU transfer, the
-    /// flash relay takes the heads over now. Leaving it takes
+    /// flash relay takes the heads over now, and the event log closes every
+    /// interval it cuts ([`Self::close_intervals`]). Leaving it takes
     /// [`Command::Restart`] (through the start-up sequence).
     pub fn enter_flash(&mut self, now: Instant, reason: FlashReason) {
         if let UnitState::Flash { reason: current, .. } = self.unit
@@ -650,20 +651,59 @@ impl Controller {
             return;
         }
         self.now = now;
-        self.unit = UnitState::Flash { reason, since: now };
-        self.unit_shown = self.starting(now);
-        self.events.push(now, EventCode::UnitFlashStatusChange, reason as u16);
-        self.reset_rings(now);
+        self.begin_flash(now, reason);
         self.render();
     }
 
     // === unit states ===
 
-    fn begin_startup(&mut self, now: Instant) {
-        self.unit = UnitState::Flash { reason: FlashReason::Startup, since: now };
+    /// Every way into flash goes through here (relabelling a flash that is
+    /// on already, in `handle_cabinet`, is not one): the intervals showing
+    /// are closed in the event log, then the flash is logged.
+    fn begin_flash(&mut self, now: Instant, reason: FlashReason) {
+        self.close_intervals(now);
+        self.unit = UnitState::Flash { reason, since: now };
         self.unit_shown = self.starting(now);
-        self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Startup as u16);
+        self.events.push(now, EventCode::UnitFlashStatusChange, reason as u16);
         self.reset_rings(now);
+    }
+
+    /// Log the end of every interval showing now, so that a reader of the
+    /// log (an ATSPM import, a conflict checker) never sees a green left
+    /// open across a flash and, after the restart, "phase 2 green while 4
+    /// green". Each ends as the normal path ends it, without the intervals
+    /// the flash skips: a walk or pedestrian clearance in pedestrian dark
+    /// (24: flash darkens the pedestrian heads), a green in its termination
+    /// (7, no yellow follows), a yellow (9) or red clearance (11) in its
+    /// end; then the phase is inactive (12). An overlap that is not at rest
+    /// goes off (65).
+    fn close_intervals(&mut self, now: Instant) {
+        for ring in &self.rings[..self.spec.rings.len()] {
+            let Some(p) = ring.phase else { continue };
+            let n = p.number() as u16;
+            let end = match ring.interval {
+                Interval::Idle => continue,
+                Interval::Green => {
+                    if ring.green.ped != PedInterval::DontWalk {
+                        self.events.push(now, EventCode::PedDark, n);
+                    }
+                    EventCode::PhaseGreenTermination
+                }
+                Interval::Yellow => EventCode::PhaseEndYellowChange,
+                Interval::RedClear => EventCode::PhaseEndRedClearance,
+            };
+            self.events.push(now, end, n);
+            self.events.push(now, EventCode::PhaseInactive, n);
+        }
+        for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
+            if self.overlaps[ov.id.index()] != OverlapInterval::Red {
+                self.events.push(now, EventCode::OverlapOff, ov.id.number() as u16);
+            }
+        }
+    }
+
+    fn begin_startup(&mut self, now: Instant) {
+        self.begin_flash(now, FlashReason::Startup);
     }
 
     fn begin_all_red(&mut self, now: Instant) {
@@ -894,10 +934,7 @@ impl Controller {
         let previous = self.plan;
         if let Some(mode) = self.pending_mode.take() {
             if mode == OperatingMode::Flash {
-                self.unit = UnitState::Flash { reason: FlashReason::Operator, since: now };
-                self.unit_shown = self.starting(now);
-                self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::Operator as u16);
-                self.reset_rings(now);
+                self.begin_flash(now, FlashReason::Operator);
                 return false;
             }
             if mode != self.mode {
@@ -2099,6 +2136,73 @@ mod tests {
         rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Scheduled)).unwrap();
         rig.run(5);
         assert_eq!(rig.c.unit(), UnitState::Run);
+    }
+
+    /// The intervals the log has opened and not closed: green (1 until 7),
+    /// yellow (8 until 9), red clearance (10 until 11), walk or pedestrian
+    /// clearance (21 until 23 or 24), an overlap (61 until 65).
+    fn open_intervals(log: &[Event]) -> Vec<(EventCode, u16)> {
+        use EventCode::*;
+        let mut open: Vec<(EventCode, u16)> = Vec::new();
+        for e in log {
+            let (opens, closes): (Option<EventCode>, &[EventCode]) = match e.code {
+                PhaseBeginGreen | PhaseBeginYellowChange | PhaseBeginRedClearance | PedBeginWalk
+                | OverlapBeginGreen => (Some(e.code), &[]),
+                PhaseGreenTermination => (None, &[PhaseBeginGreen]),
+                PhaseEndYellowChange => (None, &[PhaseBeginYellowChange]),
+                PhaseEndRedClearance => (None, &[PhaseBeginRedClearance]),
+                PedBeginSolidDontWalk | PedDark => (None, &[PedBeginWalk]),
+                OverlapOff => (None, &[OverlapBeginGreen]),
+                _ => (None, &[]),
+            };
+            open.retain(|&(code, param)| !(param == e.param && closes.contains(&code)));
+            open.extend(opens.map(|code| (code, e.param)));
+        }
+        open
+    }
+
+    /// However a flash cuts the cycle (green with a walk, pedestrian
+    /// clearance, yellow, red clearance, an overlap green or in its
+    /// clearance), every interval is closed in the log before the flash
+    /// event, at the flash's instant.
+    #[test]
+    fn a_flash_closes_every_interval_it_cuts_in_the_event_log() {
+        let mut spec = eight_phase();
+        spec.overlaps.push(crate::core::spec::OverlapSpec {
+            id: crate::core::ids::OverlapId::new(1).unwrap(),
+            parents: PhaseSet::single(PhaseId::new(2).unwrap()),
+            conflicts: spec.conflicts[PhaseId::new(2).unwrap().index()],
+        });
+        let mut closed_by = std::collections::BTreeSet::new();
+        for cut in 0..120u64 {
+            let mut rig = Rig::with_spec(spec.clone());
+            // Every phase and crosswalk called, so the rings cycle.
+            for ch in [1, 2, 3, 4, 5, 6, 7, 8, 12, 14, 16, 18] {
+                rig.detector(ch, true);
+            }
+            rig.run(7);
+            for _ in 0..cut * 7 {
+                rig.step();
+            }
+            let at = rig.now;
+            let reason = if cut % 2 == 0 { FlashReason::CabinetLinkLost } else { FlashReason::MonitorTrip };
+            rig.c.enter_flash(at, reason);
+            let cut_events = rig.log.len();
+            while let Some(e) = rig.c.poll_event() {
+                rig.log.push(e);
+            }
+            let flash = rig.log.iter().rposition(|e| e.code == EventCode::UnitFlashStatusChange).unwrap();
+            assert_eq!(rig.log[flash], Event { at, code: EventCode::UnitFlashStatusChange, param: reason as u16 });
+            assert_eq!(flash, rig.log.len() - 1, "the flash is logged after the intervals it closes");
+            assert_eq!(open_intervals(&rig.log), vec![], "cut at {at}: {:?}", &rig.log[rig.log.len() - 12..]);
+            closed_by.extend(rig.log[cut_events..].iter().map(|e| e.code.code()));
+        }
+        for code in [EventCode::PedDark, EventCode::PhaseGreenTermination, EventCode::PhaseEndYellowChange] {
+            assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
+        }
+        for code in [EventCode::PhaseEndRedClearance, EventCode::PhaseInactive, EventCode::OverlapOff] {
+            assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub enum EventCode {
     PedBeginWalk = 21,
     PedBeginClearance = 22,
     PedBeginSolidDontWalk = 23,
+    /// The pedestrian heads went dark (flash cut a walk or clearance).
+    PedDark = 24,
     BarrierTermination = 31,
     PhaseHoldActive = 41,
     PhaseHoldReleased = 42,
