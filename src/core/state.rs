@@ -35,6 +35,30 @@ pub enum FlashReason {
 }
 
 impl FlashReason {
+    /// Every reason, in the order of their parameters (1..=9).
+    pub const ALL: [FlashReason; 9] = [
+        FlashReason::Startup,
+        FlashReason::Operator,
+        FlashReason::MonitorTrip,
+        FlashReason::ManualSwitch,
+        FlashReason::CabinetMonitor,
+        FlashReason::CabinetLinkLost,
+        FlashReason::Overrun,
+        FlashReason::ConfigInvalid,
+        FlashReason::Shutdown,
+    ];
+
+    /// Position in [`FlashReason::ALL`], for per-reason counters.
+    pub const fn index(self) -> usize {
+        self as usize - 1
+    }
+
+    /// The reason a "unit flash status change" (173) parameter names;
+    /// `None` for 0 (flash left) and for values no reason has.
+    pub fn from_param(param: u16) -> Option<FlashReason> {
+        FlashReason::ALL.into_iter().find(|r| *r as u16 == param)
+    }
+
     /// Precedence when causes overlap: a flash is never relabelled by a
     /// lesser cause, so the reason shown (and the way out of it) stays the
     /// weightiest. Shutdown is final; a monitor trip stays latched until an
@@ -125,4 +149,21 @@ pub enum PreemptStage {
     Entry,
     /// Dwell phases held green.
     Dwell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-reason counters index by `index()`: `ALL` must hold each reason
+    /// once, at its place, and every parameter must name its reason back.
+    #[test]
+    fn every_flash_reason_is_in_all_at_its_index() {
+        for (i, r) in FlashReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+            assert_eq!(FlashReason::from_param(r as u16), Some(r));
+        }
+        assert_eq!(FlashReason::from_param(0), None, "0 is flash left");
+        assert_eq!(FlashReason::from_param(FlashReason::ALL.len() as u16 + 1), None);
+    }
 }

@@ -244,6 +244,10 @@ pub struct EngineStats {
     pub dropped_snapshots: AtomicU64,
     pub dropped_outputs: AtomicU64,
     pub monitor_trips: AtomicU64,
+    /// Flashes entered, per reason ([`FlashReason::index`]): counted from
+    /// each controller's flash events (173) as the engine drains them, so
+    /// they agree with the event log.
+    pub flashes: [AtomicU64; FlashReason::ALL.len()],
     /// Outcomes lost because nobody read them (should stay 0).
     pub dropped_outcomes: AtomicU64,
     /// Wall-clock steps the engine re-anchored on, and the wall clock's
@@ -514,6 +518,11 @@ impl Engine {
             self.stats.dropped_outputs.fetch_add(1, Ordering::Relaxed);
         }
         while let Some(e) = x.controller.poll_event() {
+            if e.code == EventCode::UnitFlashStatusChange
+                && let Some(reason) = FlashReason::from_param(e.param)
+            {
+                self.stats.flashes[reason.index()].fetch_add(1, Ordering::Relaxed);
+            }
             if self.events.try_send((i, e)).is_err() {
                 self.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
             }
@@ -756,6 +765,25 @@ mod tests {
         io.inputs.send((0, counted(4))).unwrap();
         engine.tick(t0 + Span::from_millis(300));
         assert_eq!(volume(&engine), 9, "the earlier of two frames between ticks was lost");
+    }
+
+    /// Flashes are counted per reason as their events leave the
+    /// controllers: the start-up flash, a lost cabinet link, shutdown.
+    #[test]
+    fn flashes_are_counted_by_reason() {
+        let t0 = Instant::from_millis(1_000_000);
+        let (mut engine, io) = Engine::new(vec![eight_phase()], EngineConfig::default(), t0);
+        let flashes = |reason: FlashReason| io.stats.flashes[reason.index()].load(Ordering::Relaxed);
+        engine.tick(t0 + Span::from_millis(100));
+        assert_eq!(flashes(FlashReason::Startup), 1);
+        // No cabinet input for longer than the input timeout.
+        engine.tick(t0 + Span::from_millis(1200));
+        engine.tick(t0 + Span::from_millis(1300));
+        assert_eq!(flashes(FlashReason::CabinetLinkLost), 1, "counted once, not per tick");
+        io.commands.send(EngineCommand::Shutdown).unwrap();
+        engine.tick(t0 + Span::from_millis(1400));
+        assert_eq!(flashes(FlashReason::Shutdown), 1);
+        assert_eq!(flashes(FlashReason::MonitorTrip), 0);
     }
 
     /// A wall-clock step: control time runs on unbroken (the green that
