@@ -139,6 +139,7 @@ fn pb_fault(f: Option<DetectorFault>) -> pb::DetectorFault {
         Some(DetectorFault::NoActivity) => pb::DetectorFault::NoActivity,
         Some(DetectorFault::MaxPresence) => pb::DetectorFault::MaxPresence,
         Some(DetectorFault::Erratic) => pb::DetectorFault::Erratic,
+        Some(DetectorFault::ImplausibleCount) => pb::DetectorFault::ImplausibleCount,
     }
 }
 

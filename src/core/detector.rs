@@ -5,6 +5,12 @@
 //! A faulted detector is treated the fail-safe way: it places a constant
 //! call and extension on its phases (the phase runs as if on max recall), so
 //! a broken loop costs some green time but never strands a movement.
+//!
+//! Counts that cannot be true are not counted: a cabinet counter that steps
+//! further than the lanes can pass ([`most_vehicles`]) or backwards arrives
+//! flagged in [`InputFrame::counter_faults`], without its step, and faults
+//! the detector. A push button counts no vehicles, whatever its channel's
+//! counter says.
 
 use super::event::{EventCode, EventQueue};
 use super::ids::{MAX_DETECTORS, PhaseSet};
@@ -21,6 +27,10 @@ pub enum DetectorFault {
     MaxPresence,
     /// More actuations in a minute than `erratic_per_minute` (Indiana 88, excessive change).
     Erratic,
+    /// The channel's counter stepped further than the lanes can pass, or
+    /// backwards (Indiana 88, excessive change); restored after
+    /// [`COUNTER_FAULT_HOLD`] without another such step.
+    ImplausibleCount,
 }
 
 impl DetectorFault {
@@ -28,9 +38,34 @@ impl DetectorFault {
         match self {
             DetectorFault::NoActivity => EventCode::DetectorFaultWatchdog,
             DetectorFault::MaxPresence => EventCode::DetectorFaultShortedLoop,
-            DetectorFault::Erratic => EventCode::DetectorFaultExcessiveChange,
+            DetectorFault::Erratic | DetectorFault::ImplausibleCount => EventCode::DetectorFaultExcessiveChange,
         }
     }
+}
+
+/// The fastest one detector channel counts: a vehicle per this long. A lane
+/// at saturation passes one every 1.8–2 s (1,800–2,000 veh/h) and a moving
+/// platoon no closer than about 0.6 s apart; half a second also covers a
+/// channel wired to the loops of two lanes.
+pub const MIN_COUNT_HEADWAY: Span = Span::from_millis(500);
+
+/// Vehicles a counter may show beyond the headway bound: the counter card
+/// and the reads are not in step, so a vehicle counted just before a read
+/// and one just after the previous read both land in one step.
+pub const COUNT_SLACK: u32 = 2;
+
+/// A counter fault lasts until the counter has stepped plausibly for this
+/// long (as an erratic detector needs a calm minute).
+pub const COUNTER_FAULT_HOLD: Span = MINUTE;
+
+/// The most vehicles one channel's counter can plausibly step in `elapsed`
+/// between two reads: `ceil(elapsed / MIN_COUNT_HEADWAY) + COUNT_SLACK`
+/// (4 in one second). A 16-bit counter stepping backwards reads as a wrap
+/// of nearly 65,536 and is far beyond it; a real wrap (65,535 → 3 is 4
+/// vehicles) is not.
+pub fn most_vehicles(elapsed: Span) -> u32 {
+    let headways = elapsed.as_millis().div_ceil(MIN_COUNT_HEADWAY.as_millis());
+    u32::try_from(headways).unwrap_or(u32::MAX).saturating_add(COUNT_SLACK)
 }
 
 /// Per-detector running state.
@@ -50,6 +85,9 @@ pub struct DetectorState {
     edges_this_minute: u16,
     minute_start: Instant,
     pub fault: Option<DetectorFault>,
+    /// When the cabinet last flagged this channel's counter (a step that
+    /// cannot be true).
+    counter_fault_at: Option<Instant>,
     /// Vehicles counted since start (wrapping), from edges or reported counts.
     pub volume: u32,
     /// Milliseconds of presence since start (wrapping), for occupancy.
@@ -131,9 +169,20 @@ impl DetectorBank {
             if st.raw {
                 st.occupied_ms = st.occupied_ms.wrapping_add(dt.as_millis());
             }
-            let counted = input.counted & (1 << spec.channel.index()) != 0;
-            let vehicles = if counted || reported > 0 { reported as u32 } else { rising as u32 };
+            let bit = 1 << spec.channel.index();
+            let counted = input.counted & bit != 0;
+            let vehicles = match spec.kind {
+                // A push button counts presses, never vehicles; its
+                // channel's counter is not used, so its faults are not the
+                // push button's either.
+                DetectorKind::Pedestrian => 0,
+                DetectorKind::Vehicle if counted || reported > 0 => reported as u32,
+                DetectorKind::Vehicle => rising as u32,
+            };
             st.volume = st.volume.wrapping_add(vehicles);
+            if spec.kind == DetectorKind::Vehicle && input.counter_faults & bit != 0 {
+                st.counter_fault_at = Some(now);
+            }
             if raw != st.raw {
                 st.raw = raw;
                 st.raw_since = now;
@@ -195,11 +244,14 @@ fn diagnose(now: Instant, spec: &DetectorSpec, st: &mut DetectorState, events: &
     let erratic = d.erratic_per_minute.is_some_and(|limit| st.edges_this_minute > limit);
     let stuck_on = d.max_presence.is_some_and(|limit| st.raw && now.since(st.raw_since) >= limit);
     let silent = d.no_activity.is_some_and(|limit| now.since(st.last_actuation) >= limit);
+    let miscounted = st.counter_fault_at.is_some_and(|at| now.since(at) < COUNTER_FAULT_HOLD);
 
     let detected = if stuck_on {
         Some(DetectorFault::MaxPresence)
     } else if erratic {
         Some(DetectorFault::Erratic)
+    } else if miscounted {
+        Some(DetectorFault::ImplausibleCount)
     } else if silent {
         Some(DetectorFault::NoActivity)
     } else {
@@ -216,7 +268,8 @@ fn diagnose(now: Instant, spec: &DetectorSpec, st: &mut DetectorState, events: &
             // so it cannot flap with every new minute window.
             let restored = match f {
                 DetectorFault::Erratic => minute_over,
-                DetectorFault::MaxPresence | DetectorFault::NoActivity => true,
+                // The hold is in `miscounted` already.
+                DetectorFault::MaxPresence | DetectorFault::NoActivity | DetectorFault::ImplausibleCount => true,
             };
             if restored {
                 st.fault = None;
@@ -327,5 +380,66 @@ mod tests {
             bank.process(Instant::from_millis(i * 200), &specs, &f, PhaseSet::EMPTY, &mut ev);
         }
         assert_eq!(bank.state(0).volume, 4);
+    }
+
+    /// The bound: four vehicles in a second, so a real wrap of the 16-bit
+    /// counter (65,535 → 3) counts and a step backwards (40,000 → 39,990,
+    /// a "wrap" of 65,526) cannot; a read at once still allows the slack.
+    #[test]
+    fn the_count_bound_takes_a_wrap_and_not_a_step_backwards() {
+        let second = Span::from_secs(1);
+        assert_eq!(most_vehicles(second), 4);
+        assert!(u32::from(3u16.wrapping_sub(65_535)) <= most_vehicles(second), "a wrap of 4");
+        assert!(u32::from(39_990u16.wrapping_sub(40_000)) > most_vehicles(second), "backwards");
+        assert!(u32::from(65_531u16) > most_vehicles(Span::from_secs(3600)), "not even in an hour");
+        assert_eq!(most_vehicles(Span::from_millis(100)), 3);
+        assert_eq!(most_vehicles(Span::ZERO), COUNT_SLACK);
+    }
+
+    /// A counter the cabinet flags faults its vehicle detector (Indiana
+    /// 88, fail-safe call) and nothing is counted for the step; a minute
+    /// without another flag restores it.
+    #[test]
+    fn a_flagged_counter_faults_the_detector_until_a_calm_minute() {
+        let specs = [spec(0, 0)];
+        let mut bank = DetectorBank::default();
+        let mut ev = EventQueue::default();
+        let mut f = frame(false);
+        f.counted = 1;
+        f.counter_faults = 1;
+        let d = bank.process(Instant::from_millis(1000), &specs, &f, PhaseSet::EMPTY, &mut ev);
+        assert_eq!(bank.state(0).fault, Some(DetectorFault::ImplausibleCount));
+        assert_eq!(bank.state(0).volume, 0);
+        assert!(!d.calls.is_empty(), "fail-safe call while faulted");
+        let e = ev.pop().expect("fault logged");
+        assert_eq!((e.code, e.param), (EventCode::DetectorFaultExcessiveChange, 1));
+        f.counter_faults = 0;
+        f.counts[0] = 1;
+        bank.process(Instant::from_millis(60_900), &specs, &f, PhaseSet::EMPTY, &mut ev);
+        assert_eq!(bank.state(0).fault, Some(DetectorFault::ImplausibleCount), "held for a minute");
+        assert_eq!(bank.state(0).volume, 1, "plausible steps count meanwhile");
+        bank.process(Instant::from_millis(61_000), &specs, &f, PhaseSet::EMPTY, &mut ev);
+        assert_eq!(bank.state(0).fault, None);
+        assert_eq!(ev.pop().map(|e| e.code), Some(EventCode::DetectorRestored));
+    }
+
+    /// A push button's channel counts nothing: not the cabinet's counter,
+    /// not its presses, and a fault of that counter is not the button's.
+    #[test]
+    fn push_buttons_count_no_vehicles() {
+        let mut button = spec(0, 0);
+        button.kind = DetectorKind::Pedestrian;
+        let specs = [button];
+        let mut bank = DetectorBank::default();
+        let mut ev = EventQueue::default();
+        for i in 0..10u64 {
+            let mut f = frame(i % 2 == 1);
+            f.counts[0] = 3;
+            f.counted = if i < 5 { 1 } else { 0 };
+            f.counter_faults = 1;
+            bank.process(Instant::from_millis(i * 200), &specs, &f, PhaseSet::EMPTY, &mut ev);
+        }
+        assert_eq!(bank.state(0).volume, 0);
+        assert_eq!(bank.state(0).fault, None);
     }
 }

@@ -33,6 +33,12 @@ pub struct InputFrame {
     /// counters, camera zones), so their rising edges are not counted as
     /// well. For other channels a count above zero is taken, else the edge.
     pub counted: u64,
+    /// Channels whose counter stepped further than the lanes can pass
+    /// since the previous read, or backwards (bit `n - 1` for channel `n`):
+    /// that step is not in `counts`, and the channel's vehicle detector is
+    /// faulted (Indiana 88) until its counter has been plausible for a
+    /// minute ([`super::detector::most_vehicles`]).
+    pub counter_faults: u64,
     /// Vehicles standing in the zone now, as a camera measures a queue (a
     /// level, not a counter), for the channels in `queued`.
     pub queue: [u16; MAX_DETECTORS],
@@ -62,6 +68,7 @@ impl Default for InputFrame {
             presence: 0,
             counts: [0; MAX_DETECTORS],
             counted: 0,
+            counter_faults: 0,
             queue: [0; MAX_DETECTORS],
             queued: 0,
             cabinet: CabinetStatus::default(),

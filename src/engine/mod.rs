@@ -495,6 +495,7 @@ impl Engine {
         }
         let input = x.camera.merge(now, &x.input);
         x.input.counts = [0; MAX_DETECTORS];
+        x.input.counter_faults = 0;
         x.controller.handle_tick(now, &input);
         if let Some(old) = x.controller.take_retired_spec() {
             x.monitor.configure(x.controller.spec());
@@ -627,12 +628,13 @@ impl Engine {
                 // The newest frame's presence and status stand; counts add
                 // up until a tick consumes them, so two frames between
                 // ticks lose no vehicle and a tick with no new frame counts
-                // none twice.
-                let pending = x.input.counts;
+                // none twice. Counter faults gather the same way.
+                let (pending, faults) = (x.input.counts, x.input.counter_faults);
                 x.input = frame;
                 for (count, before) in x.input.counts.iter_mut().zip(pending) {
                     *count = count.saturating_add(before);
                 }
+                x.input.counter_faults |= faults;
                 x.last_input = now;
                 if let Some(ack) = frame.ack.filter(|a| a.frame > x.acked_frame) {
                     x.acked_frame = ack.frame;
@@ -765,6 +767,13 @@ mod tests {
         io.inputs.send((0, counted(4))).unwrap();
         engine.tick(t0 + Span::from_millis(300));
         assert_eq!(volume(&engine), 9, "the earlier of two frames between ticks was lost");
+        // A counter fault in the earlier of two frames still reaches it.
+        io.inputs.send((0, InputFrame { counter_faults: 1, ..counted(0) })).unwrap();
+        io.inputs.send((0, counted(1))).unwrap();
+        engine.tick(t0 + Span::from_millis(400));
+        let snap = engine.controller(0).snapshot();
+        assert_eq!(snap.detectors[0].fault, Some(crate::core::detector::DetectorFault::ImplausibleCount));
+        assert_eq!(volume(&engine), 10);
     }
 
     /// Flashes are counted per reason as their events leave the
