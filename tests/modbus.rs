@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant as Wall};
 
 use greenwave::config::{self, CabinetConfig, ClockSource, DaemonConfig, IntersectionConfig, ModbusTransport};
+use greenwave::core::detector::DetectorFault;
+use greenwave::core::spec::DetectorKind;
 use greenwave::core::{Event, EventCode, Snapshot, Span};
 use greenwave::daemon::Controllers;
 use greenwave::engine::board::SnapshotBoard;
@@ -243,18 +245,23 @@ impl Rig {
     /// Wait (bounded) for a unit flash status change with `param` after
     /// event index `from`; returns its index.
     fn wait_flash(&mut self, param: u16, from: usize, within: Duration) -> usize {
+        self.wait_event(EventCode::UnitFlashStatusChange, param, from, within)
+    }
+
+    /// Wait (bounded) for event `code` with `param` after event index
+    /// `from`; returns its index.
+    fn wait_event(&mut self, code: EventCode, param: u16, from: usize, within: Duration) -> usize {
         let deadline = Wall::now() + within;
         loop {
             self.pump();
-            if let Some(i) = self.seen[from.min(self.seen.len())..]
-                .iter()
-                .position(|e| e.code == EventCode::UnitFlashStatusChange && e.param == param)
+            if let Some(i) =
+                self.seen[from.min(self.seen.len())..].iter().position(|e| e.code == code && e.param == param)
             {
                 return from + i;
             }
             assert!(
                 Wall::now() < deadline,
-                "no flash status change {param} within {within:?}; events: {:?}",
+                "no event {code:?} {param} within {within:?}; flash changes: {:?}",
                 self.flash_changes()
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -452,13 +459,16 @@ fn volume_counters_wrap_without_loss_or_double_counting() {
     // which would be double counting; and close, else vehicles were lost
     // at the wrap). Under load the snapshot may lag: take the closest of a
     // few looks.
-    let channels: Vec<usize> = cfg.spec.detectors.iter().map(|d| d.channel.index()).collect();
+    // Push buttons count no vehicles, though the cabinet counts their presses.
+    let channels: Vec<usize> =
+        cfg.spec.detectors.iter().filter(|d| d.kind == DetectorKind::Vehicle).map(|d| d.channel.index()).collect();
     let mut closest = u64::MAX;
     for _ in 0..20 {
         rig.pump();
         let volume = detector_volume(rig.snapshot.as_ref().expect("snapshots"));
         let counted: u64 =
             channels.iter().map(|&ch| server.shared.unit(0).volume(ch).wrapping_sub(65_530) as u64).sum();
+        assert_eq!(rig.stats().counter_faults, 0, "a wrap is not a counter fault");
         assert!(volume >= 12, "two lanes wrapped: {volume} ({counted} by the cabinet)");
         assert!(volume <= counted, "controller counted {volume}, more than the cabinet's {counted}");
         closest = closest.min(counted - volume);
@@ -468,6 +478,49 @@ fn volume_counters_wrap_without_loss_or_double_counting() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(closest <= 2, "the controller stayed {closest} vehicles behind the cabinet's counters");
+    rig.stop();
+    rig_stopped_server(server);
+}
+
+/// A volume counter stepping backwards (a glitching counter card; before
+/// issue #14 that step counted as 65,526 vehicles and fed the adaptive
+/// flows) adds no vehicles: it is a counter fault, Indiana 88 on the
+/// channel's detector and counted in the cabinet's stats, and the vehicles
+/// after it count again. A push button counts none, though its channel's
+/// counter moves.
+#[test]
+fn a_counter_stepping_backwards_is_a_fault_not_traffic() {
+    let rt = Rig::runtime();
+    let mut cfg = shipped("elm-and-oak");
+    let sim_cfg = SimServerConfig { counter_start: 40_000, ..SimServerConfig::default() };
+    let server = rt.block_on(SimServer::start(&[sim_spec(&cfg)], loopback(), sim_cfg)).unwrap();
+    modbus_at(&mut cfg, server.addrs[0]);
+    let slot = |n: u8| cfg.spec.detectors.iter().position(|d| d.channel.number() == n).expect("detector");
+    let (lane, button) = (slot(1), slot(9));
+    assert_eq!(cfg.spec.detectors[button].kind, DetectorKind::Pedestrian);
+    let mut rig = Rig::start(rt, cfg.clone(), ClockSource::System);
+    let ran = rig.wait_running(0);
+    rig.sleep(Duration::from_secs(1));
+    let volume = |rig: &Rig, slot: usize| rig.snapshot.as_ref().expect("snapshots").detectors[slot].volume;
+    let before = volume(&rig, lane);
+    {
+        let mut unit = server.shared.unit(0);
+        let v = unit.volume(0);
+        unit.set_volume(0, v.wrapping_sub(10));
+        // A plausible step on the push button's counter: still no vehicle.
+        let p = unit.volume(8);
+        unit.set_volume(8, p.wrapping_add(1));
+    }
+    rig.wait_event(EventCode::DetectorFaultExcessiveChange, 1, ran, Duration::from_secs(3));
+    rig.sleep(Duration::from_millis(500));
+    let after = volume(&rig, lane);
+    assert!(after.wrapping_sub(before) < 20, "the step backwards was counted: {before} → {after}");
+    let snap = rig.snapshot.expect("snapshots");
+    assert_eq!(snap.detectors[lane].fault, Some(DetectorFault::ImplausibleCount));
+    assert_eq!(snap.detectors[button].volume, 0, "a push button counted vehicles");
+    assert_eq!(snap.detectors[button].fault, None);
+    let st = rig.stats();
+    assert!(st.counter_faults >= 1, "{st}");
     rig.stop();
     rig_stopped_server(server);
 }

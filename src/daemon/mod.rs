@@ -47,9 +47,9 @@ use tracing::{error, info};
 use crate::api::{Api, EngineHandles, GrpcServer};
 use crate::config::daemon::DaemonConfig;
 use crate::config::{self, IntersectionConfig};
-use crate::core::Span;
+use crate::core::{FlashReason, Span};
 use crate::engine::board::SnapshotBoard;
-use crate::engine::latency::{LatencyHistograms, LatencyReader};
+use crate::engine::latency::{LatencyHistograms, LatencyReader, Percentiles};
 use crate::engine::port::CommandPort;
 use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
 use crate::io::cabinet::CabinetStats;
@@ -229,7 +229,8 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let latency = Arc::new(latency);
         let view_on = daemon.view && view && std::io::stdout().is_terminal();
-        spawn_view(view_on, &intersections, board.clone(), latency.clone(), stats.clone(), stop.clone())
+        let status = Status { engine: stats.clone(), cabinets: cabinets.stats.clone() };
+        spawn_view(view_on, &intersections, board.clone(), latency.clone(), status, stop.clone())
             .context("starting the view thread")?;
         let warmup = spawn_warmup_snapshot(stats_json.is_some(), stats_warmup, latency.clone())
             .context("starting the warm-up thread")?;
@@ -406,12 +407,54 @@ fn spawn_warmup_snapshot(
     Ok(slot)
 }
 
+/// What the status line reports: the engine's counters and every cabinet
+/// link's.
+struct Status {
+    engine: Arc<EngineStats>,
+    cabinets: Vec<(String, Arc<CabinetStats>)>,
+}
+
+impl Status {
+    /// The status line logged every 30 s without a terminal: loop health,
+    /// flashes by reason, cabinet links, what was dropped.
+    fn log(&self, tick: &Percentiles, jitter: &Percentiles) {
+        let (e, c) = (&self.engine, crate::io::totals(&self.cabinets));
+        info!(
+            ticks = e.ticks.load(Ordering::Relaxed),
+            overruns = e.overruns.load(Ordering::Relaxed),
+            monitor_trips = e.monitor_trips.load(Ordering::Relaxed),
+            flashes = %flashes_by_reason(e),
+            links_up = %format_args!("{}/{}", c.links_up, c.cabinets),
+            links_lost = c.links_lost,
+            counter_faults = c.counter_faults,
+            dropped_outputs = e.dropped_outputs.load(Ordering::Relaxed),
+            dropped_events = e.dropped_events.load(Ordering::Relaxed),
+            %tick,
+            %jitter,
+            "running"
+        );
+    }
+}
+
+/// Flashes entered so far, by reason (`Startup:1,CabinetLinkLost:2`), or
+/// `none`.
+fn flashes_by_reason(stats: &EngineStats) -> String {
+    let counts: Vec<String> = FlashReason::ALL
+        .into_iter()
+        .filter_map(|r| {
+            let n = stats.flashes[r.index()].load(Ordering::Relaxed);
+            (n > 0).then(|| format!("{r:?}:{n}"))
+        })
+        .collect();
+    if counts.is_empty() { "none".into() } else { counts.join(",") }
+}
+
 fn spawn_view(
     on: bool,
     intersections: &[IntersectionConfig],
     board: Arc<SnapshotBoard>,
     latency: Arc<LatencyReader>,
-    stats: Arc<EngineStats>,
+    status: Status,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let views: Vec<ViewIntersection> = intersections
@@ -434,16 +477,23 @@ fn spawn_view(
             } else if last_log.elapsed() >= Duration::from_secs(30) {
                 last_log = std::time::Instant::now();
                 let (tick, jitter) = figures;
-                info!(
-                    ticks = stats.ticks.load(Relaxed),
-                    overruns = stats.overruns.load(Relaxed),
-                    monitor_trips = stats.monitor_trips.load(Relaxed),
-                    %tick,
-                    %jitter,
-                    "running"
-                );
+                status.log(&tick, &jitter);
             }
         }
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_names_each_flash_reason_seen() {
+        let stats = EngineStats::default();
+        assert_eq!(flashes_by_reason(&stats), "none");
+        stats.flashes[FlashReason::Startup.index()].fetch_add(2, Ordering::Relaxed);
+        stats.flashes[FlashReason::CabinetLinkLost.index()].fetch_add(1, Ordering::Relaxed);
+        assert_eq!(flashes_by_reason(&stats), "Startup:2,CabinetLinkLost:1");
+    }
 }

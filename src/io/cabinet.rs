@@ -48,10 +48,13 @@ use tokio_modbus::client::{Client, Context, Reader, Writer};
 use tracing::{debug, error, info, warn};
 
 use super::error::{CabinetError, Request};
-use super::registers::{CounterDiff, Fetched, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes};
+use super::registers::{
+    CounterDiff, Fetched, ImplausibleStep, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes,
+};
 use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
 use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
-use crate::core::{FrameAck, InputFrame, Instant, Span};
+use crate::core::detector::COUNTER_FAULT_HOLD;
+use crate::core::{FrameAck, InputFrame, Instant, MAX_DETECTORS, Span};
 use crate::engine::OutputMsg;
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
 use crate::engine::latency::HistogramBounds;
@@ -73,6 +76,11 @@ pub struct CabinetStats {
     pub connect_failures: AtomicU64,
     /// Input frames the engine's channel had no room for.
     pub inputs_dropped: AtomicU64,
+    /// Connections lost (transport error, timeout, garbled answer).
+    pub links_lost: AtomicU64,
+    /// Counter steps not counted because they cannot be true
+    /// ([`CounterDiff`]).
+    pub counter_faults: AtomicU64,
     pub link_up: AtomicBool,
     /// Round-trip time of each successful request, µs.
     pub rtt_us: Mutex<Histogram<u64>>,
@@ -89,6 +97,8 @@ impl Default for CabinetStats {
             connects: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             inputs_dropped: AtomicU64::new(0),
+            links_lost: AtomicU64::new(0),
+            counter_faults: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
             rtt_us: Mutex::new(RTT_BOUNDS.histogram()),
         }
@@ -218,9 +228,50 @@ pub fn describe(t: &ModbusTransport) -> String {
     }
 }
 
+/// Counter fault episodes of one cabinet, per detector channel: when its
+/// counter last stepped in a way that cannot be true. The task logs an
+/// episode when it begins and when it ends (no such step for
+/// [`COUNTER_FAULT_HOLD`], when the controller restores the detector), not
+/// per read; every step is counted in [`CabinetStats::counter_faults`].
+/// Kept across reconnects, so a flapping link does not log an episode again.
+#[derive(Debug)]
+struct CounterAlarms {
+    last: [Option<Instant>; MAX_DETECTORS],
+}
+
+impl Default for CounterAlarms {
+    fn default() -> Self {
+        CounterAlarms { last: [None; MAX_DETECTORS] }
+    }
+}
+
+impl CounterAlarms {
+    /// The steps of a read at `at` that were not counted.
+    fn note(&mut self, id: &str, at: Instant, steps: &[ImplausibleStep], stats: &CabinetStats) {
+        for step in steps {
+            stats.counter_faults.fetch_add(1, Ordering::Relaxed);
+            let last = &mut self.last[step.channel];
+            if last.is_none() {
+                warn!(
+                    intersection = %id,
+                    "{step}: not counted, a counter fault (the channel's vehicle detector reports Indiana 88 until its counter has been plausible for {COUNTER_FAULT_HOLD})"
+                );
+            }
+            *last = Some(at);
+        }
+        for (ch, last) in self.last.iter_mut().enumerate() {
+            if last.is_some_and(|t| at.since(t) >= COUNTER_FAULT_HOLD) {
+                *last = None;
+                info!(intersection = %id, channel = ch + 1, "counter plausible again for {COUNTER_FAULT_HOLD}: counter fault over");
+            }
+        }
+    }
+}
+
 /// One connection's worth of state.
 struct Session<'a> {
     task: &'a mut CabinetTask,
+    alarms: &'a mut CounterAlarms,
     ctx: Context,
     map: RegisterMap,
     reads: Vec<Block>,
@@ -296,7 +347,9 @@ impl Session<'_> {
         Ok(Some(InputImage::decode(&self.map, &Fetched { reads: &fetched })))
     }
 
-    fn frame(&mut self, img: &InputImage) -> InputFrame {
+    /// The engine's frame from the inputs read at `at` (the cabinet's
+    /// simulated time in lockstep: its counters count in that time).
+    fn frame(&mut self, img: &InputImage, at: Instant) -> InputFrame {
         let mut frame = InputFrame {
             presence: img.presence,
             cabinet: img.cabinet_status(),
@@ -305,7 +358,8 @@ impl Session<'_> {
         };
         let counters = self.task.cabinet.volume == VolumeSource::Counters;
         let volume_channels = if counters { self.map.volume_channels } else { 0 };
-        self.counters.apply(img, volume_channels, &self.zones, &mut frame);
+        self.counters.apply(img, at, volume_channels, &self.zones, &mut frame);
+        self.alarms.note(&self.task.id, at, self.counters.implausible(), &self.task.stats);
         let mut counted: u64 = if counters && volume_channels >= 64 {
             u64::MAX
         } else if counters {
@@ -396,7 +450,7 @@ impl Session<'_> {
         let tick_d = dur(tick);
         let poll_ticks = self.task.cabinet.poll.map_or(1, |p| (p.as_millis() / tick.as_millis().max(1)).max(1));
         let lead = dur(self.task.cabinet.read_ahead);
-        let clock = self.task.clock;
+        let mut clock = self.task.clock;
         let next_deadline = |clock: &SystemClock| {
             let mut c = *clock;
             let soon = c.now() + Span::from_millis(lead.as_millis() as u64 + 1);
@@ -411,7 +465,7 @@ impl Session<'_> {
             tokio::time::sleep_until(tokio::time::Instant::from_std(at.checked_sub(lead).unwrap_or(at))).await;
             match self.read().await {
                 Ok(Some(img)) => {
-                    let frame = self.frame(&img);
+                    let frame = self.frame(&img, clock.now());
                     self.hand_over(frame);
                 }
                 Ok(None) => {}
@@ -485,7 +539,7 @@ impl Session<'_> {
                 continue;
             }
             last_t = Some(t);
-            let frame = self.frame(&img);
+            let frame = self.frame(&img, Instant::from_millis(t));
             self.hand_over(frame);
             time.publish(slot, Instant::from_millis(t));
             // The engine ticks at `t` once every cabinet has published it.
@@ -532,6 +586,7 @@ impl CabinetTask {
         );
         let mut failures = 0u64;
         let mut lost_at: Option<std::time::Instant> = None;
+        let mut alarms = CounterAlarms::default();
         loop {
             if *self.stop.borrow() {
                 return;
@@ -568,6 +623,7 @@ impl CabinetTask {
                         map,
                         ctx,
                         counters: CounterDiff::default(),
+                        alarms: &mut alarms,
                         heartbeat: 0,
                         written_seq: None,
                         confirmed: None,
@@ -587,6 +643,7 @@ impl CabinetTask {
                         }
                         End::Lost(reason) => {
                             self.stats.link_up.store(false, Ordering::Relaxed);
+                            self.stats.links_lost.fetch_add(1, Ordering::Relaxed);
                             drop(ctx);
                             lost_at = Some(std::time::Instant::now());
                             let delay = backoff.next_delay();
@@ -690,5 +747,27 @@ mod tests {
         assert!(d[7] >= Duration::from_millis(500) && d[7] <= Duration::from_millis(1000), "{d:?}");
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    /// A counter fault episode lasts from the first step that cannot be
+    /// true until the counter has been plausible for the hold (what is
+    /// logged once each way); every such step is counted.
+    #[test]
+    fn counter_fault_episodes_last_until_the_hold_is_over() {
+        use super::super::registers::Counter;
+        let stats = CabinetStats::default();
+        let mut alarms = CounterAlarms::default();
+        let t0 = Instant::from_millis(1_000_000);
+        let backwards =
+            ImplausibleStep { counter: Counter::Volume, channel: 4, before: 40_000, after: 39_990, elapsed: Span::ZERO };
+        alarms.note("x", t0, &[backwards], &stats);
+        let again = t0 + Span::from_secs(1);
+        alarms.note("x", again, &[backwards], &stats);
+        assert_eq!(alarms.last[4], Some(again), "one episode, renewed");
+        assert_eq!(stats.counter_faults.load(Ordering::Relaxed), 2);
+        alarms.note("x", again + (COUNTER_FAULT_HOLD - Span::from_millis(100)), &[], &stats);
+        assert_eq!(alarms.last[4], Some(again));
+        alarms.note("x", again + COUNTER_FAULT_HOLD, &[], &stats);
+        assert_eq!(alarms.last[4], None, "over");
     }
 }

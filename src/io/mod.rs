@@ -325,6 +325,8 @@ pub struct CabinetTotals {
     pub connects: u64,
     pub connect_failures: u64,
     pub inputs_dropped: u64,
+    pub links_lost: u64,
+    pub counter_faults: u64,
     pub rtt: Percentiles,
 }
 
@@ -342,6 +344,8 @@ pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
         t.connects += s.connects.load(r);
         t.connect_failures += s.connect_failures.load(r);
         t.inputs_dropped += s.inputs_dropped.load(r);
+        t.links_lost += s.links_lost.load(r);
+        t.counter_faults += s.counter_faults.load(r);
         if let Ok(h) = s.rtt_us.lock() {
             let _ = rtt.add(&*h);
         }
@@ -362,9 +366,10 @@ impl std::fmt::Display for CabinetTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}/{} links up, {} reads, {} writes, {} timeouts, {} exceptions, {} transport errors, {} connects ({} failed), rtt p50={:.0}µs p99={:.0}µs max={:.0}µs",
+            "{}/{} links up, {} links lost, {} reads, {} writes, {} timeouts, {} exceptions, {} transport errors, {} connects ({} failed), {} counter faults, rtt p50={:.0}µs p99={:.0}µs max={:.0}µs",
             self.links_up,
             self.cabinets,
+            self.links_lost,
             self.reads,
             self.writes,
             self.timeouts,
@@ -372,6 +377,7 @@ impl std::fmt::Display for CabinetTotals {
             self.transport_errors,
             self.connects,
             self.connect_failures,
+            self.counter_faults,
             self.rtt.p50_us,
             self.rtt.p99_us,
             self.rtt.max_us
@@ -414,9 +420,10 @@ pub fn stats_json(
     );
     let _ = write!(
         s,
-        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"rtt\":{}}}}}",
+        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"rtt\":{}}}}}",
         cabinets.cabinets,
         cabinets.links_up,
+        cabinets.links_lost,
         cabinets.reads,
         cabinets.writes,
         cabinets.timeouts,
@@ -425,6 +432,7 @@ pub fn stats_json(
         cabinets.connects,
         cabinets.connect_failures,
         cabinets.inputs_dropped,
+        cabinets.counter_faults,
         pct(cabinets.rtt)
     );
     s.push('\n');

@@ -10,10 +10,11 @@
 use crate::config::registers::{
     Block, CAMERA_ZONES, Item, PRESENCE_LEN, RegisterMap, SIM_TIME_LEN, STEP_ACK_LEN, VOLUME_CHANNELS,
 };
+use crate::core::detector::most_vehicles;
 use crate::core::queue::QUEUE_MEASURED_MAX;
 use crate::core::{
-    CabinetStatus, FlashReason, Indication, InputFrame, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OutputFrame,
-    PedIndication,
+    CabinetStatus, FlashReason, Indication, InputFrame, Instant, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OutputFrame,
+    PedIndication, Span,
 };
 
 /// Most registers one read may ask for (Modbus FC03/FC04 limit).
@@ -322,19 +323,67 @@ pub fn ped_indication(v: u16) -> Option<PedIndication> {
 /// is the baseline and counts nothing, so a vehicle is never counted twice
 /// across a reconnect (those that passed while the link was down are lost,
 /// as they are for presence). 16-bit counters wrap: the difference is taken
-/// with `wrapping_sub`, right as long as fewer than 65,536 vehicles pass
-/// between two reads. A frame the engine had no room for is not lost
+/// with `wrapping_sub`. A frame the engine had no room for is not lost
 /// either: [`CounterDiff::undelivered`] counts its vehicles again in the
 /// next read's frame.
+///
+/// Counts that cannot be true are not counted: a step beyond what the lanes
+/// can pass in the time between the two reads
+/// ([`most_vehicles`](crate::core::detector::most_vehicles)) is a counter
+/// fault, not traffic. That is also how a counter stepping backwards shows
+/// (40,000 → 39,990 reads as a wrap of 65,526), while a real wrap is a
+/// small step (65,535 → 3 is 4). Such a step counts nothing, its channel is
+/// flagged in [`InputFrame::counter_faults`] and listed in
+/// [`CounterDiff::implausible`], and the counter's new value is the
+/// baseline for the next read.
 #[derive(Clone, Debug, Default)]
 pub struct CounterDiff {
-    last: Option<Counters>,
+    last: Option<Reading>,
     /// The baseline before the latest read.
-    before: Option<Counters>,
+    before: Option<Reading>,
+    implausible: Vec<ImplausibleStep>,
 }
 
-/// Volume counters and camera zone counters as read.
-type Counters = ([u16; MAX_DETECTORS], [u16; CAMERA_ZONES as usize]);
+/// Volume counters and camera zone counters as read, and when.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    at: Instant,
+    volume: [u16; MAX_DETECTORS],
+    camera: [u16; CAMERA_ZONES as usize],
+}
+
+/// Which counter a step was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// The channel's volume counter.
+    Volume,
+    /// Camera zone counter (0-based zone index), counting on the channel.
+    CameraZone(usize),
+}
+
+/// A counter step that cannot be true, left uncounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImplausibleStep {
+    pub counter: Counter,
+    /// The detector channel it counts on (0-based index).
+    pub channel: usize,
+    pub before: u16,
+    pub after: u16,
+    /// Time between the two reads.
+    pub elapsed: Span,
+}
+
+impl std::fmt::Display for ImplausibleStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (before, after, elapsed) = (self.before, self.after, self.elapsed);
+        match self.counter {
+            Counter::Volume => write!(f, "volume counter of channel {}", self.channel + 1)?,
+            Counter::CameraZone(z) => write!(f, "camera zone {} counter (channel {})", z + 1, self.channel + 1)?,
+        }
+        let most = most_vehicles(elapsed);
+        write!(f, " stepped {before} → {after} in {elapsed}: backwards, or more than the lanes can pass (at most {most})")
+    }
+}
 
 impl CounterDiff {
     /// Forget the baseline (after a reconnect).
@@ -351,23 +400,50 @@ impl CounterDiff {
         }
     }
 
-    /// Fill `frame.counts` from `img` and the previous read: volume
-    /// counters on their channel, camera zones on the channel they map to
-    /// (`zone_channels[z]`, 0-based channel index).
-    pub fn apply(&mut self, img: &InputImage, volume_channels: u16, zone_channels: &[usize], frame: &mut InputFrame) {
+    /// The steps of the latest read that were not counted.
+    pub fn implausible(&self) -> &[ImplausibleStep] {
+        &self.implausible
+    }
+
+    /// Fill `frame.counts` and `frame.counter_faults` from `img`, read at
+    /// `at`, and the previous read: volume counters on their channel,
+    /// camera zones on the channel they map to (`zone_channels[z]`, 0-based
+    /// channel index).
+    pub fn apply(
+        &mut self,
+        img: &InputImage,
+        at: Instant,
+        volume_channels: u16,
+        zone_channels: &[usize],
+        frame: &mut InputFrame,
+    ) {
         frame.counts = [0; MAX_DETECTORS];
-        if let Some((vol, cam)) = &self.last {
+        frame.counter_faults = 0;
+        self.implausible.clear();
+        if let Some(last) = &self.last {
+            let elapsed = at.since(last.at);
+            let most = most_vehicles(elapsed);
+            let mut count = |counter: Counter, channel: usize, before: u16, after: u16| {
+                let step = after.wrapping_sub(before);
+                if u32::from(step) <= most {
+                    frame.counts[channel] = frame.counts[channel].saturating_add(step);
+                } else {
+                    frame.counter_faults |= 1 << channel;
+                    self.implausible.push(ImplausibleStep { counter, channel, before, after, elapsed });
+                }
+            };
             let n = (volume_channels as usize).min(MAX_DETECTORS);
-            for (count, (now, before)) in frame.counts.iter_mut().zip(img.volume.iter().zip(vol)).take(n) {
-                *count = count.saturating_add(now.wrapping_sub(*before));
+            for (ch, (&after, &before)) in img.volume.iter().zip(&last.volume).enumerate().take(n) {
+                count(Counter::Volume, ch, before, after);
             }
             for (zone, &ch) in zone_channels.iter().enumerate().take(CAMERA_ZONES as usize) {
                 if ch < MAX_DETECTORS {
-                    frame.counts[ch] = frame.counts[ch].saturating_add(img.camera[zone].wrapping_sub(cam[zone]));
+                    count(Counter::CameraZone(zone), ch, last.camera[zone], img.camera[zone]);
                 }
             }
         }
-        self.before = self.last.replace((img.volume, img.camera));
+        let reading = Reading { at, volume: img.volume, camera: img.camera };
+        self.before = self.last.replace(reading);
     }
 }
 
@@ -473,6 +549,11 @@ mod tests {
         assert_eq!((flash.requested_mode, flash.flash_reason), (MODE_FLASH, 9));
     }
 
+    /// A read `ms` after the first.
+    fn read(ms: u64) -> Instant {
+        Instant::from_millis(1_000_000 + ms)
+    }
+
     #[test]
     fn counters_wrap_and_rebaseline() {
         let mut diff = CounterDiff::default();
@@ -481,16 +562,18 @@ mod tests {
         img.camera[0] = 10;
         let zones = [DetectorChannel::new(33).unwrap().index()];
         let mut frame = InputFrame::default();
-        diff.apply(&img, 64, &zones, &mut frame);
+        diff.apply(&img, read(0), 64, &zones, &mut frame);
         assert_eq!(frame.counts[0], 0, "the first read is the baseline");
         img.volume[0] = 4; // wrapped: 65530 → 65535 → 0 → 4 is 10 vehicles
         img.camera[0] = 12;
-        diff.apply(&img, 64, &zones, &mut frame);
+        diff.apply(&img, read(5000), 64, &zones, &mut frame);
         assert_eq!((frame.counts[0], frame.counts[32]), (10, 2));
+        assert_eq!(frame.counter_faults, 0, "10 vehicles in 5 s is a wrap: {:?}", diff.implausible());
         diff.reset();
         img.volume[0] = 500;
-        diff.apply(&img, 64, &zones, &mut frame);
+        diff.apply(&img, read(5100), 64, &zones, &mut frame);
         assert_eq!(frame.counts[0], 0, "after a reconnect the jump is not counted");
+        assert_eq!(frame.counter_faults, 0, "nor is it a fault");
     }
 
     #[test]
@@ -498,20 +581,62 @@ mod tests {
         let mut diff = CounterDiff::default();
         let mut img = InputImage::default();
         let mut frame = InputFrame::default();
-        for (volume, undelivered, counted) in [(100, false, 0), (103, true, 3), (105, false, 5), (106, false, 1)] {
+        let reads = [(100, false, 0), (103, true, 3), (105, false, 5), (106, false, 1)];
+        for (k, (volume, undelivered, counted)) in reads.into_iter().enumerate() {
             img.volume[0] = volume;
-            diff.apply(&img, 64, &[], &mut frame);
+            diff.apply(&img, read(1000 * k as u64), 64, &[], &mut frame);
             assert_eq!(frame.counts[0], counted, "read {volume}");
             if undelivered {
                 diff.undelivered();
             }
         }
         img.volume[0] = 108;
-        diff.apply(&img, 64, &[], &mut frame);
+        diff.apply(&img, read(4000), 64, &[], &mut frame);
         diff.undelivered();
         diff.undelivered();
         img.volume[0] = 110;
-        diff.apply(&img, 64, &[], &mut frame);
+        diff.apply(&img, read(4100), 64, &[], &mut frame);
         assert_eq!(frame.counts[0], 4, "a second undelivered() changes nothing");
+    }
+
+    /// A counter stepping backwards (the 16-bit counter's "wrap" of
+    /// 65,526) or further than the lanes pass is a fault, not traffic: the
+    /// channel counts nothing and is flagged, the counter's new value is
+    /// the next baseline, and the other channels count on. A real wrap in
+    /// the same time counts.
+    #[test]
+    fn a_counter_stepping_backwards_counts_nothing_and_is_flagged() {
+        let mut diff = CounterDiff::default();
+        let mut img = InputImage::default();
+        let mut frame = InputFrame::default();
+        let zones = [DetectorChannel::new(33).unwrap().index()];
+        img.volume[0] = 40_000;
+        img.volume[1] = 65_535;
+        img.volume[2] = 7;
+        img.camera[0] = 100;
+        diff.apply(&img, read(0), 64, &zones, &mut frame);
+        img.volume[0] = 39_990; // backwards
+        img.volume[1] = 3; // a wrap of 4 in a second: the bound
+        img.volume[2] = 12; // 5 in a second: one too many
+        img.camera[0] = 101;
+        diff.apply(&img, read(1000), 64, &zones, &mut frame);
+        assert_eq!(&frame.counts[..4], &[0, 4, 0, 0]);
+        assert_eq!(frame.counts[32], 1);
+        assert_eq!(frame.counter_faults, 0b101);
+        let second = Span::from_secs(1);
+        assert_eq!(
+            diff.implausible(),
+            &[
+                ImplausibleStep { counter: Counter::Volume, channel: 0, before: 40_000, after: 39_990, elapsed: second },
+                ImplausibleStep { counter: Counter::Volume, channel: 2, before: 7, after: 12, elapsed: second },
+            ]
+        );
+        img.volume[0] = 39_991;
+        img.camera[0] = 0; // the zone counter reset: 101 → 0
+        diff.apply(&img, read(1100), 64, &zones, &mut frame);
+        assert_eq!(frame.counts[0], 1, "counted from the new value");
+        assert_eq!(frame.counter_faults, 1 << 32);
+        assert_eq!(diff.implausible()[0].counter, Counter::CameraZone(0));
+        assert!(diff.implausible()[0].to_string().starts_with("camera zone 1 counter (channel 33) stepped 101 → 0"));
     }
 }

@@ -193,6 +193,14 @@ impl SimUnit {
         self.image.volume[channel_index]
     }
 
+    /// Set a volume counter, as a glitching counter card does: a value
+    /// behind the last one read is a step backwards, which the client must
+    /// take for a counter fault, not traffic (tests and demos).
+    pub fn set_volume(&mut self, channel_index: usize, value: u16) {
+        self.image.volume[channel_index] = value;
+        self.refresh();
+    }
+
     /// The traffic generator's measures.
     pub fn cabinet(&self) -> &SimCabinet {
         &self.cabinet
