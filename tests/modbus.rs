@@ -170,7 +170,10 @@ struct Rig {
     cursor: u64,
     seen: Vec<Event>,
     snapshot: Option<Snapshot>,
-    _logs: tempfile::TempDir,
+    /// The daemon's Indiana event log directory.
+    logs: tempfile::TempDir,
+    /// The controller file the intersection came from.
+    controller: PathBuf,
 }
 
 /// A Modbus cabinet at `addr` with short test timeouts.
@@ -201,6 +204,7 @@ impl Rig {
         };
         config.grpc.enabled = false;
         config.event_log.dir = logs.path().to_path_buf();
+        let controller = cfg.source.clone();
         let text = std::fs::read_to_string(&cfg.source).expect("controller text");
         let options = greenwave::daemon::Options::new(config, Controllers::Loaded(vec![(cfg, text)]));
         let daemon = greenwave::daemon::Daemon::start(options).expect("daemon starts");
@@ -223,7 +227,8 @@ impl Rig {
             cursor: 1,
             seen: Vec::new(),
             snapshot: None,
-            _logs: logs,
+            logs,
+            controller,
         }
     }
 
@@ -305,6 +310,18 @@ impl Rig {
 
     /// Stop as SIGTERM does (through flash); returns every event seen.
     fn stop(mut self) -> Vec<Event> {
+        self.finish()
+    }
+
+    /// Stop, then have the independent checker read the event log the
+    /// daemon wrote: no conflict, every interval closed (those a flash
+    /// cut included).
+    fn stop_and_check_the_event_log(mut self) {
+        self.finish();
+        check_event_log(self.logs.path(), &self.controller);
+    }
+
+    fn finish(&mut self) -> Vec<Event> {
         let _ = self.stop.take().expect("running").send(());
         let stopped = self.daemon.take().expect("running").join().expect("daemon thread");
         assert!(stopped.is_clean(), "{stopped:?}");
@@ -346,8 +363,8 @@ fn cabinet_killed_and_restarted_flashes_then_restarts_without_double_counting() 
     // added about 65,536 minus the old counter.
     assert!(volume <= counted_before + counted_after, "volume {volume} > {counted_before} + {counted_after}");
     let st = rig.stats();
-    assert!(st.connects >= 2, "{st}");
-    rig.stop();
+    assert!(st.connects >= 2 && st.links_lost >= 1, "{st}");
+    rig.stop_and_check_the_event_log();
     rig_stopped_server(server);
 }
 
@@ -373,7 +390,7 @@ fn proxied_fault(mode: u8) -> greenwave::io::CabinetTotals {
     let restart = rig.wait_flash(STARTUP, lost, Duration::from_secs(5));
     rig.wait_running(restart);
     let st = rig.stats();
-    rig.stop();
+    rig.stop_and_check_the_event_log();
     rig_stopped_server(server);
     st
 }
@@ -583,17 +600,65 @@ fn missing(peer: &str) -> Option<()> {
     None
 }
 
-fn python_with_pymodbus() -> Option<String> {
+/// A Python interpreter that passes `check` (a `-c` program exiting 0):
+/// `GW_TEST_PYTHON`, else the project's `.venv`, else `python3`.
+fn python_with(what: &str, check: &str) -> Option<String> {
     let python = std::env::var("GW_TEST_PYTHON").unwrap_or_else(|_| {
         let venv = root().join(".venv/bin/python");
         if venv.exists() { venv.display().to_string() } else { "python3".into() }
     });
-    let ok = Command::new(&python)
-        .args(["-c", "import pymodbus, sys; sys.exit(0 if pymodbus.__version__ < '4' else 1)"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok { Some(python) } else { missing(&format!("python with pymodbus<4 ({python})")).map(|_| python) }
+    let ok = Command::new(&python).args(["-c", check]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if ok { Some(python) } else { missing(&format!("python with {what} ({python})")).map(|_| python) }
+}
+
+fn python_with_pymodbus() -> Option<String> {
+    python_with("pymodbus<4", "import pymodbus, sys; sys.exit(0 if pymodbus.__version__ < '4' else 1)")
+}
+
+/// `tools/interop/eventlog_check.py` on `logs` with `controller`'s
+/// conflicts: its output, and whether it found nothing. `None` when there
+/// is no Python 3.11 (tomllib) and interop is not required.
+fn run_event_log_checker(logs: &Path, controller: &Path) -> Option<(bool, String)> {
+    let python = python_with("Python 3.11 (tomllib)", "import tomllib")?;
+    let out = Command::new(python)
+        .arg(root().join("tools/interop/eventlog_check.py"))
+        .arg("--controller")
+        .arg(controller)
+        .arg(logs)
+        .output()
+        .expect("run the event log checker");
+    Some((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The independent checker finds nothing in the event log in `logs`.
+fn check_event_log(logs: &Path, controller: &Path) {
+    if let Some((clean, report)) = run_event_log_checker(logs, controller) {
+        assert!(clean, "the event log checker found:\n{report}");
+        println!("event log checker: {}", report.lines().last().unwrap_or_default());
+    }
+}
+
+/// The checker is not vacuous: the log of the flash that cut a green
+/// without closing it (before issue #14) has that green open at the flash,
+/// and after the restart phase 4 green while phase 2 green.
+#[test]
+fn the_event_log_checker_finds_a_green_a_flash_left_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = "SignalID,Timestamp,EventCode,EventParam\n\
+               elm-and-oak,2026-01-05 00:00:10.0,1,2\n\
+               elm-and-oak,2026-01-05 00:00:12.0,173,6\n\
+               elm-and-oak,2026-01-05 00:00:15.0,173,1\n\
+               elm-and-oak,2026-01-05 00:00:20.0,173,0\n\
+               elm-and-oak,2026-01-05 00:00:24.0,1,4\n\
+               elm-and-oak,2026-01-05 00:00:30.0,173,9\n";
+    std::fs::write(tmp.path().join("greenwave-events-000001.csv"), log).unwrap();
+    let Some((clean, report)) = run_event_log_checker(tmp.path(), &root().join("controllers/elm-and-oak.toml"))
+    else {
+        return;
+    };
+    assert!(!clean, "{report}");
+    assert!(report.contains("phase 2 green still open at a flash status change (173,6)"), "{report}");
+    assert!(report.contains("CONFLICT: phase 4 green while phase 2 green"), "{report}");
 }
 
 struct Killed(Child);
@@ -823,6 +888,6 @@ fn manual_flash_door_and_mmu_inputs_act_as_a_real_cabinets() {
     server.shared.unit(0).mmu.reset();
     let restart = rig.wait_flash(STARTUP, tripped, Duration::from_secs(15));
     rig.wait_running(restart);
-    rig.stop();
+    rig.stop_and_check_the_event_log();
     rig_stopped_server(server);
 }
