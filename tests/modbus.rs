@@ -627,7 +627,10 @@ fn run_event_log_checker(logs: &Path, controller: &Path) -> Option<(bool, String
         .arg(logs)
         .output()
         .expect("run the event log checker");
-    Some((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)))
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    ))
 }
 
 /// The independent checker finds nothing in the event log in `logs`.
@@ -652,8 +655,7 @@ fn the_event_log_checker_finds_a_green_a_flash_left_open() {
                elm-and-oak,2026-01-05 00:00:24.0,1,4\n\
                elm-and-oak,2026-01-05 00:00:30.0,173,9\n";
     std::fs::write(tmp.path().join("greenwave-events-000001.csv"), log).unwrap();
-    let Some((clean, report)) = run_event_log_checker(tmp.path(), &root().join("controllers/elm-and-oak.toml"))
-    else {
+    let Some((clean, report)) = run_event_log_checker(tmp.path(), &root().join("controllers/elm-and-oak.toml")) else {
         return;
     };
     assert!(!clean, "{report}");

@@ -2146,7 +2146,10 @@ mod tests {
         let mut open: Vec<(EventCode, u16)> = Vec::new();
         for e in log {
             let (opens, closes): (Option<EventCode>, &[EventCode]) = match e.code {
-                PhaseBeginGreen | PhaseBeginYellowChange | PhaseBeginRedClearance | PedBeginWalk
+                PhaseBeginGreen
+                | PhaseBeginYellowChange
+                | PhaseBeginRedClearance
+                | PedBeginWalk
                 | OverlapBeginGreen => (Some(e.code), &[]),
                 PhaseGreenTermination => (None, &[PhaseBeginGreen]),
                 PhaseEndYellowChange => (None, &[PhaseBeginYellowChange]),

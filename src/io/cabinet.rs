@@ -254,7 +254,7 @@ impl CounterAlarms {
             if last.is_none() {
                 warn!(
                     intersection = %id,
-                    "{step}: not counted, a counter fault (the channel's vehicle detector reports Indiana 88 until its counter has been plausible for {COUNTER_FAULT_HOLD})"
+                    "{step}: not counted, a counter fault (a vehicle detector on the channel reports Indiana 88 until its counter has been plausible for {COUNTER_FAULT_HOLD})"
                 );
             }
             *last = Some(at);
@@ -758,8 +758,13 @@ mod tests {
         let stats = CabinetStats::default();
         let mut alarms = CounterAlarms::default();
         let t0 = Instant::from_millis(1_000_000);
-        let backwards =
-            ImplausibleStep { counter: Counter::Volume, channel: 4, before: 40_000, after: 39_990, elapsed: Span::ZERO };
+        let backwards = ImplausibleStep {
+            counter: Counter::Volume,
+            channel: 4,
+            before: 40_000,
+            after: 39_990,
+            elapsed: Span::ZERO,
+        };
         alarms.note("x", t0, &[backwards], &stats);
         let again = t0 + Span::from_secs(1);
         alarms.note("x", again, &[backwards], &stats);

@@ -381,7 +381,10 @@ impl std::fmt::Display for ImplausibleStep {
             Counter::CameraZone(z) => write!(f, "camera zone {} counter (channel {})", z + 1, self.channel + 1)?,
         }
         let most = most_vehicles(elapsed);
-        write!(f, " stepped {before} → {after} in {elapsed}: backwards, or more than the lanes can pass (at most {most})")
+        write!(
+            f,
+            " stepped {before} → {after} in {elapsed}: backwards, or more than the lanes can pass (at most {most})"
+        )
     }
 }
 
@@ -627,7 +630,13 @@ mod tests {
         assert_eq!(
             diff.implausible(),
             &[
-                ImplausibleStep { counter: Counter::Volume, channel: 0, before: 40_000, after: 39_990, elapsed: second },
+                ImplausibleStep {
+                    counter: Counter::Volume,
+                    channel: 0,
+                    before: 40_000,
+                    after: 39_990,
+                    elapsed: second
+                },
                 ImplausibleStep { counter: Counter::Volume, channel: 2, before: 7, after: 12, elapsed: second },
             ]
         );
