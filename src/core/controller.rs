@@ -483,6 +483,12 @@ impl Controller {
         if let Some(ack) = input.ack.filter(|_| self.awaits_ack) {
             self.confirm(ack);
         }
+        if let UnitState::Flash { reason: FlashReason::Shutdown, .. } = self.unit {
+            // Stopping: the flash frame stands and the event log ends with
+            // its 173 (no calls or detector changes after it).
+            self.next_frame += 1;
+            return;
+        }
         let green = self.phases_in(Interval::Green);
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
         self.queues.update(now, &self.detectors, input);
