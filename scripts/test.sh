@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run both use it). On a fresh machine
-# it installs what the tests need — Debian's mbpoll, a Python venv with the
-# independent Modbus/gRPC peers, pytest and Eclipse SUMO — then runs the
-# whole suite, ending with the SIL rig's Python tests and the SUMO
-# software-in-the-loop smoke.
+# it installs what the tests need — Debian's mbpoll and socat, a Python
+# venv with the independent Modbus/gRPC peers, pytest and Eclipse SUMO —
+# then runs the whole suite, ending with the SIL rig's Python tests and the
+# SUMO software-in-the-loop smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages used as independent peers by the interop tests.
+# Debian packages used by the interop tests: mbpoll as an independent
+# peer, socat for the pseudo-terminal pair of the serial RTU test.
 missing=()
 command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
+command -v socat >/dev/null 2>&1 || missing+=(socat)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
