@@ -10,9 +10,10 @@
 //!   faster than real time, with the same events as the in-process
 //!   `simulate`.
 //! - Interop with independent peers: a pymodbus server as the cabinet
-//!   (checks what the daemon writes, with its own conflict check), and
-//!   `mbpoll` reading the simulated cabinet (`greenwave sim-cabinet`) while
-//!   the daemon drives it. A missing peer fails the test when
+//!   (checks what the daemon writes, with its own conflict check), a
+//!   pymodbus serial RTU cabinet on a socat pseudo-terminal pair answering
+//!   late (never taken for the next answer), and `mbpoll` reading the
+//!   simulated cabinet (`greenwave sim-cabinet`) while the daemon drives it. A missing peer fails the test when
 //!   `GW_TEST_REQUIRE_INTEROP=1` (scripts/test.sh), else it is skipped
 //!   with a notice.
 //!
@@ -822,6 +823,107 @@ fn mbpoll_reads_the_simulated_cabinet_while_the_daemon_drives_it() {
     let v = mbpoll_values(&text);
     assert!(ok && v.len() == 1 && v[0].1 & 0x4 == 0, "MMU fault raised: {text}");
     drop(sim);
+}
+
+/// The `STATS` line of tools/interop/serial_cabinet.py: (reads, writes).
+fn serial_cabinet_stats(
+    stdin: &mut std::process::ChildStdin,
+    out: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+) -> (u64, u64) {
+    writeln!(stdin, "STATS").unwrap();
+    let line = expect_line(out, "STATS ", Duration::from_secs(10), seen);
+    let field = |name: &str| -> u64 {
+        let value = line.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('='));
+        value.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    (field("reads"), field("writes"))
+}
+
+/// A serial Modbus RTU cabinet that is not Greenwave's code (pymodbus,
+/// tools/interop/serial_cabinet.py) on one end of a pseudo-terminal pair
+/// made by socat, the daemon's `modbus-rtu` cabinet on the other, at
+/// 115200 baud. The cabinet answers two reads late: once while the daemon
+/// drains the line after its request timeout (100 ms), once after the
+/// drain, while the daemon waits for the answer to its next request (a
+/// write). Neither late answer is taken for an answer: each costs one
+/// timeout, the line is never reopened, no request fails on a mismatching
+/// answer, the intersection never flashes, and the writes go on.
+#[test]
+fn rtu_serial_cabinet_late_answers_are_never_taken_for_the_next() {
+    if Command::new("socat").arg("-V").output().is_err() {
+        return missing("socat").unwrap_or(());
+    }
+    let Some(python) = python_with(
+        "pymodbus<4 and pyserial",
+        "import pymodbus, serial, sys; sys.exit(0 if pymodbus.__version__ < '4' else 1)",
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (cabinet_end, daemon_end) = (tmp.path().join("cabinet"), tmp.path().join("daemon"));
+    let pty = |end: &Path| format!("pty,raw,echo=0,link={}", end.display());
+    let socat = Command::new("socat")
+        .args([pty(&cabinet_end), pty(&daemon_end)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start socat");
+    let _socat = Killed(socat);
+    let deadline = Wall::now() + Duration::from_secs(10);
+    while !(cabinet_end.exists() && daemon_end.exists()) {
+        assert!(Wall::now() < deadline, "socat made no pseudo-terminal pair");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut peer = Command::new(&python)
+        .arg(root().join("tools/interop/serial_cabinet.py"))
+        .arg(&cabinet_end)
+        .arg("115200")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the serial pymodbus cabinet");
+    let out = lines(peer.stdout.take().unwrap());
+    let mut stdin = peer.stdin.take().unwrap();
+    let mut peer = Killed(peer);
+    let mut seen = Vec::new();
+    expect_line(&out, "READY", Duration::from_secs(30), &mut seen);
+
+    let mut cfg = shipped("elm-and-oak");
+    modbus_at(&mut cfg, loopback());
+    if let CabinetConfig::Modbus(m) = &mut cfg.cabinet {
+        let path = daemon_end.display().to_string();
+        m.transport =
+            ModbusTransport::Rtu { path, baud: 115_200, parity: config::Parity::None, data_bits: 8, stop_bits: 1 };
+    }
+    let mut rig = Rig::start(Rig::runtime(), cfg, ClockSource::System);
+    rig.wait_running(0);
+    rig.sleep(Duration::from_millis(500));
+    for late_ms in [150, 250] {
+        let before = rig.stats();
+        writeln!(stdin, "LATE {late_ms}").unwrap();
+        let answered = expect_line(&out, "LATE ANSWERED", Duration::from_secs(10), &mut seen);
+        let writes_then: u64 = answered.rsplit('=').next().and_then(|n| n.parse().ok()).expect("writes");
+        rig.sleep(Duration::from_secs(1));
+        let (_, writes_now) = serial_cabinet_stats(&mut stdin, &out, &mut seen);
+        // 20 ticks of 50 ms: the writes go on (a few may be skipped while
+        // the line is drained).
+        assert!(writes_now >= writes_then + 10, "{late_ms} ms late: writes {writes_then} → {writes_now} in 1 s");
+        let st = rig.stats();
+        assert_eq!(st.timeouts - before.timeouts, 1, "{late_ms} ms late: one timeout: {st}");
+    }
+    let st = rig.stats();
+    assert_eq!(st.discarded_answers, 2, "both late answers discarded: {st}");
+    assert_eq!(st.transport_errors, 0, "no request failed on a late answer: {st}");
+    assert_eq!(st.connects, 1, "the line was never reopened: {st}");
+    assert_eq!(rig.link_lost_count(), 0, "never flashed: {:?}", rig.flash_changes());
+    rig.stop_and_check_the_event_log();
+    writeln!(stdin, "STOP").unwrap();
+    let verdict = expect_line(&out, "", Duration::from_secs(15), &mut seen);
+    assert!(verdict.starts_with("OK"), "serial cabinet: {verdict}");
+    assert!(wait_exit(&mut peer.0, Duration::from_secs(10)).success());
+    println!("serial pymodbus: {verdict}; daemon: {st}");
 }
 
 // ---- framing and cabinet inputs ------------------------------------------------

@@ -129,6 +129,12 @@ pub enum Parity {
     Odd,
 }
 
+/// Bits on the wire for one character of a serial line: start, data,
+/// parity and stop bits.
+pub fn serial_char_bits(parity: Parity, data_bits: u8, stop_bits: u8) -> u32 {
+    1 + u32::from(data_bits) + u32::from(parity != Parity::None) + u32::from(stop_bits)
+}
+
 /// Where an intersection's vehicle volumes come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VolumeSource {

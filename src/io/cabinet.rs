@@ -20,13 +20,18 @@
 //! own). A Modbus exception (the cabinet answered "no") is counted and
 //! logged; the link stays up but the inputs are not refreshed, so a cabinet
 //! that keeps refusing is flashed by the engine's staleness check after
-//! `link_timeout`. A transport error, a timeout or a garbled answer drops the
-//! connection (after a timeout a late answer could still arrive and be
-//! taken for the next one) and the task reconnects with jittered exponential
-//! backoff. While the link is down no inputs reach the engine: after
-//! `link_timeout` the intersection flashes (cabinet link lost), and when
-//! inputs resume it restarts through its start-up sequence. Volume counters
-//! are re-baselined on every connection, so nothing is counted twice.
+//! `link_timeout`. A transport error or a garbled answer drops the
+//! connection and the task reconnects with jittered exponential backoff;
+//! so does a timeout on Modbus TCP (a late answer on a new connection
+//! cannot be taken for the next request's). On RTU framing a new
+//! connection does not keep the late answer out (a serial port reopened
+//! still receives it), so a timeout keeps the line and drains it
+//! ([`RtuLine`]: answers are matched to requests), and the line is only
+//! dropped and re-made when nothing at all has answered for
+//! `link_timeout`. While no inputs reach the engine, after `link_timeout`
+//! the intersection flashes (cabinet link lost), and when inputs resume it
+//! restarts through its start-up sequence. Volume counters are
+//! re-baselined on every connection, so nothing is counted twice.
 //!
 //! # Lockstep (`clock = "cabinet"`)
 //! The task reads the inputs with the simulated time `T`, hands them over,
@@ -51,6 +56,7 @@ use super::error::{CabinetError, Request};
 use super::registers::{
     CounterDiff, Fetched, ImplausibleStep, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes,
 };
+use super::rtu::{MIN_GAP, RtuLine, inter_frame_gap};
 use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
 use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
 use crate::core::detector::COUNTER_FAULT_HOLD;
@@ -72,6 +78,9 @@ pub struct CabinetStats {
     pub timeouts: AtomicU64,
     pub exceptions: AtomicU64,
     pub transport_errors: AtomicU64,
+    /// RTU frames discarded, not taken for an answer: late answers, and
+    /// frames that did not match the request waited on.
+    pub discarded_answers: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
     /// Input frames the engine's channel had no room for.
@@ -94,6 +103,7 @@ impl Default for CabinetStats {
             timeouts: AtomicU64::new(0),
             exceptions: AtomicU64::new(0),
             transport_errors: AtomicU64::new(0),
+            discarded_answers: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             inputs_dropped: AtomicU64::new(0),
@@ -175,8 +185,39 @@ fn dur(s: Span) -> Duration {
     Duration::from_millis(s.as_millis())
 }
 
-async fn connect(c: &ModbusCabinet) -> Result<Context, CabinetError> {
-    let slave = Slave(c.unit_id);
+/// A connected cabinet: tokio-modbus's client on Modbus TCP, ours on RTU
+/// framing (see [`RtuLine`] for why).
+enum Link {
+    Tcp(Context),
+    Rtu(RtuLine),
+}
+
+impl Link {
+    async fn read_input_registers(&mut self, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
+        match self {
+            Link::Tcp(ctx) => ctx.read_input_registers(start, count).await,
+            Link::Rtu(line) => line.read_input_registers(start, count).await,
+        }
+    }
+
+    async fn write_multiple_registers(&mut self, start: u16, words: &[u16]) -> tokio_modbus::Result<()> {
+        match self {
+            Link::Tcp(ctx) => ctx.write_multiple_registers(start, words).await,
+            Link::Rtu(line) => line.write_multiple_registers(start, words).await,
+        }
+    }
+
+    async fn disconnect(&mut self) {
+        let _ = match self {
+            Link::Tcp(ctx) => ctx.disconnect().await,
+            Link::Rtu(line) => line.shutdown().await,
+        };
+    }
+}
+
+/// Connect (or open the serial port); an RTU line counts the frames it
+/// discards in `stats`.
+async fn connect(c: &ModbusCabinet, stats: &Arc<CabinetStats>) -> Result<Link, CabinetError> {
     let tcp = |address: String| async move {
         let stream =
             tokio::net::TcpStream::connect(&address).await.map_err(|error| CabinetError::Connect { address, error })?;
@@ -187,10 +228,12 @@ async fn connect(c: &ModbusCabinet) -> Result<Context, CabinetError> {
     let fut = async {
         match &c.transport {
             ModbusTransport::Tcp { address } => {
-                Ok(tokio_modbus::client::tcp::attach_slave(tcp(address.clone()).await?, slave))
+                let stream = tcp(address.clone()).await?;
+                Ok(Link::Tcp(tokio_modbus::client::tcp::attach_slave(stream, Slave(c.unit_id))))
             }
             ModbusTransport::RtuOverTcp { address } => {
-                Ok(tokio_modbus::client::rtu::attach_slave(tcp(address.clone()).await?, slave))
+                let stream = tcp(address.clone()).await?;
+                Ok(Link::Rtu(RtuLine::new(Box::new(stream), c.unit_id, MIN_GAP, stats.clone())))
             }
             ModbusTransport::Rtu { path, baud, parity, data_bits, stop_bits } => {
                 use tokio_serial::SerialPortBuilderExt;
@@ -209,7 +252,8 @@ async fn connect(c: &ModbusCabinet) -> Result<Context, CabinetError> {
                     .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One })
                     .open_native_async()
                     .map_err(|error| CabinetError::OpenSerial { path: path.clone(), error })?;
-                Ok(tokio_modbus::client::rtu::attach_slave(port, slave))
+                let gap = inter_frame_gap(*baud, *parity, *data_bits, *stop_bits);
+                Ok(Link::Rtu(RtuLine::new(Box::new(port), c.unit_id, gap, stats.clone())))
             }
         }
     };
@@ -272,7 +316,7 @@ impl CounterAlarms {
 struct Session<'a> {
     task: &'a mut CabinetTask,
     alarms: &'a mut CounterAlarms,
-    ctx: Context,
+    link: Link,
     map: RegisterMap,
     reads: Vec<Block>,
     writes: Vec<Block>,
@@ -287,27 +331,44 @@ struct Session<'a> {
     confirmed: Option<FrameAck>,
     /// Consecutive exceptions (logged on the first and on recovery).
     exceptions: u64,
+    /// An RTU line's current run of timeouts (logged on the first and on
+    /// recovery).
+    silence: Option<Silence>,
+    /// When the cabinet last answered (or the link was made).
+    answered_at: std::time::Instant,
+}
+
+/// A run of timeouts on an RTU line.
+#[derive(Clone, Copy, Debug)]
+struct Silence {
+    timeouts: u64,
+    /// `discarded_answers` when it began.
+    discarded_before: u64,
 }
 
 impl Session<'_> {
-    async fn call<T, F>(&mut self, request: Request, f: F) -> Result<T, CabinetError>
+    /// One request under the request timeout. `Ok(None)`: no answer taken,
+    /// but the link stays (the cabinet refused, or an RTU line timed out
+    /// and was drained).
+    async fn call<T, F>(&mut self, request: Request, f: F) -> Result<Option<T>, CabinetError>
     where
-        F: AsyncFnOnce(&mut Context) -> tokio_modbus::Result<T>,
+        F: AsyncFnOnce(&mut Link) -> tokio_modbus::Result<T>,
     {
         let started = std::time::Instant::now();
         let timeout = dur(self.task.cabinet.request_timeout);
-        let stats = &self.task.stats;
-        match tokio::time::timeout(timeout, f(&mut self.ctx)).await {
+        match tokio::time::timeout(timeout, f(&mut self.link)).await {
             Ok(Ok(Ok(v))) => {
-                stats.rtt(started.elapsed());
+                self.task.stats.rtt(started.elapsed());
+                self.answered();
                 if self.exceptions > 0 {
                     info!(intersection = %self.task.id, exceptions = self.exceptions, "cabinet answering again");
                     self.exceptions = 0;
                 }
-                Ok(v)
+                Ok(Some(v))
             }
             Ok(Ok(Err(code))) => {
-                stats.exceptions.fetch_add(1, Ordering::Relaxed);
+                self.task.stats.exceptions.fetch_add(1, Ordering::Relaxed);
+                self.answered();
                 let e = CabinetError::Exception { request, code };
                 if self.exceptions == 0 {
                     warn!(intersection = %self.task.id, "cabinet refused {e} (inputs not refreshed while it refuses)");
@@ -315,32 +376,69 @@ impl Session<'_> {
                     debug!(intersection = %self.task.id, "cabinet refused {request}: {code:?}");
                 }
                 self.exceptions += 1;
-                Err(e)
+                Ok(None)
             }
             Ok(Err(error)) => {
-                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                self.task.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
                 Err(CabinetError::Transport { request, error })
             }
             Err(_) => {
-                stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(CabinetError::Timeout { request, after: self.task.cabinet.request_timeout })
+                self.task.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                let e = CabinetError::Timeout { request, after: self.task.cabinet.request_timeout };
+                let Link::Rtu(line) = &mut self.link else { return Err(e) };
+                if self.answered_at.elapsed() >= dur(self.task.cabinet.link_timeout) {
+                    return Err(e);
+                }
+                let discarded_before = self.task.stats.discarded_answers.load(Ordering::Relaxed);
+                // The late answer may still come: the next request must not
+                // be sent before it (bounded by one more request timeout).
+                let discarded = match line.drain(timeout).await {
+                    Ok(n) => n,
+                    Err(error) => {
+                        self.task.stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(CabinetError::Transport { request, error: error.into() });
+                    }
+                };
+                match &mut self.silence {
+                    Some(s) => {
+                        s.timeouts += 1;
+                        debug!(intersection = %self.task.id, discarded, "{e}");
+                    }
+                    None => {
+                        self.silence = Some(Silence { timeouts: 1, discarded_before });
+                        warn!(
+                            intersection = %self.task.id,
+                            "cabinet silent: {e}; the line was drained before the next request ({discarded} late answers discarded); inputs are not refreshed until it answers"
+                        );
+                    }
+                }
+                Ok(None)
             }
         }
     }
 
-    /// Read the inputs. `Ok(None)` when the cabinet refused (exception).
+    /// The cabinet answered (or refused): an RTU line's timeouts are over.
+    fn answered(&mut self) {
+        self.answered_at = std::time::Instant::now();
+        if let Some(s) = self.silence.take() {
+            let discarded = self.task.stats.discarded_answers.load(Ordering::Relaxed) - s.discarded_before;
+            info!(intersection = %self.task.id, timeouts = s.timeouts, discarded, "cabinet answering again");
+        }
+    }
+
+    /// Read the inputs. `Ok(None)` when the cabinet refused (exception) or
+    /// did not answer on an RTU line.
     async fn read(&mut self) -> Result<Option<InputImage>, CabinetError> {
         let mut fetched = Vec::with_capacity(self.reads.len());
         for b in self.reads.clone() {
             let request = Request::ReadInputs(b);
             match self
-                .call(request, async move |ctx: &mut Context| ctx.read_input_registers(b.start, b.len).await)
-                .await
+                .call(request, async move |link: &mut Link| link.read_input_registers(b.start, b.len).await)
+                .await?
             {
-                Ok(words) if words.len() == b.len as usize => fetched.push((b, words)),
-                Ok(words) => return Err(CabinetError::ShortAnswer { request, got: words.len() }),
-                Err(CabinetError::Exception { .. }) => return Ok(None),
-                Err(e) => return Err(e),
+                Some(words) if words.len() == b.len as usize => fetched.push((b, words)),
+                Some(words) => return Err(CabinetError::ShortAnswer { request, got: words.len() }),
+                None => return Ok(None),
             }
         }
         self.task.stats.reads.fetch_add(1, Ordering::Relaxed);
@@ -403,25 +501,22 @@ impl Session<'_> {
     }
 
     /// Write `msg`; once the cabinet has accepted every block of it, it is
-    /// confirmed as shown from `shown_at`. A refused block (an exception)
-    /// leaves it unconfirmed: the controller then holds every interval
-    /// that started in it until a later frame is accepted.
+    /// confirmed as shown from `shown_at`. A refused block (an exception),
+    /// or one an RTU line timed out on, leaves it unconfirmed: the
+    /// controller then holds every interval that started in it until a
+    /// later frame is accepted.
     async fn write(&mut self, msg: OutputMsg, ack: u64, shown_at: impl Fn() -> Instant) -> Result<(), CabinetError> {
         self.heartbeat = self.heartbeat.wrapping_add(1);
         let img = OutputImage::new(msg.frame, msg.flash, self.heartbeat, ack);
         let mut accepted = true;
         for b in self.writes.clone() {
             let words = img.words(&self.map, b);
-            match self
-                .call(Request::WriteHoldings(b), async move |ctx: &mut Context| {
-                    ctx.write_multiple_registers(b.start, &words).await
+            let answered = self
+                .call(Request::WriteHoldings(b), async move |link: &mut Link| {
+                    link.write_multiple_registers(b.start, &words).await
                 })
-                .await
-            {
-                Ok(()) => {}
-                Err(CabinetError::Exception { .. }) => accepted = false,
-                Err(e) => return Err(e),
-            }
+                .await?;
+            accepted &= answered.is_some();
         }
         self.written_seq = Some(msg.seq);
         self.task.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -591,8 +686,8 @@ impl CabinetTask {
             if *self.stop.borrow() {
                 return;
             }
-            match connect(&self.cabinet).await {
-                Ok(ctx) => {
+            match connect(&self.cabinet, &self.stats).await {
+                Ok(link) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
                     self.stats.link_up.store(true, Ordering::Relaxed);
                     match lost_at.take() {
@@ -621,7 +716,7 @@ impl CabinetTask {
                         writes: plan_writes(&map.output_items(lockstep.is_some())),
                         zones: self.cabinet.camera_zone_channels.iter().map(|c| c.index()).collect(),
                         map,
-                        ctx,
+                        link,
                         counters: CounterDiff::default(),
                         alarms: &mut alarms,
                         heartbeat: 0,
@@ -629,22 +724,24 @@ impl CabinetTask {
                         confirmed: None,
                         latest: None,
                         exceptions: 0,
+                        silence: None,
+                        answered_at: std::time::Instant::now(),
                         task: &mut self,
                     };
                     let end = match lockstep {
                         Some((time, slot)) => s.run_lockstep(time, slot).await,
                         None => s.run_realtime().await,
                     };
-                    let mut ctx = s.ctx;
+                    let mut link = s.link;
                     match end {
                         End::Stopped => {
-                            let _ = tokio::time::timeout(Duration::from_millis(200), ctx.disconnect()).await;
+                            let _ = tokio::time::timeout(Duration::from_millis(200), link.disconnect()).await;
                             return;
                         }
                         End::Lost(reason) => {
                             self.stats.link_up.store(false, Ordering::Relaxed);
                             self.stats.links_lost.fetch_add(1, Ordering::Relaxed);
-                            drop(ctx);
+                            drop(link);
                             lost_at = Some(std::time::Instant::now());
                             let delay = backoff.next_delay();
                             warn!(
@@ -702,12 +799,14 @@ pub async fn probe_sim_time(cabinet: &ModbusCabinet, patience: Duration) -> Resu
     let deadline = tokio::time::Instant::now() + patience;
     let map = cabinet.registers;
     let request = Request::ReadInputs(Block::new(map.sim_time, SIM_TIME_LEN));
+    // Nobody reads the probe's counts.
+    let stats = Arc::new(CabinetStats::default());
     loop {
-        let failed = match connect(cabinet).await {
-            Ok(mut ctx) => {
+        let failed = match connect(cabinet, &stats).await {
+            Ok(mut link) => {
                 let r = tokio::time::timeout(
                     dur(cabinet.request_timeout),
-                    ctx.read_input_registers(map.sim_time, SIM_TIME_LEN),
+                    link.read_input_registers(map.sim_time, SIM_TIME_LEN),
                 )
                 .await;
                 match r {

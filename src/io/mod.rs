@@ -7,6 +7,8 @@
 //! - [`cabinet`]: one tokio task per cabinet: timeouts, reconnect with
 //!   jittered backoff, exceptions told apart from transport errors, RTT and
 //!   error counts; real-time and lockstep schedules.
+//! - [`rtu`]: RTU framing (serial line, or over TCP) with answers matched
+//!   to requests, and the line drained after a timeout.
 //! - [`error`]: [`CabinetError`], why a link failed, one variant per kind
 //!   the client counts or handles apart.
 //! - this module: wiring for `greenwave run` ([`CabinetPlan`], which also
@@ -20,6 +22,7 @@
 pub mod cabinet;
 pub mod error;
 pub mod registers;
+pub mod rtu;
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -322,6 +325,7 @@ pub struct CabinetTotals {
     pub timeouts: u64,
     pub exceptions: u64,
     pub transport_errors: u64,
+    pub discarded_answers: u64,
     pub connects: u64,
     pub connect_failures: u64,
     pub inputs_dropped: u64,
@@ -341,6 +345,7 @@ pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
         t.timeouts += s.timeouts.load(r);
         t.exceptions += s.exceptions.load(r);
         t.transport_errors += s.transport_errors.load(r);
+        t.discarded_answers += s.discarded_answers.load(r);
         t.connects += s.connects.load(r);
         t.connect_failures += s.connect_failures.load(r);
         t.inputs_dropped += s.inputs_dropped.load(r);
@@ -366,7 +371,7 @@ impl std::fmt::Display for CabinetTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}/{} links up, {} links lost, {} reads, {} writes, {} timeouts, {} exceptions, {} transport errors, {} connects ({} failed), {} counter faults, rtt p50={:.0}µs p99={:.0}µs max={:.0}µs",
+            "{}/{} links up, {} links lost, {} reads, {} writes, {} timeouts, {} exceptions, {} transport errors, {} answers discarded, {} connects ({} failed), {} counter faults, rtt p50={:.0}µs p99={:.0}µs max={:.0}µs",
             self.links_up,
             self.cabinets,
             self.links_lost,
@@ -375,6 +380,7 @@ impl std::fmt::Display for CabinetTotals {
             self.timeouts,
             self.exceptions,
             self.transport_errors,
+            self.discarded_answers,
             self.connects,
             self.connect_failures,
             self.counter_faults,
@@ -420,7 +426,7 @@ pub fn stats_json(
     );
     let _ = write!(
         s,
-        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"rtt\":{}}}}}",
+        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"rtt\":{}}}}}",
         cabinets.cabinets,
         cabinets.links_up,
         cabinets.links_lost,
@@ -429,6 +435,7 @@ pub fn stats_json(
         cabinets.timeouts,
         cabinets.exceptions,
         cabinets.transport_errors,
+        cabinets.discarded_answers,
         cabinets.connects,
         cabinets.connect_failures,
         cabinets.inputs_dropped,

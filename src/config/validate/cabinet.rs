@@ -6,7 +6,7 @@ use crate::core::{DetectorChannel, MAX_DETECTORS, Span};
 
 use super::super::key::KeyPath;
 use super::super::raw::{RawCabinet, RawCabinetKind, RawParity, RawRegisters, RawVolumeSource};
-use super::super::{CabinetConfig, ModbusCabinet, ModbusTransport, Parity, VolumeSource};
+use super::super::{CabinetConfig, ModbusCabinet, ModbusTransport, Parity, VolumeSource, serial_char_bits};
 use super::{DEFAULT_MODBUS_UNIT_ID, Validator, root, secs};
 
 /// `connect_timeout_s` when not given.
@@ -50,8 +50,7 @@ impl SerialLine {
         // Unit id, function code, CRC (2) and the fields of each frame.
         let bytes = (8) + (5 + 2 * read) + (9 + 2 * write) + (8);
         let gaps = 4 * 35 / 10;
-        let bits_per_char =
-            1 + u32::from(self.data_bits) + u32::from(self.parity != Parity::None) + u32::from(self.stop_bits);
+        let bits_per_char = serial_char_bits(self.parity, self.data_bits, self.stop_bits);
         let bits = u64::from((bytes + gaps) * bits_per_char);
         Span::from_millis((bits * 1000).div_ceil(u64::from(self.baud.max(1))))
     }
