@@ -25,10 +25,11 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as Wall};
 
+use greenwave::config::registers::HEARTBEAT;
 use greenwave::config::{self, CabinetConfig, ClockSource, DaemonConfig, IntersectionConfig, ModbusTransport};
 use greenwave::core::detector::DetectorFault;
 use greenwave::core::spec::DetectorKind;
@@ -80,10 +81,12 @@ const DROP_ON_WRITE: u8 = 4;
 /// A Modbus TCP proxy that reads whole request ADUs and, per its mode,
 /// forwards them, delays the answer past the client's timeout, answers
 /// with an exception itself, answers with garbage, or hangs up on a write.
+/// It records the heartbeat of every write the cabinet accepted.
 struct Proxy {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
     drops: Arc<AtomicU64>,
+    beats: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Proxy {
@@ -92,16 +95,17 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(AtomicU8::new(PASS));
         let drops = Arc::new(AtomicU64::new(0));
-        let (m, d) = (mode.clone(), drops.clone());
+        let beats = Arc::new(Mutex::new(Vec::new()));
+        let (m, d, b) = (mode.clone(), drops.clone(), beats.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (m, d) = (m.clone(), d.clone());
+                let (m, d, b) = (m.clone(), d.clone(), b.clone());
                 tokio::spawn(async move {
-                    let _ = proxy_connection(client, upstream, m, d).await;
+                    let _ = proxy_connection(client, upstream, m, d, b).await;
                 });
             }
         });
-        Proxy { addr, mode, drops }
+        Proxy { addr, mode, drops, beats }
     }
 
     fn set(&self, mode: u8) {
@@ -118,11 +122,22 @@ async fn read_adu(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok([head.to_vec(), rest].concat())
 }
 
+/// The heartbeat an FC16 request ADU carries, if its registers cover the
+/// default map's heartbeat register.
+fn heartbeat_written(req: &[u8]) -> Option<u16> {
+    let start = u16::from_be_bytes([req[8], req[9]]);
+    let count = u16::from_be_bytes([req[10], req[11]]);
+    let k = HEARTBEAT.checked_sub(start).filter(|k| *k < count)? as usize;
+    // MBAP (7), function, address (2), count (2), byte count, then values.
+    Some(u16::from_be_bytes([req[13 + 2 * k], req[14 + 2 * k]]))
+}
+
 async fn proxy_connection(
     mut client: TcpStream,
     upstream: SocketAddr,
     mode: Arc<AtomicU8>,
     drops: Arc<AtomicU64>,
+    beats: Arc<Mutex<Vec<u16>>>,
 ) -> std::io::Result<()> {
     let mut server = TcpStream::connect(upstream).await?;
     loop {
@@ -146,6 +161,12 @@ async fn proxy_connection(
             m => {
                 server.write_all(&req).await?;
                 let resp = read_adu(&mut server).await?;
+                if fc == 0x10
+                    && resp[7] == fc
+                    && let Some(beat) = heartbeat_written(&req)
+                {
+                    beats.lock().unwrap().push(beat);
+                }
                 if m == SLOW {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
@@ -445,6 +466,14 @@ fn connection_dropped_during_a_write_reconnects_at_once() {
     let counted: u64 = (0..64).map(|ch| server.shared.unit(0).volume(ch) as u64).sum();
     assert!(volume <= counted, "volume {volume} counted more than the cabinet's {counted}");
     rig.stop();
+    // One heartbeat count across the four connections: +1 per write the
+    // cabinet accepted, never back to the start (the dropped writes never
+    // reached it; their frames went again with the same count).
+    let beats = proxy.beats.lock().unwrap().clone();
+    assert!(beats.len() as u64 >= st.writes && beats.len() > 20, "{} beats, {st}", beats.len());
+    if let Some(w) = beats.windows(2).find(|w| w[1] != w[0].wrapping_add(1)) {
+        panic!("the heartbeat went from {} to {} ({} writes through 4 connections)", w[0], w[1], beats.len());
+    }
     rig_stopped_server(server);
 }
 

@@ -65,8 +65,10 @@ pub const PED: u16 = 16;
 /// 8 registers: overlap A..H indication
 /// ([`Indication`](crate::core::Indication) values).
 pub const OVERLAP: u16 = 32;
-/// 1 register: heartbeat, +1 (wrapping) with every output write. A cabinet
-/// whose heartbeat stops changing for its watchdog time flashes.
+/// 1 register: heartbeat, +1 (wrapping) with every output write the
+/// cabinet accepts, one count for the life of the process (reconnections
+/// continue it). A cabinet whose heartbeat stops changing for its watchdog
+/// time flashes.
 pub const HEARTBEAT: u16 = 40;
 /// 1 register: requested mode (normal or flash; `docs/modbus.md`).
 pub const REQUESTED_MODE: u16 = 41;
@@ -145,6 +147,10 @@ impl Block {
     /// One past the last register (as u32: a block may end at 65536).
     pub fn end(self) -> u32 {
         self.start as u32 + self.len as u32
+    }
+
+    pub fn contains(self, addr: u16) -> bool {
+        addr >= self.start && (addr as u32) < self.end()
     }
 }
 

@@ -13,7 +13,10 @@
 //!    FC16 write).
 //!
 //! The heartbeat only moves when the engine produced a new frame, so a
-//! stuck control thread stops it and the cabinet's watchdog flashes.
+//! stuck control thread stops it and the cabinet's watchdog flashes. It is
+//! one count for the life of the task (the process), +1 per frame the
+//! cabinet accepts: a reconnection continues it, so a cabinet never sees it
+//! jump back (which a watchdog may take for a controller restart).
 //!
 //! # Faults
 //! Every call runs under `request_timeout` (tokio-modbus has none of its
@@ -316,13 +319,15 @@ impl CounterAlarms {
 struct Session<'a> {
     task: &'a mut CabinetTask,
     alarms: &'a mut CounterAlarms,
+    /// The heartbeat of the last frame the cabinet accepted: outlives the
+    /// connection (see the module docs).
+    heartbeat: &'a mut u16,
     link: Link,
     map: RegisterMap,
     reads: Vec<Block>,
     writes: Vec<Block>,
     zones: Vec<usize>,
     counters: CounterDiff,
-    heartbeat: u16,
     /// Sequence of the last frame written, and the newest frame received.
     written_seq: Option<u64>,
     latest: Option<OutputMsg>,
@@ -506,9 +511,10 @@ impl Session<'_> {
     /// controller then holds every interval that started in it until a
     /// later frame is accepted.
     async fn write(&mut self, msg: OutputMsg, ack: u64, shown_at: impl Fn() -> Instant) -> Result<(), CabinetError> {
-        self.heartbeat = self.heartbeat.wrapping_add(1);
-        let img = OutputImage::new(msg.frame, msg.flash, self.heartbeat, ack);
+        let beat = self.heartbeat.wrapping_add(1);
+        let img = OutputImage::new(msg.frame, msg.flash, beat, ack);
         let mut accepted = true;
+        let mut beat_accepted = false;
         for b in self.writes.clone() {
             let words = img.words(&self.map, b);
             let answered = self
@@ -517,6 +523,15 @@ impl Session<'_> {
                 })
                 .await?;
             accepted &= answered.is_some();
+            beat_accepted |= answered.is_some() && b.contains(self.map.heartbeat);
+        }
+        // A refused write left the register as it was, so the next frame
+        // carries this count again: the cabinet sees +1 per frame it
+        // accepted. (One whose answer was lost, to a timeout or with the
+        // connection, may have taken effect: then the cabinet sees this
+        // count twice, never a step back.)
+        if beat_accepted {
+            *self.heartbeat = beat;
         }
         self.written_seq = Some(msg.seq);
         self.task.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -682,6 +697,7 @@ impl CabinetTask {
         let mut failures = 0u64;
         let mut lost_at: Option<std::time::Instant> = None;
         let mut alarms = CounterAlarms::default();
+        let mut heartbeat = 0u16;
         loop {
             if *self.stop.borrow() {
                 return;
@@ -719,7 +735,7 @@ impl CabinetTask {
                         link,
                         counters: CounterDiff::default(),
                         alarms: &mut alarms,
-                        heartbeat: 0,
+                        heartbeat: &mut heartbeat,
                         written_seq: None,
                         confirmed: None,
                         latest: None,

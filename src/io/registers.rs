@@ -102,7 +102,7 @@ impl Fetched<'_> {
     pub fn get(&self, addr: u16) -> u16 {
         self.reads
             .iter()
-            .find(|(b, _)| addr >= b.start && (addr as u32) < b.end())
+            .find(|(b, _)| b.contains(addr))
             .and_then(|(b, v)| v.get((addr - b.start) as usize).copied())
             .unwrap_or(0)
     }
