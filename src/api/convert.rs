@@ -101,6 +101,7 @@ fn pb_flash(r: FlashReason) -> pb::FlashReason {
         FlashReason::Overrun => pb::FlashReason::Overrun,
         FlashReason::ConfigInvalid => pb::FlashReason::ConfigInvalid,
         FlashReason::Shutdown => pb::FlashReason::Shutdown,
+        FlashReason::SecondMaster => pb::FlashReason::SecondMaster,
     }
 }
 

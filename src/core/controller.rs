@@ -4,7 +4,8 @@
 //! [`Controller::handle_tick`] takes `now` and the cabinet's inputs and:
 //! 1. processes detectors (delay, extend, diagnostics) into calls and
 //!    extensions, and latches calls on phases that are not green;
-//! 2. reacts to cabinet status (manual flash switch, hardware MMU);
+//! 2. reacts to cabinet status (manual flash switch, hardware MMU, another
+//!    master on the cabinet);
 //! 3. times the unit: startup flash → all red → run, or flash;
 //! 4. in run, times each ring: green (min, passage/gap, max, force-off,
 //!    pedestrian walk and clearance), yellow, red clearance, then the next
@@ -29,7 +30,7 @@
 use super::adaptive::{CycleMeasure, Optimizer, Replan};
 use super::coord::{CoordPlan, CorridorTiming};
 use super::detector::{DetectorBank, DetectorDemand};
-use super::event::{Event, EventCode, EventQueue};
+use super::event::{ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, Event, EventCode, EventQueue};
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 use super::queue::QueueEstimator;
@@ -637,6 +638,7 @@ impl Controller {
                     && reason != FlashReason::Operator
                     && !self.cabinet.manual_flash
                     && !self.cabinet.mmu_fault
+                    && !self.cabinet.second_master
                 {
                     self.begin_startup(now);
                 }
@@ -742,26 +744,39 @@ impl Controller {
     fn handle_cabinet(&mut self, now: Instant, status: CabinetStatus) {
         let before = self.cabinet;
         self.cabinet = status;
-        for (was, is, param) in [(before.door_open, status.door_open, 1), (before.power_fail, status.power_fail, 2)] {
+        for (was, is, param) in [
+            (before.door_open, status.door_open, ALARM_DOOR_OPEN),
+            (before.power_fail, status.power_fail, ALARM_POWER_FAIL),
+            (before.second_master, status.second_master, ALARM_SECOND_MASTER),
+        ] {
             if was != is {
                 self.events.push(now, if is { EventCode::AlarmOn } else { EventCode::AlarmOff }, param);
             }
         }
-        if status.mmu_fault {
-            self.enter_flash(now, FlashReason::CabinetMonitor);
+        let held = if status.mmu_fault {
+            Some(FlashReason::CabinetMonitor)
         } else if status.manual_flash {
-            if let UnitState::Flash { reason: FlashReason::CabinetMonitor, since } = self.unit {
-                // The MMU let go, the switch still holds the flash: say so.
-                self.unit = UnitState::Flash { reason: FlashReason::ManualSwitch, since };
-                self.events.push(now, EventCode::UnitFlashStatusChange, FlashReason::ManualSwitch as u16);
+            Some(FlashReason::ManualSwitch)
+        } else {
+            status.second_master.then_some(FlashReason::SecondMaster)
+        };
+        match (held, self.unit) {
+            (Some(reason), UnitState::Flash { reason: current, since })
+                if current.held_by_cabinet() && current.precedence() > reason.precedence() =>
+            {
+                // One cabinet cause let go, a lesser one still holds the
+                // flash (the MMU released under the switch, or either
+                // under another master): say so.
+                self.unit = UnitState::Flash { reason, since };
+                self.events.push(now, EventCode::UnitFlashStatusChange, reason as u16);
             }
-            self.enter_flash(now, FlashReason::ManualSwitch);
-        } else if let UnitState::Flash { reason: FlashReason::ManualSwitch | FlashReason::CabinetMonitor, .. } =
-            self.unit
-        {
-            // The cabinet released its flash: restart as a real controller
-            // does when flash sense drops.
-            self.begin_startup(now);
+            (Some(reason), _) => self.enter_flash(now, reason),
+            (None, UnitState::Flash { reason, .. }) if reason.held_by_cabinet() => {
+                // The cabinet released its flash: restart as a real
+                // controller does when flash sense drops.
+                self.begin_startup(now);
+            }
+            (None, _) => {}
         }
     }
 
@@ -2124,6 +2139,7 @@ mod tests {
             FlashReason::Overrun,
             FlashReason::CabinetLinkLost,
             FlashReason::ConfigInvalid,
+            FlashReason::SecondMaster,
             FlashReason::ManualSwitch,
             FlashReason::CabinetMonitor,
             FlashReason::MonitorTrip,
@@ -2212,6 +2228,39 @@ mod tests {
         for code in [EventCode::PhaseEndRedClearance, EventCode::PhaseInactive, EventCode::OverlapOff] {
             assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
         }
+    }
+
+    #[test]
+    fn a_second_master_flashes_with_an_alarm_until_it_stops_then_starts_up() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.input.cabinet.second_master = true;
+        rig.step();
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::SecondMaster, .. }));
+        let on = rig.log.iter().rposition(|e| e.code == EventCode::AlarmOn && e.param == ALARM_SECOND_MASTER);
+        assert!(on.is_some(), "alarm 200/4");
+        // Its writes unconfirmed, the engine sees a lost link: neither that
+        // nor the link coming back (the engine's restart) ends it.
+        rig.c.enter_flash(rig.now, FlashReason::CabinetLinkLost);
+        rig.c.handle_command(rig.now, Command::Restart).unwrap();
+        rig.run(10);
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::SecondMaster, .. }));
+        let flashes = |log: &[Event]| log.iter().filter(|e| e.code == EventCode::UnitFlashStatusChange).count();
+        assert_eq!(flashes(&rig.log[on.unwrap()..]), 1, "one flash event while it lasts");
+        // The MMU trips meanwhile and lets go: labelled by what holds.
+        rig.input.cabinet.mmu_fault = true;
+        rig.step();
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::CabinetMonitor, .. }));
+        rig.input.cabinet.mmu_fault = false;
+        rig.step();
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::SecondMaster, .. }));
+        assert_eq!(rig.log.last().map(|e| (e.code, e.param)), Some((EventCode::UnitFlashStatusChange, 10)));
+        rig.input.cabinet.second_master = false;
+        rig.step();
+        assert!(rig.log.iter().any(|e| e.code == EventCode::AlarmOff && e.param == ALARM_SECOND_MASTER));
+        assert!(matches!(rig.c.unit(), UnitState::Flash { reason: FlashReason::Startup, .. }));
+        rig.run(10);
+        assert_eq!(rig.c.unit(), UnitState::Run);
     }
 }
 

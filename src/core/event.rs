@@ -117,6 +117,14 @@ impl EventCode {
     }
 }
 
+/// Alarm parameters (events 200/201) the controller raises from the
+/// cabinet's status (`docs/modbus.md`); 3 is the engine's wall-clock step
+/// ([`ALARM_WALL_CLOCK_STEP`](crate::engine::ALARM_WALL_CLOCK_STEP)).
+pub const ALARM_DOOR_OPEN: u16 = 1;
+pub const ALARM_POWER_FAIL: u16 = 2;
+/// Another master writes the cabinet (on while the episode lasts).
+pub const ALARM_SECOND_MASTER: u16 = 4;
+
 /// One logged event: when, what, and the parameter (phase, detector channel,
 /// overlap number, plan number or status code, as the enumeration defines).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -17,6 +17,10 @@ pub struct CabinetStatus {
     pub door_open: bool,
     /// Mains power lost (running on battery or about to).
     pub power_fail: bool,
+    /// Another master writes this cabinet, so the controller does not
+    /// drive it. Not a cabinet input: the cabinet client sets it from the
+    /// heartbeat it reads back (`src/io/one_master.rs`).
+    pub second_master: bool,
 }
 
 /// Inputs read from the cabinet (or a simulator, or a replayed log) for one tick.

@@ -32,11 +32,14 @@ pub enum FlashReason {
     ConfigInvalid = 8,
     /// The daemon is stopping.
     Shutdown = 9,
+    /// Another master writes the cabinet: this controller has stopped
+    /// writing it until the other stops.
+    SecondMaster = 10,
 }
 
 impl FlashReason {
-    /// Every reason, in the order of their parameters (1..=9).
-    pub const ALL: [FlashReason; 9] = [
+    /// Every reason, in the order of their parameters (1..=10).
+    pub const ALL: [FlashReason; 10] = [
         FlashReason::Startup,
         FlashReason::Operator,
         FlashReason::MonitorTrip,
@@ -46,6 +49,7 @@ impl FlashReason {
         FlashReason::Overrun,
         FlashReason::ConfigInvalid,
         FlashReason::Shutdown,
+        FlashReason::SecondMaster,
     ];
 
     /// Position in [`FlashReason::ALL`], for per-reason counters.
@@ -63,8 +67,11 @@ impl FlashReason {
     /// lesser cause, so the reason shown (and the way out of it) stays the
     /// weightiest. Shutdown is final; a monitor trip stays latched until an
     /// operator resets it; the cabinet's own MMU and manual switch hold
-    /// until the cabinet releases them; a lost link or an overrun end by
-    /// themselves; an operator's flash and the start-up flash are routine.
+    /// until the cabinet releases them, another master until it stops
+    /// writing (this daemon's writes are not confirmed meanwhile: the lost
+    /// link that follows must not relabel it); a lost link or an overrun
+    /// end by themselves; an operator's flash and the start-up flash are
+    /// routine.
     pub const fn precedence(self) -> u8 {
         match self {
             FlashReason::Startup => 0,
@@ -72,11 +79,18 @@ impl FlashReason {
             FlashReason::Overrun => 2,
             FlashReason::CabinetLinkLost => 3,
             FlashReason::ConfigInvalid => 4,
-            FlashReason::ManualSwitch => 5,
-            FlashReason::CabinetMonitor => 6,
-            FlashReason::MonitorTrip => 7,
-            FlashReason::Shutdown => 8,
+            FlashReason::SecondMaster => 5,
+            FlashReason::ManualSwitch => 6,
+            FlashReason::CabinetMonitor => 7,
+            FlashReason::MonitorTrip => 8,
+            FlashReason::Shutdown => 9,
         }
+    }
+
+    /// Held by the cabinet side (its MMU, its manual switch, another master
+    /// on it): ends when the cabinet releases it, through start-up.
+    pub const fn held_by_cabinet(self) -> bool {
+        matches!(self, FlashReason::ManualSwitch | FlashReason::CabinetMonitor | FlashReason::SecondMaster)
     }
 
     pub fn describe(self) -> &'static str {
@@ -90,6 +104,7 @@ impl FlashReason {
             FlashReason::Overrun => "control loop overran its budget",
             FlashReason::ConfigInvalid => "no valid configuration",
             FlashReason::Shutdown => "daemon shutting down",
+            FlashReason::SecondMaster => "another master writes the cabinet",
         }
     }
 }

@@ -40,8 +40,8 @@ use latency::{LatencyReader, LatencyRecorder, latency_pair};
 use time_of_day::TimeOfDay;
 
 /// The Indiana alarm parameter (event 200) for a wall-clock step: the
-/// engine re-anchored the time of day on a corrected clock. (1 and 2 are
-/// the cabinet's door and power-fail alarms, `docs/modbus.md`.)
+/// engine re-anchored the time of day on a corrected clock. (The cabinet's
+/// are [`crate::core::ALARM_DOOR_OPEN`] and after, `docs/modbus.md`.)
 pub const ALARM_WALL_CLOCK_STEP: u16 = 3;
 
 /// How the engine runs (from `greenwave.toml`).

@@ -198,6 +198,7 @@ pub fn status_from_bits(bits: u16) -> CabinetStatus {
         manual_flash: bits & STATUS_MANUAL_FLASH != 0,
         mmu_fault: bits & STATUS_MMU_FAULT != 0,
         power_fail: bits & STATUS_POWER_FAIL != 0,
+        second_master: false,
     }
 }
 
