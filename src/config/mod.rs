@@ -112,6 +112,7 @@ pub struct ModbusCabinet {
     /// Camera zone `z` (from 1) counts on detector channel
     /// `camera_zone_channels[z - 1]`.
     pub camera_zone_channels: Vec<DetectorChannel>,
+    pub one_master: OneMasterCheck,
     pub registers: RegisterMap,
 }
 
@@ -143,6 +144,18 @@ pub enum VolumeSource {
     Counters,
     /// Rising edges of presence (cabinets without counters).
     Edges,
+}
+
+/// How the cabinet client makes sure it is the cabinet's only master
+/// (`docs/modbus.md`, "One master").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OneMasterCheck {
+    /// Read the heartbeat register back (FC03) before each write: a value
+    /// this daemon did not write is another master's.
+    ReadBack,
+    /// No check (a cabinet whose heartbeat register does not read back
+    /// what was written).
+    Off,
 }
 
 /// Demand for the built-in simulated cabinet (`[simulation]` in a controller file).

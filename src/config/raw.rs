@@ -117,6 +117,7 @@ pub struct RawCabinet {
     pub read_ahead_s: Option<f64>,
     pub volume: Option<RawVolumeSource>,
     pub camera_zone_channels: Option<Vec<u8>>,
+    pub one_master: Option<RawOneMaster>,
     pub registers: Option<RawRegisters>,
 }
 
@@ -142,6 +143,13 @@ pub enum RawParity {
 pub enum RawVolumeSource {
     Counters,
     Edges,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawOneMaster {
+    ReadBack,
+    Off,
 }
 
 /// `[cabinet.registers]`: start addresses (0-based wire addresses) and

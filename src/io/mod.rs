@@ -36,7 +36,8 @@ use tracing::{info, warn};
 
 use crate::config as defaults;
 use crate::config::{
-    CabinetConfig, ClockSource, IntersectionConfig, ModbusCabinet, ModbusTransport, RegisterMap, VolumeSource,
+    CabinetConfig, ClockSource, IntersectionConfig, ModbusCabinet, ModbusTransport, OneMasterCheck, RegisterMap,
+    VolumeSource,
 };
 use crate::core::{InputFrame, Instant, Span};
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
@@ -72,6 +73,7 @@ pub fn default_cabinet(transport: ModbusTransport) -> ModbusCabinet {
         read_ahead: defaults::DEFAULT_READ_AHEAD,
         volume: VolumeSource::Counters,
         camera_zone_channels: Vec::new(),
+        one_master: OneMasterCheck::ReadBack,
         registers: RegisterMap::default(),
     }
 }

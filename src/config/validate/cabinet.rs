@@ -5,8 +5,10 @@ use crate::config::registers::{CAMERA_ZONES, RegisterMap};
 use crate::core::{DetectorChannel, MAX_DETECTORS, Span};
 
 use super::super::key::KeyPath;
-use super::super::raw::{RawCabinet, RawCabinetKind, RawParity, RawRegisters, RawVolumeSource};
-use super::super::{CabinetConfig, ModbusCabinet, ModbusTransport, Parity, VolumeSource, serial_char_bits};
+use super::super::raw::{RawCabinet, RawCabinetKind, RawOneMaster, RawParity, RawRegisters, RawVolumeSource};
+use super::super::{
+    CabinetConfig, ModbusCabinet, ModbusTransport, OneMasterCheck, Parity, VolumeSource, serial_char_bits,
+};
 use super::{DEFAULT_MODBUS_UNIT_ID, Validator, root, secs};
 
 /// `connect_timeout_s` when not given.
@@ -80,6 +82,7 @@ impl Validator<'_> {
             ("read_ahead_s", raw.read_ahead_s.is_some()),
             ("volume", raw.volume.is_some()),
             ("camera_zone_channels", raw.camera_zone_channels.is_some()),
+            ("one_master", raw.one_master.is_some()),
             ("registers", raw.registers.is_some()),
         ];
         let transport = match kind {
@@ -167,6 +170,10 @@ impl Validator<'_> {
             None | Some(RawVolumeSource::Counters) => VolumeSource::Counters,
             Some(RawVolumeSource::Edges) => VolumeSource::Edges,
         };
+        let one_master = match raw.one_master {
+            None | Some(RawOneMaster::ReadBack) => OneMasterCheck::ReadBack,
+            Some(RawOneMaster::Off) => OneMasterCheck::Off,
+        };
         let zones = self.zones(raw.camera_zone_channels.as_deref(), &at.key("camera_zone_channels"));
         let registers = self.registers(raw.registers.as_ref(), &at.key("registers"));
         if let (Some(ModbusTransport::Rtu { baud, parity, data_bits, stop_bits, .. }), Some(map)) =
@@ -201,6 +208,7 @@ impl Validator<'_> {
             read_ahead: read_ahead?,
             volume,
             camera_zone_channels: zones?,
+            one_master,
             registers: registers?,
         })))
     }

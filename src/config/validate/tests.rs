@@ -1,6 +1,6 @@
 //! The validator rule by rule, on a minimal controller edited per test.
 
-use crate::config::load_intersection_str;
+use crate::config::{CabinetConfig, OneMasterCheck, load_intersection_str};
 use crate::core::Span;
 
 use super::secs;
@@ -312,6 +312,19 @@ fn modbus_cabinet_keys_are_checked() {
         &check(&[("kind = \"simulated\"", simulated)], "").1,
         "cabinet.request_timeout_s: ignored: the cabinet is simulated",
     );
+}
+
+#[test]
+fn the_one_master_check_reads_back_unless_turned_off() {
+    let tcp = "kind = \"modbus-tcp\"\naddress = \"127.0.0.1:502\"";
+    for (key, want) in [("", OneMasterCheck::ReadBack), ("\none_master = \"off\"", OneMasterCheck::Off)] {
+        let (cfg, _) = load_intersection_str("t.toml", &BASE.replace("kind = \"simulated\"", &format!("{tcp}{key}")))
+            .expect("valid");
+        let CabinetConfig::Modbus(m) = cfg.cabinet else { panic!("a modbus cabinet") };
+        assert_eq!(m.one_master, want, "{key:?}");
+    }
+    let e = errors(&[("kind = \"simulated\"", &format!("{tcp}\none_master = \"echo\""))], "");
+    assert_has(&e, "cabinet.one_master");
 }
 
 #[test]
