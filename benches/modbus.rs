@@ -99,10 +99,15 @@ fn signal(child: &Child, sig: &str) {
 
 // ---- latency ----------------------------------------------------------------
 
+/// Holding registers a probe cabinet keeps (the default map's 0..47).
+const PROBE_HOLDING: usize = 64;
+
 /// One probe cabinet's registers, shared with its Modbus service.
 #[derive(Debug, Default)]
 struct ProbeState {
     presence: u16,
+    /// As last written, for the daemon's heartbeat read-back (FC03).
+    holding: Vec<u16>,
     /// Every write of phases 2 and 4: (when, phase 2, phase 4).
     writes: VecDeque<(Instant, u16, u16)>,
 }
@@ -128,11 +133,19 @@ impl Service for Probe {
                 regs[0] = st.presence;
                 Ok(Response::ReadInputRegisters(regs[addr as usize..].to_vec()))
             }
+            Request::ReadHoldingRegisters(addr, cnt) => {
+                st.holding.resize(PROBE_HOLDING, 0);
+                match st.holding.get(addr as usize..addr as usize + cnt as usize) {
+                    Some(regs) => Ok(Response::ReadHoldingRegisters(regs.to_vec())),
+                    None => Err(ExceptionCode::IllegalDataAddress),
+                }
+            }
             Request::WriteMultipleRegisters(addr, words) => {
-                let mut regs = vec![0u16; 64];
+                let mut regs = vec![0u16; PROBE_HOLDING];
                 regs[addr as usize..addr as usize + words.len()].copy_from_slice(&words);
                 match OutputImage::decode(&self.map, &regs) {
                     Ok(img) => {
+                        st.holding = regs;
                         let (p2, p4) = (img.frame.vehicle[1] as u16, img.frame.vehicle[3] as u16);
                         st.writes.push_back((now, p2, p4));
                         if st.writes.len() > 256 {

@@ -13,7 +13,8 @@
 //!   ([`daemon::run`]): engine thread, cabinet tasks, event fan-out, gRPC,
 //!   view, reload; tests and benchmarks start it in-process.
 //! - [`io`]: the cabinet client over Modbus (TCP, RTU): the wire encoding
-//!   of the register map and the per-cabinet client tasks.
+//!   of the register map, the per-cabinet client tasks and their check
+//!   that no other master writes the cabinet.
 //! - [`sim`]: the built-in simulated cabinet in one place: the traffic
 //!   generator, the cabinet as a Modbus server with its own MMU, and
 //!   `greenwave sim-cabinet`.

@@ -5,7 +5,11 @@
 //!   TCP proxy: the cabinet killed and restarted, answers slower than the
 //!   timeout, exception answers, garbage bytes, the connection dropped
 //!   during a write, counters wrapping. Each asserts the flash (cabinet link
-//!   lost) and the restart through start-up, no double counting, no panic.
+//!   lost) and the restart through start-up, no double counting, no panic;
+//!   and the heartbeat +1 per accepted write across reconnections.
+//! - One master: a second controller writing the same cabinet is seen,
+//!   alarmed and yielded to until it stops; a cabinet that refuses to read
+//!   its heartbeat back is driven as before.
 //! - Lockstep: the unchanged engine on `clock = "cabinet"` through Modbus,
 //!   faster than real time, with the same events as the in-process
 //!   `simulate`.
@@ -25,24 +29,27 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as Wall};
 
+use greenwave::config::RegisterMap;
 use greenwave::config::registers::HEARTBEAT;
 use greenwave::config::{self, CabinetConfig, ClockSource, DaemonConfig, IntersectionConfig, ModbusTransport};
 use greenwave::core::detector::DetectorFault;
 use greenwave::core::spec::DetectorKind;
-use greenwave::core::{Event, EventCode, Snapshot, Span};
+use greenwave::core::{ALARM_SECOND_MASTER, Event, EventCode, FlashReason, OutputFrame, Snapshot, Span};
 use greenwave::daemon::Controllers;
 use greenwave::engine::board::SnapshotBoard;
 use greenwave::io::cabinet::CabinetStats;
 use greenwave::io::default_cabinet;
+use greenwave::io::registers::{OutputImage, plan_writes};
 use greenwave::replay::SimTime;
 use greenwave::sim::server::{SimCabinetSpec, SimServer, SimServerConfig};
 use greenwave::telemetry::journal::{Journal, Read, RecordKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_modbus::client::Writer;
 
 use crate::daemon::{Daemon, expect_line, lines, wait_exit};
 
@@ -77,6 +84,9 @@ const EXCEPTION: u8 = 2;
 const GARBAGE: u8 = 3;
 /// Drop the connection at the next write request, then pass again.
 const DROP_ON_WRITE: u8 = 4;
+/// Refuse reads of holding registers (a cabinet that does not read its
+/// outputs back), pass everything else.
+const NO_READ_BACK: u8 = 5;
 
 /// A Modbus TCP proxy that reads whole request ADUs and, per its mode,
 /// forwards them, delays the answer past the client's timeout, answers
@@ -152,6 +162,12 @@ async fn proxy_connection(
             }
             GARBAGE => {
                 client.write_all(b"\xde\xad\xbe\xef garbage \x00\xff\x13\x37").await?;
+            }
+            NO_READ_BACK if fc == 0x03 => {
+                // 0x01 illegal function
+                let mut resp = req[..4].to_vec();
+                resp.extend_from_slice(&[0, 3, req[6], fc | 0x80, 0x01]);
+                client.write_all(&resp).await?;
             }
             DROP_ON_WRITE if fc == 0x10 => {
                 mode.store(PASS, Ordering::SeqCst);
@@ -568,6 +584,102 @@ fn a_counter_stepping_backwards_is_a_fault_not_traffic() {
     assert_eq!(snap.detectors[button].fault, None);
     let st = rig.stats();
     assert!(st.counter_faults >= 1, "{st}");
+    rig.stop();
+    rig_stopped_server(server);
+}
+
+// ---- one master ------------------------------------------------------------
+
+const SECOND_MASTER: u16 = 10;
+
+/// Another controller on the same cabinet: a plain tokio-modbus client
+/// writing the holding registers the daemon writes (`frame` in flash mode,
+/// its own heartbeat) every 100 ms until `stop`; returns its writes.
+async fn second_master(addr: SocketAddr, frame: OutputFrame, stop: Arc<AtomicBool>) -> u64 {
+    let mut ctx = tokio_modbus::client::tcp::connect_slave(addr, tokio_modbus::Slave(1))
+        .await
+        .expect("the second master connects");
+    let map = RegisterMap::default();
+    let [block] = plan_writes(&map.output_items(false))[..] else { panic!("the default map is one write") };
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    let mut beat = 40_000u16;
+    let mut writes = 0;
+    while !stop.load(Ordering::SeqCst) {
+        every.tick().await;
+        beat = beat.wrapping_add(1);
+        let words = OutputImage::new(frame, Some(FlashReason::Operator), beat, 0).words(&map, block);
+        ctx.write_multiple_registers(block.start, &words).await.expect("transport").expect("cabinet accepts");
+        writes += 1;
+    }
+    writes
+}
+
+#[test]
+fn a_second_master_is_seen_alarmed_and_yielded_to_until_it_stops() {
+    let rt = Rig::runtime();
+    let mut cfg = shipped("elm-and-oak");
+    let server = rt.block_on(SimServer::start(&[sim_spec(&cfg)], loopback(), SimServerConfig::default())).unwrap();
+    modbus_at(&mut cfg, server.addrs[0]);
+    let mut rig = Rig::start(rt, cfg, ClockSource::System);
+    let ran = rig.wait_running(0);
+
+    // Another controller starts writing the cabinet (the cabinet's flash
+    // pattern: the simulated MMU sees no clearance fault when it lands
+    // between two of the daemon's frames).
+    let flash = server.shared.unit(0).mmu.flash_frame();
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = rig.rt.spawn(second_master(server.addrs[0], flash, stop.clone()));
+    let started = Wall::now();
+    let alarm = rig.wait_event(EventCode::AlarmOn, ALARM_SECOND_MASTER, ran, Duration::from_secs(2));
+    let yielded = rig.wait_flash(SECOND_MASTER, ran, Duration::from_secs(1));
+    println!("second master alarmed {} ms after it started writing", started.elapsed().as_millis());
+    // The daemon has stopped writing: the heads follow the other master alone.
+    let writes = rig.stats().writes;
+    rig.sleep(Duration::from_millis(600));
+    assert_eq!(rig.stats().writes, writes, "the daemon wrote while another master did");
+    let written = *server.shared.unit(0).written();
+    assert_eq!(
+        (written.flash_reason, written.frame),
+        (FlashReason::Operator as u16, flash),
+        "the other master's frame"
+    );
+    assert_eq!(rig.flash_changes().last(), Some(&SECOND_MASTER), "in flash while the other master writes");
+
+    // It stops: once the register has been still for the quiet time, the
+    // episode ends (alarm off) and the intersection starts up again.
+    stop.store(true, Ordering::SeqCst);
+    let foreign = rig.rt.block_on(other).expect("second master task");
+    let off = rig.wait_event(EventCode::AlarmOff, ALARM_SECOND_MASTER, alarm, Duration::from_secs(3));
+    let restart = rig.wait_flash(STARTUP, yielded, Duration::from_secs(3));
+    assert!(off <= restart, "alarm off, then start-up");
+    rig.wait_running(restart);
+    assert!(rig.stats().writes > writes, "the daemon writes again");
+    let st = rig.stats();
+    assert_eq!(st.second_master_episodes, 1, "{st}");
+    assert!(
+        st.foreign_writes >= 3 && st.foreign_writes <= foreign,
+        "{} of {foreign} foreign writes seen: {st}",
+        st.foreign_writes
+    );
+    rig.stop();
+    rig_stopped_server(server);
+}
+
+#[test]
+fn a_cabinet_that_does_not_read_back_is_driven_without_the_check() {
+    let rt = Rig::runtime();
+    let mut cfg = shipped("elm-and-oak");
+    let server = rt.block_on(SimServer::start(&[sim_spec(&cfg)], loopback(), SimServerConfig::default())).unwrap();
+    let proxy = rt.block_on(Proxy::start(server.addrs[0]));
+    proxy.set(NO_READ_BACK);
+    modbus_at(&mut cfg, proxy.addr);
+    let mut rig = Rig::start(rt, cfg, ClockSource::System);
+    rig.wait_running(0);
+    rig.sleep(Duration::from_millis(500));
+    let st = rig.stats();
+    assert!(st.exceptions > 10 && st.writes > 10, "read-backs refused, frames written: {st}");
+    assert_eq!((st.second_master_episodes, st.connects), (0, 1), "{st}");
+    assert!(!rig.seen.iter().any(|e| e.param == ALARM_SECOND_MASTER && e.code == EventCode::AlarmOn));
     rig.stop();
     rig_stopped_server(server);
 }

@@ -18,6 +18,15 @@
 //! cabinet accepts: a reconnection continues it, so a cabinet never sees it
 //! jump back (which a watchdog may take for a controller restart).
 //!
+//! # One master
+//! Just before each write the task reads the heartbeat register back
+//! (FC03, one register) and writes only if it holds what this daemon last
+//! wrote; otherwise another master writes the cabinet and the task stops
+//! writing until that one stops ([`super::one_master`]). The engine hears
+//! of it through the input frames (`CabinetStatus::second_master`: flash
+//! and alarm); the task logs each episode's start and end. Real time only:
+//! a lockstep simulator is paced by this daemon's acknowledgements.
+//!
 //! # Faults
 //! Every call runs under `request_timeout` (tokio-modbus has none of its
 //! own). A Modbus exception (the cabinet answered "no") is counted and
@@ -56,12 +65,13 @@ use tokio_modbus::client::{Client, Context, Reader, Writer};
 use tracing::{debug, error, info, warn};
 
 use super::error::{CabinetError, Request};
+use super::one_master::{Look, OneMaster};
 use super::registers::{
     CounterDiff, Fetched, ImplausibleStep, InputImage, OutputImage, apply_camera_queues, plan_reads, plan_writes,
 };
 use super::rtu::{MIN_GAP, RtuLine, inter_frame_gap};
 use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
-use crate::config::{ModbusCabinet, ModbusTransport, Parity, VolumeSource};
+use crate::config::{ModbusCabinet, ModbusTransport, OneMasterCheck, Parity, VolumeSource};
 use crate::core::detector::COUNTER_FAULT_HOLD;
 use crate::core::{FrameAck, InputFrame, Instant, MAX_DETECTORS, Span};
 use crate::engine::OutputMsg;
@@ -93,6 +103,10 @@ pub struct CabinetStats {
     /// Counter steps not counted because they cannot be true
     /// ([`CounterDiff`]).
     pub counter_faults: AtomicU64,
+    /// Writes by another master seen in the heartbeat register, and the
+    /// episodes they made (`super::one_master`).
+    pub foreign_writes: AtomicU64,
+    pub second_master_episodes: AtomicU64,
     pub link_up: AtomicBool,
     /// Round-trip time of each successful request, µs.
     pub rtt_us: Mutex<Histogram<u64>>,
@@ -112,6 +126,8 @@ impl Default for CabinetStats {
             inputs_dropped: AtomicU64::new(0),
             links_lost: AtomicU64::new(0),
             counter_faults: AtomicU64::new(0),
+            foreign_writes: AtomicU64::new(0),
+            second_master_episodes: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
             rtt_us: Mutex::new(RTT_BOUNDS.histogram()),
         }
@@ -200,6 +216,13 @@ impl Link {
         match self {
             Link::Tcp(ctx) => ctx.read_input_registers(start, count).await,
             Link::Rtu(line) => line.read_input_registers(start, count).await,
+        }
+    }
+
+    async fn read_holding_registers(&mut self, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
+        match self {
+            Link::Tcp(ctx) => ctx.read_holding_registers(start, count).await,
+            Link::Rtu(line) => line.read_holding_registers(start, count).await,
         }
     }
 
@@ -319,9 +342,16 @@ impl CounterAlarms {
 struct Session<'a> {
     task: &'a mut CabinetTask,
     alarms: &'a mut CounterAlarms,
-    /// The heartbeat of the last frame the cabinet accepted: outlives the
-    /// connection (see the module docs).
+    /// The heartbeat of the last frame the cabinet accepted, and the
+    /// one-master watch: both outlive the connection (see the module docs).
     heartbeat: &'a mut u16,
+    master: &'a mut OneMaster,
+    /// The one-master check reads the heartbeat back on this connection.
+    read_back: bool,
+    /// Consecutive read-backs the cabinet refused (logged on the first and
+    /// on recovery; apart from `exceptions`: refusing it leaves the inputs
+    /// fresh).
+    read_back_refused: u64,
     link: Link,
     map: RegisterMap,
     reads: Vec<Block>,
@@ -365,9 +395,9 @@ impl Session<'_> {
             Ok(Ok(Ok(v))) => {
                 self.task.stats.rtt(started.elapsed());
                 self.answered();
-                if self.exceptions > 0 {
-                    info!(intersection = %self.task.id, exceptions = self.exceptions, "cabinet answering again");
-                    self.exceptions = 0;
+                let refused = std::mem::take(self.refusals(request));
+                if refused > 0 {
+                    info!(intersection = %self.task.id, exceptions = refused, "cabinet answering again ({request})");
                 }
                 Ok(Some(v))
             }
@@ -375,12 +405,19 @@ impl Session<'_> {
                 self.task.stats.exceptions.fetch_add(1, Ordering::Relaxed);
                 self.answered();
                 let e = CabinetError::Exception { request, code };
-                if self.exceptions == 0 {
-                    warn!(intersection = %self.task.id, "cabinet refused {e} (inputs not refreshed while it refuses)");
+                let run = self.refusals(request);
+                *run += 1;
+                if *run == 1 {
+                    let meanwhile = match request {
+                        Request::ReadHoldings(_) => {
+                            "another master cannot be seen while it refuses; a cabinet that does not read its holding registers back needs one_master = \"off\""
+                        }
+                        Request::ReadInputs(_) | Request::WriteHoldings(_) => "inputs not refreshed while it refuses",
+                    };
+                    warn!(intersection = %self.task.id, "cabinet refused {e} ({meanwhile})");
                 } else {
                     debug!(intersection = %self.task.id, "cabinet refused {request}: {code:?}");
                 }
-                self.exceptions += 1;
                 Ok(None)
             }
             Ok(Err(error)) => {
@@ -422,6 +459,15 @@ impl Session<'_> {
         }
     }
 
+    /// The run of refusals `request` belongs to: the heartbeat read-back's
+    /// is its own (refusing it leaves the inputs fresh).
+    fn refusals(&mut self, request: Request) -> &mut u64 {
+        match request {
+            Request::ReadHoldings(_) => &mut self.read_back_refused,
+            Request::ReadInputs(_) | Request::WriteHoldings(_) => &mut self.exceptions,
+        }
+    }
+
     /// The cabinet answered (or refused): an RTU line's timeouts are over.
     fn answered(&mut self) {
         self.answered_at = std::time::Instant::now();
@@ -459,6 +505,7 @@ impl Session<'_> {
             ack: self.confirmed,
             ..InputFrame::default()
         };
+        frame.cabinet.second_master = self.master.episode().is_some();
         let counters = self.task.cabinet.volume == VolumeSource::Counters;
         let volume_channels = if counters { self.map.volume_channels } else { 0 };
         self.counters.apply(img, at, volume_channels, &self.zones, &mut frame);
@@ -514,24 +561,32 @@ impl Session<'_> {
         let beat = self.heartbeat.wrapping_add(1);
         let img = OutputImage::new(msg.frame, msg.flash, beat, ack);
         let mut accepted = true;
-        let mut beat_accepted = false;
+        let mut beat_answered = None;
         for b in self.writes.clone() {
             let words = img.words(&self.map, b);
             let answered = self
                 .call(Request::WriteHoldings(b), async move |link: &mut Link| {
                     link.write_multiple_registers(b.start, &words).await
                 })
-                .await?;
-            accepted &= answered.is_some();
-            beat_accepted |= answered.is_some() && b.contains(self.map.heartbeat);
+                .await?
+                .is_some();
+            accepted &= answered;
+            if b.contains(self.map.heartbeat) {
+                beat_answered = Some(answered);
+            }
         }
         // A refused write left the register as it was, so the next frame
         // carries this count again: the cabinet sees +1 per frame it
         // accepted. (One whose answer was lost, to a timeout or with the
         // connection, may have taken effect: then the cabinet sees this
-        // count twice, never a step back.)
-        if beat_accepted {
-            *self.heartbeat = beat;
+        // count twice, never a step back, and the register holds either.)
+        match beat_answered {
+            Some(true) => {
+                *self.heartbeat = beat;
+                self.master.accepted(beat);
+            }
+            Some(false) => self.master.unsure(beat),
+            None => {}
         }
         self.written_seq = Some(msg.seq);
         self.task.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -541,8 +596,66 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Write the engine's final frame if it is not written yet.
+    /// Whether this daemon may write the cabinet now (no other master).
+    fn may_write(&self) -> bool {
+        !self.read_back || self.master.may_write()
+    }
+
+    /// Read the heartbeat register back and tell the one-master watch
+    /// what it holds; log an episode's start and end. No answer (refused,
+    /// or an RTU line silent) is no evidence either way: a cabinet that
+    /// does not read holding registers back is driven as without the check.
+    async fn look_for_other_master(&mut self) -> Result<(), CabinetError> {
+        let b = Block::new(self.map.heartbeat, 1);
+        let request = Request::ReadHoldings(b);
+        let read = self.call(request, async move |link: &mut Link| link.read_holding_registers(b.start, b.len).await);
+        let value = match read.await? {
+            Some(words) if words.len() == 1 => words[0],
+            Some(words) => return Err(CabinetError::ShortAnswer { request, got: words.len() }),
+            None => {
+                self.master.unseen();
+                return Ok(());
+            }
+        };
+        let stats = &self.task.stats;
+        match self.master.look(std::time::Instant::now(), value) {
+            Look::Baseline | Look::Alone | Look::Continues { moved: false } => {}
+            Look::Continues { moved: true } => {
+                stats.foreign_writes.fetch_add(1, Ordering::Relaxed);
+            }
+            Look::Started { expected, found } => {
+                stats.foreign_writes.fetch_add(1, Ordering::Relaxed);
+                stats.second_master_episodes.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    intersection = %self.task.id,
+                    "another master writes this cabinet: its heartbeat register went from {expected} to {found}, not written by this daemon; not writing it until the register has been still for {} or more (the intersection flashes, alarm 200/4)",
+                    self.task.cabinet.link_timeout
+                );
+            }
+            Look::Ended(e) => info!(
+                intersection = %self.task.id,
+                foreign_writes = e.foreign_writes,
+                "the other master has stopped: {} foreign writes over {:.1} s; writing the cabinet again (the intersection restarts through its start-up sequence, alarm 201/4)",
+                e.foreign_writes,
+                e.started.elapsed().as_secs_f64()
+            ),
+        }
+        Ok(())
+    }
+
+    /// Write the engine's final frame if it is not written yet, and no
+    /// other master writes the cabinet.
     async fn finish(&mut self) -> End {
+        if self.read_back
+            && let Err(e) = self.look_for_other_master().await
+        {
+            warn!(intersection = %self.task.id, "final frame not written: {e}");
+            return End::Stopped;
+        }
+        if !self.may_write() {
+            warn!(intersection = %self.task.id, "final frame not written: another master writes this cabinet");
+            return End::Stopped;
+        }
         if let Some(m) = self.fresh() {
             let ack = m.at.as_millis();
             if let Err(e) = self.write(m, ack, || m.at).await {
@@ -599,8 +712,16 @@ impl Session<'_> {
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(5), notified).await;
             }
+            // Read back right before writing, so a foreign write between
+            // our two writes is seen unless it falls within one round trip.
+            if self.read_back
+                && let Err(e) = self.look_for_other_master().await
+            {
+                return End::Lost(e);
+            }
             // Answered: the heads show it by now, at the latest.
             if let Some(m) = self.fresh()
+                && self.may_write()
                 && let Err(e) = self
                     .write(m, 0, || {
                         let mut c = clock;
@@ -697,7 +818,13 @@ impl CabinetTask {
         let mut failures = 0u64;
         let mut lost_at: Option<std::time::Instant> = None;
         let mut alarms = CounterAlarms::default();
-        let mut heartbeat = 0u16;
+        // Drawn per process: two daemons started together on one cabinet
+        // write different heartbeats (equal ones would read back as their
+        // own) and draw different quiet times.
+        let mut rng = SmallRng::from_os_rng();
+        let mut heartbeat: u16 = rng.random();
+        let write_period = dur(self.cabinet.poll.unwrap_or(self.tick).max(self.tick));
+        let mut master = OneMaster::new(2 * write_period, dur(self.cabinet.link_timeout), rng);
         loop {
             if *self.stop.borrow() {
                 return;
@@ -727,6 +854,8 @@ impl CabinetTask {
                     failures = 0;
                     let lockstep = self.lockstep.clone();
                     let map = self.cabinet.registers;
+                    master.connected();
+                    let read_back = self.cabinet.one_master == OneMasterCheck::ReadBack && lockstep.is_none();
                     let mut s = Session {
                         reads: plan_reads(&map.input_items(lockstep.is_some())),
                         writes: plan_writes(&map.output_items(lockstep.is_some())),
@@ -736,6 +865,9 @@ impl CabinetTask {
                         counters: CounterDiff::default(),
                         alarms: &mut alarms,
                         heartbeat: &mut heartbeat,
+                        master: &mut master,
+                        read_back,
+                        read_back_refused: 0,
                         written_seq: None,
                         confirmed: None,
                         latest: None,

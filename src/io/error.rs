@@ -21,6 +21,8 @@ pub enum Request {
     ReadInputs(Block),
     /// FC16 over these holding registers.
     WriteHoldings(Block),
+    /// FC03 over these holding registers (the heartbeat read back).
+    ReadHoldings(Block),
 }
 
 impl fmt::Display for Request {
@@ -28,6 +30,7 @@ impl fmt::Display for Request {
         match self {
             Request::ReadInputs(b) => write!(f, "reading input registers {}..{}", b.start, b.end()),
             Request::WriteHoldings(b) => write!(f, "writing holding registers {}..{}", b.start, b.end()),
+            Request::ReadHoldings(b) => write!(f, "reading holding registers {}..{}", b.start, b.end()),
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   to requests, and the line drained after a timeout.
 //! - [`error`]: [`CabinetError`], why a link failed, one variant per kind
 //!   the client counts or handles apart.
+//! - [`one_master`]: telling from the heartbeat read back that another
+//!   master writes the cabinet, and when it has stopped.
 //! - this module: wiring for `greenwave run` ([`CabinetPlan`], which also
 //!   starts the embedded simulated cabinets of [`crate::sim::server`] for the
 //!   intersections that have no hardware), totals and `--stats-json`.
@@ -21,6 +23,7 @@
 
 pub mod cabinet;
 pub mod error;
+pub mod one_master;
 pub mod registers;
 pub mod rtu;
 
@@ -333,6 +336,8 @@ pub struct CabinetTotals {
     pub inputs_dropped: u64,
     pub links_lost: u64,
     pub counter_faults: u64,
+    pub foreign_writes: u64,
+    pub second_master_episodes: u64,
     pub rtt: Percentiles,
 }
 
@@ -353,6 +358,8 @@ pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
         t.inputs_dropped += s.inputs_dropped.load(r);
         t.links_lost += s.links_lost.load(r);
         t.counter_faults += s.counter_faults.load(r);
+        t.foreign_writes += s.foreign_writes.load(r);
+        t.second_master_episodes += s.second_master_episodes.load(r);
         if let Ok(h) = s.rtt_us.lock() {
             let _ = rtt.add(&*h);
         }
@@ -389,7 +396,15 @@ impl std::fmt::Display for CabinetTotals {
             self.rtt.p50_us,
             self.rtt.p99_us,
             self.rtt.max_us
-        )
+        )?;
+        if self.second_master_episodes > 0 {
+            write!(
+                f,
+                ", another master seen: {} episodes, {} foreign writes",
+                self.second_master_episodes, self.foreign_writes
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -428,7 +443,7 @@ pub fn stats_json(
     );
     let _ = write!(
         s,
-        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"rtt\":{}}}}}",
+        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"foreign_writes\":{},\"second_master_episodes\":{},\"rtt\":{}}}}}",
         cabinets.cabinets,
         cabinets.links_up,
         cabinets.links_lost,
@@ -442,6 +457,8 @@ pub fn stats_json(
         cabinets.connect_failures,
         cabinets.inputs_dropped,
         cabinets.counter_faults,
+        cabinets.foreign_writes,
+        cabinets.second_master_episodes,
         pct(cabinets.rtt)
     );
     s.push('\n');

@@ -44,6 +44,7 @@ pub trait Wire: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Wire for T {}
 
+const READ_HOLDINGS: u8 = 0x03;
 const READ_INPUTS: u8 = 0x04;
 const WRITE_HOLDINGS: u8 = 0x10;
 /// Set in the function code of an exception answer.
@@ -64,8 +65,8 @@ pub fn inter_frame_gap(baud: u32, parity: Parity, data_bits: u8, stop_bits: u8) 
 /// What the answer to a request must be.
 #[derive(Clone, Copy, Debug)]
 enum Expect {
-    /// FC04: `count` registers.
-    Registers { count: u16 },
+    /// FC04 or FC03 (`function`): `count` registers.
+    Registers { function: u8, count: u16 },
     /// FC16: the start address and count written, echoed.
     Written { start: u16, count: u16 },
 }
@@ -73,7 +74,7 @@ enum Expect {
 impl Expect {
     fn function(self) -> u8 {
         match self {
-            Expect::Registers { .. } => READ_INPUTS,
+            Expect::Registers { function, .. } => function,
             Expect::Written { .. } => WRITE_HOLDINGS,
         }
     }
@@ -81,7 +82,7 @@ impl Expect {
     /// The whole answer frame, unit id to CRC.
     fn len(self) -> usize {
         match self {
-            Expect::Registers { count } => 5 + 2 * count as usize,
+            Expect::Registers { count, .. } => 5 + 2 * count as usize,
             Expect::Written { .. } => 8,
         }
     }
@@ -89,7 +90,7 @@ impl Expect {
     /// `frame` (of [`Expect::len`], function code checked) answers it.
     fn fits(self, frame: &[u8]) -> bool {
         match self {
-            Expect::Registers { count } => usize::from(frame[2]) == 2 * count as usize,
+            Expect::Registers { count, .. } => usize::from(frame[2]) == 2 * count as usize,
             Expect::Written { start, count } => {
                 frame[2..4] == start.to_be_bytes() && frame[4..6] == count.to_be_bytes()
             }
@@ -120,7 +121,7 @@ fn crc_ok(frame: &[u8]) -> bool {
 /// exceptions).
 fn frame_at(bytes: &[u8]) -> Option<usize> {
     let len = match *bytes.get(1)? {
-        READ_INPUTS => 5 + usize::from(*bytes.get(2)?),
+        READ_INPUTS | READ_HOLDINGS => 5 + usize::from(*bytes.get(2)?),
         WRITE_HOLDINGS => 8,
         f if f & EXCEPTION != 0 => 5,
         _ => return None,
@@ -172,9 +173,19 @@ impl RtuLine {
 
     /// FC04 over `count` input registers from `start`.
     pub async fn read_input_registers(&mut self, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
+        self.read_registers(READ_INPUTS, start, count).await
+    }
+
+    /// FC03 over `count` holding registers from `start` (the heartbeat read
+    /// back, `super::one_master`).
+    pub async fn read_holding_registers(&mut self, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
+        self.read_registers(READ_HOLDINGS, start, count).await
+    }
+
+    async fn read_registers(&mut self, function: u8, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
         let [s0, s1] = start.to_be_bytes();
         let [c0, c1] = count.to_be_bytes();
-        let answer = self.exchange(&[READ_INPUTS, s0, s1, c0, c1], Expect::Registers { count }).await?;
+        let answer = self.exchange(&[function, s0, s1, c0, c1], Expect::Registers { function, count }).await?;
         Ok(answer
             .map(|frame| frame[3..frame.len() - 2].chunks_exact(2).map(|w| u16::from_be_bytes([w[0], w[1]])).collect()))
     }
@@ -371,6 +382,22 @@ mod tests {
         let answer = line.read_input_registers(0, 2).await.unwrap();
         assert_eq!(answer, Err(ExceptionCode::IllegalDataAddress));
         assert_eq!(stats.discarded_answers.load(Ordering::Relaxed), 4);
+        cab.await.unwrap();
+    }
+
+    /// The heartbeat read back (FC03) takes its own answer, not a late
+    /// input read's of the same length.
+    #[tokio::test]
+    async fn a_holding_register_read_takes_its_own_answer() {
+        let (mut line, mut cabinet, stats) = line();
+        let cab = tokio::spawn(async move {
+            let req = request(&mut cabinet, 8).await;
+            assert_eq!(req[..6], [1, 0x03, 0, 40, 0, 1]);
+            cabinet.write_all(&frame(&[1, 0x04, 2, 0, 9])).await.unwrap();
+            cabinet.write_all(&frame(&[1, 0x03, 2, 0x9C, 0x41])).await.unwrap();
+        });
+        assert_eq!(line.read_holding_registers(40, 1).await.unwrap(), Ok(vec![40_001]));
+        assert_eq!(stats.discarded_answers.load(Ordering::Relaxed), 1);
         cab.await.unwrap();
     }
 
