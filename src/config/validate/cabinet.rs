@@ -38,20 +38,25 @@ struct SerialLine {
 
 impl SerialLine {
     /// Wire time of one tick's exchange with `map`: an FC04 read of the
-    /// input span and an FC16 write of the output span (what the daemon
-    /// sends with the default map), each request and answer framed by the
-    /// 3.5-character silence RTU requires. The cabinet's own turnaround
-    /// comes on top, so this is the least it can take.
-    fn exchange_time(&self, map: &RegisterMap) -> Span {
+    /// input span, the heartbeat read back (FC03 of one register) when the
+    /// one-master check is on, and an FC16 write of the output span (what
+    /// the daemon sends with the default map), each request and answer
+    /// framed by the 3.5-character silence RTU requires. The cabinet's own
+    /// turnaround comes on top, so this is the least it can take.
+    fn exchange_time(&self, map: &RegisterMap, one_master: OneMasterCheck) -> Span {
         let span = |items: Vec<crate::config::registers::Item>| {
             let start = items.iter().map(|i| u32::from(i.block.start)).min().unwrap_or(0);
             let end = items.iter().map(|i| i.block.end()).max().unwrap_or(0);
             end.saturating_sub(start)
         };
         let (read, write) = (span(map.input_items(false)), span(map.output_items(false)));
+        let (read_back, frames) = match one_master {
+            OneMasterCheck::ReadBack => ((8) + (7), 6),
+            OneMasterCheck::Off => (0, 4),
+        };
         // Unit id, function code, CRC (2) and the fields of each frame.
-        let bytes = (8) + (5 + 2 * read) + (9 + 2 * write) + (8);
-        let gaps = 4 * 35 / 10;
+        let bytes = (8) + (5 + 2 * read) + (9 + 2 * write) + (8) + read_back;
+        let gaps = frames * 35 / 10;
         let bits_per_char = serial_char_bits(self.parity, self.data_bits, self.stop_bits);
         let bits = u64::from((bytes + gaps) * bits_per_char);
         Span::from_millis((bits * 1000).div_ceil(u64::from(self.baud.max(1))))
@@ -181,12 +186,16 @@ impl Validator<'_> {
         {
             let line = SerialLine { baud: *baud, parity: *parity, data_bits: *data_bits, stop_bits: *stop_bits };
             let period = poll.unwrap_or(DEFAULT_TICK);
-            let wire = line.exchange_time(map);
+            let wire = line.exchange_time(map, one_master);
             if wire > period {
+                let exchange = match one_master {
+                    OneMasterCheck::ReadBack => "read, heartbeat read-back and write",
+                    OneMasterCheck::Off => "read and write",
+                };
                 self.warn(
                     &at.key("baud"),
                     format!(
-                        "{baud} baud carries one tick's read and write of this register map in {} at the least, \
+                        "{baud} baud carries one tick's {exchange} of this register map in {} at the least, \
                          longer than {} ({}): the cabinet would fall behind every tick; raise the baud rate, \
                          shrink the map or set a longer poll_s",
                         secs(wire),
