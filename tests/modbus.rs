@@ -661,7 +661,7 @@ fn a_second_master_is_seen_alarmed_and_yielded_to_until_it_stops() {
         "{} of {foreign} foreign writes seen: {st}",
         st.foreign_writes
     );
-    rig.stop();
+    rig.stop_and_check_the_event_log();
     rig_stopped_server(server);
 }
 
