@@ -5,7 +5,8 @@ interpreter on one end of a pseudo-terminal pair made by socat).
     serial_cabinet.py PORT [BAUD]
 
 It serves greenwave's default register map (docs/modbus.md: input
-registers 0..90 read with FC04, holding registers 0..43 written with FC16)
+registers 0..90 read with FC04, holding registers 0..43 written with FC16,
+the heartbeat read back with FC03)
 as unit 1 over RTU framing, and answers one request at a time, in order,
 as a serial device does. Prints `READY` once the port is open, then obeys
 commands on stdin, one per line:
