@@ -383,7 +383,22 @@ async fn camera_presence_reaches_the_detector() {
     let call = tokio::spawn(async move {
         push.push_detections(authed(tokio_stream::wrappers::ReceiverStream::new(rx), CAMERA)).await
     });
-    tx.send(frame(true)).await.expect("send");
+    // A camera reports every 50 ms while the vehicle is there (the daemon
+    // drops a zone not reported for 2 simulated seconds: 0.1 s at the
+    // harness's 20 times real time).
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let feeder = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while !*stopped.borrow_and_update() {
+                tx.send(frame(true)).await.expect("send");
+                sent += 1;
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), stopped.changed()).await;
+            }
+            sent
+        })
+    };
     let seen = wait_state(&mut w, "camera presence on channel 3", |s| {
         s.detectors.iter().any(|d| d.channel == 3 && d.presence)
     })
@@ -395,10 +410,12 @@ async fn camera_presence_reaches_the_detector() {
         s.phases.iter().any(|p| p.number == phase && p.queue == Some(4))
     })
     .await;
+    stop.send(true).expect("feeder running");
+    let present_frames = feeder.await.expect("feeder");
     tx.send(frame(false)).await.expect("send");
     drop(tx);
     let summary = call.await.expect("task").expect("stream ok").into_inner();
-    assert_eq!(summary.frames, 2);
+    assert_eq!(summary.frames, present_frames + 1);
     wait_state(&mut w, "camera presence cleared", |s| s.detectors.iter().any(|d| d.channel == 3 && !d.presence)).await;
     h.stop().await;
 }
