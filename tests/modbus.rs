@@ -38,7 +38,9 @@ use greenwave::config::registers::HEARTBEAT;
 use greenwave::config::{self, CabinetConfig, ClockSource, DaemonConfig, IntersectionConfig, ModbusTransport};
 use greenwave::core::detector::DetectorFault;
 use greenwave::core::spec::DetectorKind;
-use greenwave::core::{ALARM_SECOND_MASTER, Event, EventCode, FlashReason, OutputFrame, Snapshot, Span};
+use greenwave::core::{
+    ALARM_SECOND_MASTER, ALARM_SLOW_CABINET, Event, EventCode, FlashReason, OutputFrame, Snapshot, Span,
+};
 use greenwave::daemon::Controllers;
 use greenwave::engine::board::SnapshotBoard;
 use greenwave::io::cabinet::CabinetStats;
@@ -87,6 +89,9 @@ const DROP_ON_WRITE: u8 = 4;
 /// Refuse reads of holding registers (a cabinet that does not read its
 /// outputs back), pass everything else.
 const NO_READ_BACK: u8 = 5;
+/// Answer every request 40 ms late: within the request timeout, but a
+/// whole exchange no longer fits the 50 ms tick.
+const SLUGGISH: u8 = 6;
 
 /// A Modbus TCP proxy that reads whole request ADUs and, per its mode,
 /// forwards them, delays the answer past the client's timeout, answers
@@ -185,6 +190,9 @@ async fn proxy_connection(
                 }
                 if m == SLOW {
                     tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if m == SLUGGISH {
+                    tokio::time::sleep(Duration::from_millis(40)).await;
                 }
                 client.write_all(&resp).await?;
             }
@@ -431,6 +439,32 @@ fn proxied_fault(mode: u8) -> greenwave::io::CabinetTotals {
     rig.stop_and_check_the_event_log();
     rig_stopped_server(server);
     st
+}
+
+/// A cabinet that answers in time but too slowly for the tick: said once
+/// (alarm 200/5 on, then off once it keeps time again), counted, and no
+/// interval shortened at the heads (the event log's checker and the
+/// controller's own monitor); it never loses the link.
+#[test]
+fn a_cabinet_too_slow_for_the_tick_is_alarmed_counted_and_never_shortened() {
+    let rt = Rig::runtime();
+    let mut cfg = shipped("elm-and-oak");
+    let server = rt.block_on(SimServer::start(&[sim_spec(&cfg)], loopback(), SimServerConfig::default())).unwrap();
+    let proxy = rt.block_on(Proxy::start(server.addrs[0]));
+    modbus_at(&mut cfg, proxy.addr);
+    let mut rig = Rig::start(rt, cfg, ClockSource::System);
+    let ran = rig.wait_running(0);
+    proxy.set(SLUGGISH);
+    let on = rig.wait_event(EventCode::AlarmOn, ALARM_SLOW_CABINET, ran, Duration::from_secs(3));
+    rig.sleep(Duration::from_secs(2));
+    proxy.set(PASS);
+    // 100 exchanges on time at 50 ms end the episode.
+    rig.wait_event(EventCode::AlarmOff, ALARM_SLOW_CABINET, on, Duration::from_secs(15));
+    let st = rig.stats();
+    assert!(st.late_exchanges > 0, "{st}");
+    assert_eq!(rig.link_lost_count(), 0, "slow, not lost: {:?}", rig.flash_changes());
+    rig.stop_and_check_the_event_log();
+    rig_stopped_server(server);
 }
 
 #[test]

@@ -30,7 +30,9 @@
 use super::adaptive::{CycleMeasure, Optimizer, Replan};
 use super::coord::{CoordPlan, CorridorTiming};
 use super::detector::{DetectorBank, DetectorDemand};
-use super::event::{ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, Event, EventCode, EventQueue};
+use super::event::{
+    ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, ALARM_SLOW_CABINET, Event, EventCode, EventQueue,
+};
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 use super::queue::QueueEstimator;
@@ -748,6 +750,7 @@ impl Controller {
             (before.door_open, status.door_open, ALARM_DOOR_OPEN),
             (before.power_fail, status.power_fail, ALARM_POWER_FAIL),
             (before.second_master, status.second_master, ALARM_SECOND_MASTER),
+            (before.slow, status.slow, ALARM_SLOW_CABINET),
         ] {
             if was != is {
                 self.events.push(now, if is { EventCode::AlarmOn } else { EventCode::AlarmOff }, param);

@@ -124,6 +124,8 @@ pub const ALARM_DOOR_OPEN: u16 = 1;
 pub const ALARM_POWER_FAIL: u16 = 2;
 /// Another master writes the cabinet (on while the episode lasts).
 pub const ALARM_SECOND_MASTER: u16 = 4;
+/// The cabinet is too slow for the tick (on while the episode lasts).
+pub const ALARM_SLOW_CABINET: u16 = 5;
 
 /// One logged event: when, what, and the parameter (phase, detector channel,
 /// overlap number, plan number or status code, as the enumeration defines).

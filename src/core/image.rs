@@ -21,6 +21,10 @@ pub struct CabinetStatus {
     /// drive it. Not a cabinet input: the cabinet client sets it from the
     /// heartbeat it reads back (`src/io/one_master.rs`).
     pub second_master: bool,
+    /// The cabinet is too slow for the tick (its exchanges end after the
+    /// next one is due). Alarm only: every minimum is timed from the
+    /// cabinet's confirmations anyway. Set by the cabinet client.
+    pub slow: bool,
 }
 
 /// Inputs read from the cabinet (or a simulator, or a replayed log) for one tick.

@@ -25,7 +25,9 @@ pub(crate) mod testing;
 pub mod time;
 
 pub use controller::{Command, CommandError, Controller};
-pub use event::{ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, Event, EventCode, EventQueue};
+pub use event::{
+    ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, ALARM_SLOW_CABINET, Event, EventCode, EventQueue,
+};
 pub use ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, OverlapId, PhaseId, PhaseSet};
 pub use image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 

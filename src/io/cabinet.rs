@@ -107,6 +107,10 @@ pub struct CabinetStats {
     /// episodes they made (`super::one_master`).
     pub foreign_writes: AtomicU64,
     pub second_master_episodes: AtomicU64,
+    /// Exchanges that ended after the next one was due, and ticks skipped
+    /// because of them ([`SlowCabinet`]).
+    pub late_exchanges: AtomicU64,
+    pub skipped_ticks: AtomicU64,
     pub link_up: AtomicBool,
     /// Round-trip time of each successful request, µs.
     pub rtt_us: Mutex<Histogram<u64>>,
@@ -128,6 +132,8 @@ impl Default for CabinetStats {
             counter_faults: AtomicU64::new(0),
             foreign_writes: AtomicU64::new(0),
             second_master_episodes: AtomicU64::new(0),
+            late_exchanges: AtomicU64::new(0),
+            skipped_ticks: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
             rtt_us: Mutex::new(RTT_BOUNDS.histogram()),
         }
@@ -339,9 +345,85 @@ impl CounterAlarms {
 }
 
 /// One connection's worth of state.
+/// A cabinet too slow for the tick: an exchange (read, read-back, write)
+/// that ends after the next tick's read is due, or a tick skipped because
+/// of one. An episode runs from the first such exchange until
+/// [`SLOW_CLEARS_AFTER`] on time in a row; it is logged once when it starts
+/// (with how late) and once when it ends (with its counts), and raised as
+/// alarm 200/201 with parameter 5 through [`crate::core::CabinetStatus::slow`].
+/// Nothing is shortened meanwhile: the controller holds every interval
+/// until the cabinet confirms it (`docs/modbus.md`).
+#[derive(Debug, Default)]
+struct SlowCabinet {
+    episode: Option<SlowEpisode>,
+}
+
+#[derive(Debug)]
+struct SlowEpisode {
+    since: std::time::Instant,
+    late: u64,
+    skipped: u64,
+    worst: Duration,
+    on_time: u32,
+}
+
+/// On-time exchanges in a row that end a slow episode (10 s at 100 ms).
+const SLOW_CLEARS_AFTER: u32 = 100;
+
+impl SlowCabinet {
+    fn active(&self) -> bool {
+        self.episode.is_some()
+    }
+
+    /// One exchange ended `late` after the next was due (`None`: in time);
+    /// `skipped` ticks were given up for it.
+    fn exchanged(&mut self, id: &str, tick: Span, late: Option<Duration>, skipped: u64, stats: &CabinetStats) {
+        if late.is_none() && skipped == 0 {
+            if let Some(e) = &mut self.episode {
+                e.on_time += 1;
+                if e.on_time >= SLOW_CLEARS_AFTER {
+                    info!(
+                        intersection = %id,
+                        late_exchanges = e.late,
+                        skipped_ticks = e.skipped,
+                        worst_ms = e.worst.as_millis() as u64,
+                        "cabinet keeping time again after {:.1} s",
+                        e.since.elapsed().as_secs_f64()
+                    );
+                    self.episode = None;
+                }
+            }
+            return;
+        }
+        let late = late.unwrap_or_default();
+        stats.late_exchanges.fetch_add(1, Ordering::Relaxed);
+        stats.skipped_ticks.fetch_add(skipped, Ordering::Relaxed);
+        match &mut self.episode {
+            Some(e) => {
+                e.late += 1;
+                e.skipped += skipped;
+                e.worst = e.worst.max(late);
+                e.on_time = 0;
+            }
+            None => {
+                warn!(
+                    intersection = %id,
+                    late_ms = late.as_millis() as u64,
+                    skipped_ticks = skipped,
+                    "cabinet too slow for the {tick} tick: an exchange ended after the next was due; \
+                     intervals are held until it confirms them (alarm 200/5)"
+                );
+                self.episode =
+                    Some(SlowEpisode { since: std::time::Instant::now(), late: 1, skipped, worst: late, on_time: 0 });
+            }
+        }
+    }
+}
+
 struct Session<'a> {
     task: &'a mut CabinetTask,
     alarms: &'a mut CounterAlarms,
+    slow: &'a mut SlowCabinet,
     /// The heartbeat of the last frame the cabinet accepted, and the
     /// one-master watch: both outlive the connection (see the module docs).
     heartbeat: &'a mut u16,
@@ -506,6 +588,7 @@ impl Session<'_> {
             ..InputFrame::default()
         };
         frame.cabinet.second_master = self.master.episode().is_some();
+        frame.cabinet.slow = self.slow.active();
         let counters = self.task.cabinet.volume == VolumeSource::Counters;
         let volume_channels = if counters { self.map.volume_channels } else { 0 };
         self.counters.apply(img, at, volume_channels, &self.zones, &mut frame);
@@ -731,11 +814,18 @@ impl Session<'_> {
             {
                 return End::Lost(e);
             }
-            deadline += Span::from_millis(tick.as_millis() * poll_ticks);
-            if clock.to_std(deadline).checked_sub(lead).is_none_or(|t| t <= std::time::Instant::now()) {
+            let period = Span::from_millis(tick.as_millis() * poll_ticks);
+            let next_read = clock.to_std(deadline + period).checked_sub(lead);
+            let late = next_read.and_then(|due| std::time::Instant::now().checked_duration_since(due));
+            deadline += period;
+            let mut skipped = 0;
+            if late.is_some() {
                 // Fell behind (a slow cabinet): skip to the next deadline.
-                deadline = next_deadline(&clock);
+                let next = next_deadline(&clock);
+                skipped = next.since(deadline).as_millis() / period.as_millis().max(1);
+                deadline = next;
             }
+            self.slow.exchanged(&self.task.id, tick, late.filter(|d| !d.is_zero()), skipped, &self.task.stats);
         }
     }
 
@@ -818,6 +908,7 @@ impl CabinetTask {
         let mut failures = 0u64;
         let mut lost_at: Option<std::time::Instant> = None;
         let mut alarms = CounterAlarms::default();
+        let mut slow = SlowCabinet::default();
         // Drawn per process: two daemons started together on one cabinet
         // write different heartbeats (equal ones would read back as their
         // own) and draw different quiet times.
@@ -846,7 +937,7 @@ impl CabinetTask {
                         Some(t) => info!(
                             intersection = %self.id,
                             cabinet = %where_,
-                            "cabinet link restored after {} ms (within the link timeout: no flash)",
+                            "cabinet link restored after {} ms (within the link timeout)",
                             t.elapsed().as_millis()
                         ),
                     }
@@ -864,6 +955,7 @@ impl CabinetTask {
                         link,
                         counters: CounterDiff::default(),
                         alarms: &mut alarms,
+                        slow: &mut slow,
                         heartbeat: &mut heartbeat,
                         master: &mut master,
                         read_back,

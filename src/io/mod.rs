@@ -338,6 +338,8 @@ pub struct CabinetTotals {
     pub counter_faults: u64,
     pub foreign_writes: u64,
     pub second_master_episodes: u64,
+    pub late_exchanges: u64,
+    pub skipped_ticks: u64,
     pub rtt: Percentiles,
 }
 
@@ -360,6 +362,8 @@ pub fn totals(stats: &[(String, Arc<CabinetStats>)]) -> CabinetTotals {
         t.counter_faults += s.counter_faults.load(r);
         t.foreign_writes += s.foreign_writes.load(r);
         t.second_master_episodes += s.second_master_episodes.load(r);
+        t.late_exchanges += s.late_exchanges.load(r);
+        t.skipped_ticks += s.skipped_ticks.load(r);
         if let Ok(h) = s.rtt_us.lock() {
             let _ = rtt.add(&*h);
         }
@@ -397,6 +401,13 @@ impl std::fmt::Display for CabinetTotals {
             self.rtt.p99_us,
             self.rtt.max_us
         )?;
+        if self.late_exchanges > 0 {
+            write!(
+                f,
+                ", too slow for the tick: {} late exchanges, {} ticks skipped",
+                self.late_exchanges, self.skipped_ticks
+            )?;
+        }
         if self.second_master_episodes > 0 {
             write!(
                 f,
@@ -443,7 +454,7 @@ pub fn stats_json(
     );
     let _ = write!(
         s,
-        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"foreign_writes\":{},\"second_master_episodes\":{},\"rtt\":{}}}}}",
+        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"foreign_writes\":{},\"second_master_episodes\":{},\"late_exchanges\":{},\"skipped_ticks\":{},\"rtt\":{}}}}}",
         cabinets.cabinets,
         cabinets.links_up,
         cabinets.links_lost,
@@ -459,6 +470,8 @@ pub fn stats_json(
         cabinets.counter_faults,
         cabinets.foreign_writes,
         cabinets.second_master_episodes,
+        cabinets.late_exchanges,
+        cabinets.skipped_ticks,
         pct(cabinets.rtt)
     );
     s.push('\n');

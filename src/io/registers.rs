@@ -199,6 +199,7 @@ pub fn status_from_bits(bits: u16) -> CabinetStatus {
         mmu_fault: bits & STATUS_MMU_FAULT != 0,
         power_fail: bits & STATUS_POWER_FAIL != 0,
         second_master: false,
+        slow: false,
     }
 }
 
