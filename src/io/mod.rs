@@ -299,9 +299,23 @@ impl CabinetIo {
     /// the embedded simulator stops.
     pub async fn finish(self, grace: Duration) {
         let _ = self.stop.send(true);
-        let all = futures_join(self.tasks);
-        if tokio::time::timeout(grace, all).await.is_err() {
-            warn!("cabinet tasks did not finish within {} ms: stopping anyway", grace.as_millis());
+        let until = tokio::time::Instant::now() + grace;
+        let mut unfinished = Vec::new();
+        for (task, (id, _)) in self.tasks.into_iter().zip(&self.stats) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(until, task).await.is_err() {
+                abort.abort();
+                unfinished.push(id.as_str());
+            }
+        }
+        if !unfinished.is_empty() {
+            // Their heads are left to the cabinet's own watchdog.
+            warn!(
+                cabinets = unfinished.len(),
+                "no final flash frame within {} ms for: {}; their cabinets' watchdogs flash them",
+                grace.as_millis(),
+                unfinished.join(", ")
+            );
         }
         if let Some(sim) = self.sim {
             sim.stop().await;
@@ -311,12 +325,6 @@ impl CabinetIo {
     /// One line of totals across every cabinet, for logs.
     pub fn summary(&self) -> CabinetTotals {
         totals(&self.stats)
-    }
-}
-
-async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
-    for t in tasks {
-        let _ = t.await;
     }
 }
 
