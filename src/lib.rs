@@ -12,6 +12,9 @@
 //! - [`daemon`]: everything `greenwave run` starts, as one call
 //!   ([`daemon::run`]): engine thread, cabinet tasks, event fan-out, gRPC,
 //!   view, reload; tests and benchmarks start it in-process.
+//! - [`realtime`]: real-time priorities (control thread above cabinet I/O
+//!   above everything else) and locked memory, and the start-up line for
+//!   each the daemon could not get.
 //! - [`io`]: the cabinet client over Modbus (TCP, RTU): the wire encoding
 //!   of the register map, the per-cabinet client tasks and their check
 //!   that no other master writes the cabinet.
@@ -30,6 +33,7 @@ pub mod core;
 pub mod daemon;
 pub mod engine;
 pub mod io;
+pub mod realtime;
 pub mod replay;
 pub mod sim;
 pub mod telemetry;

@@ -222,7 +222,10 @@ impl Api {
 
 /// The API's own tokio runtime (two workers, `greenwave-grpc`): client
 /// load never competes with cabinet I/O, which has its own runtime, and
-/// the control loop has its own thread.
+/// the control loop has its own thread. Its threads stay at normal
+/// priority (the daemon builds it from its main thread, which never asks
+/// for more): a busy client yields to the control thread and the cabinet
+/// I/O, both real-time (`crate::realtime`).
 ///
 /// # Errors
 /// The OS refused the worker threads.

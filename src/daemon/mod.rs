@@ -46,14 +46,14 @@ use tracing::{error, info};
 
 use crate::api::{Api, EngineHandles, GrpcServer};
 use crate::config::daemon::DaemonConfig;
-use crate::config::{self, IntersectionConfig};
+use crate::config::{self, ClockSource, IntersectionConfig};
 use crate::core::{FlashReason, Span};
 use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::{LatencyHistograms, LatencyReader, Percentiles};
 use crate::engine::port::CommandPort;
 use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
 use crate::io::cabinet::CabinetStats;
-use crate::io::{CabinetIo, CabinetPlan, CabinetTotals};
+use crate::io::{CabinetIo, CabinetPlan, CabinetTotals, IoScheduling};
 use crate::telemetry::eventlog::{self, EventLogConfig, EventLogStats, LogTimeZone};
 use crate::telemetry::journal::Journal;
 use crate::view::{self, ViewIntersection};
@@ -177,10 +177,19 @@ impl Daemon {
         controllers.log_loaded(intersections.len());
         info!(zone = %daemon.time_zone, "time-of-day schedules in this zone where a controller file sets none");
 
+        // In real time, the control thread and the cabinet I/O run where
+        // ordinary load cannot starve them (`crate::realtime`); each of
+        // these not granted is one warning line here and at the threads'
+        // start. A lockstep run waits for its simulator and needs neither.
+        let realtime = daemon.clock == ClockSource::System;
+        if realtime {
+            crate::realtime::lock_memory();
+        }
         // Cabinet I/O (and the embedded simulated cabinets, served over
         // loopback Modbus) on its own runtime, resolved before the engine.
         let tick = Span::from_millis(daemon.tick_ms);
-        let io_rt = crate::io::runtime().context("starting the cabinet I/O runtime")?;
+        let scheduling = if realtime { IoScheduling::Realtime } else { IoScheduling::Normal };
+        let io_rt = crate::io::runtime(scheduling).context("starting the cabinet I/O runtime")?;
         let mut plan = CabinetPlan::new(&io_rt, &intersections, tick, daemon.clock).map_err(anyhow::Error::from)?;
         let ecfg = EngineConfig { tick, time_zone: daemon.time_zone, ..EngineConfig::default() };
         let specs = intersections.iter().map(|x| x.spec.clone()).collect();

@@ -35,6 +35,7 @@ use crate::core::{
     Command, CommandError, Controller, ControllerSpec, Event, EventCode, FlashReason, InputFrame, Instant,
     MAX_DETECTORS, Monitor, OutputFrame, Snapshot, Span, UnitState,
 };
+use crate::realtime::CONTROL_PRIORITY;
 use clock::Clock;
 use latency::{LatencyReader, LatencyRecorder, latency_pair};
 use time_of_day::TimeOfDay;
@@ -705,35 +706,18 @@ impl Engine {
         std::thread::Builder::new().name("greenwave-control".into()).spawn(move || self.run(clock))
     }
 
-    /// Run on a dedicated thread with real-time priority when the process
-    /// may have it (root, or `CAP_SYS_NICE` as the systemd unit grants):
-    /// on a busy machine the scheduler then never makes a tick wait behind
-    /// the I/O runtime, the API or anything else. Only for the real-time
-    /// clock: a lockstep or as-fast-as-possible run never sleeps, and a
-    /// spinning FIFO thread would starve the tasks it waits for.
+    /// Run on a dedicated thread at SCHED_FIFO [`CONTROL_PRIORITY`] when
+    /// the process may have it (root, or `CAP_SYS_NICE` / `LimitRTPRIO` as
+    /// the systemd unit grants; see [`crate::realtime`]): on a busy machine
+    /// the scheduler then never makes a tick wait behind the I/O runtime,
+    /// the API or anything else. Only for the real-time clock: a lockstep or
+    /// as-fast-as-possible run never sleeps, and a spinning FIFO thread
+    /// would starve the tasks it waits for.
     pub fn spawn_realtime(self, clock: impl Clock + 'static) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new().name("greenwave-control".into()).spawn(move || {
-            raise_to_realtime();
+            crate::realtime::raise_current_thread("control thread", CONTROL_PRIORITY);
             self.run(clock)
         })
-    }
-}
-
-/// SCHED_FIFO at a middle priority (leaving room above for kernel threads
-/// and watchdogs); a warning and normal priority when not permitted.
-fn raise_to_realtime() {
-    use thread_priority::{
-        RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
-        thread_native_id,
-    };
-    let Ok(value) = 50u8.try_into() else { return };
-    let policy = ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo);
-    match set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Crossplatform(value), policy) {
-        Ok(()) => tracing::info!("control thread at real-time priority (SCHED_FIFO)"),
-        Err(e) => tracing::warn!(
-            error = ?e,
-            "control thread at normal priority: real-time scheduling not permitted (grant CAP_SYS_NICE)"
-        ),
     }
 }
 

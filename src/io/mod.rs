@@ -30,7 +30,7 @@ pub mod rtu;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -46,19 +46,42 @@ use crate::core::{InputFrame, Instant, Span};
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
 use crate::engine::latency::{LatencyHistograms, Percentiles};
 use crate::engine::{Engine, EngineStats, OutputMsg};
+use crate::realtime::{self, IO_PRIORITY};
 use crate::sim::server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig, SimServerError};
 use cabinet::{CabinetStats, CabinetTask};
 pub use error::CabinetError;
 
+/// How the cabinet I/O runtime's threads are scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoScheduling {
+    /// Normal priority: lockstep simulation, `greenwave sim-cabinet`.
+    Normal,
+    /// SCHED_FIFO [`IO_PRIORITY`], below the control thread
+    /// ([`crate::realtime`]): a real-time daemon.
+    Realtime,
+}
+
 /// The runtime cabinet I/O runs on: one worker per core but one, so the
 /// control thread keeps a core to itself on small machines.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+///
+/// With [`IoScheduling::Realtime`] every thread of the runtime (workers,
+/// and blocking-pool threads when they start) asks for SCHED_FIFO
+/// [`IO_PRIORITY`] as it starts; the first to start says once whether it
+/// was granted.
+pub fn runtime(scheduling: IoScheduling) -> std::io::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores.saturating_sub(1).max(1))
-        .thread_name("greenwave-io")
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(cores.saturating_sub(1).max(1)).thread_name("greenwave-io").enable_all();
+    if scheduling == IoScheduling::Realtime {
+        let reported = Arc::new(AtomicBool::new(false));
+        builder.on_thread_start(move || {
+            let outcome = realtime::set_fifo(IO_PRIORITY);
+            if !reported.swap(true, Ordering::Relaxed) {
+                realtime::report_priority("cabinet I/O threads", IO_PRIORITY, &outcome);
+            }
+        });
+    }
+    builder.build()
 }
 
 /// A Modbus cabinet with the documented defaults at `address` (the
@@ -203,7 +226,9 @@ impl CabinetPlan {
         // Tick pulse: one task watches the engine's tick counter (an atomic
         // it bumps after each tick) every millisecond and wakes the cabinet
         // tasks waiting for their frame, so a thousand tasks do not each
-        // poll their channel.
+        // poll their channel. It sleeps between looks (a timer, not a
+        // spin), which matters at SCHED_FIFO: a spinning real-time thread
+        // would take its core from every normal process.
         let pulse = Arc::new(tokio::sync::Notify::new());
         {
             let pulse = pulse.clone();

@@ -11,7 +11,7 @@ use tracing::info;
 use super::server::{Lockstep, SimCabinetSpec, SimServer, SimServerConfig, SimServerError};
 use crate::config::IntersectionConfig;
 use crate::core::Span;
-use crate::io::runtime;
+use crate::io::{IoScheduling, runtime};
 
 /// `greenwave sim-cabinet` options.
 #[derive(Clone, Debug)]
@@ -115,7 +115,7 @@ pub fn serve_sim_cabinets(
             (SimCabinetSpec { id, spec: x.spec.clone(), traffic: x.traffic.clone() }, text.as_str())
         })
         .collect();
-    let rt = runtime().map_err(ServeError::Runtime)?;
+    let rt = runtime(IoScheduling::Normal).map_err(ServeError::Runtime)?;
     let cfg = SimServerConfig {
         unit_id: opts.unit_id,
         rtu_over_tcp: opts.rtu_over_tcp,
