@@ -178,6 +178,10 @@ struct SimCabinetArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration_s: Option<u64>,
+    /// On exit, write what the cabinets saw (writes, the gaps between two
+    /// writes to a cabinet, flash reasons written, MMU faults) to this JSON file.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -448,6 +452,7 @@ fn sim_cabinet_cmd(args: SimCabinetArgs) -> anyhow::Result<ExitCode> {
         unit_id: args.unit_id,
         write_controllers: args.write_controllers,
         duration: args.duration_s.map(Duration::from_secs),
+        stats_json: args.stats_json,
     };
     greenwave::sim::serve_sim_cabinets(&loaded, &opts)?;
     Ok(ExitCode::SUCCESS)

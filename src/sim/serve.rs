@@ -26,6 +26,8 @@ pub struct SimCabinetOptions {
     /// Write one controller file per cabinet here, pointing at its port.
     pub write_controllers: Option<PathBuf>,
     pub duration: Option<Duration>,
+    /// On exit, write what the cabinets saw ([`SimStats`](super::server::SimStats)) to this JSON file.
+    pub stats_json: Option<PathBuf>,
 }
 
 /// Why a controller file could not be made into a simulated cabinet's.
@@ -168,12 +170,18 @@ pub fn serve_sim_cabinets(
         }
     });
     let faults = (0..shared.units.len()).filter(|&i| shared.unit(i).mmu.fault().is_some()).count();
+    rt.block_on(server.stop());
+    let stats = shared.stats();
     info!(
         requests = shared.requests.load(Ordering::Relaxed),
         cabinets_in_mmu_fault = faults,
+        writes = stats.writes,
+        write_gap = %stats.write_gaps,
         "simulated cabinets stopped"
     );
-    rt.block_on(server.stop());
+    if let Some(path) = &opts.stats_json {
+        std::fs::write(path, stats.to_json()).map_err(|error| ServeError::Write { path: path.clone(), error })?;
+    }
     Ok(())
 }
 

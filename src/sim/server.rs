@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_modbus::server::Service;
@@ -41,6 +42,7 @@ use super::mmu::{DEFAULT_WATCHDOG, Mmu};
 use crate::config::{RegisterMap, TrafficConfig};
 use crate::core::{ControllerSpec, Instant, MAX_DETECTORS, MAX_PHASES, OutputFrame, Span};
 use crate::engine::clock::{Clock, SystemClock};
+use crate::engine::latency::{HistogramBounds, Percentiles};
 use crate::io::registers::{self, InputImage, MAX_READ, OutputImage, STATUS_CABINET_FLASH, STATUS_MMU_FAULT};
 use crate::replay::REPLAY_EPOCH;
 
@@ -152,6 +154,13 @@ pub struct SimUnit {
     switches: u16,
     pub writes: u64,
     pub reads: u64,
+    /// When the previous valid write arrived (real time), for the write gaps.
+    last_write: Option<std::time::Instant>,
+    /// Times the written flash reason became each value (index = reason,
+    /// `docs/modbus.md`; 0 = back to normal).
+    pub flashes: [u64; FLASH_REASONS],
+    /// Faults the MMU raised, by fault code ([`MmuFault::code`](super::mmu::MmuFault::code)).
+    pub mmu_faults: [u64; MMU_FAULT_CODES],
 }
 
 impl SimUnit {
@@ -170,6 +179,9 @@ impl SimUnit {
             switches: 0,
             writes: 0,
             reads: 0,
+            last_write: None,
+            flashes: [0; FLASH_REASONS],
+            mmu_faults: [0; MMU_FAULT_CODES],
         };
         u.refresh();
         u
@@ -220,6 +232,7 @@ impl SimUnit {
     /// Advance the traffic to `now` under the heads.
     fn step(&mut self, now: Instant, sim_time: Option<(Instant, Span)>) {
         if let Some(f) = self.mmu.check_watchdog(now) {
+            self.mmu_faults[f.code() as usize] += 1;
             tracing::warn!(cabinet = %self.id, "MMU {f}: cabinet in flash");
         }
         let mut heads = self.heads();
@@ -258,14 +271,27 @@ impl SimUnit {
         self.input[SIM_MMU_OVERLAPS as usize] = (channels >> MAX_PHASES) as u16;
     }
 
-    /// Apply a write of `words` at `addr` (already range-checked). Returns
-    /// the step acknowledgement carried, if the write is valid.
-    fn write(&mut self, now: Instant, addr: u16, words: &[u16]) -> Result<u64, ExceptionCode> {
+    /// Apply a write of `words` at `addr` (already range-checked), which
+    /// arrived at `arrived`. Returns the step acknowledgement carried and
+    /// the time since the previous write, if the write is valid.
+    fn write(
+        &mut self,
+        now: Instant,
+        arrived: std::time::Instant,
+        addr: u16,
+        words: &[u16],
+    ) -> Result<(u64, Option<Duration>), ExceptionCode> {
         let mut next = self.holding.clone();
         next[addr as usize..addr as usize + words.len()].copy_from_slice(words);
         let image = OutputImage::decode(&self.map, &next).map_err(|_| ExceptionCode::IllegalDataValue)?;
         self.holding = next;
         self.writes += 1;
+        let gap = self.last_write.replace(arrived).map(|t| arrived.saturating_duration_since(t));
+        if image.flash_reason != self.written.flash_reason
+            && let Some(n) = self.flashes.get_mut(image.flash_reason as usize)
+        {
+            *n += 1;
+        }
         if self.holding[SIM_MMU_RESET as usize] != 0 {
             self.holding[SIM_MMU_RESET as usize] = 0;
             tracing::info!(cabinet = %self.id, "MMU reset");
@@ -277,10 +303,11 @@ impl SimUnit {
         }
         self.written = image;
         if let Some(f) = self.mmu.observe(now, &image.frame, image.heartbeat) {
+            self.mmu_faults[f.code() as usize] += 1;
             tracing::warn!(cabinet = %self.id, "MMU {f}: cabinet in flash until reset");
         }
         self.refresh();
-        Ok(image.step_ack_ms)
+        Ok((image.step_ack_ms, gap))
     }
 }
 
@@ -301,6 +328,52 @@ pub struct Shared {
     clock: SystemClock,
     unit_id: u8,
     pub requests: AtomicU64,
+    /// Time between two valid writes to the same cabinet, as they arrive
+    /// (ns): the cabinet's own view of how steadily the daemon writes.
+    write_gaps: Mutex<Histogram<u64>>,
+}
+
+/// Flash reasons 0 (none) to 9 (`docs/modbus.md`, `flash_reason`).
+const FLASH_REASONS: usize = 10;
+/// MMU fault codes 0 (none) to 4.
+const MMU_FAULT_CODES: usize = 5;
+/// Write gaps: 1 µs to 60 s, 3 significant digits (one histogram per server).
+const WRITE_GAP_BOUNDS: HistogramBounds = HistogramBounds::new(1_000, 60_000_000_000, 3);
+
+/// What a server's cabinets saw, totalled (`greenwave sim-cabinet --stats-json`).
+#[derive(Clone, Debug)]
+pub struct SimStats {
+    pub cabinets: usize,
+    pub writes: u64,
+    pub write_gaps: Percentiles,
+    /// Writes that changed the flash reason to each value, over all cabinets.
+    pub flashes: [u64; FLASH_REASONS],
+    pub mmu_faults: [u64; MMU_FAULT_CODES],
+}
+
+impl SimStats {
+    /// One JSON object; `flashes` and `mmu_faults` keyed by reason and code,
+    /// zeros left out.
+    pub fn to_json(&self) -> String {
+        let keyed = |counts: &[u64]| {
+            let items: Vec<String> =
+                counts.iter().enumerate().skip(1).filter(|(_, n)| **n > 0).map(|(k, n)| format!("\"{k}\":{n}")).collect();
+            format!("{{{}}}", items.join(","))
+        };
+        let g = self.write_gaps;
+        format!(
+            "{{\"cabinets\":{},\"writes\":{},\"write_gap\":{{\"count\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"max_us\":{:.1}}},\"flashes\":{},\"mmu_faults\":{}}}\n",
+            self.cabinets,
+            self.writes,
+            g.count,
+            g.p50_us,
+            g.p99_us,
+            g.p999_us,
+            g.max_us,
+            keyed(&self.flashes),
+            keyed(&self.mmu_faults)
+        )
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -326,6 +399,30 @@ impl Shared {
     /// Lockstep: simulated time now.
     pub fn sim_time(&self) -> Option<Instant> {
         self.lockstep.as_ref().map(|ls| lock(ls).time)
+    }
+
+    /// Totals over every cabinet of the server.
+    pub fn stats(&self) -> SimStats {
+        let mut st = SimStats {
+            cabinets: self.units.len(),
+            writes: 0,
+            write_gaps: Percentiles::of(&lock(&self.write_gaps)),
+            flashes: [0; FLASH_REASONS],
+            mmu_faults: [0; MMU_FAULT_CODES],
+        };
+        for u in &self.units {
+            let u = lock(u);
+            st.writes += u.writes;
+            st.flashes.iter_mut().zip(u.flashes).for_each(|(a, b)| *a += b);
+            st.mmu_faults.iter_mut().zip(u.mmu_faults).for_each(|(a, b)| *a += b);
+        }
+        st
+    }
+
+    fn record_gap(&self, gap: Option<Duration>) {
+        if let Some(g) = gap {
+            lock(&self.write_gaps).saturating_record((g.as_nanos() as u64).max(1_000));
+        }
     }
 
     fn step_all(&self, now: Instant, sim: Option<(Instant, Span)>) {
@@ -354,6 +451,7 @@ impl Shared {
     }
 
     fn handle(&self, unit: usize, req: SlaveRequest<'static>) -> Result<Response, ExceptionCode> {
+        let arrived = std::time::Instant::now();
         self.requests.fetch_add(1, Ordering::Relaxed);
         if req.slave != self.unit_id {
             return Err(ExceptionCode::GatewayTargetDevice);
@@ -386,13 +484,15 @@ impl Shared {
             }
             Request::WriteMultipleRegisters(addr, words) => {
                 range(addr, words.len(), HOLDING_SPACE, registers::MAX_WRITE as usize)?;
-                let ack = self.unit(unit).write(now, addr, &words)?;
+                let (ack, gap) = self.unit(unit).write(now, arrived, addr, &words)?;
+                self.record_gap(gap);
                 self.ack(unit, ack);
                 Ok(Response::WriteMultipleRegisters(addr, words.len() as u16))
             }
             Request::WriteSingleRegister(addr, word) => {
                 range(addr, 1, HOLDING_SPACE, 1)?;
-                let ack = self.unit(unit).write(now, addr, &[word])?;
+                let (ack, gap) = self.unit(unit).write(now, arrived, addr, &[word])?;
+                self.record_gap(gap);
                 self.ack(unit, ack);
                 Ok(Response::WriteSingleRegister(addr, word))
             }
@@ -471,6 +571,7 @@ impl SimServer {
             clock: SystemClock::new(),
             unit_id: cfg.unit_id,
             requests: AtomicU64::new(0),
+            write_gaps: Mutex::new(WRITE_GAP_BOUNDS.histogram()),
         });
         // The first exchange: inputs at the start time.
         match cfg.lockstep {
