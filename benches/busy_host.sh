@@ -213,8 +213,8 @@ for row in rows:
     n = cab.get("cabinets", "?")
     shards = f", {len(daemons)} daemons" if len(daemons) > 1 else ""
     ms2 = lambda us: s(us / 1000 if us is not None else None, 2)
-    load = lambda f: (d / f).read_text().strip() if (d / f).exists() else "?"
-    print(f"| {row} | {n} ({who}{shards}) | {fl} | {shortest} | {margin} | {short} | {period} | {ms2(rtt)} | {timeouts} | {overruns} | {ms2(jit)} | {load('load_before')} → {load('load_after')} |")
+    loadavg = lambda f: (d / f).read_text().strip() if (d / f).exists() else "?"
+    print(f"| {row} | {n} ({who}{shards}) | {fl} | {shortest} | {margin} | {short} | {period} | {ms2(rtt)} | {timeouts} | {overruns} | {ms2(jit)} | {loadavg('load_before')} → {loadavg('load_after')} |")
 print(f"\nraw figures: {work}")
 EOF
 trap - EXIT

@@ -348,6 +348,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_CONFIG));
         }
     };
+    // Locked memory (`greenwave::realtime`) is process-wide, so the process
+    // asks, not the library; a lockstep simulation needs it not.
+    if config.clock == config::ClockSource::System {
+        greenwave::realtime::lock_memory();
+    }
     let options = daemon::Options {
         config,
         config_file: config_path.unwrap_or_else(|| PathBuf::from("greenwave.toml")),

@@ -16,7 +16,9 @@
 //! - everything else (the gRPC runtime, event log, view) stays at normal
 //!   priority: an API client can never delay a write;
 //! - memory is locked (`mlockall(MCL_CURRENT | MCL_FUTURE)`), so a page
-//!   fault never waits for swap or a dropped page of the binary.
+//!   fault never waits for swap or a dropped page of the binary. That is
+//!   process-wide, so `greenwave run` asks for it ([`lock_memory`]), not
+//!   the library's daemon (tests start daemons in-process).
 //!
 //! Each of these the daemon cannot get is said once at start, with what
 //! grants it (the capabilities and limits of `deploy/greenwave.service`,

@@ -177,14 +177,13 @@ impl Daemon {
         controllers.log_loaded(intersections.len());
         info!(zone = %daemon.time_zone, "time-of-day schedules in this zone where a controller file sets none");
 
-        // In real time, the control thread and the cabinet I/O run where
-        // ordinary load cannot starve them (`crate::realtime`); each of
-        // these not granted is one warning line here and at the threads'
-        // start. A lockstep run waits for its simulator and needs neither.
+        // In real time, the control thread and the cabinet I/O run at
+        // real-time priorities (`crate::realtime`; each not granted is one
+        // warning as its threads start). A lockstep run waits for its
+        // simulator and needs them not. Memory locking is the binary's
+        // call (it is process-wide: a test harness that starts daemons
+        // in-process keeps its memory as it is).
         let realtime = daemon.clock == ClockSource::System;
-        if realtime {
-            crate::realtime::lock_memory();
-        }
         // Cabinet I/O (and the embedded simulated cabinets, served over
         // loopback Modbus) on its own runtime, resolved before the engine.
         let tick = Span::from_millis(daemon.tick_ms);
