@@ -1121,6 +1121,12 @@ fn rtu_framing_over_tcp_drives_the_simulated_cabinet() {
     assert_eq!((st.exceptions, st.transport_errors, st.timeouts), (0, 0, 0), "{st}");
     assert!(server.shared.unit(0).mmu.in_control(), "the MMU sees the RTU heartbeat");
     rig.stop();
+    // The cabinet's own account (`sim-cabinet --stats-json`): the start-up
+    // and the shutdown flash written once each, a gap before every write
+    // but the first.
+    let seen = server.shared.stats();
+    assert_eq!((seen.flashes[1], seen.flashes[9]), (1, 1), "{seen:?}");
+    assert_eq!(seen.write_gaps.count, seen.writes - 1, "{seen:?}");
     rig_stopped_server(server);
 }
 
