@@ -40,7 +40,7 @@ use tokio_modbus::{ExceptionCode, Request, Response, SlaveRequest};
 use super::SimCabinet;
 use super::mmu::{DEFAULT_WATCHDOG, Mmu};
 use crate::config::{RegisterMap, TrafficConfig};
-use crate::core::{ControllerSpec, Instant, MAX_DETECTORS, MAX_PHASES, OutputFrame, Span};
+use crate::core::{ControllerSpec, FlashReason, Instant, MAX_DETECTORS, MAX_PHASES, OutputFrame, Span};
 use crate::engine::clock::{Clock, SystemClock};
 use crate::engine::latency::{HistogramBounds, Percentiles};
 use crate::io::registers::{self, InputImage, MAX_READ, OutputImage, STATUS_CABINET_FLASH, STATUS_MMU_FAULT};
@@ -333,8 +333,9 @@ pub struct Shared {
     write_gaps: Mutex<Histogram<u64>>,
 }
 
-/// Flash reasons 0 (none) to 9 (`docs/modbus.md`, `flash_reason`).
-const FLASH_REASONS: usize = 10;
+/// Flash reasons 0 (none) and every [`FlashReason`] (`docs/modbus.md`,
+/// `flash_reason`).
+const FLASH_REASONS: usize = FlashReason::ALL.len() + 1;
 /// MMU fault codes 0 (none) to 4.
 const MMU_FAULT_CODES: usize = 5;
 /// Write gaps: 1 µs to 60 s, 3 significant digits (one histogram per server).
