@@ -1,5 +1,6 @@
 mod config;
 mod daemon;
+mod full_disk;
 mod golden;
 mod grpc;
 mod modbus;

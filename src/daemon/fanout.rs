@@ -17,12 +17,14 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::api::measures::Measures;
 use crate::core::Event;
+use crate::telemetry::EventLogHealth;
 use crate::telemetry::journal::{Journal, Record, RecordKind};
 
 /// `(intersection, event)` as the engine publishes them.
@@ -44,17 +46,23 @@ pub fn spawn(
     events: Receiver<(usize, Event)>,
     journal: Arc<Journal>,
     measures: Arc<Measures>,
+    log_health: Arc<EventLogHealth>,
 ) -> io::Result<(EventFeed, JoinHandle<()>)> {
     let (log_tx, log_rx) = bounded(LOG_BUFFER);
     let handle = std::thread::Builder::new()
         .name("greenwave-fanout".into())
-        .spawn(move || run(&events, &journal, &measures, &log_tx))?;
+        .spawn(move || run(&events, &journal, &measures, &log_tx, &log_health))?;
     Ok((log_rx, handle))
 }
 
-fn run(events: &Receiver<(usize, Event)>, journal: &Journal, measures: &Measures, log: &Sender<(usize, Event)>) {
+fn run(
+    events: &Receiver<(usize, Event)>,
+    journal: &Journal,
+    measures: &Measures,
+    log: &Sender<(usize, Event)>,
+    log_health: &EventLogHealth,
+) {
     let mut batch: Vec<(usize, Event)> = Vec::with_capacity(BATCH);
-    let mut log_dropped = 0u64;
     let mut log_open = true;
     while let Ok(first) = events.recv() {
         batch.clear();
@@ -70,7 +78,7 @@ fn run(events: &Receiver<(usize, Event)>, journal: &Journal, measures: &Measures
                 match log.try_send((i, e)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
-                        log_dropped += 1;
+                        let log_dropped = log_health.behind.fetch_add(1, Ordering::Relaxed) + 1;
                         if log_dropped.is_power_of_two() {
                             tracing::error!(dropped = log_dropped, "event log writer is behind: events dropped");
                         }

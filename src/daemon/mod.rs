@@ -54,8 +54,9 @@ use crate::engine::port::CommandPort;
 use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
 use crate::io::cabinet::CabinetStats;
 use crate::io::{CabinetIo, CabinetPlan, CabinetTotals, IoScheduling};
-use crate::telemetry::eventlog::{self, EventLogConfig, EventLogStats, LogTimeZone};
+use crate::telemetry::eventlog::{EventLogConfig, LogTimeZone};
 use crate::telemetry::journal::Journal;
+use crate::telemetry::{EventLogHealth, EventLogStats, spawn_event_log_thread};
 use crate::view::{self, ViewIntersection};
 pub use controllers::{Controllers, Reloader};
 
@@ -152,7 +153,8 @@ pub struct Daemon {
     stats: Arc<EngineStats>,
     journal: Arc<Journal>,
     reloader: Reloader,
-    event_log: JoinHandle<std::io::Result<EventLogStats>>,
+    event_log: JoinHandle<EventLogStats>,
+    log_health: Arc<EventLogHealth>,
     /// Ends the view and warm-up threads.
     stop: Arc<AtomicBool>,
     warmup: Arc<std::sync::Mutex<Option<LatencyHistograms>>>,
@@ -215,10 +217,12 @@ impl Daemon {
             time_zone: LogTimeZone::Zone(daemon.time_zone),
         };
         info!(dir = %log_cfg.dir.display(), "Indiana event log");
-        let (log_feed, _fanout) =
-            fanout::spawn(events, journal.clone(), api.measures()).context("starting the event fan-out")?;
+        let log_health = Arc::new(EventLogHealth::default());
+        let (log_feed, _fanout) = fanout::spawn(events, journal.clone(), api.measures(), log_health.clone())
+            .context("starting the event fan-out")?;
         let event_log =
-            eventlog::spawn_event_log_thread(log_feed, ids.clone(), log_cfg).context("starting the event log")?;
+            spawn_event_log_thread(log_feed, ids.clone(), log_cfg, Some(journal.clone()), log_health.clone())
+                .context("starting the event log")?;
         // The control thread hands replaced specs back here to be dropped
         // (no deallocation on the control thread); each one means a reload
         // is now in force.
@@ -237,7 +241,7 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let latency = Arc::new(latency);
         let view_on = daemon.view && view && std::io::stdout().is_terminal();
-        let status = Status { engine: stats.clone(), cabinets: cabinets.stats.clone() };
+        let status = Status { engine: stats.clone(), cabinets: cabinets.stats.clone(), log: log_health.clone() };
         spawn_view(view_on, &intersections, board.clone(), latency.clone(), status, stop.clone())
             .context("starting the view thread")?;
         let warmup = spawn_warmup_snapshot(stats_json.is_some(), stats_warmup, latency.clone())
@@ -264,6 +268,7 @@ impl Daemon {
             journal,
             reloader,
             event_log,
+            log_health,
             stop,
             warmup,
             stats_json,
@@ -360,8 +365,12 @@ impl Daemon {
             std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         }
         match self.event_log.join() {
-            Ok(Ok(st)) => info!(written = st.events_written, dropped = st.events_dropped, "event log closed"),
-            Ok(Err(e)) => error!(error = %e, "event log failed"),
+            Ok(st) => info!(
+                written = st.events_written,
+                dropped = st.events_dropped,
+                behind = self.log_health.behind.load(Ordering::Relaxed),
+                "event log closed"
+            ),
             Err(_) => error!("event log thread panicked"),
         }
         let (tick, jitter) = self.latency.latest();
@@ -420,6 +429,7 @@ fn spawn_warmup_snapshot(
 struct Status {
     engine: Arc<EngineStats>,
     cabinets: Vec<(String, Arc<CabinetStats>)>,
+    log: Arc<EventLogHealth>,
 }
 
 impl Status {
@@ -437,6 +447,9 @@ impl Status {
             counter_faults = c.counter_faults,
             dropped_outputs = e.dropped_outputs.load(Ordering::Relaxed),
             dropped_events = e.dropped_events.load(Ordering::Relaxed),
+            log_written = self.log.written.load(Ordering::Relaxed),
+            log_held = self.log.held.load(Ordering::Relaxed),
+            log_dropped = self.log.lost(),
             %tick,
             %jitter,
             "running"

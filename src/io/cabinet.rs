@@ -198,6 +198,17 @@ impl Backoff {
         self.attempt = 0;
     }
 
+    /// The delay after a link that was up for `lived` ends. Only a link that
+    /// held for `steady` starts the delays over: a cabinet that accepts the
+    /// connection and drops it at once (a crashing gateway, a second master's
+    /// fight) is retried ever more slowly, as one that refuses it is.
+    pub fn after_link(&mut self, lived: Duration, steady: Duration) -> Duration {
+        if lived >= steady {
+            self.reset();
+        }
+        self.next_delay()
+    }
+
     pub fn next_delay(&mut self) -> Duration {
         let step = self.min.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
@@ -941,8 +952,8 @@ impl CabinetTask {
                             t.elapsed().as_millis()
                         ),
                     }
-                    backoff.reset();
                     failures = 0;
+                    let up_at = std::time::Instant::now();
                     let lockstep = self.lockstep.clone();
                     let map = self.cabinet.registers;
                     master.connected();
@@ -983,7 +994,7 @@ impl CabinetTask {
                             self.stats.links_lost.fetch_add(1, Ordering::Relaxed);
                             drop(link);
                             lost_at = Some(std::time::Instant::now());
-                            let delay = backoff.next_delay();
+                            let delay = backoff.after_link(up_at.elapsed(), dur(self.cabinet.link_timeout));
                             warn!(
                                 intersection = %self.id,
                                 cabinet = %where_,
@@ -1086,6 +1097,17 @@ mod tests {
         assert!(d[7] >= Duration::from_millis(500) && d[7] <= Duration::from_millis(1000), "{d:?}");
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn only_a_link_that_held_starts_the_backoff_over() {
+        let (min, max, steady) = (Duration::from_millis(100), Duration::from_millis(1000), Duration::from_secs(2));
+        let mut b = Backoff::new(min, max, 7);
+        // Connected and dropped at once, again and again: the delays grow.
+        let flapping: Vec<Duration> = (0..5).map(|_| b.after_link(Duration::from_millis(5), steady)).collect();
+        assert!(flapping[4] >= Duration::from_millis(500), "{flapping:?}");
+        // A link that held for the link timeout: back to the shortest delay.
+        assert!(b.after_link(steady, steady) <= min);
     }
 
     /// A counter fault episode lasts from the first step that cannot be

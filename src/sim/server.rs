@@ -357,8 +357,13 @@ impl SimStats {
     /// zeros left out.
     pub fn to_json(&self) -> String {
         let keyed = |counts: &[u64]| {
-            let items: Vec<String> =
-                counts.iter().enumerate().skip(1).filter(|(_, n)| **n > 0).map(|(k, n)| format!("\"{k}\":{n}")).collect();
+            let items: Vec<String> = counts
+                .iter()
+                .enumerate()
+                .skip(1)
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("\"{k}\":{n}"))
+                .collect();
             format!("{{{}}}", items.join(","))
         };
         let g = self.write_gaps;
