@@ -224,37 +224,103 @@ fn dur(s: Span) -> Duration {
 /// A connected cabinet: tokio-modbus's client on Modbus TCP, ours on RTU
 /// framing (see [`RtuLine`] for why).
 enum Link {
-    Tcp(Context),
+    /// `closed` is set when the cabinet closed the connection (see
+    /// [`EofWatch`]).
+    Tcp {
+        ctx: Context,
+        closed: Arc<AtomicBool>,
+    },
     Rtu(RtuLine),
 }
 
 impl Link {
     async fn read_input_registers(&mut self, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
         match self {
-            Link::Tcp(ctx) => ctx.read_input_registers(start, count).await,
+            Link::Tcp { ctx, closed } => said_closed(ctx.read_input_registers(start, count).await, closed),
             Link::Rtu(line) => line.read_input_registers(start, count).await,
         }
     }
 
     async fn read_holding_registers(&mut self, start: u16, count: u16) -> tokio_modbus::Result<Vec<u16>> {
         match self {
-            Link::Tcp(ctx) => ctx.read_holding_registers(start, count).await,
+            Link::Tcp { ctx, closed } => said_closed(ctx.read_holding_registers(start, count).await, closed),
             Link::Rtu(line) => line.read_holding_registers(start, count).await,
         }
     }
 
     async fn write_multiple_registers(&mut self, start: u16, words: &[u16]) -> tokio_modbus::Result<()> {
         match self {
-            Link::Tcp(ctx) => ctx.write_multiple_registers(start, words).await,
+            Link::Tcp { ctx, closed } => said_closed(ctx.write_multiple_registers(start, words).await, closed),
             Link::Rtu(line) => line.write_multiple_registers(start, words).await,
         }
     }
 
     async fn disconnect(&mut self) {
         let _ = match self {
-            Link::Tcp(ctx) => ctx.disconnect().await,
+            Link::Tcp { ctx, .. } => ctx.disconnect().await,
             Link::Rtu(line) => line.shutdown().await,
         };
+    }
+}
+
+/// A transport error after the cabinet closed the connection, said as
+/// such: tokio-modbus reports a closed TCP stream as the thread's last OS
+/// error, a stale one ("Operation now in progress" for a killed cabinet).
+fn said_closed<T>(result: tokio_modbus::Result<T>, closed: &AtomicBool) -> tokio_modbus::Result<T> {
+    match result {
+        Err(tokio_modbus::Error::Transport(_)) if closed.load(Ordering::Relaxed) => {
+            Err(tokio_modbus::Error::Transport(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the cabinet closed the connection",
+            )))
+        }
+        other => other,
+    }
+}
+
+/// A TCP stream that notes when the cabinet closed it (a read of 0 bytes).
+#[derive(Debug)]
+struct EofWatch {
+    inner: tokio::net::TcpStream,
+    closed: Arc<AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for EofWatch {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, std::task::Poll::Ready(Ok(()))) && buf.filled().len() == before && buf.remaining() > 0 {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for EofWatch {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -272,7 +338,9 @@ async fn connect(c: &ModbusCabinet, stats: &Arc<CabinetStats>) -> Result<Link, C
         match &c.transport {
             ModbusTransport::Tcp { address } => {
                 let stream = tcp(address.clone()).await?;
-                Ok(Link::Tcp(tokio_modbus::client::tcp::attach_slave(stream, Slave(c.unit_id))))
+                let closed = Arc::new(AtomicBool::new(false));
+                let stream = EofWatch { inner: stream, closed: closed.clone() };
+                Ok(Link::Tcp { ctx: tokio_modbus::client::tcp::attach_slave(stream, Slave(c.unit_id)), closed })
             }
             ModbusTransport::RtuOverTcp { address } => {
                 let stream = tcp(address.clone()).await?;
@@ -1097,6 +1165,20 @@ mod tests {
         assert!(d[7] >= Duration::from_millis(500) && d[7] <= Duration::from_millis(1000), "{d:?}");
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    /// A cabinet that closes the connection (killed, rebooted) is said to
+    /// have closed it, not with a stale OS error.
+    #[tokio::test]
+    async fn a_closed_connection_is_said_as_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let cabinet = tokio::spawn(async move { drop(listener.accept().await.unwrap()) });
+        let c = super::super::default_cabinet(ModbusTransport::Tcp { address });
+        let mut link = connect(&c, &Arc::new(CabinetStats::default())).await.unwrap();
+        cabinet.await.unwrap();
+        let err = link.read_input_registers(0, 4).await.unwrap_err();
+        assert_eq!(err.to_string(), "the cabinet closed the connection");
     }
 
     #[test]
