@@ -52,7 +52,8 @@ enum Cmd {
         /// Event log to write (CSV; ATSPM import format).
         #[arg(long)]
         events: PathBuf,
-        #[arg(long, default_value_t = 100)]
+        /// Control tick, 10..=1000 ms (as the daemon's `tick_ms`).
+        #[arg(long, default_value_t = 100, value_parser = tick_ms)]
         tick_ms: u64,
         #[command(flatten)]
         time: SimTimeArgs,
@@ -67,15 +68,16 @@ enum Cmd {
     Simulate {
         #[arg(long)]
         controller: PathBuf,
-        /// Simulated seconds.
-        #[arg(long, default_value_t = 3600)]
+        /// Simulated seconds, 1..=31622400 (366 days).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
         duration_s: u64,
         #[arg(long)]
         events: Option<PathBuf>,
         /// Also write the detector log the traffic produced (for replay).
         #[arg(long)]
         record_detectors: Option<PathBuf>,
-        #[arg(long, default_value_t = 100)]
+        /// Control tick, 10..=1000 ms (as the daemon's `tick_ms`).
+        #[arg(long, default_value_t = 100, value_parser = tick_ms)]
         tick_ms: u64,
         #[command(flatten)]
         time: SimTimeArgs,
@@ -130,7 +132,7 @@ struct RunArgs {
     #[arg(long)]
     no_view: bool,
     /// Stop (as on SIGTERM) after this many seconds: smoke tests, demos.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     duration_s: Option<u64>,
     /// Serve the gRPC API on this address (overrides `[grpc] listen`;
     /// port 0 picks a free port, logged as "gRPC on ADDR").
@@ -142,7 +144,7 @@ struct RunArgs {
     stats_json: Option<PathBuf>,
     /// Jitter in the stats JSON is also given without the first this many
     /// seconds (connections being set up).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     stats_warmup_s: u64,
 }
 
@@ -156,32 +158,40 @@ struct SimCabinetArgs {
     #[arg(long)]
     controllers: Option<PathBuf>,
     /// Serve this many cabinets, cycling through the intersections (ids get
-    /// a -0001, -0002, ... suffix); for scale tests.
-    #[arg(long)]
-    count: Option<usize>,
+    /// a -0001, -0002, ... suffix); for scale tests. 1..=10000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    count: Option<u64>,
     /// Lockstep simulation: simulated time advances one tick each time every
     /// cabinet has acknowledged the current one (daemon with clock = "cabinet").
     #[arg(long)]
     lockstep: bool,
-    /// Lockstep step (the daemon's tick).
-    #[arg(long, default_value_t = 100)]
+    /// Lockstep step (the daemon's tick), 10..=1000 ms.
+    #[arg(long, default_value_t = 100, value_parser = tick_ms)]
     tick_ms: u64,
     /// Serve RTU framing over TCP instead of Modbus TCP.
     #[arg(long)]
     rtu_over_tcp: bool,
-    #[arg(long, default_value_t = 1)]
+    /// Modbus unit id the cabinets answer to, 1..=247.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=247))]
     unit_id: u8,
     /// Write a controller file per cabinet here, each pointing at its port
     /// (`greenwave run --controllers DIR` then drives them all).
     #[arg(long)]
     write_controllers: Option<PathBuf>,
     /// Stop after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     duration_s: Option<u64>,
     /// On exit, write what the cabinets saw (writes, the gaps between two
     /// writes to a cabinet, flash reasons written, MMU faults) to this JSON file.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+}
+
+/// `--tick-ms`: the daemon's range ([`config::daemon::TICK_MS_RANGE`]).
+fn tick_ms(text: &str) -> Result<u64, String> {
+    let range = config::daemon::TICK_MS_RANGE;
+    let ms: u64 = text.parse().map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
+    if range.contains(&ms) { Ok(ms) } else { Err(format!("{ms} ms is outside {}..={} ms", range.start(), range.end())) }
 }
 
 fn main() -> ExitCode {
@@ -269,6 +279,17 @@ fn replay_cmd(
     let started = std::time::Instant::now();
     let out = replay::replay(cfg.spec.clone(), &log, Span::from_millis(tick_ms), None, at);
     write_events(events, &cfg.spec.id, &out.events)?;
+    if out.skipped_changes > 0 {
+        let channels: Vec<String> =
+            (0..64).filter(|b| out.skipped_channels & (1 << b) != 0).map(|b| (b + 1).to_string()).collect();
+        tracing::warn!(
+            "{} of {} detector changes skipped: {} has no detector on channel {}",
+            out.skipped_changes,
+            log.changes.len(),
+            controller.display(),
+            channels.join(", ")
+        );
+    }
     println!(
         "replayed {} detector changes: {} ticks ({:.0} s simulated) in {:.2} s, {} events → {}, monitor trips: {}",
         log.changes.len(),
@@ -450,7 +471,8 @@ fn sim_cabinet_cmd(args: SimCabinetArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = greenwave::sim::SimCabinetOptions {
         listen: args.listen,
-        count: args.count,
+        // At most 10,000 (the argument's range): fits any usize.
+        count: args.count.map(|n| n as usize),
         lockstep: args.lockstep,
         tick: Span::from_millis(args.tick_ms),
         rtu_over_tcp: args.rtu_over_tcp,

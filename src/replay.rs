@@ -10,8 +10,16 @@
 //! # Detector log format
 //! CSV, one presence change per line: `time_s,channel,presence`, where
 //! `time_s` is seconds from the start of the log (tenths are the resolution
-//! that matters), `channel` 1..=64, `presence` 0 or 1. A header line and `#`
-//! comments are allowed.
+//! that matters), `channel` 1..=64, `presence` 0 or 1. `#` comments, a
+//! byte-order mark and the header line `time_s,channel,presence` (those
+//! columns, in that order) are allowed; a log with no change is an error.
+//!
+//! Presence reaches the controller as a cabinet that latches it gives it:
+//! a pulse shorter than the tick is seen for one tick, and every rising
+//! edge within a tick is counted ([`InputFrame::counts`]), so chatter
+//! faster than the tick still reaches the detector logic. Changes on
+//! channels the controller has no detector for are skipped and counted
+//! ([`RunOutcome::skipped_changes`]).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -49,6 +57,10 @@ pub enum ReplayError {
     Parse { line: usize, reason: String },
     #[error("line {line}: time {time_s} s goes backwards")]
     Backwards { line: usize, time_s: f64 },
+    #[error("line {line}: header {got:?}: the columns must be time_s,channel,presence, in this order")]
+    Header { line: usize, got: String },
+    #[error("no detector change in the log (only comments, a header or nothing): nothing to replay")]
+    Empty,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -74,14 +86,23 @@ impl DetectorLog {
     /// # Errors
     /// The first malformed line, with its number and what is wrong.
     pub fn parse(text: &str) -> Result<Self, ReplayError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut changes: Vec<DetectorChange> = Vec::new();
+        let mut first = true;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let l = raw.trim();
-            if l.is_empty() || l.starts_with('#') || l.starts_with("time") {
+            if l.is_empty() || l.starts_with('#') {
                 continue;
             }
             let fields: Vec<&str> = l.split(',').map(str::trim).collect();
+            // A first line that is not data is the header, and only that one.
+            if std::mem::take(&mut first) && fields.first().is_some_and(|f| f.parse::<f64>().is_err()) {
+                if fields != ["time_s", "channel", "presence"] {
+                    return Err(ReplayError::Header { line, got: l.to_owned() });
+                }
+                continue;
+            }
             let [t, ch, p] = fields[..] else {
                 return Err(ReplayError::Parse {
                     line,
@@ -105,6 +126,9 @@ impl DetectorLog {
                 return Err(ReplayError::Backwards { line, time_s });
             }
             changes.push(DetectorChange { at, channel, presence });
+        }
+        if changes.is_empty() {
+            return Err(ReplayError::Empty);
         }
         Ok(DetectorLog { changes })
     }
@@ -134,6 +158,10 @@ pub struct RunOutcome {
     pub events: Vec<Event>,
     pub monitor_trips: u64,
     pub dropped_events: u64,
+    /// Replay: changes on channels the controller has no detector for.
+    pub skipped_changes: u64,
+    /// Replay: those channels (bit `n - 1` for channel `n`).
+    pub skipped_channels: u64,
 }
 
 fn drain(io: &EngineIo, out: &mut RunOutcome) {
@@ -156,16 +184,34 @@ fn finish(io: &EngineIo, mut out: RunOutcome) -> RunOutcome {
 pub fn replay(spec: ControllerSpec, log: &DetectorLog, tick: Span, duration: Option<Span>, at: SimTime) -> RunOutcome {
     let cfg =
         EngineConfig { tick, input_timeout: Span::from_secs(3600), time_zone: at.time_zone, ..EngineConfig::default() };
+    let known: u64 = spec.detectors.iter().fold(0, |m, d| m | 1 << d.channel.index());
     let (mut engine, io) = Engine::new(vec![spec], cfg, at.start);
     let end = at.start + duration.unwrap_or(log.duration() + Span::from_secs(60));
-    let mut input = InputFrame::default();
     let mut next = log.changes.iter().peekable();
     let mut out = RunOutcome::default();
     let mut now = at.start;
+    // Presence after the last change applied.
+    let mut presence = 0u64;
     while now <= end {
+        // As a latching cabinet reads it: on if on at any time since the
+        // last tick, and every rising edge counted.
+        let mut input = InputFrame::default();
+        let mut latched = 0u64;
         while let Some(c) = next.next_if(|c| at.start + c.at <= now) {
-            input.set_presence(c.channel, c.presence);
+            let bit = 1u64 << c.channel.index();
+            if known & bit == 0 {
+                out.skipped_changes += 1;
+                out.skipped_channels |= bit;
+                continue;
+            }
+            if c.presence && presence & bit == 0 {
+                latched |= bit;
+                let n = &mut input.counts[c.channel.index()];
+                *n = n.saturating_add(1);
+            }
+            presence = if c.presence { presence | bit } else { presence & !bit };
         }
+        input.presence = presence | latched;
         let _ = io.inputs.try_send((0, input));
         engine.tick(now);
         while io.outputs[0].try_recv().is_ok() {}
@@ -222,6 +268,7 @@ pub fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::EventCode;
 
     #[test]
     fn parses_and_round_trips_a_detector_log() {
@@ -238,6 +285,62 @@ mod tests {
         assert!(err.starts_with("line 2:") && err.contains("99"), "{err}");
         let err = DetectorLog::parse("2.0,4,1\n1.0,4,0\n").unwrap_err().to_string();
         assert!(err.contains("backwards"), "{err}");
+    }
+
+    #[test]
+    fn a_header_must_be_the_header_and_a_log_must_have_changes() {
+        let ok = DetectorLog::parse("\u{feff}time_s,channel,presence\n0.0,4,1\n").unwrap();
+        assert_eq!(ok.changes.len(), 1, "a byte-order mark is not part of the header");
+        let err = DetectorLog::parse("channel,time_s,presence\n4,0.0,1\n").unwrap_err().to_string();
+        assert!(err.starts_with("line 1: header") && err.contains("in this order"), "{err}");
+        let err = DetectorLog::parse("0.0,4,1\ntime_s,channel,presence\n").unwrap_err().to_string();
+        assert!(err.starts_with("line 2:") && err.contains("bad time"), "{err}");
+        for empty in ["", "time_s,channel,presence\n", "# nothing\n\n"] {
+            assert!(matches!(DetectorLog::parse(empty), Err(ReplayError::Empty)), "{empty:?}");
+        }
+    }
+
+    fn elm_and_oak() -> IntersectionConfig {
+        let text = include_str!("../controllers/elm-and-oak.toml");
+        crate::config::load_intersection_str("elm-and-oak.toml", text).expect("shipped").0
+    }
+
+    fn change(at_ms: u64, channel: u8, presence: bool) -> DetectorChange {
+        DetectorChange { at: Span::from_millis(at_ms), channel: DetectorChannel::new(channel).unwrap(), presence }
+    }
+
+    /// 10,000 pulses of 10 ms at 20 Hz, all shorter than the 100 ms tick:
+    /// the detector sees them (as a latching cabinet reads them) and the
+    /// chatter is faulted as erratic (Indiana 88). Changes on a channel the
+    /// controller lacks are counted, not silently lost.
+    #[test]
+    fn pulses_shorter_than_the_tick_reach_the_detector_logic() {
+        let cfg = elm_and_oak();
+        let mut changes = Vec::new();
+        for k in 0..10_000u64 {
+            changes.push(change(k * 50, 1, true));
+            changes.push(change(k * 50 + 10, 1, false));
+        }
+        changes.push(change(600_000, 40, true));
+        let log = DetectorLog { changes };
+        let out = replay(cfg.spec.clone(), &log, Span::from_millis(100), None, SimTime::default());
+        let on = |code: EventCode| out.events.iter().filter(|e| e.code == code && e.param == 1).count();
+        assert!(on(EventCode::DetectorOn) > 0, "the pulses never reached detector 1");
+        assert!(on(EventCode::DetectorFaultExcessiveChange) > 0, "20 Hz chatter not faulted as erratic");
+        assert_eq!((out.skipped_changes, out.skipped_channels), (1, 1 << 39));
+
+        // One pulse inside a tick: on for that tick, off the next.
+        let log = DetectorLog { changes: vec![change(1_020, 1, true), change(1_030, 1, false)] };
+        let out = replay(cfg.spec, &log, Span::from_millis(100), Some(Span::from_secs(5)), SimTime::default());
+        assert_eq!(on_off(&out.events, 1), [(EventCode::DetectorOn, 1_100), (EventCode::DetectorOff, 1_200)]);
+    }
+
+    fn on_off(events: &[Event], channel: u16) -> Vec<(EventCode, u64)> {
+        events
+            .iter()
+            .filter(|e| matches!(e.code, EventCode::DetectorOn | EventCode::DetectorOff) && e.param == channel)
+            .map(|e| (e.code, e.at.since(REPLAY_EPOCH).as_millis()))
+            .collect()
     }
 
     /// `simulate` follows the time-of-day schedule from its own clock, in

@@ -142,6 +142,44 @@ fn broken_fixture_reports_every_error_with_its_key() {
     assert!(errors.iter().all(|e| e.file == repo("tests/fixtures/broken.toml")));
 }
 
+/// Each edit in `unsafe.toml` was once accepted without a word (issue #19).
+#[test]
+fn unsafe_fixture_is_refused_or_warned_key_by_key() {
+    let path = repo("tests/fixtures/unsafe.toml");
+    let errors = load_intersection(&path).expect_err("unsafe.toml must not load");
+    let expected = [
+        ("phase 1 (number 2).min_green_s", "0.01 s is below 1 s"),
+        ("phase 1 (number 2).ped_clear_s", "1.0 s is below 3.0 s"),
+        ("startup.all_red_s", "0.0 s is below 2.0 s"),
+        ("plan 2 (number 2).splits_s.2", "\"02\" and \"2\" both give phase 2's split"),
+    ];
+    for (key, reason) in expected {
+        assert!(
+            errors.iter().any(|e| e.key == key && e.reason.contains(reason)),
+            "missing error {key}: {reason}\ngot:\n{}",
+            lines(&errors)
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{}", lines(&errors));
+    let report = check_report(&[path]).render();
+    for warning in ["phase 2 (number 4).min_green_s: 3.0 s is below 4 s", "startup.flash_s: 0 s: no start-up flash"] {
+        assert!(report.contains(&format!("warning: {warning}")), "{report}");
+    }
+}
+
+/// A hidden copy beside the controllers (an editor's, a deploy tool's
+/// half-written file) is never loaded.
+#[test]
+fn hidden_files_are_not_controllers() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("controllers/elm-and-oak.toml")).unwrap();
+    std::fs::write(dir.path().join("elm-and-oak.toml"), &text).unwrap();
+    std::fs::write(dir.path().join(".elm-and-oak.toml"), &text).unwrap();
+    let files = greenwave::config::controller_files(dir.path()).unwrap();
+    assert_eq!(files, [dir.path().join("elm-and-oak.toml")]);
+    assert_eq!(greenwave::config::load_dir(dir.path()).expect("one controller").len(), 1);
+}
+
 #[test]
 fn check_report_renders_errors_ok_lines_and_totals() {
     let report = check_report(&[repo("controllers"), repo("tests/fixtures/broken.toml")]);

@@ -164,3 +164,43 @@ fn reload_rejects_bad_files_applies_good_ones_and_sigterm_flashes() {
     let text: String = logs.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
     assert!(text.lines().any(|l| l.starts_with("elm-and-oak,") && l.ends_with(",173,9")), "shutdown flash logged");
 }
+
+/// What a reload cannot apply is said, never called in force: a changed
+/// `[simulation]` (the cabinet behind it is set up at start), a removed
+/// file, a new `greenwave.toml`. A plan change in another file still
+/// applies.
+#[test]
+fn reload_says_what_it_cannot_apply() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let controllers = tmp.path().join("controllers");
+    std::fs::create_dir(&controllers).unwrap();
+    for name in ["elm-and-oak.toml", "river-rd-and-mill-st.toml", "broadway-and-5th.toml"] {
+        std::fs::copy(root.join("controllers").join(name), controllers.join(name)).unwrap();
+    }
+    let mut d = Daemon::start(tmp.path(), [OsStr::new("--controllers"), controllers.as_os_str()]);
+    d.expect_line("ready: SIGHUP reloads");
+
+    let elm = controllers.join("elm-and-oak.toml");
+    let text = std::fs::read_to_string(&elm).unwrap();
+    std::fs::write(&elm, text.replacen("seed = 7", "seed = 8", 1)).unwrap();
+    std::fs::remove_file(controllers.join("river-rd-and-mill-st.toml")).unwrap();
+    let broadway = controllers.join("broadway-and-5th.toml");
+    let text = std::fs::read_to_string(&broadway).unwrap();
+    std::fs::write(&broadway, text.replacen("passage_s = ", "passage_s = 2.5 # was ", 1)).unwrap();
+    std::fs::write(tmp.path().join("greenwave.toml"), "tick_ms = 50\n").unwrap();
+    d.signal("-HUP");
+    d.expect_lines(&[
+        "daemon settings changed: not applied",
+        "reload rejected for this intersection: [simulation] changed",
+        "controller file gone: not applied",
+        "reload staged",
+    ]);
+    d.expect_line("reloaded configuration in force");
+    d.signal("-TERM");
+    assert!(d.wait().success());
+    let log = d.log().join("\n");
+    let staged: Vec<&str> = d.log().iter().filter(|l| l.contains("reload staged")).map(String::as_str).collect();
+    assert_eq!(staged.len(), 1, "{log}");
+    assert!(staged[0].contains("broadway-and-5th"), "{log}");
+}

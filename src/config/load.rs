@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ::config::{Config, File, FileFormat, Source};
+use ::config::{Config, File, FileFormat};
 
 use super::IntersectionConfig;
 use super::de::deserialize_all;
@@ -25,8 +25,7 @@ pub fn load_intersection(path: &Path) -> Result<(IntersectionConfig, Vec<Warning
 /// Loads and validates a controller file from text, e.g. one embedded with
 /// `include_str!`. `name` stands for the file in every error and warning.
 pub fn load_intersection_str(name: &str, toml: &str) -> Result<(IntersectionConfig, Vec<Warning>), Vec<ConfigError>> {
-    let file = Path::new(name);
-    check_source(file, File::from_str(toml, FileFormat::Toml)).into_result()
+    check_source(Path::new(name), toml).into_result()
 }
 
 /// Loads every `*.toml` directly in `dir`, in file-name order, each with its
@@ -57,7 +56,10 @@ impl Checked {
     }
 }
 
-/// The `*.toml` files directly in `dir`, sorted by name.
+/// The `*.toml` files directly in `dir`, sorted by name. Hidden files
+/// (`.name.toml`: editors' swap and backup copies, a file being written by a
+/// deploy tool) are skipped, each with a warning: loading one would run a
+/// copy nobody meant to run.
 ///
 /// # Errors
 /// `dir` cannot be read.
@@ -67,6 +69,13 @@ pub fn controller_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                tracing::warn!(file = %p.display(), "skipped: a hidden file is never loaded (rename it to load it)");
+            }
+            !hidden
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -101,7 +110,15 @@ pub(crate) fn check_files(files: &[PathBuf]) -> Vec<(PathBuf, Checked)> {
 }
 
 pub(crate) fn check_file(path: &Path) -> Checked {
-    let mut checked = check_source(path, File::from(path).format(FileFormat::Toml));
+    // Read once: what is validated is what runs and what the API edits.
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            let error = ConfigError::new(path, "", format!("cannot read the file: {e}"));
+            return Checked { config: None, errors: vec![error], warnings: Vec::new() };
+        }
+    };
+    let mut checked = check_source(path, &text);
     // controllers/<id>.toml: a file named after another id is a copy that
     // was not fully edited, more often than not.
     if let (Some(cfg), Some(stem)) = (&checked.config, path.file_stem().and_then(|s| s.to_str()))
@@ -116,9 +133,9 @@ pub(crate) fn check_file(path: &Path) -> Checked {
     checked
 }
 
-fn check_source(file: &Path, source: impl Source + Send + Sync + 'static) -> Checked {
-    match Config::builder().add_source(source).build() {
-        Ok(config) => validate(&deserialize_all::<RawController>(config.cache), file),
+fn check_source(file: &Path, text: &str) -> Checked {
+    match Config::builder().add_source(File::from_str(text, FileFormat::Toml)).build() {
+        Ok(config) => validate(&deserialize_all::<RawController>(config.cache), file, text),
         Err(e) => {
             Checked { config: None, errors: vec![ConfigError::new(file, "", read_error(e))], warnings: Vec::new() }
         }

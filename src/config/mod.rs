@@ -67,6 +67,9 @@ pub struct IntersectionConfig {
     pub camera_zones: Vec<CameraZone>,
     /// The file this came from (for reload and error messages).
     pub source: PathBuf,
+    /// Its text, exactly as validated (the API's plan editor starts from it:
+    /// a file rewritten since is not read again).
+    pub text: std::sync::Arc<str>,
 }
 
 /// A video detection zone: a camera reports it by `id` over gRPC, and the

@@ -187,9 +187,14 @@ impl DetectorBank {
                 st.raw = raw;
                 st.raw_since = now;
             }
-            if rising {
+            // Actuations: the rising edge, or the cabinet's own count of
+            // them where it latches and counts a loop (a detector chattering
+            // faster than the tick shows one long presence and a count
+            // above one each frame).
+            let actuations = if counted { u16::from(rising) } else { u16::from(rising).max(reported) };
+            if actuations > 0 {
                 st.last_actuation = now;
-                st.edges_this_minute = st.edges_this_minute.saturating_add(1);
+                st.edges_this_minute = st.edges_this_minute.saturating_add(actuations);
             }
 
             diagnose(now, spec, st, events);

@@ -1,9 +1,8 @@
 //! Where a daemon's intersections come from, and the reload (SIGHUP).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tracing::{error, info, warn};
 
 use crate::api::{Api, ControllerSource};
@@ -62,38 +61,26 @@ impl Controllers {
         }
     }
 
-    /// The controller file text of `config` (the API edits plans on it).
-    fn text_of(&self, config: &IntersectionConfig) -> anyhow::Result<String> {
-        let name = config.source.display().to_string();
-        let found = match self {
-            Controllers::Dir(_) => {
-                return std::fs::read_to_string(&config.source)
-                    .with_context(|| format!("reading {name} again for the gRPC API"));
-            }
-            Controllers::Embedded => EMBEDDED.iter().find(|(n, _)| Path::new(n) == config.source).map(|(_, t)| *t),
-            Controllers::Texts(texts) => {
-                texts.iter().find(|(n, _)| Path::new(n) == config.source).map(|(_, t)| t.as_str())
-            }
-            Controllers::Loaded(configs) => {
-                configs.iter().find(|(c, _)| c.spec.id == config.spec.id).map(|(_, t)| t.as_str())
-            }
-        };
-        found.map(str::to_owned).with_context(|| format!("no controller text for {name}"))
+    /// The controller file text of `config` (the API edits plans on it):
+    /// the text it was validated from.
+    fn text_of(&self, config: &IntersectionConfig) -> String {
+        match self {
+            Controllers::Loaded(configs) => configs
+                .iter()
+                .find(|(c, _)| c.spec.id == config.spec.id)
+                .map_or_else(|| config.text.to_string(), |(_, t)| t.clone()),
+            _ => config.text.to_string(),
+        }
     }
 
     /// Each intersection's definition as the API's plan editor starts from.
-    ///
-    /// # Errors
-    /// A controller file cannot be read again.
-    pub fn sources(&self, intersections: &[IntersectionConfig]) -> anyhow::Result<Vec<ControllerSource>> {
+    pub fn sources(&self, intersections: &[IntersectionConfig]) -> Vec<ControllerSource> {
         intersections
             .iter()
-            .map(|x| {
-                Ok(ControllerSource {
-                    config: x.clone(),
-                    file_name: x.source.display().to_string(),
-                    toml: self.text_of(x)?,
-                })
+            .map(|x| ControllerSource {
+                config: x.clone(),
+                file_name: x.source.display().to_string(),
+                toml: self.text_of(x),
             })
             .collect()
     }
@@ -133,21 +120,89 @@ pub struct Reloader {
 struct ReloadInner {
     controllers: Controllers,
     ids: Vec<String>,
+    /// Per intersection, what only a restart changes, as it runs.
+    restart_only: Vec<RestartOnly>,
+    /// `greenwave.toml` as the daemon read it (`None`: there was none).
+    daemon_file: (PathBuf, Option<Vec<u8>>),
     port: CommandPort,
     api: Arc<Api>,
 }
 
-impl Reloader {
-    pub(super) fn new(controllers: Controllers, ids: Vec<String>, port: CommandPort, api: Arc<Api>) -> Reloader {
-        Reloader { inner: Arc::new(ReloadInner { controllers, ids, port, api }) }
+/// The parts of a controller file a running daemon cannot change: the
+/// cabinet link and the simulated traffic behind it are set up at start,
+/// the time zone and camera zones are the engine's from start, the name is
+/// the API's and the view's. A reload that changes one is rejected for that
+/// intersection, with the reason: never half applied, never called in force.
+#[derive(Debug, PartialEq)]
+struct RestartOnly {
+    name: String,
+    time_zone: Option<chrono_tz::Tz>,
+    cabinet: config::CabinetConfig,
+    traffic: config::TrafficConfig,
+    camera_zones: Vec<config::CameraZone>,
+}
+
+impl RestartOnly {
+    fn of(c: &IntersectionConfig) -> RestartOnly {
+        RestartOnly {
+            name: c.name.clone(),
+            time_zone: c.time_zone,
+            cabinet: c.cabinet.clone(),
+            traffic: c.traffic.clone(),
+            camera_zones: c.camera_zones.clone(),
+        }
     }
 
-    /// Validates the controllers again and stages every valid change (each
-    /// applies at its controller's next barrier); on any error keeps
-    /// everything that runs now. Every outcome is logged.
+    /// The sections of `new` that differ from `self`, as the file names them.
+    fn changed(&self, new: &RestartOnly) -> Vec<&'static str> {
+        [
+            (self.name != new.name, "[intersection] name"),
+            (self.time_zone != new.time_zone, "[intersection] time_zone"),
+            (self.cabinet != new.cabinet, "[cabinet]"),
+            (self.traffic != new.traffic, "[simulation]"),
+            (self.camera_zones != new.camera_zones, "[[camera_zone]]"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, section)| changed.then_some(section))
+        .collect()
+    }
+}
+
+impl Reloader {
+    pub(super) fn new(
+        controllers: Controllers,
+        running: &[IntersectionConfig],
+        daemon_file: PathBuf,
+        port: CommandPort,
+        api: Arc<Api>,
+    ) -> Reloader {
+        let daemon_text = std::fs::read(&daemon_file).ok();
+        Reloader {
+            inner: Arc::new(ReloadInner {
+                controllers,
+                ids: running.iter().map(|c| c.spec.id.clone()).collect(),
+                restart_only: running.iter().map(RestartOnly::of).collect(),
+                daemon_file: (daemon_file, daemon_text),
+                port,
+                api,
+            }),
+        }
+    }
+
+    /// Validates the controllers again (each file read once) and stages
+    /// every valid change of timing, plans, detectors and schedule (each
+    /// applies at its controller's next barrier, logged then as in force).
+    /// On any error keeps everything that runs now. What a reload cannot
+    /// apply (a changed cabinet link, time zone, camera zones or name; an
+    /// added or removed file; `greenwave.toml`) is logged as not applied,
+    /// with what it takes. Every outcome is logged.
     pub fn reload(&self) {
         let r = &self.inner;
         info!("reloading controllers");
+        let (path, at_start) = &r.daemon_file;
+        if std::fs::read(path).ok() != *at_start {
+            warn!(file = %path.display(), "daemon settings changed: not applied (greenwave.toml is read at start; restart to apply it)");
+        }
         let configs = match r.controllers.load() {
             Ok(c) => c,
             Err(errors) => {
@@ -158,15 +213,28 @@ impl Reloader {
                 return;
             }
         };
+        for (id, _) in r.ids.iter().zip(&r.restart_only).filter(|(id, _)| !configs.iter().any(|c| c.spec.id == **id)) {
+            warn!(%id, "controller file gone: not applied, the intersection keeps its running plan (removing an intersection takes a restart)");
+        }
         for cfg in configs {
             let id = cfg.spec.id.clone();
             let Some(intersection) = r.ids.iter().position(|x| *x == id) else {
-                warn!(%id, "new intersection in the controllers directory: takes effect on restart");
+                warn!(%id, "new intersection in the controllers directory: not applied (adding one takes a restart)");
                 continue;
             };
+            let changed = r.restart_only[intersection].changed(&RestartOnly::of(&cfg));
+            if !changed.is_empty() {
+                error!(
+                    %id,
+                    file = %cfg.source.display(),
+                    "reload rejected for this intersection: {} changed, which only a restart applies; its running plan kept",
+                    changed.join(", ")
+                );
+                continue;
+            }
             // The API edits plans on top of what is in force: from now on,
             // on top of the reloaded file.
-            let Ok(text) = r.controllers.text_of(&cfg) else { continue };
+            let text = r.controllers.text_of(&cfg);
             let mut spec = cfg.spec.clone();
             spec.version = r.api.reloaded(intersection, cfg, &text);
             let command = Command::LoadSpec(Box::new(spec));

@@ -207,7 +207,7 @@ impl Daemon {
 
         let board = SnapshotBoard::new(intersections.len());
         board.spawn_feeder(snapshots).context("starting the snapshot board")?;
-        let api = Api::new(controllers.sources(&intersections)?, daemon.grpc.limits.event_history)
+        let api = Api::new(controllers.sources(&intersections), daemon.grpc.limits.event_history)
             .context("setting up the gRPC API")?;
         let journal = api.journal();
         let log_cfg = EventLogConfig {
@@ -254,7 +254,7 @@ impl Daemon {
             info!("gRPC API disabled ([grpc] enabled = false)");
             None
         };
-        let reloader = Reloader::new(controllers, ids, port.clone(), Arc::new(api));
+        let reloader = Reloader::new(controllers, &intersections, config_file, port.clone(), Arc::new(api));
         Ok(Daemon {
             io_rt,
             grpc_rt,

@@ -13,9 +13,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use ::config::Value;
 
+use crate::core::adaptive::Optimizer;
 use crate::core::ids::MAX_PHASES;
 use crate::core::spec::{
     AdaptiveSpec, ControllerSpec, DetectorKind, DetectorSpec, FlashIndication, OverlapSpec, PhaseSpec, PhaseTiming,
@@ -79,7 +81,7 @@ pub(crate) struct Checked {
 
 /// Runs every check on a deserialized controller file. `doc.problems`
 /// (type errors, unknown keys) count as errors of the file.
-pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checked {
+pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path, text: &str) -> Checked {
     let errors = doc.problems.iter().map(|p| ConfigError::new(file, p.key.clone(), p.reason.clone())).collect();
     let mut v = Validator {
         file,
@@ -113,11 +115,12 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
     let adaptive = v.adaptive(raw.adaptive.as_ref());
     v.service_warnings();
 
-    let config = match (intersection, cabinet, startup, schedule) {
+    let mut config = match (intersection, cabinet, startup, schedule) {
         (Some((id, name, time_zone)), Some(cabinet), Some(startup), Some((default_plan, schedule)))
             if v.errors.is_empty() =>
         {
             v.build(Sections {
+                text: Arc::from(text),
                 id,
                 name,
                 time_zone,
@@ -134,6 +137,22 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
         }
         _ => None,
     };
+    // Needs the whole spec: the minimum splits come from every phase's
+    // timing and the ring-barrier structure.
+    if let Some(cfg) = config.as_ref().filter(|_| raw.adaptive.is_some()) {
+        let (floor, max) = Optimizer::cycle_limits(&cfg.spec, &cfg.spec.adaptive);
+        if floor > max {
+            v.error(
+                &root().key("adaptive").key("max_cycle_s"),
+                format!(
+                    "{} is below {}, the shortest cycle that holds every phase's minimum split (min green or pedestrian service, plus clearances): the optimizer could never fit them",
+                    secs(max),
+                    secs(floor)
+                ),
+            );
+            config = None;
+        }
+    }
     if config.is_none() && v.errors.is_empty() {
         // Every path that leaves a piece unbuilt reports why; this guards
         // against a future check forgetting to.
@@ -144,6 +163,7 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path) -> Checke
 
 /// The sections that are not kept in the [`Validator`] while it runs.
 struct Sections {
+    text: Arc<str>,
     id: String,
     name: String,
     time_zone: Option<chrono_tz::Tz>,
@@ -372,6 +392,7 @@ impl Validator<'_> {
 
     fn build(&mut self, sections: Sections) -> Option<IntersectionConfig> {
         let Sections {
+            text,
             id,
             name,
             time_zone,
@@ -430,6 +451,7 @@ impl Validator<'_> {
             traffic,
             camera_zones,
             source: self.file.to_path_buf(),
+            text,
         })
     }
 }

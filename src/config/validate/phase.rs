@@ -12,6 +12,14 @@ use super::{
     Validator, flash_indication, root, secs,
 };
 
+/// NTCIP 1202 `phaseMinimumGreen` is 1..255 s: below 1 s is an error.
+const NTCIP_MIN_GREEN: Span = Span::from_millis(1000);
+/// Below this a minimum green is warned about (ITE: 4-15 s).
+const SHORT_MIN_GREEN: Span = Span::from_millis(4000);
+/// The shortest pedestrian clearance without a crossing length to check it
+/// against: one 3.2 m lane at 1.07 m/s (MUTCD 4E.06) is 3.0 s.
+const SHORTEST_PED_CLEAR: Span = Span::from_millis(3000);
+
 impl Validator<'_> {
     pub(super) fn phases(&mut self, raw: &[RawPhase]) {
         let table = root().key("phase");
@@ -39,8 +47,19 @@ impl Validator<'_> {
 
     fn phase_timing(&mut self, p: &RawPhase, at: &KeyPath) -> Option<PhaseTiming> {
         let min_green = self.required_seconds(p.min_green_s, &at.key("min_green_s"));
-        if min_green == Some(Span::ZERO) {
-            self.error(&at.key("min_green_s"), "must be greater than 0");
+        match min_green {
+            Some(m) if m < NTCIP_MIN_GREEN => self.error(
+                &at.key("min_green_s"),
+                format!(
+                    "{} is below 1 s, the shortest minimum green NTCIP 1202 allows (phaseMinimumGreen 1..255 s)",
+                    secs(m)
+                ),
+            ),
+            Some(m) if m < SHORT_MIN_GREEN => self.warn(
+                &at.key("min_green_s"),
+                format!("{} is below 4 s: drivers starting on green expect at least that (ITE: 4-15 s)", secs(m)),
+            ),
+            _ => {}
         }
         let passage = self.required_seconds(p.passage_s, &at.key("passage_s"));
         let max1 = self.required_seconds(p.max1_s, &at.key("max1_s"));
@@ -252,6 +271,24 @@ impl Validator<'_> {
                     secs(walk)
                 ),
             );
+        }
+        if p.ped_crossing_m.is_none() {
+            if ped_clear < SHORTEST_PED_CLEAR {
+                self.error(
+                    &at.key("ped_clear_s"),
+                    format!(
+                        "{} is below {}, what one 3.2 m lane takes at {} m/s (MUTCD 4E.06); give ped_crossing_m to check it against the crossing",
+                        secs(ped_clear),
+                        secs(SHORTEST_PED_CLEAR),
+                        clearance::PED_WALKING_SPEED_M_S
+                    ),
+                );
+            } else {
+                self.warn(
+                    &at.key("ped_crossing_m"),
+                    "not given: ped_clear_s is not checked against the crossing at the MUTCD 4E.06 walking speed",
+                );
+            }
         }
         if let Some(crossing) = p.ped_crossing_m {
             if !(crossing.is_finite() && crossing > 0.0) {

@@ -108,11 +108,22 @@ impl Validator<'_> {
             return None;
         }
         let mut splits: [Option<Span>; MAX_PHASES] = [None; MAX_PHASES];
+        let mut keys: [Option<&str>; MAX_PHASES] = [None; MAX_PHASES];
         let mut complete = true;
         for (key, &s) in &p.splits_s {
             let key_at = splits_at.key(key);
             let id = match key.parse::<u8>() {
-                Ok(n) => self.phase_ref(n, &key_at),
+                Ok(n) => self.phase_ref(n, &key_at).filter(|id| match keys[id.index()].replace(key) {
+                    // `2` and `02` are two TOML keys but one phase.
+                    Some(first) => {
+                        self.error(
+                            &key_at,
+                            format!("\"{first}\" and \"{key}\" both give phase {id}'s split: give it once"),
+                        );
+                        false
+                    }
+                    None => true,
+                }),
                 Err(_) => {
                     self.error(&key_at, format!("\"{key}\" is not a phase number: split keys are phase numbers"));
                     None

@@ -3,11 +3,15 @@
 
 use crate::core::ids::{MAX_GROUPS, MAX_RINGS};
 use crate::core::spec::{FlashIndication, RingSpec, StartupSpec};
-use crate::core::{PhaseId, PhaseSet};
+use crate::core::{PhaseId, PhaseSet, Span};
 
 use super::super::key::KeyPath;
 use super::super::raw::{RawSequence, RawStartup};
-use super::{Relation, Validator, root};
+use super::{Relation, Validator, root, secs};
+
+/// The start-up all-red, after flash and before the first green: shorter is
+/// an error (controllers ship 2-6 s; every shipped file uses 4 s).
+const STARTUP_ALL_RED_MIN: Span = Span::from_millis(2000);
 
 impl Validator<'_> {
     pub(super) fn sequence(&mut self, raw: Option<&RawSequence>) {
@@ -203,7 +207,23 @@ impl Validator<'_> {
         let at = root().key("startup");
         let raw = self.required_table(raw, &at, "startup")?;
         let flash = self.required_seconds(raw.flash_s, &at.key("flash_s"));
+        if flash.is_some_and(Span::is_zero) {
+            self.warn(
+                &at.key("flash_s"),
+                "0 s: no start-up flash, so drivers get no warning before the signal takes control",
+            );
+        }
         let all_red = self.required_seconds(raw.all_red_s, &at.key("all_red_s"));
+        if let Some(all_red) = all_red.filter(|&r| r < STARTUP_ALL_RED_MIN) {
+            self.error(
+                &at.key("all_red_s"),
+                format!(
+                    "{} is below {}: after flash every approach must see red before a green (NEMA TS2 start-up all-red)",
+                    secs(all_red),
+                    secs(STARTUP_ALL_RED_MIN)
+                ),
+            );
+        }
         let phases_at = at.key("phases");
         let numbers = self.required(raw.phases.as_ref(), &phases_at)?;
         let phases = self.phase_set(numbers, &phases_at);

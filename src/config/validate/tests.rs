@@ -365,3 +365,27 @@ fn transit_priority_defaults_to_a_ten_second_extension() {
     assert_eq!(cfg.spec.priority.max_extension, Span::from_secs(10));
     assert!(cfg.spec.preempts.is_empty());
 }
+
+#[test]
+fn an_adaptive_cycle_must_hold_the_minimum_splits() {
+    // Ring 1's minimums: (10 + 4 + 2) + (7 + 3.5 + 2.5) = 29 s.
+    let e = errors(&[], "[adaptive]\nmin_cycle_s = 20\nmax_cycle_s = 25\n");
+    assert_eq!(
+        e,
+        [
+            "adaptive.max_cycle_s: 25.0 s is below 29.0 s, the shortest cycle that holds every phase's minimum split (min green or pedestrian service, plus clearances): the optimizer could never fit them"
+        ]
+    );
+    assert!(errors(&[], "[adaptive]\nmin_cycle_s = 20\nmax_cycle_s = 29\n").is_empty());
+}
+
+#[test]
+fn start_up_minimum_green_and_splits_are_checked() {
+    let (e, w) = check(&[("flash_s = 6", "flash_s = 0"), ("min_green_s = 7", "min_green_s = 3")], "");
+    assert!(e.is_empty(), "{e:?}");
+    assert_has(&w, "startup.flash_s: 0 s: no start-up flash");
+    assert_has(&w, "phase 2 (number 4).min_green_s: 3.0 s is below 4 s");
+    let e = errors(&[("all_red_s = 4", "all_red_s = 0"), ("min_green_s = 10", "min_green_s = 0.01")], "");
+    assert_has(&e, "startup.all_red_s: 0.0 s is below 2.0 s");
+    assert_has(&e, "phase 1 (number 2).min_green_s: 0.01 s is below 1 s");
+}
