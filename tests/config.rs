@@ -425,3 +425,21 @@ fn adaptive_max_headroom_is_read_and_bounded() {
         );
     }
 }
+
+/// A file past what a controller can use is refused at once, with the key
+/// and the limit; one with thousands of invalid values stops after 100:
+/// `check` stays fast on generated or hostile files (`benches/check.rs`).
+#[test]
+fn oversized_and_hopeless_files_are_refused_in_bounded_time() {
+    let phases: String = (1..=17).map(|n| format!("[[phase]]\nnumber = {n}\n")).collect();
+    let errors = load_intersection_str("big.toml", &phases).expect_err("17 phases");
+    assert_eq!(lines(&errors), "  big.toml: phase: 17 [[phase]] tables: a controller has at most 16\n");
+    let long = format!("[sequence]\nrings = [[{}]]\n", vec!["1"; 1025].join(", "));
+    let errors = load_intersection_str("long.toml", &long).expect_err("a 1,025-entry list");
+    assert_eq!(lines(&errors), "  long.toml: sequence.rings[1]: 1025 entries: a list holds at most 1024\n");
+    let mistyped: String =
+        (1..=64).map(|ch| format!("[[detector]]\nchannel = {ch}\ndelay_s = \"x\"\nextend_s = \"x\"\n")).collect();
+    let errors = load_intersection_str("mistyped.toml", &mistyped).expect_err("128 mistyped values");
+    assert_eq!(errors.len(), 101);
+    assert!(errors[100].reason.contains("more than 100 invalid values: stopped here"), "{}", errors[100]);
+}

@@ -49,7 +49,14 @@ pub(crate) struct Deserialized<T> {
     /// Keys dropped because their value was invalid (already reported).
     pub invalid: BTreeSet<KeyPath>,
     pub problems: Vec<Problem>,
+    /// Stopped after [`MAX_INVALID_VALUES`]: `value` is a default, not the file.
+    pub gave_up: bool,
 }
+
+/// Invalid values reported before giving up on a file: each costs a pass
+/// over the whole tree, so a file of thousands (a generated or hostile one)
+/// would take minutes to list them all.
+pub(crate) const MAX_INVALID_VALUES: usize = 100;
 
 /// Deserializes `tree` into `T`, collecting every type error and unknown key.
 pub(crate) fn deserialize_all<T: DeserializeOwned + Default>(mut tree: Value) -> Deserialized<T> {
@@ -66,9 +73,20 @@ pub(crate) fn deserialize_all<T: DeserializeOwned + Default>(mut tree: Value) ->
                     path: u.path,
                     reason: u.reason,
                 }));
-                return Deserialized { value, tree, invalid, problems };
+                return Deserialized { value, tree, invalid, problems, gave_up: false };
             }
             Err(e) => {
+                if problems.len() == MAX_INVALID_VALUES {
+                    problems.push(Problem {
+                        path: KeyPath::root(),
+                        key: String::new(),
+                        reason: format!(
+                            "more than {MAX_INVALID_VALUES} invalid values: stopped here (fix these first)"
+                        ),
+                        from_env: false,
+                    });
+                    return Deserialized { value: T::default(), tree, invalid, problems, gave_up: true };
+                }
                 let path = e.path.unwrap_or_default();
                 problems.push(Problem {
                     key: path.render(&tree),
@@ -83,7 +101,7 @@ pub(crate) fn deserialize_all<T: DeserializeOwned + Default>(mut tree: Value) ->
                     Some(k) if k.remove(&mut tree) => {
                         invalid.insert(k);
                     }
-                    _ => return Deserialized { value: T::default(), tree, invalid, problems },
+                    _ => return Deserialized { value: T::default(), tree, invalid, problems, gave_up: false },
                 }
             }
         }

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ::config::{Config, File, FileFormat};
+use ::config::{Config, File, FileFormat, ValueKind};
+
+use crate::core::MAX_DETECTORS;
+use crate::core::ids::{MAX_OVERLAPS, MAX_PHASES};
 
 use super::IntersectionConfig;
 use super::de::deserialize_all;
@@ -135,11 +138,56 @@ pub(crate) fn check_file(path: &Path) -> Checked {
 
 fn check_source(file: &Path, text: &str) -> Checked {
     match Config::builder().add_source(File::from_str(text, FileFormat::Toml)).build() {
-        Ok(config) => validate(&deserialize_all::<RawController>(config.cache), file, text),
+        Ok(config) => {
+            let oversized = too_large(&config.cache);
+            if !oversized.is_empty() {
+                let errors = oversized.into_iter().map(|(key, reason)| ConfigError::new(file, key, reason)).collect();
+                return Checked { config: None, errors, warnings: Vec::new() };
+            }
+            validate(&deserialize_all::<RawController>(config.cache), file, text)
+        }
         Err(e) => {
             Checked { config: None, errors: vec![ConfigError::new(file, "", read_error(e))], warnings: Vec::new() }
         }
     }
+}
+
+/// The most tables of each kind a controller can use, and the longest any
+/// list may be: a file past them is refused before it is validated (and so
+/// in time linear in its size), with the key and the limit.
+const TABLE_LIMITS: [(&str, usize); 4] =
+    [("phase", MAX_PHASES), ("detector", MAX_DETECTORS), ("overlap", MAX_OVERLAPS), ("plan", 255)];
+pub const MAX_LIST_LEN: usize = 1024;
+
+/// Lists longer than a controller can use: `(key, reason)` for each.
+fn too_large(tree: &::config::Value) -> Vec<(String, String)> {
+    fn walk(v: &::config::Value, path: &str, out: &mut Vec<(String, String)>) {
+        match &v.kind {
+            ValueKind::Table(t) => {
+                for (k, v) in t {
+                    let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    let limit = if path.is_empty() { TABLE_LIMITS.iter().find(|(name, _)| name == k) } else { None };
+                    match (&v.kind, limit) {
+                        (ValueKind::Array(items), Some(&(name, most))) if items.len() > most => out
+                            .push((at, format!("{} [[{name}]] tables: a controller has at most {most}", items.len()))),
+                        _ => walk(v, &at, out),
+                    }
+                }
+            }
+            ValueKind::Array(items) if items.len() > MAX_LIST_LEN => {
+                out.push((path.to_owned(), format!("{} entries: a list holds at most {MAX_LIST_LEN}", items.len())));
+            }
+            ValueKind::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{}]", i + 1), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(tree, "", &mut out);
+    out
 }
 
 /// A config-rs error about the file as a whole, without the path config-rs

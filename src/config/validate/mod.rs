@@ -82,7 +82,11 @@ pub(crate) struct Checked {
 /// Runs every check on a deserialized controller file. `doc.problems`
 /// (type errors, unknown keys) count as errors of the file.
 pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path, text: &str) -> Checked {
-    let errors = doc.problems.iter().map(|p| ConfigError::new(file, p.key.clone(), p.reason.clone())).collect();
+    let errors: Vec<ConfigError> =
+        doc.problems.iter().map(|p| ConfigError::new(file, p.key.clone(), p.reason.clone())).collect();
+    if doc.gave_up {
+        return Checked { config: None, errors, warnings: Vec::new() };
+    }
     let mut v = Validator {
         file,
         tree: &doc.tree,
