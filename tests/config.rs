@@ -288,7 +288,7 @@ fn daemon_problems_name_their_variable_or_key() {
             format!("{file}: Tick_MS: unknown key (keys are case-sensitive: did you mean tick_ms?)"),
             "environment: veiw: unknown key (did you mean view?) (GREENWAVE_VEIW)".to_string(),
             "environment: tick_ms: 5 ms is outside 10..=1000 ms (GREENWAVE_TICK_MS)".to_string(),
-            format!("{file}: event_log.keep_files: must be at least 1 (the file being written)"),
+            format!("{file}: event_log.keep_files: 0 is outside 1..=100000 (at least the file being written)"),
         ]
     );
 }

@@ -30,6 +30,12 @@ pub const ENV_PREFIX: &str = "GREENWAVE";
 pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=1000;
 /// Smallest event log file worth rotating.
 pub const MIN_EVENT_LOG_FILE_BYTES: u64 = 4096;
+/// `event_log.max_file_bytes` at most 1 GiB: a file an ATSPM import takes whole.
+pub const MAX_EVENT_LOG_FILE_BYTES: u64 = 1 << 30;
+/// `event_log.keep_files` at most this many.
+pub const MAX_EVENT_LOG_FILES: usize = 100_000;
+/// `lockstep_speed` at most this many simulated seconds per real second.
+pub const MAX_LOCKSTEP_SPEED: f64 = 10_000.0;
 
 /// The daemon's validated settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,14 +224,20 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     if event_log.dir.as_os_str().is_empty() {
         error(log_at.key("dir"), "must not be empty".into());
     }
-    if event_log.max_file_bytes < MIN_EVENT_LOG_FILE_BYTES {
+    if !(MIN_EVENT_LOG_FILE_BYTES..=MAX_EVENT_LOG_FILE_BYTES).contains(&event_log.max_file_bytes) {
         error(
             log_at.key("max_file_bytes"),
-            format!("{} bytes: must be at least {MIN_EVENT_LOG_FILE_BYTES}", event_log.max_file_bytes),
+            format!(
+                "{} bytes is outside {MIN_EVENT_LOG_FILE_BYTES}..={MAX_EVENT_LOG_FILE_BYTES} (4 KiB to 1 GiB)",
+                event_log.max_file_bytes
+            ),
         );
     }
-    if event_log.keep_files == 0 {
-        error(log_at.key("keep_files"), "must be at least 1 (the file being written)".into());
+    if !(1..=MAX_EVENT_LOG_FILES).contains(&event_log.keep_files) {
+        error(
+            log_at.key("keep_files"),
+            format!("{} is outside 1..={MAX_EVENT_LOG_FILES} (at least the file being written)", event_log.keep_files),
+        );
     }
     let time_zone = match &raw.time_zone {
         Some(name) => parse_time_zone(name).unwrap_or_else(|reason| {
@@ -236,10 +248,10 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     };
     let clock = raw.clock.unwrap_or_default();
     if let Some(speed) = raw.lockstep_speed {
-        if !(speed.is_finite() && speed > 0.0) {
+        if !(speed.is_finite() && speed > 0.0 && speed <= MAX_LOCKSTEP_SPEED) {
             error(
                 root.key("lockstep_speed"),
-                format!("{speed} must be a positive number of simulated seconds per second"),
+                format!("{speed} must be above 0 and at most {MAX_LOCKSTEP_SPEED} simulated seconds per second"),
             );
         } else if clock != ClockSource::Cabinet {
             error(root.key("lockstep_speed"), "only paces a lockstep simulation: set clock = \"cabinet\" too".into());
