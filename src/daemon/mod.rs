@@ -359,11 +359,6 @@ impl Daemon {
         let totals = self.cabinets.summary();
         self.io_rt.block_on(self.cabinets.finish(Duration::from_secs(2)));
         info!(%totals, "cabinet links closed");
-        if let Some(path) = &self.stats_json {
-            let warm = self.warmup.lock().ok().and_then(|w| w.clone());
-            let json = crate::io::stats_json(&self.stats, &self.latency.latest_histograms(), warm.as_ref(), &totals);
-            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
-        }
         match self.event_log.join() {
             Ok(st) => info!(
                 written = st.events_written,
@@ -372,6 +367,13 @@ impl Daemon {
                 "event log closed"
             ),
             Err(_) => error!("event log thread panicked"),
+        }
+        // After the event log closed: its final counts are in the JSON.
+        if let Some(path) = &self.stats_json {
+            let warm = self.warmup.lock().ok().and_then(|w| w.clone());
+            let histograms = self.latency.latest_histograms();
+            let json = crate::io::stats_json(&self.stats, &histograms, warm.as_ref(), &totals, &self.log_health);
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
         }
         let (tick, jitter) = self.latency.latest();
         info!(%tick, %jitter, "final latency");

@@ -460,6 +460,7 @@ pub fn stats_json(
     latest: &LatencyHistograms,
     warmup: Option<&LatencyHistograms>,
     cabinets: &CabinetTotals,
+    event_log: &crate::telemetry::EventLogHealth,
 ) -> String {
     let r = Ordering::Relaxed;
     let pct = |p: Percentiles| {
@@ -487,7 +488,7 @@ pub fn stats_json(
     );
     let _ = write!(
         s,
-        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"foreign_writes\":{},\"second_master_episodes\":{},\"late_exchanges\":{},\"skipped_ticks\":{},\"rtt\":{}}}}}",
+        "\"cabinets\":{{\"count\":{},\"links_up\":{},\"links_lost\":{},\"reads\":{},\"writes\":{},\"timeouts\":{},\"exceptions\":{},\"transport_errors\":{},\"discarded_answers\":{},\"connects\":{},\"connect_failures\":{},\"inputs_dropped\":{},\"counter_faults\":{},\"foreign_writes\":{},\"second_master_episodes\":{},\"late_exchanges\":{},\"skipped_ticks\":{},\"rtt\":{}}},",
         cabinets.cabinets,
         cabinets.links_up,
         cabinets.links_lost,
@@ -506,6 +507,14 @@ pub fn stats_json(
         cabinets.late_exchanges,
         cabinets.skipped_ticks,
         pct(cabinets.rtt)
+    );
+    let _ = write!(
+        s,
+        "\"event_log\":{{\"written\":{},\"dropped\":{},\"behind\":{},\"outages\":{}}}}}",
+        event_log.written.load(r),
+        event_log.dropped.load(r),
+        event_log.behind.load(r),
+        event_log.outages.load(r)
     );
     s.push('\n');
     s

@@ -443,6 +443,7 @@ impl EventLogTask {
         if lost > 0 {
             tracing::error!(lost, ?stats, "event log could not be written at shutdown: held events lost");
             stats.events_dropped += lost;
+            self.health.dropped.store(stats.events_dropped, Ordering::Relaxed);
         }
         stats
     }
