@@ -130,7 +130,10 @@ run_row() {
         i=$((i + 1))
     done
     # The host's own load besides the hog (other builds) skews a row: noted.
+    # So does the hypervisor taking the vCPUs away (steal time, which no
+    # priority inside the machine can win back): /proc/stat's 8th field.
     cut -d' ' -f1 /proc/loadavg >"$dir/load_before"
+    awk '/^cpu /{print $9}' /proc/stat >"$dir/steal_before"
     local dpids=()
     for ((d = 0; d < daemons; d++)); do
         (cd "$dir/d$d" && RUST_LOG=info NO_COLOR=1 exec "${as[@]}" "$bin" run --no-view --grpc-listen 127.0.0.1:0 \
@@ -141,6 +144,7 @@ run_row() {
     local rc=0
     for p in "${dpids[@]}"; do wait "$p" || rc=$?; done
     cut -d' ' -f1 /proc/loadavg >"$dir/load_after"
+    awk '/^cpu /{print $9}' /proc/stat >"$dir/steal_after"
     [ -n "$hog_pid" ] && { kill "$hog_pid" 2>/dev/null || true; wait "$hog_pid" 2>/dev/null || true; }
     kill -TERM "$cab_pid"
     wait "$cab_pid" || true
@@ -181,7 +185,7 @@ print(f"\ncommit {commit}; {duration} s per row; hog: stress-ng --cpu {hog} at n
 kinds = ("yellow", "red_clear", "ped_clear", "min_green")
 head = ("| row | cabinets (measured by) | flashes by reason, at the cabinet | shortest yellow / red clear / ped clear at the heads, s "
         "| worst margin vs configured: yellow / red clear / ped clear / min green, ms | intervals short | write period p50 / p99 / max, ms, at the cabinet "
-        "| cabinet RTT p99, ms | timeouts | overruns | jitter p99, ms | load avg before → after |")
+        "| cabinet RTT p99, ms | timeouts | overruns | jitter p99, ms | load avg before → after | steal, s |")
 print(head)
 print("|" + "---|" * (head.count(" | ") + 1))
 for row in rows:
@@ -214,7 +218,12 @@ for row in rows:
     shards = f", {len(daemons)} daemons" if len(daemons) > 1 else ""
     ms2 = lambda us: s(us / 1000 if us is not None else None, 2)
     loadavg = lambda f: (d / f).read_text().strip() if (d / f).exists() else "?"
-    print(f"| {row} | {n} ({who}{shards}) | {fl} | {shortest} | {margin} | {short} | {period} | {ms2(rtt)} | {timeouts} | {overruns} | {ms2(jit)} | {loadavg('load_before')} → {loadavg('load_after')} |")
+    try:
+        # USER_HZ ticks (100 a second on Linux).
+        steal = f"{(int((d / 'steal_after').read_text()) - int((d / 'steal_before').read_text())) / 100:.2f}"
+    except (OSError, ValueError):
+        steal = "?"
+    print(f"| {row} | {n} ({who}{shards}) | {fl} | {shortest} | {margin} | {short} | {period} | {ms2(rtt)} | {timeouts} | {overruns} | {ms2(jit)} | {loadavg('load_before')} → {loadavg('load_after')} | {steal} |")
 print(f"\nraw figures: {work}")
 EOF
 trap - EXIT
