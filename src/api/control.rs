@@ -151,11 +151,12 @@ impl ControlService {
         edit: &mut super::docs::DocEdit<'_>,
         table: toml::Table,
         select: Option<u8>,
+        fields: Option<&convert::PlanFields<'_>>,
     ) -> Result<(u64, Vec<String>), Status> {
         let text = toml::to_string(&table).map_err(|e| Status::internal(format!("plan editor: {e}")))?;
         let file = edit.doc().file_name.clone();
         let (cfg, warnings) =
-            config::load_intersection_str(&file, &text).map_err(|e| convert::rejected("timing plan", &e))?;
+            config::load_intersection_str(&file, &text).map_err(|e| convert::rejected("timing plan", &e, fields))?;
         let id = &self.shared.core.ids[i];
         if cfg.spec.id != *id {
             return Err(convert::invalid(
@@ -314,7 +315,7 @@ impl pb::control_server::Control for ControlService {
             let (version, number, warnings, select) = {
                 let mut edit = self.shared.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
-                let (table, number, select) = match &r.source {
+                let (table, number, select, fields) = match &r.source {
                     Some(Source::Plan(plan)) => {
                         let plan_table = convert::plan_table(plan)?;
                         let number = i64::from(plan.number);
@@ -326,7 +327,8 @@ impl pb::control_server::Control for ControlService {
                         }
                         // plan_table checked 1..=255.
                         let n = plan.number as u8;
-                        (table, n, r.activate.then_some(n))
+                        let fields = convert::PlanFields { prefix: "plan.", number: n, splits: &plan.splits_s };
+                        (table, n, r.activate.then_some(n), Some(fields))
                     }
                     Some(Source::ControllerToml(text)) => {
                         if text.len() > MAX_CONTROLLER_TOML {
@@ -338,11 +340,11 @@ impl pb::control_server::Control for ControlService {
                         let table = text.parse::<toml::Table>().map_err(|e| {
                             convert::invalid("controller_toml", format!("not valid TOML: {}", e.message()))
                         })?;
-                        (table, self.running_plan(i), None)
+                        (table, self.running_plan(i), None, None)
                     }
                     None => return Err(convert::invalid("source", "set plan or controller_toml")),
                 };
-                let (version, warnings) = self.stage(i, &mut edit, table, select)?;
+                let (version, warnings) = self.stage(i, &mut edit, table, select, fields.as_ref())?;
                 (version, number, warnings, select)
             };
             self.select(i, select).await?;
@@ -393,21 +395,21 @@ impl pb::control_server::Control for ControlService {
                 let detail = self.adaptive_coordination(i, number, &r).await?;
                 return Ok((detail, (version, number, Vec::new())));
             }
+            let mut v = convert::Violations::default();
             if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
-                return Err(convert::invalid("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s)));
+                v.add("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s));
+            } else if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {
+                v.add("offset_s", format!("{} s is outside 0..{} s (the cycle)", r.offset_s, r.cycle_s));
             }
-            if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {
-                return Err(convert::invalid(
-                    "offset_s",
-                    format!("{} s is outside 0..{} s (the cycle)", r.offset_s, r.cycle_s),
-                ));
-            }
+            let splits = convert::splits_table(&r.splits_s, "splits_s", &mut v);
+            v.check("coordination")?;
             let (version, warnings) = {
                 let mut edit = self.shared.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
                 let mut table = edit.doc().table.clone();
-                coordinate_plan(&mut table, number, &r)?;
-                self.stage(i, &mut edit, table, r.activate.then_some(number))?
+                coordinate_plan(&mut table, number, &r, splits)?;
+                let fields = convert::PlanFields { prefix: "", number, splits: &r.splits_s };
+                self.stage(i, &mut edit, table, r.activate.then_some(number), Some(&fields))?
             };
             self.select(i, r.activate.then_some(number)).await?;
             if r.reference_unix_ms != 0 {
@@ -511,8 +513,14 @@ impl ControlService {
 }
 
 /// Sets plan `number`'s cycle, offset and splits in a controller document
-/// as `r` asks (splits scaled to the new cycle when `r` gives none).
-fn coordinate_plan(table: &mut toml::Table, number: u8, r: &pb::SetCoordinationRequest) -> Result<(), Status> {
+/// as `r` asks: `given` is `r`'s splits as a table; when it gives none, the
+/// plan's splits are scaled to the new cycle.
+fn coordinate_plan(
+    table: &mut toml::Table,
+    number: u8,
+    r: &pb::SetCoordinationRequest,
+    given: toml::Table,
+) -> Result<(), Status> {
     let plans = plans_mut(table)?;
     let plan = plans
         .iter_mut()
@@ -538,7 +546,7 @@ fn coordinate_plan(table: &mut toml::Table, number: u8, r: &pb::SetCoordinationR
         }
         scaled
     } else {
-        convert::splits_table(&r.splits_s, "splits_s")?
+        given
     };
     plan.insert("cycle_s".into(), r.cycle_s.into());
     plan.insert("offset_s".into(), r.offset_s.into());

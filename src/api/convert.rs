@@ -27,26 +27,81 @@ pub fn invalid(field: &str, reason: impl Into<String>) -> Status {
     )
 }
 
-/// INVALID_ARGUMENT listing every configuration error, in the message
-/// (`key: reason; ...`) and as BadRequest field violations (field = the
-/// key as `greenwave check` names it).
-pub fn rejected(what: &str, errors: &[ConfigError]) -> Status {
-    let list: Vec<String> = errors
-        .iter()
-        .map(|e| if e.key.is_empty() { e.reason.clone() } else { format!("{}: {}", e.key, e.reason) })
-        .collect();
-    let violations: Vec<FieldViolation> =
-        errors.iter().map(|e| FieldViolation::new(e.key.clone(), e.reason.clone())).collect();
-    Status::with_error_details(
-        tonic::Code::InvalidArgument,
-        format!(
-            "{what} rejected ({} error{}): {}",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" },
-            list.join("; ")
-        ),
-        ErrorDetails::with_bad_request(violations),
-    )
+/// Every problem of a request, collected before answering: INVALID_ARGUMENT
+/// lists them all, in the message (`field: reason; ...`) and as BadRequest
+/// field violations, so a caller fixes a request in one round.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push((field.into(), reason.into()));
+    }
+
+    /// `Ok` if nothing was added; else INVALID_ARGUMENT with everything, the
+    /// message opening with `what`.
+    pub fn check(self, what: &str) -> Result<(), Status> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> =
+            self.0.iter().map(|(f, r)| if f.is_empty() { r.clone() } else { format!("{f}: {r}") }).collect();
+        let violations: Vec<FieldViolation> = self.0.into_iter().map(|(f, r)| FieldViolation::new(f, r)).collect();
+        Err(Status::with_error_details(
+            tonic::Code::InvalidArgument,
+            format!(
+                "{what} rejected ({} error{}): {}",
+                list.len(),
+                if list.len() == 1 { "" } else { "s" },
+                list.join("; ")
+            ),
+            ErrorDetails::with_bad_request(violations),
+        ))
+    }
+}
+
+/// INVALID_ARGUMENT listing every configuration error; each field is the
+/// request's own path where `fields` knows one (see [`PlanFields`]), else
+/// the key as `greenwave check` names it.
+pub fn rejected(what: &str, errors: &[ConfigError], fields: Option<&PlanFields<'_>>) -> Status {
+    let mut v = Violations::default();
+    for e in errors {
+        v.add(fields.map_or_else(|| e.key.clone(), |f| f.field(&e.key)), e.reason.clone());
+    }
+    v.check(what).expect_err("called with errors")
+}
+
+/// Where a plan's keys came from in a request, so the validator's verdict
+/// names the request's fields: `plan 2 (number 2).splits_s.4` is
+/// `plan.splits_s[1].split_s` for an ApplyTimingPlan that gave phase 4's
+/// split second, `splits_s[1].split_s` for a SetCoordination.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanFields<'a> {
+    /// `"plan."` (ApplyTimingPlan) or `""` (SetCoordination).
+    pub prefix: &'a str,
+    pub number: u8,
+    pub splits: &'a [pb::PhaseSplit],
+}
+
+impl PlanFields<'_> {
+    pub fn field(&self, key: &str) -> String {
+        let marker = format!("(number {})", self.number);
+        let Some(rest) = key.strip_prefix("plan ").and_then(|k| k.split_once(&marker)).map(|(_, rest)| rest) else {
+            return key.to_owned();
+        };
+        let prefix = self.prefix;
+        match rest.strip_prefix('.') {
+            None => prefix.trim_end_matches('.').to_owned(),
+            Some("max") => format!("{prefix}max2"),
+            Some(rest) => match rest.split_once('.') {
+                Some(("splits_s", phase)) => match self.splits.iter().position(|s| s.phase.to_string() == phase) {
+                    Some(i) => format!("{prefix}splits_s[{i}].split_s"),
+                    None => format!("{prefix}splits_s"),
+                },
+                _ => format!("{prefix}{rest}"),
+            },
+        }
+    }
 }
 
 /// A phase number from a request field.
@@ -323,22 +378,44 @@ const MAX_NAME_LEN: usize = 64;
 /// phases); everything else is left to the controller file validator, so
 /// an engineer gets the same verdict from `greenwave check`.
 pub fn plan_table(plan: &pb::TimingPlan) -> Result<toml::Table, Status> {
-    let number = u8::try_from(plan.number)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| invalid("plan.number", format!("{} is not a plan number (1..=255)", plan.number)))?;
+    let mut v = Violations::default();
+    let number = u8::try_from(plan.number).ok().filter(|&n| n > 0);
+    if number.is_none() {
+        v.add("plan.number", format!("{} is not a plan number (1..=255)", plan.number));
+    }
     let mode = match pb::PlanMode::try_from(plan.mode) {
         Ok(pb::PlanMode::Free) => "free",
         Ok(pb::PlanMode::Coordinated) => "coordinated",
         Ok(pb::PlanMode::Fixed) => "fixed",
-        Ok(pb::PlanMode::Unspecified) => return Err(invalid("plan.mode", "must be set (PLAN_MODE_UNSPECIFIED)")),
-        Err(_) => return Err(invalid("plan.mode", format!("{} is not a PlanMode", plan.mode))),
+        Ok(pb::PlanMode::Unspecified) => {
+            v.add("plan.mode", "must be set (PLAN_MODE_UNSPECIFIED)");
+            ""
+        }
+        Err(_) => {
+            v.add("plan.mode", format!("{} is not a PlanMode", plan.mode));
+            ""
+        }
     };
     if plan.name.chars().count() > MAX_NAME_LEN || plan.name.chars().any(char::is_control) {
-        return Err(invalid("plan.name", format!("at most {MAX_NAME_LEN} printable characters")));
+        v.add("plan.name", format!("at most {MAX_NAME_LEN} printable characters"));
     }
+    let splits = splits_table(&plan.splits_s, "plan.splits_s", &mut v);
+    let mut seen = crate::core::PhaseSet::EMPTY;
+    let mut coordinated = Vec::new();
+    for (i, &n) in plan.coordinated.iter().enumerate() {
+        let field = format!("plan.coordinated[{i}]");
+        match phase(n, &field) {
+            Ok(p) if seen.contains(p) => v.add(field, format!("phase {p} is listed twice")),
+            Ok(p) => {
+                seen.insert(p);
+                coordinated.push(toml::Value::from(i64::from(p.number())));
+            }
+            Err(_) => v.add(field, format!("{n} is not a phase number (1..=16)")),
+        }
+    }
+    v.check("timing plan")?;
     let mut t = toml::Table::new();
-    t.insert("number".into(), i64::from(number).into());
+    t.insert("number".into(), i64::from(number.unwrap_or_default()).into());
     if !plan.name.is_empty() {
         t.insert("name".into(), plan.name.clone().into());
     }
@@ -349,22 +426,11 @@ pub fn plan_table(plan: &pb::TimingPlan) -> Result<toml::Table, Status> {
     if plan.offset_s != 0.0 {
         t.insert("offset_s".into(), plan.offset_s.into());
     }
-    if !plan.splits_s.is_empty() {
-        t.insert("splits_s".into(), splits_table(&plan.splits_s, "plan.splits_s")?.into());
+    if !splits.is_empty() {
+        t.insert("splits_s".into(), splits.into());
     }
-    if !plan.coordinated.is_empty() {
-        let mut seen = crate::core::PhaseSet::EMPTY;
-        let mut list = Vec::new();
-        for (i, &n) in plan.coordinated.iter().enumerate() {
-            let field = format!("plan.coordinated[{i}]");
-            let p = phase(n, &field)?;
-            if seen.contains(p) {
-                return Err(invalid(&field, format!("phase {p} is listed twice")));
-            }
-            seen.insert(p);
-            list.push(toml::Value::from(i64::from(p.number())));
-        }
-        t.insert("coordinated".into(), list.into());
+    if !coordinated.is_empty() {
+        t.insert("coordinated".into(), coordinated.into());
     }
     if plan.max2 {
         t.insert("max".into(), "max2".into());
@@ -372,14 +438,19 @@ pub fn plan_table(plan: &pb::TimingPlan) -> Result<toml::Table, Status> {
     Ok(t)
 }
 
-/// `[{phase, split_s}]` → `{ "2" = 42.0, ... }`.
-pub fn splits_table(splits: &[pb::PhaseSplit], field: &str) -> Result<toml::Table, Status> {
+/// `[{phase, split_s}]` → `{ "2" = 42.0, ... }`; a bad or repeated phase
+/// is added to `v` and left out.
+pub fn splits_table(splits: &[pb::PhaseSplit], field: &str, v: &mut Violations) -> toml::Table {
     let mut t = toml::Table::new();
     for (i, s) in splits.iter().enumerate() {
-        let p = phase(s.phase, &format!("{field}[{i}].phase"))?;
-        if t.insert(p.number().to_string(), s.split_s.into()).is_some() {
-            return Err(invalid(&format!("{field}[{i}].phase"), format!("phase {p} is listed twice")));
+        let at = format!("{field}[{i}].phase");
+        match phase(s.phase, &at) {
+            Ok(p) if t.contains_key(&p.number().to_string()) => v.add(at, format!("phase {p} is listed twice")),
+            Ok(p) => {
+                t.insert(p.number().to_string(), s.split_s.into());
+            }
+            Err(_) => v.add(at, format!("{} is not a phase number (1..=16)", s.phase)),
         }
     }
-    Ok(t)
+    t
 }

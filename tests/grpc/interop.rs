@@ -78,7 +78,7 @@ fn python_grpcio_client_interoperates() {
         String::from_utf8_lossy(&output.stderr),
         seen.join("\n")
     );
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     assert!(seen.iter().any(|l| l.contains("control command") && l.contains("PERMISSION_DENIED")), "audit logged");
 }

@@ -259,14 +259,35 @@ async fn timing_plans_are_checked_like_greenwave_check_and_staged() {
     };
     // Splits that do not add up to the cycle, and a split too short for
     // the phase's pedestrian service: both reported.
+    // Every violation comes back at once, each under the request's own
+    // field path (the proto's names).
+    let fields = |status: &tonic::Status| -> Vec<String> {
+        use tonic_types::StatusExt;
+        let bad = status.get_details_bad_request().expect("a BadRequest detail");
+        bad.field_violations.into_iter().map(|v| v.field).collect()
+    };
     let bad = c.apply_timing_plan(authed(apply(plan(80.0, [62.0, 10.0])), OPERATOR)).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert!(bad.message().contains("splits_s"), "{}", bad.message());
     assert!(bad.message().contains("errors"), "more than one error: {}", bad.message());
-    let bad_number =
-        c.apply_timing_plan(authed(apply(pb::TimingPlan { number: 300, ..plan(80.0, [50.0, 30.0]) }), OPERATOR));
-    let bad_number = bad_number.await.unwrap_err();
-    assert!(bad_number.message().starts_with("plan.number"), "{}", bad_number.message());
+    let f = fields(&bad);
+    assert!(f.iter().all(|f| f.starts_with("plan.splits_s")), "{f:?}: {}", bad.message());
+    assert!(f.contains(&"plan.splits_s[1].split_s".to_owned()), "phase 4's split, second in the request: {f:?}");
+    let five = pb::TimingPlan {
+        number: 300,
+        mode: pb::PlanMode::Unspecified as i32,
+        name: "x".repeat(65),
+        splits_s: vec![pb::PhaseSplit { phase: 2, split_s: 40.0 }, pb::PhaseSplit { phase: 99, split_s: 40.0 }],
+        coordinated: vec![2, 2],
+        ..plan(80.0, [50.0, 30.0])
+    };
+    let bad = c.apply_timing_plan(authed(apply(five), OPERATOR)).await.unwrap_err();
+    assert_eq!(
+        fields(&bad),
+        ["plan.number", "plan.mode", "plan.name", "plan.splits_s[1].phase", "plan.coordinated[1]"],
+        "{}",
+        bad.message()
+    );
+    assert!(bad.message().starts_with("timing plan rejected (5 errors): plan.number:"), "{}", bad.message());
 
     let ok =
         c.apply_timing_plan(authed(apply(plan(80.0, [50.0, 30.0])), OPERATOR)).await.expect("valid plan").into_inner();
@@ -289,7 +310,7 @@ async fn timing_plans_are_checked_like_greenwave_check_and_staged() {
     };
     let bad_offset =
         c.set_coordination(authed(pb::SetCoordinationRequest { offset_s: 95.0, ..coord.clone() }, OPERATOR));
-    assert!(bad_offset.await.unwrap_err().message().starts_with("offset_s"));
+    assert_eq!(fields(&bad_offset.await.unwrap_err()), ["offset_s"]);
     let done = c.set_coordination(authed(coord, OPERATOR)).await.expect("coordination").into_inner();
     assert_eq!(done.config_version, 3);
     let s = wait_state(&mut w, "90 s cycle", |s| s.cycle_ms == 90_000).await;

@@ -117,6 +117,23 @@ def main():
             return e.details()
         raise AssertionError("a plan whose splits exceed its cycle was accepted")
 
+    def five_errors():
+        bad = pb.TimingPlan(number=300, mode=pb.PLAN_MODE_UNSPECIFIED, name="x" * 65, cycle_s=80,
+                            splits_s=[pb.PhaseSplit(phase=2, split_s=40), pb.PhaseSplit(phase=99, split_s=40)],
+                            coordinated=[2, 2])
+        try:
+            control.ApplyTimingPlan(pb.ApplyTimingPlanRequest(intersection_id=args.intersection, plan=bad),
+                                    metadata=operator, timeout=10)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
+            d = e.details()
+            assert d.startswith("timing plan rejected (5 errors)"), d
+            fields = ["plan.number", "plan.mode", "plan.name", "plan.splits_s[1].phase", "plan.coordinated[1]"]
+            at = [d.find(f + ":") for f in fields]
+            assert all(i >= 0 for i in at) and at == sorted(at), d
+            return d
+        raise AssertionError("a plan with five errors was accepted")
+
     def good_plan():
         reply = control.ApplyTimingPlan(plan(80, (50, 30)), metadata=operator, timeout=10)
         assert reply.config_version >= 2, reply
@@ -137,6 +154,7 @@ def main():
     check("events stream with sequence numbers", events)
     check("viewer denied a control call", viewer_denied)
     check("bad plan rejected naming the field", plan_error)
+    check("a plan with five errors gets all five, by proto field", five_errors)
     check("good plan applied and visible in the state stream", good_plan)
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
