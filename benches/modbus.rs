@@ -171,7 +171,7 @@ address = "ADDRESS"
 volume = "edges"
 [startup]
 flash_s = 1
-all_red_s = 1
+all_red_s = 2
 phases = [2]
 [sequence]
 rings = [[2, 4]]

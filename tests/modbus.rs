@@ -854,7 +854,7 @@ fn controller_file(dir: &Path, kind: &str, address: &str) {
     let addr: SocketAddr = address.parse().unwrap();
     let text = text
         .replace("flash_s = 6.0", "flash_s = 1.0")
-        .replace("all_red_s = 4.0", "all_red_s = 1.0")
+        .replace("all_red_s = 4.0", "all_red_s = 2.0")
         // The daemon runs on the wall clock: on weekdays 07:00-19:00 the
         // schedule would run the coordinated plan, and Oak's call would wait
         // for its split window (up to a 70 s cycle plus offset seeking). Free
