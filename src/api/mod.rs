@@ -130,6 +130,8 @@ struct Shared {
     streams: Arc<Semaphore>,
     /// Flips to `true` at shutdown: open streams end so the server can drain.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Where the event log is on disk (ReadEventLog reads it).
+    event_log: crate::telemetry::EventLogConfig,
 }
 
 impl Shared {
@@ -178,7 +180,12 @@ impl Api {
     ///
     /// # Errors
     /// TLS files unreadable or invalid, or the address cannot be bound.
-    pub async fn serve(&self, cfg: &GrpcConfig, engine: EngineHandles) -> Result<GrpcServer, ApiError> {
+    pub async fn serve(
+        &self,
+        cfg: &GrpcConfig,
+        engine: EngineHandles,
+        event_log: crate::telemetry::EventLogConfig,
+    ) -> Result<GrpcServer, ApiError> {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
@@ -190,6 +197,7 @@ impl Api {
             limits: cfg.limits,
             streams: Arc::new(Semaphore::new(cfg.limits.max_streams)),
             stopping,
+            event_log,
         });
         let router = routes(cfg, shared)?;
         let mut builder = Server::builder()

@@ -42,6 +42,9 @@ const GET_STATE: &str = "greenwave.v1.Watch/GetState";
 const WATCH_STATE: &str = "greenwave.v1.Watch/WatchState";
 const STREAM_EVENTS: &str = "greenwave.v1.Watch/StreamEvents";
 const GET_PERFORMANCE: &str = "greenwave.v1.Watch/GetPerformance";
+const READ_EVENT_LOG: &str = "greenwave.v1.Watch/ReadEventLog";
+/// Events per ReadEventLog chunk.
+const LOG_CHUNK_EVENTS: usize = 1000;
 
 #[tonic::async_trait]
 impl pb::watch_server::Watch for WatchService {
@@ -123,6 +126,36 @@ impl pb::watch_server::Watch for WatchService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    type ReadEventLogStream = Stream_<pb::EventLogChunk>;
+
+    async fn read_event_log(
+        &self,
+        req: Request<pb::ReadEventLogRequest>,
+    ) -> Result<Response<Self::ReadEventLogStream>, Status> {
+        authorize(&req, Need::View, READ_EVENT_LOG)?;
+        let r = req.into_inner();
+        let core = &self.shared.core;
+        let id = match r.intersection_id.as_str() {
+            "" => None,
+            id => Some(core.ids[core.index(id, "intersection_id")?].clone()),
+        };
+        let to = if r.to_unix_ms == 0 { u64::MAX } else { r.to_unix_ms };
+        if to <= r.from_unix_ms {
+            return Err(convert::invalid(
+                "to_unix_ms",
+                format!("{} is not after from_unix_ms {}", r.to_unix_ms, r.from_unix_ms),
+            ));
+        }
+        let permit = self.shared.stream_permit()?;
+        let (tx, rx) = mpsc::channel(4);
+        let cfg = self.shared.event_log.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            send_log_lines(&cfg, id.as_deref(), (r.from_unix_ms, to), &tx);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     async fn get_performance(
         &self,
         req: Request<pb::GetPerformanceRequest>,
@@ -133,6 +166,68 @@ impl pb::watch_server::Watch for WatchService {
         let m = core.measures.report(i).ok_or_else(not_yet)?;
         let (tick, jitter) = self.shared.engine.latency.latest();
         Ok(Response::new(convert::performance(&core.ids[i], &m, &tick, &jitter)))
+    }
+}
+
+/// Streams the event log files' lines of `id` (all when `None`) with a
+/// timestamp in `from..to` (ms since the Unix epoch), header first, as they
+/// are on disk. Blocking file I/O: runs on a blocking thread. A file pruned
+/// while it is read is skipped (the rotation kept newer ones); a line that
+/// does not parse is skipped and counted in a warning.
+fn send_log_lines(
+    cfg: &crate::telemetry::EventLogConfig,
+    id: Option<&str>,
+    (from, to): (u64, u64),
+    tx: &mpsc::Sender<Result<pb::EventLogChunk, Status>>,
+) {
+    use std::io::BufRead;
+
+    use crate::telemetry::eventlog::{HEADER, parse_line};
+    let files = match crate::telemetry::log_writer::log_file_paths(&cfg.dir) {
+        Ok(files) => files,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(Status::unavailable(format!(
+                "the event log directory {} cannot be read: {e}",
+                cfg.dir.display()
+            ))));
+            return;
+        }
+    };
+    let mut chunk = format!("{HEADER}\n");
+    let (mut events, mut unreadable) = (0, 0u64);
+    for path in files {
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        for line in std::io::BufReader::new(file).lines() {
+            let Ok(line) = line else {
+                unreadable += 1;
+                break;
+            };
+            if line.is_empty() || line == HEADER {
+                continue;
+            }
+            let Ok((signal, at, _, _)) = parse_line(&line, cfg.time_zone) else {
+                unreadable += 1;
+                continue;
+            };
+            if id.is_some_and(|id| id != signal) || !(from..to).contains(&at.as_millis()) {
+                continue;
+            }
+            chunk.push_str(&line);
+            chunk.push('\n');
+            events += 1;
+            if events == LOG_CHUNK_EVENTS {
+                events = 0;
+                if tx.blocking_send(Ok(pb::EventLogChunk { csv: std::mem::take(&mut chunk) })).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if unreadable > 0 {
+        tracing::warn!(unreadable, dir = %cfg.dir.display(), "ReadEventLog skipped event log lines it could not read");
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(Ok(pb::EventLogChunk { csv: chunk }));
     }
 }
 

@@ -221,7 +221,7 @@ impl Daemon {
         let (log_feed, _fanout) = fanout::spawn(events, journal.clone(), api.measures(), log_health.clone())
             .context("starting the event fan-out")?;
         let event_log =
-            spawn_event_log_thread(log_feed, ids.clone(), log_cfg, Some(journal.clone()), log_health.clone())
+            spawn_event_log_thread(log_feed, ids.clone(), log_cfg.clone(), Some(journal.clone()), log_health.clone())
                 .context("starting the event log")?;
         // The control thread hands replaced specs back here to be dropped
         // (no deallocation on the control thread); each one means a reload
@@ -249,7 +249,7 @@ impl Daemon {
         let grpc_rt = crate::api::runtime().context("starting the gRPC runtime")?;
         let handles = EngineHandles { commands: port.clone(), camera, board: board.clone(), latency: latency.clone() };
         let grpc = if daemon.grpc.enabled {
-            Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles)).context("starting the gRPC API")?)
+            Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {
             info!("gRPC API disabled ([grpc] enabled = false)");
             None

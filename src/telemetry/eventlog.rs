@@ -199,7 +199,12 @@ pub fn read_event_log_in(path: impl AsRef<Path>, zone: LogTimeZone) -> io::Resul
     Ok(events)
 }
 
-fn parse_line(line: &str, zone: LogTimeZone) -> Result<(String, Instant, u16, u16), ParseReason> {
+/// One event line (not the header) of a file written in `zone`:
+/// `(SignalID, Timestamp, EventCode, EventParam)`.
+///
+/// # Errors
+/// The line is not an event in this layout.
+pub fn parse_line(line: &str, zone: LogTimeZone) -> Result<(String, Instant, u16, u16), ParseReason> {
     let (signal_id, rest) = split_signal_id(line)?;
     let mut fields = rest.split(',');
     let (Some(ts), Some(code), Some(param), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {

@@ -308,6 +308,14 @@ fn lines_in(buf: &[u8]) -> u64 {
     buf.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
+/// The log files in `dir`, oldest first.
+///
+/// # Errors
+/// `dir` cannot be listed.
+pub fn log_file_paths(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(log_files(dir)?.into_iter().map(|f| f.path).collect())
+}
+
 /// A log file in the directory.
 #[derive(Debug)]
 struct FileEntry {

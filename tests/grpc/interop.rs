@@ -48,7 +48,7 @@ fn python_grpcio_client_interoperates() {
     let text = text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
     std::fs::write(tmp.path().join("controllers").join(name), text).expect("write controller");
     let config = format!(
-        "view = false\n\n[grpc]\nanonymous = \"none\"\n\n\
+        "view = false\ntime_zone = \"UTC\"\n\n[grpc]\nanonymous = \"none\"\n\n\
          [[grpc.token]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"{}\"\n\n\
          [[grpc.token]]\nname = \"tmc\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
         hash_token(VIEWER),
@@ -65,6 +65,8 @@ fn python_grpcio_client_interoperates() {
         .args(["--addr", addr, "--viewer-token", VIEWER, "--operator-token", OPERATOR])
         .arg("--proto-dir")
         .arg(root.join("proto"))
+        .arg("--log-dir")
+        .arg(tmp.path().join("log"))
         .output()
         .expect("run the Python client");
     daemon.signal("-TERM");
@@ -78,7 +80,7 @@ fn python_grpcio_client_interoperates() {
         String::from_utf8_lossy(&output.stderr),
         seen.join("\n")
     );
-    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     assert!(seen.iter().any(|l| l.contains("control command") && l.contains("PERMISSION_DENIED")), "audit logged");
 }

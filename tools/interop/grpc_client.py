@@ -5,11 +5,13 @@ Generates stubs from proto/ with grpc_tools.protoc into a temp directory,
 then checks, in order: reflection lists the services (grpcio-reflection,
 which speaks v1alpha), health is SERVING (grpcio-health-checking), events
 stream with increasing sequence numbers, a viewer token is denied a control
-call, a bad timing plan is rejected naming the field, and a good plan is
-applied and then shows in the state stream.
+call, a bad timing plan is rejected naming the field, a plan with five
+errors gets all five by proto field, a good plan is applied and then shows
+in the state stream, and (with --log-dir, a daemon whose time_zone is UTC)
+ReadEventLog gives exactly the lines the files on disk hold.
 
 Usage: grpc_client.py --addr HOST:PORT --viewer-token T --operator-token T
-       [--proto-dir proto] [--intersection elm-and-oak]
+       [--proto-dir proto] [--intersection elm-and-oak] [--log-dir DIR]
 Exit status 0 when every check passed; prints "N passed, M failed" last.
 """
 
@@ -17,6 +19,8 @@ import argparse
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,6 +48,7 @@ def main():
     ap.add_argument("--proto-dir", default="proto")
     ap.add_argument("--intersection", default="elm-and-oak")
     ap.add_argument("--timeout-s", type=float, default=120.0)
+    ap.add_argument("--log-dir", type=Path, help="the daemon's event log directory (its time_zone UTC)")
     args = ap.parse_args()
 
     out = tempfile.mkdtemp(prefix="greenwave-stubs-")
@@ -149,6 +154,24 @@ def main():
                 break
         raise AssertionError("the applied plan never showed in the state stream")
 
+    def history():
+        # A cut the daemon flushed long ago (it flushes every second), on a
+        # tenth of a second as the timestamps are.
+        cut_ms = (int(time.time() * 1000) - 3000) // 100 * 100
+        chunks = watch.ReadEventLog(pb.ReadEventLogRequest(intersection_id=args.intersection, to_unix_ms=cut_ms),
+                                    metadata=viewer, timeout=10)
+        pulled = "".join(c.csv for c in chunks).splitlines()
+        assert pulled[0] == "SignalID,Timestamp,EventCode,EventParam", pulled[:1]
+        cut = datetime.fromtimestamp(cut_ms / 1000, tz=timezone.utc)
+        cut_s = cut.strftime("%Y-%m-%d %H:%M:%S") + f".{cut.microsecond // 100000}"
+        disk = [line
+                for f in sorted(args.log_dir.glob("greenwave-events-*.csv"))
+                for line in f.read_text().splitlines()
+                if line.startswith(args.intersection + ",") and line.split(",")[1] < cut_s]
+        assert disk, "no events on disk before the cut"
+        assert pulled[1:] == disk, f"{len(pulled) - 1} pulled, {len(disk)} on disk"
+        return f"{len(disk)} events before {cut_s} UTC, line for line as on disk"
+
     check("reflection lists the services", reflection)
     check("health", health)
     check("events stream with sequence numbers", events)
@@ -156,6 +179,8 @@ def main():
     check("bad plan rejected naming the field", plan_error)
     check("a plan with five errors gets all five, by proto field", five_errors)
     check("good plan applied and visible in the state stream", good_plan)
+    if args.log_dir:
+        check("history pulled from the event log files", history)
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if all(results) else 1
