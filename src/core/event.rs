@@ -119,7 +119,9 @@ impl EventCode {
 
 /// Alarm parameters (events 200/201) the controller raises from the
 /// cabinet's status (`docs/modbus.md`); 3 is the engine's wall-clock step
-/// ([`ALARM_WALL_CLOCK_STEP`](crate::engine::ALARM_WALL_CLOCK_STEP)).
+/// (`ALARM_WALL_CLOCK_STEP` in `src/engine/mod.rs`) and 6 the event log
+/// writer's (`ALARM_EVENT_LOG` in `src/telemetry/log_writer.rs`): the core
+/// knows neither.
 pub const ALARM_DOOR_OPEN: u16 = 1;
 pub const ALARM_POWER_FAIL: u16 = 2;
 /// Another master writes the cabinet (on while the episode lasts).
