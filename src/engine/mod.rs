@@ -285,6 +285,12 @@ struct Intersection {
     input: InputFrame,
     camera: CameraInput,
     last_input: Instant,
+    /// The cabinet has sent an input since the engine started. Until then
+    /// its link was never up, so none is lost: the intersection stays in
+    /// its start-up flash (timed from the cabinet's confirmation once it
+    /// answers), and a thousand cabinets connecting at once under load do
+    /// not each flash for a lost link.
+    heard: bool,
     /// The cabinet confirms what it applies ([`Engine::confirm_by_cabinet`]):
     /// the newest frame it confirmed, and when that confirmation came in.
     confirms: bool,
@@ -361,6 +367,7 @@ impl Engine {
                     input: InputFrame::default(),
                     camera: CameraInput::default(),
                     last_input: now,
+                    heard: false,
                     confirms: false,
                     acked_frame: 0,
                     last_ack: now,
@@ -483,7 +490,7 @@ impl Engine {
         // No input, or (for a cabinet that confirms its writes) no write
         // confirmed, for the link timeout: the heads are out of our hands.
         let unconfirmed = x.confirms && now.since(x.last_ack) > x.input_timeout;
-        let stale = now.since(x.last_input) > x.input_timeout || unconfirmed;
+        let stale = x.heard && (now.since(x.last_input) > x.input_timeout || unconfirmed);
         // No log line here: the control thread never writes to a log (it
         // could block); the cabinet task logs the link it lost, and the
         // flash is an event.
@@ -637,6 +644,11 @@ impl Engine {
                 }
                 x.input.counter_faults |= faults;
                 x.last_input = now;
+                if !x.heard {
+                    // Confirmations are due from now on.
+                    x.heard = true;
+                    x.last_ack = now;
+                }
                 if let Some(ack) = frame.ack.filter(|a| a.frame > x.acked_frame) {
                     x.acked_frame = ack.frame;
                     x.last_ack = now;
@@ -769,12 +781,18 @@ mod tests {
         let flashes = |reason: FlashReason| io.stats.flashes[reason.index()].load(Ordering::Relaxed);
         engine.tick(t0 + Span::from_millis(100));
         assert_eq!(flashes(FlashReason::Startup), 1);
-        // No cabinet input for longer than the input timeout.
-        engine.tick(t0 + Span::from_millis(1200));
-        engine.tick(t0 + Span::from_millis(1300));
+        // A cabinet not heard from yet has lost no link: still the start-up flash.
+        engine.tick(t0 + Span::from_millis(3000));
+        assert_eq!(flashes(FlashReason::CabinetLinkLost), 0, "a link never up is not lost");
+        assert!(matches!(engine.controller(0).unit(), UnitState::Flash { reason: FlashReason::Startup, .. }));
+        io.inputs.send((0, InputFrame::default())).unwrap();
+        engine.tick(t0 + Span::from_millis(3100));
+        // Then no cabinet input for longer than the input timeout.
+        engine.tick(t0 + Span::from_millis(4200));
+        engine.tick(t0 + Span::from_millis(4300));
         assert_eq!(flashes(FlashReason::CabinetLinkLost), 1, "counted once, not per tick");
         io.commands.send(EngineCommand::Shutdown).unwrap();
-        engine.tick(t0 + Span::from_millis(1400));
+        engine.tick(t0 + Span::from_millis(4400));
         assert_eq!(flashes(FlashReason::Shutdown), 1);
         assert_eq!(flashes(FlashReason::MonitorTrip), 0);
     }
