@@ -35,6 +35,7 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::Core;
 use super::auth::{Authenticator, Identity, Rejection, peer_text};
+use super::convert::echo;
 pub use crate::telemetry::journal::AuditEntry;
 use crate::telemetry::journal::{Journal, RecordKind};
 
@@ -148,10 +149,6 @@ pub const UNKNOWN_CONTROL_METHOD: &str = "greenwave.v1.Control/?";
 /// rejection is audited without its intersection (log only).
 const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(1);
 
-/// Longest caller-supplied text (intersection id, unknown path) an audit
-/// record of a rejected call repeats.
-const MAX_ECHO_CHARS: usize = 64;
-
 /// Authenticates every Control call (what the interceptor does for the
 /// other services) and audits the ones it turns away; the handlers audit
 /// the rest, so no call is audited twice.
@@ -211,8 +208,8 @@ where
                     };
                     let intersection = target.as_deref().and_then(|id| core.ids.iter().position(|x| x == id));
                     let request = match (&unknown_path, &target) {
-                        (Some(path), _) => format!("path {:?}", clip(path)),
-                        (None, Some(id)) => format!("intersection_id {:?} (request not read)", clip(id)),
+                        (Some(path), _) => format!("path {:?}", echo(path)),
+                        (None, Some(id)) => format!("intersection_id {:?} (request not read)", echo(id)),
                         (None, None) => "request not read".to_owned(),
                     };
                     record_rejection(&core.journal, intersection, &rejection, method, request);
@@ -302,11 +299,6 @@ async fn first_intersection_id(mut body: Body, max: usize) -> Option<String> {
             buf.extend_from_slice(&data);
         }
     }
-}
-
-/// At most [`MAX_ECHO_CHARS`] characters of caller-supplied text.
-fn clip(s: &str) -> &str {
-    s.char_indices().nth(MAX_ECHO_CHARS).map_or(s, |(end, _)| &s[..end])
 }
 
 #[cfg(test)]
@@ -409,8 +401,9 @@ mod tests {
 
     #[test]
     fn caller_text_is_clipped_on_a_char_boundary() {
-        assert_eq!(clip("short"), "short");
+        use super::super::convert::MAX_ECHO_CHARS;
+        assert_eq!(echo("short"), "short");
         let long = "é".repeat(100);
-        assert_eq!(clip(&long).chars().count(), MAX_ECHO_CHARS);
+        assert_eq!(echo(&long).chars().count(), MAX_ECHO_CHARS);
     }
 }

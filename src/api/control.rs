@@ -373,6 +373,17 @@ impl pb::control_server::Control for ControlService {
             if r.reference_unix_ms != 0 { format!(" reference {} ms", r.reference_unix_ms) } else { String::new() }
         );
         let act = async |i| {
+            // A reference is when the cycle starts: any time up to a year
+            // ahead (2^64 - 1 ms would be past every calendar).
+            let year_ahead =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+                    + 366 * 86_400_000;
+            if r.reference_unix_ms > year_ahead {
+                return Err(convert::invalid(
+                    "reference_unix_ms",
+                    format!("{} is more than a year from now", r.reference_unix_ms),
+                ));
+            }
             let number = match r.plan_number {
                 0 => self.running_plan(i),
                 n => u8::try_from(n)

@@ -17,6 +17,16 @@ use crate::telemetry::journal::{Record, RecordKind};
 
 // === errors ===
 
+/// Caller-supplied text echoed in a status message or an audit record is
+/// cut to this many characters: a caller cannot grow the daemon's history
+/// or logs by sending long strings.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// At most [`MAX_ECHO_CHARS`] characters of caller-supplied text.
+pub fn echo(s: &str) -> &str {
+    s.char_indices().nth(MAX_ECHO_CHARS).map_or(s, |(end, _)| &s[..end])
+}
+
 /// INVALID_ARGUMENT naming `field`, with a google.rpc.BadRequest detail.
 pub fn invalid(field: &str, reason: impl Into<String>) -> Status {
     let reason = reason.into();

@@ -39,16 +39,27 @@ impl IngestService {
         let i = core.index(&f.intersection_id, "intersection_id")?;
         let current = core.docs.current(i);
         let mut frame = CameraFrame::default();
+        let zones = &current.config.camera_zones;
+        let mut seen = vec![false; zones.len()];
         for (k, z) in f.zones.iter().enumerate() {
-            let zone = current.config.camera_zones.iter().find(|c| c.id == z.zone_id).ok_or_else(|| {
+            let at = zones.iter().position(|c| c.id == z.zone_id).ok_or_else(|| {
                 convert::invalid(
                     &format!("zones[{k}].zone_id"),
                     format!(
                         "no camera zone \"{}\" at {} (see [[camera_zone]] in its controller file)",
-                        z.zone_id, f.intersection_id
+                        convert::echo(&z.zone_id),
+                        f.intersection_id
                     ),
                 )
             })?;
+            // A zone reported twice in one frame would count its vehicles twice.
+            if std::mem::replace(&mut seen[at], true) {
+                return Err(convert::invalid(
+                    &format!("zones[{k}].zone_id"),
+                    format!("zone \"{}\" is reported twice in one frame", convert::echo(&z.zone_id)),
+                ));
+            }
+            let zone = &zones[at];
             let bit = 1u64 << zone.channel.index();
             frame.channels |= bit;
             if z.presence {

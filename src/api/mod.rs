@@ -98,7 +98,7 @@ impl Core {
         self.ids
             .iter()
             .position(|x| x == id)
-            .ok_or_else(|| tonic::Status::not_found(format!("{field}: no intersection \"{id}\"")))
+            .ok_or_else(|| tonic::Status::not_found(format!("{field}: no intersection \"{}\"", convert::echo(id))))
     }
 
     /// Indexes of the ids listed, or all when the list is empty.
@@ -106,7 +106,19 @@ impl Core {
         if ids.is_empty() {
             return Ok((0..self.ids.len()).collect());
         }
-        ids.iter().enumerate().map(|(k, id)| self.index(id, &format!("{field}[{k}]"))).collect()
+        let mut picked: Vec<usize> = Vec::with_capacity(ids.len());
+        for (k, id) in ids.iter().enumerate() {
+            let i = self.index(id, &format!("{field}[{k}]"))?;
+            // Listed twice would mean every update twice.
+            if picked.contains(&i) {
+                return Err(convert::invalid(
+                    &format!("{field}[{k}]"),
+                    format!("\"{}\" is listed twice", convert::echo(id)),
+                ));
+            }
+            picked.push(i);
+        }
+        Ok(picked)
     }
 }
 

@@ -311,6 +311,11 @@ async fn timing_plans_are_checked_like_greenwave_check_and_staged() {
     let bad_offset =
         c.set_coordination(authed(pb::SetCoordinationRequest { offset_s: 95.0, ..coord.clone() }, OPERATOR));
     assert_eq!(fields(&bad_offset.await.unwrap_err()), ["offset_s"]);
+    let far = c.set_coordination(authed(
+        pb::SetCoordinationRequest { reference_unix_ms: u64::MAX, ..coord.clone() },
+        OPERATOR,
+    ));
+    assert_eq!(fields(&far.await.unwrap_err()), ["reference_unix_ms"]);
     let done = c.set_coordination(authed(coord, OPERATOR)).await.expect("coordination").into_inner();
     assert_eq!(done.config_version, 3);
     let s = wait_state(&mut w, "90 s cycle", |s| s.cycle_ms == 90_000).await;
@@ -398,6 +403,27 @@ async fn camera_presence_reaches_the_detector() {
     let bad = i.push_detections(authed(tokio_stream::iter(vec![huge]), CAMERA)).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().starts_with("zones[0].queue"), "{}", bad.message());
+    // And a zone reported twice in one frame (its vehicles would count twice).
+    let twice = pb::DetectionFrame { zones: [frame(true).zones, frame(true).zones].concat(), ..frame(true) };
+    let bad = i.push_detections(authed(tokio_stream::iter(vec![twice]), CAMERA)).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("zones[1].zone_id: zone \"oak-eb\" is reported twice"), "{}", bad.message());
+    // Caller-chosen text is echoed 64 characters at most.
+    let long = pb::DetectionFrame {
+        intersection_id: ID.into(),
+        zones: vec![pb::ZoneDetection { zone_id: "z".repeat(100_000), presence: true, count: None, queue: None }],
+    };
+    let bad = i.push_detections(authed(tokio_stream::iter(vec![long]), CAMERA)).await.unwrap_err();
+    assert!(bad.message().len() < 200, "{} characters echoed", bad.message().len());
+    let missing = w.get_state(authed(pb::GetStateRequest { intersection_id: "x".repeat(100_000) }, VIEWER)).await;
+    let missing = missing.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(missing.message().len() < 200, "{} characters echoed", missing.message().len());
+    // An intersection listed twice would get every update twice.
+    let twice = pb::WatchStateRequest { intersection_ids: vec![ID.into(), ID.into()], min_interval_ms: 0 };
+    let bad = w.watch_state(authed(twice, VIEWER)).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("intersection_ids[1]"), "{}", bad.message());
 
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut push = i.clone();
