@@ -13,6 +13,8 @@
 #   heads100 100 cabinets on the independent cabinet (one pymodbus process), under the hog
 #   100      100 cabinets on `greenwave sim-cabinet` (separate process), under the hog
 #   1000     1,000 cabinets on `greenwave sim-cabinet`, one daemon, under the hog
+#   1000-norb  as 1000 with `one_master = "off"`: no FC03 read-back per
+#            exchange (docs/modbus.md), to see what the one-master check costs
 #   2x500    1,000 cabinets on `greenwave sim-cabinet`, two daemons of 500 (sharding), under the hog
 #
 # The hog is Debian's stress-ng (installed if missing): `--cpu N` workers,
@@ -91,7 +93,7 @@ wait_for_line() {
     return 1
 }
 
-# run_row NAME HOG(0|1) CABINET(heads|sim) COUNT DAEMONS [nocaps]
+# run_row NAME HOG(0|1) CABINET(heads|sim) COUNT DAEMONS [nocaps|norb]
 run_row() {
     local name="$1" with_hog="$2" cabinet="$3" count="$4" daemons="$5" as=()
     [ "${6:-}" = nocaps ] && as=(setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all)
@@ -117,6 +119,9 @@ run_row() {
         hog_pid=$!
         pids+=("$hog_pid")
         sleep 2
+    fi
+    if [ "${6:-}" = norb ]; then
+        sed -i 's/^\[cabinet\]$/[cabinet]\none_master = "off"/' "$dir"/controllers/*.toml
     fi
     # Shards: the controller files dealt round-robin over the daemons.
     local files=("$dir"/controllers/*.toml) d
@@ -161,6 +166,7 @@ for row in "${rows[@]}"; do
         heads100) run_row heads100 1 heads 100 1 ;;
         100) run_row 100 1 sim 100 1 ;;
         1000) run_row 1000 1 sim 1000 1 ;;
+        1000-norb) run_row 1000-norb 1 sim 1000 1 norb ;;
         2x500) run_row 2x500 1 sim 1000 2 ;;
         *) echo "unknown row $row" >&2; exit 64 ;;
     esac
