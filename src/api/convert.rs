@@ -252,7 +252,11 @@ pub fn info(current: &Current) -> pb::IntersectionInfo {
 
 /// A snapshot as the API shows it. `current` supplies names the snapshot
 /// does not carry (overlaps) and the config version.
-pub fn state(s: &Snapshot, current: &Current) -> pb::IntersectionState {
+pub fn state(
+    s: &Snapshot,
+    current: &Current,
+    link: Option<&crate::io::cabinet::CabinetStats>,
+) -> pb::IntersectionState {
     let spec = &current.config.spec;
     let (unit_state, flash_reason, unit_since) = match s.unit {
         UnitState::Run => (pb::UnitState::Run, pb::FlashReason::Unspecified, None),
@@ -317,6 +321,11 @@ pub fn state(s: &Snapshot, current: &Current) -> pb::IntersectionState {
         events_dropped: s.events_dropped,
         config_version: current.version,
         config_version_in_force: s.config_version,
+        cabinet_link: link.map(|l| pb::CabinetLink {
+            up: l.link_up.load(std::sync::atomic::Ordering::Relaxed),
+            links_lost: l.links_lost.load(std::sync::atomic::Ordering::Relaxed),
+            timeouts: l.timeouts.load(std::sync::atomic::Ordering::Relaxed),
+        }),
     }
 }
 

@@ -129,6 +129,8 @@ pub struct EngineHandles {
     pub camera: Sender<(usize, CameraFrame)>,
     pub board: Arc<SnapshotBoard>,
     pub latency: Arc<LatencyReader>,
+    /// Each intersection's cabinet link counters, in the daemon's order.
+    pub cabinet_links: Vec<Arc<crate::io::cabinet::CabinetStats>>,
 }
 
 /// Everything a service handler needs.

@@ -62,7 +62,8 @@ impl pb::watch_server::Watch for WatchService {
         authorize(&req, Need::View, GET_STATE)?;
         let i = self.shared.core.index(&req.get_ref().intersection_id, "intersection_id")?;
         let snapshot = self.shared.engine.board.get(i).ok_or_else(not_yet)?;
-        Ok(Response::new(convert::state(&snapshot, &self.shared.core.docs.current(i))))
+        let link = self.shared.engine.cabinet_links.get(i).map(|l| &**l);
+        Ok(Response::new(convert::state(&snapshot, &self.shared.core.docs.current(i), link)))
     }
 
     type WatchStateStream = Stream_<pb::StateUpdate>;
@@ -262,7 +263,11 @@ async fn state_updates(
                 continue;
             }
             let update = pb::StateUpdate {
-                state: Some(convert::state(&snapshot, &shared.core.docs.current(i))),
+                state: Some(convert::state(
+                    &snapshot,
+                    &shared.core.docs.current(i),
+                    shared.engine.cabinet_links.get(i).map(|l| &**l),
+                )),
                 skipped_updates: skipped[k],
             };
             match tx.try_send(Ok(update)) {

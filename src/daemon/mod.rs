@@ -247,7 +247,13 @@ impl Daemon {
         let warmup = spawn_warmup_snapshot(stats_json.is_some(), stats_warmup, latency.clone())
             .context("starting the warm-up thread")?;
         let grpc_rt = crate::api::runtime().context("starting the gRPC runtime")?;
-        let handles = EngineHandles { commands: port.clone(), camera, board: board.clone(), latency: latency.clone() };
+        let handles = EngineHandles {
+            commands: port.clone(),
+            camera,
+            board: board.clone(),
+            latency: latency.clone(),
+            cabinet_links: cabinets.stats.iter().map(|(_, s)| s.clone()).collect(),
+        };
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {

@@ -110,6 +110,9 @@ async fn watch_lists_gets_and_streams_state_and_measures() {
     assert_eq!(running.phases.len(), 2);
     assert_eq!(running.rings.len(), 1);
     assert!(running.detectors.iter().all(|d| d.fault == pb::DetectorFault::None as i32 || d.fault != 0));
+    // Running means its cabinet answers: the state says the link is up.
+    let link = running.cabinet_link.expect("the cabinet link");
+    assert!(link.up && link.links_lost == 0, "{link:?}");
 
     let mut stream = w
         .watch_state(authed(pb::WatchStateRequest { intersection_ids: vec![], min_interval_ms: 100 }, VIEWER))
