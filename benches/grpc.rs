@@ -47,6 +47,8 @@ async fn daemon() -> harness::Harness {
     let grpc = GrpcConfig {
         limits: greenwave::config::grpc::GrpcLimits {
             max_streams: 1024,
+            // Every watcher here is anonymous: one principal.
+            max_streams_per_token: 1024,
             requests_per_s: 1_000_000,
             burst: 1_000_000,
             ..grpc.limits

@@ -102,7 +102,7 @@ impl pb::ingest_server::Ingest for IngestService {
         req: Request<Streaming<pb::DetectionFrame>>,
     ) -> Result<Response<pb::PushDetectionsSummary>, Status> {
         let caller = authorize(&req, Need::Ingest, PUSH)?;
-        let _permit = self.shared.stream_permit()?;
+        let _permit = self.shared.stream_permit(&caller)?;
         let mut stream = req.into_inner();
         let mut rate = FrameRate::new(self.shared.limits.camera_frames_per_s);
         let mut summary = pb::PushDetectionsSummary::default();

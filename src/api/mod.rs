@@ -133,6 +133,27 @@ pub struct EngineHandles {
     pub cabinet_links: Vec<Arc<crate::io::cabinet::CabinetStats>>,
 }
 
+/// An open stream's place (see `Shared::stream_permit`); given back when
+/// the stream ends.
+#[derive(Debug)]
+struct StreamPermit {
+    _global: tokio::sync::OwnedSemaphorePermit,
+    principal: Arc<str>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.principal);
+            }
+        }
+    }
+}
+
 /// Everything a service handler needs.
 #[derive(Debug)]
 struct Shared {
@@ -142,6 +163,8 @@ struct Shared {
     /// One permit per open stream (watchers and cameras), so many clients
     /// cannot make the daemon hold unbounded tasks and buffers.
     streams: Arc<Semaphore>,
+    /// Open streams per token (principal).
+    streams_per_token: Arc<std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>>,
     /// Flips to `true` at shutdown: open streams end so the server can drain.
     stopping: tokio::sync::watch::Receiver<bool>,
     /// Where the event log is on disk (ReadEventLog reads it).
@@ -149,13 +172,25 @@ struct Shared {
 }
 
 impl Shared {
-    fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tonic::Status> {
-        self.streams.clone().try_acquire_owned().map_err(|_| {
+    /// A place for one more open stream of `caller`: one of `max_streams`,
+    /// and one of its token's `max_streams_per_token`.
+    fn stream_permit(&self, caller: &auth::Identity) -> Result<StreamPermit, tonic::Status> {
+        let mut open = self.streams_per_token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = open.entry(caller.principal.clone()).or_default();
+        if *mine >= self.limits.max_streams_per_token {
+            return Err(tonic::Status::resource_exhausted(format!(
+                "\"{}\" has {} streams open (grpc.limits.max_streams_per_token = {}); close one first",
+                caller.principal, mine, self.limits.max_streams_per_token
+            )));
+        }
+        let global = self.streams.clone().try_acquire_owned().map_err(|_| {
             tonic::Status::resource_exhausted(format!(
                 "too many open streams (grpc.limits.max_streams = {}); try again later",
                 self.limits.max_streams
             ))
-        })
+        })?;
+        *mine += 1;
+        Ok(StreamPermit { _global: global, principal: caller.principal.clone(), open: self.streams_per_token.clone() })
     }
 }
 
@@ -210,6 +245,7 @@ impl Api {
             engine,
             limits: cfg.limits,
             streams: Arc::new(Semaphore::new(cfg.limits.max_streams)),
+            streams_per_token: Arc::default(),
             stopping,
             event_log,
         });

@@ -72,7 +72,7 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<pb::WatchStateRequest>,
     ) -> Result<Response<Self::WatchStateStream>, Status> {
-        authorize(&req, Need::View, WATCH_STATE)?;
+        let caller = authorize(&req, Need::View, WATCH_STATE)?;
         let r = req.get_ref();
         let selected = self.shared.core.select(&r.intersection_ids, "intersection_ids")?;
         let interval_ms = match r.min_interval_ms {
@@ -85,7 +85,7 @@ impl pb::watch_server::Watch for WatchService {
                 ));
             }
         };
-        let permit = self.shared.stream_permit()?;
+        let permit = self.shared.stream_permit(&caller)?;
         let (tx, rx) = mpsc::channel(STATE_BUFFER);
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -101,7 +101,7 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<pb::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
-        authorize(&req, Need::View, STREAM_EVENTS)?;
+        let caller = authorize(&req, Need::View, STREAM_EVENTS)?;
         let r = req.into_inner();
         let core = &self.shared.core;
         let selected = core.select(&r.intersection_ids, "intersection_ids")?;
@@ -117,7 +117,7 @@ impl pb::watch_server::Watch for WatchService {
                  from_seq = 1 (everything held) or 0 (from now)"
             )));
         }
-        let permit = self.shared.stream_permit()?;
+        let permit = self.shared.stream_permit(&caller)?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -133,7 +133,7 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<pb::ReadEventLogRequest>,
     ) -> Result<Response<Self::ReadEventLogStream>, Status> {
-        authorize(&req, Need::View, READ_EVENT_LOG)?;
+        let caller = authorize(&req, Need::View, READ_EVENT_LOG)?;
         let r = req.into_inner();
         let core = &self.shared.core;
         let id = match r.intersection_id.as_str() {
@@ -147,7 +147,7 @@ impl pb::watch_server::Watch for WatchService {
                 format!("{} is not after from_unix_ms {}", r.to_unix_ms, r.from_unix_ms),
             ));
         }
-        let permit = self.shared.stream_permit()?;
+        let permit = self.shared.stream_permit(&caller)?;
         let (tx, rx) = mpsc::channel(4);
         let cfg = self.shared.event_log.clone();
         tokio::task::spawn_blocking(move || {

@@ -23,6 +23,7 @@
 //! requests_per_s = 50             # per token (or per peer address when anonymous)
 //! burst = 100
 //! max_streams = 256               # concurrent watch and ingest streams, all clients
+//! max_streams_per_token = 64      # of those, one token's (all anonymous callers count as one)
 //! event_history = 100000          # events held for resuming StreamEvents
 //! camera_frames_per_s = 50        # per PushDetections stream
 //! ```
@@ -109,6 +110,9 @@ pub struct GrpcLimits {
     pub burst: u32,
     /// Concurrent server and client streams (watchers, cameras), all clients.
     pub max_streams: usize,
+    /// Of those, one token's (anonymous callers share one), so one client
+    /// cannot take every stream.
+    pub max_streams_per_token: usize,
     /// Events held in memory for StreamEvents to resume from.
     pub event_history: usize,
     /// Frames per second one PushDetections stream may send.
@@ -122,6 +126,7 @@ impl Default for GrpcLimits {
             requests_per_s: 50,
             burst: 100,
             max_streams: 256,
+            max_streams_per_token: 64,
             event_history: 100_000,
             camera_frames_per_s: 50,
         }
@@ -199,6 +204,7 @@ struct RawLimits {
     requests_per_s: Option<u32>,
     burst: Option<u32>,
     max_streams: Option<usize>,
+    max_streams_per_token: Option<usize>,
     event_history: Option<usize>,
     camera_frames_per_s: Option<u32>,
 }
@@ -292,6 +298,10 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         requests_per_s: l.requests_per_s.unwrap_or(d.requests_per_s),
         burst: l.burst.unwrap_or(d.burst),
         max_streams: l.max_streams.unwrap_or(d.max_streams),
+        // Unset: 64, or all of a smaller max_streams.
+        max_streams_per_token: l
+            .max_streams_per_token
+            .unwrap_or(d.max_streams_per_token.min(l.max_streams.unwrap_or(d.max_streams))),
         event_history: l.event_history.unwrap_or(d.event_history),
         camera_frames_per_s: l.camera_frames_per_s.unwrap_or(d.camera_frames_per_s),
     };
@@ -310,6 +320,12 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         if value == 0 {
             error(l_at.key(key), "must be at least 1".into());
         }
+    }
+    if !(1..=limits.max_streams.max(1)).contains(&limits.max_streams_per_token) {
+        error(
+            l_at.key("max_streams_per_token"),
+            format!("{} is outside 1..={} (max_streams)", limits.max_streams_per_token, limits.max_streams),
+        );
     }
     if !(1000..=10_000_000).contains(&limits.event_history) {
         error(l_at.key("event_history"), format!("{} is outside 1000..=10000000 events", limits.event_history));

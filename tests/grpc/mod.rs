@@ -556,3 +556,33 @@ async fn health_and_reflection_are_served() {
     assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     h.stop().await;
 }
+
+/// One token cannot take every stream: past its `max_streams_per_token` it
+/// is told so, another token still gets one, and closing a stream frees its
+/// place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_token_cannot_take_every_stream() {
+    let mut grpc = grpc_config();
+    grpc.limits.max_streams_per_token = 2;
+    let h = daemon(grpc, 100_000).await;
+    let mut w = WatchClient::new(channel(&h).await);
+    let watch = || pb::WatchStateRequest { intersection_ids: vec![], min_interval_ms: 0 };
+    let first = w.watch_state(authed(watch(), VIEWER)).await.expect("1st");
+    let _second = w.watch_state(authed(watch(), VIEWER)).await.expect("2nd");
+    let third = w.watch_state(authed(watch(), VIEWER)).await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert!(third.message().contains("max_streams_per_token = 2"), "{}", third.message());
+    let _other = w.watch_state(authed(watch(), OPERATOR)).await.expect("another token's stream");
+    drop(first);
+    // The server sees the first stream close (its task ends) shortly after.
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(s) = w.watch_state(authed(watch(), VIEWER)).await {
+            again = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a closed stream's place was never given back");
+    h.stop().await;
+}
