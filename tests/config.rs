@@ -36,6 +36,18 @@ fn lines(errors: &[ConfigError]) -> String {
     errors.iter().map(|e| format!("  {e}\n")).collect()
 }
 
+/// `errors` are exactly the `(key, reason fragment)` pairs expected.
+fn assert_exactly(errors: &[ConfigError], expected: &[(&str, &str)]) {
+    for (key, reason) in expected {
+        assert!(
+            errors.iter().any(|e| e.key == *key && e.reason.contains(reason)),
+            "missing error {key}: {reason}\ngot:\n{}",
+            lines(errors)
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{}", lines(errors));
+}
+
 // ---- shipped controllers --------------------------------------------------
 
 #[test]
@@ -131,14 +143,7 @@ fn broken_fixture_reports_every_error_with_its_key() {
         ("schedule.day_plan 2 (name weekend).events 1 (at 00:00).plan", "plan 9 is not defined by any [[plan]]"),
         ("schedule.week", "has 6 entries; it needs 7"),
     ];
-    for (key, reason) in expected {
-        assert!(
-            errors.iter().any(|e| e.key == key && e.reason.contains(reason)),
-            "missing error {key}: {reason}\ngot:\n{}",
-            lines(&errors)
-        );
-    }
-    assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{}", lines(&errors));
+    assert_exactly(&errors, &expected);
     assert!(errors.iter().all(|e| e.file == repo("tests/fixtures/broken.toml")));
 }
 
@@ -153,14 +158,7 @@ fn unsafe_fixture_is_refused_or_warned_key_by_key() {
         ("startup.all_red_s", "0.0 s is below 2.0 s"),
         ("plan 2 (number 2).splits_s.2", "\"02\" and \"2\" both give phase 2's split"),
     ];
-    for (key, reason) in expected {
-        assert!(
-            errors.iter().any(|e| e.key == key && e.reason.contains(reason)),
-            "missing error {key}: {reason}\ngot:\n{}",
-            lines(&errors)
-        );
-    }
-    assert_eq!(errors.len(), expected.len(), "unexpected extra errors:\n{}", lines(&errors));
+    assert_exactly(&errors, &expected);
     let report = check_report(&[path]).render();
     for warning in ["phase 2 (number 4).min_green_s: 3.0 s is below 4 s", "startup.flash_s: 0 s: no start-up flash"] {
         assert!(report.contains(&format!("warning: {warning}")), "{report}");

@@ -51,13 +51,15 @@ impl Violations {
     /// `Ok` if nothing was added; else INVALID_ARGUMENT with everything, the
     /// message opening with `what`.
     pub fn check(self, what: &str) -> Result<(), Status> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(self.status(what)) }
+    }
+
+    /// INVALID_ARGUMENT with everything added, the message opening with `what`.
+    fn status(self, what: &str) -> Status {
         let list: Vec<String> =
             self.0.iter().map(|(f, r)| if f.is_empty() { r.clone() } else { format!("{f}: {r}") }).collect();
         let violations: Vec<FieldViolation> = self.0.into_iter().map(|(f, r)| FieldViolation::new(f, r)).collect();
-        Err(Status::with_error_details(
+        Status::with_error_details(
             tonic::Code::InvalidArgument,
             format!(
                 "{what} rejected ({} error{}): {}",
@@ -66,7 +68,7 @@ impl Violations {
                 list.join("; ")
             ),
             ErrorDetails::with_bad_request(violations),
-        ))
+        )
     }
 }
 
@@ -78,7 +80,7 @@ pub fn rejected(what: &str, errors: &[ConfigError], fields: Option<&PlanFields<'
     for e in errors {
         v.add(fields.map_or_else(|| e.key.clone(), |f| f.field(&e.key)), e.reason.clone());
     }
-    v.check(what).expect_err("called with errors")
+    v.status(what)
 }
 
 /// Where a plan's keys came from in a request, so the validator's verdict

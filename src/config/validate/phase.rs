@@ -272,43 +272,45 @@ impl Validator<'_> {
                 ),
             );
         }
-        if p.ped_crossing_m.is_none() {
-            if ped_clear < SHORTEST_PED_CLEAR {
-                self.error(
-                    &at.key("ped_clear_s"),
-                    format!(
-                        "{} is below {}, what one 3.2 m lane takes at {} m/s (MUTCD 4E.06); give ped_crossing_m to check it against the crossing",
-                        secs(ped_clear),
-                        secs(SHORTEST_PED_CLEAR),
-                        clearance::PED_WALKING_SPEED_M_S
-                    ),
-                );
-            } else {
-                self.warn(
-                    &at.key("ped_crossing_m"),
-                    "not given: ped_clear_s is not checked against the crossing at the MUTCD 4E.06 walking speed",
-                );
-            }
-        }
-        if let Some(crossing) = p.ped_crossing_m {
-            if !(crossing.is_finite() && crossing > 0.0) {
-                self.error(&at.key("ped_crossing_m"), format!("{crossing} m: must be greater than 0"));
-            } else {
-                let min = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_clearance_min_s(crossing)));
-                if ped_clear < min {
+        match p.ped_crossing_m {
+            None => {
+                if ped_clear < SHORTEST_PED_CLEAR {
                     self.error(
                         &at.key("ped_clear_s"),
                         format!(
-                            "{} is below {} needed to cross {crossing} m at {} m/s (MUTCD 4E.06, 3.5 ft/s)",
+                            "{} is below {}, what one 3.2 m lane takes at {} m/s (MUTCD 4E.06); give ped_crossing_m to check it against the crossing",
                             secs(ped_clear),
-                            secs(min),
+                            secs(SHORTEST_PED_CLEAR),
                             clearance::PED_WALKING_SPEED_M_S
                         ),
                     );
-                }
-                let service = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_service_min_s(crossing)));
-                if walk + ped_clear < service {
+                } else {
                     self.warn(
+                        &at.key("ped_crossing_m"),
+                        "not given: ped_clear_s is not checked against the crossing at the MUTCD 4E.06 walking speed",
+                    );
+                }
+            }
+            Some(crossing) => {
+                if !(crossing.is_finite() && crossing > 0.0) {
+                    self.error(&at.key("ped_crossing_m"), format!("{crossing} m: must be greater than 0"));
+                } else {
+                    let min = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_clearance_min_s(crossing)));
+                    if ped_clear < min {
+                        self.error(
+                            &at.key("ped_clear_s"),
+                            format!(
+                                "{} is below {} needed to cross {crossing} m at {} m/s (MUTCD 4E.06, 3.5 ft/s)",
+                                secs(ped_clear),
+                                secs(min),
+                                clearance::PED_WALKING_SPEED_M_S
+                            ),
+                        );
+                    }
+                    let service =
+                        Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_service_min_s(crossing)));
+                    if walk + ped_clear < service {
+                        self.warn(
                         &at.key("walk_s"),
                         format!(
                             "walk {} + ped clearance {} is below the {} MUTCD 4E.06 recommends to walk from the push button to the far curb at 3 ft/s",
@@ -317,6 +319,7 @@ impl Validator<'_> {
                             secs(service)
                         ),
                     );
+                    }
                 }
             }
         }
