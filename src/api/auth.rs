@@ -9,21 +9,24 @@
 //! never tells how close a guess was.
 //!
 //! [`Authenticator::admit`] runs before every Watch, Control and Ingest
-//! call: it answers UNAUTHENTICATED for a bad or missing token and
-//! RESOURCE_EXHAUSTED past the caller's rate, and otherwise leaves an
+//! call, in the [`Gate`](super::gate::Gate): it answers UNAUTHENTICATED for
+//! a bad or missing token and RESOURCE_EXHAUSTED past the caller's rate (or
+//! past its peer address's failed authentications), and otherwise leaves an
 //! [`Identity`] in the request for the handler, which checks the role with
-//! [`authorize`]. Watch and Ingest run it as a tonic interceptor; Control
-//! runs it in [`ControlGate`](super::audit::ControlGate), which sees the
-//! method and audits what it turns away.
+//! [`authorize`] and the intersections with [`Identity::reaches`].
+//!
+//! The tokens and the anonymous role can be replaced while the daemon
+//! runs ([`Authenticator::replace`], on SIGHUP): calls already admitted
+//! keep the identity they were admitted with.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant as WallInstant;
 
+use arc_swap::ArcSwap;
 use ring::digest::{SHA256, digest};
 use tonic::codegen::http::{HeaderMap, header::AUTHORIZATION};
-use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::config::Role;
@@ -36,11 +39,27 @@ pub struct Identity {
     pub principal: Arc<str>,
     pub role: Role,
     pub peer: Option<SocketAddr>,
+    /// The intersections the token may reach; `None`: all of them.
+    pub scope: Option<Arc<[String]>>,
 }
 
 impl Identity {
     pub fn peer_text(&self) -> String {
         peer_text(self.peer)
+    }
+
+    /// Whether the caller's token may reach intersection `id`.
+    pub fn reaches(&self, id: &str) -> bool {
+        self.scope.as_ref().is_none_or(|ids| ids.iter().any(|x| x == id))
+    }
+
+    /// PERMISSION_DENIED naming the caller and the intersection out of its
+    /// scope.
+    pub fn out_of_scope(&self, field: &str, id: &str) -> Status {
+        Status::permission_denied(format!(
+            "{field}: {} may not reach intersection \"{id}\" (its grpc.token intersections/groups)",
+            describe(self)
+        ))
     }
 }
 
@@ -160,29 +179,66 @@ pub fn hash_token(token: &str) -> String {
 /// Shortest token `greenwave token hash` accepts: 128 bits of hex.
 pub const MIN_TOKEN_LEN: usize = 32;
 
-/// Authenticates and rate-limits every call (a tonic interceptor; cheap to
-/// clone, shared state behind `Arc`).
+/// Who may call: the tokens and the anonymous role, replaced whole on
+/// SIGHUP.
+#[derive(Debug)]
+struct Access {
+    tokens: Vec<TokenEntry>,
+    anonymous: Option<Role>,
+}
+
+/// Authenticates and rate-limits every call (cheap to clone, shared state
+/// behind `Arc`).
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    tokens: Arc<[TokenEntry]>,
-    anonymous: Option<Role>,
+    access: Arc<ArcSwap<Access>>,
     limiter: Arc<RateLimiter>,
+    /// Failed authentications per peer address.
+    failures: Arc<RateLimiter>,
 }
 
 impl Authenticator {
     pub fn new(cfg: &GrpcConfig) -> Self {
         Authenticator {
-            tokens: cfg.tokens.clone().into(),
-            anonymous: cfg.anonymous,
+            access: Arc::new(ArcSwap::from_pointee(Access { tokens: cfg.tokens.clone(), anonymous: cfg.anonymous })),
             limiter: Arc::new(RateLimiter::new(cfg.limits.requests_per_s, cfg.limits.burst)),
+            failures: Arc::new(RateLimiter::new(cfg.limits.failed_auth_per_s, cfg.limits.failed_auth_burst)),
         }
+    }
+
+    /// From now on, admits by `cfg`'s tokens and anonymous role (limits
+    /// stay as they were started). Returns what changed, in words, for the
+    /// log.
+    pub fn replace(&self, cfg: &GrpcConfig) -> Vec<String> {
+        let old = self.access.load();
+        let mut changed = Vec::new();
+        for t in &cfg.tokens {
+            match old.tokens.iter().find(|o| o.name == t.name) {
+                None => changed.push(format!("token \"{}\" added ({})", t.name, t.role.name())),
+                Some(o) if o.sha256 != t.sha256 => changed.push(format!("token \"{}\" replaced", t.name)),
+                Some(o) if o.role != t.role || o.intersections != t.intersections => {
+                    changed.push(format!("token \"{}\" changed role or intersections", t.name));
+                }
+                Some(_) => {}
+            }
+        }
+        for o in old.tokens.iter().filter(|o| !cfg.tokens.iter().any(|t| t.name == o.name)) {
+            changed.push(format!("token \"{}\" revoked", o.name));
+        }
+        if old.anonymous != cfg.anonymous {
+            let name = |r: Option<Role>| r.map_or("none", Role::name);
+            changed.push(format!("anonymous {} -> {}", name(old.anonymous), name(cfg.anonymous)));
+        }
+        self.access.store(Arc::new(Access { tokens: cfg.tokens.clone(), anonymous: cfg.anonymous }));
+        changed
     }
 
     /// The identity behind `authorization` metadata.
     fn identify(&self, header: Option<&str>, peer: Option<SocketAddr>) -> Result<Identity, Status> {
+        let access = self.access.load();
         let Some(header) = header else {
-            return match self.anonymous {
-                Some(role) => Ok(Identity { principal: ANONYMOUS.into(), role, peer }),
+            return match access.anonymous {
+                Some(role) => Ok(Identity { principal: ANONYMOUS.into(), role, peer, scope: None }),
                 None => Err(Status::unauthenticated("missing bearer token (metadata `authorization: Bearer <token>`)")),
             };
         };
@@ -195,13 +251,14 @@ impl Authenticator {
         let hash = digest(&SHA256, token.as_bytes());
         let mut found: Option<&TokenEntry> = None;
         // Every entry is compared in full, whatever matched before.
-        for entry in self.tokens.iter() {
+        for entry in &access.tokens {
             if constant_time_eq(hash.as_ref(), &entry.sha256) {
                 found = Some(entry);
             }
         }
         let entry = found.ok_or_else(|| Status::unauthenticated("unknown bearer token"))?;
-        Ok(Identity { principal: entry.name.as_str().into(), role: entry.role, peer })
+        let scope = entry.intersections.as_ref().map(|ids| ids.iter().cloned().collect());
+        Ok(Identity { principal: entry.name.as_str().into(), role: entry.role, peer, scope })
     }
 
     /// Who is calling, from the request's headers and peer address, and
@@ -209,15 +266,31 @@ impl Authenticator {
     ///
     /// # Errors
     /// UNAUTHENTICATED for a missing (unless anonymous callers are allowed),
-    /// malformed or unknown token; RESOURCE_EXHAUSTED past the caller's rate.
+    /// malformed or unknown token; RESOURCE_EXHAUSTED past the caller's
+    /// rate, or for a failed authentication past the peer address's
+    /// allowance of them (`grpc.limits.failed_auth_*`).
     pub fn admit(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Identity, Rejection> {
-        let header = match headers.get(AUTHORIZATION) {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                Rejection::unauthenticated(peer, Status::unauthenticated("authorization metadata is not text"))
-            })?),
+        let identified = match headers.get(AUTHORIZATION) {
+            None => self.identify(None, peer),
+            Some(v) => match v.to_str() {
+                Ok(header) => self.identify(Some(header), peer),
+                Err(_) => Err(Status::unauthenticated("authorization metadata is not text")),
+            },
         };
-        let id = self.identify(header, peer).map_err(|status| Rejection::unauthenticated(peer, status))?;
+        let id = identified.map_err(|status| {
+            if self.failures.allow(RateKey::Peer(peer.map(|p| p.ip())), WallInstant::now()) {
+                return Rejection::unauthenticated(peer, status);
+            }
+            // Past the allowance the answer no longer says why: a caller
+            // trying tokens learns nothing more, and its refusals count as
+            // one burst (`super::refusals`).
+            let status = Status::resource_exhausted(format!(
+                "too many failed authentications from this address: {} in a burst, then {} per s \
+                 (grpc.limits.failed_auth_burst, failed_auth_per_s)",
+                self.failures.burst, self.failures.rate_per_s
+            ));
+            Rejection::unauthenticated(peer, status)
+        })?;
         let key = if &*id.principal == ANONYMOUS {
             RateKey::Peer(peer.map(|p| p.ip()))
         } else {
@@ -233,14 +306,6 @@ impl Authenticator {
             return Err(Rejection { status, principal: id.principal, role: Some(id.role), peer });
         }
         Ok(id)
-    }
-}
-
-impl Interceptor for Authenticator {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let id = self.admit(req.metadata().as_ref(), req.remote_addr()).map_err(|r| r.status)?;
-        req.extensions_mut().insert(id);
-        Ok(req)
     }
 }
 
@@ -307,6 +372,7 @@ mod tests {
             name: name.into(),
             role,
             sha256: parse_sha256(&hash_token(secret)).expect("hash is hex"),
+            intersections: None,
         };
         let cfg = GrpcConfig {
             tokens: vec![token("ops", Role::Operator, "op-secret"), token("wall", Role::Viewer, "view-secret")],

@@ -51,27 +51,22 @@ impl ControlService {
         request: String,
         act: impl AsyncFnOnce(usize) -> Result<(String, T), Status>,
     ) -> Result<(T, u64), Status> {
-        let journal = &self.shared.core.journal;
-        let i = match self.shared.core.index(intersection_id, "intersection_id") {
-            Ok(i) => i,
-            Err(status) => {
-                audit::record(journal, None, caller, method, request, Err(&status));
-                return Err(status);
-            }
+        let core = &self.shared.core;
+        let refused = |status: Status, i: Option<usize>| {
+            core.refusals.note(audit::refusal(caller, method, request.clone(), &status, i), std::time::Instant::now());
+            status
         };
+        let i = core.index(intersection_id, "intersection_id").map_err(|status| refused(status, None))?;
+        if !caller.reaches(intersection_id) {
+            return Err(refused(caller.out_of_scope("intersection_id", intersection_id), Some(i)));
+        }
         let outcome = match permit(caller, Need::Control, method) {
             Ok(()) => act(i).await,
             Err(status) => Err(status),
         };
         match outcome {
-            Ok((detail, value)) => {
-                let seq = audit::record(journal, Some(i), caller, method, request, Ok(&detail));
-                Ok((value, seq))
-            }
-            Err(status) => {
-                audit::record(journal, Some(i), caller, method, request, Err(&status));
-                Err(status)
-            }
+            Ok((detail, value)) => Ok((value, audit::record(&core.journal, i, caller, method, request, detail))),
+            Err(status) => Err(refused(status, Some(i))),
         }
     }
 

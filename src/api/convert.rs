@@ -345,6 +345,7 @@ pub fn record(r: &Record, intersection_id: &str) -> pb::EventRecord {
             request: a.request.clone(),
             result: a.result.clone(),
             detail: a.detail.clone(),
+            calls: a.calls,
         }),
     };
     pb::EventRecord {

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::engine::CameraFrame;
 
-use super::auth::{Need, authorize};
+use super::auth::{Identity, Need, authorize};
 use super::{Shared, convert, pb};
 
 const PUSH: &str = "greenwave.v1.Ingest/PushDetections";
@@ -34,9 +34,9 @@ impl IngestService {
     }
 
     /// One frame as the engine takes it.
-    fn frame(&self, f: &pb::DetectionFrame) -> Result<(usize, CameraFrame), Status> {
+    fn frame(&self, caller: &Identity, f: &pb::DetectionFrame) -> Result<(usize, CameraFrame), Status> {
         let core = &self.shared.core;
-        let i = core.index(&f.intersection_id, "intersection_id")?;
+        let i = core.reach(caller, &f.intersection_id, "intersection_id")?;
         let current = core.docs.current(i);
         let mut frame = CameraFrame::default();
         let zones = &current.config.camera_zones;
@@ -125,7 +125,7 @@ impl pb::ingest_server::Ingest for IngestService {
                     self.shared.limits.camera_frames_per_s
                 )));
             }
-            let (i, f) = match self.frame(&frame) {
+            let (i, f) = match self.frame(&caller, &frame) {
                 Ok(x) => x,
                 Err(status) => break Err(status),
             };

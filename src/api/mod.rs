@@ -5,9 +5,11 @@
 //! # Layout
 //! - `pb`: the generated messages and services, and the descriptor set
 //!   reflection serves.
-//! - [`auth`]: bearer tokens → roles, rate limits, role checks.
-//! - [`audit`]: control commands in the log and the event stream, and the
-//!   gate that authenticates Control calls and audits those it turns away.
+//! - `server`: the listener (TCP, TLS, HTTP/2) in front of the routes.
+//! - [`auth`]: bearer tokens → roles and intersections, rate limits, role
+//!   checks; `gate`: authenticates every call and counts the refused.
+//! - [`audit`]: control commands in the log and the event stream;
+//!   [`refusals`]: refused calls and handshakes, once per burst.
 //! - [`measures`]: per-phase performance measures from events.
 //! - [`docs`]: controller definitions as the API edits them (plans).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
@@ -27,8 +29,11 @@ pub mod auth;
 mod control;
 pub mod convert;
 pub mod docs;
+mod gate;
 mod ingest;
 pub mod measures;
+pub mod refusals;
+mod server;
 mod watch;
 
 use std::net::SocketAddr;
@@ -37,9 +42,8 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use tokio::sync::Semaphore;
-use tonic::transport::{Certificate, Server, ServerTlsConfig};
 
-use crate::config::grpc::{GrpcConfig, GrpcLimits, TlsFiles};
+use crate::config::grpc::{GrpcConfig, GrpcLimits};
 use crate::engine::CameraFrame;
 use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::LatencyReader;
@@ -64,8 +68,8 @@ pub enum ApiError {
     Doc(#[from] docs::DocError),
     #[error("reading {path}: {source}")]
     TlsFile { path: String, source: std::io::Error },
-    #[error("TLS configuration: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    #[error("TLS: {path}: {reason}")]
+    Tls { path: String, reason: String },
     #[error("binding the gRPC listener on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("reflection service: {0}")]
@@ -77,6 +81,18 @@ pub enum ApiError {
 #[derive(Debug)]
 pub struct Api {
     core: Arc<Core>,
+    /// Who may call, set when the API serves: SIGHUP replaces its tokens
+    /// and TLS material ([`Api::replace_access`]).
+    access: std::sync::Mutex<Option<Access>>,
+}
+
+/// What a reload of `[grpc]` can replace in a running API.
+#[derive(Debug)]
+struct Access {
+    auth: auth::Authenticator,
+    tls: Option<Arc<server::Tls>>,
+    /// `[grpc]` as the API runs it.
+    config: GrpcConfig,
 }
 
 /// What the services share that does not depend on the engine's channels.
@@ -87,6 +103,7 @@ struct Core {
     docs: docs::Docs,
     journal: Arc<Journal>,
     measures: Arc<measures::Measures>,
+    refusals: Arc<refusals::Refusals>,
 }
 
 impl Core {
@@ -101,14 +118,21 @@ impl Core {
             .ok_or_else(|| tonic::Status::not_found(format!("{field}: no intersection \"{}\"", convert::echo(id))))
     }
 
-    /// Indexes of the ids listed, or all when the list is empty.
-    fn select(&self, ids: &[String], field: &str) -> Result<Vec<usize>, tonic::Status> {
+    /// The index of intersection `id`, if `caller` may reach it.
+    fn reach(&self, caller: &auth::Identity, id: &str, field: &str) -> Result<usize, tonic::Status> {
+        let i = self.index(id, field)?;
+        if caller.reaches(id) { Ok(i) } else { Err(caller.out_of_scope(field, id)) }
+    }
+
+    /// Indexes of the ids listed, or all `caller` may reach when the list
+    /// is empty.
+    fn select(&self, caller: &auth::Identity, ids: &[String], field: &str) -> Result<Vec<usize>, tonic::Status> {
         if ids.is_empty() {
-            return Ok((0..self.ids.len()).collect());
+            return Ok((0..self.ids.len()).filter(|&i| caller.reaches(&self.ids[i])).collect());
         }
         let mut picked: Vec<usize> = Vec::with_capacity(ids.len());
         for (k, id) in ids.iter().enumerate() {
-            let i = self.index(id, &format!("{field}[{k}]"))?;
+            let i = self.reach(caller, id, &format!("{field}[{k}]"))?;
             // Listed twice would mean every update twice.
             if picked.contains(&i) {
                 return Err(convert::invalid(
@@ -202,7 +226,8 @@ impl Api {
         let measures = Arc::new(measures::Measures::new(sources.iter().map(|s| &s.config.spec)));
         let docs = docs::Docs::new(sources)?;
         let journal = Arc::new(Journal::new(event_history));
-        Ok(Api { core: Arc::new(Core { ids, docs, journal, measures }) })
+        let refusals = Arc::new(refusals::Refusals::new(journal.clone()));
+        Ok(Api { core: Arc::new(Core { ids, docs, journal, measures, refusals }), access: std::sync::Mutex::default() })
     }
 
     /// The journal StreamEvents reads; the daemon's event fan-out fills it.
@@ -235,10 +260,16 @@ impl Api {
         engine: EngineHandles,
         event_log: crate::telemetry::EventLogConfig,
     ) -> Result<GrpcServer, ApiError> {
+        let tls = cfg.tls.as_ref().map(server::Tls::load).transpose()?.map(Arc::new);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
+        for t in &cfg.tokens {
+            for id in t.intersections.iter().flatten().filter(|id| !self.core.ids.contains(id)) {
+                tracing::warn!(token = %t.name, %id, "grpc.token names an intersection this daemon does not run");
+            }
+        }
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             core: self.core.clone(),
@@ -246,35 +277,75 @@ impl Api {
             limits: cfg.limits,
             streams: Arc::new(Semaphore::new(cfg.limits.max_streams)),
             streams_per_token: Arc::default(),
-            stopping,
+            stopping: stopping.clone(),
             event_log,
         });
-        let router = routes(cfg, shared)?;
-        let mut builder = Server::builder()
-            // Per connection: bounded concurrent calls and HTTP/2 streams,
-            // and keepalives so dead peers release their streams.
-            .concurrency_limit_per_connection(64)
-            .max_concurrent_streams(128)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .tcp_nodelay(true);
-        if let Some(tls) = &cfg.tls {
-            builder = builder.tls_config(tls_config(tls)?).map_err(ApiError::Tls)?;
-        }
-        let router = builder.add_routes(router);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let mut stop_rx = stop_tx.subscribe();
-        let task = tokio::spawn(async move {
-            let stopped = async move {
-                let _ = stop_rx.wait_for(|&s| s).await;
-            };
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stopped).await {
-                tracing::error!(error = %e, "gRPC server failed");
+        let auth = auth::Authenticator::new(cfg);
+        let routes = routes(cfg, shared, auth.clone())?;
+        *self.access.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Access { auth, tls: tls.clone(), config: cfg.clone() });
+        let refusals = self.core.refusals.clone();
+        let connections = server::Connections { routes, tls, refusals: refusals.clone(), stopping: stopping.clone() };
+        let task = tokio::spawn(server::serve(listener, connections));
+        let mut sweep_stop = stopping;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => refusals.sweep(std::time::Instant::now()),
+                    _ = sweep_stop.wait_for(|&s| s) => break,
+                }
             }
+            // Counts of bursts still open reach the log before the exit.
+            refusals.sweep(std::time::Instant::now() + refusals::BURST_GAP);
         });
         let tls = if cfg.tls.is_some() { "on" } else { "off" };
         tracing::info!("gRPC on {addr} (tls: {tls})");
         Ok(GrpcServer { addr, stop: stop_tx, task })
+    }
+
+    /// Applies a reloaded `[grpc]`: tokens, the anonymous role and the TLS
+    /// material (read again, so files rotated in place count) take effect
+    /// for calls and connections from now on; open ones keep what they
+    /// were admitted with. Returns what changed, in words. What only a
+    /// restart changes (the address, TLS on or off, the limits) is
+    /// refused whole, so nothing is half applied.
+    ///
+    /// # Errors
+    /// What cannot be applied, in words; the access in force stays.
+    pub fn replace_access(&self, new: &GrpcConfig) -> Result<Vec<String>, String> {
+        let guard = self.access.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(access) = &*guard else {
+            return if new.enabled {
+                Err("the gRPC API is off; turning it on takes a restart".into())
+            } else {
+                Ok(vec![])
+            };
+        };
+        let old = &access.config;
+        let restart_only: Vec<&str> = [
+            (old.enabled != new.enabled, "enabled"),
+            (old.listen != new.listen, "listen"),
+            (old.tls.is_some() != new.tls.is_some(), "tls (on or off)"),
+            (old.limits != new.limits, "[grpc.limits]"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, key)| changed.then_some(key))
+        .collect();
+        if !restart_only.is_empty() {
+            return Err(format!("{} changed, which only a restart applies", restart_only.join(", ")));
+        }
+        let mut changed = Vec::new();
+        if let (Some(tls), Some(files)) = (&access.tls, &new.tls) {
+            changed = tls.replace(files).map_err(|e| e.to_string())?;
+        }
+        for t in &new.tokens {
+            for id in t.intersections.iter().flatten().filter(|id| !self.core.ids.contains(id)) {
+                tracing::warn!(token = %t.name, %id, "grpc.token names an intersection this daemon does not run");
+            }
+        }
+        changed.extend(access.auth.replace(new));
+        Ok(changed)
     }
 }
 
@@ -316,32 +387,21 @@ impl GrpcServer {
     }
 }
 
-fn tls_config(tls: &TlsFiles) -> Result<ServerTlsConfig, ApiError> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|source| ApiError::TlsFile { path: p.display().to_string(), source })
-    };
-    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
-    let mut config = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &tls.client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read(ca)?)).client_auth_optional(!tls.require_client_cert);
-    }
-    Ok(config)
-}
-
-fn routes(cfg: &GrpcConfig, shared: Arc<Shared>) -> Result<tonic::service::Routes, ApiError> {
-    use tonic::service::interceptor::InterceptedService;
-    let auth = auth::Authenticator::new(cfg);
+fn routes(
+    cfg: &GrpcConfig,
+    shared: Arc<Shared>,
+    auth: auth::Authenticator,
+) -> Result<tonic::service::Routes, ApiError> {
     let max = cfg.limits.max_message_bytes;
+    let guard =
+        gate::Guard { auth, refusals: shared.core.refusals.clone(), core: shared.core.clone(), max_message_bytes: max };
     let watch = pb::watch_server::WatchServer::new(watch::WatchService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let control = pb::control_server::ControlServer::new(control::ControlService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    // Control authenticates in a gate that knows the method, so calls it
-    // turns away are audited like the ones the handlers refuse.
-    let control = audit::ControlGate::new(control, auth.clone(), shared.core.clone(), max);
-    let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService::new(shared))
+    let ingest = pb::ingest_server::IngestServer::new(ingest::IngestService::new(shared.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
@@ -365,9 +425,9 @@ fn routes(cfg: &GrpcConfig, shared: Arc<Shared>) -> Result<tonic::service::Route
 
     let mut routes = tonic::service::Routes::builder();
     routes
-        .add_service(InterceptedService::new(watch, auth.clone()))
-        .add_service(control)
-        .add_service(InterceptedService::new(ingest, auth))
+        .add_service(guard.wrap(watch, gate::WATCH))
+        .add_service(guard.wrap(control, gate::CONTROL))
+        .add_service(guard.wrap(ingest, gate::INGEST))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

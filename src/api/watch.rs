@@ -18,8 +18,6 @@ use crate::telemetry::journal::{Read, Record, RecordKind};
 /// Slowest and fastest WatchState rates a client may choose, ms.
 const MIN_STATE_INTERVAL_MS: u32 = 100;
 const MAX_STATE_INTERVAL_MS: u32 = 60_000;
-/// Messages buffered per watcher before it counts as lagging.
-const STATE_BUFFER: usize = 8;
 const EVENT_BUFFER: usize = 256;
 /// Records copied out of the journal per lock.
 const EVENT_BATCH: usize = 256;
@@ -52,15 +50,16 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<pb::ListIntersectionsRequest>,
     ) -> Result<Response<pb::ListIntersectionsResponse>, Status> {
-        authorize(&req, Need::Any, LIST)?;
-        let docs = &self.shared.core.docs;
-        let intersections = (0..docs.len()).map(|i| convert::info(&docs.current(i))).collect();
+        let caller = authorize(&req, Need::Any, LIST)?;
+        let core = &self.shared.core;
+        let intersections =
+            core.select(&caller, &[], "")?.into_iter().map(|i| convert::info(&core.docs.current(i))).collect();
         Ok(Response::new(pb::ListIntersectionsResponse { intersections }))
     }
 
     async fn get_state(&self, req: Request<pb::GetStateRequest>) -> Result<Response<pb::IntersectionState>, Status> {
-        authorize(&req, Need::View, GET_STATE)?;
-        let i = self.shared.core.index(&req.get_ref().intersection_id, "intersection_id")?;
+        let caller = authorize(&req, Need::View, GET_STATE)?;
+        let i = self.shared.core.reach(&caller, &req.get_ref().intersection_id, "intersection_id")?;
         let snapshot = self.shared.engine.board.get(i).ok_or_else(not_yet)?;
         let link = self.shared.engine.cabinet_links.get(i).map(|l| &**l);
         Ok(Response::new(convert::state(&snapshot, &self.shared.core.docs.current(i), link)))
@@ -74,7 +73,7 @@ impl pb::watch_server::Watch for WatchService {
     ) -> Result<Response<Self::WatchStateStream>, Status> {
         let caller = authorize(&req, Need::View, WATCH_STATE)?;
         let r = req.get_ref();
-        let selected = self.shared.core.select(&r.intersection_ids, "intersection_ids")?;
+        let selected = self.shared.core.select(&caller, &r.intersection_ids, "intersection_ids")?;
         let interval_ms = match r.min_interval_ms {
             0 => MIN_STATE_INTERVAL_MS,
             ms if (MIN_STATE_INTERVAL_MS..=MAX_STATE_INTERVAL_MS).contains(&ms) => ms,
@@ -86,13 +85,17 @@ impl pb::watch_server::Watch for WatchService {
             }
         };
         let permit = self.shared.stream_permit(&caller)?;
-        let (tx, rx) = mpsc::channel(STATE_BUFFER);
-        let shared = self.shared.clone();
+        let changes = Arc::new(Changes::new(selected.len()));
+        let (shared, watched) = (self.shared.clone(), selected.clone());
+        let seen = Arc::downgrade(&changes);
+        let interval = Duration::from_millis(interval_ms.into());
+        // The permit goes with the task, which ends within an interval of
+        // the stream's end.
         tokio::spawn(async move {
             let _permit = permit;
-            state_updates(&shared, &selected, Duration::from_millis(interval_ms.into()), tx).await;
+            look_for_changes(&shared, &watched, interval, &seen).await;
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(state_stream(self.shared.clone(), selected, changes))))
     }
 
     type StreamEventsStream = Stream_<pb::StreamEventsResponse>;
@@ -104,7 +107,7 @@ impl pb::watch_server::Watch for WatchService {
         let caller = authorize(&req, Need::View, STREAM_EVENTS)?;
         let r = req.into_inner();
         let core = &self.shared.core;
-        let selected = core.select(&r.intersection_ids, "intersection_ids")?;
+        let selected = core.select(&caller, &r.intersection_ids, "intersection_ids")?;
         let mut wanted = vec![false; core.ids.len()];
         for i in selected {
             wanted[i] = true;
@@ -136,9 +139,11 @@ impl pb::watch_server::Watch for WatchService {
         let caller = authorize(&req, Need::View, READ_EVENT_LOG)?;
         let r = req.into_inner();
         let core = &self.shared.core;
-        let id = match r.intersection_id.as_str() {
-            "" => None,
-            id => Some(core.ids[core.index(id, "intersection_id")?].clone()),
+        // The files' lines of the intersections asked for (all the caller
+        // may reach when none is named).
+        let ids: Vec<String> = match r.intersection_id.as_str() {
+            "" => core.select(&caller, &[], "")?.into_iter().map(|i| core.ids[i].clone()).collect(),
+            id => vec![core.ids[core.reach(&caller, id, "intersection_id")?].clone()],
         };
         let to = if r.to_unix_ms == 0 { u64::MAX } else { r.to_unix_ms };
         if to <= r.from_unix_ms {
@@ -152,7 +157,7 @@ impl pb::watch_server::Watch for WatchService {
         let cfg = self.shared.event_log.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            send_log_lines(&cfg, id.as_deref(), (r.from_unix_ms, to), &tx);
+            send_log_lines(&cfg, &ids, (r.from_unix_ms, to), &tx);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -161,23 +166,23 @@ impl pb::watch_server::Watch for WatchService {
         &self,
         req: Request<pb::GetPerformanceRequest>,
     ) -> Result<Response<pb::PerformanceMeasures>, Status> {
-        authorize(&req, Need::View, GET_PERFORMANCE)?;
+        let caller = authorize(&req, Need::View, GET_PERFORMANCE)?;
         let core = &self.shared.core;
-        let i = core.index(&req.get_ref().intersection_id, "intersection_id")?;
+        let i = core.reach(&caller, &req.get_ref().intersection_id, "intersection_id")?;
         let m = core.measures.report(i).ok_or_else(not_yet)?;
         let (tick, jitter) = self.shared.engine.latency.latest();
         Ok(Response::new(convert::performance(&core.ids[i], &m, &tick, &jitter)))
     }
 }
 
-/// Streams the event log files' lines of `id` (all when `None`) with a
+/// Streams the event log files' lines of the intersections `ids` with a
 /// timestamp in `from..to` (ms since the Unix epoch), header first, as they
 /// are on disk. Blocking file I/O: runs on a blocking thread. A file pruned
 /// while it is read is skipped (the rotation kept newer ones); a line that
 /// does not parse is skipped and counted in a warning.
 fn send_log_lines(
     cfg: &crate::telemetry::EventLogConfig,
-    id: Option<&str>,
+    ids: &[String],
     (from, to): (u64, u64),
     tx: &mpsc::Sender<Result<pb::EventLogChunk, Status>>,
 ) {
@@ -210,7 +215,7 @@ fn send_log_lines(
                 unreadable += 1;
                 continue;
             };
-            if id.is_some_and(|id| id != signal) || !(from..to).contains(&at.as_millis()) {
+            if !ids.contains(&signal) || !(from..to).contains(&at.as_millis()) {
                 continue;
             }
             chunk.push_str(&line);
@@ -236,50 +241,115 @@ fn not_yet() -> Status {
     Status::unavailable("the control thread has not published this intersection yet; retry")
 }
 
-/// Feeds one WatchState client: every `interval`, each selected
-/// intersection whose state changed. A full buffer skips the update (the
-/// next one carries the newest state and the count skipped): the client
-/// only ever delays itself.
-async fn state_updates(
-    shared: &Shared,
-    selected: &[usize],
-    interval: Duration,
-    tx: mpsc::Sender<Result<pb::StateUpdate, Status>>,
-) {
+/// What one WatchState client has not been sent yet: per selected
+/// intersection, the newest state seen and how many changes were seen
+/// since the last one sent.
+///
+/// A watcher is sent only the newest state: the message is built when the
+/// HTTP/2 stream has room for it (the stream is polled; see
+/// `super::server::SEND_BUFFER_BYTES`), so a client that stops reading
+/// holds at most what its flow-control window took, and resumes with the
+/// newest state and the count of the changes it missed.
+#[derive(Debug)]
+struct Changes {
+    pending: std::sync::Mutex<Vec<Pending>>,
+    arrived: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    newest: Option<Arc<Snapshot>>,
+    /// Changes seen (at the watch interval) and not sent.
+    unsent: u64,
+}
+
+impl Changes {
+    fn new(n: usize) -> Self {
+        Changes {
+            pending: std::sync::Mutex::new((0..n).map(|_| Pending::default()).collect()),
+            arrived: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next intersection (after `from`, round the list) with a change
+    /// not sent: its place, newest state, and the changes skipped.
+    fn take(&self, from: usize) -> Option<(usize, Arc<Snapshot>, u64)> {
+        let mut pending = self.lock();
+        let n = pending.len();
+        (0..n).map(|d| (from + d) % n).find_map(|k| {
+            let p = &mut pending[k];
+            if p.unsent == 0 {
+                return None;
+            }
+            let skipped = std::mem::take(&mut p.unsent) - 1;
+            p.newest.clone().map(|s| (k, s, skipped))
+        })
+    }
+}
+
+/// Every `interval`, notes each selected intersection whose state changed
+/// since the last look; ends when the client's stream is gone or the API
+/// stops.
+async fn look_for_changes(shared: &Shared, selected: &[usize], interval: Duration, changes: &std::sync::Weak<Changes>) {
     let mut last: Vec<Option<Arc<Snapshot>>> = vec![None; selected.len()];
-    let mut skipped = vec![0u64; selected.len()];
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut stopping = shared.stopping.clone();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = tx.closed() => return,
             _ = stopping.wait_for(|&s| s) => return,
         }
+        let Some(changes) = changes.upgrade() else { return };
+        let mut any = false;
         for (k, &i) in selected.iter().enumerate() {
             let Some(snapshot) = shared.engine.board.get(i) else { continue };
             if last[k].as_deref().is_some_and(|prev| same_state(prev, &snapshot)) {
                 continue;
             }
-            let update = pb::StateUpdate {
-                state: Some(convert::state(
-                    &snapshot,
-                    &shared.core.docs.current(i),
-                    shared.engine.cabinet_links.get(i).map(|l| &**l),
-                )),
-                skipped_updates: skipped[k],
-            };
-            match tx.try_send(Ok(update)) {
-                Ok(()) => {
-                    skipped[k] = 0;
-                    last[k] = Some(snapshot);
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => skipped[k] += 1,
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
+            last[k] = Some(snapshot.clone());
+            let mut pending = changes.lock();
+            pending[k].newest = Some(snapshot);
+            pending[k].unsent += 1;
+            any = true;
+        }
+        if any {
+            changes.arrived.notify_one();
         }
     }
+}
+
+/// The messages of one WatchState client, built as the stream has room.
+fn state_stream(
+    shared: Arc<Shared>,
+    selected: Vec<usize>,
+    changes: Arc<Changes>,
+) -> impl Stream<Item = Result<pb::StateUpdate, Status>> {
+    let stopping = shared.stopping.clone();
+    let start = (shared, selected, changes, stopping, 0usize);
+    futures_util::stream::unfold(start, |(shared, selected, changes, mut stopping, from)| async move {
+        loop {
+            // Registered before looking, so a change noted in between
+            // still wakes this stream.
+            let arrived = changes.arrived.notified();
+            if let Some((k, snapshot, skipped)) = changes.take(from) {
+                let i = selected[k];
+                let link = shared.engine.cabinet_links.get(i).map(|l| &**l);
+                let state = convert::state(&snapshot, &shared.core.docs.current(i), link);
+                let update = pb::StateUpdate { state: Some(state), skipped_updates: skipped };
+                drop(arrived);
+                return Some((Ok(update), (shared, selected, changes, stopping, k + 1)));
+            }
+            tokio::select! {
+                () = arrived => {}
+                _ = stopping.wait_for(|&s| s) => return None,
+            }
+        }
+    })
 }
 
 /// Equal but for the time it was taken.

@@ -17,6 +17,8 @@
 //! name = "tmc-operator"           # who, in the audit log
 //! role = "operator"               # viewer | operator | camera
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # greenwave token hash
+//! groups = ["downtown"]           # optional, with `intersections = [..]`: the only
+//!                                 # intersections the token reaches (default all)
 //!
 //! [grpc.limits]
 //! max_message_bytes = 1048576
@@ -26,6 +28,11 @@
 //! max_streams_per_token = 64      # of those, one token's (all anonymous callers count as one)
 //! event_history = 100000          # events held for resuming StreamEvents
 //! camera_frames_per_s = 50        # per PushDetections stream
+//! failed_auth_burst = 20          # failed authentications per peer address in a burst,
+//! failed_auth_per_s = 1           # then per second; past them: RESOURCE_EXHAUSTED
+//!
+//! [grpc.groups]                   # optional: named sets of intersections for tokens
+//! downtown = ["elm-and-oak", "main-and-5th"]
 //! ```
 //!
 //! # The safe default
@@ -79,12 +86,19 @@ pub struct TokenEntry {
     pub role: Role,
     /// SHA-256 of the token. The token itself is never stored.
     pub sha256: [u8; 32],
+    /// The intersections the token may reach (its `intersections` and the
+    /// members of its `groups`); `None`: every intersection.
+    pub intersections: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for TokenEntry {
     // Hashes are not secrets, but there is no reason to spread them around logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenEntry").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+        f.debug_struct("TokenEntry")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("intersections", &self.intersections)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,6 +131,11 @@ pub struct GrpcLimits {
     pub event_history: usize,
     /// Frames per second one PushDetections stream may send.
     pub camera_frames_per_s: u32,
+    /// Failed authentications one peer address may make in a burst…
+    pub failed_auth_burst: u32,
+    /// …and per second after it; past them its unauthenticated calls are
+    /// RESOURCE_EXHAUSTED.
+    pub failed_auth_per_s: u32,
 }
 
 impl Default for GrpcLimits {
@@ -129,6 +148,8 @@ impl Default for GrpcLimits {
             max_streams_per_token: 64,
             event_history: 100_000,
             camera_frames_per_s: 50,
+            failed_auth_burst: 20,
+            failed_auth_per_s: 1,
         }
     }
 }
@@ -174,6 +195,8 @@ pub(super) struct RawGrpc {
     #[serde(default)]
     token: Vec<RawToken>,
     limits: Option<RawLimits>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -196,6 +219,8 @@ struct RawToken {
     name: Option<String>,
     role: Option<Role>,
     sha256: Option<String>,
+    intersections: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +232,8 @@ struct RawLimits {
     max_streams_per_token: Option<usize>,
     event_history: Option<usize>,
     camera_frames_per_s: Option<u32>,
+    failed_auth_burst: Option<u32>,
+    failed_auth_per_s: Option<u32>,
 }
 
 /// Smallest message limit that still fits a whole controller file.
@@ -277,9 +304,10 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
             error(t_at.key("sha256"), format!("the same token as token {}: each token has one role", first + 1));
             duplicate = true;
         }
+        let intersections = token_scope(t.intersections, t.groups, &raw.groups, &t_at, &mut error);
         // A token listed twice never gets a second role.
         if let (Some(name), Some(role), Some(sha256), false) = (name, t.role, sha256, duplicate) {
-            tokens.push(TokenEntry { name, role, sha256 });
+            tokens.push(TokenEntry { name, role, sha256, intersections });
         }
     }
 
@@ -304,6 +332,8 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
             .unwrap_or(d.max_streams_per_token.min(l.max_streams.unwrap_or(d.max_streams))),
         event_history: l.event_history.unwrap_or(d.event_history),
         camera_frames_per_s: l.camera_frames_per_s.unwrap_or(d.camera_frames_per_s),
+        failed_auth_burst: l.failed_auth_burst.unwrap_or(d.failed_auth_burst),
+        failed_auth_per_s: l.failed_auth_per_s.unwrap_or(d.failed_auth_per_s),
     };
     if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&limits.max_message_bytes) {
         error(
@@ -316,6 +346,8 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         ("burst", limits.burst as usize),
         ("max_streams", limits.max_streams),
         ("camera_frames_per_s", limits.camera_frames_per_s as usize),
+        ("failed_auth_burst", limits.failed_auth_burst as usize),
+        ("failed_auth_per_s", limits.failed_auth_per_s as usize),
     ] {
         if value == 0 {
             error(l_at.key(key), "must be at least 1".into());
@@ -340,6 +372,42 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         insecure_plaintext,
         limits,
     }
+}
+
+/// The intersections a token reaches: its `intersections` and the members
+/// of its `groups`; `None` when it names neither (every intersection).
+/// Whether the ids name intersections is the daemon's to check (it knows
+/// them; this file does not).
+fn token_scope(
+    intersections: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    defined: &BTreeMap<String, Vec<String>>,
+    at: &KeyPath,
+    error: &mut impl FnMut(KeyPath, String),
+) -> Option<Vec<String>> {
+    if intersections.is_none() && groups.is_none() {
+        return None;
+    }
+    let mut ids = intersections.unwrap_or_default();
+    let mut unknown = false;
+    for (k, group) in groups.unwrap_or_default().iter().enumerate() {
+        match defined.get(group) {
+            Some(members) => ids.extend(members.iter().cloned()),
+            None => {
+                error(at.key("groups").index(k), format!("no group \"{group}\" in [grpc.groups]"));
+                unknown = true;
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() && !unknown {
+        error(
+            at.key("intersections"),
+            "reaches no intersection: list some, or leave out intersections and groups for all".into(),
+        );
+    }
+    Some(ids)
 }
 
 impl GrpcConfig {
@@ -433,9 +501,19 @@ mod tests {
         let good = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let (cfg, errors) = check(RawGrpc {
             token: vec![
-                RawToken { name: Some("a".into()), role: Some(Role::Operator), sha256: Some(good.into()) },
-                RawToken { name: Some("a".into()), role: None, sha256: Some("secret".into()) },
-                RawToken { name: Some("b".into()), role: Some(Role::Viewer), sha256: Some(good.into()) },
+                RawToken {
+                    name: Some("a".into()),
+                    role: Some(Role::Operator),
+                    sha256: Some(good.into()),
+                    ..RawToken::default()
+                },
+                RawToken { name: Some("a".into()), role: None, sha256: Some("secret".into()), ..RawToken::default() },
+                RawToken {
+                    name: Some("b".into()),
+                    role: Some(Role::Viewer),
+                    sha256: Some(good.into()),
+                    ..RawToken::default()
+                },
             ],
             ..RawGrpc::default()
         });
@@ -444,5 +522,35 @@ mod tests {
         assert!(errors.iter().any(|e| e.contains("64 hex digits")));
         assert!(errors.iter().any(|e| e.contains("names must be unique")));
         assert!(errors.iter().any(|e| e.contains("same token as token 1")));
+    }
+
+    #[test]
+    fn a_token_reaches_its_intersections_and_groups() {
+        let hash = |c: char| Some(c.to_string().repeat(64));
+        let token = |name: &str, sha, intersections: Option<Vec<&str>>, groups: Option<Vec<&str>>| RawToken {
+            name: Some(name.into()),
+            role: Some(Role::Operator),
+            sha256: sha,
+            intersections: intersections.map(|v| v.into_iter().map(String::from).collect()),
+            groups: groups.map(|v| v.into_iter().map(String::from).collect()),
+        };
+        let (cfg, errors) = check(RawGrpc {
+            token: vec![
+                token("all", hash('a'), None, None),
+                token("east", hash('b'), Some(vec!["elm-and-oak"]), Some(vec!["downtown"])),
+                token("typo", hash('c'), None, Some(vec!["uptown"])),
+                token("none", hash('d'), Some(vec![]), None),
+            ],
+            groups: [("downtown".to_string(), vec!["main-and-5th".to_string(), "elm-and-oak".to_string()])].into(),
+            ..RawGrpc::default()
+        });
+        assert_eq!(cfg.tokens[0].intersections, None, "no list: every intersection");
+        assert_eq!(
+            cfg.tokens[1].intersections.as_deref(),
+            Some(&["elm-and-oak".to_string(), "main-and-5th".to_string()][..])
+        );
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("no group \"uptown\" in [grpc.groups]")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("reaches no intersection")), "{errors:?}");
     }
 }

@@ -155,6 +155,9 @@ pub struct AuditEntry {
     pub result: String,
     /// What was done, or why not.
     pub detail: String,
+    /// The calls this record stands for: 1, or for refusals counted in a
+    /// burst, how many since the burst's previous record.
+    pub calls: u64,
 }
 
 #[cfg(test)]

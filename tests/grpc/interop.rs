@@ -82,5 +82,5 @@ fn python_grpcio_client_interoperates() {
     );
     assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
-    assert!(seen.iter().any(|l| l.contains("control command") && l.contains("PERMISSION_DENIED")), "audit logged");
+    assert!(seen.iter().any(|l| l.contains("audit") && l.contains("PERMISSION_DENIED")), "audit logged");
 }

@@ -40,6 +40,7 @@ pub fn tokens() -> Vec<TokenEntry> {
         name: name.into(),
         role,
         sha256: parse_sha256(&hash_token(secret)).expect("hex"),
+        intersections: None,
     };
     vec![t("wall", Role::Viewer, VIEWER), t("tmc", Role::Operator, OPERATOR), t("cam-1", Role::Camera, CAMERA)]
 }

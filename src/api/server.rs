@@ -1,0 +1,248 @@
+//! The API's listener: TCP, TLS (rustls), HTTP/2 (hyper), in front of the
+//! tonic routes.
+//!
+//! The daemon accepts connections itself rather than through tonic's
+//! `Server`, for three things it needs and that server does not offer:
+//! - **TLS material replaced in place** ([`Tls::replace`], on SIGHUP): a
+//!   certificate rotation reaches new connections, and neither open calls
+//!   nor the signals notice.
+//! - **Refused handshakes are audited** (a client with the wrong CA, an
+//!   expired certificate, plaintext on the TLS port) as refusals, counted
+//!   in bursts per peer like refused calls ([`Refusals`]).
+//! - **Small HTTP/2 send buffers** ([`SEND_BUFFER_BYTES`] per stream): what
+//!   a client has not read waits in the client's window, not in a large
+//!   server-side buffer, so a watcher that stops reading is not later
+//!   replayed minutes of old states: the stream is simply not polled, and
+//!   the next message it is sent is the newest (`super::watch`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tonic::codegen::http::Request;
+use tonic::transport::server::TcpConnectInfo;
+
+use super::ApiError;
+use super::audit::NO_ROLE;
+use super::auth::UNAUTHENTICATED;
+use super::refusals::{Refusal, Refusals, TLS_HANDSHAKE};
+use crate::config::grpc::TlsFiles;
+
+/// Bytes a stream may have queued beyond what the client's flow-control
+/// window takes. hyper's default (400 KiB) holds thousands of state
+/// updates; this holds a few.
+pub const SEND_BUFFER_BYTES: usize = 16 * 1024;
+/// Concurrent calls (HTTP/2 streams) per connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
+/// Open connections, all clients; past it new ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A TLS handshake that takes longer is abandoned (and audited).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server's TLS material, replaceable while it runs.
+#[derive(Debug)]
+pub struct Tls {
+    config: ArcSwap<rustls::ServerConfig>,
+    /// The files and their bytes as loaded, to say what a reload changed.
+    loaded: std::sync::Mutex<(TlsFiles, [Vec<u8>; 3])>,
+}
+
+impl Tls {
+    /// # Errors
+    /// A file cannot be read, or its PEM is not a certificate chain, key or CA.
+    pub fn load(files: &TlsFiles) -> Result<Tls, ApiError> {
+        let (config, bytes) = server_config(files)?;
+        Ok(Tls { config: ArcSwap::from_pointee(config), loaded: std::sync::Mutex::new((files.clone(), bytes)) })
+    }
+
+    /// Loads `files` again (rotated in place or moved) for the connections
+    /// accepted from now on. Returns what changed, in words; on an error
+    /// the material in use stays.
+    ///
+    /// # Errors
+    /// As [`Tls::load`].
+    pub fn replace(&self, files: &TlsFiles) -> Result<Vec<String>, ApiError> {
+        let (config, bytes) = server_config(files)?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (old_files, old_bytes) = &*loaded;
+        let mut changed = Vec::new();
+        for (k, what) in ["certificate", "key", "client CA"].into_iter().enumerate() {
+            if old_bytes[k] != bytes[k] {
+                changed.push(format!("TLS {what} replaced"));
+            }
+        }
+        if old_files.require_client_cert != files.require_client_cert {
+            changed.push(format!("require_client_cert = {}", files.require_client_cert));
+        }
+        self.config.store(Arc::new(config));
+        *loaded = (files.clone(), bytes);
+        Ok(changed)
+    }
+}
+
+/// A rustls server configuration from PEM files, and the files' bytes.
+fn server_config(files: &TlsFiles) -> Result<(rustls::ServerConfig, [Vec<u8>; 3]), ApiError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| ApiError::TlsFile { path: p.display().to_string(), source })
+    };
+    let bad = |p: &std::path::Path, reason: String| ApiError::Tls { path: p.display().to_string(), reason };
+    let cert_pem = read(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let ca_pem = files.client_ca.as_deref().map(read).transpose()?.unwrap_or_default();
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&files.cert, format!("not a PEM certificate chain: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(&files.cert, "no certificate in the file".into()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| bad(&files.key, format!("not a PEM private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&files.cert, e.to_string()))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&ca_pem) {
+                let c = c.map_err(|e| bad(ca, format!("not a PEM certificate: {e}")))?;
+                roots.add(c).map_err(|e| bad(ca, e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if files.require_client_cert { verifier } else { verifier.allow_unauthenticated() };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| bad(ca, e.to_string()))?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&files.key, format!("does not match the certificate: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((config, [cert_pem, key_pem, ca_pem]))
+}
+
+/// What each connection shares.
+#[derive(Clone, Debug)]
+pub(super) struct Connections {
+    pub routes: tonic::service::Routes,
+    pub tls: Option<Arc<Tls>>,
+    pub refusals: Arc<Refusals>,
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Accepts connections until `stopping`, then lets open ones finish their
+/// calls (the caller bounds how long: dropping this future closes them).
+pub(super) async fn serve(listener: TcpListener, shared: Connections) {
+    let local = listener.local_addr().ok();
+    let mut stopping = shared.stopping.clone();
+    let mut open = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut stopping) => break,
+            Some(_) = open.join_next(), if !open.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, remote)) => {
+                    if open.len() >= MAX_CONNECTIONS {
+                        let detail = format!("{MAX_CONNECTIONS} connections open; closed at once");
+                        refuse(&shared.refusals, remote, "TCP connect", "RESOURCE_EXHAUSTED", detail);
+                        continue;
+                    }
+                    let _ = tcp.set_nodelay(true);
+                    let info = TcpConnectInfo { local_addr: local, remote_addr: Some(remote) };
+                    open.spawn(connection(tcp, info, shared.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some
+                    // to close rather than spin.
+                    tracing::warn!(error = %e, "gRPC listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    while open.join_next().await.is_some() {}
+}
+
+async fn connection(tcp: tokio::net::TcpStream, info: TcpConnectInfo, shared: Connections) {
+    let Some(tls) = &shared.tls else { return http2(tcp, info, shared).await };
+    let Some(remote) = info.remote_addr else { return };
+    let acceptor = TlsAcceptor::from(tls.config.load_full());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => http2(stream, info, shared).await,
+        Ok(Err(e)) => refuse(&shared.refusals, remote, "TLS handshake", TLS_HANDSHAKE, e.to_string()),
+        Err(_) => {
+            let detail = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
+            refuse(&shared.refusals, remote, "TLS handshake", TLS_HANDSHAKE, detail);
+        }
+    }
+}
+
+fn refuse(refusals: &Refusals, peer: SocketAddr, method: &'static str, result: &'static str, detail: String) {
+    let refusal = Refusal {
+        principal: UNAUTHENTICATED.into(),
+        role: NO_ROLE,
+        peer: Some(peer),
+        method,
+        request: String::new(),
+        result,
+        detail,
+        intersection: None,
+    };
+    refusals.note(refusal, WallInstant::now());
+}
+
+/// Serves gRPC on one connection until it closes, or gracefully from
+/// `stopping`.
+async fn http2<IO>(io: IO, info: TcpConnectInfo, shared: Connections)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let routes = shared.routes.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let mut req = req.map(Body::new);
+        // Where `tonic::Request::remote_addr` and the gate look for the peer.
+        req.extensions_mut().insert(info.clone());
+        // `Routes` is always ready (axum's router), so no poll_ready.
+        routes.clone().call(req)
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .max_send_buf_size(SEND_BUFFER_BYTES)
+        // Dead peers release their streams.
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut stopping = shared.stopping.clone();
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "gRPC connection ended");
+            }
+            return;
+        }
+        () = stopped(&mut stopping) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Resolves once the API is stopping (the flag's guard is not held on).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|&s| s).await;
+}
