@@ -191,7 +191,7 @@ fn reload_says_what_it_cannot_apply() {
     std::fs::write(tmp.path().join("greenwave.toml"), "tick_ms = 50\n").unwrap();
     d.signal("-HUP");
     d.expect_lines(&[
-        "daemon settings changed: not applied",
+        "daemon settings changed beyond [grpc]",
         "reload rejected for this intersection: [simulation] changed",
         "controller file gone: not applied",
         "reload staged",

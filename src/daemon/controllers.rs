@@ -122,8 +122,8 @@ struct ReloadInner {
     ids: Vec<String>,
     /// Per intersection, what only a restart changes, as it runs.
     restart_only: Vec<RestartOnly>,
-    /// `greenwave.toml` as the daemon read it (`None`: there was none).
-    daemon_file: (PathBuf, Option<Vec<u8>>),
+    /// `greenwave.toml`, for its `[grpc]` access.
+    daemon_file: super::settings::DaemonFile,
     port: CommandPort,
     api: Arc<Api>,
 }
@@ -172,17 +172,16 @@ impl Reloader {
     pub(super) fn new(
         controllers: Controllers,
         running: &[IntersectionConfig],
-        daemon_file: PathBuf,
+        daemon_file: super::settings::DaemonFile,
         port: CommandPort,
         api: Arc<Api>,
     ) -> Reloader {
-        let daemon_text = std::fs::read(&daemon_file).ok();
         Reloader {
             inner: Arc::new(ReloadInner {
                 controllers,
                 ids: running.iter().map(|c| c.spec.id.clone()).collect(),
                 restart_only: running.iter().map(RestartOnly::of).collect(),
-                daemon_file: (daemon_file, daemon_text),
+                daemon_file,
                 port,
                 api,
             }),
@@ -194,15 +193,13 @@ impl Reloader {
     /// applies at its controller's next barrier, logged then as in force).
     /// On any error keeps everything that runs now. What a reload cannot
     /// apply (a changed cabinet link, time zone, camera zones or name; an
-    /// added or removed file; `greenwave.toml`) is logged as not applied,
-    /// with what it takes. Every outcome is logged.
+    /// added or removed file) is logged as not applied, with what it takes.
+    /// `greenwave.toml`'s `[grpc]` access is applied too
+    /// ([`super::settings`]). Every outcome is logged.
     pub fn reload(&self) {
         let r = &self.inner;
+        r.daemon_file.reload(&r.api);
         info!("reloading controllers");
-        let (path, at_start) = &r.daemon_file;
-        if std::fs::read(path).ok() != *at_start {
-            warn!(file = %path.display(), "daemon settings changed: not applied (greenwave.toml is read at start; restart to apply it)");
-        }
         let configs = match r.controllers.load() {
             Ok(c) => c,
             Err(errors) => {

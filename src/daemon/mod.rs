@@ -31,6 +31,7 @@
 
 pub mod controllers;
 pub mod fanout;
+mod settings;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -260,7 +261,8 @@ impl Daemon {
             info!("gRPC API disabled ([grpc] enabled = false)");
             None
         };
-        let reloader = Reloader::new(controllers, &intersections, config_file, port.clone(), Arc::new(api));
+        let daemon_file = settings::DaemonFile::new(config_file, &daemon.grpc);
+        let reloader = Reloader::new(controllers, &intersections, daemon_file, port.clone(), Arc::new(api));
         Ok(Daemon {
             io_rt,
             grpc_rt,
