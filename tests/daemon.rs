@@ -100,6 +100,10 @@ impl Daemon {
         assert!(missing.is_empty(), "no log lines with {missing:?}; saw:\n{}", self.seen.join("\n"));
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill").success();
         assert!(ok, "kill {sig} failed");

@@ -199,6 +199,12 @@ impl Shared {
     /// A place for one more open stream of `caller`: one of `max_streams`,
     /// and one of its token's `max_streams_per_token`.
     fn stream_permit(&self, caller: &auth::Identity) -> Result<StreamPermit, tonic::Status> {
+        let global = self.streams.clone().try_acquire_owned().map_err(|_| {
+            tonic::Status::resource_exhausted(format!(
+                "too many open streams (grpc.limits.max_streams = {}); try again later",
+                self.limits.max_streams
+            ))
+        })?;
         let mut open = self.streams_per_token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mine = open.entry(caller.principal.clone()).or_default();
         if *mine >= self.limits.max_streams_per_token {
@@ -207,12 +213,6 @@ impl Shared {
                 caller.principal, mine, self.limits.max_streams_per_token
             )));
         }
-        let global = self.streams.clone().try_acquire_owned().map_err(|_| {
-            tonic::Status::resource_exhausted(format!(
-                "too many open streams (grpc.limits.max_streams = {}); try again later",
-                self.limits.max_streams
-            ))
-        })?;
         *mine += 1;
         Ok(StreamPermit { _global: global, principal: caller.principal.clone(), open: self.streams_per_token.clone() })
     }

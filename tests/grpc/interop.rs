@@ -37,32 +37,42 @@ fn python() -> Option<String> {
     }
 }
 
+/// A test daemon in `dir`: `controllers` (file name, TOML) and
+/// `greenwave.toml`; returns it and the address it serves gRPC on.
+fn start_daemon(dir: &Path, controllers: &[(String, String)], config: &str) -> (Daemon, String) {
+    std::fs::create_dir(dir.join("controllers")).expect("mkdir");
+    for (name, text) in controllers {
+        // A short start-up, so the test spends its time on the API.
+        let text = text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
+        std::fs::write(dir.join("controllers").join(name), text).expect("write controller");
+    }
+    std::fs::write(dir.join("greenwave.toml"), config).expect("write config");
+    let mut daemon = Daemon::start(dir, ["--config", "greenwave.toml"]);
+    let line = daemon.expect_line("gRPC on ");
+    let addr = line.split("gRPC on ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("an address");
+    (daemon, addr.to_owned())
+}
+
+/// A `[[grpc.token]]` entry.
+fn token_entry(name: &str, role: &str, token: &str, extra: &str) -> String {
+    format!("\n[[grpc.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n{extra}", hash_token(token))
+}
+
 #[test]
 fn python_grpcio_client_interoperates() {
     let Some(python) = python() else { return };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(tmp.path().join("controllers")).expect("mkdir");
-    let (name, text) = test_controller();
-    // A short start-up, so the test spends its time on the API.
-    let text = text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
-    std::fs::write(tmp.path().join("controllers").join(name), text).expect("write controller");
     let config = format!(
-        "view = false\ntime_zone = \"UTC\"\n\n[grpc]\nanonymous = \"none\"\n\n\
-         [[grpc.token]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"{}\"\n\n\
-         [[grpc.token]]\nname = \"tmc\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
-        hash_token(VIEWER),
-        hash_token(OPERATOR)
+        "view = false\ntime_zone = \"UTC\"\n\n[grpc]\nanonymous = \"none\"\n{}{}",
+        token_entry("wall", "viewer", VIEWER, ""),
+        token_entry("tmc", "operator", OPERATOR, "")
     );
-    std::fs::write(tmp.path().join("greenwave.toml"), config).expect("write config");
-
-    let mut daemon = Daemon::start(tmp.path(), ["--config", "greenwave.toml"]);
-    let line = daemon.expect_line("gRPC on ");
-    let addr = line.split("gRPC on ").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("an address");
+    let (mut daemon, addr) = start_daemon(tmp.path(), &[test_controller()], &config);
 
     let output = Command::new(&python)
         .arg(root.join("tools/interop/grpc_client.py"))
-        .args(["--addr", addr, "--viewer-token", VIEWER, "--operator-token", OPERATOR])
+        .args(["--addr", &addr, "--viewer-token", VIEWER, "--operator-token", OPERATOR])
         .arg("--proto-dir")
         .arg(root.join("proto"))
         .arg("--log-dir")
@@ -83,4 +93,59 @@ fn python_grpcio_client_interoperates() {
     assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     assert!(seen.iter().any(|l| l.contains("audit") && l.contains("PERMISSION_DENIED")), "audit logged");
+}
+
+/// `tools/interop/grpc_hostile.py`: a wrong-token flood, 300 streams
+/// against a cap of 256, a silent watcher, a scoped token, a token rotated
+/// by SIGHUP; two intersections, a history of 5,000 events (fewer than the
+/// flood's calls, so auditing each would evict the real events).
+#[test]
+fn python_grpcio_hostile_callers_and_daily_operation() {
+    let Some(python) = python() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    const NEW_OPERATOR: &str = "rotated-operator-token-0123456789abcdef0123456789";
+    const SCOPED: &str = "scoped-operator-token-0123456789abcdef0123456789ab";
+    let config = format!(
+        "view = false\ntime_zone = \"UTC\"\n\n[grpc]\nanonymous = \"none\"\n{}{}{}\n\
+         [grpc.groups]\nnorth = [\"elm-and-oak\"]\n\n\
+         [grpc.limits]\nmax_streams = 256\nmax_streams_per_token = 256\nrequests_per_s = 10000\nburst = 10000\n\
+         event_history = 5000\n",
+        token_entry("wall", "viewer", VIEWER, ""),
+        token_entry("tmc", "operator", OPERATOR, ""),
+        token_entry("north-desk", "operator", SCOPED, "groups = [\"north\"]\n"),
+    );
+    let (a_name, a_text) = test_controller();
+    let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak-and-pine\"");
+    let (mut daemon, addr) =
+        start_daemon(tmp.path(), &[(a_name, a_text), ("oak-and-pine.toml".into(), b_text)], &config);
+
+    let output = Command::new(&python)
+        .arg(root.join("tools/interop/grpc_hostile.py"))
+        .args(["--addr", &addr, "--pid", &daemon.pid().to_string()])
+        .arg("--config")
+        .arg(tmp.path().join("greenwave.toml"))
+        .args(["--viewer-token", VIEWER, "--operator-token", OPERATOR, "--new-operator-token", NEW_OPERATOR])
+        .args(["--scoped-token", SCOPED])
+        .arg("--proto-dir")
+        .arg(root.join("proto"))
+        .output()
+        .expect("run the Python client");
+    daemon.signal("-TERM");
+    let status = daemon.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    let seen = daemon.log();
+    assert!(
+        output.status.success(),
+        "Python client failed:\n{stdout}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        seen.join("\n")
+    );
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+    assert!(status.success(), "daemon exit {status}");
+    // Thousands of refused calls, a few log lines.
+    let refused = seen.iter().filter(|l| l.contains("refused")).count();
+    assert!(refused <= 20, "{refused} refusal lines:\n{}", seen.join("\n"));
+    assert!(seen.iter().any(|l| l.contains("[grpc] access reloaded") && l.contains("token \"tmc\" replaced")));
 }
