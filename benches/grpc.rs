@@ -4,13 +4,15 @@
 //! the real clock, simulated cabinets, snapshot board, event hub, gRPC on
 //! loopback) at a 10 ms tick, and reports the engine's own tick latency
 //! (per intersection tick, from its LatencyReader) with no watcher and with
-//! 100 concurrent watchers (50 WatchState at 10 Hz + 50 StreamEvents), each
-//! phase on a fresh daemon. Then GetState requests per second from
-//! concurrent clients.
+//! 100 concurrent watchers (50 WatchState at 10 Hz + 50 StreamEvents), and
+//! under a flood of control calls with a wrong token (as fast as 16 client
+//! tasks on 4 connections can make them), each phase on a fresh daemon.
+//! Then GetState requests per second from concurrent clients.
 //!
-//! Run: `cargo bench --bench grpc` (about 80 s). Budget: tick p99.9
-//! unchanged with 100 watchers (watching must never slow the control loop). Everything shares the project's two
-//! cores: engine, server, and the clients of this benchmark.
+//! Run: `cargo bench --bench grpc` (about 2 min). Budget: tick p99.9
+//! unchanged with 100 watchers and under the flood (neither may slow the
+//! control loop). Everything shares the project's two cores: engine,
+//! server, and the clients of this benchmark.
 
 #[path = "../tests/grpc/harness.rs"]
 #[allow(dead_code)]
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use greenwave::api::pb;
+use greenwave::api::pb::control_client::ControlClient;
 use greenwave::api::pb::watch_client::WatchClient;
 use greenwave::config::GrpcConfig;
 use greenwave::engine::latency::Percentiles;
@@ -32,6 +35,18 @@ const WATCHERS: usize = 100;
 const CONNECTIONS: usize = 10;
 const GETSTATE_CLIENTS: usize = 8;
 const GETSTATE_FOR: Duration = Duration::from_secs(10);
+const FLOOD_TASKS: usize = 16;
+const FLOOD_CONNECTIONS: usize = 4;
+
+/// What runs against the daemon while its tick latency is measured.
+#[derive(Clone, Copy, Debug)]
+enum Load {
+    Idle,
+    /// Half WatchState at 10 Hz, half StreamEvents.
+    Watchers(usize),
+    /// SetMode calls with a wrong token, back to back.
+    WrongTokenFlood,
+}
 
 fn controllers() -> Vec<(String, String)> {
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/controllers"));
@@ -73,12 +88,36 @@ async fn channels(h: &harness::Harness, n: usize) -> Vec<Channel> {
     out
 }
 
-/// Tick latency over one phase on a fresh daemon, with `watchers` streams open.
-async fn tick_latency(watchers: usize) -> (Percentiles, u64) {
+/// Tick latency over one phase on a fresh daemon under `load`, and the
+/// messages received (watchers) or calls answered (flood).
+async fn tick_latency(load: Load) -> (Percentiles, u64) {
     let h = daemon().await;
     let received = Arc::new(AtomicU64::new(0));
-    let chans = channels(&h, CONNECTIONS).await;
     let mut tasks = Vec::new();
+    let watchers = match load {
+        Load::Watchers(n) => n,
+        Load::Idle | Load::WrongTokenFlood => 0,
+    };
+    if let Load::WrongTokenFlood = load {
+        let chans = channels(&h, FLOOD_CONNECTIONS).await;
+        for k in 0..FLOOD_TASKS {
+            let mut c = ControlClient::new(chans[k % FLOOD_CONNECTIONS].clone());
+            let received = received.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let mut req = tonic::Request::new(pb::SetModeRequest {
+                        intersection_id: "broadway-and-5th".into(),
+                        mode: pb::Mode::Flash as i32,
+                    });
+                    req.metadata_mut().insert("authorization", "Bearer not-a-token".parse().expect("ascii"));
+                    let refused = c.set_mode(req).await.is_err();
+                    assert!(refused, "a wrong token changed the mode");
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+    let chans = channels(&h, CONNECTIONS).await;
     for k in 0..watchers {
         let mut w = WatchClient::new(chans[k % CONNECTIONS].clone());
         let received = received.clone();
@@ -152,22 +191,30 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         println!("shipped controllers, 10 ms tick, {} s per phase, fresh daemon per phase\n", PHASE.as_secs());
-        let (idle, _) = tick_latency(0).await;
-        let (watched, messages) = tick_latency(WATCHERS).await;
+        let (idle, _) = tick_latency(Load::Idle).await;
+        let (watched, messages) = tick_latency(Load::Watchers(WATCHERS)).await;
+        let (flooded, refused) = tick_latency(Load::WrongTokenFlood).await;
         let (rps, errors) = getstate_rps().await;
         println!(
             "{:<44} {:>8} {:>9} {:>9} {:>10} {:>10}",
             "tick latency (per intersection)", "ticks", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
         );
-        for (name, p) in
-            [("0 watchers", idle), (&*format!("{WATCHERS} watchers (50 state + 50 event streams)"), watched)]
-        {
+        for (name, p) in [
+            ("0 watchers", idle),
+            (&*format!("{WATCHERS} watchers (50 state + 50 event streams)"), watched),
+            ("wrong-token flood", flooded),
+        ] {
             println!(
                 "{name:<44} {:>8} {:>9.1} {:>9.1} {:>10.1} {:>10.1}",
                 p.count, p.p50_us, p.p99_us, p.p999_us, p.max_us
             );
         }
         println!("\nwatchers received {messages} messages in {} s", PHASE.as_secs());
+        println!(
+            "flood: {refused} wrong-token calls refused in {} s ({:.0}/s)",
+            PHASE.as_secs(),
+            refused as f64 / PHASE.as_secs_f64()
+        );
         println!("GetState: {rps:.0} requests/s from {GETSTATE_CLIENTS} concurrent clients ({errors} errors)");
     });
 }
