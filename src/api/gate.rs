@@ -127,14 +127,16 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let peer = remote_addr(req.extensions());
+        let known = self.methods.name(req.uri().path());
         let rejection = match self.guard.auth.admit(req.headers(), peer) {
             Ok(id) => {
-                req.extensions_mut().insert(id);
-                return GateFuture::Admitted(self.inner.call(req));
+                req.extensions_mut().insert(id.clone());
+                let method = known.unwrap_or(self.methods.unknown);
+                let call = AdmittedCall { id, method, refusals: self.guard.refusals.clone() };
+                return GateFuture::Admitted(self.inner.call(req), Some(call));
             }
             Err(rejection) => rejection,
         };
-        let known = self.methods.name(req.uri().path());
         let method = known.unwrap_or(self.methods.unknown);
         let result = code_name(rejection.status.code());
         let read_target = self.methods.read_target
@@ -180,14 +182,23 @@ impl<S: NamedService> NamedService for Gate<S> {
 /// The future of a [`Gate`] call: the service's own for an admitted call
 /// (no extra allocation), a boxed audit for a refused one.
 pub enum GateFuture<F> {
-    Admitted(F),
+    /// The call, and who made it (taken when it answers).
+    Admitted(F, Option<AdmittedCall>),
     Rejected(BoxFuture<Response<Body>, Infallible>),
+}
+
+/// An admitted call, for the answer to a request that did not decode.
+#[derive(Debug)]
+pub struct AdmittedCall {
+    id: super::auth::Identity,
+    method: &'static str,
+    refusals: Arc<Refusals>,
 }
 
 impl<F> std::fmt::Debug for GateFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            GateFuture::Admitted(_) => "GateFuture::Admitted",
+            GateFuture::Admitted(..) => "GateFuture::Admitted",
             GateFuture::Rejected(_) => "GateFuture::Rejected",
         })
     }
@@ -201,10 +212,34 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            GateFuture::Admitted(f) => Pin::new(f).poll(cx),
+            GateFuture::Admitted(f, call) => {
+                let Ok(response) = std::task::ready!(Pin::new(f).poll(cx));
+                Poll::Ready(Ok(match call.take() {
+                    Some(call) => undecodable_is_invalid(response, call),
+                    None => response,
+                }))
+            }
             GateFuture::Rejected(f) => f.as_mut().poll(cx),
         }
     }
+}
+
+/// tonic answers a request message that does not decode with INTERNAL (as
+/// gRPC's status code guide has it for the server's own parse errors); to
+/// a control centre it is the caller's malformed request:
+/// INVALID_ARGUMENT, and a refusal like any other.
+fn undecodable_is_invalid(response: Response<Body>, call: AdmittedCall) -> Response<Body> {
+    let undecodable = response.headers().get("grpc-status").is_some_and(|c| c == "13")
+        && tonic::Status::from_header_map(response.headers())
+            .is_some_and(|s| s.message().starts_with("failed to decode Protobuf message"));
+    if !undecodable {
+        return response;
+    }
+    let detail = tonic::Status::from_header_map(response.headers()).map(|s| s.message().to_owned()).unwrap_or_default();
+    let status = tonic::Status::invalid_argument(format!("the request is not a {} message: {detail}", call.method));
+    let refusal = super::audit::refusal(&call.id, call.method, "request not decoded".into(), &status, None);
+    call.refusals.note(refusal, WallInstant::now());
+    status.into_http()
 }
 
 /// The peer address the server put in the request (`super::server`).

@@ -142,7 +142,7 @@ fn python_grpcio_hostile_callers_and_daily_operation() {
         String::from_utf8_lossy(&output.stderr),
         seen.join("\n")
     );
-    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     // Thousands of refused calls, a few log lines.
     let refused = seen.iter().filter(|l| l.contains("refused")).count();

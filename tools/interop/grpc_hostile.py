@@ -13,6 +13,7 @@ small event history, max_streams = 256), checks in order:
 - the silent watcher: a watcher that stops reading for a while is then sent
   the newest state within a few messages, with skipped_updates > 0;
 - scoped tokens: a token for one intersection sees and controls only it;
+- a Control message that does not decode is INVALID_ARGUMENT;
 - token rotation by SIGHUP: the operator token is replaced in
   greenwave.toml, SIGHUP, the old token is refused and the new one works,
   a stream opened before keeps running, and no intersection flashes.
@@ -255,7 +256,17 @@ def main():
         return (f"old token refused, new token admitted; the watcher opened before read on ({seen} updates); "
                 "no flash event since the SIGHUP")
 
+    def malformed():
+        raw = channel.unary_unary("/greenwave.v1.Control/SetMode")
+        try:
+            raw(b"\xff\xff\xff\xff", metadata=auth(args.operator_token), timeout=10)
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+            return e.details()
+        raise AssertionError("a malformed message was accepted")
+
     check("a wrong-token flood is limited and the history of real events intact", flood)
+    check("a malformed Control message is INVALID_ARGUMENT", malformed)
     check(f"{STREAMS} streams against a cap of {STREAM_CAP}", streams)
     check("a silent watcher resumes with the newest state", silent_watcher)
     check("a token scoped to one intersection reaches only it", scoped)
