@@ -76,6 +76,7 @@ async fn daemon() -> harness::Harness {
         speed: None,
         event_history: 100_000,
         tick_ms: 10,
+        config_file: None,
     })
     .await
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig};
-use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Stopped};
+use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Reloader, Stopped};
 use greenwave::engine::latency::LatencyReader;
 
 /// How a test daemon runs.
@@ -21,11 +21,15 @@ pub struct Options {
     pub event_history: usize,
     /// Control period, ms.
     pub tick_ms: u64,
+    /// The `greenwave.toml` a reload reads (`None`: none).
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 pub struct Harness {
     pub addr: SocketAddr,
     pub latency: Arc<LatencyReader>,
+    /// What SIGHUP does.
+    pub reloader: Reloader,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     daemon: Option<JoinHandle<Stopped>>,
     _logs: tempfile::TempDir,
@@ -44,13 +48,17 @@ pub async fn start(opts: Options) -> Harness {
     };
     config.grpc.limits.event_history = opts.event_history;
     config.event_log.dir = logs.path().to_path_buf();
-    let options = DaemonOptions::new(config, Controllers::Texts(opts.controllers));
+    let mut options = DaemonOptions::new(config, Controllers::Texts(opts.controllers));
+    if let Some(file) = opts.config_file {
+        options.config_file = file;
+    }
     let daemon = tokio::task::spawn_blocking(move || Daemon::start(options))
         .await
         .expect("start thread")
         .expect("daemon starts");
     let addr = daemon.grpc_addr().expect("gRPC on");
     let latency = daemon.latency().clone();
+    let reloader = daemon.reloader();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = std::thread::spawn(move || {
         daemon
@@ -59,7 +67,7 @@ pub async fn start(opts: Options) -> Harness {
             })
             .expect("daemon stops")
     });
-    Harness { addr, latency, stop: Some(stop), daemon: Some(daemon), _logs: logs }
+    Harness { addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
 }
 
 impl Harness {

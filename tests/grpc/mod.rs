@@ -61,6 +61,7 @@ async fn daemon(grpc: GrpcConfig, event_history: usize) -> Harness {
         speed: Some(20.0),
         event_history,
         tick_ms: 100,
+        config_file: None,
     })
     .await
 }
@@ -542,6 +543,63 @@ async fn tls_with_optional_and_required_client_certificates() {
         }
         h.stop().await;
     }
+}
+
+/// Certificates renewed in place reach new connections on a reload
+/// (SIGHUP), while a connection made before goes on: nothing restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_material_is_replaced_on_reload_without_closing_connections() {
+    let (old, new) = (pki(), pki());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("server.pem"), &old.server_cert).expect("write");
+    std::fs::write(path("server.key"), &old.server_key).expect("write");
+    let tokens: String = [("wall", "viewer", VIEWER), ("tmc", "operator", OPERATOR), ("cam-1", "camera", CAMERA)]
+        .iter()
+        .map(|(name, role, token)| {
+            format!("[[grpc.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n", hash_token(token))
+        })
+        .collect();
+    let file = format!(
+        "[grpc]\nlisten = \"127.0.0.1:0\"\n[grpc.tls]\ncert = {:?}\nkey = {:?}\n{tokens}",
+        path("server.pem"),
+        path("server.key")
+    );
+    std::fs::write(path("greenwave.toml"), file).expect("write");
+    let files = greenwave::config::grpc::TlsFiles {
+        cert: path("server.pem"),
+        key: path("server.key"),
+        client_ca: None,
+        require_client_cert: false,
+    };
+    let h = harness::start(Options {
+        grpc: GrpcConfig { tls: Some(files), ..grpc_config() },
+        controllers: vec![test_controller()],
+        speed: Some(20.0),
+        event_history: 100_000,
+        tick_ms: 100,
+        config_file: Some(path("greenwave.toml")),
+    })
+    .await;
+    let list = |ch: Channel| async move {
+        WatchClient::new(ch).list_intersections(authed(pb::ListIntersectionsRequest {}, VIEWER)).await.is_ok()
+    };
+    let before = tls_channel(&h, &old, false).await.expect("the old certificate");
+    assert!(list(before.clone()).await);
+
+    std::fs::write(path("server.pem"), &new.server_cert).expect("write");
+    std::fs::write(path("server.key"), &new.server_key).expect("write");
+    let reloader = h.reloader.clone();
+    tokio::task::spawn_blocking(move || reloader.reload()).await.expect("reload");
+
+    assert!(list(tls_channel(&h, &new, false).await.expect("the new certificate")).await, "new connections: new CA");
+    let stale = match tls_channel(&h, &old, false).await {
+        Ok(ch) => list(ch).await,
+        Err(_) => false,
+    };
+    assert!(!stale, "a client trusting only the old CA cannot connect any more");
+    assert!(list(before).await, "the connection made before the reload goes on");
+    h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
