@@ -10,6 +10,8 @@
 //!   gate that authenticates Control calls and audits those it turns away.
 //! - [`measures`]: per-phase performance measures from events.
 //! - [`docs`]: controller definitions as the API edits them (plans).
+//! - [`versions`]: accepted changes saved to the controller files, as
+//!   numbered versions, and what operators set (restored at start).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
 //! - `watch`, `control`, `ingest`: the service implementations.
 //!
@@ -29,6 +31,7 @@ pub mod convert;
 pub mod docs;
 mod ingest;
 pub mod measures;
+pub mod versions;
 mod watch;
 
 use std::net::SocketAddr;
