@@ -61,6 +61,7 @@ async fn daemon() -> harness::Harness {
         speed: None,
         event_history: 100_000,
         tick_ms: 10,
+        dir: None,
     })
     .await
 }

@@ -131,7 +131,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 }
 
 /// Every Control method, as the audit log names it (`proto/greenwave/v1/greenwave.proto`).
-const CONTROL_METHODS: [&str; 8] = [
+const CONTROL_METHODS: [&str; 10] = [
     "greenwave.v1.Control/SetMode",
     "greenwave.v1.Control/ApplyTimingPlan",
     "greenwave.v1.Control/SetCoordination",
@@ -140,6 +140,8 @@ const CONTROL_METHODS: [&str; 8] = [
     "greenwave.v1.Control/HoldPhases",
     "greenwave.v1.Control/ReleasePhases",
     "greenwave.v1.Control/ResetMonitor",
+    "greenwave.v1.Control/ListVersions",
+    "greenwave.v1.Control/RollbackVersion",
 ];
 
 /// The method of a call to a path the Control service does not serve.

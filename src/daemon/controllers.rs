@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use crate::api::versions::ControllerFile;
 use crate::api::{Api, ControllerSource};
 use crate::config::{self, IntersectionConfig};
 use crate::core::Command;
@@ -81,6 +82,8 @@ impl Controllers {
                 config: x.clone(),
                 file_name: x.source.display().to_string(),
                 toml: self.text_of(x),
+                // Only a directory's files are the daemon's to rewrite.
+                file: matches!(self, Controllers::Dir(_)).then(|| ControllerFile::new(x.source.clone(), &x.spec.id)),
             })
             .collect()
     }

@@ -33,7 +33,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::core::{
     Command, CommandError, Controller, ControllerSpec, Event, EventCode, FlashReason, InputFrame, Instant,
-    MAX_DETECTORS, Monitor, OutputFrame, Snapshot, Span, UnitState,
+    MAX_DETECTORS, Monitor, OperatingMode, OutputFrame, Snapshot, Span, UnitState,
 };
 use crate::realtime::CONTROL_PRIORITY;
 use clock::Clock;
@@ -430,6 +430,42 @@ impl Engine {
         if let Some(x) = self.intersections.get_mut(intersection) {
             x.time_of_day = TimeOfDay::new(zone);
         }
+    }
+
+    /// What an operator last set, as saved (`crate::api::versions`), given
+    /// back before the first tick at `now`: the mode, and a plan selected
+    /// at `selected_at`. A selection lasts, as it does live, until the
+    /// time-of-day schedule next changes plan: it is restored only when the
+    /// schedule asks for the same plan at `now` as it did then, and that
+    /// plan then counts as asked (so the schedule's first reading does not
+    /// replace it). Returns whether the selection was restored.
+    ///
+    /// # Errors
+    /// The controller refused the plan (no longer defined) or the mode (no
+    /// cycle to run it with): what it refused is not restored.
+    pub fn restore_operator(
+        &mut self,
+        intersection: usize,
+        mode: Option<OperatingMode>,
+        selected: Option<(u8, Instant)>,
+        now: Instant,
+    ) -> Result<bool, CommandError> {
+        let Some(x) = self.intersections.get_mut(intersection) else { return Ok(false) };
+        // Before the first tick: the control thread's no-allocation rule
+        // does not apply yet.
+        let schedule = x.controller.spec().schedule.clone();
+        let wall = Instant::from_millis(now.as_millis().saturating_add_signed(self.wall_offset_ms));
+        let zone = x.time_of_day.zone();
+        let asks_at = |t: Instant| schedule.plan_at(TimeOfDay::new(zone).civil(t));
+        let restored = selected.filter(|&(_, at)| asks_at(at) == asks_at(wall));
+        if let Some((plan, _)) = restored {
+            x.controller.handle_command(now, Command::SelectPlan(plan))?;
+            x.time_of_day.due(&schedule, wall);
+        }
+        if let Some(mode) = mode {
+            x.controller.handle_command(now, Command::SetMode(mode))?;
+        }
+        Ok(restored.is_some())
     }
 
     /// Intersection `intersection`'s cabinet confirms the frames it applies

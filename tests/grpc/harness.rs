@@ -3,11 +3,12 @@
 //! the API on a port the OS chooses, the event log in a temporary folder.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig};
-use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Stopped};
+use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Reloader, Stopped};
 use greenwave::engine::latency::LatencyReader;
 
 /// How a test daemon runs.
@@ -21,11 +22,18 @@ pub struct Options {
     pub event_history: usize,
     /// Control period, ms.
     pub tick_ms: u64,
+    /// A controllers directory to run, as `greenwave run --controllers`
+    /// does (changes over gRPC are saved there): `controllers` are written
+    /// into it where it has no file of that name. `None`: the controllers
+    /// run from their texts and changes live in memory.
+    pub dir: Option<PathBuf>,
 }
 
 pub struct Harness {
     pub addr: SocketAddr,
     pub latency: Arc<LatencyReader>,
+    /// What SIGHUP does.
+    pub reloader: Reloader,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     daemon: Option<JoinHandle<Stopped>>,
     _logs: tempfile::TempDir,
@@ -44,13 +52,26 @@ pub async fn start(opts: Options) -> Harness {
     };
     config.grpc.limits.event_history = opts.event_history;
     config.event_log.dir = logs.path().to_path_buf();
-    let options = DaemonOptions::new(config, Controllers::Texts(opts.controllers));
+    let controllers = match opts.dir {
+        Some(dir) => {
+            for (name, text) in &opts.controllers {
+                let file = dir.join(name);
+                if !file.exists() {
+                    std::fs::write(&file, text).expect("write a controller file");
+                }
+            }
+            Controllers::Dir(dir)
+        }
+        None => Controllers::Texts(opts.controllers),
+    };
+    let options = DaemonOptions::new(config, controllers);
     let daemon = tokio::task::spawn_blocking(move || Daemon::start(options))
         .await
         .expect("start thread")
         .expect("daemon starts");
     let addr = daemon.grpc_addr().expect("gRPC on");
     let latency = daemon.latency().clone();
+    let reloader = daemon.reloader();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = std::thread::spawn(move || {
         daemon
@@ -59,7 +80,7 @@ pub async fn start(opts: Options) -> Harness {
             })
             .expect("daemon stops")
     });
-    Harness { addr, latency, stop: Some(stop), daemon: Some(daemon), _logs: logs }
+    Harness { addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
 }
 
 impl Harness {
