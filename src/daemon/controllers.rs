@@ -23,7 +23,8 @@ pub const EMBEDDED: [(&str, &str); 3] = [
 /// Where the intersections come from.
 #[derive(Clone, Debug)]
 pub enum Controllers {
-    /// A controllers directory (`<id>.toml` files), read again on reload.
+    /// A controllers directory (`<id>.toml` files), read again on reload;
+    /// what the API accepts is saved into it (`crate::api::versions`).
     Dir(PathBuf),
     /// The shipped intersections on simulated cabinets ([`EMBEDDED`]).
     Embedded,
