@@ -16,7 +16,7 @@ use crate::engine::port::{CommandPort, SubmitError};
 use crate::engine::{EngineCommand, Refusal, Ticket};
 
 use super::auth::{Identity, Need, identity, permit};
-use super::versions::{ControllerFile, OperatorState, Provenance, SaveError, mode_word};
+use super::versions::{ControllerFile, OperatorSettings, Provenance, SaveError, mode_word};
 use super::{Shared, audit, convert, pb};
 
 const SET_MODE: &str = "greenwave.v1.Control/SetMode";
@@ -148,15 +148,16 @@ impl ControlService {
     /// `greenwave check` code, saves it (see [`super::versions`]; `text` is
     /// what to save when the caller has it verbatim, with its comments),
     /// stages it, and makes it the document. Returns the new version, the
-    /// saved version (0: not saved) and the warnings. A plan to select is
-    /// saved here and goes to the controller after ([`Self::select`]), once
-    /// the edit lock is let go. Nothing is staged that could not be saved.
+    /// saved version (0: not saved) and the warnings. What `operator`
+    /// sets is saved here and goes to the controller after (a plan:
+    /// [`Self::select`]), once the edit lock is let go. Nothing is staged
+    /// that could not be saved.
     fn stage(
         &self,
         i: usize,
         edit: &mut super::docs::DocEdit<'_>,
         (table, text): (toml::Table, Option<&str>),
-        select: Option<u8>,
+        operator: Selection,
         fields: Option<&convert::PlanFields<'_>>,
         change: &Change<'_>,
     ) -> Result<Staged, Status> {
@@ -178,14 +179,14 @@ impl ControlService {
                 format!("intersection.id is \"{}\", but the request is for \"{id}\"", cfg.spec.id),
             ));
         }
-        if let Some(n) = select
+        if let Some(n) = operator.plan
             && cfg.spec.plan(n).is_none()
         {
             return Err(convert::invalid("plan_number", format!("plan {n} is not defined")));
         }
         let warnings: Vec<String> = warnings.iter().map(|w| format!("{}: {}", w.key, w.reason)).collect();
         let saved = match edit.doc().file.clone() {
-            Some(file) => Some(save_definition(&file, text, select, change)?),
+            Some(file) => Some(save_definition(&file, text, operator, change)?),
             None => None,
         };
         let mut cfg = cfg;
@@ -263,7 +264,7 @@ struct Saved {
     /// The controller file's text before.
     before: String,
     /// What operators had set before (when a selection was saved).
-    operator_before: Option<OperatorState>,
+    operator_before: Option<OperatorSettings>,
 }
 
 impl Saved {
@@ -277,28 +278,42 @@ impl Saved {
         if let Some(state) = self.operator_before
             && let Err(e) = file.save_operator(state)
         {
-            tracing::error!(error = %e, "operator state not put back after a change the engine could not take");
+            tracing::error!(error = %e, "operator settings not put back after a change the engine could not take");
         }
     }
 }
 
-/// Saves a validated definition `text` (and the plan it selects) to its
+/// What a staged change also sets, saved with it: a plan to select, a
+/// coordination reference.
+#[derive(Clone, Copy, Debug, Default)]
+struct Selection {
+    plan: Option<u8>,
+    reference: Option<Instant>,
+}
+
+/// Saves a validated definition `text` (and what it selects) to its
 /// controller file, before anything is staged.
 fn save_definition(
     file: &ControllerFile,
     text: &str,
-    select: Option<u8>,
+    operator: Selection,
     change: &Change<'_>,
 ) -> Result<Saved, Status> {
     let before = std::fs::read_to_string(file.path())
         .map_err(|source| not_saved(SaveError::Io { action: "reading", path: file.path().to_path_buf(), source }))?;
-    let operator_before = match select {
-        Some(n) => {
+    let operator_before = match operator {
+        Selection { plan: None, reference: None } => None,
+        Selection { plan, reference } => {
             let was = operator_state(file);
-            file.save_operator(OperatorState { selected: Some((n, unix_ms_now())), ..was }).map_err(not_saved)?;
+            let now = Instant::from_millis(unix_ms_now());
+            let settings = OperatorSettings {
+                selected: plan.map(|n| (n, now)).or(was.selected),
+                coordination_reference: reference.or(was.coordination_reference),
+                ..was
+            };
+            file.save_operator(settings).map_err(not_saved)?;
             Some(was)
         }
-        None => None,
     };
     match file.save(text, &change.provenance()) {
         Ok(number) => Ok(Saved { number, before, operator_before }),
@@ -312,10 +327,10 @@ fn save_definition(
 }
 
 /// What operators set, as saved; an unreadable file is replaced (said).
-fn operator_state(file: &ControllerFile) -> OperatorState {
+fn operator_state(file: &ControllerFile) -> OperatorSettings {
     file.operator().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "saved operator state unreadable: replaced");
-        OperatorState::default()
+        tracing::warn!(error = %e, "saved operator settings unreadable: replaced");
+        OperatorSettings::default()
     })
 }
 
@@ -401,21 +416,26 @@ impl pb::control_server::Control for ControlService {
             let mode = convert::mode(r.mode)?;
             let was = self.shared.engine.board.get(i).map(|s| s.unit);
             // Saved before it is sent, so what runs is always what a
-            // restart runs; put back if the controller refuses it.
-            let file = self.shared.core.docs.edit(i).doc().file.clone();
-            let before = match &file {
-                Some(file) => {
-                    let before = operator_state(file);
-                    file.save_operator(OperatorState { mode: Some(mode), ..before }).map_err(not_saved)?;
-                    Some(before)
+            // restart runs; put back if the controller refuses it. The
+            // edit lock keeps other changes of the saved settings out
+            // meanwhile (it is let go before the wait).
+            let (file, before) = {
+                let edit = self.shared.core.docs.edit(i);
+                match edit.doc().file.clone() {
+                    Some(file) => {
+                        let before = operator_state(&file);
+                        file.save_operator(OperatorSettings { mode: Some(mode), ..before }).map_err(not_saved)?;
+                        (Some(file), before)
+                    }
+                    None => (None, OperatorSettings::default()),
                 }
-                None => None,
             };
             if let Err(refused) = self.controller(i, Command::SetMode(mode), "mode").await {
-                if let (Some(file), Some(before)) = (&file, before)
-                    && let Err(e) = file.save_operator(before)
-                {
-                    tracing::error!(error = %e, "operator state not put back after a refused mode");
+                if let Some(file) = &file {
+                    let _edit = self.shared.core.docs.edit(i);
+                    if let Err(e) = file.save_operator(before) {
+                        tracing::error!(error = %e, "operator settings not put back after a refused mode");
+                    }
                 }
                 return Err(refused);
             }
@@ -479,7 +499,8 @@ impl pb::control_server::Control for ControlService {
                     }
                     None => return Err(convert::invalid("source", "set plan or controller_toml")),
                 };
-                let staged = self.stage(i, &mut edit, table, select, fields.as_ref(), &change)?;
+                let operator = Selection { plan: select, reference: None };
+                let staged = self.stage(i, &mut edit, table, operator, fields.as_ref(), &change)?;
                 (staged, number, select)
             };
             self.select(i, select).await?;
@@ -559,7 +580,11 @@ impl pb::control_server::Control for ControlService {
                 let mut table = edit.doc().table.clone();
                 coordinate_plan(&mut table, number, &r, splits)?;
                 let fields = convert::PlanFields { prefix: "", number, splits: &r.splits_s };
-                self.stage(i, &mut edit, (table, None), r.activate.then_some(number), Some(&fields), &change)?
+                let operator = Selection {
+                    plan: r.activate.then_some(number),
+                    reference: (r.reference_unix_ms != 0).then(|| Instant::from_millis(r.reference_unix_ms)),
+                };
+                self.stage(i, &mut edit, (table, None), operator, Some(&fields), &change)?
             };
             self.select(i, r.activate.then_some(number)).await?;
             if r.reference_unix_ms != 0 {
@@ -691,7 +716,7 @@ impl pb::control_server::Control for ControlService {
                 Status::failed_precondition(format!("number: version {} is not valid TOML: {}", r.number, e.message()))
             })?;
             let number = self.running_plan(i);
-            let staged = self.stage(i, &mut edit, (table, Some(&body)), None, None, &change)?;
+            let staged = self.stage(i, &mut edit, (table, Some(&body)), Selection::default(), None, &change)?;
             Ok((
                 format!(
                     "version {} back as config version {}{}: in force at the next barrier",

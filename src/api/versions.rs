@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::core::OperatingMode;
+use crate::core::{Instant, OperatingMode};
+pub use crate::engine::OperatorSettings;
 
 /// Versions saved by the API that are kept per intersection (older ones
 /// are removed; versions found on disk are never removed).
@@ -96,21 +97,14 @@ pub struct SavedVersion {
     pub current: bool,
 }
 
-/// What operators set that outlasts a restart: the operating mode, and the
-/// plan selected with when it was selected (ms since the Unix epoch).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OperatorState {
-    pub mode: Option<OperatingMode>,
-    pub selected: Option<(u8, u64)>,
-}
-
 /// `operator.toml` as written.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawOperatorState {
+struct RawOperatorSettings {
     mode: Option<String>,
     plan: Option<u8>,
     plan_selected_unix_ms: Option<u64>,
+    coordination_reference_unix_ms: Option<u64>,
 }
 
 /// One intersection's controller file and its saved versions.
@@ -210,18 +204,19 @@ impl ControllerFile {
     ///
     /// # Errors
     /// The file could not be written; what was saved before stays.
-    pub fn save_operator(&self, state: OperatorState) -> Result<(), SaveError> {
-        let raw = RawOperatorState {
-            mode: state.mode.map(|m| mode_word(m).to_owned()),
-            plan: state.selected.map(|(n, _)| n),
-            plan_selected_unix_ms: state.selected.map(|(_, at)| at),
+    pub fn save_operator(&self, settings: OperatorSettings) -> Result<(), SaveError> {
+        let raw = RawOperatorSettings {
+            mode: settings.mode.map(|m| mode_word(m).to_owned()),
+            plan: settings.selected.map(|(n, _)| n),
+            plan_selected_unix_ms: settings.selected.map(|(_, at)| at.as_millis()),
+            coordination_reference_unix_ms: settings.coordination_reference.map(Instant::as_millis),
         };
         let path = self.operator_path();
         let toml =
             toml::to_string(&raw).map_err(|e| SaveError::Unreadable { path: path.clone(), reason: e.to_string() })?;
         let text = format!(
             "# What operators set over gRPC (SetMode; the plan an ApplyTimingPlan or SetCoordination\n\
-             # activated), restored when the daemon starts. Written by greenwave.\n{toml}"
+             # activated; SetCoordination's reference), restored when the daemon starts. Written by greenwave.\n{toml}"
         );
         fs::create_dir_all(&self.versions).map_err(io_error("creating", &self.versions))?;
         write_atomic(&path, &text)
@@ -231,15 +226,15 @@ impl ControllerFile {
     ///
     /// # Errors
     /// The file cannot be read or is not what [`Self::save_operator`] writes.
-    pub fn operator(&self) -> Result<OperatorState, SaveError> {
+    pub fn operator(&self) -> Result<OperatorSettings, SaveError> {
         let path = self.operator_path();
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OperatorState::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OperatorSettings::default()),
             Err(e) => return Err(io_error("reading", &path)(e)),
         };
         let unreadable = |reason: String| SaveError::Unreadable { path: path.clone(), reason };
-        let raw: RawOperatorState = toml::from_str(&text).map_err(|e| unreadable(e.message().to_owned()))?;
+        let raw: RawOperatorSettings = toml::from_str(&text).map_err(|e| unreadable(e.message().to_owned()))?;
         let mode = match raw.mode {
             Some(word) => Some(
                 MODE_WORDS
@@ -250,8 +245,9 @@ impl ControllerFile {
             ),
             None => None,
         };
-        let selected = raw.plan.map(|n| (n, raw.plan_selected_unix_ms.unwrap_or(0)));
-        Ok(OperatorState { mode, selected })
+        let selected = raw.plan.map(|n| (n, Instant::from_millis(raw.plan_selected_unix_ms.unwrap_or(0))));
+        let coordination_reference = raw.coordination_reference_unix_ms.map(Instant::from_millis);
+        Ok(OperatorSettings { mode, selected, coordination_reference })
     }
 
     fn operator_path(&self) -> PathBuf {
@@ -452,7 +448,8 @@ mod tests {
         assert!(e.to_string().starts_with("creating "), "{e}");
         assert!(!e.is_disk_full());
         assert_eq!(fs::read_to_string(c.path()).unwrap(), BODY);
-        let e = c.save_operator(OperatorState { mode: Some(OperatingMode::Flash), selected: None }).unwrap_err();
+        let flash = OperatorSettings { mode: Some(OperatingMode::Flash), ..OperatorSettings::default() };
+        let e = c.save_operator(flash).unwrap_err();
         assert!(e.to_string().contains("versions"), "{e}");
     }
 
@@ -460,10 +457,14 @@ mod tests {
     fn the_operator_state_reads_back_as_saved() {
         let dir = tempfile::tempdir().unwrap();
         let c = controller(dir.path());
-        assert_eq!(c.operator().unwrap(), OperatorState::default());
-        let state = OperatorState { mode: Some(OperatingMode::Flash), selected: Some((2, 1_765_000_000_000)) };
-        c.save_operator(state).unwrap();
-        assert_eq!(c.operator().unwrap(), state);
+        assert_eq!(c.operator().unwrap(), OperatorSettings::default());
+        let settings = OperatorSettings {
+            mode: Some(OperatingMode::Flash),
+            selected: Some((2, Instant::from_millis(1_765_000_000_000))),
+            coordination_reference: Some(Instant::from_millis(1_767_225_600_000)),
+        };
+        c.save_operator(settings).unwrap();
+        assert_eq!(c.operator().unwrap(), settings);
         fs::write(dir.path().join("versions/elm-and-oak/operator.toml"), "mode = \"disco\"\n").unwrap();
         assert!(c.operator().unwrap_err().to_string().contains("unknown \"disco\""));
     }

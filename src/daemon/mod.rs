@@ -44,7 +44,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tracing::{error, info};
 
-use crate::api::versions::{OperatorState, mode_word};
+use crate::api::versions::{OperatorSettings, mode_word};
 use crate::api::{Api, ControllerSource, EngineHandles, GrpcServer};
 use crate::config::daemon::DaemonConfig;
 use crate::config::{self, ClockSource, IntersectionConfig};
@@ -409,23 +409,23 @@ fn restore_operators(engine: &mut Engine, sources: &[ControllerSource], start: I
     for (i, source) in sources.iter().enumerate() {
         let Some(file) = &source.file else { continue };
         let id = &source.config.spec.id;
-        let state = match file.operator() {
-            Ok(state) if state == OperatorState::default() => continue,
-            Ok(state) => state,
+        let settings = match file.operator() {
+            Ok(settings) if settings == OperatorSettings::default() => continue,
+            Ok(settings) => settings,
             Err(e) => {
-                error!(%id, error = %e, "saved operator state not restored: the schedule runs");
+                error!(%id, error = %e, "saved operator settings not restored: the schedule runs");
                 continue;
             }
         };
-        let selected = state.selected.map(|(plan, at)| (plan, Instant::from_millis(at)));
-        match engine.restore_operator(i, state.mode, selected, start) {
+        match engine.restore_operator(i, &settings, start) {
             Ok(plan_restored) => info!(
                 %id,
-                mode = state.mode.map_or("scheduled", mode_word),
-                plan = ?state.selected.filter(|_| plan_restored).map(|(n, _)| n),
+                mode = settings.mode.map_or("scheduled", mode_word),
+                plan = ?settings.selected.filter(|_| plan_restored).map(|(n, _)| n),
+                coordination_reference_unix_ms = ?settings.coordination_reference.map(Instant::as_millis),
                 "operator settings restored (saved over gRPC before the restart)"
             ),
-            Err(e) => error!(%id, error = %e, "saved operator state refused by the controller: not restored"),
+            Err(e) => error!(%id, error = %e, "saved operator settings refused by the controller: not all restored"),
         }
     }
 }
