@@ -2,7 +2,8 @@
 //! controllers directory saves every accepted change to the controller file
 //! and its versions before staging it, runs it again after a restart or
 //! SIGHUP, lists and rolls back versions, and refuses a change it cannot
-//! save without applying it.
+//! save without applying it (a write error: UNAVAILABLE; a full disk, the
+//! real binary on a full tmpfs: RESOURCE_EXHAUSTED).
 
 use std::path::Path;
 
@@ -137,4 +138,61 @@ async fn a_change_that_cannot_be_saved_is_refused_and_not_applied() {
     assert_eq!(s.unit_state, pb::UnitState::Run as i32);
     assert_eq!(std::fs::read_to_string(&file).expect("controller file"), engineers);
     h.stop().await;
+}
+
+/// Run inside a user and mount namespace (no root needed): the controllers
+/// directory is a tmpfs filled to the last byte before the daemon starts.
+const FULL_DISK: &str = r#"
+set -u
+cd "$DIR"
+mount -t tmpfs -o size=64k greenwave-full-controllers controllers || exit 90
+cp elm-and-oak.toml controllers/
+dd if=/dev/zero of=controllers/filler bs=1k 2>/dev/null
+RUST_LOG=info NO_COLOR=1 "$GW" run --no-view --grpc-listen 127.0.0.1:0 --config greenwave.toml \
+    --controllers controllers --duration-s 12 >/dev/null 2>daemon.err
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_the_change_with_resource_exhausted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("controllers")).expect("mkdir");
+    let (_, text) = super::test_controller();
+    std::fs::write(dir.join("elm-and-oak.toml"), text).expect("controller");
+    let config = format!(
+        "view = false\ntime_zone = \"UTC\"\n\n[grpc]\nanonymous = \"none\"\n\n\
+         [[grpc.token]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"{}\"\n\n\
+         [[grpc.token]]\nname = \"tmc\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+        greenwave::api::auth::hash_token(VIEWER),
+        greenwave::api::auth::hash_token(OPERATOR)
+    );
+    std::fs::write(dir.join("greenwave.toml"), config).expect("config");
+    let mut namespace = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--fork", "sh", "-c", FULL_DISK])
+        .env("DIR", dir)
+        .env("GW", env!("CARGO_BIN_EXE_greenwave"))
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let log = || std::fs::read_to_string(dir.join("daemon.err")).unwrap_or_default();
+    let mut addr = None;
+    for _ in 0..100 {
+        addr = log().lines().find_map(|l| l.split("gRPC on ").nth(1)?.split_whitespace().next().map(str::to_owned));
+        if addr.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let addr =
+        addr.unwrap_or_else(|| panic!("no gRPC address (exit 90: no tmpfs in a user namespace); log:\n{}", log()));
+    let ch = Channel::from_shared(format!("http://{addr}")).expect("url").connect().await.expect("connect");
+    let (mut c, mut w) = (ControlClient::new(ch.clone()), WatchClient::new(ch));
+
+    let refused = c.apply_timing_plan(authed(plan_2_at_80_s(), OPERATOR)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{}", refused.message());
+    assert!(refused.message().starts_with("not applied: the change could not be saved"), "{}", refused.message());
+    let state = w.get_state(authed(pb::GetStateRequest { intersection_id: ID.into() }, VIEWER)).await;
+    let state = state.expect("state").into_inner();
+    assert_eq!((state.config_version, state.plan_number), (1, 1), "nothing applied");
+    let status = namespace.wait().expect("the namespace ends with the daemon");
+    assert!(status.success(), "{status}; log:\n{}", log());
 }
