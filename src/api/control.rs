@@ -318,8 +318,12 @@ fn save_definition(
     match file.save(text, &change.provenance()) {
         Ok(number) => Ok(Saved { number, before, operator_before }),
         Err(e) => {
-            if let Some(was) = operator_before {
-                let _ = file.save_operator(was);
+            // What was selected with a definition that was not saved is
+            // not selected either.
+            if let Some(was) = operator_before
+                && let Err(put_back) = file.save_operator(was)
+            {
+                tracing::error!(error = %put_back, "operator settings not put back after a change that was not saved");
             }
             Err(not_saved(e))
         }
@@ -465,7 +469,7 @@ impl pb::control_server::Control for ControlService {
             Some(Source::ControllerToml(t)) => format!("controller file ({} bytes)", t.len()),
             None => "nothing".to_owned(),
         };
-        let change = Change { caller: &caller, method: APPLY_PLAN, what: &what.clone() };
+        let change = Change { caller: &caller, method: APPLY_PLAN, what: &what };
         let act = async |i| {
             let (staged, number, select) = {
                 let mut edit = self.shared.core.docs.edit(i);
@@ -514,7 +518,7 @@ impl pb::control_server::Control for ControlService {
                 (staged, number),
             ))
         };
-        let ((staged, number), seq) = self.audited(&caller, APPLY_PLAN, &r.intersection_id, what, act).await?;
+        let ((staged, number), seq) = self.audited(&caller, APPLY_PLAN, &r.intersection_id, what.clone(), act).await?;
         Ok(plan_applied(staged, number, seq))
     }
 
@@ -531,7 +535,7 @@ impl pb::control_server::Control for ControlService {
             r.offset_s,
             if r.reference_unix_ms != 0 { format!(" reference {} ms", r.reference_unix_ms) } else { String::new() }
         );
-        let change = Change { caller: &caller, method: SET_COORDINATION, what: &what.clone() };
+        let change = Change { caller: &caller, method: SET_COORDINATION, what: &what };
         let act = async |i| {
             // A reference is when the cycle starts: any time up to a year
             // ahead (2^64 - 1 ms would be past every calendar).
@@ -602,7 +606,8 @@ impl pb::control_server::Control for ControlService {
                 (staged, number),
             ))
         };
-        let ((staged, number), seq) = self.audited(&caller, SET_COORDINATION, &r.intersection_id, what, act).await?;
+        let ((staged, number), seq) =
+            self.audited(&caller, SET_COORDINATION, &r.intersection_id, what.clone(), act).await?;
         Ok(plan_applied(staged, number, seq))
     }
 
@@ -701,7 +706,7 @@ impl pb::control_server::Control for ControlService {
         let caller = identity(&req)?;
         let r = req.into_inner();
         let what = format!("rollback to version {}", r.number);
-        let change = Change { caller: &caller, method: ROLLBACK, what: &what.clone() };
+        let change = Change { caller: &caller, method: ROLLBACK, what: &what };
         let act = async |i| {
             let file = self.saved_file(i)?;
             let mut edit = self.shared.core.docs.edit(i);
@@ -727,7 +732,7 @@ impl pb::control_server::Control for ControlService {
                 (staged, number),
             ))
         };
-        let ((staged, number), seq) = self.audited(&caller, ROLLBACK, &r.intersection_id, what, act).await?;
+        let ((staged, number), seq) = self.audited(&caller, ROLLBACK, &r.intersection_id, what.clone(), act).await?;
         Ok(plan_applied(staged, number, seq))
     }
 }
