@@ -77,6 +77,7 @@ async fn daemon() -> harness::Harness {
         event_history: 100_000,
         tick_ms: 10,
         config_file: None,
+        dir: None,
     })
     .await
 }

@@ -16,6 +16,7 @@ use crate::engine::port::{CommandPort, SubmitError};
 use crate::engine::{EngineCommand, Refusal, Ticket};
 
 use super::auth::{Identity, Need, identity, permit};
+use super::versions::{ControllerFile, OperatorSettings, Provenance, SaveError, mode_word};
 use super::{Shared, audit, convert, pb};
 
 const SET_MODE: &str = "greenwave.v1.Control/SetMode";
@@ -26,6 +27,8 @@ const PRIORITY: &str = "greenwave.v1.Control/RequestPriority";
 const HOLD: &str = "greenwave.v1.Control/HoldPhases";
 const RELEASE: &str = "greenwave.v1.Control/ReleasePhases";
 const RESET_MONITOR: &str = "greenwave.v1.Control/ResetMonitor";
+const LIST_VERSIONS: &str = "greenwave.v1.Control/ListVersions";
+const ROLLBACK: &str = "greenwave.v1.Control/RollbackVersion";
 
 /// Largest `controller_toml` accepted; controller files are a few kB.
 const MAX_CONTROLLER_TOML: usize = 256 * 1024;
@@ -137,21 +140,33 @@ impl ControlService {
     }
 
     /// Validates `table` as intersection `i`'s controller file with the
-    /// `greenwave check` code, stages it, and makes it the document.
-    /// Returns the new version and the warnings. A plan to select goes to
-    /// the controller after ([`Self::select`]), once the edit lock is let go.
+    /// `greenwave check` code, saves it (see [`super::versions`]; `text` is
+    /// what to save when the caller has it verbatim, with its comments),
+    /// stages it, and makes it the document. Returns the new version, the
+    /// saved version (0: not saved) and the warnings. What `operator`
+    /// sets is saved here and goes to the controller after (a plan:
+    /// [`Self::select`]), once the edit lock is let go. Nothing is staged
+    /// that could not be saved.
     fn stage(
         &self,
         i: usize,
         edit: &mut super::docs::DocEdit<'_>,
-        table: toml::Table,
-        select: Option<u8>,
+        (table, text): (toml::Table, Option<&str>),
+        operator: Selection,
         fields: Option<&convert::PlanFields<'_>>,
-    ) -> Result<(u64, Vec<String>), Status> {
-        let text = toml::to_string(&table).map_err(|e| Status::internal(format!("plan editor: {e}")))?;
+        change: &Change<'_>,
+    ) -> Result<Staged, Status> {
+        let serialized;
+        let text = match text {
+            Some(text) => text,
+            None => {
+                serialized = toml::to_string(&table).map_err(|e| Status::internal(format!("plan editor: {e}")))?;
+                &serialized
+            }
+        };
         let file = edit.doc().file_name.clone();
         let (cfg, warnings) =
-            config::load_intersection_str(&file, &text).map_err(|e| convert::rejected("timing plan", &e, fields))?;
+            config::load_intersection_str(&file, text).map_err(|e| convert::rejected("timing plan", &e, fields))?;
         let id = &self.shared.core.ids[i];
         if cfg.spec.id != *id {
             return Err(convert::invalid(
@@ -159,12 +174,16 @@ impl ControlService {
                 format!("intersection.id is \"{}\", but the request is for \"{id}\"", cfg.spec.id),
             ));
         }
-        if let Some(n) = select
+        if let Some(n) = operator.plan
             && cfg.spec.plan(n).is_none()
         {
             return Err(convert::invalid("plan_number", format!("plan {n} is not defined")));
         }
         let warnings: Vec<String> = warnings.iter().map(|w| format!("{}: {}", w.key, w.reason)).collect();
+        let saved = match edit.doc().file.clone() {
+            Some(file) => Some(save_definition(&file, text, operator, change)?),
+            None => None,
+        };
         let mut cfg = cfg;
         cfg.spec.version = edit.next_version();
         // No outcome to wait for (a definition that validated is always
@@ -172,12 +191,25 @@ impl ControlService {
         // engine handles commands in order, so a selection sent after
         // this one sees it staged.
         let command = Command::LoadSpec(Box::new(cfg.spec.clone()));
-        self.port()
-            .send(EngineCommand::Controller { intersection: i, command, ticket: Ticket::NONE })
-            .map_err(|e| status(e, "controller_toml"))?;
+        if let Err(e) = self.port().send(EngineCommand::Controller { intersection: i, command, ticket: Ticket::NONE }) {
+            if let (Some(file), Some(saved)) = (&edit.doc().file, &saved) {
+                saved.undo(file);
+            }
+            return Err(status(e, "controller_toml"));
+        }
         self.shared.core.measures.configure(i, &cfg.spec);
         let version = edit.commit(table, cfg);
-        Ok((version, warnings))
+        Ok(Staged { version, saved: saved.map_or(0, |s| s.number), warnings })
+    }
+
+    /// Intersection `i`'s controller file, for the calls about its saved
+    /// versions.
+    fn saved_file(&self, i: usize) -> Result<ControllerFile, Status> {
+        self.shared.core.docs.edit(i).doc().file.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "no saved versions: this daemon runs no controllers directory, so changes live in memory",
+            )
+        })
     }
 
     /// Selects plan `n` (after [`Self::stage`]); the controller takes a
@@ -190,19 +222,133 @@ impl ControlService {
     }
 }
 
-/// The answer to a staged plan change: its config version, plan, the
-/// validator's warnings and the audit record.
-fn plan_applied(
+/// A change as its audit record names it: who, over which method, what.
+struct Change<'a> {
+    caller: &'a Identity,
+    method: &'static str,
+    what: &'a str,
+}
+
+impl Change<'_> {
+    fn provenance(&self) -> Provenance {
+        Provenance {
+            saved_unix_ms: unix_ms_now(),
+            saved_by: format!("{} ({})", self.caller.principal, self.caller.role.name()),
+            method: self.method.to_owned(),
+            what: self.what.to_owned(),
+        }
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A staged definition: its config version, the version it was saved as
+/// (0: not saved) and the validator's warnings.
+struct Staged {
     version: u64,
-    number: u8,
+    saved: u64,
     warnings: Vec<String>,
-    audit_seq: u64,
-) -> Response<pb::ApplyTimingPlanResponse> {
+}
+
+/// What [`save_definition`] wrote, to undo it if the engine cannot take
+/// the change after all.
+struct Saved {
+    number: u64,
+    /// The controller file's text before.
+    before: String,
+    /// What operators had set before (when a selection was saved).
+    operator_before: Option<OperatorSettings>,
+}
+
+impl Saved {
+    /// Puts the controller file (and what operators set) back as it was:
+    /// the change was not staged, so a restart must not run it. The saved
+    /// version stays in the history, no longer current.
+    fn undo(&self, file: &ControllerFile) {
+        if let Err(e) = super::versions::write_atomic(file.path(), &self.before) {
+            tracing::error!(file = %file.path().display(), error = %e, "controller file not put back after a change the engine could not take");
+        }
+        if let Some(state) = self.operator_before
+            && let Err(e) = file.save_operator(state)
+        {
+            tracing::error!(error = %e, "operator settings not put back after a change the engine could not take");
+        }
+    }
+}
+
+/// What a staged change also sets, saved with it: a plan to select, a
+/// coordination reference.
+#[derive(Clone, Copy, Debug, Default)]
+struct Selection {
+    plan: Option<u8>,
+    reference: Option<Instant>,
+}
+
+/// Saves a validated definition `text` (and what it selects) to its
+/// controller file, before anything is staged.
+fn save_definition(
+    file: &ControllerFile,
+    text: &str,
+    operator: Selection,
+    change: &Change<'_>,
+) -> Result<Saved, Status> {
+    let before = std::fs::read_to_string(file.path())
+        .map_err(|source| not_saved(SaveError::Io { action: "reading", path: file.path().to_path_buf(), source }))?;
+    let operator_before = match operator {
+        Selection { plan: None, reference: None } => None,
+        Selection { plan, reference } => {
+            let was = operator_state(file);
+            let now = Instant::from_millis(unix_ms_now());
+            let settings = OperatorSettings {
+                selected: plan.map(|n| (n, now)).or(was.selected),
+                coordination_reference: reference.or(was.coordination_reference),
+                ..was
+            };
+            file.save_operator(settings).map_err(not_saved)?;
+            Some(was)
+        }
+    };
+    match file.save(text, &change.provenance()) {
+        Ok(number) => Ok(Saved { number, before, operator_before }),
+        Err(e) => {
+            // What was selected with a definition that was not saved is
+            // not selected either.
+            if let Some(was) = operator_before
+                && let Err(put_back) = file.save_operator(was)
+            {
+                tracing::error!(error = %put_back, "operator settings not put back after a change that was not saved");
+            }
+            Err(not_saved(e))
+        }
+    }
+}
+
+/// What operators set, as saved; an unreadable file is replaced (said).
+fn operator_state(file: &ControllerFile) -> OperatorSettings {
+    file.operator().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "saved operator settings unreadable: replaced");
+        OperatorSettings::default()
+    })
+}
+
+/// A change that could not be saved, as the caller's status: it was not
+/// applied either.
+fn not_saved(e: SaveError) -> Status {
+    let message = format!("not applied: the change could not be saved ({e}); what runs is unchanged");
+    if e.is_disk_full() { Status::resource_exhausted(message) } else { Status::unavailable(message) }
+}
+
+/// The answer to a staged plan change: its versions, plan, the validator's
+/// warnings and the audit record.
+fn plan_applied(staged: Staged, number: u8, audit_seq: u64) -> Response<pb::ApplyTimingPlanResponse> {
     Response::new(pb::ApplyTimingPlanResponse {
-        config_version: version,
+        config_version: staged.version,
         plan_number: number.into(),
-        warnings,
+        warnings: staged.warnings,
         audit_seq,
+        saved_version: staged.saved,
     })
 }
 
@@ -245,17 +391,6 @@ fn status(e: SubmitError, field: &str) -> Status {
     }
 }
 
-fn mode_word(m: OperatingMode) -> &'static str {
-    match m {
-        OperatingMode::Scheduled => "scheduled",
-        OperatingMode::Actuated => "actuated",
-        OperatingMode::Coordinated => "coordinated",
-        OperatingMode::Fixed => "fixed",
-        OperatingMode::Flash => "flash",
-        OperatingMode::Adaptive => "adaptive",
-    }
-}
-
 /// A list of phase numbers from a request (the controller says whether
 /// they are present).
 fn phase_set(numbers: &[u32]) -> Result<PhaseSet, Status> {
@@ -279,7 +414,30 @@ impl pb::control_server::Control for ControlService {
         let act = async |i| {
             let mode = convert::mode(r.mode)?;
             let was = self.shared.engine.board.get(i).map(|s| s.unit);
-            self.controller(i, Command::SetMode(mode), "mode").await?;
+            // Saved before it is sent, so what runs is always what a
+            // restart runs; put back if the controller refuses it. The
+            // edit lock keeps other changes of the saved settings out
+            // meanwhile (it is let go before the wait).
+            let (file, before) = {
+                let edit = self.shared.core.docs.edit(i);
+                match edit.doc().file.clone() {
+                    Some(file) => {
+                        let before = operator_state(&file);
+                        file.save_operator(OperatorSettings { mode: Some(mode), ..before }).map_err(not_saved)?;
+                        (Some(file), before)
+                    }
+                    None => (None, OperatorSettings::default()),
+                }
+            };
+            if let Err(refused) = self.controller(i, Command::SetMode(mode), "mode").await {
+                if let Some(file) = &file {
+                    let _edit = self.shared.core.docs.edit(i);
+                    if let Err(e) = file.save_operator(before) {
+                        tracing::error!(error = %e, "operator settings not put back after a refused mode");
+                    }
+                }
+                return Err(refused);
+            }
             let when = match (mode, was) {
                 (m, Some(UnitState::Flash { reason: FlashReason::Operator, .. })) if m != OperatingMode::Flash => {
                     "leaves operator flash now, through all red"
@@ -306,8 +464,9 @@ impl pb::control_server::Control for ControlService {
             Some(Source::ControllerToml(t)) => format!("controller file ({} bytes)", t.len()),
             None => "nothing".to_owned(),
         };
+        let change = Change { caller: &caller, method: APPLY_PLAN, what: &what };
         let act = async |i| {
-            let (version, number, warnings, select) = {
+            let (staged, number, select) = {
                 let mut edit = self.shared.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
                 let (table, number, select, fields) = match &r.source {
@@ -323,7 +482,7 @@ impl pb::control_server::Control for ControlService {
                         // plan_table checked 1..=255.
                         let n = plan.number as u8;
                         let fields = convert::PlanFields { prefix: "plan.", number: n, splits: &plan.splits_s };
-                        (table, n, r.activate.then_some(n), Some(fields))
+                        ((table, None), n, r.activate.then_some(n), Some(fields))
                     }
                     Some(Source::ControllerToml(text)) => {
                         if text.len() > MAX_CONTROLLER_TOML {
@@ -335,23 +494,27 @@ impl pb::control_server::Control for ControlService {
                         let table = text.parse::<toml::Table>().map_err(|e| {
                             convert::invalid("controller_toml", format!("not valid TOML: {}", e.message()))
                         })?;
-                        (table, self.running_plan(i), None, None)
+                        ((table, Some(text.as_str())), self.running_plan(i), None, None)
                     }
                     None => return Err(convert::invalid("source", "set plan or controller_toml")),
                 };
-                let (version, warnings) = self.stage(i, &mut edit, table, select, fields.as_ref())?;
-                (version, number, warnings, select)
+                let operator = Selection { plan: select, reference: None };
+                let staged = self.stage(i, &mut edit, table, operator, fields.as_ref(), &change)?;
+                (staged, number, select)
             };
             self.select(i, select).await?;
             let selected = if select.is_some() { ", selected" } else { "" };
             Ok((
-                format!("config version {version} staged (plan {number}{selected}): in force at the next barrier"),
-                (version, number, warnings),
+                format!(
+                    "config version {}{} staged (plan {number}{selected}): in force at the next barrier",
+                    staged.version,
+                    saved_as(staged.saved)
+                ),
+                (staged, number),
             ))
         };
-        let ((version, number, warnings), seq) =
-            self.audited(&caller, APPLY_PLAN, &r.intersection_id, what, act).await?;
-        Ok(plan_applied(version, number, warnings, seq))
+        let ((staged, number), seq) = self.audited(&caller, APPLY_PLAN, &r.intersection_id, what.clone(), act).await?;
+        Ok(plan_applied(staged, number, seq))
     }
 
     async fn set_coordination(
@@ -367,6 +530,7 @@ impl pb::control_server::Control for ControlService {
             r.offset_s,
             if r.reference_unix_ms != 0 { format!(" reference {} ms", r.reference_unix_ms) } else { String::new() }
         );
+        let change = Change { caller: &caller, method: SET_COORDINATION, what: &what };
         let act = async |i| {
             // A reference is when the cycle starts: any time up to a year
             // ahead (2^64 - 1 ms would be past every calendar).
@@ -399,7 +563,7 @@ impl pb::control_server::Control for ControlService {
                     edit.doc().version
                 };
                 let detail = self.adaptive_coordination(i, number, &r).await?;
-                return Ok((detail, (version, number, Vec::new())));
+                return Ok((detail, (Staged { version, saved: 0, warnings: Vec::new() }, number)));
             }
             let mut v = convert::Violations::default();
             if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
@@ -409,13 +573,17 @@ impl pb::control_server::Control for ControlService {
             }
             let splits = convert::splits_table(&r.splits_s, "splits_s", &mut v);
             v.check("coordination")?;
-            let (version, warnings) = {
+            let staged = {
                 let mut edit = self.shared.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
                 let mut table = edit.doc().table.clone();
                 coordinate_plan(&mut table, number, &r, splits)?;
                 let fields = convert::PlanFields { prefix: "", number, splits: &r.splits_s };
-                self.stage(i, &mut edit, table, r.activate.then_some(number), Some(&fields))?
+                let operator = Selection {
+                    plan: r.activate.then_some(number),
+                    reference: (r.reference_unix_ms != 0).then(|| Instant::from_millis(r.reference_unix_ms)),
+                };
+                self.stage(i, &mut edit, (table, None), operator, Some(&fields), &change)?
             };
             self.select(i, r.activate.then_some(number)).await?;
             if r.reference_unix_ms != 0 {
@@ -424,15 +592,18 @@ impl pb::control_server::Control for ControlService {
             }
             Ok((
                 format!(
-                    "config version {version} staged (plan {number}: cycle {} s, offset {} s)",
-                    r.cycle_s, r.offset_s
+                    "config version {}{} staged (plan {number}: cycle {} s, offset {} s)",
+                    staged.version,
+                    saved_as(staged.saved),
+                    r.cycle_s,
+                    r.offset_s
                 ),
-                (version, number, warnings),
+                (staged, number),
             ))
         };
-        let ((version, number, warnings), seq) =
-            self.audited(&caller, SET_COORDINATION, &r.intersection_id, what, act).await?;
-        Ok(plan_applied(version, number, warnings, seq))
+        let ((staged, number), seq) =
+            self.audited(&caller, SET_COORDINATION, &r.intersection_id, what.clone(), act).await?;
+        Ok(plan_applied(staged, number, seq))
     }
 
     async fn request_preemption(
@@ -495,6 +666,75 @@ impl pb::control_server::Control for ControlService {
         let ((), seq) = self.audited(&caller, RESET_MONITOR, &r.intersection_id, "reset monitor".into(), act).await?;
         Ok(self.reply("monitor reset".into(), seq))
     }
+
+    async fn list_versions(
+        &self,
+        req: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let act = async |i| {
+            let file = self.saved_file(i)?;
+            let versions = file.list().map_err(|e| Status::unavailable(format!("saved versions unreadable: {e}")))?;
+            let versions: Vec<pb::SavedVersion> = versions
+                .into_iter()
+                .map(|v| pb::SavedVersion {
+                    number: v.number,
+                    saved_unix_ms: v.provenance.saved_unix_ms,
+                    saved_by: v.provenance.saved_by,
+                    method: v.provenance.method,
+                    what: v.provenance.what,
+                    current: v.current,
+                })
+                .collect();
+            Ok((format!("{} saved versions", versions.len()), versions))
+        };
+        let (versions, audit_seq) =
+            self.audited(&caller, LIST_VERSIONS, &r.intersection_id, "list versions".into(), act).await?;
+        Ok(Response::new(pb::ListVersionsResponse { versions, audit_seq }))
+    }
+
+    async fn rollback_version(
+        &self,
+        req: Request<pb::RollbackVersionRequest>,
+    ) -> Result<Response<pb::ApplyTimingPlanResponse>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let what = format!("rollback to version {}", r.number);
+        let change = Change { caller: &caller, method: ROLLBACK, what: &what };
+        let act = async |i| {
+            let file = self.saved_file(i)?;
+            let mut edit = self.shared.core.docs.edit(i);
+            check_version(r.expected_version, &edit)?;
+            let body = file.body(r.number).map_err(|e| match e {
+                SaveError::NoSuchVersion(_) => {
+                    Status::not_found(format!("number: {e} (ListVersions lists those kept)"))
+                }
+                e => Status::unavailable(format!("number: {e}")),
+            })?;
+            let table = body.parse::<toml::Table>().map_err(|e| {
+                Status::failed_precondition(format!("number: version {} is not valid TOML: {}", r.number, e.message()))
+            })?;
+            let number = self.running_plan(i);
+            let staged = self.stage(i, &mut edit, (table, Some(&body)), Selection::default(), None, &change)?;
+            Ok((
+                format!(
+                    "version {} back as config version {}{}: in force at the next barrier",
+                    r.number,
+                    staged.version,
+                    saved_as(staged.saved)
+                ),
+                (staged, number),
+            ))
+        };
+        let ((staged, number), seq) = self.audited(&caller, ROLLBACK, &r.intersection_id, what.clone(), act).await?;
+        Ok(plan_applied(staged, number, seq))
+    }
+}
+
+/// ", saved as version N" for an audit detail, when it was saved.
+fn saved_as(saved: u64) -> String {
+    if saved == 0 { String::new() } else { format!(", saved as version {saved}") }
 }
 
 impl ControlService {

@@ -12,14 +12,19 @@
 //! lock held only while validating; readers take the current config
 //! wait-free from an `ArcSwap`.
 //!
-//! Changes made over gRPC live in memory: the files on disk stay the
-//! engineer's, and a SIGHUP reload or a restart runs what they say.
+//! When the daemon runs a controllers directory, each document knows its
+//! controller file ([`ControllerFile`]): a change is saved there before it
+//! is staged (`super::control`), so a SIGHUP reload or a restart runs it.
+//! Without one (the embedded default, definitions built in code) changes
+//! live in memory only.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
 use crate::config::IntersectionConfig;
+
+use super::versions::ControllerFile;
 
 /// Where an intersection's definition came from, as the daemon loaded it.
 #[derive(Clone, Debug)]
@@ -29,6 +34,8 @@ pub struct ControllerSource {
     pub file_name: String,
     /// The file's text.
     pub toml: String,
+    /// Where accepted changes are saved; `None`: they live in memory.
+    pub file: Option<ControllerFile>,
 }
 
 /// The definition in force (or staged for the next barrier).
@@ -44,6 +51,8 @@ pub struct Doc {
     pub file_name: String,
     pub table: toml::Table,
     pub version: u64,
+    /// Where accepted changes are saved; `None`: they live in memory.
+    pub file: Option<ControllerFile>,
 }
 
 #[derive(Debug)]
@@ -83,7 +92,7 @@ impl Docs {
             .map(|s| {
                 let table = parse(&s.file_name, &s.toml)?;
                 Ok(Slot {
-                    doc: Mutex::new(Doc { file_name: s.file_name, table, version: 1 }),
+                    doc: Mutex::new(Doc { file_name: s.file_name, table, version: 1, file: s.file }),
                     current: ArcSwap::from_pointee(Current { config: s.config, version: 1 }),
                 })
             })

@@ -54,6 +54,8 @@ pub const CONTROL: Methods = Methods {
         "greenwave.v1.Control/HoldPhases",
         "greenwave.v1.Control/ReleasePhases",
         "greenwave.v1.Control/ResetMonitor",
+        "greenwave.v1.Control/ListVersions",
+        "greenwave.v1.Control/RollbackVersion",
     ],
     unknown: "greenwave.v1.Control/?",
     read_target: true,

@@ -12,6 +12,8 @@
 //!   [`refusals`]: refused calls and handshakes, once per burst.
 //! - [`measures`]: per-phase performance measures from events.
 //! - [`docs`]: controller definitions as the API edits them (plans).
+//! - [`versions`]: accepted changes saved to the controller files, as
+//!   numbered versions, and what operators set (restored at start).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
 //! - `watch`, `control`, `ingest`: the service implementations.
 //!
@@ -34,6 +36,7 @@ mod ingest;
 pub mod measures;
 pub mod refusals;
 mod server;
+pub mod versions;
 mod watch;
 
 use std::net::SocketAddr;

@@ -546,10 +546,14 @@ impl Controller {
     pub fn handle_command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
         match cmd {
             Command::SetMode(mode) => {
+                // Judged with the plan it will run: a selected plan not yet
+                // in force applies at the same barrier as the mode (and a
+                // restart restores a selection before the mode).
+                let plan = self.pending_plan.unwrap_or(self.plan.number);
                 if matches!(mode, OperatingMode::Coordinated | OperatingMode::Fixed)
-                    && self.spec.plan(self.plan.number).is_some_and(|p| p.cycle.is_zero())
+                    && self.spec.plan(plan).is_some_and(|p| p.cycle.is_zero())
                 {
-                    return Err(CommandError::PlanHasNoCycle { plan: self.plan.number, mode });
+                    return Err(CommandError::PlanHasNoCycle { plan, mode });
                 }
                 if let UnitState::Flash { reason: FlashReason::Operator, .. } = self.unit
                     && mode != OperatingMode::Flash
@@ -2123,6 +2127,21 @@ mod tests {
         rig.detector(4, true);
         rig.run(60);
         assert_eq!(rig.c.snapshot().plan, 9);
+    }
+
+    #[test]
+    fn a_mode_is_judged_with_the_plan_selected_for_the_same_barrier() {
+        let mut rig = Rig::new();
+        assert_eq!(
+            rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Fixed)),
+            Err(CommandError::PlanHasNoCycle { plan: 1, mode: OperatingMode::Fixed }),
+            "plan 1 is free"
+        );
+        rig.c.handle_command(rig.now, Command::SelectPlan(2)).unwrap();
+        rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Fixed)).unwrap();
+        rig.run(60);
+        let s = rig.c.snapshot();
+        assert_eq!((s.plan, s.plan_mode), (2, PlanMode::Fixed));
     }
 
     #[test]

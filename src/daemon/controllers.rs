@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use crate::api::versions::ControllerFile;
 use crate::api::{Api, ControllerSource};
 use crate::config::{self, IntersectionConfig};
 use crate::core::Command;
@@ -22,7 +23,8 @@ pub const EMBEDDED: [(&str, &str); 3] = [
 /// Where the intersections come from.
 #[derive(Clone, Debug)]
 pub enum Controllers {
-    /// A controllers directory (`<id>.toml` files), read again on reload.
+    /// A controllers directory (`<id>.toml` files), read again on reload;
+    /// what the API accepts is saved into it (`crate::api::versions`).
     Dir(PathBuf),
     /// The shipped intersections on simulated cabinets ([`EMBEDDED`]).
     Embedded,
@@ -81,6 +83,8 @@ impl Controllers {
                 config: x.clone(),
                 file_name: x.source.display().to_string(),
                 toml: self.text_of(x),
+                // Only a directory's files are the daemon's to rewrite.
+                file: matches!(self, Controllers::Dir(_)).then(|| ControllerFile::new(x.source.clone(), &x.spec.id)),
             })
             .collect()
     }

@@ -45,10 +45,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tracing::{error, info};
 
-use crate::api::{Api, EngineHandles, GrpcServer};
+use crate::api::versions::{OperatorSettings, mode_word};
+use crate::api::{Api, ControllerSource, EngineHandles, GrpcServer};
 use crate::config::daemon::DaemonConfig;
 use crate::config::{self, ClockSource, IntersectionConfig};
-use crate::core::{FlashReason, Span};
+use crate::core::{FlashReason, Instant, Span};
 use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::{LatencyHistograms, LatencyReader, Percentiles};
 use crate::engine::port::CommandPort;
@@ -195,9 +196,12 @@ impl Daemon {
         let mut plan = CabinetPlan::new(&io_rt, &intersections, tick, daemon.clock).map_err(anyhow::Error::from)?;
         let ecfg = EngineConfig { tick, time_zone: daemon.time_zone, ..EngineConfig::default() };
         let specs = intersections.iter().map(|x| x.spec.clone()).collect();
-        let (mut engine, io) = Engine::new(specs, ecfg, plan.start_time(&io_rt).map_err(anyhow::Error::from)?);
+        let start = plan.start_time(&io_rt).map_err(anyhow::Error::from)?;
+        let (mut engine, io) = Engine::new(specs, ecfg, start);
         plan.configure(&mut engine);
         configure_zones(&mut engine, &intersections);
+        let sources = controllers.sources(&intersections);
+        restore_operators(&mut engine, &sources, start);
         for (resolved, c) in corridors.into_iter().zip(&daemon.corridors) {
             let name = c.name.clone().unwrap_or_else(|| c.members.join(" – "));
             info!(corridor = %name, members = resolved.members.len(), "corridor: adaptive members share a cycle and green-wave offsets");
@@ -208,8 +212,7 @@ impl Daemon {
 
         let board = SnapshotBoard::new(intersections.len());
         board.spawn_feeder(snapshots).context("starting the snapshot board")?;
-        let api = Api::new(controllers.sources(&intersections), daemon.grpc.limits.event_history)
-            .context("setting up the gRPC API")?;
+        let api = Api::new(sources, daemon.grpc.limits.event_history).context("setting up the gRPC API")?;
         let journal = api.journal();
         let log_cfg = EventLogConfig {
             dir: daemon.event_log.dir.clone(),
@@ -396,6 +399,35 @@ fn configure_zones(engine: &mut Engine, intersections: &[IntersectionConfig]) {
     for (i, x) in intersections.iter().enumerate() {
         if let Some(zone) = x.time_zone {
             engine.set_time_zone(i, zone);
+        }
+    }
+}
+
+/// What operators set over gRPC before a restart (saved beside each
+/// controller file), given back to the engine before its first tick at
+/// `start`. A saved state that cannot be read or run is logged and the
+/// intersection runs its schedule.
+fn restore_operators(engine: &mut Engine, sources: &[ControllerSource], start: Instant) {
+    for (i, source) in sources.iter().enumerate() {
+        let Some(file) = &source.file else { continue };
+        let id = &source.config.spec.id;
+        let settings = match file.operator() {
+            Ok(settings) if settings == OperatorSettings::default() => continue,
+            Ok(settings) => settings,
+            Err(e) => {
+                error!(%id, error = %e, "saved operator settings not restored: the schedule runs");
+                continue;
+            }
+        };
+        match engine.restore_operator(i, &settings, start) {
+            Ok(plan_restored) => info!(
+                %id,
+                mode = settings.mode.map_or("scheduled", mode_word),
+                plan = ?settings.selected.filter(|_| plan_restored).map(|(n, _)| n),
+                coordination_reference_unix_ms = ?settings.coordination_reference.map(Instant::as_millis),
+                "operator settings restored (saved over gRPC before the restart)"
+            ),
+            Err(e) => error!(%id, error = %e, "saved operator settings refused by the controller: not all restored"),
         }
     }
 }

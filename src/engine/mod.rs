@@ -33,7 +33,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use crate::core::{
     Command, CommandError, Controller, ControllerSpec, Event, EventCode, FlashReason, InputFrame, Instant,
-    MAX_DETECTORS, Monitor, OutputFrame, Snapshot, Span, UnitState,
+    MAX_DETECTORS, Monitor, OperatingMode, OutputFrame, Snapshot, Span, UnitState,
 };
 use crate::realtime::CONTROL_PRIORITY;
 use clock::Clock;
@@ -339,6 +339,19 @@ pub fn align_up(t: Instant, tick: Span) -> Instant {
     Instant::from_millis(t.as_millis().div_ceil(tick) * tick)
 }
 
+/// What operators set that outlasts a restart (the API saves it beside the
+/// controller file; the daemon restores it with
+/// [`Engine::restore_operator`]). Instants are on the engine's clock, ms
+/// since the Unix epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperatorSettings {
+    pub mode: Option<OperatingMode>,
+    /// A plan selected, and when.
+    pub selected: Option<(u8, Instant)>,
+    /// Cycle zero of coordination, as SetCoordination set it.
+    pub coordination_reference: Option<Instant>,
+}
+
 /// Events the engine can buffer towards the log and the API before dropping.
 const EVENT_BUFFER: usize = 65_536;
 /// Commands waiting for the next tick, and outcomes waiting to be read.
@@ -430,6 +443,44 @@ impl Engine {
         if let Some(x) = self.intersections.get_mut(intersection) {
             x.time_of_day = TimeOfDay::new(zone);
         }
+    }
+
+    /// What an operator last set, as saved (`crate::api::versions`), given
+    /// back before the first tick at `now`. A plan selection lasts, as it
+    /// does live, until the time-of-day schedule next changes plan: it is
+    /// restored only when the schedule asks for the same plan at `now` as
+    /// it did when the plan was selected, and that plan then counts as
+    /// asked (so the schedule's first reading does not replace it).
+    /// Returns whether the selection was restored.
+    ///
+    /// # Errors
+    /// The controller refused the plan (no longer defined) or the mode (no
+    /// cycle to run it with): what it refused is not restored.
+    pub fn restore_operator(
+        &mut self,
+        intersection: usize,
+        settings: &OperatorSettings,
+        now: Instant,
+    ) -> Result<bool, CommandError> {
+        let Some(x) = self.intersections.get_mut(intersection) else { return Ok(false) };
+        // Before the first tick: the control thread's no-allocation rule
+        // does not apply yet.
+        let schedule = x.controller.spec().schedule.clone();
+        let wall = Instant::from_millis(now.as_millis().saturating_add_signed(self.wall_offset_ms));
+        let zone = x.time_of_day.zone();
+        let asks_at = |t: Instant| schedule.plan_at(TimeOfDay::new(zone).civil(t));
+        let restored = settings.selected.filter(|&(_, at)| asks_at(at) == asks_at(wall));
+        if let Some((plan, _)) = restored {
+            x.controller.handle_command(now, Command::SelectPlan(plan))?;
+            x.time_of_day.due(&schedule, wall);
+        }
+        if let Some(reference) = settings.coordination_reference {
+            x.controller.handle_command(now, Command::SetCoordinationReference(reference))?;
+        }
+        if let Some(mode) = settings.mode {
+            x.controller.handle_command(now, Command::SetMode(mode))?;
+        }
+        Ok(restored.is_some())
     }
 
     /// Intersection `intersection`'s cabinet confirms the frames it applies
@@ -831,6 +882,50 @@ mod tests {
 
     /// A camera's queue reaches the controller as the latest level (not
     /// summed across frames) and stops counting once the camera is stale.
+    /// What an operator set before a restart: the plan selected runs (the
+    /// schedule's first reading does not replace it) while the schedule
+    /// asks for what it asked then; once it has moved on, its plan runs.
+    #[test]
+    fn a_restored_selection_lasts_until_the_schedule_moves_on() {
+        use crate::core::spec::{DayPlan, DayPlanEvent, Schedule};
+        const HOUR: u64 = 3_600_000;
+        // Plan 3 from midnight, plan 1 (the default) from noon, every day
+        // (UTC): the schedule's first reading asks for a change.
+        let events = vec![DayPlanEvent { minute_of_day: 0, plan: 3 }, DayPlanEvent { minute_of_day: 720, plan: 1 }];
+        let mut spec = eight_phase();
+        spec.schedule = Schedule {
+            day_plans: vec![DayPlan { name: "all".into(), events }],
+            weekdays: [Some(0); 7],
+            holidays: vec![],
+        };
+        // 10:00 UTC.
+        let t0 = Instant::from_millis(1_764_892_800_000 + 10 * HOUR);
+        let reference = Instant::from_millis(1_764_900_000_000);
+        let run = |selected_at: Instant| {
+            let (mut engine, io) = Engine::new(vec![spec.clone()], EngineConfig::default(), t0);
+            let settings = OperatorSettings {
+                mode: None,
+                selected: Some((2, selected_at)),
+                coordination_reference: Some(reference),
+            };
+            let restored = engine.restore_operator(0, &settings, t0).unwrap();
+            let mut now = t0;
+            for _ in 0..600 {
+                now += Span::from_millis(100);
+                let _ = io.inputs.try_send((0, InputFrame::default()));
+                engine.tick(now);
+            }
+            assert_eq!(engine.controller(0).coord_reference(), reference);
+            (restored, engine.controller(0).snapshot().plan)
+        };
+        assert_eq!(run(Instant::from_millis(t0.as_millis() - HOUR)), (true, 2), "selected at 09:00: plan 3 asked then");
+        assert_eq!(
+            run(Instant::from_millis(t0.as_millis() - 20 * HOUR)),
+            (false, 3),
+            "selected at 14:00 the day before"
+        );
+    }
+
     #[test]
     fn camera_queues_are_the_latest_level_until_the_camera_goes_stale() {
         let t0 = Instant::from_millis(1_000_000);

@@ -3,6 +3,7 @@
 //! the API on a port the OS chooses, the event log in a temporary folder.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -22,7 +23,12 @@ pub struct Options {
     /// Control period, ms.
     pub tick_ms: u64,
     /// The `greenwave.toml` a reload reads (`None`: none).
-    pub config_file: Option<std::path::PathBuf>,
+    pub config_file: Option<PathBuf>,
+    /// A controllers directory to run, as `greenwave run --controllers`
+    /// does (changes over gRPC are saved there): `controllers` are written
+    /// into it where it has no file of that name. `None`: the controllers
+    /// run from their texts and changes live in memory.
+    pub dir: Option<PathBuf>,
 }
 
 pub struct Harness {
@@ -48,7 +54,19 @@ pub async fn start(opts: Options) -> Harness {
     };
     config.grpc.limits.event_history = opts.event_history;
     config.event_log.dir = logs.path().to_path_buf();
-    let mut options = DaemonOptions::new(config, Controllers::Texts(opts.controllers));
+    let controllers = match opts.dir {
+        Some(dir) => {
+            for (name, text) in &opts.controllers {
+                let file = dir.join(name);
+                if !file.exists() {
+                    std::fs::write(&file, text).expect("write a controller file");
+                }
+            }
+            Controllers::Dir(dir)
+        }
+        None => Controllers::Texts(opts.controllers),
+    };
+    let mut options = DaemonOptions::new(config, controllers);
     if let Some(file) = opts.config_file {
         options.config_file = file;
     }

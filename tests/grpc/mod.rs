@@ -6,6 +6,7 @@
 mod audit;
 pub mod harness;
 mod interop;
+mod persist;
 
 use std::time::Duration;
 
@@ -54,16 +55,21 @@ fn grpc_config() -> GrpcConfig {
     }
 }
 
-async fn daemon(grpc: GrpcConfig, event_history: usize) -> Harness {
-    harness::start(Options {
+/// The test controller in lockstep at 20 times real time.
+fn options(grpc: GrpcConfig, event_history: usize) -> Options {
+    Options {
         grpc,
         controllers: vec![test_controller()],
         speed: Some(20.0),
         event_history,
         tick_ms: 100,
+        dir: None,
         config_file: None,
-    })
-    .await
+    }
+}
+
+async fn daemon(grpc: GrpcConfig, event_history: usize) -> Harness {
+    harness::start(options(grpc, event_history)).await
 }
 
 fn authed<T>(msg: T, token: &str) -> Request<T> {
@@ -297,6 +303,9 @@ async fn timing_plans_are_checked_like_greenwave_check_and_staged() {
     let ok =
         c.apply_timing_plan(authed(apply(plan(80.0, [50.0, 30.0])), OPERATOR)).await.expect("valid plan").into_inner();
     assert_eq!((ok.config_version, ok.plan_number), (2, 2));
+    assert_eq!(ok.saved_version, 0, "no controllers directory: changes live in memory");
+    let listed = c.list_versions(authed(pb::ListVersionsRequest { intersection_id: ID.into() }, OPERATOR)).await;
+    assert_eq!(listed.unwrap_err().code(), Code::FailedPrecondition, "nothing saved, nothing to list");
     let stale = pb::ApplyTimingPlanRequest { expected_version: 1, ..apply(plan(80.0, [50.0, 30.0])) };
     assert_eq!(c.apply_timing_plan(authed(stale, OPERATOR)).await.unwrap_err().code(), Code::FailedPrecondition);
     let s = wait_state(&mut w, "plan 2 at 80 s in force", |s| s.plan_number == 2 && s.cycle_ms == 80_000).await;
@@ -573,12 +582,8 @@ async fn tls_material_is_replaced_on_reload_without_closing_connections() {
         require_client_cert: false,
     };
     let h = harness::start(Options {
-        grpc: GrpcConfig { tls: Some(files), ..grpc_config() },
-        controllers: vec![test_controller()],
-        speed: Some(20.0),
-        event_history: 100_000,
-        tick_ms: 100,
         config_file: Some(path("greenwave.toml")),
+        ..options(GrpcConfig { tls: Some(files), ..grpc_config() }, 100_000)
     })
     .await;
     let list = |ch: Channel| async move {

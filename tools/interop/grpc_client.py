@@ -10,8 +10,17 @@ errors gets all five by proto field, a good plan is applied and then shows
 in the state stream, and (with --log-dir, a daemon whose time_zone is UTC)
 ReadEventLog gives exactly the lines the files on disk hold.
 
+Persistence across a restart (issue #15.5), in two steps around a restart
+of a daemon that runs a controllers directory: `--persist-step apply` runs
+the checks above, then applies a plan and a mode and sees them saved (the
+controller file's header, ListVersions); `--persist-step verify`, against
+the restarted daemon, runs only the persistence checks: the plan and the
+mode are in force again, and a rollback to the engineer's file (version 1)
+runs that file's plan.
+
 Usage: grpc_client.py --addr HOST:PORT --viewer-token T --operator-token T
        [--proto-dir proto] [--intersection elm-and-oak] [--log-dir DIR]
+       [--persist-step apply|verify --controllers-dir DIR]
 Exit status 0 when every check passed; prints "N passed, M failed" last.
 """
 
@@ -49,6 +58,9 @@ def main():
     ap.add_argument("--intersection", default="elm-and-oak")
     ap.add_argument("--timeout-s", type=float, default=120.0)
     ap.add_argument("--log-dir", type=Path, help="the daemon's event log directory (its time_zone UTC)")
+    ap.add_argument("--persist-step", choices=["apply", "verify"],
+                    help="persistence across a restart: apply before it, verify after it (only those checks)")
+    ap.add_argument("--controllers-dir", type=Path, help="the daemon's controllers directory (--persist-step)")
     args = ap.parse_args()
 
     out = tempfile.mkdtemp(prefix="greenwave-stubs-")
@@ -139,20 +151,24 @@ def main():
             return d
         raise AssertionError("a plan with five errors was accepted")
 
-    def good_plan():
-        reply = control.ApplyTimingPlan(plan(80, (50, 30)), metadata=operator, timeout=10)
-        assert reply.config_version >= 2, reply
+    def wait_state(what, pred):
         deadline = time.monotonic() + args.timeout_s
         stream = watch.WatchState(pb.WatchStateRequest(intersection_ids=[args.intersection], min_interval_ms=200),
                                   metadata=viewer, timeout=args.timeout_s)
         for update in stream:
-            s = update.state
-            if s.plan_number == 2 and s.cycle_ms == 80000 and s.config_version == reply.config_version:
+            if pred(update.state):
                 stream.cancel()
-                return f"version {reply.config_version} in force: plan {s.plan_number}, cycle {s.cycle_ms} ms"
+                return update.state
             if time.monotonic() > deadline:
                 break
-        raise AssertionError("the applied plan never showed in the state stream")
+        raise AssertionError(f"never saw {what} in the state stream")
+
+    def good_plan():
+        reply = control.ApplyTimingPlan(plan(80, (50, 30)), metadata=operator, timeout=10)
+        assert reply.config_version >= 2, reply
+        s = wait_state("the applied plan", lambda s: s.plan_number == 2 and s.cycle_ms == 80000
+                       and s.config_version == reply.config_version)
+        return f"version {reply.config_version} in force: plan {s.plan_number}, cycle {s.cycle_ms} ms"
 
     def history():
         # A cut the daemon flushed long ago (it flushes every second), on a
@@ -172,15 +188,60 @@ def main():
         assert pulled[1:] == disk, f"{len(pulled) - 1} pulled, {len(disk)} on disk"
         return f"{len(disk)} events before {cut_s} UTC, line for line as on disk"
 
-    check("reflection lists the services", reflection)
-    check("health", health)
-    check("events stream with sequence numbers", events)
-    check("viewer denied a control call", viewer_denied)
-    check("bad plan rejected naming the field", plan_error)
-    check("a plan with five errors gets all five, by proto field", five_errors)
-    check("good plan applied and visible in the state stream", good_plan)
-    if args.log_dir:
-        check("history pulled from the event log files", history)
+    # Persistence (issue #15.5). Plan 2 of the controller is 70 s; the
+    # centre retimes it to 90 s and runs it fixed time.
+    def fixed_90_s(s):
+        return s.plan_number == 2 and s.cycle_ms == 90000 and s.mode == pb.MODE_FIXED
+
+    def versions():
+        return control.ListVersions(pb.ListVersionsRequest(intersection_id=args.intersection),
+                                    metadata=operator, timeout=10).versions
+
+    def persist_apply():
+        reply = control.ApplyTimingPlan(plan(90, (60, 30)), metadata=operator, timeout=10)
+        assert reply.saved_version > 1, reply
+        control.SetMode(pb.SetModeRequest(intersection_id=args.intersection, mode=pb.MODE_FIXED),
+                        metadata=operator, timeout=10)
+        wait_state("plan 2 at 90 s fixed time", fixed_90_s)
+        current = [v for v in versions() if v.current]
+        assert [v.number for v in current] == [reply.saved_version], current
+        assert current[0].saved_by == "tmc (operator)", current[0]
+        assert current[0].method == "greenwave.v1.Control/ApplyTimingPlan", current[0]
+        header = (args.controllers_dir / f"{args.intersection}.toml").read_text().splitlines()[:4]
+        assert header[0] == f"# greenwave-version: {reply.saved_version}", header
+        return f"saved as version {reply.saved_version}: {header}"
+
+    def persist_verify():
+        s = wait_state("plan 2 at 90 s fixed time after the restart", fixed_90_s)
+        current = [v.number for v in versions() if v.current]
+        assert len(current) == 1, current
+        return f"version {current[0]} in force: plan {s.plan_number}, cycle {s.cycle_ms} ms, mode FIXED"
+
+    def persist_rollback():
+        engineers = versions()[0]
+        assert engineers.number == 1 and engineers.method == "file", engineers
+        reply = control.RollbackVersion(pb.RollbackVersionRequest(intersection_id=args.intersection, number=1),
+                                        metadata=operator, timeout=10)
+        s = wait_state("the engineer's 70 s plan 2", lambda s: s.plan_number == 2 and s.cycle_ms == 70000)
+        text = (args.controllers_dir / f"{args.intersection}.toml").read_text()
+        assert "# what: rollback to version 1" in text, text[:400]
+        return f"saved as version {reply.saved_version}; plan {s.plan_number} back at {s.cycle_ms} ms"
+
+    if args.persist_step == "verify":
+        check("persistence: after a restart the applied plan and mode are in force", persist_verify)
+        check("persistence: rollback to the engineer's file", persist_rollback)
+    else:
+        check("reflection lists the services", reflection)
+        check("health", health)
+        check("events stream with sequence numbers", events)
+        check("viewer denied a control call", viewer_denied)
+        check("bad plan rejected naming the field", plan_error)
+        check("a plan with five errors gets all five, by proto field", five_errors)
+        check("good plan applied and visible in the state stream", good_plan)
+        if args.log_dir:
+            check("history pulled from the event log files", history)
+        if args.persist_step == "apply":
+            check("persistence: a plan and a mode applied are saved", persist_apply)
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if all(results) else 1
