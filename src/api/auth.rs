@@ -30,7 +30,7 @@ use tonic::codegen::http::{HeaderMap, header::AUTHORIZATION};
 use tonic::{Request, Status};
 
 use crate::config::Role;
-use crate::config::grpc::{GrpcConfig, TokenEntry};
+use crate::config::grpc::{ClientCertEntry, GrpcConfig, TokenEntry};
 
 /// The caller of one request, as the audit log names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Identity {
     /// scope.
     pub fn out_of_scope(&self, field: &str, id: &str) -> Status {
         Status::permission_denied(format!(
-            "{field}: {} may not reach intersection \"{id}\" (its grpc.token intersections/groups)",
+            "{field}: {} may not reach intersection \"{id}\" (grpc.token or grpc.client_cert intersections/groups)",
             describe(self)
         ))
     }
@@ -185,6 +185,22 @@ pub const MIN_TOKEN_LEN: usize = 32;
 struct Access {
     tokens: Vec<TokenEntry>,
     anonymous: Option<Role>,
+    client_certs: Vec<ClientCertEntry>,
+}
+
+impl Access {
+    fn of(cfg: &GrpcConfig) -> Access {
+        Access { tokens: cfg.tokens.clone(), anonymous: cfg.anonymous, client_certs: cfg.client_certs.clone() }
+    }
+}
+
+/// The scope of the client certificate a TLS connection presented, when
+/// `[[grpc.client_cert]]` lists it; the server puts it in each request
+/// of the connection.
+#[derive(Clone, Debug)]
+pub struct CertScope {
+    pub name: Arc<str>,
+    pub intersections: Arc<[String]>,
 }
 
 /// Authenticates and rate-limits every call (cheap to clone, shared state
@@ -200,7 +216,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(cfg: &GrpcConfig) -> Self {
         Authenticator {
-            access: Arc::new(ArcSwap::from_pointee(Access { tokens: cfg.tokens.clone(), anonymous: cfg.anonymous })),
+            access: Arc::new(ArcSwap::from_pointee(Access::of(cfg))),
             limiter: Arc::new(RateLimiter::new(cfg.limits.requests_per_s, cfg.limits.burst)),
             failures: Arc::new(RateLimiter::new(cfg.limits.failed_auth_per_s, cfg.limits.failed_auth_burst)),
         }
@@ -229,8 +245,22 @@ impl Authenticator {
             let name = |r: Option<Role>| r.map_or("none", Role::name);
             changed.push(format!("anonymous {} -> {}", name(old.anonymous), name(cfg.anonymous)));
         }
-        self.access.store(Arc::new(Access { tokens: cfg.tokens.clone(), anonymous: cfg.anonymous }));
+        if old.client_certs != cfg.client_certs {
+            changed.push("client certificate scopes changed (for new connections)".into());
+        }
+        self.access.store(Arc::new(Access::of(cfg)));
         changed
+    }
+
+    /// The scope of a client certificate (DER), if one is configured.
+    pub fn cert_scope(&self, der: &[u8]) -> Option<CertScope> {
+        let hash = digest(&SHA256, der);
+        let access = self.access.load();
+        let entry = access.client_certs.iter().find(|c| constant_time_eq(hash.as_ref(), &c.sha256))?;
+        Some(CertScope {
+            name: entry.name.as_str().into(),
+            intersections: entry.intersections.iter().cloned().collect(),
+        })
     }
 
     /// The identity behind `authorization` metadata.
@@ -269,7 +299,12 @@ impl Authenticator {
     /// malformed or unknown token; RESOURCE_EXHAUSTED past the caller's
     /// rate, or for a failed authentication past the peer address's
     /// allowance of them (`grpc.limits.failed_auth_*`).
-    pub fn admit(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<Identity, Rejection> {
+    pub fn admit(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        cert: Option<&CertScope>,
+    ) -> Result<Identity, Rejection> {
         let identified = match headers.get(AUTHORIZATION) {
             None => self.identify(None, peer),
             Some(v) => match v.to_str() {
@@ -277,7 +312,7 @@ impl Authenticator {
                 Err(_) => Err(Status::unauthenticated("authorization metadata is not text")),
             },
         };
-        let id = identified.map_err(|status| {
+        let mut id = identified.map_err(|status| {
             if self.failures.allow(RateKey::Peer(peer.map(|p| p.ip())), WallInstant::now()) {
                 return Rejection::unauthenticated(peer, status);
             }
@@ -304,6 +339,14 @@ impl Authenticator {
                 if &*id.principal == ANONYMOUS { "peer address" } else { "token" }
             ));
             return Err(Rejection { status, principal: id.principal, role: Some(id.role), peer });
+        }
+        if let Some(cert) = cert {
+            // The certificate narrows what the token reaches.
+            let within: Arc<[String]> = match &id.scope {
+                None => cert.intersections.clone(),
+                Some(token) => token.iter().filter(|x| cert.intersections.contains(x)).cloned().collect(),
+            };
+            id.scope = Some(within);
         }
         Ok(id)
     }
@@ -411,16 +454,16 @@ mod tests {
             h.insert(AUTHORIZATION, format!("Bearer {token}").parse().expect("ascii"));
             h
         };
-        let none = a.admit(&HeaderMap::new(), peer).unwrap_err();
+        let none = a.admit(&HeaderMap::new(), peer, None).unwrap_err();
         assert_eq!(
             (none.status.code(), &*none.principal, none.role),
             (tonic::Code::Unauthenticated, UNAUTHENTICATED, None)
         );
         assert_eq!(none.peer, peer);
-        let unknown = a.admit(&headers("nope"), peer).unwrap_err();
+        let unknown = a.admit(&headers("nope"), peer, None).unwrap_err();
         assert_eq!(&*unknown.principal, UNAUTHENTICATED);
-        assert_eq!(a.admit(&headers("op-secret"), peer).expect("within the burst").role, Role::Operator);
-        let limited = a.admit(&headers("op-secret"), peer).unwrap_err();
+        assert_eq!(a.admit(&headers("op-secret"), peer, None).expect("within the burst").role, Role::Operator);
+        let limited = a.admit(&headers("op-secret"), peer, None).unwrap_err();
         assert_eq!(
             (limited.status.code(), &*limited.principal, limited.role),
             (tonic::Code::ResourceExhausted, "ops", Some(Role::Operator))

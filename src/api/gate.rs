@@ -27,7 +27,7 @@ use tonic::transport::server::TcpConnectInfo;
 
 use super::Core;
 use super::audit::{NO_ROLE, code_name};
-use super::auth::Authenticator;
+use super::auth::{Authenticator, CertScope};
 use super::convert::echo;
 use super::refusals::{Refusal, Refusals};
 
@@ -130,7 +130,8 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let peer = remote_addr(req.extensions());
         let known = self.methods.name(req.uri().path());
-        let rejection = match self.guard.auth.admit(req.headers(), peer) {
+        let cert = req.extensions().get::<CertScope>();
+        let rejection = match self.guard.auth.admit(req.headers(), peer, cert) {
             Ok(id) => {
                 req.extensions_mut().insert(id.clone());
                 let method = known.unwrap_or(self.methods.unknown);

@@ -285,10 +285,17 @@ impl Api {
         });
         let auth = auth::Authenticator::new(cfg);
         let routes = routes(cfg, shared, auth.clone())?;
+        let cert_scopes = auth.clone();
         *self.access.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(Access { auth, tls: tls.clone(), config: cfg.clone() });
         let refusals = self.core.refusals.clone();
-        let connections = server::Connections { routes, tls, refusals: refusals.clone(), stopping: stopping.clone() };
+        let connections = server::Connections {
+            routes,
+            auth: cert_scopes,
+            tls,
+            refusals: refusals.clone(),
+            stopping: stopping.clone(),
+        };
         let task = tokio::spawn(server::serve(listener, connections));
         let mut sweep_stop = stopping;
         tokio::spawn(async move {

@@ -36,7 +36,7 @@ use tonic::transport::server::TcpConnectInfo;
 
 use super::ApiError;
 use super::audit::NO_ROLE;
-use super::auth::UNAUTHENTICATED;
+use super::auth::{Authenticator, CertScope, UNAUTHENTICATED};
 use super::refusals::{Refusal, Refusals, TLS_HANDSHAKE};
 use crate::config::grpc::TlsFiles;
 
@@ -137,6 +137,8 @@ fn server_config(files: &TlsFiles) -> Result<(rustls::ServerConfig, [Vec<u8>; 3]
 #[derive(Clone, Debug)]
 pub(super) struct Connections {
     pub routes: tonic::service::Routes,
+    /// Maps client certificates to their scopes.
+    pub auth: Authenticator,
     pub tls: Option<Arc<Tls>>,
     pub refusals: Arc<Refusals>,
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -177,11 +179,15 @@ pub(super) async fn serve(listener: TcpListener, shared: Connections) {
 }
 
 async fn connection(tcp: tokio::net::TcpStream, info: TcpConnectInfo, shared: Connections) {
-    let Some(tls) = &shared.tls else { return http2(tcp, info, shared).await };
+    let Some(tls) = &shared.tls else { return http2(tcp, info, None, shared).await };
     let Some(remote) = info.remote_addr else { return };
     let acceptor = TlsAcceptor::from(tls.config.load_full());
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => http2(stream, info, shared).await,
+        Ok(Ok(stream)) => {
+            let der = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+            let cert = der.and_then(|der| shared.auth.cert_scope(der));
+            http2(stream, info, cert, shared).await;
+        }
         Ok(Err(e)) => refuse(&shared.refusals, remote, "TLS handshake", TLS_HANDSHAKE, e.to_string()),
         Err(_) => {
             let detail = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
@@ -206,15 +212,19 @@ fn refuse(refusals: &Refusals, peer: SocketAddr, method: &'static str, result: &
 
 /// Serves gRPC on one connection until it closes, or gracefully from
 /// `stopping`.
-async fn http2<IO>(io: IO, info: TcpConnectInfo, shared: Connections)
+async fn http2<IO>(io: IO, info: TcpConnectInfo, cert: Option<CertScope>, shared: Connections)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let routes = shared.routes.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let mut req = req.map(Body::new);
-        // Where `tonic::Request::remote_addr` and the gate look for the peer.
+        // Where `tonic::Request::remote_addr` and the gate look for the
+        // peer, and the gate for the client certificate's scope.
         req.extensions_mut().insert(info.clone());
+        if let Some(cert) = &cert {
+            req.extensions_mut().insert(cert.clone());
+        }
         // `Routes` is always ready (axum's router), so no poll_ready.
         routes.clone().call(req)
     });

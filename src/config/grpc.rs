@@ -20,6 +20,11 @@
 //! groups = ["downtown"]           # optional, with `intersections = [..]`: the only
 //!                                 # intersections the token reaches (default all)
 //!
+//! [[grpc.client_cert]]            # optional: scope a client certificate
+//! name = "east-tmc"               # who, in the audit log
+//! sha256 = "…"                    # openssl x509 -in client.pem -outform der | sha256sum
+//! intersections = ["elm-and-oak"] # and/or groups: the most its calls reach, whatever the token
+//!
 //! [grpc.limits]
 //! max_message_bytes = 1048576
 //! requests_per_s = 50             # per token (or per peer address when anonymous)
@@ -102,6 +107,25 @@ impl std::fmt::Debug for TokenEntry {
     }
 }
 
+/// A client certificate scoped to intersections: calls over a connection
+/// that presented it reach at most those, whatever their token reaches.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCertEntry {
+    pub name: String,
+    /// SHA-256 of the certificate (DER).
+    pub sha256: [u8; 32],
+    pub intersections: Vec<String>,
+}
+
+impl std::fmt::Debug for ClientCertEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertEntry")
+            .field("name", &self.name)
+            .field("intersections", &self.intersections)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Server certificate and key, and optionally the CA that signs client
 /// certificates (PEM files).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +185,8 @@ pub struct GrpcConfig {
     pub listen: SocketAddr,
     pub tls: Option<TlsFiles>,
     pub tokens: Vec<TokenEntry>,
+    /// Client certificates scoped to intersections (`[[grpc.client_cert]]`).
+    pub client_certs: Vec<ClientCertEntry>,
     /// The role of a caller without a token, if any may call.
     pub anonymous: Option<Role>,
     /// `anonymous` was written in the file (else it follows the address).
@@ -177,6 +203,7 @@ impl Default for GrpcConfig {
             listen: DEFAULT_LISTEN,
             tls: None,
             tokens: Vec::new(),
+            client_certs: Vec::new(),
             anonymous: Some(Role::Viewer),
             anonymous_explicit: false,
             insecure_plaintext: false,
@@ -197,6 +224,16 @@ pub(super) struct RawGrpc {
     limits: Option<RawLimits>,
     #[serde(default)]
     groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    client_cert: Vec<RawClientCert>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawClientCert {
+    name: Option<String>,
+    sha256: Option<String>,
+    intersections: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -311,6 +348,39 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         }
     }
 
+    let mut client_certs = Vec::new();
+    let scopes_certs = !raw.client_cert.is_empty();
+    for (i, c) in raw.client_cert.into_iter().enumerate() {
+        let c_at = at.key("client_cert").index(i);
+        let name = c.name.filter(|n| !n.trim().is_empty());
+        if name.is_none() {
+            error(c_at.key("name"), "missing (required): whose certificate, for the audit log".into());
+        }
+        if client_certs.iter().any(|e: &ClientCertEntry| Some(&e.name) == name.as_ref()) {
+            error(c_at.key("name"), "names must be unique".into());
+        }
+        let sha256 = match c.sha256.as_deref().map(parse_sha256) {
+            Some(Some(h)) => Some(h),
+            _ => {
+                error(
+                    c_at.key("sha256"),
+                    "must be 64 hex digits: `openssl x509 -in client.pem -outform der | sha256sum`".into(),
+                );
+                None
+            }
+        };
+        let scope = token_scope(c.intersections, c.groups, &raw.groups, &c_at, &mut error);
+        if scope.is_none() {
+            error(c_at.key("intersections"), "missing: a scoped certificate names intersections or groups".into());
+        }
+        if let (Some(name), Some(sha256), Some(intersections)) = (name, sha256, scope) {
+            client_certs.push(ClientCertEntry { name, sha256, intersections });
+        }
+    }
+    if scopes_certs && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+        error(at.key("client_cert"), "needs [grpc.tls] client_ca (client certificates are only seen over TLS)".into());
+    }
+
     let anonymous = match raw.anonymous {
         Some(RawAnonymous::Viewer) => Some(Role::Viewer),
         Some(RawAnonymous::None) => None,
@@ -367,6 +437,7 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         listen,
         tls,
         tokens,
+        client_certs,
         anonymous,
         anonymous_explicit: raw.anonymous.is_some(),
         insecure_plaintext,
@@ -374,8 +445,9 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
     }
 }
 
-/// The intersections a token reaches: its `intersections` and the members
-/// of its `groups`; `None` when it names neither (every intersection).
+/// The intersections a token (or client certificate) reaches: its
+/// `intersections` and the members of its `groups`; `None` when it names
+/// neither (every intersection).
 /// Whether the ids name intersections is the daemon's to check (it knows
 /// them; this file does not).
 fn token_scope(
@@ -552,5 +624,17 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("no group \"uptown\" in [grpc.groups]")), "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("reaches no intersection")), "{errors:?}");
+    }
+
+    #[test]
+    fn a_client_certificate_scope_needs_a_hash_intersections_and_client_ca() {
+        let (_, errors) = check(RawGrpc {
+            client_cert: vec![RawClientCert { name: Some("east".into()), ..RawClientCert::default() }],
+            ..RawGrpc::default()
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("sha256sum")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("names intersections or groups")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("needs [grpc.tls] client_ca")), "{errors:?}");
     }
 }

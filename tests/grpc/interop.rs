@@ -154,7 +154,7 @@ fn python_grpcio_hostile_callers_and_daily_operation() {
     prepare(tmp.path(), &[(a_name, a_text), ("oak-and-pine.toml".into(), b_text)], &config);
     let (daemon, addr) = start_daemon(tmp.path());
     let (pid, config) = (daemon.pid().to_string(), tmp.path().join("greenwave.toml"));
-    let args: Vec<&OsStr> = [
+    let mut args: Vec<&OsStr> = [
         "--addr",
         &addr,
         "--pid",
@@ -169,10 +169,9 @@ fn python_grpcio_hostile_callers_and_daily_operation() {
         SCOPED,
         "--config",
     ]
-    .iter()
     .map(OsStr::new)
-    .chain([config.as_os_str()])
-    .collect();
+    .to_vec();
+    args.push(config.as_os_str());
     let (stdout, seen) = run_client(&python, daemon, "grpc_hostile.py", &args);
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
     // Thousands of refused calls, a few log lines.

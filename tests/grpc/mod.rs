@@ -554,6 +554,50 @@ async fn tls_with_optional_and_required_client_certificates() {
     }
 }
 
+/// `[[grpc.client_cert]]`: calls over a connection that presented a
+/// scoped certificate reach only its intersections, whatever the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_narrows_what_its_calls_reach() {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let pki = pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write pem");
+        p
+    };
+    let der = CertificateDer::from_pem_slice(pki.client_cert.as_bytes()).expect("client certificate");
+    let sha256: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &der).as_ref().try_into().expect("32 bytes");
+    let files = greenwave::config::grpc::TlsFiles {
+        cert: write("server.pem", &pki.server_cert),
+        key: write("server.key", &pki.server_key),
+        client_ca: Some(write("ca.pem", &pki.ca)),
+        require_client_cert: false,
+    };
+    let scoped = greenwave::config::grpc::ClientCertEntry {
+        name: "east-tmc".into(),
+        sha256,
+        intersections: vec!["river-rd-and-mill-st".into()],
+    };
+    let h = daemon(GrpcConfig { tls: Some(files), client_certs: vec![scoped], ..grpc_config() }, 100_000).await;
+    let state = |ch: Channel| async move {
+        WatchClient::new(ch).get_state(authed(pb::GetStateRequest { intersection_id: ID.into() }, OPERATOR)).await
+    };
+    let with_cert = tls_channel(&h, &pki, true).await.expect("mutual TLS");
+    let denied = state(with_cert.clone()).await.expect_err("out of the certificate's scope");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let listed = WatchClient::new(with_cert)
+        .list_intersections(authed(pb::ListIntersectionsRequest {}, OPERATOR))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.intersections.is_empty(), "lists only what it reaches: {listed:?}");
+    // The same token without the certificate reaches everything.
+    assert!(state(tls_channel(&h, &pki, false).await.expect("TLS")).await.is_ok());
+    h.stop().await;
+}
+
 /// Certificates renewed in place reach new connections on a reload
 /// (SIGHUP), while a connection made before goes on: nothing restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
