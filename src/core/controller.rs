@@ -932,18 +932,20 @@ impl Controller {
     fn preempt_input(&mut self, now: Instant, input: u8, active: bool) {
         let code = if active { EventCode::PreemptCallInputOn } else { EventCode::PreemptCallInputOff };
         self.events.push(now, code, input as u16);
+        let fresh = PreemptState {
+            input,
+            stage: PreemptStage::Delay,
+            since: now,
+            called_at: now,
+            called: true,
+            exit_waiting: PhaseSet::EMPTY,
+        };
         match (&mut self.preempt, active) {
+            // Called again during its exit: a new preemption, from its
+            // delay (the exit phases it still owed give way to its dwell).
+            (Some(p), true) if p.input == input && p.stage == PreemptStage::Exit => *p = fresh,
             (Some(p), _) if p.input == input => p.called = active,
-            (None, true) => {
-                self.preempt = Some(PreemptState {
-                    input,
-                    stage: PreemptStage::Delay,
-                    since: now,
-                    called_at: now,
-                    called: true,
-                    exit_waiting: PhaseSet::EMPTY,
-                });
-            }
+            (None, true) => self.preempt = Some(fresh),
             // One preemption at a time: another input waits for this one's
             // exit (and must still be on then).
             _ => {}
@@ -969,6 +971,9 @@ impl Controller {
             return;
         };
         let (dwell, exit, delay, min_duration) = (spec.dwell, spec.exit, spec.delay, spec.min_duration);
+        // A definition loaded while the exit waited (in a flash) may name
+        // other exit phases: only its own are still owed.
+        p.exit_waiting = p.exit_waiting.intersection(exit);
         match p.stage {
             PreemptStage::Delay if !p.called => {
                 self.preempt = None;
@@ -1005,12 +1010,9 @@ impl Controller {
                 let demand = DetectorDemand { calls: p.exit_waiting, ..DetectorDemand::default() };
                 self.register_calls(now, &demand);
             }
-            // Called again before the exit phases were reached: a new
-            // preemption, from its delay.
-            PreemptStage::Exit if p.called => {
-                p.stage = PreemptStage::Delay;
-                p.since = now;
-                p.called_at = now;
+            PreemptStage::Exit if p.exit_waiting.is_empty() => {
+                self.preempt = None;
+                return;
             }
             _ => {}
         }
@@ -2254,6 +2256,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An exit cut short by a fault flash waits through it, and is owed
+    /// only what the definition in force names: one loaded meanwhile
+    /// without those exit phases ends it, and normal service resumes.
+    #[test]
+    fn an_exit_waiting_through_a_flash_follows_the_definition_loaded_meanwhile() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(30);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: false }).unwrap();
+        rig.step();
+        rig.c.enter_flash(rig.now, FlashReason::CabinetLinkLost);
+        rig.run(5);
+        assert_eq!(rig.c.snapshot().preempt.map(|p| p.stage), Some(PreemptStage::Exit), "waits through the flash");
+        let mut spec = eight_phase();
+        spec.version = 2;
+        spec.preempts[0].exit = spec.preempts[0].dwell;
+        rig.c.handle_command(rig.now, Command::LoadSpec(Box::new(spec))).unwrap();
+        rig.step();
+        assert!(rig.c.snapshot().preempt.is_none(), "nothing owed under the new definition");
+        rig.c.handle_command(rig.now, Command::Restart).unwrap();
+        let restarted = rig.now;
+        rig.detector(3, true);
+        rig.run(60);
+        let served = rig.log.iter().any(|e| e.code == EventCode::PhaseBeginGreen && e.param == 3 && e.at > restarted);
+        assert!(served, "phase 3 served after the restart");
+    }
+
+    /// A preemption called again during its exit starts over: the exit
+    /// phases it was owed give way to the new entry and dwell.
+    #[test]
+    fn a_preemption_called_again_during_its_exit_dwells_again() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        let preempt = |active| Command::Preempt { input: 1, active };
+        rig.c.handle_command(rig.now, preempt(true)).unwrap();
+        rig.run(30);
+        rig.c.handle_command(rig.now, preempt(false)).unwrap();
+        rig.step();
+        assert_eq!(rig.c.snapshot().preempt.map(|p| p.stage), Some(PreemptStage::Exit));
+        rig.c.handle_command(rig.now, preempt(true)).unwrap();
+        let recalled = rig.now;
+        rig.run(15);
+        let p = rig.c.snapshot().preempt.expect("preempted again");
+        assert_eq!((p.stage, p.called, p.called_at), (PreemptStage::Dwell, true, recalled));
+        assert_eq!((rig.shows(4), rig.shows(8), rig.shows(2)), (Indication::Green, Indication::Green, Indication::Red));
     }
 
     #[test]
