@@ -5,4 +5,5 @@ mod fuzz;
 mod golden;
 mod grpc;
 mod modbus;
+mod regression;
 mod safety;

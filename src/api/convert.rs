@@ -7,7 +7,10 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 use crate::config::{ConfigError, IntersectionConfig};
 use crate::core::detector::DetectorFault;
 use crate::core::spec::PlanMode;
-use crate::core::{FlashReason, Indication, Interval, OperatingMode, PedIndication, PhaseId, Snapshot, UnitState};
+use crate::core::{
+    Coordination, FlashReason, Indication, Interval, OperatingMode, PedIndication, PhaseId, PreemptStage, Snapshot,
+    UnitState,
+};
 use crate::engine::latency::Percentiles;
 
 use super::docs::Current;
@@ -172,6 +175,23 @@ fn pb_flash(r: FlashReason) -> pb::FlashReason {
     }
 }
 
+fn pb_preempt_stage(s: PreemptStage) -> pb::PreemptionStage {
+    match s {
+        PreemptStage::Delay => pb::PreemptionStage::Delay,
+        PreemptStage::Entry => pb::PreemptionStage::Entry,
+        PreemptStage::Dwell => pb::PreemptionStage::Dwell,
+        PreemptStage::Exit => pb::PreemptionStage::Exit,
+    }
+}
+
+fn pb_coordination(c: Coordination) -> pb::CoordinationState {
+    match c {
+        Coordination::Free => pb::CoordinationState::Free,
+        Coordination::InStep => pb::CoordinationState::InStep,
+        Coordination::Transitioning => pb::CoordinationState::Transitioning,
+    }
+}
+
 fn pb_interval(i: Interval) -> pb::Interval {
     match i {
         Interval::Idle => pb::Interval::Idle,
@@ -271,7 +291,10 @@ pub fn state(
         unit_state: unit_state.into(),
         flash_reason: flash_reason.into(),
         unit_state_elapsed_ms: unit_since.map_or(0, |t| s.at.since(t).as_millis()),
-        mode: pb_mode(s.mode).into(),
+        // A flashing intersection is in flash, whatever the operator's mode
+        // (a fault flash leaves it unchanged, an operator flash is applied
+        // at the barrier without becoming the mode the unit returns to).
+        mode: if unit_state == pb::UnitState::Flash { pb::Mode::Flash } else { pb_mode(s.mode) }.into(),
         plan_number: s.plan.into(),
         plan_mode: pb_plan_mode(s.plan_mode).into(),
         cycle_ms: s.cycle.as_millis(),
@@ -327,6 +350,24 @@ pub fn state(
             up: l.link_up.load(std::sync::atomic::Ordering::Relaxed),
             links_lost: l.links_lost.load(std::sync::atomic::Ordering::Relaxed),
             timeouts: l.timeouts.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+        preemption: s.preempt.map(|p| pb::PreemptionStatus {
+            input: p.input.into(),
+            stage: pb_preempt_stage(p.stage).into(),
+            stage_elapsed_ms: s.at.since(p.stage_since).as_millis(),
+            called_at_unix_ms: p.called_at.as_millis(),
+            called: p.called,
+        }),
+        priority_requests: s
+            .priority
+            .iter()
+            .map(|p| pb::PriorityStatus { phase: p.number().into(), granted: s.output.phase(p) == Indication::Green })
+            .collect(),
+        coordination: Some(pb::CoordinationStatus {
+            state: pb_coordination(s.coordination).into(),
+            local_cycle_position_s: s.cycle_time.unwrap_or_default().as_secs_f64(),
+            cycle_s: s.cycle.as_secs_f64(),
+            offset_s: s.offset.as_secs_f64(),
         }),
     }
 }

@@ -36,9 +36,9 @@ use super::event::{
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 use super::queue::QueueEstimator;
-use super::snapshot::{DetectorSnapshot, RingSnapshot, Snapshot};
+use super::snapshot::{DetectorSnapshot, PreemptSnapshot, RingSnapshot, Snapshot};
 use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, Recall};
-use super::state::{FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
+use super::state::{Coordination, FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
 use super::time::{Instant, Span};
 
 /// Why a green ended (Indiana 4, 5, 6).
@@ -47,7 +47,8 @@ pub enum Termination {
     GapOut,
     MaxOut,
     ForceOff,
-    /// Ended early so a preemption can reach its dwell phases.
+    /// Ended early so a preemption can reach its dwell phases, or, on
+    /// its exit, its exit phases.
     Preempt,
     /// Ended early (after its minimums) for a transit priority request.
     Priority,
@@ -130,8 +131,14 @@ struct PreemptState {
     input: u8,
     stage: PreemptStage,
     since: Instant,
+    /// When the call arrived, for operators.
+    called_at: Instant,
     /// The input is still on.
     called: bool,
+    /// During exit: the exit phases not yet turned green. They are the
+    /// only demand until each has, so they are served first whatever the
+    /// plan's sequence, windows or staged changes.
+    exit_waiting: PhaseSet,
 }
 
 /// A command the controller refused.
@@ -187,6 +194,10 @@ struct GreenTimers {
     /// The walk or pedestrian clearance as the heads show it.
     ped_shown: Shown,
     force_off_at: Option<Instant>,
+    /// `force_off_at` is the split's own force-off point (the phase
+    /// started inside its window with room for its minimums), not one
+    /// pushed out to serve them.
+    force_off_on_cycle: bool,
     yield_at: Option<Instant>,
 }
 
@@ -265,6 +276,9 @@ pub struct Controller {
     preempt: Option<PreemptState>,
     /// Phases with an active transit priority request.
     priority: PhaseSet,
+    /// A green has ended where the cycle puts it since the last
+    /// disturbance ([`Coordination`]).
+    in_step: bool,
     /// The optimizer, while an adaptive plan runs.
     optimizer: Option<Optimizer>,
     /// Cycle zero of the adaptive plan's current cycle.
@@ -318,6 +332,7 @@ impl Controller {
             pending_mode: None,
             preempt: None,
             priority: PhaseSet::EMPTY,
+            in_step: false,
             optimizer: None,
             cycle_origin: now,
             corridor: None,
@@ -432,6 +447,8 @@ impl Controller {
             plan_mode: self.plan.mode,
             cycle: self.plan.coord.map(|c| c.cycle).unwrap_or_default(),
             cycle_time: self.cycle_time,
+            offset: self.offset(),
+            coordination: self.coordination(),
             rings: [RingSnapshot::default(); MAX_RINGS],
             ring_count: self.spec.rings.len() as u8,
             present: self.spec.phase_set(),
@@ -444,7 +461,13 @@ impl Controller {
             events_dropped: self.events.dropped(),
             config_version: self.spec.version,
             staged_version: self.pending_spec.as_ref().map(|s| s.version),
-            preempt: self.preempt.map(|p| (p.input, p.stage)),
+            preempt: self.preempt.map(|p| PreemptSnapshot {
+                input: p.input,
+                stage: p.stage,
+                stage_since: p.since,
+                called_at: p.called_at,
+                called: p.called,
+            }),
             adaptive: self.optimizer.is_some(),
             priority: self.priority,
             queues: [None; MAX_PHASES],
@@ -476,6 +499,24 @@ impl Controller {
             };
         }
         s
+    }
+
+    /// Cycle zero's offset from the coordination reference
+    /// ([`Snapshot::offset`]).
+    fn offset(&self) -> Span {
+        match (self.plan.coord, self.adaptive_cycle(), self.corridor) {
+            (Some(_), Some(_), Some(t)) => t.offset,
+            (Some(coord), ..) => coord.offset,
+            (None, ..) => Span::ZERO,
+        }
+    }
+
+    fn coordination(&self) -> Coordination {
+        if self.plan.coord.is_none() {
+            return Coordination::Free;
+        }
+        let walking = self.adaptive_cycle().zip(self.corridor).is_some_and(|((origin, _), t)| !t.lag(origin).is_zero());
+        if self.in_step && !walking { Coordination::InStep } else { Coordination::Transitioning }
     }
 
     // === feeding ===
@@ -729,6 +770,8 @@ impl Controller {
 
     fn begin_run(&mut self, now: Instant) {
         self.unit = UnitState::Run;
+        // Start-up serves its own phases, wherever the cycle is.
+        self.in_step = false;
         self.events.push(now, EventCode::UnitControlStatusChange, self.mode as u16);
         let startup = self.spec.startup.phases;
         self.group = self.spec.barrier_groups.iter().position(|g| g.intersects(startup)).unwrap_or(0);
@@ -893,23 +936,35 @@ impl Controller {
     fn preempt_input(&mut self, now: Instant, input: u8, active: bool) {
         let code = if active { EventCode::PreemptCallInputOn } else { EventCode::PreemptCallInputOff };
         self.events.push(now, code, input as u16);
+        let fresh = PreemptState {
+            input,
+            stage: PreemptStage::Delay,
+            since: now,
+            called_at: now,
+            called: true,
+            exit_waiting: PhaseSet::EMPTY,
+        };
         match (&mut self.preempt, active) {
+            // Called again during its exit: a new preemption, from its
+            // delay (the exit phases it still owed give way to its dwell).
+            (Some(p), true) if p.input == input && p.stage == PreemptStage::Exit => *p = fresh,
             (Some(p), _) if p.input == input => p.called = active,
-            (None, true) => {
-                self.preempt = Some(PreemptState { input, stage: PreemptStage::Delay, since: now, called: true });
-            }
+            (None, true) => self.preempt = Some(fresh),
             // One preemption at a time: another input waits for this one's
             // exit (and must still be on then).
             _ => {}
         }
     }
 
-    /// The dwell phases while a preemption is entering or dwelling.
+    /// The only phases a preemption lets be served: the dwell phases while
+    /// it enters or dwells, the exit phases not yet green while it exits.
+    /// Every other green ends as soon as its minimums allow.
     fn preempt_targets(&self) -> Option<PhaseSet> {
         let p = self.preempt?;
         match p.stage {
             PreemptStage::Delay => None,
             PreemptStage::Entry | PreemptStage::Dwell => self.spec.preempt(p.input).map(|s| s.dwell),
+            PreemptStage::Exit => Some(p.exit_waiting),
         }
     }
 
@@ -920,6 +975,9 @@ impl Controller {
             return;
         };
         let (dwell, exit, delay, min_duration) = (spec.dwell, spec.exit, spec.delay, spec.min_duration);
+        // A definition loaded while the exit waited (in a flash) may name
+        // other exit phases: only its own are still owed.
+        p.exit_waiting = p.exit_waiting.intersection(exit);
         match p.stage {
             PreemptStage::Delay if !p.called => {
                 self.preempt = None;
@@ -928,6 +986,7 @@ impl Controller {
             PreemptStage::Delay if now.since(p.since) >= delay => {
                 p.stage = PreemptStage::Entry;
                 p.since = now;
+                self.in_step = false;
                 self.events.push(now, EventCode::PreemptEntryStarted, p.input as u16);
                 // Preemption outranks an operator flash: leave it through
                 // all red (the flash resumes after the exit).
@@ -943,9 +1002,20 @@ impl Controller {
             }
             PreemptStage::Dwell if !p.called && now.since(p.since) >= min_duration => {
                 self.events.push(now, EventCode::PreemptBeginExitInterval, p.input as u16);
-                self.preempt = None;
-                let demand = DetectorDemand { calls: exit, ..DetectorDemand::default() };
+                // Exit phases green already (the dwell phases, by default)
+                // are served: they time on under the plan's rules.
+                p.exit_waiting = exit.difference(self.phases_in(Interval::Green));
+                if p.exit_waiting.is_empty() {
+                    self.preempt = None;
+                    return;
+                }
+                p.stage = PreemptStage::Exit;
+                p.since = now;
+                let demand = DetectorDemand { calls: p.exit_waiting, ..DetectorDemand::default() };
                 self.register_calls(now, &demand);
+            }
+            PreemptStage::Exit if p.exit_waiting.is_empty() => {
+                self.preempt = None;
                 return;
             }
             _ => {}
@@ -953,9 +1023,19 @@ impl Controller {
         self.preempt = Some(p);
     }
 
+    /// A green ended (or a coordinated green reached its yield point) where
+    /// the cycle puts it: the plan runs in step, unless a preemption still
+    /// overrides it.
+    fn cycle_kept(&mut self) {
+        if self.preempt_targets().is_none() {
+            self.in_step = true;
+        }
+    }
+
     /// At the barrier with every clearance served: apply what was staged.
     /// Returns false if the unit left run (operator flash).
     fn apply_staged(&mut self, now: Instant) -> bool {
+        let coord_before = self.plan.coord;
         if let Some(spec) = self.pending_spec.take() {
             self.install_spec(spec);
         }
@@ -973,6 +1053,9 @@ impl Controller {
         let number = self.pending_plan.take().unwrap_or(self.plan.number);
         self.plan = Self::activate(&self.spec, number, self.mode);
         self.plan_activated(now);
+        if self.plan.coord != coord_before {
+            self.in_step = false;
+        }
         self.cycle_time = self.cycle_position(now);
         if self.plan.number != previous.number {
             self.events.push(now, EventCode::CoordPatternChange, self.plan.number as u16);
@@ -1347,6 +1430,10 @@ impl Controller {
             }
             g.yield_at = Some(now + d);
         }
+        // A coordinated green at its yield point is where the cycle puts it.
+        if self.rings[r].green.yield_at.is_some_and(|y| now >= y) {
+            self.cycle_kept();
+        }
     }
 
     /// Whether ring `r`'s green, phase `p`, may end now, and why.
@@ -1443,6 +1530,9 @@ impl Controller {
         if why == Termination::GapOut {
             self.queues.cleared(p);
         }
+        if why == Termination::ForceOff && self.rings[r].green.force_off_on_cycle {
+            self.cycle_kept();
+        }
         self.events.push(now, why.event_code(), n);
         self.events.push(now, EventCode::PhaseGreenTermination, n);
         self.events.push(now, EventCode::PhaseBeginYellowChange, n);
@@ -1459,7 +1549,7 @@ impl Controller {
         let t = *self.timing(p);
         let coordinated = self.plan.coordinated().contains(p);
         let wants_ped = t.has_ped() && self.ped_calls.contains(p);
-        let (mut force_off_at, mut serve_ped) = (None, wants_ped);
+        let (mut force_off_at, mut force_off_on_cycle, mut serve_ped) = (None, false, wants_ped);
         if let (Some(coord), Some(c)) = (self.plan.coord, self.cycle_time)
             && !coordinated
         {
@@ -1468,10 +1558,13 @@ impl Controller {
                 // vehicles now and keep the ped call for the next cycle.
                 serve_ped = false;
             }
-            // The phase was chosen while its window was open, but clearance
+            // The phase was chosen while its window was open (or, a
+            // preemption's exit phase, whatever the window), but clearance
             // ran since; a force-off never cuts the minimums.
             let to_force_off = coord.window(p, c, Span::ZERO).unwrap_or(Span::ZERO);
-            force_off_at = Some(now + to_force_off.max(self.needed(p, serve_ped)));
+            let needed = self.needed(p, serve_ped);
+            force_off_on_cycle = to_force_off >= needed;
+            force_off_at = Some(now + to_force_off.max(needed));
         }
         let shown = self.starting(now);
         let ring = &mut self.rings[r];
@@ -1489,9 +1582,19 @@ impl Controller {
             ped_since: now,
             ped_shown: shown,
             force_off_at,
+            force_off_on_cycle,
             yield_at: None,
         };
         self.vehicle_calls.remove(p);
+        if let Some(pre) = &mut self.preempt
+            && pre.stage == PreemptStage::Exit
+        {
+            pre.exit_waiting.remove(p);
+            if pre.exit_waiting.is_empty() {
+                // Every exit phase served first: normal operation resumes.
+                self.preempt = None;
+            }
+        }
         self.events.push(now, EventCode::PhaseOn, p.number() as u16);
         self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
         if coordinated {
@@ -1744,6 +1847,7 @@ mod tests {
         assert_eq!(rig.shows(2), Indication::Green);
         assert_eq!(rig.shows(6), Indication::Green);
         assert_eq!(rig.shows(4), Indication::Red);
+        assert_eq!(rig.c.snapshot().coordination, Coordination::Free, "plan 1 is free");
     }
 
     #[test]
@@ -1787,6 +1891,7 @@ mod tests {
         let gaps: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
         assert!(gaps.len() >= 4, "{gaps:?}");
         assert!(gaps[2..].iter().all(|&g| g == 100_000), "phase 3 starts every cycle: {gaps:?}");
+        assert_eq!(rig.c.snapshot().coordination, Coordination::InStep);
     }
 
     #[test]
@@ -2077,7 +2182,7 @@ mod tests {
         rig.run(15);
         assert_eq!(rig.shows(4), Indication::Green, "dwell on 4");
         assert_eq!(rig.shows(8), Indication::Green, "dwell on 8");
-        assert!(matches!(rig.c.snapshot().preempt, Some((1, crate::core::PreemptStage::Dwell))));
+        assert!(matches!(rig.c.snapshot().preempt, Some(PreemptSnapshot { input: 1, stage: PreemptStage::Dwell, .. })));
         // Holds and plans do not outrank it: it stays while called.
         rig.run(60);
         assert_eq!(rig.shows(4), Indication::Green);
@@ -2090,6 +2195,119 @@ mod tests {
             rig.c.handle_command(rig.now, Command::Preempt { input: 7, active: true }),
             Err(CommandError::UnknownPreempt(7))
         );
+    }
+
+    /// Issue #15.4: on every plan type, the exit phases are the first
+    /// greens after a preemption is let go, as soon as the dwell greens
+    /// have shown their full yellow and red clearance: the release is
+    /// acted on at the next tick, the dwell greens (long past their
+    /// minimums, no walk) end there, and their clearance is the only wait,
+    /// so the bound is one tick plus the longest dwell clearance. Every
+    /// phase is called throughout (lead lefts too, which the ring sequence
+    /// would serve before the throughs), the release falls at many points
+    /// of the cycle (closed windows included), and the monitor checks
+    /// every frame. A cycle plan then comes back into step.
+    #[test]
+    fn exit_phases_are_served_first_after_a_preemption_on_every_plan_type() {
+        let set = |ns: &[u8]| ns.iter().map(|&n| PhaseId::new(n).unwrap()).collect::<PhaseSet>();
+        // (plan, free-style adaptive), then (dwell, exit): the test spec's
+        // and the shipped Broadway file's way round.
+        let plans = [(1, false), (2, false), (3, false), (4, false), (4, true)];
+        let preempts = [(set(&[4, 8]), set(&[2, 6])), (set(&[2, 6]), set(&[4, 8]))];
+        for (plan, free_style) in plans {
+            for (dwell, exit) in preempts {
+                for release_at in (0..100u64).step_by(13) {
+                    let mut spec = eight_phase();
+                    if free_style {
+                        spec.adaptive.style = AdaptiveStyle::Free;
+                    }
+                    spec.preempts[0].dwell = dwell;
+                    spec.preempts[0].exit = exit;
+                    let clearance = dwell.iter().map(|p| spec.phase(p).unwrap().timing.clearance()).max().unwrap();
+                    let mut rig = Rig::with_spec(spec);
+                    rig.c.handle_command(Instant::ZERO, Command::SelectPlan(plan)).unwrap();
+                    for ch in 1..=8 {
+                        rig.detector(ch, true);
+                    }
+                    rig.run(150);
+                    let what = format!("plan {plan} (free style {free_style}), dwell {dwell}, release at {release_at}");
+                    rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+                    rig.run(60 + release_at);
+                    let dwelling = rig.c.snapshot().preempt.expect("preempted");
+                    assert_eq!(dwelling.stage, PreemptStage::Dwell, "{what}");
+                    assert_ne!(rig.c.snapshot().coordination, Coordination::InStep, "{what}: preempted");
+                    rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: false }).unwrap();
+                    let released = rig.now;
+                    rig.step();
+                    let exiting = rig.c.snapshot().preempt.expect("exiting");
+                    assert_eq!((exiting.stage, exiting.called), (PreemptStage::Exit, false), "{what}");
+                    rig.run(300);
+                    let first: Vec<&Event> = rig
+                        .log
+                        .iter()
+                        .filter(|e| e.code == EventCode::PhaseBeginGreen && e.at > released)
+                        .take(exit.len() as usize)
+                        .collect();
+                    let served: PhaseSet = first.iter().map(|e| PhaseId::new(e.param as u8).unwrap()).collect();
+                    assert_eq!(served, exit, "{what}: first greens after the release {first:?}");
+                    for e in &first {
+                        assert!(e.at.since(released) <= TICK + clearance, "{what}: {e:?}, {clearance} clearance");
+                    }
+                    let snap = rig.c.snapshot();
+                    assert!(snap.preempt.is_none(), "{what}");
+                    let expected = if snap.cycle_time.is_some() { Coordination::InStep } else { Coordination::Free };
+                    assert_eq!(snap.coordination, expected, "{what}: back in step within 300 s");
+                }
+            }
+        }
+    }
+
+    /// An exit cut short by a fault flash waits through it, and is owed
+    /// only what the definition in force names: one loaded meanwhile
+    /// without those exit phases ends it, and normal service resumes.
+    #[test]
+    fn an_exit_waiting_through_a_flash_follows_the_definition_loaded_meanwhile() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(30);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: false }).unwrap();
+        rig.step();
+        rig.c.enter_flash(rig.now, FlashReason::CabinetLinkLost);
+        rig.run(5);
+        assert_eq!(rig.c.snapshot().preempt.map(|p| p.stage), Some(PreemptStage::Exit), "waits through the flash");
+        let mut spec = eight_phase();
+        spec.version = 2;
+        spec.preempts[0].exit = spec.preempts[0].dwell;
+        rig.c.handle_command(rig.now, Command::LoadSpec(Box::new(spec))).unwrap();
+        rig.step();
+        assert!(rig.c.snapshot().preempt.is_none(), "nothing owed under the new definition");
+        rig.c.handle_command(rig.now, Command::Restart).unwrap();
+        let restarted = rig.now;
+        rig.detector(3, true);
+        rig.run(60);
+        let served = rig.log.iter().any(|e| e.code == EventCode::PhaseBeginGreen && e.param == 3 && e.at > restarted);
+        assert!(served, "phase 3 served after the restart");
+    }
+
+    /// A preemption called again during its exit starts over: the exit
+    /// phases it was owed give way to the new entry and dwell.
+    #[test]
+    fn a_preemption_called_again_during_its_exit_dwells_again() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        let preempt = |active| Command::Preempt { input: 1, active };
+        rig.c.handle_command(rig.now, preempt(true)).unwrap();
+        rig.run(30);
+        rig.c.handle_command(rig.now, preempt(false)).unwrap();
+        rig.step();
+        assert_eq!(rig.c.snapshot().preempt.map(|p| p.stage), Some(PreemptStage::Exit));
+        rig.c.handle_command(rig.now, preempt(true)).unwrap();
+        let recalled = rig.now;
+        rig.run(15);
+        let p = rig.c.snapshot().preempt.expect("preempted again");
+        assert_eq!((p.stage, p.called, p.called_at), (PreemptStage::Dwell, true, recalled));
+        assert_eq!((rig.shows(4), rig.shows(8), rig.shows(2)), (Indication::Green, Indication::Green, Indication::Red));
     }
 
     #[test]

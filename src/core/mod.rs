@@ -34,5 +34,5 @@ pub use image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, Pe
 pub use monitor::{Fault, Monitor, Trip};
 pub use snapshot::Snapshot;
 pub use spec::ControllerSpec;
-pub use state::{FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
+pub use state::{Coordination, FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
 pub use time::{Instant, Span};

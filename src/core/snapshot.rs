@@ -6,7 +6,7 @@ use super::detector::DetectorFault;
 use super::ids::{MAX_DETECTORS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::OutputFrame;
 use super::spec::PlanMode;
-use super::state::{Interval, OperatingMode, PreemptStage, UnitState};
+use super::state::{Coordination, Interval, OperatingMode, PreemptStage, UnitState};
 use super::time::{Instant, Span};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,6 +35,21 @@ pub struct DetectorSnapshot {
     pub occupied_ms: u64,
 }
 
+/// The preemption in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreemptSnapshot {
+    /// Preemption input, 1..=8.
+    pub input: u8,
+    pub stage: PreemptStage,
+    /// When the current stage began.
+    pub stage_since: Instant,
+    /// When the input's call arrived.
+    pub called_at: Instant,
+    /// The input is still on (off during exit, or during a dwell held to
+    /// its minimum duration).
+    pub called: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub at: Instant,
@@ -46,6 +61,11 @@ pub struct Snapshot {
     pub cycle: Span,
     /// Position in the coordination cycle, when coordinated or fixed.
     pub cycle_time: Option<Span>,
+    /// Cycle zero's offset from the coordination reference: the plan's, or
+    /// for an adaptive plan its corridor timing's (zero without one: its
+    /// cycle runs from its own origin).
+    pub offset: Span,
+    pub coordination: Coordination,
     pub rings: [RingSnapshot; MAX_RINGS],
     pub ring_count: u8,
     pub present: PhaseSet,
@@ -61,8 +81,7 @@ pub struct Snapshot {
     pub config_version: u64,
     /// Version of a definition staged for the next barrier, if any.
     pub staged_version: Option<u64>,
-    /// Active preemption: input and stage.
-    pub preempt: Option<(u8, PreemptStage)>,
+    pub preempt: Option<PreemptSnapshot>,
     /// Phases with a transit priority request.
     pub priority: PhaseSet,
     /// The adaptive optimizer is re-planning this plan.

@@ -277,7 +277,9 @@ pub struct StartupSpec {
 ///
 /// Entry ends every other green through its full minimums and clearances,
 /// then holds the dwell phases green while the call lasts (at least
-/// `min_duration`); exit calls the exit phases and resumes normal operation.
+/// `min_duration`); exit ends the dwell greens through their clearances,
+/// serves the exit phases before anything else, then resumes normal
+/// operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreemptSpec {
     /// Input number, 1..=8 (the Indiana preempt event parameter).
@@ -289,7 +291,7 @@ pub struct PreemptSpec {
     pub min_duration: Span,
     /// Phases held green during dwell (they can time together).
     pub dwell: PhaseSet,
-    /// Phases called when preemption ends.
+    /// Phases served first when preemption ends (they can time together).
     pub exit: PhaseSet,
 }
 

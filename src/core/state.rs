@@ -164,6 +164,27 @@ pub enum PreemptStage {
     Entry,
     /// Dwell phases held green.
     Dwell,
+    /// The input let go after the minimum dwell: the dwell greens end
+    /// through their full clearances and the exit phases are served before
+    /// anything else. Ends (normal operation resumes) as the last exit
+    /// phase turns green.
+    Exit,
+}
+
+/// Whether a cycle plan runs its phases in their own splits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Coordination {
+    /// No cycle: free actuated (or free-style adaptive).
+    #[default]
+    Free,
+    /// A green has ended (or a coordinated green reached its yield point)
+    /// where the cycle puts it, and nothing has disturbed the cycle since.
+    InStep,
+    /// Since run began, a preemption, or a change of cycle, offset or
+    /// splits, no green has yet ended where the cycle puts it; or an
+    /// adaptive plan's cycle origin is still walking onto its corridor's
+    /// grid.
+    Transitioning,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod audit;
 pub mod harness;
 mod interop;
+mod operations;
 mod persist;
 
 use std::time::Duration;

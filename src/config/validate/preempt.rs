@@ -39,6 +39,11 @@ impl Validator<'_> {
             }
             let exit_at = at.key("exit_phases");
             let exit = r.exit_phases.as_ref().map(|e| self.phase_set(e, &exit_at));
+            if let Some(e) = exit {
+                // Exit phases are served first, together, as one barrier
+                // group's greens after the dwell clears.
+                self.check_together(e, &exit_at, "exit");
+            }
             let (Some(input), Some(delay), Some(min_duration), Some(dwell)) = (input, delay, min_duration, dwell)
             else {
                 continue;

@@ -235,7 +235,7 @@ impl Validator<'_> {
     }
 
     /// Phases that must be green at the same time (start-up, preemption
-    /// dwell) must be able to: different rings, one barrier group.
+    /// dwell and exit) must be able to: different rings, one barrier group.
     pub(super) fn check_together(&mut self, phases: PhaseSet, at: &KeyPath, what: &str) {
         let list: Vec<PhaseId> = phases.iter().collect();
         for (k, &b) in list.iter().enumerate() {

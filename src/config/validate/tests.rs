@@ -341,7 +341,7 @@ fn seconds_print_like_engineers_write_them() {
 }
 
 #[test]
-fn preemption_dwell_phases_must_time_together_and_inputs_be_unique() {
+fn preemption_dwell_and_exit_phases_must_time_together_and_inputs_be_unique() {
     let preempts = r#"
 [[preempt]]
 input = 1
@@ -352,9 +352,14 @@ dwell_phases = [2]
 [[preempt]]
 input = 12
 dwell_phases = [9]
+[[preempt]]
+input = 3
+dwell_phases = [2]
+exit_phases = [2, 4]
 "#;
     let e = errors(&[], preempts);
     assert_has(&e, "preempt 1 (input 1).dwell_phases: phases 2 and 4 cannot dwell together: both are in ring 1");
+    assert_has(&e, "preempt 4 (input 3).exit_phases: phases 2 and 4 cannot exit together: both are in ring 1");
     assert_has(&e, "preempt 2 (input 1).input: preemption input 1 is defined twice");
     assert_has(&e, "preempt 3 (input 12).input: 12 is outside the preemption inputs 1..=8");
 }
