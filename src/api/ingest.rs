@@ -23,6 +23,11 @@ use super::{Shared, convert, pb};
 
 const PUSH: &str = "greenwave.v1.Ingest/PushDetections";
 
+/// Vehicles one zone may count in one frame: a lane discharges about one
+/// vehicle every two seconds, so even a frame a minute late counts a few
+/// dozen; more is a faulty or hostile processor, not traffic.
+const MAX_COUNT_PER_FRAME: u32 = 100;
+
 #[derive(Debug)]
 pub(super) struct IngestService {
     shared: Arc<Shared>,
@@ -66,12 +71,13 @@ impl IngestService {
                 frame.presence |= bit;
             }
             if let Some(count) = z.count {
-                let count = u16::try_from(count).map_err(|_| {
-                    convert::invalid(
+                if count > MAX_COUNT_PER_FRAME {
+                    return Err(convert::invalid(
                         &format!("zones[{k}].count"),
-                        format!("{count} vehicles in one frame is not plausible"),
-                    )
-                })?;
+                        format!("{count} vehicles in one frame is not plausible (at most {MAX_COUNT_PER_FRAME})"),
+                    ));
+                }
+                let count = count as u16;
                 frame.counted |= bit;
                 let slot = &mut frame.counts[zone.channel.index()];
                 *slot = slot.saturating_add(count);

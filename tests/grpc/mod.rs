@@ -418,6 +418,14 @@ async fn camera_presence_reaches_the_detector() {
     let bad = i.push_detections(authed(tokio_stream::iter(vec![huge]), CAMERA)).await.unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert!(bad.message().starts_with("zones[0].queue"), "{}", bad.message());
+    // And an implausible count.
+    let flood = pb::DetectionFrame {
+        intersection_id: ID.into(),
+        zones: vec![pb::ZoneDetection { zone_id: "oak-eb".into(), presence: true, count: Some(101), queue: None }],
+    };
+    let bad = i.push_detections(authed(tokio_stream::iter(vec![flood]), CAMERA)).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().starts_with("zones[0].count"), "{}", bad.message());
     // And a zone reported twice in one frame (its vehicles would count twice).
     let twice = pb::DetectionFrame { zones: [frame(true).zones, frame(true).zones].concat(), ..frame(true) };
     let bad = i.push_detections(authed(tokio_stream::iter(vec![twice]), CAMERA)).await.unwrap_err();
