@@ -537,17 +537,23 @@ impl pb::control_server::Control for ControlService {
             let year_ahead =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
                     + 366 * 86_400_000;
+            // Every field's fault at once: the request's own ranges first,
+            // then (for a plan that stages) cycle, offset and splits.
+            let mut v = convert::Violations::default();
             if r.reference_unix_ms > year_ahead {
-                return Err(convert::invalid(
-                    "reference_unix_ms",
-                    format!("{} is more than a year from now", r.reference_unix_ms),
-                ));
+                v.add("reference_unix_ms", format!("{} is more than a year from now", r.reference_unix_ms));
             }
             let number = match r.plan_number {
                 0 => self.running_plan(i),
-                n => u8::try_from(n)
-                    .map_err(|_| convert::invalid("plan_number", format!("{n} is not a plan number (1..=255)")))?,
+                n => u8::try_from(n).unwrap_or_else(|_| {
+                    v.add("plan_number", format!("{n} is not a plan number (1..=255)"));
+                    0
+                }),
             };
+            if number == 0 {
+                // No plan to look at further.
+                return Err(v.status("coordination"));
+            }
             // An adaptive cycle-style plan running now: its optimizer
             // re-plans cycle and splits every cycle, so a staged cycle and
             // offset would be overridden at once. The request sets its
@@ -562,10 +568,10 @@ impl pb::control_server::Control for ControlService {
                     check_version(r.expected_version, &edit)?;
                     edit.doc().version
                 };
+                v.check("coordination")?;
                 let detail = self.adaptive_coordination(i, number, &r).await?;
                 return Ok((detail, (Staged { version, saved: 0, warnings: Vec::new() }, number)));
             }
-            let mut v = convert::Violations::default();
             if !(r.cycle_s.is_finite() && r.cycle_s > 0.0) {
                 v.add("cycle_s", format!("{} is not a cycle length in seconds", r.cycle_s));
             } else if !(r.offset_s.is_finite() && (0.0..r.cycle_s).contains(&r.offset_s)) {

@@ -58,7 +58,7 @@ impl Violations {
     }
 
     /// INVALID_ARGUMENT with everything added, the message opening with `what`.
-    fn status(self, what: &str) -> Status {
+    pub fn status(self, what: &str) -> Status {
         let list: Vec<String> =
             self.0.iter().map(|(f, r)| if f.is_empty() { r.clone() } else { format!("{f}: {r}") }).collect();
         let violations: Vec<FieldViolation> = self.0.into_iter().map(|(f, r)| FieldViolation::new(f, r)).collect();

@@ -331,6 +331,12 @@ async fn timing_plans_are_checked_like_greenwave_check_and_staged() {
         OPERATOR,
     ));
     assert_eq!(fields(&far.await.unwrap_err()), ["reference_unix_ms"]);
+    // Every fault at once.
+    let all = c.set_coordination(authed(
+        pb::SetCoordinationRequest { reference_unix_ms: u64::MAX, offset_s: 95.0, ..coord.clone() },
+        OPERATOR,
+    ));
+    assert_eq!(fields(&all.await.unwrap_err()), ["reference_unix_ms", "offset_s"]);
     let done = c.set_coordination(authed(coord, OPERATOR)).await.expect("coordination").into_inner();
     assert_eq!(done.config_version, 3);
     let s = wait_state(&mut w, "90 s cycle", |s| s.cycle_ms == 90_000).await;
