@@ -268,11 +268,7 @@ impl Api {
             .await
             .map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
         let addr = listener.local_addr().map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
-        for t in &cfg.tokens {
-            for id in t.intersections.iter().flatten().filter(|id| !self.core.ids.contains(id)) {
-                tracing::warn!(token = %t.name, %id, "grpc.token names an intersection this daemon does not run");
-            }
-        }
+        self.warn_unknown_scopes(cfg);
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             core: self.core.clone(),
@@ -314,6 +310,18 @@ impl Api {
         Ok(GrpcServer { addr, stop: stop_tx, task })
     }
 
+    /// Says which scoped tokens and certificates name an intersection this
+    /// daemon does not run (a typo reaches nothing, silently otherwise).
+    fn warn_unknown_scopes(&self, cfg: &GrpcConfig) {
+        let tokens = cfg.tokens.iter().filter_map(|t| Some(("grpc.token", &t.name, t.intersections.as_ref()?)));
+        let certs = cfg.client_certs.iter().map(|c| ("grpc.client_cert", &c.name, &c.intersections));
+        for (table, name, ids) in tokens.chain(certs) {
+            for id in ids.iter().filter(|id| !self.core.ids.contains(id)) {
+                tracing::warn!(%name, %id, "{table} names an intersection this daemon does not run");
+            }
+        }
+    }
+
     /// Applies a reloaded `[grpc]`: tokens, the anonymous role and the TLS
     /// material (read again, so files rotated in place count) take effect
     /// for calls and connections from now on; open ones keep what they
@@ -349,11 +357,7 @@ impl Api {
         if let (Some(tls), Some(files)) = (&access.tls, &new.tls) {
             changed = tls.replace(files).map_err(|e| e.to_string())?;
         }
-        for t in &new.tokens {
-            for id in t.intersections.iter().flatten().filter(|id| !self.core.ids.contains(id)) {
-                tracing::warn!(token = %t.name, %id, "grpc.token names an intersection this daemon does not run");
-            }
-        }
+        self.warn_unknown_scopes(new);
         changed.extend(access.auth.replace(new));
         Ok(changed)
     }

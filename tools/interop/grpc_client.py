@@ -49,6 +49,29 @@ def stubs(proto_dir, out):
     return greenwave_pb2, greenwave_pb2_grpc
 
 
+class Checks:
+    """Runs named checks in order, printing each; a failed check is reported
+    and the others still run. `summary()` prints "N passed, M failed" and
+    gives the exit status."""
+
+    def __init__(self):
+        self.results = []
+
+    def __call__(self, name, fn):
+        try:
+            detail = fn()
+            self.results.append(True)
+            print(f"ok   {name}: {detail}", flush=True)
+        except Exception as e:  # a failed check is reported, the others still run
+            self.results.append(False)
+            print(f"FAIL {name}: {e!r}", flush=True)
+
+    def summary(self):
+        passed = sum(self.results)
+        print(f"{passed} passed, {len(self.results) - passed} failed")
+        return 0 if all(self.results) else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--addr", required=True)
@@ -71,16 +94,7 @@ def main():
     operator = [("authorization", f"Bearer {args.operator_token}")]
     watch = rpc.WatchStub(channel)
     control = rpc.ControlStub(channel)
-    results = []
-
-    def check(name, fn):
-        try:
-            detail = fn()
-            results.append(True)
-            print(f"ok   {name}: {detail}", flush=True)
-        except Exception as e:  # a failed check is reported, the others still run
-            results.append(False)
-            print(f"FAIL {name}: {e!r}", flush=True)
+    check = Checks()
 
     def reflection():
         services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
@@ -242,9 +256,7 @@ def main():
             check("history pulled from the event log files", history)
         if args.persist_step == "apply":
             check("persistence: a plan and a mode applied are saved", persist_apply)
-    passed = sum(results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return 0 if all(results) else 1
+    return check.summary()
 
 
 if __name__ == "__main__":

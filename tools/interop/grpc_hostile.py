@@ -38,7 +38,7 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
-from grpc_client import stubs  # noqa: E402
+from grpc_client import Checks, stubs  # noqa: E402
 
 A, B = "elm-and-oak", "oak-and-pine"
 FLOOD_CALLS = 6000
@@ -67,16 +67,7 @@ def main():
     viewer = auth(args.viewer_token)
     watch = rpc.WatchStub(channel)
     control = rpc.ControlStub(channel)
-    results = []
-
-    def check(name, fn):
-        try:
-            detail = fn()
-            results.append(True)
-            print(f"ok   {name}: {detail}", flush=True)
-        except Exception as e:  # a failed check is reported, the others still run
-            results.append(False)
-            print(f"FAIL {name}: {e!r}", flush=True)
+    check = Checks()
 
     def audits_and_gaps(intersection, seconds):
         """The audit records and `lagged` gaps of `intersection` in the history, read for `seconds`."""
@@ -271,9 +262,7 @@ def main():
     check("a silent watcher resumes with the newest state", silent_watcher)
     check("a token scoped to one intersection reaches only it", scoped)
     check("an operator token rotated by SIGHUP, no flash", rotation)
-    passed = sum(results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return 0 if all(results) else 1
+    return check.summary()
 
 
 def hash_token(token):
