@@ -15,7 +15,8 @@
 //!   replayed minutes of old states: the stream is simply not polled, and
 //!   the next message it is sent is the newest (`super::watch`).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant as WallInstant};
 
@@ -48,6 +49,9 @@ pub const SEND_BUFFER_BYTES: usize = 16 * 1024;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 128;
 /// Open connections, all clients; past it new ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Of those, one peer address's (a control centre behind one NAT address
+/// still has room; one host cannot take every connection).
+pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// A TLS handshake that takes longer is abandoned (and audited).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -150,20 +154,42 @@ pub(super) async fn serve(listener: TcpListener, shared: Connections) {
     let local = listener.local_addr().ok();
     let mut stopping = shared.stopping.clone();
     let mut open = JoinSet::new();
+    let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
     loop {
         tokio::select! {
             () = stopped(&mut stopping) => break,
-            Some(_) = open.join_next(), if !open.is_empty() => {}
+            Some(ended) = open.join_next(), if !open.is_empty() => {
+                // A connection task that panicked gives no address back;
+                // its count is then kept (conservative) rather than guessed.
+                if let Ok(ip) = ended
+                    && let Some(n) = per_peer.get_mut(&ip)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_peer.remove(&ip);
+                    }
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
-                    if open.len() >= MAX_CONNECTIONS {
-                        let detail = format!("{MAX_CONNECTIONS} connections open; closed at once");
+                    let of_peer = per_peer.get(&remote.ip()).copied().unwrap_or(0);
+                    if open.len() >= MAX_CONNECTIONS || of_peer >= MAX_CONNECTIONS_PER_PEER {
+                        let detail = format!(
+                            "{} connections open, {of_peer} from this address (at most {MAX_CONNECTIONS}, \
+                             {MAX_CONNECTIONS_PER_PEER} per address); closed at once",
+                            open.len()
+                        );
                         refuse(&shared.refusals, remote, "TCP connect", "RESOURCE_EXHAUSTED", detail);
                         continue;
                     }
                     let _ = tcp.set_nodelay(true);
+                    *per_peer.entry(remote.ip()).or_default() += 1;
                     let info = TcpConnectInfo { local_addr: local, remote_addr: Some(remote) };
-                    open.spawn(connection(tcp, info, shared.clone()));
+                    let shared = shared.clone();
+                    open.spawn(async move {
+                        connection(tcp, info, shared).await;
+                        remote.ip()
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: wait for some
