@@ -102,13 +102,22 @@ impl Validator<'_> {
     /// An advance loop's travel time to the stop bar, from `travel_time_s`
     /// or from `distance_m` at the approach speed of the first phase it
     /// calls. Without either, zero (the car counted at the loop), warned.
-    fn travel_time(&mut self, d: &RawDetector, placement: DetectorPlacement, calls: Option<PhaseSet>, at: &KeyPath) -> Span {
+    fn travel_time(
+        &mut self,
+        d: &RawDetector,
+        placement: DetectorPlacement,
+        calls: Option<PhaseSet>,
+        at: &KeyPath,
+    ) -> Span {
         let (distance_at, travel_at) = (at.key("distance_m"), at.key("travel_time_s"));
         match (placement, d.distance_m, d.travel_time_s) {
             (DetectorPlacement::StopBar, None, None) => Span::ZERO,
             (DetectorPlacement::StopBar, distance, _) => {
                 let key = if distance.is_some() { distance_at } else { travel_at };
-                self.error(&key, "only an advance loop (placement = \"advance\") is upstream of the stop bar: remove it");
+                self.error(
+                    &key,
+                    "only an advance loop (placement = \"advance\") is upstream of the stop bar: remove it",
+                );
                 Span::ZERO
             }
             (DetectorPlacement::Advance, Some(_), Some(_)) => {
