@@ -331,6 +331,10 @@ fn measures_cmd(controller: &Path, events: &Path) -> anyhow::Result<ExitCode> {
                 ("arrivals_on_green", c.arrivals_on_green),
                 ("greens", c.greens),
                 ("split_failures", c.split_failures),
+                ("ped_actuations", c.ped_actuations),
+                ("ped_walks", c.ped_walks),
+                ("ped_waits", c.ped_waits),
+                ("ped_delay_ms", c.ped_delay_ms),
             ] {
                 out.push_str(&format!("{start},{name},{},{value}\n", p.number()));
             }

@@ -425,6 +425,9 @@ pub fn performance(
                 gap_out_share: p.gap_out_share,
                 force_off_share: p.force_off_share,
                 arrivals: p.counts.arrivals,
+                ped_actuations: p.counts.ped_actuations,
+                ped_walks: p.counts.ped_walks,
+                ped_delay_mean_ms: p.counts.ped_delay_ms.checked_div(p.counts.ped_waits).unwrap_or(0),
             })
             .collect(),
         tick_latency: Some(latency(tick)),
@@ -445,6 +448,10 @@ pub fn performance(
                         arrivals_on_green: c.arrivals_on_green,
                         greens: c.greens,
                         split_failures: c.split_failures,
+                        ped_actuations: c.ped_actuations,
+                        ped_walks: c.ped_walks,
+                        ped_waits: c.ped_waits,
+                        ped_delay_ms: c.ped_delay_ms,
                     })
                     .collect(),
                 lanes: lane_volumes(&b.lanes),

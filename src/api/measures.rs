@@ -15,7 +15,11 @@
 //! - split failure: a green whose occupancy ratio (any of the phase's
 //!   stop-bar loops occupied, ATSPM "by approach") was above 0.79 and whose
 //!   first 5 s of red from the start of red clearance were too;
-//! - max-out / gap-out / force-off share of green terminations (5 / 4 / 6).
+//! - max-out / gap-out / force-off share of green terminations (5 / 4 / 6);
+//! - pedestrians: push-button actuations (90) of the phases a button calls,
+//!   walks served (21), and pedestrian delay (ATSPM's): from the first
+//!   actuation while the phase's walk is not showing to the walk's start,
+//!   counted in the bin the walk starts in.
 //!
 //! Counts are kept for the whole window and in 15-minute bins aligned to
 //! the clock (ATSPM's aggregation), each count in the bin of the moment it
@@ -58,6 +62,12 @@ pub struct PhaseCounts {
     pub gap_outs: u64,
     pub max_outs: u64,
     pub force_offs: u64,
+    pub ped_actuations: u64,
+    pub ped_walks: u64,
+    /// Pedestrians who waited for a walk (delay samples), and their total
+    /// wait.
+    pub ped_waits: u64,
+    pub ped_delay_ms: u64,
 }
 
 /// Measures of one phase, as reported.
@@ -129,6 +139,11 @@ struct PhaseState {
     /// End of the 5 s red window, while open.
     red_window_end: Option<Instant>,
     red_occupied: Span,
+    /// The phase's walk is showing (21 until 22): an actuation then waits
+    /// for nothing.
+    walking: bool,
+    /// First push-button actuation since the last walk, waiting for one.
+    ped_waiting_since: Option<Instant>,
 }
 
 impl PhaseState {
@@ -157,6 +172,8 @@ struct Wiring {
     stop_bar: PhaseSet,
     /// Phases whose arrivals this advance loop is.
     advance: PhaseSet,
+    /// Phases whose walk this push button calls.
+    ped: PhaseSet,
     travel_time: Span,
 }
 
@@ -206,16 +223,17 @@ impl Accumulator {
         self.present = spec.phase_set();
         self.wiring = [Wiring::default(); MAX_DETECTORS];
         self.stop_bars_per_phase = [0; MAX_PHASES];
-        for d in spec.detectors.iter().filter(|d| d.kind == DetectorKind::Vehicle) {
+        for d in &spec.detectors {
             let w = &mut self.wiring[d.channel.index()];
-            match d.placement {
-                DetectorPlacement::StopBar => {
+            match (d.kind, d.placement) {
+                (DetectorKind::Pedestrian, _) => w.ped = d.calls,
+                (DetectorKind::Vehicle, DetectorPlacement::StopBar) => {
                     w.stop_bar = d.calls;
                     for p in d.calls.iter() {
                         self.stop_bars_per_phase[p.index()] += 1;
                     }
                 }
-                DetectorPlacement::Advance => {
+                (DetectorKind::Vehicle, DetectorPlacement::Advance) => {
                     w.advance = d.calls;
                     w.travel_time = d.travel_time;
                 }
@@ -272,8 +290,23 @@ impl Accumulator {
                 s.red_window_end = Some(t + RED_WINDOW);
                 s.red_occupied = Span::ZERO;
             }
+            (EventCode::PedBeginWalk, Some(p)) => {
+                let s = &mut self.state[p.index()];
+                s.walking = true;
+                let waited = s.ped_waiting_since.take().map(|since| t.since(since).as_millis());
+                self.count(t, |c| {
+                    let c = &mut c.phases[p.index()];
+                    c.ped_walks += 1;
+                    if let Some(ms) = waited {
+                        c.ped_waits += 1;
+                        c.ped_delay_ms += ms;
+                    }
+                });
+            }
+            (EventCode::PedBeginClearance, Some(p)) => self.state[p.index()].walking = false,
             (EventCode::DetectorOn, _) => self.detector(e.param, t, true),
             (EventCode::DetectorOff, _) => self.detector(e.param, t, false),
+            (EventCode::PedDetectorOn, _) => self.push_button(e.param, t),
             _ => {}
         }
     }
@@ -306,6 +339,22 @@ impl Accumulator {
         if on && !w.advance.is_empty() {
             self.in_transit.push(Reverse((t + w.travel_time, ch)));
         }
+    }
+
+    fn push_button(&mut self, channel: u16, t: Instant) {
+        let Some(ch) = (channel as usize).checked_sub(1).filter(|&c| c < MAX_DETECTORS) else { return };
+        let phases = self.wiring[ch].ped;
+        for p in phases.iter() {
+            let s = &mut self.state[p.index()];
+            if !s.walking {
+                s.ped_waiting_since.get_or_insert(t);
+            }
+        }
+        self.count(t, |c| {
+            for p in phases.iter() {
+                c.phases[p.index()].ped_actuations += 1;
+            }
+        });
     }
 
     /// Advance actuations that reached the stop bar before `t`, against the
@@ -393,15 +442,18 @@ impl Accumulator {
 }
 
 /// The event codes the measures read.
-const MEASURED: [EventCode; 8] = [
+const MEASURED: [EventCode; 11] = [
     EventCode::PhaseBeginGreen,
     EventCode::PhaseGapOut,
     EventCode::PhaseMaxOut,
     EventCode::PhaseForceOff,
     EventCode::PhaseBeginYellowChange,
     EventCode::PhaseBeginRedClearance,
+    EventCode::PedBeginWalk,
+    EventCode::PedBeginClearance,
     EventCode::DetectorOff,
     EventCode::DetectorOn,
+    EventCode::PedDetectorOn,
 ];
 
 /// The measures of a whole event log of one intersection, as read back
@@ -532,6 +584,25 @@ mod tests {
         assert_eq!(p2.counts.volume, 2, "{p2:?}");
         assert_eq!((p2.counts.arrivals, p2.counts.arrivals_on_green), (2, 1), "{p2:?}");
         assert_eq!(p2.arrivals_on_green, Some(0.5));
+    }
+
+    /// Elm & Oak phase 2, push button 9: a press during the walk waits for
+    /// nothing; the first press after it waits until the next walk, the
+    /// second press joins it.
+    #[test]
+    fn pedestrian_delay_runs_from_the_first_press_to_the_walk() {
+        use EventCode::*;
+        let m = Measures::new([&spec(include_str!("../../controllers/elm-and-oak.toml"))]);
+        m.record(&[
+            ev(0, PedBeginWalk, 2),
+            ev(2_000, PedDetectorOn, 9),
+            ev(7_000, PedBeginClearance, 2),
+            ev(20_000, PedDetectorOn, 9),
+            ev(30_000, PedDetectorOn, 9),
+            ev(65_000, PedBeginWalk, 2),
+        ]);
+        let c = phase(&m.report(0).expect("intersection 0"), 2).counts;
+        assert_eq!((c.ped_actuations, c.ped_walks, c.ped_waits, c.ped_delay_ms), (3, 2, 1, 45_000), "{c:?}");
     }
 
     #[test]

@@ -20,7 +20,11 @@ Compared, per bin and phase (or lane):
 - arrivals, arrivals_on_green: atspm `arrival_on_green` (Total_Actuations
   and Total_Actuations x Percent_AOG), run once per distinct travel time;
 - split_failures: atspm `split_failures` by approach, 5 s red window,
-  both occupancy thresholds 0.79 (see the note at SPLIT_FAILURE_RATIO).
+  both occupancy thresholds 0.79 (see the note at SPLIT_FAILURE_RATIO);
+- ped_actuations, ped_walks: atspm `ped` (PedActuation, PedServices);
+- ped_waits, ped_delay_ms: atspm `ped_delay` (Samples, AvgPedDelay x
+  Samples), from its `timeline`. Push-button actuations are renumbered by
+  the phase their button calls first (see ped_events).
 
 A bin with advance arrivals but none on green has no atspm
 arrival_on_green row at all (its SQL joins green arrivals to the total):
@@ -58,13 +62,15 @@ def speed_m_per_s(phase):
 
 
 def detector_roles(doc):
-    """(stop bar {channel: [phases]}, advance {channel: ([phases], travel s)})."""
+    """(stop bar {channel: [phases]}, advance {channel: ([phases], travel s)},
+    push buttons {channel: [phases]})."""
     phases = {p["number"]: p for p in doc["phase"]}
-    stop_bar, advance = {}, {}
+    stop_bar, advance, buttons = {}, {}, {}
     for d in doc.get("detector", []):
-        if d.get("kind", "vehicle") != "vehicle":
-            continue
         calls = d["calls"]
+        if d.get("kind", "vehicle") != "vehicle":
+            buttons[d["channel"]] = calls
+            continue
         if d.get("placement", "stop-bar") == "stop-bar":
             stop_bar[d["channel"]] = calls
         else:
@@ -75,7 +81,7 @@ def detector_roles(doc):
             else:
                 travel = 0.0
             advance[d["channel"]] = (calls, travel)
-    return stop_bar, advance
+    return stop_bar, advance, buttons
 
 
 def read_events(path, signal_id):
@@ -100,15 +106,45 @@ def run_atspm(events, config, aggregations):
         return {a["name"]: p.conn.query(f"SELECT * FROM {a['name']}").df() for a in aggregations}
 
 
+def ped_events(events, buttons):
+    """The log with each push-button actuation (90) numbered by the phase
+    its button calls, one row per phase, as ATSPM's pedestrian measures
+    expect (they read the parameter of 90 as the phase); greenwave logs the
+    detector channel."""
+    presses = events[events["EventId"] == 90]
+    rows = [presses[presses["Parameter"] == ch].assign(Parameter=p) for ch, calls in buttons.items() for p in calls]
+    return pd.concat([events[events["EventId"] != 90], *rows]).sort_values("TimeStamp", kind="stable")
+
+
 def bin_ms(ts):
     return int(pd.Timestamp(ts).tz_localize("UTC").value // 1_000_000)
 
 
-def atspm_measures(events, stop_bar, advance):
-    """{(bin_ms, measure, phase_or_detector): value} from atspm, and the
-    (bin_ms, phase) its arrival_on_green has a row for."""
+def atspm_measures(events, stop_bar, advance, buttons):
+    """{(bin_ms, measure, phase_or_detector): value} from atspm, the
+    (bin_ms, phase) its arrival_on_green has a row for, and the bins its
+    has_data finds complete."""
     out = defaultdict(int)
     aog_rows = set()
+    ped = run_atspm(
+        ped_events(events, buttons),
+        None,
+        [
+            {"name": "has_data", "params": {"no_data_min": 5, "min_data_points": 1}},
+            {"name": "ped", "params": {}},
+            {"name": "timeline", "params": {"max_event_gap_seconds": None, "min_duration": 0, "cushion_time": 0}},
+            {"name": "ped_delay", "params": {}},
+        ],
+    )
+    complete = {bin_ms(r.TimeStamp) for r in ped["has_data"].itertuples()}
+    for r in ped["ped"].itertuples():
+        b = bin_ms(r.TimeStamp)
+        out[(b, "ped_actuations", int(r.Phase))] += int(r.PedActuation)
+        out[(b, "ped_walks", int(r.Phase))] += int(r.PedServices)
+    for r in ped["ped_delay"].itertuples():
+        b = bin_ms(r.TimeStamp)
+        out[(b, "ped_waits", int(r.Phase))] += int(r.Samples)
+        out[(b, "ped_delay_ms", int(r.Phase))] += round(r.AvgPedDelay * r.Samples * 1000)
     rows = [(DEVICE, p, ch, "Presence") for ch, calls in stop_bar.items() for p in calls]
     presence = pd.DataFrame(rows, columns=["DeviceId", "Phase", "Parameter", "Function"])
     got = run_atspm(
@@ -152,7 +188,7 @@ def atspm_measures(events, stop_bar, advance):
             aog_rows.add((b, int(r.Phase)))
             out[(b, "arrivals", int(r.Phase))] += int(r.Total_Actuations)
             out[(b, "arrivals_on_green", int(r.Phase))] += round(r.Total_Actuations * r.Percent_AOG)
-    return out, aog_rows
+    return out, aog_rows, complete
 
 
 def greenwave_measures(binary, controller, events):
@@ -182,6 +218,10 @@ def aog_share(t):
     return f"{100 * t['arrivals_on_green'] / t['arrivals']:.1f}%" if t["arrivals"] else "-"
 
 
+def ped_delay(t):
+    return f"{t['ped_delay_ms'] / t['ped_waits'] / 1000:.1f} s" if t["ped_waits"] else "-"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--greenwave", required=True)
@@ -194,9 +234,18 @@ def main():
     with open(args.controller, "rb") as f:
         doc = tomllib.load(f)
     signal = doc["intersection"]["id"]
-    stop_bar, advance = detector_roles(doc)
+    stop_bar, advance, buttons = detector_roles(doc)
     ours = greenwave_measures(args.greenwave, args.controller, args.events)
-    theirs, aog_rows = atspm_measures(read_events(args.events, signal), stop_bar, advance)
+    theirs, aog_rows, complete = atspm_measures(read_events(args.events, signal), stop_bar, advance, buttons)
+
+    first_bin = min(k[0] for k in set(ours) | set(theirs)) if ours or theirs else 0
+    bin_ms_len = BIN_MINUTES * 60_000
+
+    def touches_incomplete(start):
+        """A wait counted in this bin may have begun in the one before (a
+        wait is shorter than a bin)."""
+        before = start - bin_ms_len
+        return start not in complete or (before >= first_bin and before not in complete)
 
     worst = 0
     print(f"{signal}: values that differ (bin UTC, measure, phase or lane, greenwave, atspm)")
@@ -208,20 +257,31 @@ def main():
             # total: a bin where none arrived on green has no row at all.
             print(f"  EXPLAINED {pd.Timestamp(start, unit='ms'):%H:%M} arrivals {phase}: {a} vs none (no arrival on green)")
             theirs[key] = a
+        elif a != b and measure in ("ped_waits", "ped_delay_ms") and touches_incomplete(start):
+            # atspm's timeline marks a wait that touches a bin without data
+            # in each of its 5-minute parts invalid: the partial first or
+            # last bin of a log, and waits begun in it, have no delay there.
+            print(f"  EXPLAINED {pd.Timestamp(start, unit='ms'):%H:%M} {measure} {phase}: {a} vs {b} (incomplete bin)")
+            theirs[key] = a
         elif a != b:
             worst = max(worst, abs(a - b))
             when = pd.Timestamp(key[0], unit="ms").strftime("%H:%M")
             print(f"  DIFF {when} {key[1]} {key[2]}: {a} vs {b}")
 
     gw, at = phase_totals(ours), phase_totals(theirs)
-    head = "| phase | volume GW | volume atspm | arrivals GW | arrivals atspm | AOG GW | AOG atspm | split failures GW | split failures atspm |"
+    head = (
+        "| phase | volume GW | volume atspm | arrivals GW | arrivals atspm | AOG GW | AOG atspm "
+        "| split failures GW | split failures atspm | ped actuations GW | ped actuations atspm "
+        "| walks GW | walks atspm | ped delay GW | ped delay atspm |"
+    )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for p in sorted(set(gw) | set(at)):
         g, a = gw[p], at[p]
         print(
             f"| {p} | {g['volume']} | {a['volume']} | {g['arrivals']} | {a['arrivals']} | {aog_share(g)} | "
-            f"{aog_share(a)} | {g['split_failures']} | {a['split_failures']} |"
+            f"{aog_share(a)} | {g['split_failures']} | {a['split_failures']} | {g['ped_actuations']} | "
+            f"{a['ped_actuations']} | {g['ped_walks']} | {a['ped_walks']} | {ped_delay(g)} | {ped_delay(a)} |"
         )
     lanes = sorted(k for k in set(ours) | set(theirs) if k[1] == "lane_volume")
     lane_total = defaultdict(lambda: [0, 0])
