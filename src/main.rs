@@ -64,6 +64,18 @@ enum Cmd {
     /// gRPC bearer tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Performance measures of an event log (ATSPM definitions, 15-minute
+    /// bins; docs/measures.md), as CSV lines
+    /// `bin_start_unix_ms,measure,phase_or_detector,value`.
+    Measures {
+        /// The controller file: its detectors say what each one measures.
+        #[arg(long)]
+        controller: PathBuf,
+        /// Event log (CSV, ATSPM import layout, UTC); lines of other
+        /// signals are skipped.
+        #[arg(long)]
+        events: PathBuf,
+    },
     /// Run a controller on its simulated traffic at full speed.
     Simulate {
         #[arg(long)]
@@ -205,6 +217,7 @@ fn main() -> ExitCode {
         Cmd::Replay { controller, detectors, events, tick_ms, time } => {
             replay_cmd(&controller, &detectors, &events, tick_ms, &time)
         }
+        Cmd::Measures { controller, events } => measures_cmd(&controller, &events),
         Cmd::Simulate { controller, duration_s, events, record_detectors, tick_ms, time } => {
             simulate_cmd(&controller, duration_s, events.as_deref(), record_detectors.as_deref(), tick_ms, &time)
         }
@@ -301,6 +314,37 @@ fn replay_cmd(
         out.monitor_trips
     );
     Ok(if out.monitor_trips == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn measures_cmd(controller: &Path, events: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = load_one(controller)?;
+    let log = telemetry::eventlog::read_event_log(events).with_context(|| format!("reading {}", events.display()))?;
+    let own = log.into_iter().filter(|(id, ..)| *id == cfg.spec.id).map(|(_, at, code, param)| (at, code, param));
+    let m = greenwave::api::measures::measure_log(&cfg.spec, own);
+    let mut out = String::from("bin_start_unix_ms,measure,phase_or_detector,value\n");
+    for bin in &m.bins {
+        let start = bin.start.as_millis();
+        for (p, c) in &bin.phases {
+            for (name, value) in [
+                ("volume", c.volume),
+                ("arrivals", c.arrivals),
+                ("arrivals_on_green", c.arrivals_on_green),
+                ("greens", c.greens),
+                ("split_failures", c.split_failures),
+                ("ped_actuations", c.ped_actuations),
+                ("ped_walks", c.ped_walks),
+                ("ped_waits", c.ped_waits),
+                ("ped_delay_ms", c.ped_delay_ms),
+            ] {
+                out.push_str(&format!("{start},{name},{},{value}\n", p.number()));
+            }
+        }
+        for lane in &bin.lanes {
+            out.push_str(&format!("{start},lane_volume,{},{}\n", lane.detector.number(), lane.volume));
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn simulate_cmd(

@@ -778,7 +778,7 @@ fn missing(peer: &str) -> Option<()> {
 
 /// A Python interpreter that passes `check` (a `-c` program exiting 0):
 /// `GW_TEST_PYTHON`, else the project's `.venv`, else `python3`.
-fn python_with(what: &str, check: &str) -> Option<String> {
+pub(crate) fn python_with(what: &str, check: &str) -> Option<String> {
     let python = std::env::var("GW_TEST_PYTHON").unwrap_or_else(|_| {
         let venv = root().join(".venv/bin/python");
         if venv.exists() { venv.display().to_string() } else { "python3".into() }

@@ -14,7 +14,7 @@ use crate::core::{
 use crate::engine::latency::Percentiles;
 
 use super::docs::Current;
-use super::measures::IntersectionMeasures;
+use super::measures::{IntersectionMeasures, LaneVolume};
 use super::pb;
 use crate::telemetry::journal::{Record, RecordKind};
 
@@ -416,19 +416,52 @@ pub fn performance(
             .iter()
             .map(|p| pb::PhaseMeasures {
                 phase: p.phase.number().into(),
-                volume: p.volume,
+                volume: p.counts.volume,
                 occupancy: p.occupancy,
-                greens: p.greens,
-                split_failures: p.split_failures,
-                arrivals_on_green: p.arrivals_on_green,
+                greens: p.counts.greens,
+                split_failures: p.counts.split_failures,
+                arrivals_on_green: p.arrivals_on_green.unwrap_or(0.0),
                 max_out_share: p.max_out_share,
                 gap_out_share: p.gap_out_share,
                 force_off_share: p.force_off_share,
+                arrivals: p.counts.arrivals,
+                ped_actuations: p.counts.ped_actuations,
+                ped_walks: p.counts.ped_walks,
+                ped_delay_mean_ms: p.counts.ped_delay_ms.checked_div(p.counts.ped_waits).unwrap_or(0),
             })
             .collect(),
         tick_latency: Some(latency(tick)),
         tick_jitter: Some(latency(jitter)),
+        lanes: lane_volumes(&m.lanes),
+        bins: m
+            .bins
+            .iter()
+            .map(|b| pb::MeasureBin {
+                start_unix_ms: b.start.as_millis(),
+                phases: b
+                    .phases
+                    .iter()
+                    .map(|(p, c)| pb::PhaseBin {
+                        phase: p.number().into(),
+                        volume: c.volume,
+                        arrivals: c.arrivals,
+                        arrivals_on_green: c.arrivals_on_green,
+                        greens: c.greens,
+                        split_failures: c.split_failures,
+                        ped_actuations: c.ped_actuations,
+                        ped_walks: c.ped_walks,
+                        ped_waits: c.ped_waits,
+                        ped_delay_ms: c.ped_delay_ms,
+                    })
+                    .collect(),
+                lanes: lane_volumes(&b.lanes),
+            })
+            .collect(),
     }
+}
+
+fn lane_volumes(lanes: &[LaneVolume]) -> Vec<pb::LaneVolume> {
+    lanes.iter().map(|l| pb::LaneVolume { detector: l.detector.number().into(), volume: l.volume }).collect()
 }
 
 // === control ===

@@ -248,6 +248,10 @@ pub struct RawDetector {
     pub kind: RawDetectorKind,
     #[serde(default)]
     pub placement: RawDetectorPlacement,
+    /// Advance loops: how far upstream of the stop bar, or how long a car
+    /// takes from the loop to the stop bar (one of the two).
+    pub distance_m: Option<f64>,
+    pub travel_time_s: Option<f64>,
     pub calls: Option<Vec<u8>>,
     pub extends: Option<Vec<u8>>,
     #[serde(default)]

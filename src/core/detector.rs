@@ -301,6 +301,7 @@ mod tests {
             channel: DetectorChannel::new(1).unwrap(),
             kind: DetectorKind::Vehicle,
             placement: DetectorPlacement::StopBar,
+            travel_time: Span::ZERO,
             calls: p2,
             extends: p2,
             delay: Span::from_millis(delay),

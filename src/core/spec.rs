@@ -133,6 +133,10 @@ pub struct DetectorSpec {
     pub channel: DetectorChannel,
     pub kind: DetectorKind,
     pub placement: DetectorPlacement,
+    /// From an advance loop to the stop bar at the approach speed: arrivals
+    /// on green project each actuation to the stop bar by this (ATSPM's
+    /// distance over speed). Zero for stop-bar loops and push buttons.
+    pub travel_time: Span,
     /// Phases this detector calls (`vehicleDetectorCallPhase`).
     pub calls: PhaseSet,
     /// Phases this detector extends while green.

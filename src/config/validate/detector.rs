@@ -2,7 +2,7 @@
 
 use crate::core::ids::{MAX_DETECTORS, MAX_OVERLAPS};
 use crate::core::spec::{DetectorDiagnostics, DetectorKind, DetectorPlacement, DetectorSpec, OverlapSpec};
-use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet};
+use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 
 use super::super::key::KeyPath;
 use super::super::raw::{RawDetector, RawDetectorKind, RawDetectorPlacement, RawOverlap};
@@ -58,6 +58,7 @@ impl Validator<'_> {
                     }
                 }
             }
+            let travel_time = self.travel_time(d, placement, calls, &at);
             let delay = self.seconds(d.delay_s, &at.key("delay_s"));
             let extend = self.seconds(d.extend_s, &at.key("extend_s"));
             // Zero turns a diagnostic off (NTCIP uses 0 the same way).
@@ -87,6 +88,7 @@ impl Validator<'_> {
                 channel,
                 kind,
                 placement,
+                travel_time,
                 calls: calls.unwrap_or_default(),
                 extends,
                 delay: delay.unwrap_or_default(),
@@ -94,6 +96,52 @@ impl Validator<'_> {
                 diagnostics,
             };
             self.detectors.insert(channel, (at, spec));
+        }
+    }
+
+    /// An advance loop's travel time to the stop bar, from `travel_time_s`
+    /// or from `distance_m` at the approach speed of the first phase it
+    /// calls. Without either, zero (the car counted at the loop), warned.
+    fn travel_time(
+        &mut self,
+        d: &RawDetector,
+        placement: DetectorPlacement,
+        calls: Option<PhaseSet>,
+        at: &KeyPath,
+    ) -> Span {
+        let (distance_at, travel_at) = (at.key("distance_m"), at.key("travel_time_s"));
+        match (placement, d.distance_m, d.travel_time_s) {
+            (DetectorPlacement::StopBar, None, None) => Span::ZERO,
+            (DetectorPlacement::StopBar, distance, _) => {
+                let key = if distance.is_some() { distance_at } else { travel_at };
+                self.error(
+                    &key,
+                    "only an advance loop (placement = \"advance\") is upstream of the stop bar: remove it",
+                );
+                Span::ZERO
+            }
+            (DetectorPlacement::Advance, Some(_), Some(_)) => {
+                self.error(&travel_at, "give distance_m or travel_time_s, not both");
+                Span::ZERO
+            }
+            (DetectorPlacement::Advance, None, Some(s)) => self.seconds(s, &travel_at).unwrap_or_default(),
+            (DetectorPlacement::Advance, Some(m), None) => {
+                if !(m.is_finite() && m > 0.0) {
+                    self.error(&distance_at, format!("{m} m: must be greater than 0"));
+                    return Span::ZERO;
+                }
+                // A missing or invalid speed is reported on its phase.
+                let speed = calls.and_then(|c| c.iter().next()).and_then(|p| self.phases.get(&p)?.speed);
+                speed.and_then(|v| Span::try_from_secs_f64(m / v.m_per_s())).unwrap_or_default()
+            }
+            (DetectorPlacement::Advance, None, None) => {
+                self.warn(
+                    at,
+                    "an advance loop without distance_m or travel_time_s: arrivals on green count each car as it \
+                     crosses the loop, not as it reaches the stop bar",
+                );
+                Span::ZERO
+            }
         }
     }
 

@@ -25,6 +25,7 @@ use crate::core::spec::{
 };
 use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 
+use super::clearance::ApproachSpeed;
 use super::de::Deserialized;
 use super::error::{ConfigError, Warning};
 use super::key::KeyPath;
@@ -190,6 +191,8 @@ struct PhaseDraft {
     flash: FlashIndication,
     /// `None` when a timing key is missing or invalid (already reported).
     timing: Option<PhaseTiming>,
+    /// Also converts an advance loop's `distance_m` to its travel time.
+    speed: Option<ApproachSpeed>,
     ring: Option<usize>,
     group: Option<usize>,
 }

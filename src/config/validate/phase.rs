@@ -38,14 +38,15 @@ impl Validator<'_> {
                 self.error(&at.key("number"), format!("phase {id} is already defined by {first}"));
                 continue;
             }
-            let timing = self.phase_timing(p, &at);
+            let speed = self.approach_speed(p, &at);
+            let timing = self.phase_timing(p, &at, speed);
             let name = p.name.clone().unwrap_or_else(|| format!("phase {id}"));
             let flash = flash_indication(p.flash);
-            self.phases.insert(id, PhaseDraft { at, name, flash, timing, ring: None, group: None });
+            self.phases.insert(id, PhaseDraft { at, name, flash, timing, speed, ring: None, group: None });
         }
     }
 
-    fn phase_timing(&mut self, p: &RawPhase, at: &KeyPath) -> Option<PhaseTiming> {
+    fn phase_timing(&mut self, p: &RawPhase, at: &KeyPath, speed: Option<ApproachSpeed>) -> Option<PhaseTiming> {
         let min_green = self.required_seconds(p.min_green_s, &at.key("min_green_s"));
         match min_green {
             Some(m) if m < NTCIP_MIN_GREEN => self.error(
@@ -82,7 +83,6 @@ impl Validator<'_> {
             self.error(&at.key("passage_s"), format!("{} is longer than max1_s {}", secs(passage), secs(max1)));
         }
 
-        let speed = self.approach_speed(p, at);
         let grade = p.grade_percent;
         if !grade.is_finite() {
             self.error(&at.key("grade_percent"), "must be a number");

@@ -168,6 +168,29 @@ fn push_buttons_need_a_walk_and_never_extend() {
 }
 
 #[test]
+fn advance_loops_are_placed_by_distance_or_travel_time() {
+    let advance = |keys: &str| format!("[[detector]]\nchannel = 17\nplacement = \"advance\"\n{keys}calls = [2]\n");
+    let travel_time = |keys: &str| {
+        let text = format!("{BASE}{}", advance(keys));
+        let (cfg, _) = load_intersection_str("t.toml", &text).expect("valid");
+        cfg.spec.detectors.iter().find(|d| d.channel.number() == 17).expect("detector 17").travel_time
+    };
+    // 90 m at phase 2's 50 km/h.
+    assert_eq!(travel_time("distance_m = 90\n"), Span::from_millis(6480));
+    assert_eq!(travel_time("travel_time_s = 4.5\n"), Span::from_millis(4500));
+
+    let (e, w) = check(&[], &advance(""));
+    assert!(e.is_empty(), "{e:?}");
+    assert_has(&w, "detector 1 (channel 17): an advance loop without distance_m or travel_time_s");
+    let e = errors(&[], &advance("distance_m = 90\ntravel_time_s = 4\n"));
+    assert_has(&e, "detector 1 (channel 17).travel_time_s: give distance_m or travel_time_s, not both");
+    let e = errors(&[], &advance("distance_m = 0\n"));
+    assert_has(&e, "detector 1 (channel 17).distance_m: 0 m: must be greater than 0");
+    let e = errors(&[], "[[detector]]\nchannel = 9\ndistance_m = 60\ncalls = [2]\n");
+    assert_has(&e, "detector 1 (channel 9).distance_m: only an advance loop");
+}
+
+#[test]
 fn crossing_streets_cannot_both_flash_yellow() {
     let e = errors(
         &[
