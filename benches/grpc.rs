@@ -78,6 +78,7 @@ async fn daemon() -> harness::Harness {
         tick_ms: 10,
         config_file: None,
         dir: None,
+        http: None,
     })
     .await
 }

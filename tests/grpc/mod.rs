@@ -66,6 +66,7 @@ fn options(grpc: GrpcConfig, event_history: usize) -> Options {
         tick_ms: 100,
         dir: None,
         config_file: None,
+        http: None,
     }
 }
 
