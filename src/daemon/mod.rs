@@ -3,13 +3,13 @@
 //! [`run`] starts the control thread, the cabinet I/O runtime (with the
 //! embedded simulated cabinets when a controller asks for them), the event
 //! fan-out (Indiana event log, performance measures, the journal gRPC
-//! streams from), the gRPC API, the metrics listener and the terminal view, then serves until
-//! `shutdown` resolves or the control thread dies, and stops: every
-//! intersection to flash, that frame written to every cabinet, the event
-//! log closed. `main.rs` only turns arguments and signals into [`Options`]
-//! and a shutdown future; tests and benchmarks start the same daemon
-//! in-process through [`Daemon::start`], which also hands out what they
-//! observe it with.
+//! streams from), the gRPC API, the metrics listener (`[http]`) and the
+//! terminal view, then serves until `shutdown` resolves or the control
+//! thread dies, and stops: every intersection to flash, that frame
+//! written to every cabinet, the event log closed. `main.rs` only turns
+//! arguments and signals into [`Options`] and a shutdown future; tests and
+//! benchmarks start the same daemon in-process through [`Daemon::start`],
+//! which also hands out what they observe it with.
 //!
 //! ```text
 //!  controllers/*.toml ─► config ─► Engine (greenwave-control thread: controllers, monitors,

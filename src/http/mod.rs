@@ -10,8 +10,9 @@
 //!
 //! The listener runs on the gRPC runtime and never touches the control
 //! thread: a scrape reads what the engine already publishes
-//! ([`metrics::Sources`]), off the runtime's workers (`spawn_blocking`),
-//! so a slow scrape of 1,000 intersections delays no gRPC call either.
+//! ([`metrics::Sources`]), off the runtime's two workers
+//! (`spawn_blocking`), so a scrape of 1,000 intersections does not hold
+//! up the gRPC calls they serve.
 //!
 //! # Layout
 //! - [`metrics`]: the collector read at each scrape.
