@@ -54,12 +54,22 @@ struct Answer {
 
 /// `GET path` over a fresh HTTP/1.1 connection, with a bearer token if given.
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Answer {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    get_over(tcp, addr, path, token).await
+}
+
+/// `GET path` over `stream` (plain or TLS), then the connection closes.
+async fn get_over<S>(mut stream: S, addr: SocketAddr, path: &str, token: Option<&str>) -> Answer
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await.expect("send");
+    stream.write_all(request.as_bytes()).await.expect("send");
     let mut raw = String::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut raw)).await.expect("answered").expect("read");
+    // A TLS peer may close without close_notify once the answer is sent.
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut raw)).await.expect("answered");
+    assert!(read.is_ok() || !raw.is_empty(), "read: {read:?}");
     let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status line");
     Answer { status, headers: head.to_ascii_lowercase(), body: body.to_owned() }
@@ -192,6 +202,76 @@ async fn a_reload_rotates_the_scrapers_tokens_too() {
     tokio::task::spawn_blocking(move || reloader.reload()).await.expect("reload");
     assert_eq!(get(addr, "/metrics", Some(ROTATED)).await.status, 200, "the new token scrapes");
     assert_eq!(get(addr, "/metrics", Some(VIEWER)).await.status, 401, "the old one is revoked");
+    h.stop().await;
+}
+
+/// With `[http.tls]` a scraper speaking HTTP/1.1 over TLS (as Prometheus
+/// does) is served; plaintext on the TLS port is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_over_tls_for_an_http1_scraper() {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+    let pki = crate::grpc::pki();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write pem");
+        p
+    };
+    let tls = greenwave::config::grpc::TlsFiles {
+        cert: write("server.pem", &pki.server_cert),
+        key: write("server.key", &pki.server_key),
+        client_ca: None,
+        require_client_cert: false,
+    };
+    let grpc = GrpcConfig { listen: "127.0.0.1:0".parse().expect("addr"), tokens: tokens(), ..GrpcConfig::default() };
+    let http = HttpConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: Some(tls),
+        anonymous: None,
+        ..HttpConfig::default()
+    };
+    let h = harness::start(Options {
+        grpc,
+        controllers: vec![test_controller()],
+        speed: Some(20.0),
+        event_history: 10_000,
+        tick_ms: 100,
+        config_file: None,
+        dir: None,
+        http: Some(http),
+    })
+    .await;
+    let addr = h.http_addr.expect("metrics on");
+
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).expect("CA pem")).expect("CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let stream = connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("TLS");
+    let answer = get_over(stream, addr, "/metrics", Some(VIEWER)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.body.contains("greenwave_ticks_total"), "{}", answer.body);
+
+    let plain = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut raw = Vec::new();
+        let _ = tcp.read_to_end(&mut raw).await;
+        raw
+    })
+    .await
+    .expect("closed");
+    assert!(!String::from_utf8_lossy(&plain).contains("greenwave_"), "no metrics in clear text");
     h.stop().await;
 }
 
