@@ -6,12 +6,14 @@
 //! (per intersection tick, from its LatencyReader) with no watcher and with
 //! 100 concurrent watchers (50 WatchState at 10 Hz + 50 StreamEvents), and
 //! under a flood of control calls with a wrong token (as fast as 16 client
-//! tasks on 4 connections can make them), each phase on a fresh daemon.
-//! Then GetState requests per second from concurrent clients.
+//! tasks on 4 connections can make them), and with 10 Prometheus scrapers
+//! reading `/metrics` every second, each phase on a fresh daemon (the
+//! metrics listener is on in every phase, idle included). Then GetState
+//! requests per second from concurrent clients.
 //!
-//! Run: `cargo bench --bench grpc` (about 2 min). Budget: tick p99.9
-//! unchanged with 100 watchers and under the flood (neither may slow the
-//! control loop). Everything shares the project's two cores: engine,
+//! Run: `cargo bench --bench grpc` (about 3 min). Budget: tick p99.9
+//! unchanged with 100 watchers, under the flood and with the scrapers
+//! (none may slow the control loop). Everything shares the project's two cores: engine,
 //! server, and the clients of this benchmark.
 
 #[path = "../tests/grpc/harness.rs"]
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use greenwave::api::pb;
 use greenwave::api::pb::control_client::ControlClient;
 use greenwave::api::pb::watch_client::WatchClient;
-use greenwave::config::GrpcConfig;
+use greenwave::config::{GrpcConfig, HttpConfig};
 use greenwave::engine::latency::Percentiles;
 use tonic::transport::Channel;
 
@@ -37,6 +39,8 @@ const GETSTATE_CLIENTS: usize = 8;
 const GETSTATE_FOR: Duration = Duration::from_secs(10);
 const FLOOD_TASKS: usize = 16;
 const FLOOD_CONNECTIONS: usize = 4;
+const SCRAPERS: usize = 10;
+const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 
 /// What runs against the daemon while its tick latency is measured.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +50,8 @@ enum Load {
     Watchers(usize),
     /// SetMode calls with a wrong token, back to back.
     WrongTokenFlood,
+    /// Clients each scraping `/metrics` every [`SCRAPE_EVERY`].
+    Scrapers(usize),
 }
 
 fn controllers() -> Vec<(String, String)> {
@@ -78,6 +84,7 @@ async fn daemon() -> harness::Harness {
         tick_ms: 10,
         config_file: None,
         dir: None,
+        http: Some(HttpConfig { enabled: true, listen: "127.0.0.1:0".parse().expect("addr"), ..HttpConfig::default() }),
     })
     .await
 }
@@ -98,8 +105,23 @@ async fn tick_latency(load: Load) -> (Percentiles, u64) {
     let mut tasks = Vec::new();
     let watchers = match load {
         Load::Watchers(n) => n,
-        Load::Idle | Load::WrongTokenFlood => 0,
+        Load::Idle | Load::WrongTokenFlood | Load::Scrapers(_) => 0,
     };
+    if let Load::Scrapers(n) = load {
+        let addr = h.http_addr.expect("metrics on");
+        for _ in 0..n {
+            let received = received.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(SCRAPE_EVERY);
+                loop {
+                    every.tick().await;
+                    let text = scrape(addr).await;
+                    assert!(text.ends_with("# EOF\n"), "a whole scrape");
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
     if let Load::WrongTokenFlood = load {
         let chans = channels(&h, FLOOD_CONNECTIONS).await;
         for k in 0..FLOOD_TASKS {
@@ -154,6 +176,17 @@ async fn tick_latency(load: Load) -> (Percentiles, u64) {
     (tick, received.load(Ordering::Relaxed))
 }
 
+/// `/metrics` over a fresh HTTP/1.1 connection, as a scraper reads it.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("send");
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.expect("read");
+    text
+}
+
 async fn getstate_rps() -> (f64, u64) {
     let h = daemon().await;
     let chans = channels(&h, GETSTATE_CLIENTS).await;
@@ -196,6 +229,7 @@ fn main() {
         let (idle, _) = tick_latency(Load::Idle).await;
         let (watched, messages) = tick_latency(Load::Watchers(WATCHERS)).await;
         let (flooded, refused) = tick_latency(Load::WrongTokenFlood).await;
+        let (scraped, scrapes) = tick_latency(Load::Scrapers(SCRAPERS)).await;
         let (rps, errors) = getstate_rps().await;
         println!(
             "{:<44} {:>8} {:>9} {:>9} {:>10} {:>10}",
@@ -205,6 +239,7 @@ fn main() {
             ("0 watchers", idle),
             (&*format!("{WATCHERS} watchers (50 state + 50 event streams)"), watched),
             ("wrong-token flood", flooded),
+            (&*format!("{SCRAPERS} clients scraping /metrics every second"), scraped),
         ] {
             println!(
                 "{name:<44} {:>8} {:>9.1} {:>9.1} {:>10.1} {:>10.1}",
@@ -217,6 +252,7 @@ fn main() {
             PHASE.as_secs(),
             refused as f64 / PHASE.as_secs_f64()
         );
+        println!("metrics: {scrapes} whole scrapes in {} s", PHASE.as_secs());
         println!("GetState: {rps:.0} requests/s from {GETSTATE_CLIENTS} concurrent clients ({errors} errors)");
     });
 }

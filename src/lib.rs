@@ -12,6 +12,8 @@
 //! - [`daemon`]: everything `greenwave run` starts, as one call
 //!   ([`daemon::run`]): engine thread, cabinet tasks, event fan-out, gRPC,
 //!   view, reload; tests and benchmarks start it in-process.
+//! - [`http`]: the HTTP listener: Prometheus / OpenMetrics at `/metrics`,
+//!   gathered at scrape time from what the engine already publishes.
 //! - [`realtime`]: real-time priorities (control thread above cabinet I/O
 //!   above everything else) and locked memory, and the start-up line for
 //!   each the daemon could not get.
@@ -32,6 +34,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod engine;
+pub mod http;
 pub mod io;
 pub mod realtime;
 pub mod replay;

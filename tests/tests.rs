@@ -4,6 +4,7 @@ mod full_disk;
 mod fuzz;
 mod golden;
 mod grpc;
+mod http;
 mod measures;
 mod modbus;
 mod regression;

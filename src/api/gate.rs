@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant as WallInstant};
 
@@ -85,6 +86,37 @@ impl Methods {
     }
 }
 
+/// Calls that reached a gate, by method: every rpc of the three services
+/// and one "?" per service for paths they do not serve, so the metrics'
+/// `method` label has a fixed set of values (21).
+#[derive(Debug)]
+pub struct CallCounts {
+    methods: Vec<&'static str>,
+    counts: Vec<AtomicU64>,
+}
+
+impl Default for CallCounts {
+    fn default() -> Self {
+        let methods: Vec<&'static str> =
+            [WATCH, CONTROL, INGEST].iter().flat_map(|m| m.all.iter().copied().chain([m.unknown])).collect();
+        let counts = methods.iter().map(|_| AtomicU64::new(0)).collect();
+        CallCounts { methods, counts }
+    }
+}
+
+impl CallCounts {
+    fn count(&self, method: &'static str) {
+        if let Some(k) = self.methods.iter().position(|m| *m == method) {
+            self.counts[k].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls so far, per method (every one, zeros included).
+    pub fn by_method(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.methods.iter().copied().zip(self.counts.iter().map(|n| n.load(Ordering::Relaxed)))
+    }
+}
+
 /// How long a refused call's first message may take to arrive before the
 /// refusal is audited without its intersection (log only).
 const FIRST_MESSAGE_WAIT: Duration = Duration::from_secs(1);
@@ -130,6 +162,7 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let peer = remote_addr(req.extensions());
         let known = self.methods.name(req.uri().path());
+        self.guard.core.calls.count(known.unwrap_or(self.methods.unknown));
         let cert = req.extensions().get::<CertScope>();
         let rejection = match self.guard.auth.admit(req.headers(), peer, cert) {
             Ok(id) => {

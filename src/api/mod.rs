@@ -35,7 +35,7 @@ mod gate;
 mod ingest;
 pub mod measures;
 pub mod refusals;
-mod server;
+pub(crate) mod server;
 pub mod versions;
 mod watch;
 
@@ -54,6 +54,7 @@ use crate::engine::port::CommandPort;
 use crate::telemetry::journal::Journal;
 
 pub use docs::ControllerSource;
+pub use gate::CallCounts;
 
 /// The generated protobuf messages and services (`greenwave.v1`).
 #[allow(clippy::all, missing_debug_implementations, rust_2018_idioms)]
@@ -107,6 +108,8 @@ struct Core {
     journal: Arc<Journal>,
     measures: Arc<measures::Measures>,
     refusals: Arc<refusals::Refusals>,
+    /// Calls by method (the metrics read them).
+    calls: Arc<CallCounts>,
 }
 
 impl Core {
@@ -230,7 +233,9 @@ impl Api {
         let docs = docs::Docs::new(sources)?;
         let journal = Arc::new(Journal::new(event_history));
         let refusals = Arc::new(refusals::Refusals::new(journal.clone()));
-        Ok(Api { core: Arc::new(Core { ids, docs, journal, measures, refusals }), access: std::sync::Mutex::default() })
+        let calls = Arc::default();
+        let core = Core { ids, docs, journal, measures, refusals, calls };
+        Ok(Api { core: Arc::new(core), access: std::sync::Mutex::default() })
     }
 
     /// The journal StreamEvents reads; the daemon's event fan-out fills it.
@@ -241,6 +246,17 @@ impl Api {
     /// The performance measures; the daemon's event fan-out feeds them.
     pub fn measures(&self) -> Arc<measures::Measures> {
         self.core.measures.clone()
+    }
+
+    /// Refused calls and handshakes (the metrics listener notes its own
+    /// refused scrapes here too, so one audit and one count cover both).
+    pub fn refusals(&self) -> Arc<refusals::Refusals> {
+        self.core.refusals.clone()
+    }
+
+    /// Calls that reached the API, by method.
+    pub fn calls(&self) -> Arc<CallCounts> {
+        self.core.calls.clone()
     }
 
     /// A SIGHUP reload stages a new definition for intersection `i`:

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant as WallInstant};
 
@@ -60,6 +61,29 @@ pub struct Refusal {
 
 /// The `result` of a refused TLS handshake.
 pub const TLS_HANDSHAKE: &str = "TLS_HANDSHAKE_FAILED";
+
+/// Every `result` a refusal can carry: the gRPC status codes but OK, and
+/// [`TLS_HANDSHAKE`]. The metrics count refusals by these, so the label
+/// has this many values whatever callers send.
+pub const RESULTS: [&str; 17] = [
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+    TLS_HANDSHAKE,
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct BurstKey {
@@ -99,11 +123,18 @@ struct Bursts {
 pub struct Refusals {
     journal: Arc<Journal>,
     bursts: Mutex<Bursts>,
+    /// Every refusal, bursts or not, by its position in [`RESULTS`].
+    by_result: [AtomicU64; RESULTS.len()],
 }
 
 impl Refusals {
     pub fn new(journal: Arc<Journal>) -> Self {
-        Refusals { journal, bursts: Mutex::default() }
+        Refusals { journal, bursts: Mutex::default(), by_result: Default::default() }
+    }
+
+    /// Refusals so far, per [`RESULTS`] entry (every one, zeros included).
+    pub fn by_result(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        RESULTS.into_iter().zip(&self.by_result).map(|(r, n)| (r, n.load(Ordering::Relaxed)))
     }
 
     /// Whether a refusal of this kind would open a burst, so be recorded
@@ -129,6 +160,9 @@ impl Refusals {
     /// number of the record written (0 when none was, or it went to the
     /// log only).
     pub fn note(&self, refusal: Refusal, now: WallInstant) -> u64 {
+        if let Some(k) = RESULTS.iter().position(|r| *r == refusal.result) {
+            self.by_result[k].fetch_add(1, Ordering::Relaxed);
+        }
         let peer = refusal.peer.map(|p| p.ip());
         let kind = Kind {
             principal: refusal.principal.clone(),
@@ -279,6 +313,8 @@ mod tests {
         assert_eq!(a[1].calls, 99_999, "the rest, counted: {a:#?}");
         assert!(a[1].detail.starts_with("unknown bearer token (99999 calls in"), "{}", a[1].detail);
         assert_eq!(a.iter().map(|e| e.calls).sum::<u64>(), 100_000);
+        let counted: Vec<_> = refusals.by_result().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(counted, [("UNAUTHENTICATED", 100_000)], "every refusal counted by code, bursts or not");
     }
 
     #[test]
@@ -313,6 +349,14 @@ mod tests {
         refusals.sweep(t0 + BURST_GAP);
         let total: u64 = audits(&journal).iter().map(|e| e.calls).sum();
         assert_eq!(total, 1001, "every call counted once");
+    }
+
+    #[test]
+    fn every_status_code_but_ok_is_counted_apart() {
+        for code in 1..=16 {
+            let name = audit::code_name(tonic::Code::from_i32(code));
+            assert!(RESULTS.contains(&name), "{name}");
+        }
     }
 
     #[test]

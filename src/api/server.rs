@@ -53,7 +53,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// still has room; one host cannot take every connection).
 pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// A TLS handshake that takes longer is abandoned (and audited).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's TLS material, replaceable while it runs.
 #[derive(Debug)]
@@ -61,14 +61,34 @@ pub struct Tls {
     config: ArcSwap<rustls::ServerConfig>,
     /// The files and their bytes as loaded, to say what a reload changed.
     loaded: std::sync::Mutex<(TlsFiles, [Vec<u8>; 3])>,
+    /// The application protocols offered (ALPN).
+    alpn: &'static [&'static [u8]],
 }
+
+/// gRPC is HTTP/2 only.
+const GRPC_ALPN: &[&[u8]] = &[b"h2"];
 
 impl Tls {
     /// # Errors
     /// A file cannot be read, or its PEM is not a certificate chain, key or CA.
     pub fn load(files: &TlsFiles) -> Result<Tls, ApiError> {
-        let (config, bytes) = server_config(files)?;
-        Ok(Tls { config: ArcSwap::from_pointee(config), loaded: std::sync::Mutex::new((files.clone(), bytes)) })
+        Self::load_for(files, GRPC_ALPN)
+    }
+
+    /// As [`Tls::load`], for a listener that speaks `alpn` (the metrics
+    /// listener also takes HTTP/1.1, which is what scrapers speak).
+    ///
+    /// # Errors
+    /// As [`Tls::load`].
+    pub fn load_for(files: &TlsFiles, alpn: &'static [&'static [u8]]) -> Result<Tls, ApiError> {
+        let (config, bytes) = server_config(files, alpn)?;
+        let loaded = std::sync::Mutex::new((files.clone(), bytes));
+        Ok(Tls { config: ArcSwap::from_pointee(config), loaded, alpn })
+    }
+
+    /// An acceptor with the material in force now.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.config.load_full())
     }
 
     /// Loads `files` again (rotated in place or moved) for the connections
@@ -78,7 +98,7 @@ impl Tls {
     /// # Errors
     /// As [`Tls::load`].
     pub fn replace(&self, files: &TlsFiles) -> Result<Vec<String>, ApiError> {
-        let (config, bytes) = server_config(files)?;
+        let (config, bytes) = server_config(files, self.alpn)?;
         let mut loaded = self.loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (old_files, old_bytes) = &*loaded;
         let mut changed = Vec::new();
@@ -97,7 +117,7 @@ impl Tls {
 }
 
 /// A rustls server configuration from PEM files, and the files' bytes.
-fn server_config(files: &TlsFiles) -> Result<(rustls::ServerConfig, [Vec<u8>; 3]), ApiError> {
+fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<(rustls::ServerConfig, [Vec<u8>; 3]), ApiError> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|source| ApiError::TlsFile { path: p.display().to_string(), source })
     };
@@ -133,7 +153,7 @@ fn server_config(files: &TlsFiles) -> Result<(rustls::ServerConfig, [Vec<u8>; 3]
     let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| bad(&files.key, format!("does not match the certificate: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok((config, [cert_pem, key_pem, ca_pem]))
 }
 
@@ -207,7 +227,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Connections) {
 async fn connection(tcp: tokio::net::TcpStream, info: TcpConnectInfo, shared: Connections) {
     let Some(tls) = &shared.tls else { return http2(tcp, info, None, shared).await };
     let Some(remote) = info.remote_addr else { return };
-    let acceptor = TlsAcceptor::from(tls.config.load_full());
+    let acceptor = tls.acceptor();
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             let der = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
@@ -222,7 +242,14 @@ async fn connection(tcp: tokio::net::TcpStream, info: TcpConnectInfo, shared: Co
     }
 }
 
-fn refuse(refusals: &Refusals, peer: SocketAddr, method: &'static str, result: &'static str, detail: String) {
+/// Audits a connection turned away before any call (no principal yet).
+pub(crate) fn refuse(
+    refusals: &Refusals,
+    peer: SocketAddr,
+    method: &'static str,
+    result: &'static str,
+    detail: String,
+) {
     let refusal = Refusal {
         principal: UNAUTHENTICATED.into(),
         role: NO_ROLE,
@@ -279,6 +306,6 @@ where
 }
 
 /// Resolves once the API is stopping (the flag's guard is not held on).
-async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|&s| s).await;
 }

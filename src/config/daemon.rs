@@ -20,6 +20,7 @@ use super::corridor::{self, CorridorConfig, RawCorridor};
 use super::de::{Deserialized, deserialize_all, is_from_env};
 use super::error::ConfigError;
 use super::grpc::{self, GrpcConfig, RawGrpc};
+use super::http::{self, HttpConfig, RawHttp};
 use super::key::KeyPath;
 use super::load::read_error;
 
@@ -59,6 +60,8 @@ pub struct DaemonConfig {
     pub lockstep_speed: Option<f64>,
     /// The gRPC API (`[grpc]`).
     pub grpc: GrpcConfig,
+    /// The metrics listener (`[http]`).
+    pub http: HttpConfig,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
     /// [`super::corridor`]); member ids are checked against the
     /// controllers by [`corridor::resolve`].
@@ -98,6 +101,7 @@ impl Default for DaemonConfig {
             time_zone: host_time_zone(),
             lockstep_speed: None,
             grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
             corridors: Vec::new(),
         }
     }
@@ -127,6 +131,7 @@ struct RawDaemon {
     time_zone: Option<String>,
     lockstep_speed: Option<f64>,
     grpc: Option<RawGrpc>,
+    http: Option<RawHttp>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
 }
@@ -258,6 +263,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         }
     }
     let grpc = grpc::validate(raw.grpc, &mut error);
+    let http = http::validate(raw.http, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
@@ -268,6 +274,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         time_zone,
         lockstep_speed: raw.lockstep_speed,
         grpc,
+        http,
         corridors,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }

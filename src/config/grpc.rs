@@ -238,13 +238,13 @@ struct RawClientCert {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum RawAnonymous {
+pub(super) enum RawAnonymous {
     None,
     Viewer,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct RawTls {
+pub(super) struct RawTls {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
@@ -283,27 +283,10 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
     let raw = raw.unwrap_or_default();
     let defaults = GrpcConfig::default();
     let at = KeyPath::root().key("grpc");
-    let listen = match raw.listen.as_deref() {
-        None => defaults.listen,
-        Some(text) => text.parse::<SocketAddr>().unwrap_or_else(|e| {
-            error(at.key("listen"), format!("\"{text}\" is not an address ip:port ({e})"));
-            defaults.listen
-        }),
-    };
-    let loopback = listen.ip().is_loopback();
-
-    let tls = raw.tls.and_then(|t| {
-        let tls_at = at.key("tls");
-        let cert = required_path(t.cert, &tls_at.key("cert"), &mut error);
-        let key = required_path(t.key, &tls_at.key("key"), &mut error);
-        let require_client_cert = t.require_client_cert.unwrap_or(false);
-        if require_client_cert && t.client_ca.is_none() {
-            error(tls_at.key("require_client_cert"), "needs client_ca (the CA that signs client certificates)".into());
-        }
-        Some(TlsFiles { cert: cert?, key: key?, client_ca: t.client_ca, require_client_cert })
-    });
+    let listen = parse_listen(raw.listen.as_deref(), defaults.listen, &at, &mut error);
+    let tls = validate_tls(raw.tls, &at, &mut error);
     let insecure_plaintext = raw.insecure_plaintext.unwrap_or(false);
-    if let Err(reason) = check_exposure(listen, tls.is_some(), insecure_plaintext) {
+    if let Err(reason) = check_exposure("grpc", listen, tls.is_some(), insecure_plaintext) {
         error(at.key("listen"), reason);
     }
 
@@ -381,12 +364,7 @@ pub(super) fn validate(raw: Option<RawGrpc>, mut error: impl FnMut(KeyPath, Stri
         error(at.key("client_cert"), "needs [grpc.tls] client_ca (client certificates are only seen over TLS)".into());
     }
 
-    let anonymous = match raw.anonymous {
-        Some(RawAnonymous::Viewer) => Some(Role::Viewer),
-        Some(RawAnonymous::None) => None,
-        None if loopback => Some(Role::Viewer),
-        None => None,
-    };
+    let anonymous = anonymous_role(raw.anonymous, listen);
 
     let l = raw.limits.unwrap_or_default();
     let d = GrpcLimits::default();
@@ -491,7 +469,7 @@ impl GrpcConfig {
     /// # Errors
     /// The address would expose bearer tokens in clear text.
     pub fn override_listen(&mut self, addr: SocketAddr) -> Result<(), String> {
-        check_exposure(addr, self.tls.is_some(), self.insecure_plaintext)?;
+        check_exposure("grpc", addr, self.tls.is_some(), self.insecure_plaintext)?;
         self.listen = addr;
         if !self.anonymous_explicit {
             self.anonymous = addr.ip().is_loopback().then_some(Role::Viewer);
@@ -501,15 +479,66 @@ impl GrpcConfig {
 }
 
 /// Plaintext off loopback sends bearer tokens in clear text: only when the
-/// configuration says so.
-fn check_exposure(listen: SocketAddr, tls: bool, insecure_plaintext: bool) -> Result<(), String> {
+/// configuration says so. `section` names the listener's table (`grpc`,
+/// `http`): the rule is the same for every listener that takes tokens.
+pub(super) fn check_exposure(
+    section: &str,
+    listen: SocketAddr,
+    tls: bool,
+    insecure_plaintext: bool,
+) -> Result<(), String> {
     if listen.ip().is_loopback() || tls || insecure_plaintext {
         return Ok(());
     }
     Err(format!(
-        "{listen} is not a loopback address: configure [grpc.tls] (bearer tokens would cross the network in clear \
-         text), or set grpc.insecure_plaintext = true if that is intended"
+        "{listen} is not a loopback address: configure [{section}.tls] (bearer tokens would cross the network in \
+         clear text), or set {section}.insecure_plaintext = true if that is intended"
     ))
+}
+
+/// A listener's `listen` (`at.listen`): the address, or `default` when
+/// unset or (reported) not an address.
+pub(super) fn parse_listen(
+    text: Option<&str>,
+    default: SocketAddr,
+    at: &KeyPath,
+    error: &mut impl FnMut(KeyPath, String),
+) -> SocketAddr {
+    match text {
+        None => default,
+        Some(text) => text.parse::<SocketAddr>().unwrap_or_else(|e| {
+            error(at.key("listen"), format!("\"{text}\" is not an address ip:port ({e})"));
+            default
+        }),
+    }
+}
+
+/// A listener's `[<at>.tls]`: both files named, and a client CA when
+/// client certificates are required.
+pub(super) fn validate_tls(
+    raw: Option<RawTls>,
+    at: &KeyPath,
+    error: &mut impl FnMut(KeyPath, String),
+) -> Option<TlsFiles> {
+    let t = raw?;
+    let tls_at = at.key("tls");
+    let cert = required_path(t.cert, &tls_at.key("cert"), error);
+    let key = required_path(t.key, &tls_at.key("key"), error);
+    let require_client_cert = t.require_client_cert.unwrap_or(false);
+    if require_client_cert && t.client_ca.is_none() {
+        error(tls_at.key("require_client_cert"), "needs client_ca (the CA that signs client certificates)".into());
+    }
+    Some(TlsFiles { cert: cert?, key: key?, client_ca: t.client_ca, require_client_cert })
+}
+
+/// The role of callers without a token: as written, else viewers on
+/// loopback (only this machine can reach it) and nobody elsewhere.
+pub(super) fn anonymous_role(raw: Option<RawAnonymous>, listen: SocketAddr) -> Option<Role> {
+    match raw {
+        Some(RawAnonymous::Viewer) => Some(Role::Viewer),
+        Some(RawAnonymous::None) => None,
+        None => listen.ip().is_loopback().then_some(Role::Viewer),
+    }
 }
 
 fn required_path(p: Option<PathBuf>, at: &KeyPath, error: &mut impl FnMut(KeyPath, String)) -> Option<PathBuf> {

@@ -11,6 +11,7 @@
 //!   [`load_intersection_str`], [`load_dir`]); config-rs does the TOML.
 //! - [`daemon`]: `greenwave.toml` plus `GREENWAVE_*` overrides ([`DaemonConfig::load`]);
 //!   [`grpc`]: its `[grpc]` section (listen address, TLS, tokens, limits);
+//!   [`http`]: its `[http]` metrics listener;
 //!   [`corridor`]: its `[[corridor]]` arterials (members, travel times).
 //! - [`check`]: the `greenwave check` report ([`check_report`]).
 //! - [`registers`]: the cabinet register map a controller file may move
@@ -33,6 +34,7 @@ pub mod daemon;
 mod de;
 pub mod error;
 pub mod grpc;
+pub mod http;
 mod key;
 pub mod load;
 pub mod raw;
@@ -44,6 +46,7 @@ pub use corridor::CorridorConfig;
 pub use daemon::{ClockSource, DaemonConfig, Env, EventLogConfig};
 pub use error::{ConfigError, Warning};
 pub use grpc::{GrpcConfig, Role};
+pub use http::HttpConfig;
 pub use load::{controller_files, load_dir, load_intersection, load_intersection_str};
 pub use registers::RegisterMap;
 pub use validate::{

@@ -3,13 +3,13 @@
 //! [`run`] starts the control thread, the cabinet I/O runtime (with the
 //! embedded simulated cabinets when a controller asks for them), the event
 //! fan-out (Indiana event log, performance measures, the journal gRPC
-//! streams from), the gRPC API and the terminal view, then serves until
-//! `shutdown` resolves or the control thread dies, and stops: every
-//! intersection to flash, that frame written to every cabinet, the event
-//! log closed. `main.rs` only turns arguments and signals into [`Options`]
-//! and a shutdown future; tests and benchmarks start the same daemon
-//! in-process through [`Daemon::start`], which also hands out what they
-//! observe it with.
+//! streams from), the gRPC API, the metrics listener (`[http]`) and the
+//! terminal view, then serves until `shutdown` resolves or the control
+//! thread dies, and stops: every intersection to flash, that frame
+//! written to every cabinet, the event log closed. `main.rs` only turns
+//! arguments and signals into [`Options`] and a shutdown future; tests and
+//! benchmarks start the same daemon in-process through [`Daemon::start`],
+//! which also hands out what they observe it with.
 //!
 //! ```text
 //!  controllers/*.toml ─► config ─► Engine (greenwave-control thread: controllers, monitors,
@@ -54,6 +54,7 @@ use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::{LatencyHistograms, LatencyReader, Percentiles};
 use crate::engine::port::CommandPort;
 use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
+use crate::http::HttpServer;
 use crate::io::cabinet::CabinetStats;
 use crate::io::{CabinetIo, CabinetPlan, CabinetTotals, IoScheduling};
 use crate::telemetry::eventlog::{EventLogConfig, LogTimeZone};
@@ -149,6 +150,7 @@ pub struct Daemon {
     engine_thread: JoinHandle<()>,
     cabinets: CabinetIo,
     grpc: Option<GrpcServer>,
+    http: Option<HttpServer>,
     port: CommandPort,
     board: Arc<SnapshotBoard>,
     latency: Arc<LatencyReader>,
@@ -264,7 +266,25 @@ impl Daemon {
             info!("gRPC API disabled ([grpc] enabled = false)");
             None
         };
-        let daemon_file = settings::DaemonFile::new(config_file, &daemon.grpc);
+        let http = if daemon.http.enabled {
+            let sources = crate::http::metrics::Sources {
+                ids: ids.clone(),
+                engine: stats.clone(),
+                latency: latency.clone(),
+                board: board.clone(),
+                cabinets: cabinets.stats.clone(),
+                measures: api.measures(),
+                refusals: api.refusals(),
+                calls: api.calls(),
+                event_log: log_health.clone(),
+            };
+            let serve = crate::http::serve(&daemon.http, &daemon.grpc, api.refusals(), sources);
+            Some(grpc_rt.block_on(serve).context("starting the metrics listener")?)
+        } else {
+            None
+        };
+        let scrapers = http.as_ref().map(|h| (h.auth.clone(), daemon.http.anonymous));
+        let daemon_file = settings::DaemonFile::new(config_file, &daemon.grpc, scrapers);
         let reloader = Reloader::new(controllers, &intersections, daemon_file, port.clone(), Arc::new(api));
         Ok(Daemon {
             io_rt,
@@ -272,6 +292,7 @@ impl Daemon {
             engine_thread,
             cabinets,
             grpc,
+            http,
             port,
             board,
             latency,
@@ -289,6 +310,11 @@ impl Daemon {
     /// The gRPC address bound (the real port when the config said port 0).
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc.as_ref().map(|g| g.addr)
+    }
+
+    /// The metrics listener's address, when `[http]` turned it on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
     }
 
     /// The way in for commands, with outcomes.
@@ -359,6 +385,9 @@ impl Daemon {
     fn stop(self, cause: StopCause) -> anyhow::Result<Stopped> {
         if let Some(grpc) = self.grpc {
             self.grpc_rt.block_on(grpc.shutdown());
+        }
+        if let Some(http) = self.http {
+            self.grpc_rt.block_on(http.shutdown());
         }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.port.send(EngineCommand::Shutdown);

@@ -1,5 +1,6 @@
 //! `greenwave.toml` on SIGHUP: the API's access (tokens, groups, the
-//! anonymous role, TLS material) is replaced in the running daemon; the
+//! anonymous role, TLS material) is replaced in the running daemon, and
+//! the metrics listener admits scrapers by the new tokens too; the
 //! rest is read at start only, and a change to it is reported as not
 //! applied.
 //!
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tracing::{error, info, warn};
 
 use crate::api::Api;
+use crate::api::auth::Authenticator;
 use crate::config::{DaemonConfig, GrpcConfig, Role};
 
 /// `greenwave.toml` as the daemon started on it.
@@ -25,12 +27,19 @@ pub(super) struct DaemonFile {
     at_start: Option<DaemonConfig>,
     /// `[grpc]` as the API runs it (overrides applied, reloads applied).
     running: Mutex<GrpcConfig>,
+    /// The metrics listener's admission and its own anonymous role (`[http]`
+    /// is read at start only), when it runs.
+    scrapers: Option<(Authenticator, Option<Role>)>,
 }
 
 impl DaemonFile {
-    pub(super) fn new(path: PathBuf, running: &GrpcConfig) -> DaemonFile {
+    pub(super) fn new(
+        path: PathBuf,
+        running: &GrpcConfig,
+        scrapers: Option<(Authenticator, Option<Role>)>,
+    ) -> DaemonFile {
         let at_start = path.exists().then(|| DaemonConfig::load(Some(&path)).ok()).flatten();
-        DaemonFile { path, at_start, running: Mutex::new(running.clone()) }
+        DaemonFile { path, at_start, running: Mutex::new(running.clone()), scrapers }
     }
 
     /// Reads the file again and applies its access to `api`; every outcome
@@ -67,7 +76,11 @@ impl DaemonFile {
             (false, true) => Some(Role::Viewer),
             (false, false) => None,
         };
-        match api.replace_access(&grpc) {
+        let result = api.replace_access(&grpc);
+        if let (Ok(_), Some((auth, anonymous))) = (&result, &self.scrapers) {
+            auth.replace(&GrpcConfig { anonymous: *anonymous, ..grpc.clone() });
+        }
+        match result {
             Ok(changed) if changed.is_empty() => info!(%file, "[grpc] access unchanged"),
             Ok(changed) => {
                 info!(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig};
+use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig, HttpConfig};
 use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Reloader, Stopped};
 use greenwave::engine::latency::LatencyReader;
 
@@ -29,10 +29,14 @@ pub struct Options {
     /// into it where it has no file of that name. `None`: the controllers
     /// run from their texts and changes live in memory.
     pub dir: Option<PathBuf>,
+    /// The metrics listener (`[http]`); `None`: off.
+    pub http: Option<HttpConfig>,
 }
 
 pub struct Harness {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when [`Options::http`] asked for one.
+    pub http_addr: Option<SocketAddr>,
     pub latency: Arc<LatencyReader>,
     /// What SIGHUP does.
     pub reloader: Reloader,
@@ -54,6 +58,9 @@ pub async fn start(opts: Options) -> Harness {
     };
     config.grpc.limits.event_history = opts.event_history;
     config.event_log.dir = logs.path().to_path_buf();
+    if let Some(http) = opts.http {
+        config.http = http;
+    }
     let controllers = match opts.dir {
         Some(dir) => {
             for (name, text) in &opts.controllers {
@@ -75,6 +82,7 @@ pub async fn start(opts: Options) -> Harness {
         .expect("start thread")
         .expect("daemon starts");
     let addr = daemon.grpc_addr().expect("gRPC on");
+    let http_addr = daemon.http_addr();
     let latency = daemon.latency().clone();
     let reloader = daemon.reloader();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -85,7 +93,7 @@ pub async fn start(opts: Options) -> Harness {
             })
             .expect("daemon stops")
     });
-    Harness { addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
+    Harness { addr, http_addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
 }
 
 impl Harness {

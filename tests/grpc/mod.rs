@@ -66,6 +66,7 @@ fn options(grpc: GrpcConfig, event_history: usize) -> Options {
         tick_ms: 100,
         dir: None,
         config_file: None,
+        http: None,
     }
 }
 
@@ -497,15 +498,16 @@ async fn camera_presence_reaches_the_detector() {
 }
 
 /// A CA, a server certificate for localhost and a client certificate.
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
+/// A test CA, a server certificate for `localhost` and a client's.
+pub struct Pki {
+    pub ca: String,
+    pub server_cert: String,
+    pub server_key: String,
     client_cert: String,
     client_key: String,
 }
 
-fn pki() -> Pki {
+pub fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

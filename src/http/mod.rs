@@ -1,0 +1,267 @@
+//! The daemon's HTTP listener (`[http]`): Prometheus / OpenMetrics at
+//! `/metrics`, behind the gRPC API's tokens and roles.
+//!
+//! One axum [`Router`] behind one gate ([`viewers_only`]): a viewer or
+//! operator token, or an anonymous caller where `[http] anonymous` lets
+//! them view, may read every route; anything else is refused and counted
+//! in the API's refusals (same audit, same `code` metric). Later
+//! read-only routes (a web view) join the same router and are gated the
+//! same way.
+//!
+//! The listener runs on the gRPC runtime and never touches the control
+//! thread: a scrape reads what the engine already publishes
+//! ([`metrics::Sources`]), off the runtime's two workers
+//! (`spawn_blocking`), so a scrape of 1,000 intersections does not hold
+//! up the gRPC calls they serve.
+//!
+//! # Layout
+//! - [`metrics`]: the collector read at each scrape.
+//! - this module: [`serve`], the gate, connections (HTTP/1.1 and HTTP/2,
+//!   TLS when configured).
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant as WallInstant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tonic::codegen::Service as _;
+
+use crate::api::ApiError;
+use crate::api::audit::NO_ROLE;
+use crate::api::auth::{Authenticator, Need, permit};
+use crate::api::convert::echo;
+use crate::api::refusals::{Refusal, Refusals, TLS_HANDSHAKE};
+use crate::api::server::{HANDSHAKE_TIMEOUT, Tls, refuse, stopped};
+use crate::config::{GrpcConfig, HttpConfig};
+
+/// What the audit and the refusal counts call a refused HTTP request.
+const METHOD: &str = "HTTP GET";
+/// Open connections; past it new ones are closed at once. Scrapers keep
+/// one connection each.
+const MAX_CONNECTIONS: usize = 256;
+/// How long open requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// A scraper offers HTTP/1.1; browsers and some clients HTTP/2.
+const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// OpenMetrics 1.0 text, which Prometheus asks for and parses.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Why the listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Tls(#[from] ApiError),
+    #[error("binding the metrics listener on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running listener.
+#[derive(Debug)]
+pub struct HttpServer {
+    /// The address bound (the real port when the config said port 0).
+    pub addr: SocketAddr,
+    /// Who may scrape: a SIGHUP reload replaces its tokens with `[grpc]`'s.
+    pub auth: Authenticator,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Stops accepting and waits (bounded) for requests in flight.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// What every request shares.
+#[derive(Debug)]
+struct Shared {
+    /// `[grpc]`'s tokens with `[http]`'s anonymous role.
+    auth: Authenticator,
+    refusals: Arc<Refusals>,
+    registry: Registry,
+}
+
+/// The peer address, put in each request by the connection.
+#[derive(Clone, Copy, Debug)]
+struct Peer(SocketAddr);
+
+/// Binds `cfg.listen` and serves on the current tokio runtime. Tokens come
+/// from `grpc` (`[[grpc.token]]`), refusals go to `refusals`.
+///
+/// # Errors
+/// TLS files unreadable or invalid, or the address cannot be bound.
+pub async fn serve(
+    cfg: &HttpConfig,
+    grpc: &GrpcConfig,
+    refusals: Arc<Refusals>,
+    sources: metrics::Sources,
+) -> Result<HttpServer, HttpError> {
+    let tls = cfg.tls.as_ref().map(|files| Tls::load_for(files, ALPN)).transpose()?.map(Arc::new);
+    let listener =
+        TcpListener::bind(cfg.listen).await.map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;
+    let auth = Authenticator::new(&GrpcConfig { anonymous: cfg.anonymous, ..grpc.clone() });
+    let shared = Arc::new(Shared { auth: auth.clone(), refusals, registry: metrics::registry(sources) });
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .layer(middleware::from_fn_with_state(shared.clone(), viewers_only))
+        .with_state(shared.clone());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(accept(listener, router, tls, shared.refusals.clone(), stopping));
+    let tls = if cfg.tls.is_some() { "on" } else { "off" };
+    tracing::info!("metrics on http{}://{addr}/metrics (tls: {tls})", if cfg.tls.is_some() { "s" } else { "" });
+    Ok(HttpServer { addr, auth, stop, task })
+}
+
+/// Lets viewers and operators through; refuses (and counts) the rest.
+async fn viewers_only(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let refused = match shared.auth.admit(req.headers(), peer, None) {
+        Ok(id) => match permit(&id, Need::View, METHOD) {
+            Ok(()) => return next.run(req).await,
+            Err(status) => (status, id.principal, id.role.name()),
+        },
+        Err(rejection) => (rejection.status, rejection.principal, rejection.role.map_or(NO_ROLE, |r| r.name())),
+    };
+    let (status, principal, role) = refused;
+    let result = crate::api::audit::code_name(status.code());
+    let refusal = Refusal {
+        principal,
+        role,
+        peer,
+        method: METHOD,
+        request: format!("path {:?}", echo(req.uri().path())),
+        result,
+        detail: status.message().to_owned(),
+        intersection: None,
+    };
+    shared.refusals.note(refusal, WallInstant::now());
+    let code = match status.code() {
+        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
+        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut response = (code, format!("{result}: {}\n", status.message())).into_response();
+    if code == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// `/metrics`: the registry encoded off the runtime's workers (it takes
+/// short locks: the measures, each cabinet's round-trip histogram).
+async fn scrape(State(shared): State<Arc<Shared>>) -> Response {
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &shared.registry).map(|()| text)
+    })
+    .await;
+    match encoded {
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, OPENMETRICS)], text).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n").into_response(),
+    }
+}
+
+/// Accepts connections until `stopping`, then lets open ones finish.
+async fn accept(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<Tls>>,
+    refusals: Arc<Refusals>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut stop = stopping.clone();
+    let mut open = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = open.join_next(), if !open.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    if open.len() >= MAX_CONNECTIONS {
+                        let detail = format!("{MAX_CONNECTIONS} connections open; closed at once");
+                        refuse(&refusals, peer, "HTTP connect", "RESOURCE_EXHAUSTED", detail);
+                        continue;
+                    }
+                    let _ = tcp.set_nodelay(true);
+                    let (router, tls, refusals) = (router.clone(), tls.clone(), refusals.clone());
+                    open.spawn(connection(tcp, peer, router, tls, refusals, stopping.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    while open.join_next().await.is_some() {}
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    tls: Option<Arc<Tls>>,
+    refusals: Arc<Refusals>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(tls) = tls else { return http(tcp, peer, router, stopping).await };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
+        Ok(Ok(stream)) => http(stream, peer, router, stopping).await,
+        Ok(Err(e)) => refuse(&refusals, peer, "HTTP TLS handshake", TLS_HANDSHAKE, e.to_string()),
+        Err(_) => {
+            let detail = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
+            refuse(&refusals, peer, "HTTP TLS handshake", TLS_HANDSHAKE, detail);
+        }
+    }
+}
+
+/// Serves `router` on one connection until it closes, or gracefully from
+/// `stopping`.
+async fn http<IO>(io: IO, peer: SocketAddr, router: Router, mut stopping: tokio::sync::watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(Peer(peer));
+        // A `Router` is always ready, so no poll_ready.
+        router.clone().call(req)
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that opens a connection and sends nothing is let go.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+            return;
+        }
+        () = stopped(&mut stopping) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
