@@ -117,13 +117,17 @@ fn at(m: &BTreeMap<String, f64>, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_the_daemon() {
     let h = daemon(Some(Role::Viewer)).await;
-    let first = scrape_until(&h, "the start-up flash", |m| {
+    // The start-up flash is counted by the engine before the intersection's
+    // first snapshot is published (which the per-intersection series read):
+    // wait for both.
+    let detector_faults = format!(r#"greenwave_detector_faults{{intersection="{ID}",fault="no_activity"}}"#);
+    let first = scrape_until(&h, "the start-up flash and the first snapshot", |m| {
         m.get(r#"greenwave_flashes_total{reason="startup"}"#).is_some_and(|&n| n >= 1.0)
+            && m.contains_key(&detector_faults)
     })
     .await;
     assert_eq!(at(&first, r#"greenwave_flashes_total{reason="monitor_trip"}"#), 0.0, "every reason, zeros too");
     assert!(first.contains_key(r#"greenwave_tick_deadline_jitter_seconds_bucket{le="0.001"}"#));
-    assert!(first.contains_key(&format!(r#"greenwave_detector_faults{{intersection="{ID}",fault="no_activity"}}"#)));
 
     // Simulated traffic reaches a phase's volume; the cabinet link is up.
     let later = scrape_until(&h, "vehicles counted on phase 2 or 4", |m| {
