@@ -295,3 +295,38 @@ fn http_off_loopback_needs_tls_or_insecure_plaintext() {
     assert_eq!(cfg.http.anonymous, None, "no anonymous scraping off loopback");
     assert!(!load("").expect("no [http]").http.enabled, "off unless asked for");
 }
+
+/// The Prometheus project's own OpenMetrics parser (`prometheus_client`,
+/// an independent implementation) reads a live scrape whole: every
+/// sample line this file's parser sees, it sees too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prometheus_parser_reads_a_live_scrape() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some(python) = crate::modbus::python_with("prometheus_client", "import prometheus_client.openmetrics.parser")
+    else {
+        return;
+    };
+    let h = daemon(Some(Role::Viewer)).await;
+    scrape_until(&h, "the first snapshot", |m| m.keys().any(|k| k.starts_with("greenwave_detector_faults{"))).await;
+    let answer = get(h.http_addr.expect("metrics on"), "/metrics", None).await;
+    h.stop().await;
+    let program = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+        families = list(parse(sys.stdin.read()))\n\
+        print(len(families), sum(len(f.samples) for f in families))";
+    let mut child = Command::new(python)
+        .args(["-c", program])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    child.stdin.take().expect("stdin").write_all(answer.body.as_bytes()).expect("write the scrape");
+    let out = child.wait_with_output().expect("python ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "prometheus_client refused the scrape: {}", String::from_utf8_lossy(&out.stderr));
+    let counts: Vec<usize> = stdout.split_whitespace().map(|n| n.parse().expect("a count")).collect();
+    assert!(counts[0] >= 20, "metric families: {stdout}");
+    assert_eq!(counts[1], samples(&answer.body).len(), "every sample line parsed: {stdout}");
+}
