@@ -101,6 +101,12 @@ def run_atspm(events, config, aggregations):
     with SignalDataProcessor(
         raw_data=events, detector_config=config, bin_size=BIN_MINUTES, verbose=0, aggregations=aggregations
     ) as p:
+        # One DuckDB thread: atspm's pedestrian delay depends on the order
+        # of rows its queries do not sort, and with parallel threads that
+        # order varied with the machine's load (3 runs in 16 on a busy
+        # 2-core host gave another ped delay for the same log). With one
+        # thread and the log's own order (`ped_events`) every run agrees.
+        p.conn.execute("SET threads TO 1")
         p.load()
         p.aggregate()
         return {a["name"]: p.conn.query(f"SELECT * FROM {a['name']}").df() for a in aggregations}
@@ -111,9 +117,13 @@ def ped_events(events, buttons):
     its button calls, one row per phase, as ATSPM's pedestrian measures
     expect (they read the parameter of 90 as the phase); greenwave logs the
     detector channel."""
+    # Each row keeps its place in the log: events of one timestamp stay in
+    # the order the controller logged them, not with the presses moved last.
+    events = events.assign(logged=range(len(events)))
     presses = events[events["EventId"] == 90]
     rows = [presses[presses["Parameter"] == ch].assign(Parameter=p) for ch, calls in buttons.items() for p in calls]
-    return pd.concat([events[events["EventId"] != 90], *rows]).sort_values("TimeStamp", kind="stable")
+    merged = pd.concat([events[events["EventId"] != 90], *rows]).sort_values(["TimeStamp", "logged"], kind="stable")
+    return merged.drop(columns="logged")
 
 
 def bin_ms(ts):
