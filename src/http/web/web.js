@@ -157,7 +157,9 @@ const COLOURS = { "gap-out": "#2a7", "max-out": "#d33", "force-off": "#36c", oth
 // Axes for time (x) against seconds (y); returns the scale functions.
 function axes(svg, from, to, yMax, yLabel) {
   const w = +svg.getAttribute("width"), h = +svg.getAttribute("height");
-  const left = 50, right = 10, top = 10, bottom = 30;
+  // The top margin holds the legend; the y axis leaves a tenth above the highest point.
+  const left = 50, right = 10, top = 26, bottom = 30;
+  yMax = Math.ceil(yMax * 1.1);
   const x = (t) => left + ((t - from) / Math.max(1, to - from)) * (w - left - right);
   const y = (s) => h - bottom - (s / Math.max(1, yMax)) * (h - top - bottom);
   svg.replaceChildren();
@@ -172,7 +174,7 @@ function axes(svg, from, to, yMax, yLabel) {
     svg.append(el("svg:text", { x: x(t), y: h - 10, "text-anchor": "middle" },
       new Date(t).toLocaleTimeString([], to - from < 3600000 ? {} : { hour: "2-digit", minute: "2-digit" })));
   }
-  svg.append(el("svg:text", { x: 4, y: top + 10 }, yLabel));
+  svg.append(el("svg:text", { x: 4, y: 14 }, yLabel));
   return { x, y };
 }
 
@@ -206,7 +208,7 @@ function drawSplits(svg, rows, phase, from, to) {
     svg.append(el("svg:circle", { class: `split ${s.ended}`, cx: x(s.at), cy: y((s.end - s.at) / 1000), r: 2.5, fill: COLOURS[s.ended] },
       el("svg:title", {}, `${s.ended} ${((s.end - s.at) / 1000).toFixed(1)} s`)));
   }
-  let lx = 60;
+  let lx = 120;
   for (const [name, colour] of Object.entries(COLOURS)) {
     svg.append(el("svg:circle", { cx: lx, cy: 14, r: 4, fill: colour }), el("svg:text", { x: lx + 8, y: 18 }, name));
     lx += 90;
