@@ -13,7 +13,8 @@
 //!   ([`daemon::run`]): engine thread, cabinet tasks, event fan-out, gRPC,
 //!   view, reload; tests and benchmarks start it in-process.
 //! - [`http`]: the HTTP listener: Prometheus / OpenMetrics at `/metrics`,
-//!   gathered at scrape time from what the engine already publishes.
+//!   gathered at scrape time from what the engine already publishes, and
+//!   the web view (live ring-barrier diagram, plots from the event log).
 //! - [`realtime`]: real-time priorities (control thread above cabinet I/O
 //!   above everything else) and locked memory, and the start-up line for
 //!   each the daemon could not get.

@@ -18,7 +18,7 @@ const ID: &str = "elm-and-oak";
 
 /// The test controller in lockstep at 20 times real time, gRPC for
 /// tokens only, metrics on a port the OS chooses.
-async fn daemon(anonymous: Option<Role>) -> Harness {
+pub(crate) async fn daemon(anonymous: Option<Role>) -> Harness {
     daemon_with(anonymous, None).await
 }
 
@@ -46,25 +46,39 @@ async fn daemon_with(anonymous: Option<Role>, config_file: Option<std::path::Pat
 }
 
 /// An HTTP answer: status code, headers (lower-case names), body.
-struct Answer {
-    status: u16,
-    headers: String,
-    body: String,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
 }
 
 /// `GET path` over a fresh HTTP/1.1 connection, with a bearer token if given.
-async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Answer {
+pub(crate) async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Answer {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     get_over(tcp, addr, path, token).await
 }
 
+/// `GET path` with `headers` (each line ending in CRLF) over a fresh
+/// HTTP/1.1 connection.
+pub(crate) async fn get_with(addr: SocketAddr, path: &str, headers: &str) -> Answer {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    exchange(tcp, addr, path, headers).await
+}
+
 /// `GET path` over `stream` (plain or TLS), then the connection closes.
-async fn get_over<S>(mut stream: S, addr: SocketAddr, path: &str, token: Option<&str>) -> Answer
+async fn get_over<S>(stream: S, addr: SocketAddr, path: &str, token: Option<&str>) -> Answer
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    exchange(stream, addr, path, &auth).await
+}
+
+async fn exchange<S>(mut stream: S, addr: SocketAddr, path: &str, headers: &str) -> Answer
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut raw = String::new();
     // A TLS peer may close without close_notify once the answer is sent.

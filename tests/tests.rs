@@ -9,3 +9,4 @@ mod measures;
 mod modbus;
 mod regression;
 mod safety;
+mod web;

@@ -104,7 +104,8 @@ struct Access {
 struct Core {
     /// Intersection ids, in the engine's order.
     ids: Vec<String>,
-    docs: docs::Docs,
+    /// Shared with the web view, which reads names and layouts.
+    docs: Arc<docs::Docs>,
     journal: Arc<Journal>,
     measures: Arc<measures::Measures>,
     refusals: Arc<refusals::Refusals>,
@@ -230,7 +231,7 @@ impl Api {
     pub fn new(sources: Vec<ControllerSource>, event_history: usize) -> Result<Api, ApiError> {
         let ids = sources.iter().map(|s| s.config.spec.id.clone()).collect();
         let measures = Arc::new(measures::Measures::new(sources.iter().map(|s| &s.config.spec)));
-        let docs = docs::Docs::new(sources)?;
+        let docs = Arc::new(docs::Docs::new(sources)?);
         let journal = Arc::new(Journal::new(event_history));
         let refusals = Arc::new(refusals::Refusals::new(journal.clone()));
         let calls = Arc::default();
@@ -252,6 +253,12 @@ impl Api {
     /// refused scrapes here too, so one audit and one count cover both).
     pub fn refusals(&self) -> Arc<refusals::Refusals> {
         self.core.refusals.clone()
+    }
+
+    /// The controller definitions in force (the web view reads their
+    /// names and layouts).
+    pub fn docs(&self) -> Arc<docs::Docs> {
+        self.core.docs.clone()
     }
 
     /// Calls that reached the API, by method.

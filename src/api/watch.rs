@@ -177,20 +177,32 @@ impl pb::watch_server::Watch for WatchService {
 
 /// Streams the event log files' lines of the intersections `ids` with a
 /// timestamp in `from..to` (ms since the Unix epoch), header first, as they
-/// are on disk. Blocking file I/O: runs on a blocking thread. A file pruned
-/// while it is read is skipped (the rotation kept newer ones); a line that
+/// are on disk. Blocking file I/O: runs on a blocking thread. A line that
 /// does not parse is skipped and counted in a warning.
 fn send_log_lines(
     cfg: &crate::telemetry::EventLogConfig,
     ids: &[String],
-    (from, to): (u64, u64),
+    range: (u64, u64),
     tx: &mpsc::Sender<Result<pb::EventLogChunk, Status>>,
 ) {
-    use std::io::BufRead;
+    use std::ops::ControlFlow;
 
-    use crate::telemetry::eventlog::{HEADER, parse_line};
-    let files = match crate::telemetry::log_writer::log_file_paths(&cfg.dir) {
-        Ok(files) => files,
+    use crate::telemetry::eventlog::HEADER;
+    let mut chunk = format!("{HEADER}\n");
+    let mut events = 0;
+    let scanned = crate::telemetry::log_writer::scan_log(cfg, ids, range, |line| {
+        chunk.push_str(line.text);
+        chunk.push('\n');
+        events += 1;
+        if events == LOG_CHUNK_EVENTS {
+            events = 0;
+            if tx.blocking_send(Ok(pb::EventLogChunk { csv: std::mem::take(&mut chunk) })).is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match scanned {
         Err(e) => {
             let _ = tx.blocking_send(Err(Status::unavailable(format!(
                 "the event log directory {} cannot be read: {e}",
@@ -198,39 +210,10 @@ fn send_log_lines(
             ))));
             return;
         }
-    };
-    let mut chunk = format!("{HEADER}\n");
-    let (mut events, mut unreadable) = (0, 0u64);
-    for path in files {
-        let Ok(file) = std::fs::File::open(&path) else { continue };
-        for line in std::io::BufReader::new(file).lines() {
-            let Ok(line) = line else {
-                unreadable += 1;
-                break;
-            };
-            if line.is_empty() || line == HEADER {
-                continue;
-            }
-            let Ok((signal, at, _, _)) = parse_line(&line, cfg.time_zone) else {
-                unreadable += 1;
-                continue;
-            };
-            if !ids.contains(&signal) || !(from..to).contains(&at.as_millis()) {
-                continue;
-            }
-            chunk.push_str(&line);
-            chunk.push('\n');
-            events += 1;
-            if events == LOG_CHUNK_EVENTS {
-                events = 0;
-                if tx.blocking_send(Ok(pb::EventLogChunk { csv: std::mem::take(&mut chunk) })).is_err() {
-                    return;
-                }
-            }
+        Ok(0) => {}
+        Ok(unreadable) => {
+            tracing::warn!(unreadable, dir = %cfg.dir.display(), "ReadEventLog skipped event log lines it could not read");
         }
-    }
-    if unreadable > 0 {
-        tracing::warn!(unreadable, dir = %cfg.dir.display(), "ReadEventLog skipped event log lines it could not read");
     }
     if !chunk.is_empty() {
         let _ = tx.blocking_send(Ok(pb::EventLogChunk { csv: chunk }));

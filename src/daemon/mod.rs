@@ -260,6 +260,8 @@ impl Daemon {
             latency: latency.clone(),
             cabinet_links: cabinets.stats.iter().map(|(_, s)| s.clone()).collect(),
         };
+        // The web view reads the same files ReadEventLog does.
+        let web_log = log_cfg.clone();
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {
@@ -278,7 +280,14 @@ impl Daemon {
                 calls: api.calls(),
                 event_log: log_health.clone(),
             };
-            let serve = crate::http::serve(&daemon.http, &daemon.grpc, api.refusals(), sources);
+            let feeds = crate::http::web::Feeds {
+                ids: ids.clone(),
+                board: board.clone(),
+                cabinets: cabinets.stats.iter().map(|(_, s)| s.clone()).collect(),
+                docs: api.docs(),
+                event_log: web_log,
+            };
+            let serve = crate::http::serve(&daemon.http, &daemon.grpc, api.refusals(), sources, feeds);
             Some(grpc_rt.block_on(serve).context("starting the metrics listener")?)
         } else {
             None

@@ -49,7 +49,7 @@ const RTT_BUCKETS: [f64; 8] = [1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1, 1.0];
 const UNLABELLED: [(&str, &str); 0] = [];
 
 /// The detector fault kinds, as the `fault` label names them.
-const FAULTS: [(DetectorFault, &str); 4] = [
+pub(super) const FAULTS: [(DetectorFault, &str); 4] = [
     (DetectorFault::NoActivity, "no_activity"),
     (DetectorFault::MaxPresence, "max_presence"),
     (DetectorFault::Erratic, "erratic"),
@@ -313,7 +313,7 @@ fn event_log(out: &mut Out<'_>, h: &EventLogHealth) -> Result<(), std::fmt::Erro
 }
 
 /// The label value of a flash reason (`startup`, `cabinet_link_lost`).
-fn flash_reason(r: FlashReason) -> &'static str {
+pub(super) fn flash_reason(r: FlashReason) -> &'static str {
     match r {
         FlashReason::Startup => "startup",
         FlashReason::Operator => "operator",

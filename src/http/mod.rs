@@ -1,12 +1,14 @@
 //! The daemon's HTTP listener (`[http]`): Prometheus / OpenMetrics at
-//! `/metrics`, behind the gRPC API's tokens and roles.
+//! `/metrics` and the web view ([`web`]), behind the gRPC API's tokens
+//! and roles.
 //!
 //! One axum [`Router`] behind one gate ([`viewers_only`]): a viewer or
 //! operator token, or an anonymous caller where `[http] anonymous` lets
 //! them view, may read every route; anything else is refused and counted
-//! in the API's refusals (same audit, same `code` metric). Later
-//! read-only routes (a web view) join the same router and are gated the
-//! same way.
+//! in the API's refusals (same audit, same `code` metric). A browser
+//! cannot put a bearer header on a page load or an `EventSource`, so the
+//! gate also takes the token from a `token` query parameter (answered
+//! with a cookie that carries it from then on) or from that cookie.
 //!
 //! The listener runs on the gRPC runtime and never touches the control
 //! thread: a scrape reads what the engine already publishes
@@ -16,10 +18,12 @@
 //!
 //! # Layout
 //! - [`metrics`]: the collector read at each scrape.
+//! - [`web`]: the web view's pages, JSON and live feed.
 //! - this module: [`serve`], the gate, connections (HTTP/1.1 and HTTP/2,
 //!   TLS when configured).
 
 pub mod metrics;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +60,8 @@ const MAX_CONNECTIONS: usize = 256;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// A scraper offers HTTP/1.1; browsers and some clients HTTP/2.
 const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// The cookie that carries a browser's token after `?token=`.
+const TOKEN_COOKIE: &str = "greenwave_token";
 /// OpenMetrics 1.0 text, which Prometheus asks for and parses.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -97,6 +103,8 @@ struct Shared {
     auth: Authenticator,
     refusals: Arc<Refusals>,
     registry: Registry,
+    /// Marks the token cookie `Secure`: a browser then sends it over TLS only.
+    tls: bool,
 }
 
 /// The peer address, put in each request by the connection.
@@ -113,30 +121,50 @@ pub async fn serve(
     grpc: &GrpcConfig,
     refusals: Arc<Refusals>,
     sources: metrics::Sources,
+    feeds: web::Feeds,
 ) -> Result<HttpServer, HttpError> {
     let tls = cfg.tls.as_ref().map(|files| Tls::load_for(files, ALPN)).transpose()?.map(Arc::new);
     let listener =
         TcpListener::bind(cfg.listen).await.map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;
     let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;
     let auth = Authenticator::new(&GrpcConfig { anonymous: cfg.anonymous, ..grpc.clone() });
-    let shared = Arc::new(Shared { auth: auth.clone(), refusals, registry: metrics::registry(sources) });
+    let registry = metrics::registry(sources);
+    let shared = Arc::new(Shared { auth: auth.clone(), refusals, registry, tls: tls.is_some() });
     let router = Router::new()
         .route("/metrics", get(scrape))
-        .layer(middleware::from_fn_with_state(shared.clone(), viewers_only))
-        .with_state(shared.clone());
+        .with_state(shared.clone())
+        .merge(web::router(feeds))
+        .layer(middleware::from_fn_with_state(shared.clone(), viewers_only));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(accept(listener, router, tls, shared.refusals.clone(), stopping));
     let tls = if cfg.tls.is_some() { "on" } else { "off" };
-    tracing::info!("metrics on http{}://{addr}/metrics (tls: {tls})", if cfg.tls.is_some() { "s" } else { "" });
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    tracing::info!("metrics on {scheme}://{addr}/metrics (tls: {tls}), web view on {scheme}://{addr}/");
     Ok(HttpServer { addr, auth, stop, task })
 }
 
-/// Lets viewers and operators through; refuses (and counts) the rest.
-async fn viewers_only(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+/// Lets viewers and operators through, with their [`Identity`] in the
+/// request for routes that answer per intersection; refuses (and counts)
+/// the rest.
+///
+/// [`Identity`]: crate::api::auth::Identity
+async fn viewers_only(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
-    let refused = match shared.auth.admit(req.headers(), peer, None) {
+    let (headers, from_query) = browser_token(&req);
+    let refused = match shared.auth.admit(headers.as_ref().unwrap_or(req.headers()), peer, None) {
         Ok(id) => match permit(&id, Need::View, METHOD) {
-            Ok(()) => return next.run(req).await,
+            Ok(()) => {
+                req.extensions_mut().insert(id);
+                let mut response = next.run(req).await;
+                if let Some(token) = from_query {
+                    let secure = if shared.tls { "; Secure" } else { "" };
+                    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+                    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+                        response.headers_mut().insert(header::SET_COOKIE, value);
+                    }
+                }
+                return response;
+            }
             Err(status) => (status, id.principal, id.role.name()),
         },
         Err(rejection) => (rejection.status, rejection.principal, rejection.role.map_or(NO_ROLE, |r| r.name())),
@@ -165,6 +193,29 @@ async fn viewers_only(State(shared): State<Arc<Shared>>, req: Request, next: Nex
         response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     }
     response
+}
+
+/// A browser's token, when the request has no `Authorization` header: the
+/// `token` query parameter (returned second, to be set as the cookie) or
+/// the token cookie. Returns the headers to admit the request by, with the
+/// token as a bearer header. The token is never logged: refusals record
+/// the path only.
+fn browser_token(req: &Request) -> (Option<axum::http::HeaderMap>, Option<String>) {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return (None, None);
+    }
+    let from_query = web::query_value(req.uri().query(), "token").filter(|t| !t.is_empty());
+    let from_cookie =
+        || {
+            req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+                cookies.split(';').find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+            })
+        };
+    let Some(token) = from_query.or_else(from_cookie) else { return (None, None) };
+    let Ok(bearer) = header::HeaderValue::from_str(&format!("Bearer {token}")) else { return (None, None) };
+    let mut headers = req.headers().clone();
+    headers.insert(header::AUTHORIZATION, bearer);
+    (Some(headers), from_query.map(str::to_owned))
 }
 
 /// `/metrics`: the registry encoded off the runtime's workers (it takes

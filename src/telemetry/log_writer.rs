@@ -316,6 +316,59 @@ pub fn log_file_paths(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(log_files(dir)?.into_iter().map(|f| f.path).collect())
 }
 
+/// One line of the event log, as [`scan_log`] hands it on.
+#[derive(Debug)]
+pub struct LogLine<'a> {
+    /// The line as it is on disk (no newline).
+    pub text: &'a str,
+    pub at: Instant,
+    pub code: u16,
+    pub param: u16,
+}
+
+/// Reads the log files in `cfg.dir`, oldest first, and hands `each` every
+/// line of an intersection in `ids` with a timestamp in `from..to` (ms since
+/// the Unix epoch), until `each` breaks. Blocking file I/O. A file pruned
+/// while it is read is skipped (the rotation kept newer ones). Returns the
+/// lines it could not read or parse, which callers report.
+///
+/// # Errors
+/// The directory cannot be listed.
+pub fn scan_log(
+    cfg: &super::EventLogConfig,
+    ids: &[String],
+    (from, to): (u64, u64),
+    mut each: impl FnMut(&LogLine<'_>) -> std::ops::ControlFlow<()>,
+) -> io::Result<u64> {
+    use std::io::BufRead;
+
+    use super::eventlog::{HEADER, parse_line};
+    let mut unreadable = 0;
+    for path in log_file_paths(&cfg.dir)? {
+        let Ok(file) = fs::File::open(&path) else { continue };
+        for line in io::BufReader::new(file).lines() {
+            let Ok(line) = line else {
+                unreadable += 1;
+                break;
+            };
+            if line.is_empty() || line == HEADER {
+                continue;
+            }
+            let Ok((signal, at, code, param)) = parse_line(&line, cfg.time_zone) else {
+                unreadable += 1;
+                continue;
+            };
+            if !ids.contains(&signal) || !(from..to).contains(&at.as_millis()) {
+                continue;
+            }
+            if each(&LogLine { text: &line, at, code, param }).is_break() {
+                return Ok(unreadable);
+            }
+        }
+    }
+    Ok(unreadable)
+}
+
 /// A log file in the directory.
 #[derive(Debug)]
 struct FileEntry {

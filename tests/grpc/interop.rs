@@ -19,22 +19,28 @@ use super::{OPERATOR, VIEWER, test_controller};
 use crate::daemon::Daemon;
 
 fn python() -> Option<String> {
+    peer_python(
+        "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha",
+        "grpcio, grpcio-tools, grpcio-health-checking and grpcio-reflection",
+    )
+}
+
+/// `GW_TEST_PYTHON` if it can run `imports` (naming the packages as
+/// `packages` for the message). Without it: `None` and a notice, or a
+/// failure under `GW_TEST_REQUIRE_INTEROP=1`.
+pub(crate) fn peer_python(imports: &str, packages: &str) -> Option<String> {
     let required = std::env::var("GW_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
     let python = std::env::var("GW_TEST_PYTHON").ok();
-    let usable = python.as_ref().is_some_and(|py| {
-        Command::new(py)
-            .args(["-c", "import grpc, grpc_tools, grpc_health.v1, grpc_reflection.v1alpha"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let usable =
+        python.as_ref().is_some_and(|py| Command::new(py).args(["-c", imports]).status().is_ok_and(|s| s.success()));
     match (usable, required) {
         (true, _) => python,
         (false, true) => panic!(
-            "GW_TEST_REQUIRE_INTEROP=1 but GW_TEST_PYTHON ({python:?}) cannot import grpcio, grpcio-tools, \
-             grpcio-health-checking and grpcio-reflection (scripts/test.sh installs them into .venv)"
+            "GW_TEST_REQUIRE_INTEROP=1 but GW_TEST_PYTHON ({python:?}) cannot import {packages} \
+             (scripts/test.sh installs them into .venv)"
         ),
         (false, false) => {
-            eprintln!("notice: Python gRPC peer not available (set GW_TEST_PYTHON); interop test skipped");
+            eprintln!("notice: Python peer with {packages} not available (set GW_TEST_PYTHON); interop test skipped");
             None
         }
     }
@@ -42,7 +48,7 @@ fn python() -> Option<String> {
 
 /// Writes `controllers` (file name, TOML) and `greenwave.toml` into `dir`
 /// for [`start_daemon`].
-fn prepare(dir: &Path, controllers: &[(String, String)], config: &str) {
+pub(crate) fn prepare(dir: &Path, controllers: &[(String, String)], config: &str) {
     std::fs::create_dir(dir.join("controllers")).expect("mkdir");
     for (name, text) in controllers {
         // A short start-up, so the test spends its time on the API.
@@ -61,7 +67,7 @@ fn start_daemon(dir: &Path) -> (Daemon, String) {
 }
 
 /// A `[[grpc.token]]` entry.
-fn token_entry(name: &str, role: &str, token: &str, extra: &str) -> String {
+pub(crate) fn token_entry(name: &str, role: &str, token: &str, extra: &str) -> String {
     format!("\n[[grpc.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n{extra}", hash_token(token))
 }
 

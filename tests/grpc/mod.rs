@@ -5,7 +5,7 @@
 
 mod audit;
 pub mod harness;
-mod interop;
+pub(crate) mod interop;
 mod operations;
 mod persist;
 

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Debian's chromium (headless, through selenium and chromium-driver) against
+a running Greenwave daemon's web view (tests/web.rs starts both).
+
+Checks, each printed as PASS/FAIL, then "N passed, M failed":
+1. the list page, opened with ?token= (the cookie carries it after), shows
+   every intersection;
+2. the intersection page's ring-barrier diagram receives a phase change live
+   (server-sent events): the set of phases shown green changes;
+3. the Purdue coordination diagram and the split monitor draw points from
+   the event log;
+4. every resource the pages loaded came from the daemon (no CDN).
+Writes a screenshot of the intersection page to --screenshot.
+"""
+
+import argparse
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+
+def until(what, check, within_s):
+    """check() until it returns something true, within within_s seconds."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {within_s} s waiting for {what}")
+
+
+def green_phases(driver):
+    return frozenset(
+        p.get_attribute("id") for p in driver.find_elements(By.CSS_SELECTOR, ".phase")
+        if p.get_attribute("data-vehicle") == "green"
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True, help="the web view, e.g. http://127.0.0.1:9464")
+    ap.add_argument("--token", required=True, help="a viewer token")
+    ap.add_argument("--ids", required=True, help="intersection ids the list must show, comma-separated")
+    ap.add_argument("--intersection", required=True)
+    ap.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    ap.add_argument("--screenshot", required=True)
+    args = ap.parse_args()
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
+    results = []
+
+    def check(name, fn):
+        try:
+            detail = fn()
+            results.append(True)
+            print(f"PASS {name}: {detail}")
+        except Exception as e:  # every failure is reported, then the next check runs
+            results.append(False)
+            print(f"FAIL {name}: {e}")
+
+    try:
+        def listed():
+            driver.get(f"{args.url}/?token={args.token}")
+            want = sorted(args.ids.split(","))
+            rows = until("the list of intersections", lambda: sorted(
+                r.get_attribute("data-id") for r in driver.find_elements(By.CSS_SELECTOR, "#intersections tbody tr")
+            ) == want and want, 20)
+            units = [u.text for u in driver.find_elements(By.CSS_SELECTOR, "#intersections td.unit")]
+            return f"rows {rows}, units {units}"
+
+        def live_phase_change():
+            driver.get(f"{args.url}/i/{args.intersection}")
+            until("the live feed", lambda: driver.find_element(By.ID, "live").text == "(live)", 20)
+            first = until("a green phase", lambda: green_phases(driver), 20)
+            changed = until("another phase green", lambda: (g := green_phases(driver)) != first and g, 30)
+            return f"green {sorted(first)} then {sorted(changed)}"
+
+        def plots():
+            def drawn():
+                driver.find_element(By.ID, "reload").click()
+                time.sleep(1.0)
+                pcd = driver.find_element(By.ID, "pcd")
+                splits = driver.find_element(By.ID, "splits")
+                arrivals = len(pcd.find_elements(By.CSS_SELECTOR, "circle.arrival"))
+                split_points = len(splits.find_elements(By.CSS_SELECTOR, "circle.split"))
+                green_line = len(pcd.find_elements(By.CSS_SELECTOR, "polyline.green-line"))
+                return arrivals > 0 and split_points > 0 and green_line > 0 and (arrivals, split_points)
+            arrivals, split_points = until("points in both plots", drawn, 90)
+            return f"{arrivals} arrivals on the coordination diagram, {split_points} splits"
+
+        def offline():
+            urls = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
+            foreign = [u for u in urls if not u.startswith(args.url)]
+            assert not foreign, f"loaded from elsewhere: {foreign}"
+            return f"{len(urls)} resources, all from the daemon"
+
+        check("the list shows every intersection", listed)
+        check("a phase change arrives live", live_phase_change)
+        check("the plots draw points from the event log", plots)
+        check("nothing is loaded from elsewhere", offline)
+        driver.save_screenshot(args.screenshot)
+        print(f"screenshot: {args.screenshot}")
+    finally:
+        driver.quit()
+    passed = sum(results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
