@@ -53,7 +53,7 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// still has room; one host cannot take every connection).
 pub const MAX_CONNECTIONS_PER_PEER: usize = 256;
 /// A TLS handshake that takes longer is abandoned (and audited).
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The server's TLS material, replaceable while it runs.
 #[derive(Debug)]
@@ -157,7 +157,7 @@ fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<(rustls::ServerConf
     Ok((config, [cert_pem, key_pem, ca_pem]))
 }
 
-/// What each connection shares.
+/// What each gRPC connection shares.
 #[derive(Clone, Debug)]
 pub(super) struct Connections {
     pub routes: tonic::service::Routes,
@@ -168,11 +168,61 @@ pub(super) struct Connections {
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Accepts connections until `stopping`, then lets open ones finish their
-/// calls (the caller bounds how long: dropping this future closes them).
+/// Serves gRPC on `listener` until `stopping`, then lets open calls
+/// finish (the caller bounds how long: dropping this future closes them).
 pub(super) async fn serve(listener: TcpListener, shared: Connections) {
+    let how = Accept {
+        names: ListenerNames { log: "gRPC listener", connect: "TCP connect", handshake: "TLS handshake" },
+        max_connections: MAX_CONNECTIONS,
+        max_per_peer: MAX_CONNECTIONS_PER_PEER,
+        tls: shared.tls.clone(),
+        refusals: shared.refusals.clone(),
+        stopping: shared.stopping.clone(),
+    };
+    accept(listener, how, move |stream, info, cert| {
+        let cert = cert.and_then(|der| shared.auth.cert_scope(&der));
+        http2(stream, info, cert, shared.clone())
+    })
+    .await;
+}
+
+/// An accepted connection's byte stream: TCP, or TLS over it.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// How a listener names itself in the log and in the refusals it audits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListenerNames {
+    pub log: &'static str,
+    pub connect: &'static str,
+    pub handshake: &'static str,
+}
+
+/// How a listener accepts: its connection bounds, TLS, where refusals go,
+/// and when to stop.
+#[derive(Debug)]
+pub(crate) struct Accept {
+    pub names: ListenerNames,
+    pub max_connections: usize,
+    pub max_per_peer: usize,
+    pub tls: Option<Arc<Tls>>,
+    pub refusals: Arc<Refusals>,
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Accepts connections until `how.stopping`, each within the bounds (past
+/// them closed at once and audited), through the TLS handshake when TLS
+/// is on (bounded by [`HANDSHAKE_TIMEOUT`]; a refused one audited), then
+/// hands its stream, peer and client certificate (DER) to `serve`. After
+/// the stop, waits for the open connections.
+pub(crate) async fn accept<F, Fut>(listener: TcpListener, how: Accept, serve: F)
+where
+    F: Fn(Box<dyn Stream>, TcpConnectInfo, Option<CertificateDer<'static>>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let local = listener.local_addr().ok();
-    let mut stopping = shared.stopping.clone();
+    let mut stopping = how.stopping.clone();
     let mut open = JoinSet::new();
     let mut per_peer: HashMap<IpAddr, usize> = HashMap::new();
     loop {
@@ -193,28 +243,30 @@ pub(super) async fn serve(listener: TcpListener, shared: Connections) {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
                     let of_peer = per_peer.get(&remote.ip()).copied().unwrap_or(0);
-                    if open.len() >= MAX_CONNECTIONS || of_peer >= MAX_CONNECTIONS_PER_PEER {
+                    if open.len() >= how.max_connections || of_peer >= how.max_per_peer {
                         let detail = format!(
-                            "{} connections open, {of_peer} from this address (at most {MAX_CONNECTIONS}, \
-                             {MAX_CONNECTIONS_PER_PEER} per address); closed at once",
-                            open.len()
+                            "{} connections open, {of_peer} from this address (at most {}, {} per address); \
+                             closed at once",
+                            open.len(),
+                            how.max_connections,
+                            how.max_per_peer
                         );
-                        refuse(&shared.refusals, remote, "TCP connect", "RESOURCE_EXHAUSTED", detail);
+                        refuse(&how.refusals, remote, how.names.connect, "RESOURCE_EXHAUSTED", detail);
                         continue;
                     }
                     let _ = tcp.set_nodelay(true);
                     *per_peer.entry(remote.ip()).or_default() += 1;
                     let info = TcpConnectInfo { local_addr: local, remote_addr: Some(remote) };
-                    let shared = shared.clone();
+                    let (tls, refusals, names, serve) = (how.tls.clone(), how.refusals.clone(), how.names, serve.clone());
                     open.spawn(async move {
-                        connection(tcp, info, shared).await;
+                        connection(tcp, info, tls, &refusals, names, serve).await;
                         remote.ip()
                     });
                 }
                 Err(e) => {
                     // Out of file descriptors, most likely: wait for some
                     // to close rather than spin.
-                    tracing::warn!(error = %e, "gRPC listener: accept failed");
+                    tracing::warn!(error = %e, "{}: accept failed", how.names.log);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -224,32 +276,35 @@ pub(super) async fn serve(listener: TcpListener, shared: Connections) {
     while open.join_next().await.is_some() {}
 }
 
-async fn connection(tcp: tokio::net::TcpStream, info: TcpConnectInfo, shared: Connections) {
-    let Some(tls) = &shared.tls else { return http2(tcp, info, None, shared).await };
+async fn connection<F, Fut>(
+    tcp: tokio::net::TcpStream,
+    info: TcpConnectInfo,
+    tls: Option<Arc<Tls>>,
+    refusals: &Refusals,
+    names: ListenerNames,
+    serve: F,
+) where
+    F: Fn(Box<dyn Stream>, TcpConnectInfo, Option<CertificateDer<'static>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(tls) = tls else { return serve(Box::new(tcp), info, None).await };
     let Some(remote) = info.remote_addr else { return };
-    let acceptor = tls.acceptor();
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
         Ok(Ok(stream)) => {
-            let der = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
-            let cert = der.and_then(|der| shared.auth.cert_scope(der));
-            http2(stream, info, cert, shared).await;
+            let cert =
+                stream.get_ref().1.peer_certificates().and_then(|chain| chain.first()).map(|c| c.clone().into_owned());
+            serve(Box::new(stream), info, cert).await;
         }
-        Ok(Err(e)) => refuse(&shared.refusals, remote, "TLS handshake", TLS_HANDSHAKE, e.to_string()),
+        Ok(Err(e)) => refuse(refusals, remote, names.handshake, TLS_HANDSHAKE, e.to_string()),
         Err(_) => {
             let detail = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
-            refuse(&shared.refusals, remote, "TLS handshake", TLS_HANDSHAKE, detail);
+            refuse(refusals, remote, names.handshake, TLS_HANDSHAKE, detail);
         }
     }
 }
 
 /// Audits a connection turned away before any call (no principal yet).
-pub(crate) fn refuse(
-    refusals: &Refusals,
-    peer: SocketAddr,
-    method: &'static str,
-    result: &'static str,
-    detail: String,
-) {
+fn refuse(refusals: &Refusals, peer: SocketAddr, method: &'static str, result: &'static str, detail: String) {
     let refusal = Refusal {
         principal: UNAUTHENTICATED.into(),
         role: NO_ROLE,
@@ -265,10 +320,7 @@ pub(crate) fn refuse(
 
 /// Serves gRPC on one connection until it closes, or gracefully from
 /// `stopping`.
-async fn http2<IO>(io: IO, info: TcpConnectInfo, cert: Option<CertScope>, shared: Connections)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn http2(io: Box<dyn Stream>, info: TcpConnectInfo, cert: Option<CertScope>, shared: Connections) {
     let routes = shared.routes.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let mut req = req.map(Body::new);

@@ -38,17 +38,16 @@ use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tonic::codegen::Service as _;
+use tonic::transport::server::TcpConnectInfo;
 
 use crate::api::ApiError;
 use crate::api::audit::NO_ROLE;
 use crate::api::auth::{Authenticator, Need, permit};
 use crate::api::convert::echo;
-use crate::api::refusals::{Refusal, Refusals, TLS_HANDSHAKE};
-use crate::api::server::{HANDSHAKE_TIMEOUT, Tls, refuse, stopped};
+use crate::api::refusals::{Refusal, Refusals};
+use crate::api::server::{Accept, ListenerNames, Stream, Tls, accept, stopped};
 use crate::config::{GrpcConfig, HttpConfig};
 
 /// What the audit and the refusal counts call a refused HTTP request.
@@ -107,10 +106,6 @@ struct Shared {
     tls: bool,
 }
 
-/// The peer address, put in each request by the connection.
-#[derive(Clone, Copy, Debug)]
-struct Peer(SocketAddr);
-
 /// Binds `cfg.listen` and serves on the current tokio runtime. Tokens come
 /// from `grpc` (`[[grpc.token]]`), refusals go to `refusals`.
 ///
@@ -136,7 +131,18 @@ pub async fn serve(
         .merge(web::router(feeds))
         .layer(middleware::from_fn_with_state(shared.clone(), viewers_only));
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(accept(listener, router, tls, shared.refusals.clone(), stopping));
+    let how = Accept {
+        names: ListenerNames { log: "metrics listener", connect: "HTTP connect", handshake: "HTTP TLS handshake" },
+        max_connections: MAX_CONNECTIONS,
+        // No per-address bound of its own: a scraper or a browser needs few.
+        max_per_peer: MAX_CONNECTIONS,
+        tls,
+        refusals: shared.refusals.clone(),
+        stopping: stopping.clone(),
+    };
+    let task = tokio::spawn(accept(listener, how, move |stream, info, _| {
+        http(stream, info, router.clone(), stopping.clone())
+    }));
     let tls = if cfg.tls.is_some() { "on" } else { "off" };
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     tracing::info!("metrics on {scheme}://{addr}/metrics (tls: {tls}), web view on {scheme}://{addr}/");
@@ -149,7 +155,7 @@ pub async fn serve(
 ///
 /// [`Identity`]: crate::api::auth::Identity
 async fn viewers_only(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let peer = req.extensions().get::<TcpConnectInfo>().and_then(TcpConnectInfo::remote_addr);
     let (headers, from_query) = browser_token(&req);
     let refused = match shared.auth.admit(headers.as_ref().unwrap_or(req.headers()), peer, None) {
         Ok(id) => match permit(&id, Need::View, METHOD) {
@@ -232,70 +238,18 @@ async fn scrape(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// Accepts connections until `stopping`, then lets open ones finish.
-async fn accept(
-    listener: TcpListener,
-    router: Router,
-    tls: Option<Arc<Tls>>,
-    refusals: Arc<Refusals>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut stop = stopping.clone();
-    let mut open = JoinSet::new();
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => break,
-            Some(_) = open.join_next(), if !open.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    if open.len() >= MAX_CONNECTIONS {
-                        let detail = format!("{MAX_CONNECTIONS} connections open; closed at once");
-                        refuse(&refusals, peer, "HTTP connect", "RESOURCE_EXHAUSTED", detail);
-                        continue;
-                    }
-                    let _ = tcp.set_nodelay(true);
-                    let (router, tls, refusals) = (router.clone(), tls.clone(), refusals.clone());
-                    open.spawn(connection(tcp, peer, router, tls, refusals, stopping.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    while open.join_next().await.is_some() {}
-}
-
-async fn connection(
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    router: Router,
-    tls: Option<Arc<Tls>>,
-    refusals: Arc<Refusals>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let Some(tls) = tls else { return http(tcp, peer, router, stopping).await };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp)).await {
-        Ok(Ok(stream)) => http(stream, peer, router, stopping).await,
-        Ok(Err(e)) => refuse(&refusals, peer, "HTTP TLS handshake", TLS_HANDSHAKE, e.to_string()),
-        Err(_) => {
-            let detail = format!("no handshake within {HANDSHAKE_TIMEOUT:?}");
-            refuse(&refusals, peer, "HTTP TLS handshake", TLS_HANDSHAKE, detail);
-        }
-    }
-}
-
 /// Serves `router` on one connection until it closes, or gracefully from
 /// `stopping`.
-async fn http<IO>(io: IO, peer: SocketAddr, router: Router, mut stopping: tokio::sync::watch::Receiver<bool>)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn http(
+    io: Box<dyn Stream>,
+    info: TcpConnectInfo,
+    router: Router,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(axum::body::Body::new);
-        req.extensions_mut().insert(Peer(peer));
+        // Where the gate looks for the peer, as on the gRPC listener.
+        req.extensions_mut().insert(info.clone());
         // A `Router` is always ready, so no poll_ready.
         router.clone().call(req)
     });
