@@ -29,8 +29,15 @@ use super::ids::{MAX_PHASES, PhaseId, PhaseSet};
 use super::spec::{ControllerSpec, PlanSpec};
 use super::time::{Instant, Span};
 
-/// A phase starting this close before its window opens is still allowed to
-/// start: tick quantisation makes barrier crossings land a few ticks early.
+/// A phase starting this close outside its window is still allowed to
+/// start. Early: tick quantisation makes barrier crossings land a few ticks
+/// before the window opens. Late: a clearance held until the heads confirm
+/// it (a slow or lossy cabinet link) ends a little after the split boundary,
+/// so a phase whose split is exactly its minimum (the adaptive optimizer
+/// gives a light phase just that) would find its window short by those
+/// milliseconds every cycle and never be served. Starting late never cuts
+/// the minimum: the phase is forced off when it has timed it, and the
+/// phases after it in the ring give up the overrun.
 const WINDOW_TOLERANCE: Span = Span::from_secs(2);
 
 /// A common cycle and an offset imposed on an adaptive cycle-style plan (a
@@ -170,14 +177,15 @@ impl CoordPlan {
 
     /// If non-coordinated phase `p` may start at cycle time `c` and still
     /// time `needed` (min green, pedestrian service) before its force-off,
-    /// the time from now to that force-off.
+    /// give or take [`WINDOW_TOLERANCE`], the time from now to that
+    /// force-off.
     pub fn window(&self, p: PhaseId, c: Span, needed: Span) -> Option<Span> {
         let to_force_off = self.until(c, self.force_off[p.index()]);
         let mut window = self.until(self.window_open[p.index()], self.force_off[p.index()]);
         if window.is_zero() {
             window = self.cycle;
         }
-        (to_force_off >= needed && to_force_off <= window + WINDOW_TOLERANCE).then_some(to_force_off)
+        (to_force_off + WINDOW_TOLERANCE >= needed && to_force_off <= window + WINDOW_TOLERANCE).then_some(to_force_off)
     }
 
     /// If coordinated phase `p` is inside its own split at cycle time `c`,
@@ -225,6 +233,28 @@ mod tests {
                 assert_eq!(t.next_cycle(origin, t.cycle, lower, upper, step), t.cycle, "aligned: the common cycle");
             }
         }
+    }
+
+    /// A phase whose split is exactly its minimum (the optimizer's share for
+    /// a light movement) still starts when the clearance before it ends a
+    /// little late, as a held clearance does every cycle on a slow link;
+    /// past the tolerance it waits for the next cycle.
+    #[test]
+    fn a_minimum_split_still_opens_when_the_clearance_before_it_ends_late() {
+        let spec = crate::core::testing::eight_phase();
+        let phase = |n| PhaseId::new(n).unwrap();
+        let (p3, p4) = (phase(3), phase(4));
+        let min_green = spec.phase(p3).unwrap().timing.min_green;
+        let mut splits = [Span::from_secs(20); MAX_PHASES];
+        splits[p3.index()] = min_green + spec.phase(p3).unwrap().timing.clearance();
+        splits[p4.index()] = Span::from_secs(40) - splits[p3.index()];
+        let coord = CoordPlan::from_splits(&spec, Span::from_secs(80), Span::ZERO, &splits, PhaseSet::single(phase(2)))
+            .expect("a cycle");
+        let start = coord.split_start[p3.index()];
+        assert_eq!(coord.window(p3, start, min_green), Some(min_green), "on time: the whole minimum");
+        let late = start + Span::from_millis(300);
+        assert_eq!(coord.window(p3, late, min_green), Some(min_green - Span::from_millis(300)), "300 ms late");
+        assert_eq!(coord.window(p3, start + WINDOW_TOLERANCE + Span::from_millis(100), min_green), None);
     }
 
     /// A cycle far from the common one ramps by steps first.
