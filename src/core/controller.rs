@@ -199,6 +199,9 @@ struct GreenTimers {
     /// pushed out to serve them.
     force_off_on_cycle: bool,
     yield_at: Option<Instant>,
+    /// The initial green: the minimum, or more under volume-density
+    /// (no gap-out before it; a max-out or force-off still ends it).
+    initial: Span,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -289,6 +292,9 @@ pub struct Controller {
     volume_mark: [u32; MAX_DETECTORS],
     /// Free-style adaptive: each phase's maximum green this cycle.
     dynamic_max: [Span; MAX_PHASES],
+    /// Per phase, vehicles its detectors counted since its last yellow
+    /// (volume-density's added initial).
+    waiting_vehicles: [u16; MAX_PHASES],
     cabinet: CabinetStatus,
     output: OutputFrame,
     events: EventQueue,
@@ -338,6 +344,7 @@ impl Controller {
             corridor: None,
             volume_mark: [0; MAX_DETECTORS],
             dynamic_max: [Span::ZERO; MAX_PHASES],
+            waiting_vehicles: [0; MAX_PHASES],
             cabinet: CabinetStatus::default(),
             output: OutputFrame::default(),
             events: EventQueue::default(),
@@ -535,6 +542,11 @@ impl Controller {
         }
         let green = self.phases_in(Interval::Green);
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
+        for (i, n) in demand.vehicles.iter().enumerate() {
+            if *n > 0 && !green.contains(PhaseId::from_index(i)) {
+                self.waiting_vehicles[i] = self.waiting_vehicles[i].saturating_add(*n);
+            }
+        }
         self.queues.update(now, &self.detectors, input);
         self.handle_cabinet(now, input.cabinet);
         self.register_calls(now, &demand);
@@ -633,7 +645,7 @@ impl Controller {
             }
             Command::PlaceCall { vehicle, ped } => {
                 self.check_phases(vehicle.union(ped))?;
-                let demand = DetectorDemand { calls: vehicle.union(ped), extends: PhaseSet::EMPTY, ped_calls: ped };
+                let demand = DetectorDemand { calls: vehicle.union(ped), ped_calls: ped, ..DetectorDemand::default() };
                 self.register_calls(now, &demand);
             }
             Command::SetCoordinationReference(t) => self.coord_reference = t,
@@ -776,7 +788,7 @@ impl Controller {
         let startup = self.spec.startup.phases;
         self.group = self.spec.barrier_groups.iter().position(|g| g.intersects(startup)).unwrap_or(0);
         self.enter_current_group = true;
-        let demand = DetectorDemand { calls: startup, extends: PhaseSet::EMPTY, ped_calls: PhaseSet::EMPTY };
+        let demand = DetectorDemand { calls: startup, ..DetectorDemand::default() };
         self.register_calls(now, &demand);
         self.run(now, PhaseSet::EMPTY);
     }
@@ -1470,7 +1482,13 @@ impl Controller {
         } + extension;
         let on_max = g.max_start.map(|s| now.since(s));
         let maxed = on_max.is_some_and(|m| m >= max) && !self.pressure_holds(now, p, on_max);
-        let gapped = t.recall != Recall::Max && extension.is_zero() && now.since(g.last_extension) >= t.passage;
+        // Volume-density: no gap-out inside the added initial; the gap
+        // shrinks while a conflicting call waits (the max timer's start).
+        let gap = t.density.gap(t.passage, on_max);
+        let gapped = t.recall != Recall::Max
+            && extension.is_zero()
+            && self.rings[r].shown.elapsed(now) >= g.initial
+            && now.since(g.last_extension) >= gap;
         let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
         match self.plan.mode {
             PlanMode::Free => {
@@ -1533,6 +1551,7 @@ impl Controller {
         if why == Termination::ForceOff && self.rings[r].green.force_off_on_cycle {
             self.cycle_kept();
         }
+        self.waiting_vehicles[p.index()] = 0;
         self.events.push(now, why.event_code(), n);
         self.events.push(now, EventCode::PhaseGreenTermination, n);
         self.events.push(now, EventCode::PhaseBeginYellowChange, n);
@@ -1584,6 +1603,7 @@ impl Controller {
             force_off_at,
             force_off_on_cycle,
             yield_at: None,
+            initial: t.density.initial(t.min_green, self.waiting_vehicles[p.index()]),
         };
         self.vehicle_calls.remove(p);
         if let Some(pre) = &mut self.preempt
@@ -1771,6 +1791,7 @@ mod tests {
     use super::*;
     use crate::core::ids::DetectorChannel;
     use crate::core::monitor::Monitor;
+    use crate::core::spec::VolumeDensity;
     use crate::core::testing::eight_phase;
 
     const TICK: Span = Span::from_millis(100);
@@ -1808,6 +1829,12 @@ mod tests {
 
         fn run(&mut self, secs: u64) {
             for _ in 0..secs * 10 {
+                self.step();
+            }
+        }
+
+        fn run_ms(&mut self, ms: u64) {
+            for _ in 0..ms / TICK.as_millis() {
                 self.step();
             }
         }
@@ -1876,6 +1903,92 @@ mod tests {
         rig.detector(4, true);
         rig.run(60);
         assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseMaxOut && e.param == 2));
+    }
+
+    /// Green of phase `n` from its first begin green to its yellow.
+    fn first_green(log: &[Event], n: u16) -> (Span, EventCode) {
+        let start = log.iter().find(|e| e.code == EventCode::PhaseBeginGreen && e.param == n).expect("served").at;
+        let end = log
+            .iter()
+            .find(|e| e.at >= start && e.code == EventCode::PhaseBeginYellowChange && e.param == n)
+            .expect("ended")
+            .at;
+        let why = log
+            .iter()
+            .find(|e| {
+                e.at == end
+                    && e.param == n
+                    && matches!(e.code, EventCode::PhaseGapOut | EventCode::PhaseMaxOut | EventCode::PhaseForceOff)
+            })
+            .expect("a termination")
+            .code;
+        (end.since(start), why)
+    }
+
+    fn with_density(n: u8, density: VolumeDensity) -> ControllerSpec {
+        let mut spec = eight_phase();
+        spec.phases.iter_mut().find(|p| p.id.number() == n).unwrap().timing.density = density;
+        spec
+    }
+
+    /// Eight vehicles arrive on phase 4's red: with 1.5 s added per vehicle
+    /// its initial green is 12 s, not the 8 s minimum it gaps out at
+    /// without volume-density.
+    #[test]
+    fn added_initial_gives_the_queue_that_built_on_red_its_green() {
+        let density = VolumeDensity {
+            added_initial: Span::from_millis(1500),
+            max_initial: Span::from_secs(15),
+            ..VolumeDensity::default()
+        };
+        let mut greens = vec![];
+        for spec in [eight_phase(), with_density(4, density)] {
+            let mut rig = Rig::with_spec(spec);
+            rig.run(20);
+            for _ in 0..8 {
+                rig.detector(4, true);
+                rig.step();
+                rig.step();
+                rig.detector(4, false);
+                rig.step();
+                rig.step();
+            }
+            rig.run(40);
+            greens.push(first_green(&rig.log, 4));
+        }
+        let (plain, dense) = (greens[0], greens[1]);
+        assert_eq!(plain.1, EventCode::PhaseGapOut);
+        assert!(plain.0 >= Span::from_secs(8) && plain.0 <= Span::from_millis(8200), "without: {plain:?}");
+        assert_eq!(dense.1, EventCode::PhaseGapOut);
+        assert!(dense.0 >= Span::from_secs(12) && dense.0 <= Span::from_millis(12200), "with: {dense:?}");
+    }
+
+    /// Vehicles 2.5 s apart keep a 3 s passage extending to max-out; with
+    /// gap reduction (to 1 s over 4 s, 2 s after phase 2's recall call)
+    /// the gap drops below the headway and phase 4 gaps out instead.
+    #[test]
+    fn gap_reduction_ends_a_steady_stream_while_conflicting_traffic_waits() {
+        let density = VolumeDensity {
+            time_before_reduction: Span::from_secs(2),
+            time_to_reduce: Span::from_secs(4),
+            min_gap: Span::from_secs(1),
+            ..VolumeDensity::default()
+        };
+        let mut ends = vec![];
+        for spec in [eight_phase(), with_density(4, density)] {
+            let mut rig = Rig::with_spec(spec);
+            rig.run(20);
+            for _ in 0..30 {
+                rig.detector(4, true);
+                rig.run_ms(200);
+                rig.detector(4, false);
+                rig.run_ms(2300);
+            }
+            ends.push(first_green(&rig.log, 4));
+        }
+        assert_eq!(ends[0].1, EventCode::PhaseMaxOut, "without reduction: {:?}", ends[0]);
+        assert_eq!(ends[1].1, EventCode::PhaseGapOut, "with reduction: {:?}", ends[1]);
+        assert!(ends[1].0 < Span::from_secs(12), "with reduction: {:?}", ends[1]);
     }
 
     #[test]
@@ -2522,6 +2635,20 @@ mod fuzz {
             let mut spec = eight_phase();
             if seed % 2 == 1 {
                 spec.adaptive.style = AdaptiveStyle::Free;
+            }
+            if seed % 3 == 0 {
+                // Volume-density on every phase: added initial up to the
+                // max, and a gap that shrinks to half.
+                for ph in &mut spec.phases {
+                    let t = &mut ph.timing;
+                    t.density = crate::core::spec::VolumeDensity {
+                        added_initial: Span::from_millis(1500),
+                        max_initial: t.max1,
+                        time_before_reduction: Span::from_secs(3),
+                        time_to_reduce: Span::from_secs(6),
+                        min_gap: Span::from_millis(t.passage.as_millis() / 2),
+                    };
+                }
             }
             let mut m = Monitor::new(&spec);
             let mut c = Controller::new(spec, Instant::ZERO);

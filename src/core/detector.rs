@@ -13,7 +13,7 @@
 //! counter says.
 
 use super::event::{EventCode, EventQueue};
-use super::ids::{MAX_DETECTORS, PhaseSet};
+use super::ids::{MAX_DETECTORS, MAX_PHASES, PhaseSet};
 use super::image::InputFrame;
 use super::spec::{DetectorKind, DetectorSpec};
 use super::time::{Instant, Span};
@@ -103,6 +103,9 @@ pub struct DetectorDemand {
     pub extends: PhaseSet,
     /// Phases with a pedestrian call (a push-button press).
     pub ped_calls: PhaseSet,
+    /// Per phase, vehicles its calling detectors counted this tick (for
+    /// volume-density's added initial).
+    pub vehicles: [u16; MAX_PHASES],
 }
 
 /// All detectors of one controller.
@@ -180,6 +183,12 @@ impl DetectorBank {
                 DetectorKind::Vehicle => rising as u32,
             };
             st.volume = st.volume.wrapping_add(vehicles);
+            if vehicles > 0 {
+                for p in spec.calls.iter() {
+                    let n = &mut demand.vehicles[p.index()];
+                    *n = n.saturating_add(u16::try_from(vehicles).unwrap_or(u16::MAX));
+                }
+            }
             if spec.kind == DetectorKind::Vehicle && input.counter_faults & bit != 0 {
                 st.counter_fault_at = Some(now);
             }

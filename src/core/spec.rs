@@ -44,6 +44,8 @@ pub struct PhaseTiming {
     pub min_green: Span,
     /// `phasePassage`: each actuation extends green by this much (the gap).
     pub passage: Span,
+    /// Volume-density operation (NTCIP 1202 names); zero where unused.
+    pub density: VolumeDensity,
     /// `phaseMaximum1`: green limit once a conflicting call exists.
     pub max1: Span,
     /// `phaseMaximum2`: alternative limit selected by a plan.
@@ -61,6 +63,54 @@ pub struct PhaseTiming {
     /// call in the barrier group (NEMA dual entry).
     pub dual_entry: bool,
     pub flash: FlashIndication,
+}
+
+/// Volume-density timing: a longer initial green after a queue built up
+/// on red, and a gap that shrinks while conflicting traffic waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VolumeDensity {
+    /// `phaseAddedInitial`: initial green per vehicle counted on red.
+    pub added_initial: Span,
+    /// `phaseMaximumInitial`: the most the added initial can reach.
+    pub max_initial: Span,
+    /// `phaseTimeBeforeReduction`: from a conflicting call to the gap's
+    /// first reduction.
+    pub time_before_reduction: Span,
+    /// `phaseTimeToReduce`: from passage down to the minimum gap; zero
+    /// turns gap reduction off.
+    pub time_to_reduce: Span,
+    /// `phaseMinimumGap`: the gap after reduction.
+    pub min_gap: Span,
+}
+
+impl VolumeDensity {
+    /// The initial green for `vehicles` counted since the phase's last
+    /// yellow: `min_green` at least, `max_initial` at most.
+    pub fn initial(&self, min_green: Span, vehicles: u16) -> Span {
+        if self.added_initial.is_zero() {
+            return min_green;
+        }
+        let added = Span::from_millis(self.added_initial.as_millis().saturating_mul(u64::from(vehicles)));
+        added.min(self.max_initial).max(min_green)
+    }
+
+    /// The gap in force `waited` after a conflicting call arrived: the
+    /// passage until the time before reduction, then down linearly over
+    /// the time to reduce to the minimum gap.
+    pub fn gap(&self, passage: Span, waited: Option<Span>) -> Span {
+        let Some(waited) = waited else { return passage };
+        // No time to reduce (the default): no reduction.
+        if self.time_to_reduce.is_zero() || self.min_gap >= passage || waited <= self.time_before_reduction {
+            return passage;
+        }
+        let reducing = waited - self.time_before_reduction;
+        if reducing >= self.time_to_reduce {
+            return self.min_gap;
+        }
+        let span = (passage - self.min_gap).as_millis();
+        let cut = span * reducing.as_millis() / self.time_to_reduce.as_millis().max(1);
+        passage - Span::from_millis(cut)
+    }
 }
 
 impl PhaseTiming {

@@ -25,6 +25,7 @@ pub fn eight_phase() -> ControllerSpec {
         let timing = PhaseTiming {
             min_green: s(if through { 8.0 } else { 4.0 }),
             passage: s(if through { 3.0 } else { 2.0 }),
+            density: VolumeDensity::default(),
             max1: s(if through { 40.0 } else { 20.0 }),
             max2: s(if through { 55.0 } else { 25.0 }),
             yellow: s(if through { 4.0 } else { 3.5 }),

@@ -1,7 +1,7 @@
 //! `[[phase]]`: timing, ITE and MUTCD clearance minimums, pedestrian intervals.
 
 use crate::core::ids::MAX_PHASES;
-use crate::core::spec::{PhaseTiming, Recall};
+use crate::core::spec::{PhaseTiming, Recall, VolumeDensity};
 use crate::core::{PhaseId, Span};
 
 use super::super::clearance::{self, ApproachSpeed};
@@ -83,6 +83,8 @@ impl Validator<'_> {
             self.error(&at.key("passage_s"), format!("{} is longer than max1_s {}", secs(passage), secs(max1)));
         }
 
+        let density = self.volume_density(p, at, min_green, passage, max1, max2);
+
         let grade = p.grade_percent;
         if !grade.is_finite() {
             self.error(&at.key("grade_percent"), "must be a number");
@@ -149,6 +151,7 @@ impl Validator<'_> {
         Some(PhaseTiming {
             min_green: min_green?,
             passage: passage?,
+            density: density?,
             max1: max1?,
             max2: max2?,
             yellow: yellow?,
@@ -159,6 +162,88 @@ impl Validator<'_> {
             dual_entry: p.dual_entry,
             flash: flash_indication(p.flash),
         })
+    }
+
+    /// Volume-density keys: all optional; each pair checked against the
+    /// timing it bends (an added initial within min green..max green, a
+    /// minimum gap within the passage, reached over a time to reduce).
+    fn volume_density(
+        &mut self,
+        p: &RawPhase,
+        at: &KeyPath,
+        min_green: Option<Span>,
+        passage: Option<Span>,
+        max1: Option<Span>,
+        max2: Option<Span>,
+    ) -> Option<VolumeDensity> {
+        let mut opt = |v: Option<f64>, key: &str| -> Option<Option<Span>> {
+            match v {
+                None => Some(None),
+                Some(s) => self.seconds(s, &at.key(key)).map(Some),
+            }
+        };
+        let added_initial = opt(p.added_initial_s, "added_initial_s")?;
+        let max_initial = opt(p.max_initial_s, "max_initial_s")?;
+        let before = opt(p.time_before_reduction_s, "time_before_reduction_s")?;
+        let to_reduce = opt(p.time_to_reduce_s, "time_to_reduce_s")?;
+        let min_gap = opt(p.min_gap_s, "min_gap_s")?;
+        let mut d = VolumeDensity::default();
+
+        match (added_initial.filter(|a| !a.is_zero()), max_initial) {
+            (Some(_), None) => self.error(
+                &at.key("max_initial_s"),
+                "missing: added_initial_s needs max_initial_s, the most the initial green can reach",
+            ),
+            (None, Some(_)) => self.warn(&at.key("max_initial_s"), "has no effect without added_initial_s"),
+            (Some(added), Some(max_initial)) => {
+                if let Some(min) = min_green.filter(|&m| max_initial < m) {
+                    self.error(
+                        &at.key("max_initial_s"),
+                        format!("{} is below min_green_s {}", secs(max_initial), secs(min)),
+                    );
+                }
+                for (key, max) in [("max1_s", max1), ("max2_s", max2)] {
+                    if let Some(max) = max.filter(|&m| max_initial > m) {
+                        self.error(
+                            &at.key("max_initial_s"),
+                            format!(
+                                "{} is above {key} {}: the initial green would outlast the maximum",
+                                secs(max_initial),
+                                secs(max)
+                            ),
+                        );
+                    }
+                }
+                d.added_initial = added;
+                d.max_initial = max_initial;
+            }
+            (None, None) => {}
+        }
+
+        match (min_gap, passage) {
+            (Some(gap), Some(passage)) if gap > passage => {
+                self.error(&at.key("min_gap_s"), format!("{} is longer than passage_s {}", secs(gap), secs(passage)));
+            }
+            (Some(gap), Some(passage)) if gap < passage => {
+                match to_reduce {
+                    Some(t) if !t.is_zero() => d.time_to_reduce = t,
+                    _ => self.error(
+                        &at.key("time_to_reduce_s"),
+                        "missing or 0: min_gap_s below passage_s needs the time over which the gap shrinks",
+                    ),
+                }
+                d.time_before_reduction = before.unwrap_or(Span::ZERO);
+                d.min_gap = gap;
+            }
+            _ => {
+                for (key, given) in [("time_before_reduction_s", before), ("time_to_reduce_s", to_reduce)] {
+                    if given.is_some() {
+                        self.warn(&at.key(key), "has no effect without a min_gap_s below passage_s");
+                    }
+                }
+            }
+        }
+        Some(d)
     }
 
     fn approach_speed(&mut self, p: &RawPhase, at: &KeyPath) -> Option<ApproachSpeed> {

@@ -417,3 +417,27 @@ fn start_up_minimum_green_and_splits_are_checked() {
     assert_has(&e, "startup.all_red_s: 0.0 s is below 2.0 s");
     assert_has(&e, "phase 1 (number 2).min_green_s: 0.01 s is below 1 s");
 }
+
+#[test]
+fn volume_density_keys_bend_the_timing_within_its_limits() {
+    let dense = "passage_s = 3\nadded_initial_s = 1.5\nmax_initial_s = 20\nmin_gap_s = 1\ntime_before_reduction_s = 10\ntime_to_reduce_s = 15\n";
+    let (e, w) = check(&[("passage_s = 3\n", dense)], "");
+    assert!(e.is_empty() && w.is_empty(), "{e:?} {w:?}");
+
+    let e = errors(&[("passage_s = 3\n", "passage_s = 3\nadded_initial_s = 1.5\n")], "");
+    assert_has(&e, "phase 1 (number 2).max_initial_s: missing: added_initial_s needs max_initial_s");
+    let e = errors(&[("passage_s = 3\n", "passage_s = 3\nadded_initial_s = 1.5\nmax_initial_s = 8\n")], "");
+    assert_has(&e, "phase 1 (number 2).max_initial_s: 8.0 s is below min_green_s 10.0 s");
+    let e = errors(&[("passage_s = 3\n", "passage_s = 3\nadded_initial_s = 1.5\nmax_initial_s = 45\n")], "");
+    assert_has(&e, "phase 1 (number 2).max_initial_s: 45.0 s is above max1_s 40.0 s");
+    let e = errors(&[("passage_s = 3\n", "passage_s = 3\nmin_gap_s = 4\n")], "");
+    assert_has(&e, "phase 1 (number 2).min_gap_s: 4.0 s is longer than passage_s 3.0 s");
+    let e = errors(&[("passage_s = 3\n", "passage_s = 3\nmin_gap_s = 1\n")], "");
+    assert_has(&e, "phase 1 (number 2).time_to_reduce_s: missing or 0: min_gap_s below passage_s needs");
+    let e = errors(&[("passage_s = 3\n", "passage_s = 3\nmin_gap_s = -1\n")], "");
+    assert_has(&e, "phase 1 (number 2).min_gap_s: -1 is not a duration");
+
+    let (_, w) = check(&[("passage_s = 3\n", "passage_s = 3\nmax_initial_s = 20\ntime_to_reduce_s = 5\n")], "");
+    assert_has(&w, "phase 1 (number 2).max_initial_s: has no effect without added_initial_s");
+    assert_has(&w, "phase 1 (number 2).time_to_reduce_s: has no effect without a min_gap_s below passage_s");
+}
