@@ -258,6 +258,6 @@ async function intersectionPage() {
 if (document.body.dataset.page === "list") {
   refreshList();
   setInterval(refreshList, 2000);
-} else {
+} else if (document.body.dataset.page === "intersection") {
   intersectionPage().catch((e) => { document.getElementById("alarms").textContent = String(e); });
 }
