@@ -64,8 +64,9 @@ const MAX_EVENT_ROWS: usize = 200_000;
 /// Event log reads at once; past it a request is answered 503.
 const MAX_LOG_READS: usize = 2;
 /// The event codes the plots draw: phase green, termination (gap-out,
-/// max-out, force-off), yellow, red clearance begin and end, detector on.
-const PLOT_CODES: [u16; 9] = [1, 4, 5, 6, 8, 10, 11, 81, 82];
+/// max-out, force-off), yellow, red clearance begin and end, pedestrian
+/// walk (the termination chart's pedestrian marks), detector off and on.
+const PLOT_CODES: [u16; 10] = [1, 4, 5, 6, 8, 10, 11, 21, 81, 82];
 
 /// What the pages read, shared with the daemon.
 #[derive(Debug)]

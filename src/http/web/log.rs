@@ -6,6 +6,8 @@
 //! - `/api/log/{id}?from=&to=&codes=&param=`: its rows.
 //! - `/api/event-codes`: every code the controller logs, with its name and
 //!   category, for the page's filters.
+//!
+//! Also serves `plots.js`, the intersection page's phase termination chart.
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -34,6 +36,7 @@ pub(super) fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/i/{id}/events", get(|| async { page(include_str!("events.html")) }))
         .route("/log.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("log.js")) }))
+        .route("/plots.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("plots.js")) }))
         .route("/api/event-codes", get(codes))
         .route("/api/log/{id}", get(log))
 }
