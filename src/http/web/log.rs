@@ -144,7 +144,7 @@ async fn log(
                     *truncated = true;
                 }
                 // ...,Timestamp,EventCode,EventParam: the id may hold commas, the rest cannot.
-                let time = line.text.rsplitn(4, ',').nth(2).unwrap_or_default().to_owned();
+                let time = line.text.rsplit(',').nth(2).unwrap_or_default().to_owned();
                 let name = EventCode::from_code(line.code).map_or("", EventCode::name);
                 kept.push_back(Row { at_unix_ms: line.at.as_millis(), time, code: line.code, name, param: line.param });
             }
@@ -171,8 +171,8 @@ async fn codes() -> Result<Response, Refused> {
     json(&codes)
 }
 
-/// The group a code is filtered by on the page (`docs/events.md` lists
-/// them in the same order).
+/// The group a code is filtered by on the page (the groups of
+/// `docs/events.md`, coarser: barrier, holds and calls go with the phase).
 fn category(code: u16) -> &'static str {
     match code {
         21..=24 | 45 | 89 | 90 => "pedestrian",
