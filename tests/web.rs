@@ -7,13 +7,16 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use greenwave::config::Role;
+use greenwave::api::auth::hash_token;
+use greenwave::config::grpc::{GrpcConfig, TokenEntry, parse_sha256};
+use greenwave::config::{HttpConfig, Role};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::daemon::Daemon;
+use crate::grpc::harness::{self, Harness, Options};
 use crate::grpc::interop::{peer_python, prepare, token_entry};
-use crate::grpc::{CAMERA, VIEWER, test_controller};
+use crate::grpc::{CAMERA, VIEWER, test_controller, tokens};
 use crate::http::{daemon, get, get_with};
 
 const ID: &str = "elm-and-oak";
@@ -102,6 +105,121 @@ async fn the_web_view_reads_the_board_the_definitions_and_the_log() {
     h.stop().await;
 }
 
+/// A viewer token that reaches another intersection only.
+const ELSEWHERE: &str = "elsewhere-token-0123456789abcdef0123456789abcdef";
+
+/// [`daemon`] with anonymous viewers, plus a viewer token scoped to an
+/// intersection this daemon does not run.
+async fn daemon_with_a_scoped_token() -> Harness {
+    let mut tokens = tokens();
+    tokens.push(TokenEntry {
+        name: "elsewhere".into(),
+        role: Role::Viewer,
+        sha256: parse_sha256(&hash_token(ELSEWHERE)).expect("hex"),
+        intersections: Some(vec!["river-rd-and-mill-st".into()]),
+    });
+    let grpc = GrpcConfig { listen: "127.0.0.1:0".parse().expect("addr"), tokens, ..GrpcConfig::default() };
+    let http = HttpConfig {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        anonymous: Some(Role::Viewer),
+        ..HttpConfig::default()
+    };
+    harness::start(Options {
+        grpc,
+        controllers: vec![test_controller()],
+        speed: Some(20.0),
+        event_history: 10_000,
+        tick_ms: 100,
+        config_file: None,
+        dir: None,
+        http: Some(http),
+    })
+    .await
+}
+
+/// The rows of an `/api/log` answer as `(at ms, code, param)`, checking
+/// each row's shape on the way.
+fn log_rows(v: &Value) -> Vec<(u64, u64, u64)> {
+    let rows = v["rows"].as_array().unwrap_or_else(|| panic!("rows: {v}"));
+    rows.iter()
+        .map(|r| {
+            assert!(r["time"].as_str().is_some_and(|t| t.len() >= 19), "the log's own timestamp: {r}");
+            let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}: {r}"));
+            (n("at_unix_ms"), n("code"), n("param"))
+        })
+        .collect()
+}
+
+/// `/api/log`: the server filters by code and parameter while it reads,
+/// answers newest first within the window asked, says why it refuses a
+/// query (400), and keeps a token to its intersections (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_view_filters_while_it_reads() {
+    let h = daemon_with_a_scoped_token().await;
+    let addr = h.http_addr.expect("http on");
+    // Greens of both phases logged, so a filter has something to leave out.
+    let greens = json_until(addr, &format!("/api/log/{ID}?codes=1"), "greens of phases 2 and 4", |v| {
+        let rows = v["rows"].as_array().cloned().unwrap_or_default();
+        [2, 4].iter().all(|&p| rows.iter().any(|r| r["param"] == p))
+    })
+    .await;
+    assert!(
+        greens["rows"].as_array().expect("rows").iter().all(|r| r["code"] == 1 && r["name"] == "Phase Begin Green")
+    );
+
+    let all = json(&get(addr, &format!("/api/log/{ID}"), None).await.body);
+    let all = log_rows(&all);
+    assert!(all.iter().any(|r| r.1 == 82) && all.iter().any(|r| r.1 == 8), "unfiltered: every code");
+    assert!(all.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+
+    // A browser's form sends the comma as %2C.
+    let answer = get(addr, &format!("/api/log/{ID}?codes=1%2C8&param=2"), None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let filtered = json(&answer.body);
+    assert_eq!(filtered["truncated"], false);
+    let rows = log_rows(&filtered);
+    assert!(rows.iter().any(|r| r.1 == 1) && rows.iter().any(|r| r.1 == 8), "{filtered}");
+    assert!(rows.iter().all(|r| (r.1 == 1 || r.1 == 8) && r.2 == 2), "only those codes of phase 2: {filtered}");
+    assert!(rows.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+
+    // An explicit window: nothing outside it.
+    let (newest, oldest) = (rows[0].0, rows[rows.len() - 1].0);
+    let (from, to) = (oldest + 1, newest - 1);
+    let window = json(&get(addr, &format!("/api/log/{ID}?from={from}&to={to}&param=2"), None).await.body);
+    assert_eq!((window["from_unix_ms"].as_u64(), window["to_unix_ms"].as_u64()), (Some(from), Some(to)));
+    assert!(log_rows(&window).iter().all(|r| (from..=to).contains(&r.0) && r.2 == 2), "{window}");
+
+    for (query, reason) in [
+        ("codes=1,999", "codes: at most 32 whole numbers from 0 to 255, comma-separated"),
+        ("param=two", "param: at most 32 whole numbers from 0 to 65535, comma-separated"),
+        ("from=2000&to=1000", "from: not after to"),
+        ("from=0&to=86400001", "from..to: at most 24 hours"),
+        ("to=soon", "to: milliseconds since the Unix epoch"),
+    ] {
+        let refused = get(addr, &format!("/api/log/{ID}?{query}"), None).await;
+        assert_eq!((refused.status, refused.body.trim()), (400, reason), "{query}");
+    }
+
+    for path in [format!("/api/log/{ID}"), format!("/api/events/{ID}")] {
+        let out = get(addr, &path, Some(ELSEWHERE)).await;
+        assert_eq!(out.status, 403, "{path}: {}", out.body);
+        assert!(out.body.contains("may not reach intersection \"elm-and-oak\""), "{}", out.body);
+    }
+    assert_eq!(get(addr, "/api/log/no-such-corner", None).await.status, 404);
+
+    let codes = json(&get(addr, "/api/event-codes", None).await.body);
+    let gap_out = codes.as_array().and_then(|c| c.iter().find(|c| c["code"] == 4)).expect("code 4");
+    assert_eq!((gap_out["name"].as_str(), gap_out["category"].as_str()), (Some("Phase Gap Out"), Some("phase")));
+    let page = get(addr, &format!("/i/{ID}/events"), None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<script src=\"/log.js\">"), "{}", page.body);
+    for asset in ["/log.js", "/plots.js"] {
+        assert_eq!(get(addr, asset, None).await.status, 200, "{asset}");
+    }
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_brings_its_token_in_the_query_then_in_a_cookie() {
     let h = daemon(None).await;
@@ -128,7 +246,9 @@ async fn a_browser_brings_its_token_in_the_query_then_in_a_cookie() {
 /// chromium (headless) through selenium against `greenwave run`: the list
 /// shows both intersections, the intersection page sees a phase change
 /// arrive live, the coordination diagram and split monitor draw points
-/// from the event log. The screenshot is kept in the target directory.
+/// and the termination chart marks from the event log, and the event log
+/// page shows rows that a filter narrows. The screenshots (intersection
+/// page, event log page) are kept in the target directory.
 #[test]
 fn chromium_shows_the_intersections_live_and_their_plots() {
     let Some(python) = peer_python("import selenium", "selenium") else { return };
@@ -177,7 +297,7 @@ fn chromium_shows_the_intersections_live_and_their_plots() {
         String::from_utf8_lossy(&output.stderr),
         daemon.log().join("\n")
     );
-    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     assert!(!daemon.log().iter().any(|l| l.contains(VIEWER)), "the token is never logged");
     println!("screenshot: {}", screenshot.display());

@@ -92,6 +92,175 @@ impl EventCode {
         self as u16
     }
 
+    /// Every code, in numeric order: the table [`from_code`](Self::from_code)
+    /// searches and the web view's event log lists.
+    pub const ALL: [EventCode; 76] = [
+        EventCode::PhaseOn,
+        EventCode::PhaseBeginGreen,
+        EventCode::PhaseCheck,
+        EventCode::PhaseMinComplete,
+        EventCode::PhaseGapOut,
+        EventCode::PhaseMaxOut,
+        EventCode::PhaseForceOff,
+        EventCode::PhaseGreenTermination,
+        EventCode::PhaseBeginYellowChange,
+        EventCode::PhaseEndYellowChange,
+        EventCode::PhaseBeginRedClearance,
+        EventCode::PhaseEndRedClearance,
+        EventCode::PhaseInactive,
+        EventCode::PhaseSkipped,
+        EventCode::TspEarlyForceOff,
+        EventCode::PreemptionForceOff,
+        EventCode::PedBeginWalk,
+        EventCode::PedBeginClearance,
+        EventCode::PedBeginSolidDontWalk,
+        EventCode::PedDark,
+        EventCode::BarrierTermination,
+        EventCode::PhaseHoldActive,
+        EventCode::PhaseHoldReleased,
+        EventCode::PhaseCallRegistered,
+        EventCode::PhaseCallDropped,
+        EventCode::PedCallRegistered,
+        EventCode::OverlapBeginGreen,
+        EventCode::OverlapBeginYellow,
+        EventCode::OverlapBeginRedClearance,
+        EventCode::OverlapOff,
+        EventCode::DetectorOff,
+        EventCode::DetectorOn,
+        EventCode::DetectorRestored,
+        EventCode::DetectorFaultOther,
+        EventCode::DetectorFaultWatchdog,
+        EventCode::DetectorFaultOpenLoop,
+        EventCode::DetectorFaultShortedLoop,
+        EventCode::DetectorFaultExcessiveChange,
+        EventCode::PedDetectorOff,
+        EventCode::PedDetectorOn,
+        EventCode::PreemptCallInputOn,
+        EventCode::PreemptCallInputOff,
+        EventCode::PreemptEntryStarted,
+        EventCode::PreemptBeginDwell,
+        EventCode::PreemptBeginExitInterval,
+        EventCode::TspCheckIn,
+        EventCode::TspAdjustExtendGreen,
+        EventCode::TspCheckOut,
+        EventCode::CoordPatternChange,
+        EventCode::CycleLengthChange,
+        EventCode::OffsetLengthChange,
+        EventCode::SplitChange1,
+        EventCode::SplitChange2,
+        EventCode::SplitChange3,
+        EventCode::SplitChange4,
+        EventCode::SplitChange5,
+        EventCode::SplitChange6,
+        EventCode::SplitChange7,
+        EventCode::SplitChange8,
+        EventCode::SplitChange9,
+        EventCode::SplitChange10,
+        EventCode::SplitChange11,
+        EventCode::SplitChange12,
+        EventCode::SplitChange13,
+        EventCode::SplitChange14,
+        EventCode::SplitChange15,
+        EventCode::SplitChange16,
+        EventCode::CoordCycleStateChange,
+        EventCode::CoordPhaseYieldPoint,
+        EventCode::CoordPhaseBegin,
+        EventCode::UnitControlStatusChange,
+        EventCode::UnitFlashStatusChange,
+        EventCode::UnitAlarmStatusChange,
+        EventCode::ManualControlEnable,
+        EventCode::AlarmOn,
+        EventCode::AlarmOff,
+    ];
+
+    /// The code with number `code`, if the controller has one.
+    pub fn from_code(code: u16) -> Option<EventCode> {
+        Self::ALL.iter().copied().find(|e| e.code() == code)
+    }
+
+    /// The code's name as the Indiana enumeration writes it (the event log
+    /// view shows it next to the number).
+    pub const fn name(self) -> &'static str {
+        match self {
+            EventCode::PhaseOn => "Phase On",
+            EventCode::PhaseBeginGreen => "Phase Begin Green",
+            EventCode::PhaseCheck => "Phase Check",
+            EventCode::PhaseMinComplete => "Phase Min Complete",
+            EventCode::PhaseGapOut => "Phase Gap Out",
+            EventCode::PhaseMaxOut => "Phase Max Out",
+            EventCode::PhaseForceOff => "Phase Force Off",
+            EventCode::PhaseGreenTermination => "Phase Green Termination",
+            EventCode::PhaseBeginYellowChange => "Phase Begin Yellow Clearance",
+            EventCode::PhaseEndYellowChange => "Phase End Yellow Clearance",
+            EventCode::PhaseBeginRedClearance => "Phase Begin Red Clearance",
+            EventCode::PhaseEndRedClearance => "Phase End Red Clearance",
+            EventCode::PhaseInactive => "Phase Inactive",
+            EventCode::PhaseSkipped => "Phase Skipped",
+            EventCode::TspEarlyForceOff => "TSP Early Force Off",
+            EventCode::PreemptionForceOff => "Preemption Force Off",
+            EventCode::PedBeginWalk => "Pedestrian Begin Walk",
+            EventCode::PedBeginClearance => "Pedestrian Begin Clearance",
+            EventCode::PedBeginSolidDontWalk => "Pedestrian Begin Solid Don't Walk",
+            EventCode::PedDark => "Pedestrian Dark",
+            EventCode::BarrierTermination => "Barrier Termination",
+            EventCode::PhaseHoldActive => "Phase Hold Active",
+            EventCode::PhaseHoldReleased => "Phase Hold Released",
+            EventCode::PhaseCallRegistered => "Phase Call Registered",
+            EventCode::PhaseCallDropped => "Phase Call Dropped",
+            EventCode::PedCallRegistered => "Pedestrian Call Registered",
+            EventCode::OverlapBeginGreen => "Overlap Begin Green",
+            EventCode::OverlapBeginYellow => "Overlap Begin Yellow",
+            EventCode::OverlapBeginRedClearance => "Overlap Begin Red Clearance",
+            EventCode::OverlapOff => "Overlap Off",
+            EventCode::DetectorOff => "Detector Off",
+            EventCode::DetectorOn => "Detector On",
+            EventCode::DetectorRestored => "Detector Restored",
+            EventCode::DetectorFaultOther => "Detector Fault Other",
+            EventCode::DetectorFaultWatchdog => "Detector Fault Watchdog",
+            EventCode::DetectorFaultOpenLoop => "Detector Fault Open Loop",
+            EventCode::DetectorFaultShortedLoop => "Detector Fault Shorted Loop",
+            EventCode::DetectorFaultExcessiveChange => "Detector Fault Excessive Change",
+            EventCode::PedDetectorOff => "Pedestrian Detector Off",
+            EventCode::PedDetectorOn => "Pedestrian Detector On",
+            EventCode::PreemptCallInputOn => "Preempt Call Input On",
+            EventCode::PreemptCallInputOff => "Preempt Call Input Off",
+            EventCode::PreemptEntryStarted => "Preempt Entry Started",
+            EventCode::PreemptBeginDwell => "Preempt Begin Dwell Service",
+            EventCode::PreemptBeginExitInterval => "Preempt Begin Exit Interval",
+            EventCode::TspCheckIn => "TSP Check In",
+            EventCode::TspAdjustExtendGreen => "TSP Adjustment to Extend Green",
+            EventCode::TspCheckOut => "TSP Check Out",
+            EventCode::CoordPatternChange => "Coord Pattern Change",
+            EventCode::CycleLengthChange => "Cycle Length Change",
+            EventCode::OffsetLengthChange => "Offset Length Change",
+            EventCode::SplitChange1 => "Split 1 Change",
+            EventCode::SplitChange2 => "Split 2 Change",
+            EventCode::SplitChange3 => "Split 3 Change",
+            EventCode::SplitChange4 => "Split 4 Change",
+            EventCode::SplitChange5 => "Split 5 Change",
+            EventCode::SplitChange6 => "Split 6 Change",
+            EventCode::SplitChange7 => "Split 7 Change",
+            EventCode::SplitChange8 => "Split 8 Change",
+            EventCode::SplitChange9 => "Split 9 Change",
+            EventCode::SplitChange10 => "Split 10 Change",
+            EventCode::SplitChange11 => "Split 11 Change",
+            EventCode::SplitChange12 => "Split 12 Change",
+            EventCode::SplitChange13 => "Split 13 Change",
+            EventCode::SplitChange14 => "Split 14 Change",
+            EventCode::SplitChange15 => "Split 15 Change",
+            EventCode::SplitChange16 => "Split 16 Change",
+            EventCode::CoordCycleStateChange => "Coord Cycle State Change",
+            EventCode::CoordPhaseYieldPoint => "Coordinated Phase Yield Point",
+            EventCode::CoordPhaseBegin => "Coordinated Phase Begin",
+            EventCode::UnitControlStatusChange => "Unit Control Status Change",
+            EventCode::UnitFlashStatusChange => "Unit Flash Status Change",
+            EventCode::UnitAlarmStatusChange => "Unit Alarm Status Change",
+            EventCode::ManualControlEnable => "Manual Control Enable",
+            EventCode::AlarmOn => "Alarm On",
+            EventCode::AlarmOff => "Alarm Off",
+        }
+    }
+
     /// "Split N change" (134–149) for phase index 0..16; the parameter is
     /// the new split in seconds.
     pub const fn split_change(phase_index: usize) -> EventCode {
@@ -197,6 +366,25 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ALL` lists every variant once, in order, so `from_code` knows them
+    /// all: counted against the enum's own text (`name` is an exhaustive
+    /// match, so every variant has a name).
+    #[test]
+    fn every_code_is_listed_once_with_a_name() {
+        let text = include_str!("event.rs");
+        let start = text.find("pub enum EventCode {").expect("the enum");
+        let body = &text[start..start + text[start..].find("\n}\n").expect("its end")];
+        let variants = body.lines().filter(|l| l.trim_end().ends_with(',') && l.contains(" = ")).count();
+        assert_eq!(EventCode::ALL.len(), variants);
+        assert!(EventCode::ALL.windows(2).all(|w| w[0].code() < w[1].code()), "in numeric order, no repeats");
+        for e in EventCode::ALL {
+            assert_eq!(EventCode::from_code(e.code()), Some(e));
+            assert!(!e.name().is_empty());
+        }
+        assert_eq!(EventCode::from_code(13), None);
+        assert_eq!(EventCode::PhaseGapOut.name(), "Phase Gap Out");
+    }
 
     #[test]
     fn queue_is_fifo_and_counts_overflow() {

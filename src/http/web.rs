@@ -16,6 +16,9 @@
 //!   [`MAX_EVENT_ROWS`] rows, the plot codes only, [`MAX_LOG_READS`] reads
 //!   at once, each on a blocking thread.
 //! - The list (`/api/intersections`) is one small row per intersection.
+//! - The event log view (`/api/log/{id}`, [`log`]): a window of at most
+//!   [`MAX_HOURS`] hours, filtered while it is read, the newest
+//!   [`log::MAX_LOG_ROWS`] rows, under the same [`MAX_LOG_READS`].
 //!
 //! The pages (`web/*.html`, `web/web.js`, `web/web.css`) are compiled
 //! into the binary: no CDN, no library, plain JS drawing SVG.
@@ -42,6 +45,9 @@ use crate::core::{FlashReason, Indication, Interval, OperatingMode, PedIndicatio
 use crate::engine::board::SnapshotBoard;
 use crate::io::cabinet::CabinetStats;
 use crate::telemetry::EventLogConfig;
+use crate::telemetry::log_writer::{LogLine, scan_log};
+
+mod log;
 
 /// How often a live client is sent its intersection's state: fast enough
 /// to follow a 100 ms tick's timers by eye, slow enough that 64 clients
@@ -58,8 +64,9 @@ const MAX_EVENT_ROWS: usize = 200_000;
 /// Event log reads at once; past it a request is answered 503.
 const MAX_LOG_READS: usize = 2;
 /// The event codes the plots draw: phase green, termination (gap-out,
-/// max-out, force-off), yellow, red clearance begin and end, detector on.
-const PLOT_CODES: [u16; 9] = [1, 4, 5, 6, 8, 10, 11, 81, 82];
+/// max-out, force-off), yellow, red clearance begin and end, pedestrian
+/// walk (the termination chart's pedestrian marks), detector off and on.
+const PLOT_CODES: [u16; 10] = [1, 4, 5, 6, 8, 10, 11, 21, 81, 82];
 
 /// What the pages read, shared with the daemon.
 #[derive(Debug)]
@@ -94,6 +101,7 @@ pub fn router(feeds: Feeds) -> Router {
         .route("/api/state/{id}", get(state))
         .route("/api/events/{id}", get(events))
         .route("/live/{id}", get(live))
+        .merge(log::routes())
         .with_state(web)
 }
 
@@ -121,6 +129,9 @@ enum Refused {
     NotYet,
     #[error("hours: a whole number from 1 to {MAX_HOURS}")]
     Hours,
+    /// A query value out of bounds; the text says which and why.
+    #[error("{0}")]
+    Query(String),
     #[error("{MAX_LIVE} live views open; try again later")]
     LiveViewsFull,
     #[error("{MAX_LOG_READS} event log reads under way; try again")]
@@ -138,7 +149,7 @@ impl IntoResponse for Refused {
         let code = match self {
             Refused::NoSuchIntersection(_) => StatusCode::NOT_FOUND,
             Refused::OutOfScope(_) => StatusCode::FORBIDDEN,
-            Refused::Hours => StatusCode::BAD_REQUEST,
+            Refused::Hours | Refused::Query(_) => StatusCode::BAD_REQUEST,
             Refused::NotYet | Refused::LiveViewsFull | Refused::LogReadsBusy | Refused::LogUnreadable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -154,6 +165,15 @@ impl Web {
         let echoed = || crate::api::convert::echo(id).to_owned();
         let i = self.feeds.ids.iter().position(|x| x == id).ok_or_else(|| Refused::NoSuchIntersection(echoed()))?;
         if caller.reaches(id) { Ok(i) } else { Err(Refused::OutOfScope(echoed())) }
+    }
+
+    /// Now in the engine's time, which is the log's (a lockstep simulation
+    /// runs ahead of the wall clock): the latest snapshot's instant.
+    fn now_ms(&self, i: usize) -> u64 {
+        match self.feeds.board.get(i) {
+            Some(s) => s.at.as_millis(),
+            None => u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+        }
     }
 
     fn link_up(&self, i: usize) -> Option<bool> {
@@ -447,19 +467,11 @@ async fn events(
         Some(Ok(h)) if (1..=MAX_HOURS).contains(&h) => h,
         Some(_) => return Err(Refused::Hours),
     };
-    let _permit = web.log_reads.try_acquire().map_err(|_| Refused::LogReadsBusy)?;
-    // The last hours of the engine's time, which is the log's: in a
-    // lockstep simulation it runs ahead of the wall clock.
-    let to = match web.feeds.board.get(i) {
-        Some(s) => s.at.as_millis(),
-        None => u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
-    };
+    let to = web.now_ms(i);
     let from = to.saturating_sub(hours * 3_600_000);
-    let cfg = web.feeds.event_log.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut rows = LogRows { from_unix_ms: from, to_unix_ms: to, truncated: false, events: Vec::new() };
-        let ids = [id];
-        let unreadable = crate::telemetry::log_writer::scan_log(&cfg, &ids, (from, to + 1), |line| {
+    let rows = LogRows { from_unix_ms: from, to_unix_ms: to, truncated: false, events: Vec::new() };
+    let rows = web
+        .read_log(id, (from, to), rows, |rows, line| {
             if !PLOT_CODES.contains(&line.code) {
                 return ControlFlow::Continue(());
             }
@@ -469,16 +481,35 @@ async fn events(
             }
             rows.events.push((line.at.as_millis(), line.code, line.param));
             ControlFlow::Continue(())
-        });
-        unreadable.map(|unreadable| {
+        })
+        .await?;
+    json(&rows)
+}
+
+impl Web {
+    /// Folds intersection `id`'s log lines from `from` to `to` (ms,
+    /// inclusive), oldest first, into `acc` with `each` until it breaks, on
+    /// a blocking thread; at most [`MAX_LOG_READS`] at once.
+    async fn read_log<T: Send + 'static>(
+        &self,
+        id: String,
+        (from, to): (u64, u64),
+        mut acc: T,
+        mut each: impl FnMut(&mut T, &LogLine<'_>) -> ControlFlow<()> + Send + 'static,
+    ) -> Result<T, Refused> {
+        let _permit = self.log_reads.try_acquire().map_err(|_| Refused::LogReadsBusy)?;
+        let cfg = self.feeds.event_log.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let ids = [id];
+            let unreadable = scan_log(&cfg, &ids, (from, to.saturating_add(1)), |line| each(&mut acc, line))?;
             if unreadable > 0 {
                 tracing::warn!(unreadable, "web view skipped event log lines it could not read");
             }
-            rows
+            Ok(acc)
         })
-    })
-    .await;
-    json(&read.map_err(|_| Refused::LogReadFailed)?.map_err(Refused::LogUnreadable)?)
+        .await;
+        read.map_err(|_| Refused::LogReadFailed)?.map_err(Refused::LogUnreadable)
+    }
 }
 
 /// The value of `key` in a URL query (`a=1&b=2`), as written: the values

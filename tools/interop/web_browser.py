@@ -9,8 +9,13 @@ Checks, each printed as PASS/FAIL, then "N passed, M failed":
    (server-sent events): the set of phases shown green changes;
 3. the Purdue coordination diagram and the split monitor draw points from
    the event log;
-4. every resource the pages loaded came from the daemon (no CDN).
-Writes a screenshot of the intersection page to --screenshot.
+4. the phase termination chart draws termination marks from the event log,
+   in the rows of the phases that have them;
+5. every resource the pages loaded came from the daemon (no CDN);
+6. the event log page shows rows, and applying a filter (codes 1, 8 of
+   phase 2) leaves only those, newest first.
+Writes a screenshot of the intersection page to --screenshot, and of the
+event log page next to it (-events.png).
 """
 
 import argparse
@@ -52,7 +57,7 @@ def main():
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1900"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
     results = []
@@ -96,6 +101,23 @@ def main():
             arrivals, split_points = until("points in both plots", drawn, 90)
             return f"{arrivals} arrivals on the coordination diagram, {split_points} splits"
 
+        def terminations():
+            def drawn():
+                driver.find_element(By.ID, "reload").click()
+                time.sleep(1.0)
+                svg = driver.find_element(By.ID, "terminations")
+                marks = len(svg.find_elements(By.CSS_SELECTOR, "line.term"))
+                walks = len(svg.find_elements(By.CSS_SELECTOR, "circle.walk"))
+                said = int(svg.get_attribute("data-terminations") or 0)
+                assert said == marks, f"data-terminations {said}, {marks} marks drawn"
+                kinds = {k: len(svg.find_elements(By.CSS_SELECTOR, f"line.term.{k}"))
+                         for k in ("gap-out", "max-out", "force-off", "other")}
+                return marks > 0 and (marks, walks, kinds)
+            marks, walks, kinds = until("termination marks", drawn, 60)
+            labels = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#terminations text") if t.text.startswith("Φ")]
+            assert len(labels) >= 2, f"a row per phase: {labels}"
+            return f"{marks} terminations {kinds}, {walks} walks, rows {labels}"
+
         def offline():
             urls = driver.execute_script(
                 "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
@@ -103,12 +125,38 @@ def main():
             assert not foreign, f"loaded from elsewhere: {foreign}"
             return f"{len(urls)} resources, all from the daemon"
 
+        def event_log():
+            driver.get(f"{args.url}/i/{args.intersection}/events")
+
+            def rows():
+                return [(r.get_attribute("data-code"), r.get_attribute("data-param"))
+                        for r in driver.find_elements(By.CSS_SELECTOR, "#log tbody tr")]
+            before = until("event log rows", lambda: (r := rows()) and len({c for c, _ in r}) > 2 and r, 30)
+            driver.find_element(By.ID, "codes").send_keys("1, 8")
+            driver.find_element(By.ID, "param").send_keys("2")
+            driver.find_element(By.ID, "apply").click()
+            after = until("the filtered rows", lambda: (r := rows()) and r != before
+                          and all(c in ("1", "8") and p == "2" for c, p in r) and r, 30)
+            names = {c.text for c in driver.find_elements(By.CSS_SELECTOR, "#log tbody td:nth-child(3)")}
+            assert names == {"Phase Begin Green", "Phase Begin Yellow Clearance"}, names
+            status = driver.find_element(By.ID, "log-status").text
+            urls = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
+            foreign = [u for u in urls if not u.startswith(args.url)]
+            assert not foreign, f"loaded from elsewhere: {foreign}"
+            return f"{len(before)} rows of codes {sorted({c for c, _ in before}, key=int)}, filtered to {len(after)} ({status})"
+
         check("the list shows every intersection", listed)
         check("a phase change arrives live", live_phase_change)
         check("the plots draw points from the event log", plots)
+        check("the termination chart draws marks from the event log", terminations)
         check("nothing is loaded from elsewhere", offline)
         driver.save_screenshot(args.screenshot)
         print(f"screenshot: {args.screenshot}")
+        check("the event log page filters its rows", event_log)
+        events_shot = args.screenshot[:-4] + "-events.png" if args.screenshot.endswith(".png") else args.screenshot + "-events.png"
+        driver.save_screenshot(events_shot)
+        print(f"screenshot: {events_shot}")
     finally:
         driver.quit()
     passed = sum(results)

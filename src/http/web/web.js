@@ -227,6 +227,7 @@ async function loadPlots(id, layout) {
     const from = log.events.length ? Math.max(log.from_unix_ms, log.events[0][0]) : log.from_unix_ms;
     drawPcd(document.getElementById("pcd"), log.events, layout, phase, from, log.to_unix_ms);
     drawSplits(document.getElementById("splits"), log.events, phase, from, log.to_unix_ms);
+    drawTerminations(document.getElementById("terminations"), log.events, layout, from, log.to_unix_ms, +document.getElementById("consecutive").value);
     status.textContent = `${log.events.length} events${log.truncated ? " (truncated: newest missing)" : ""}, read ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     status.textContent = String(e);
@@ -238,6 +239,7 @@ async function intersectionPage() {
   const layout = await getJSON(`/api/intersection/${encodeURIComponent(id)}`);
   document.getElementById("title").textContent = `${layout.id}: ${layout.name}`;
   document.title = `Greenwave: ${layout.name}`;
+  document.getElementById("events-link").href = `/i/${encodeURIComponent(id)}/events`;
   drawRings(layout);
   const select = document.getElementById("phase");
   select.replaceChildren(...layout.phases.map((p) => el("option", { value: p.number }, `Φ${p.number} ${p.name}`)));
@@ -250,6 +252,7 @@ async function intersectionPage() {
   const reload = () => loadPlots(id, layout);
   select.onchange = reload;
   document.getElementById("hours").onchange = reload;
+  document.getElementById("consecutive").onchange = reload;
   document.getElementById("reload").onclick = reload;
   await reload();
   setInterval(reload, 60000);
@@ -258,6 +261,6 @@ async function intersectionPage() {
 if (document.body.dataset.page === "list") {
   refreshList();
   setInterval(refreshList, 2000);
-} else {
+} else if (document.body.dataset.page === "intersection") {
   intersectionPage().catch((e) => { document.getElementById("alarms").textContent = String(e); });
 }
