@@ -9,11 +9,19 @@ Checks, each printed as PASS/FAIL, then "N passed, M failed":
    (server-sent events): the set of phases shown green changes;
 3. the Purdue coordination diagram and the split monitor draw points from
    the event log;
-4. every resource the pages loaded came from the daemon (no CDN).
-Writes a screenshot of the intersection page to --screenshot.
+4. the map on the list page draws one marker per intersection with a
+   location (as /api/intersections gives them), each linking to its page,
+   lists the others as not on the map, and draws the corridor as a line;
+5. the corridor's time-space diagram (/c/N) draws green bands of phase 2
+   for every member from the event log's real greens, and ideal
+   progression lines from the first member's green starts;
+6. every resource the three pages loaded came from the daemon (no CDN).
+Writes a screenshot of the intersection page to --screenshot, and of the
+map and the time-space diagram next to it (-map.png, -corridor.png).
 """
 
 import argparse
+import pathlib
 import sys
 import time
 
@@ -48,12 +56,18 @@ def main():
     ap.add_argument("--intersection", required=True)
     ap.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     ap.add_argument("--screenshot", required=True)
+    ap.add_argument("--corridor", required=True, help="a corridor's number or name")
+    ap.add_argument("--corridor-members", required=True, help="its member ids, comma-separated")
     args = ap.parse_args()
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
         options.add_argument(flag)
+    def shot(name):
+        path = pathlib.Path(args.screenshot)
+        return path.with_name(f"{path.stem}-{name}{path.suffix}")
+
     driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
     results = []
 
@@ -96,19 +110,71 @@ def main():
             arrivals, split_points = until("points in both plots", drawn, 90)
             return f"{arrivals} arrivals on the coordination diagram, {split_points} splits"
 
+        def map_markers():
+            driver.get(f"{args.url}/")
+            rows = driver.execute_script(
+                "return fetch('/api/intersections', {credentials: 'same-origin'}).then(r => r.json())")
+            located = sorted(r["id"] for r in rows if r["location"] is not None)
+            unlocated = [r["id"] for r in rows if r["location"] is None]
+            assert located, "no intersection has a location"
+
+            def drawn():
+                markers = driver.find_elements(By.CSS_SELECTOR, "#map circle.marker")
+                return markers if sorted(m.get_attribute("data-id") for m in markers) == located else None
+            markers = until("one marker per located intersection", drawn, 20)
+            for m in markers:
+                href = m.find_element(By.XPATH, "..").get_dom_attribute("href")
+                assert href.endswith(f"/i/{m.get_attribute('data-id')}"), f"marker links to {href}"
+            text = driver.find_element(By.ID, "unlocated").text
+            assert all(u in text for u in unlocated), f"unlocated {unlocated} not listed: {text!r}"
+            lines = until("the corridor's line", lambda: driver.find_elements(By.CSS_SELECTOR, "#map polyline.corridor-line"), 10)
+            links = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#corridors a")]
+            assert links and links[0].endswith(f"/c/{args.corridor}"), f"corridor links {links}"
+            states = [m.get_attribute("data-state") for m in markers]
+            driver.save_screenshot(str(shot("map")))
+            return f"{len(markers)} markers {located} ({states}), not on the map {unlocated}, {len(lines)} corridor line(s)"
+
+        def time_space():
+            driver.get(f"{args.url}/c/{args.corridor}")
+            members = args.corridor_members.split(",")
+
+            def drawn():
+                driver.find_element(By.ID, "reload").click()
+                time.sleep(1.0)
+                tsd = driver.find_element(By.ID, "tsd")
+                greens = {m: len(tsd.find_elements(
+                    By.CSS_SELECTOR, f"rect.band.green[data-member='{m}'][data-phase='2']")) for m in members}
+                lines = len(tsd.find_elements(By.CSS_SELECTOR, "line.progression.outbound"))
+                # Two greens at each member: at least one begins with a
+                # logged green (1) inside the window; a progression line
+                # starts only at such a green.
+                return all(n >= 2 for n in greens.values()) and lines > 0 and (greens, lines)
+            greens, lines = until("green bands at every member and a progression line", drawn, 90)
+            driver.save_screenshot(str(shot("corridor")))
+            status = driver.find_element(By.ID, "status").text
+            return f"phase 2 green bands {greens}, {lines} progression lines ({status})"
+
         def offline():
-            urls = driver.execute_script(
-                "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
+            urls = []
+            # Each page in turn: the list with its map, an intersection, a corridor.
+            for page in ("/", f"/i/{args.intersection}", f"/c/{args.corridor}"):
+                driver.get(f"{args.url}{page}")
+                time.sleep(1.5)
+                urls += driver.execute_script(
+                    "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
             foreign = [u for u in urls if not u.startswith(args.url)]
             assert not foreign, f"loaded from elsewhere: {foreign}"
-            return f"{len(urls)} resources, all from the daemon"
+            return f"{len(urls)} resources on 3 pages, all from the daemon"
 
         check("the list shows every intersection", listed)
         check("a phase change arrives live", live_phase_change)
         check("the plots draw points from the event log", plots)
-        check("nothing is loaded from elsewhere", offline)
         driver.save_screenshot(args.screenshot)
         print(f"screenshot: {args.screenshot}")
+        check("the map draws one marker per located intersection", map_markers)
+        check("the time-space diagram draws green bands from the log", time_space)
+        check("nothing is loaded from elsewhere", offline)
+        print(f"screenshots: {shot('map')}, {shot('corridor')}")
     finally:
         driver.quit()
     passed = sum(results)

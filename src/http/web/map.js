@@ -70,7 +70,7 @@
       map.append(svg("text", { x: w / 2, y: h / 2, "text-anchor": "middle" }, "No intersection has a location."));
       return;
     }
-    const p = projection(located.map((s) => s.location), w, h, 60);
+    const p = projection(located.map((s) => s.location), w, h, 70);
     const at = new Map(located.map((s) => [s.id, s.location]));
     for (const c of corridors) {
       const points = c.members.filter((m) => at.has(m.id)).map((m) => at.get(m.id));
@@ -80,8 +80,9 @@
         fill: "none", stroke: "#36c", "stroke-width": 6, "stroke-opacity": 0.45, "stroke-linecap": "round",
       }, svg("title", {}, `${c.name}: time-space diagram`));
       const last = points[points.length - 1];
+      const lx = p.x(last), anchor = lx > w / 2 ? { x: lx - 12, "text-anchor": "end" } : { x: lx + 12 };
       map.append(svg("a", { href: `/c/${c.number}` }, line,
-        svg("text", { x: p.x(last) + 12, y: p.y(last) + 22, fill: "#36c" }, `${c.name} →`)));
+        svg("text", { ...anchor, y: p.y(last) + 22, fill: "#36c" }, `${c.name} →`)));
     }
     for (const s of located) {
       const [state, colour] = stateOf(s);
@@ -90,7 +91,9 @@
       map.append(svg("a", { href: `/i/${encodeURIComponent(s.id)}`, class: "marker-link" },
         svg("circle", { class: "marker", "data-id": s.id, "data-state": state, cx: x, cy: y, r: 9,
           fill: colour, stroke: "#222", "stroke-width": 1.5 }, svg("title", {}, tip)),
-        svg("text", { x: x + 12, y: y + 4, fill: "#222" }, s.name)));
+        // Labels on the right half go left of their marker, to stay in view.
+        svg("text", x > w / 2 ? { x: x - 12, y: y + 4, fill: "#222", "text-anchor": "end" }
+          : { x: x + 12, y: y + 4, fill: "#222" }, s.name)));
     }
     // A scale bar and the legend.
     const metres = [50, 100, 200, 500, 1000, 2000, 5000, 10000].find((m) => m / p.metres(1) > 80) || 10000;
