@@ -183,8 +183,10 @@ fn check_report_renders_errors_ok_lines_and_totals() {
     let report = check_report(&[repo("controllers"), repo("tests/fixtures/broken.toml")]);
     assert!(report.has_errors());
     let text = report.render();
-    let broadway =
-        format!("{}: ok (8 phases, 16 detectors, 5 plans)", repo("controllers/broadway-and-5th.toml").display());
+    let broadway = format!(
+        "{}: ok (8 phases, 16 detectors, 5 plans, at 22.5406, 114.0553)",
+        repo("controllers/broadway-and-5th.toml").display()
+    );
     assert!(text.contains(&broadway), "{text}");
     let broken = repo("tests/fixtures/broken.toml");
     let yellow = format!("{}: error: phase 4 (number 4).yellow_s: 3.0 s is below the ITE minimum", broken.display());
@@ -228,6 +230,37 @@ fn controller_keys_are_case_sensitive_like_config_rs() {
             ("phase 1 (number 2).yellow_s", "missing (required)"),
         ]
     );
+}
+
+#[test]
+fn a_location_is_read_in_degrees_and_checked_on_the_earth() {
+    let shipped = load_ok(&repo("controllers/elm-and-oak.toml"));
+    let at = shipped.location.expect("the shipped files have a location");
+    assert_eq!((at.lat, at.lon), (22.5367, 114.0602));
+
+    let text = fs::read_to_string(repo("controllers/elm-and-oak.toml")).expect("read");
+    let line = "location = { lat = 22.5367, lon = 114.0602 }";
+    assert!(text.contains(line), "the shipped line moved");
+    let (none, _) = load_intersection_str("elm.toml", &text.replace(line, "")).expect("location is optional");
+    assert_eq!(none.location, None);
+
+    let bad = text.replace(line, "location = { lat = 95.0, lon = -181 }");
+    let errors = load_intersection_str("elm.toml", &bad).expect_err("off the earth");
+    assert_exactly(
+        &errors,
+        &[
+            ("intersection.location.lat", "95 is not a latitude in degrees (-90 to 90)"),
+            ("intersection.location.lon", "-181 is not a longitude in degrees (-180 to 180)"),
+        ],
+    );
+    assert!(errors[0].to_string().starts_with("elm.toml: intersection.location.lat: 95"), "{}", errors[0]);
+
+    let half = text.replace(line, "location = { lat = 22.5 }");
+    let errors = load_intersection_str("elm.toml", &half).expect_err("lon missing");
+    assert_exactly(&errors, &[("intersection.location.lon", "missing (required)")]);
+    let typo = text.replace(line, "location = { lat = 22.5, lng = 114.0 }");
+    let errors = load_intersection_str("elm.toml", &typo).expect_err("unknown key");
+    assert!(errors.iter().any(|e| e.key == "intersection.location.lng"), "{}", lines(&errors));
 }
 
 // ---- daemon settings ------------------------------------------------------

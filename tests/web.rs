@@ -1,7 +1,8 @@
-//! The web view (`src/http/web.rs`): its JSON, live feed and event log
-//! rows over a real socket, the browser's token, and Debian's chromium
-//! (headless, driven by selenium: `tools/interop/web_browser.py`) against
-//! the real `greenwave run` binary.
+//! The web view (`src/http/web.rs`, `src/http/corridor.rs`): its JSON,
+//! live feed and event log rows over a real socket, the map's locations,
+//! corridors and their time-space rows by the token's scope, the
+//! browser's token, and Debian's chromium (headless, driven by selenium:
+//! `tools/interop/web_browser.py`) against the real `greenwave run` binary.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -220,6 +221,135 @@ async fn the_event_log_view_filters_while_it_reads() {
     h.stop().await;
 }
 
+/// Where the located test intersections are.
+const ELM_AT: (f64, f64) = (22.5367, 114.0602);
+const OAK_AT: (f64, f64) = (22.5391, 114.0648);
+/// A viewer token that reaches oak-and-pine only, and one that reaches
+/// pine-and-ash only (no corridor member).
+const OAK_VIEWER: &str = "oak-viewer-token-0123456789abcdef0123456789abcd";
+const PINE_VIEWER: &str = "pine-viewer-token-0123456789abcdef0123456789abc";
+
+/// A folder for `greenwave run`: three intersections (elm-and-oak and
+/// oak-and-pine located, pine-and-ash not), the corridor "Oak Ave" from
+/// elm-and-oak to oak-and-pine (25 s), lockstep at 20 times real time,
+/// the web view on a free port, tokens [`VIEWER`] (everything),
+/// [`OAK_VIEWER`] and [`PINE_VIEWER`], nothing anonymous.
+fn corridor_daemon(dir: &std::path::Path) -> Daemon {
+    let config = format!(
+        "view = false\ntime_zone = \"UTC\"\nclock = \"cabinet\"\nlockstep_speed = 20.0\n\n\
+         [grpc]\nanonymous = \"none\"\n{}{}{}\n[http]\nlisten = \"127.0.0.1:0\"\nanonymous = \"none\"\n\n\
+         [[corridor]]\nname = \"Oak Ave\"\nmembers = [\"elm-and-oak\", \"oak-and-pine\"]\ntravel_s = [25.0]\n",
+        token_entry("wall", "viewer", VIEWER, ""),
+        token_entry("oak", "viewer", OAK_VIEWER, "intersections = [\"oak-and-pine\"]\n"),
+        token_entry("pine", "viewer", PINE_VIEWER, "intersections = [\"pine-and-ash\"]\n"),
+    );
+    let (elm_name, elm) = test_controller();
+    let line = format!("location = {{ lat = {}, lon = {} }}", ELM_AT.0, ELM_AT.1);
+    assert!(elm.contains(&line), "the shipped elm-and-oak has a location");
+    let oak = elm
+        .replace("id = \"elm-and-oak\"", "id = \"oak-and-pine\"")
+        .replace(&line, &format!("location = {{ lat = {}, lon = {} }}", OAK_AT.0, OAK_AT.1));
+    let pine = elm.replace("id = \"elm-and-oak\"", "id = \"pine-and-ash\"").replace(&line, "");
+    let files = [(elm_name, elm), ("oak-and-pine.toml".into(), oak), ("pine-and-ash.toml".into(), pine)];
+    prepare(dir, &files, &config);
+    Daemon::start(dir, ["--config", "greenwave.toml"])
+}
+
+/// The web view's URL from the daemon's log line.
+fn web_url(daemon: &mut Daemon) -> String {
+    let line = daemon.expect_line("web view on ");
+    let url = line.split("web view on ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a URL");
+    url.trim_end_matches('/').to_owned()
+}
+
+/// GETs `path` with `token`: its status and, when 200, its JSON.
+async fn json_as(addr: SocketAddr, path: &str, token: &str) -> (u16, Value) {
+    let answer = get(addr, path, Some(token)).await;
+    let value = if answer.status == 200 { json(&answer.body) } else { Value::Null };
+    (answer.status, value)
+}
+
+fn ids(members: &Value) -> Vec<&str> {
+    members.as_array().expect("members").iter().map(|m| m["id"].as_str().expect("id")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_and_the_corridors_are_served_within_the_tokens_scope() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut daemon = corridor_daemon(tmp.path());
+    let url = web_url(&mut daemon);
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().expect("an address");
+
+    // The map's rows: a location where the controller file has one, else null.
+    let (status, list) = json_as(addr, "/api/intersections", VIEWER).await;
+    assert_eq!(status, 200);
+    let row = |id: &str| list.as_array().expect("rows").iter().find(|r| r["id"] == id).cloned().expect("listed");
+    assert_eq!(row("elm-and-oak")["location"], serde_json::json!({"lat": ELM_AT.0, "lon": ELM_AT.1}));
+    assert_eq!(row("oak-and-pine")["location"], serde_json::json!({"lat": OAK_AT.0, "lon": OAK_AT.1}));
+    assert_eq!(row("pine-and-ash")["location"], Value::Null, "{list}");
+
+    // The corridor in full, then as each scoped token sees it.
+    let (_, all) = json_as(addr, "/api/corridors", VIEWER).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+    let c = &all[0];
+    assert_eq!((c["number"].as_u64(), c["name"].as_str()), (Some(1), Some("Oak Ave")), "{c}");
+    assert_eq!(ids(&c["members"]), ["elm-and-oak", "oak-and-pine"]);
+    assert_eq!(c["members"][1]["reach_s"], 25.0);
+    assert_eq!((c["travel_s"].clone(), c["hidden"].as_u64()), (serde_json::json!([25.0]), Some(0)));
+    let (_, oak) = json_as(addr, "/api/corridors", OAK_VIEWER).await;
+    assert_eq!(ids(&oak[0]["members"]), ["oak-and-pine"], "{oak}");
+    assert_eq!((oak[0]["members"][0]["reach_s"].as_f64(), oak[0]["hidden"].as_u64()), (Some(25.0), Some(1)));
+    assert_eq!(oak[0]["travel_s"], serde_json::json!([]));
+    assert_eq!(json_as(addr, "/api/corridors", PINE_VIEWER).await, (200, serde_json::json!([])));
+    assert_eq!(json_as(addr, "/api/intersections", OAK_VIEWER).await.1.as_array().map(Vec::len), Some(1));
+
+    // The time-space rows: both members' phase 2 greens, from the log.
+    let mut rows = Value::Null;
+    for _ in 0..300 {
+        // 503 until the event log's first file is written.
+        let (status, v) = json_as(addr, "/api/corridor/1/events?minutes=5", VIEWER).await;
+        assert!(status == 200 || status == 503, "{status}");
+        let greens = |m: usize| v["events"][m].as_array().is_some_and(|e| e.iter().any(|e| e[1] == 1 && e[2] == 2));
+        if greens(0) && greens(1) {
+            rows = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rows.is_object(), "no phase 2 greens at both members in time");
+    assert_eq!(rows["to_unix_ms"].as_u64().unwrap() - rows["from_unix_ms"].as_u64().unwrap(), 5 * 60_000);
+    assert_eq!(ids(&rows["members"]), ["elm-and-oak", "oak-and-pine"]);
+    for member in rows["events"].as_array().expect("per member") {
+        let events = member.as_array().expect("rows");
+        let shown = |e: &Value| {
+            [1, 8, 10, 11].contains(&e[1].as_u64().unwrap_or(0)) && [2, 6].contains(&e[2].as_u64().unwrap_or(0))
+        };
+        assert!(events.iter().all(shown), "{member}");
+        let times: Vec<u64> = events.iter().map(|e| e[0].as_u64().expect("ms")).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    }
+    let (status, by_name) = json_as(addr, "/api/corridor/Oak%20Ave/events", VIEWER).await;
+    assert_eq!((status, by_name["number"].as_u64()), (200, Some(1)), "by its name");
+    let (_, scoped) = json_as(addr, "/api/corridor/1/events", OAK_VIEWER).await;
+    assert_eq!((ids(&scoped["members"]), scoped["hidden"].as_u64()), (vec!["oak-and-pine"], Some(1)));
+    assert_eq!(scoped["events"].as_array().map(Vec::len), Some(1), "the hidden member's rows are not sent");
+    assert_eq!(get(addr, "/api/corridor/1/events", Some(PINE_VIEWER)).await.status, 403);
+    assert_eq!(get(addr, "/api/corridor/2/events", Some(VIEWER)).await.status, 404);
+    assert_eq!(get(addr, "/api/corridor/1/events?minutes=0", Some(VIEWER)).await.status, 400);
+    assert_eq!(get(addr, "/api/corridor/1/events?minutes=121", Some(VIEWER)).await.status, 400);
+
+    // The pages and their scripts are the daemon's own.
+    let page = get(addr, "/c/1", Some(VIEWER)).await;
+    assert!(page.status == 200 && page.body.contains("<script src=\"/corridor.js\">"), "{}", page.body);
+    assert!(get(addr, "/", Some(VIEWER)).await.body.contains("<script src=\"/map.js\">"));
+    for asset in ["/map.js", "/corridor.js"] {
+        let answer = get(addr, asset, Some(VIEWER)).await;
+        assert!(answer.status == 200 && answer.headers.contains("content-type: text/javascript"), "{asset}");
+    }
+    daemon.signal("-TERM");
+    assert!(daemon.wait().success(), "daemon exit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_brings_its_token_in_the_query_then_in_a_cookie() {
     let h = daemon(None).await;
@@ -244,11 +374,13 @@ async fn a_browser_brings_its_token_in_the_query_then_in_a_cookie() {
 }
 
 /// chromium (headless) through selenium against `greenwave run`: the list
-/// shows both intersections, the intersection page sees a phase change
-/// arrive live, the coordination diagram and split monitor draw points
-/// and the termination chart marks from the event log, and the event log
-/// page shows rows that a filter narrows. The screenshots (intersection
-/// page, event log page) are kept in the target directory.
+/// shows the three intersections and the map one marker per located one,
+/// the intersection page sees a phase change arrive live, the
+/// coordination diagram and split monitor draw points and the
+/// termination chart marks from the event log, the corridor's time-space
+/// diagram green bands and progression lines, and the event log page
+/// shows rows that a filter narrows. The screenshots are kept in the
+/// target directory.
 #[test]
 fn chromium_shows_the_intersections_live_and_their_plots() {
     let Some(python) = peer_python("import selenium", "selenium") else { return };
@@ -266,23 +398,15 @@ fn chromium_shows_the_intersections_live_and_their_plots() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     // At 20 times real time a coordination cycle takes a few seconds.
-    let config = format!(
-        "view = false\ntime_zone = \"UTC\"\nclock = \"cabinet\"\nlockstep_speed = 20.0\n\n\
-         [grpc]\nanonymous = \"none\"\n{}\n[http]\nlisten = \"127.0.0.1:0\"\nanonymous = \"none\"\n",
-        token_entry("wall", "viewer", VIEWER, "")
-    );
-    let (a_name, a_text) = test_controller();
-    let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak-and-pine\"");
-    prepare(tmp.path(), &[(a_name, a_text), ("oak-and-pine.toml".into(), b_text)], &config);
-    let mut daemon = Daemon::start(tmp.path(), ["--config", "greenwave.toml"]);
-    let line = daemon.expect_line("web view on ");
-    let url = line.split("web view on ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a URL");
+    let mut daemon = corridor_daemon(tmp.path());
+    let url = web_url(&mut daemon);
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-view.png");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(python)
         .arg(root.join("tools/interop/web_browser.py"))
-        .args(["--url", url.trim_end_matches('/'), "--token", VIEWER, "--ids", "elm-and-oak,oak-and-pine"])
+        .args(["--url", &url, "--token", VIEWER, "--ids", "elm-and-oak,oak-and-pine,pine-and-ash"])
         .args(["--intersection", ID, "--chromedriver", chromedriver])
+        .args(["--corridor", "1", "--corridor-members", "elm-and-oak,oak-and-pine"])
         .arg("--screenshot")
         .arg(&screenshot)
         .output()
@@ -297,7 +421,7 @@ fn chromium_shows_the_intersections_live_and_their_plots() {
         String::from_utf8_lossy(&output.stderr),
         daemon.log().join("\n")
     );
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     assert!(!daemon.log().iter().any(|l| l.contains(VIEWER)), "the token is never logged");
     println!("screenshot: {}", screenshot.display());

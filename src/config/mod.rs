@@ -64,6 +64,8 @@ pub struct IntersectionConfig {
     /// `[intersection] time_zone`: the IANA zone its schedule is read in,
     /// over the daemon's `time_zone`.
     pub time_zone: Option<chrono_tz::Tz>,
+    /// `[intersection] location`: where it is, for the web view's map.
+    pub location: Option<Location>,
     pub cabinet: CabinetConfig,
     pub traffic: TrafficConfig,
     /// Camera zones (`[[camera_zone]]`) and the detector channels they drive.
@@ -73,6 +75,14 @@ pub struct IntersectionConfig {
     /// Its text, exactly as validated (the API's plan editor starts from it:
     /// a file rewritten since is not read again).
     pub text: std::sync::Arc<str>,
+}
+
+/// A point on the earth, WGS 84 degrees: latitude −90..=90 (north
+/// positive), longitude −180..=180 (east positive).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 /// A video detection zone: a camera reports it by `id` over gRPC, and the

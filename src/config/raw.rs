@@ -95,6 +95,14 @@ pub struct RawIntersection {
     pub id: Option<String>,
     pub name: Option<String>,
     pub time_zone: Option<String>,
+    pub location: Option<RawLocation>,
+}
+
+/// `location = { lat = 22.5431, lon = 114.0579 }`: WGS 84 degrees.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawLocation {
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
 }
 
 /// `[cabinet]`

@@ -286,6 +286,7 @@ impl Daemon {
                 cabinets: cabinets.stats.iter().map(|(_, s)| s.clone()).collect(),
                 docs: api.docs(),
                 event_log: web_log,
+                corridors: daemon.corridors.clone(),
             };
             let serve = crate::http::serve(&daemon.http, &daemon.grpc, api.refusals(), sources, feeds);
             Some(grpc_rt.block_on(serve).context("starting the metrics listener")?)

@@ -18,10 +18,12 @@
 //!
 //! # Layout
 //! - [`metrics`]: the collector read at each scrape.
-//! - [`web`]: the web view's pages, JSON and live feed.
+//! - [`web`]: the web view's pages, JSON and live feed; `corridor`: its
+//!   corridor list and time-space diagram rows.
 //! - this module: [`serve`], the gate, connections (HTTP/1.1 and HTTP/2,
 //!   TLS when configured).
 
+mod corridor;
 pub mod metrics;
 pub mod web;
 

@@ -39,6 +39,7 @@ use serde::Serialize;
 
 use crate::api::auth::Identity;
 use crate::api::docs::Docs;
+use crate::config::{CorridorConfig, Location};
 use crate::core::detector::DetectorFault;
 use crate::core::spec::{DetectorKind, DetectorPlacement};
 use crate::core::{FlashReason, Indication, Interval, OperatingMode, PedIndication, Snapshot, UnitState};
@@ -78,13 +79,15 @@ pub struct Feeds {
     pub cabinets: Vec<Arc<CabinetStats>>,
     pub docs: Arc<Docs>,
     pub event_log: EventLogConfig,
+    /// `[[corridor]]`, as loaded (the time-space pages, `super::corridor`).
+    pub corridors: Vec<CorridorConfig>,
 }
 
 #[derive(Debug)]
-struct Web {
-    feeds: Feeds,
+pub(super) struct Web {
+    pub(super) feeds: Feeds,
     live: AtomicUsize,
-    log_reads: tokio::sync::Semaphore,
+    pub(super) log_reads: tokio::sync::Semaphore,
 }
 
 /// The web view's routes, ready to merge behind the listener's gate
@@ -102,14 +105,15 @@ pub fn router(feeds: Feeds) -> Router {
         .route("/api/events/{id}", get(events))
         .route("/live/{id}", get(live))
         .merge(log::routes())
-        .with_state(web)
+        .with_state(web.clone())
+        .merge(super::corridor::router(web))
 }
 
 fn page(html: &'static str) -> Response {
     asset("text/html; charset=utf-8", html)
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(super) fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
@@ -182,10 +186,13 @@ impl Web {
 
     fn summary(&self, i: usize, snap: Option<&Snapshot>) -> Summary {
         let id = self.feeds.ids[i].clone();
-        let name = self.feeds.docs.current(i).config.name.clone();
+        let (name, location) = {
+            let current = self.feeds.docs.current(i);
+            (current.config.name.clone(), current.config.location)
+        };
         let link_up = self.link_up(i);
         let Some(s) = snap else {
-            return Summary { id, name, unit: "starting", mode: "", plan: 0, link_up, alarms: Vec::new() };
+            return Summary { id, name, location, unit: "starting", mode: "", plan: 0, link_up, alarms: Vec::new() };
         };
         let mut alarms = Vec::new();
         if link_up == Some(false) {
@@ -213,7 +220,7 @@ impl Web {
         // A flashing intersection is in flash whatever the operator's mode
         // (as the gRPC state says).
         let mode = if flash.is_some() { "flash" } else { mode_name(s.mode) };
-        Summary { id, name, unit, mode, plan: s.plan, link_up, alarms }
+        Summary { id, name, location, unit, mode, plan: s.plan, link_up, alarms }
     }
 }
 
@@ -222,6 +229,9 @@ impl Web {
 struct Summary {
     id: String,
     name: String,
+    /// `[intersection] location` (`{lat, lon}`), for the map; `null` if
+    /// the controller file has none.
+    location: Option<Location>,
     /// `starting` (nothing published yet), `run`, `all red` or `flash`.
     unit: &'static str,
     mode: &'static str,

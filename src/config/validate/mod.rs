@@ -29,8 +29,8 @@ use super::clearance::ApproachSpeed;
 use super::de::Deserialized;
 use super::error::{ConfigError, Warning};
 use super::key::KeyPath;
-use super::raw::{RawController, RawFlash, RawIntersection};
-use super::{CabinetConfig, CameraZone, IntersectionConfig, TrafficConfig};
+use super::raw::{RawController, RawFlash, RawIntersection, RawLocation};
+use super::{CabinetConfig, CameraZone, IntersectionConfig, Location, TrafficConfig};
 
 mod cabinet;
 mod camera;
@@ -121,7 +121,7 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path, text: &st
     v.service_warnings();
 
     let mut config = match (intersection, cabinet, startup, schedule) {
-        (Some((id, name, time_zone)), Some(cabinet), Some(startup), Some((default_plan, schedule)))
+        (Some((id, name, time_zone, location)), Some(cabinet), Some(startup), Some((default_plan, schedule)))
             if v.errors.is_empty() =>
         {
             v.build(Sections {
@@ -129,6 +129,7 @@ pub(crate) fn validate(doc: &Deserialized<RawController>, file: &Path, text: &st
                 id,
                 name,
                 time_zone,
+                location,
                 cabinet,
                 startup,
                 default_plan,
@@ -172,6 +173,7 @@ struct Sections {
     id: String,
     name: String,
     time_zone: Option<chrono_tz::Tz>,
+    location: Option<Location>,
     cabinet: CabinetConfig,
     startup: StartupSpec,
     default_plan: u8,
@@ -324,7 +326,10 @@ impl Validator<'_> {
 
     // ---- [intersection] (and [cabinet] in `cabinet`) --------------------
 
-    fn intersection(&mut self, raw: Option<&RawIntersection>) -> Option<(String, String, Option<chrono_tz::Tz>)> {
+    fn intersection(
+        &mut self,
+        raw: Option<&RawIntersection>,
+    ) -> Option<(String, String, Option<chrono_tz::Tz>, Option<Location>)> {
         let at = root().key("intersection");
         let raw = self.required_table(raw, &at, "intersection")?;
         let id = self.required(raw.id.clone(), &at.key("id"))?;
@@ -343,7 +348,28 @@ impl Validator<'_> {
                 super::daemon::parse_time_zone(zone).map_err(|reason| self.error(&at.key("time_zone"), reason)).ok()?,
             ),
         };
-        Some((id, name, time_zone))
+        let location = match &raw.location {
+            None => None,
+            Some(l) => Some(self.location(l, &at.key("location"))?),
+        };
+        Some((id, name, time_zone, location))
+    }
+
+    /// `location = { lat, lon }`: both required, in degrees, on the earth.
+    fn location(&mut self, raw: &RawLocation, at: &KeyPath) -> Option<Location> {
+        let mut degrees = |value: Option<f64>, key: &str, limit: f64, what: &str| {
+            let at = at.key(key);
+            let value = self.required(value, &at)?;
+            if value.is_finite() && (-limit..=limit).contains(&value) {
+                Some(value)
+            } else {
+                self.error(&at, format!("{value} is not a {what} in degrees (-{limit} to {limit})"));
+                None
+            }
+        };
+        let lat = degrees(raw.lat, "lat", 90.0, "latitude");
+        let lon = degrees(raw.lon, "lon", 180.0, "longitude");
+        Some(Location { lat: lat?, lon: lon? })
     }
 
     // ---- warnings across sections ---------------------------------------
@@ -403,6 +429,7 @@ impl Validator<'_> {
             id,
             name,
             time_zone,
+            location,
             cabinet,
             startup,
             default_plan,
@@ -454,6 +481,7 @@ impl Validator<'_> {
             spec,
             name,
             time_zone,
+            location,
             cabinet,
             traffic,
             camera_zones,
