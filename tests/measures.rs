@@ -12,6 +12,10 @@
 //!   stay occupied through a green (their occupancy is a pulse per
 //!   departing car): cycles just above and at the 0.79 thresholds, and one
 //!   that fails only on the union of two loops (ATSPM "by approach").
+//! - A hand-built log with approach delay, preemption and transit priority
+//!   (the simulator requests neither); atspm has no approach delay and no
+//!   preemption or priority services, so those are compared against the
+//!   comparator's own reading of the raw log from ATSPM's definitions.
 //!
 //! A missing atspm fails the test when `GW_TEST_REQUIRE_INTEROP=1`
 //! (scripts/test.sh installs it), else it is skipped with a notice.
