@@ -22,10 +22,10 @@
 //!   counted in the bin the walk starts in;
 //! - approach delay (ATSPM's): each advance arrival at the stop bar while
 //!   the phase is red (from its end of yellow, 9, to its next begin green,
-//!   1) waits until that green; per phase, the total of those waits, the
-//!   vehicles that waited, and per vehicle over every advance arrival
-//!   (arrivals on green and yellow wait nothing), each wait in the bin of
-//!   its arrival;
+//!   event 1) waits until that green; per phase, the total of those
+//!   waits, the vehicles that waited, and per vehicle over every advance
+//!   arrival (arrivals on green and yellow wait nothing), each wait in the
+//!   bin of its arrival;
 //! - preemption, per input: requests (input on, 102), services (entry
 //!   started, 105), how long the input stayed on (102 to 104, in the bin
 //!   of the 102) and the dwell (107 to the begin of exit, 111, in the bin
