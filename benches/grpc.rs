@@ -7,13 +7,18 @@
 //! 100 concurrent watchers (50 WatchState at 10 Hz + 50 StreamEvents), and
 //! under a flood of control calls with a wrong token (as fast as 16 client
 //! tasks on 4 connections can make them), and with 10 Prometheus scrapers
-//! reading `/metrics` every second, each phase on a fresh daemon (the
-//! metrics listener is on in every phase, idle included). Then GetState
-//! requests per second from concurrent clients.
+//! reading `/metrics` every second, and with 10 web-view clients (each,
+//! every second, scrapes `/metrics` and loads the web view's JSON:
+//! `/api/intersections`, `/api/state/{id}`, `/api/events/{id}`; and each
+//! holds one `/live/{id}` server-sent-event stream open), each phase on a
+//! fresh daemon (the metrics listener is on in every phase, idle
+//! included). Then GetState requests per second from concurrent clients.
 //!
-//! Run: `cargo bench --bench grpc` (about 3 min). Budget: tick p99.9
-//! unchanged with 100 watchers, under the flood and with the scrapers
-//! (none may slow the control loop). Everything shares the project's two cores: engine,
+//! Run: `cargo bench --bench grpc` (about 3.5 min), or
+//! `cargo bench --bench grpc -- web` for the idle and web-view phases
+//! alone (about 1 min). Budget: tick p99.9 unchanged with 100 watchers,
+//! under the flood, with the scrapers and with the web-view clients (none
+//! may slow the control loop). Everything shares the project's two cores: engine,
 //! server, and the clients of this benchmark.
 
 #[path = "../tests/grpc/harness.rs"]
@@ -52,6 +57,22 @@ enum Load {
     WrongTokenFlood,
     /// Clients each scraping `/metrics` every [`SCRAPE_EVERY`].
     Scrapers(usize),
+    /// Clients each, every [`SCRAPE_EVERY`], scraping `/metrics` and
+    /// loading the web view's JSON, each holding one `/live/{id}` open.
+    WebViewers(usize),
+}
+
+/// What the web-view clients were answered.
+#[derive(Debug, Default)]
+struct WebCounts {
+    scrapes: AtomicU64,
+    /// JSON answers 200.
+    json_ok: AtomicU64,
+    /// JSON answers 503 (the event log's bounded concurrent reads).
+    json_busy: AtomicU64,
+    json_other: AtomicU64,
+    /// `state` events on the live streams.
+    live_states: AtomicU64,
 }
 
 fn controllers() -> Vec<(String, String)> {
@@ -100,13 +121,48 @@ async fn channels(h: &harness::Harness, n: usize) -> Vec<Channel> {
 /// Tick latency over one phase on a fresh daemon under `load`, and the
 /// messages received (watchers) or calls answered (flood).
 async fn tick_latency(load: Load) -> (Percentiles, u64) {
+    tick_latency_with(load, Arc::default()).await
+}
+
+async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64) {
     let h = daemon().await;
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let watchers = match load {
         Load::Watchers(n) => n,
-        Load::Idle | Load::WrongTokenFlood | Load::Scrapers(_) => 0,
+        Load::Idle | Load::WrongTokenFlood | Load::Scrapers(_) | Load::WebViewers(_) => 0,
     };
+    if let Load::WebViewers(n) = load {
+        let addr = h.http_addr.expect("metrics on");
+        let ids = intersection_ids();
+        for k in 0..n {
+            let id = ids[k % ids.len()].clone();
+            let live = web.clone();
+            let live_id = id.clone();
+            tasks.push(tokio::spawn(async move { hold_live(addr, &live_id, &live).await }));
+            let web = web.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut every = tokio::time::interval(SCRAPE_EVERY);
+                loop {
+                    every.tick().await;
+                    let text = scrape(addr).await;
+                    assert!(text.ends_with("# EOF\n"), "a whole scrape");
+                    web.scrapes.fetch_add(1, Ordering::Relaxed);
+                    for path in
+                        ["/api/intersections".to_owned(), format!("/api/state/{id}"), format!("/api/events/{id}")]
+                    {
+                        let answer = get(addr, &path).await;
+                        let counter = match answer.split(' ').nth(1) {
+                            Some("200") => &web.json_ok,
+                            Some("503") => &web.json_busy,
+                            _ => &web.json_other,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
     if let Load::Scrapers(n) = load {
         let addr = h.http_addr.expect("metrics on");
         for _ in 0..n {
@@ -178,13 +234,54 @@ async fn tick_latency(load: Load) -> (Percentiles, u64) {
 
 /// `/metrics` over a fresh HTTP/1.1 connection, as a scraper reads it.
 async fn scrape(addr: std::net::SocketAddr) -> String {
+    get(addr, "/metrics").await
+}
+
+/// The whole answer (status line, headers, body) to a GET over a fresh
+/// HTTP/1.1 connection, as a browser's fetch without keep-alive reads it.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.expect("send");
-    let mut text = String::new();
-    tcp.read_to_string(&mut text).await.expect("read");
-    text
+    let mut bytes = Vec::new();
+    tcp.read_to_end(&mut bytes).await.expect("read");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Holds `/live/{id}` open, reading it as it comes, and counts its
+/// `state` events (until the phase ends and the task is aborted).
+async fn hold_live(addr: std::net::SocketAddr, id: &str, web: &WebCounts) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET /live/{id} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.expect("send");
+    const MARK: &[u8] = b"event: state";
+    let mut buf = vec![0u8; 64 * 1024];
+    // A marker may straddle two reads: keep the last bytes of each.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the live stream ended");
+        tail.extend_from_slice(&buf[..n]);
+        let mut last_end = 0;
+        for at in 0..tail.len().saturating_sub(MARK.len() - 1) {
+            if at >= last_end && tail[at..].starts_with(MARK) {
+                web.live_states.fetch_add(1, Ordering::Relaxed);
+                last_end = at + MARK.len();
+            }
+        }
+        let keep_from = last_end.max(tail.len().saturating_sub(MARK.len() - 1));
+        tail.drain(..keep_from);
+    }
+}
+
+/// The shipped intersections' ids (the controller files' stems).
+fn intersection_ids() -> Vec<String> {
+    controllers()
+        .iter()
+        .map(|(path, _)| Path::new(path).file_stem().expect("a file name").to_string_lossy().into_owned())
+        .collect()
 }
 
 async fn getstate_rps() -> (f64, u64) {
@@ -223,36 +320,62 @@ fn main() {
         println!("gRPC benchmark: run with `cargo bench --bench grpc`");
         return;
     }
+    // `cargo bench --bench grpc -- web`: the idle and web-view phases only.
+    let web_only = std::env::args().any(|a| a == "web");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         println!("shipped controllers, 10 ms tick, {} s per phase, fresh daemon per phase\n", PHASE.as_secs());
+        let web = Arc::new(WebCounts::default());
         let (idle, _) = tick_latency(Load::Idle).await;
-        let (watched, messages) = tick_latency(Load::Watchers(WATCHERS)).await;
-        let (flooded, refused) = tick_latency(Load::WrongTokenFlood).await;
-        let (scraped, scrapes) = tick_latency(Load::Scrapers(SCRAPERS)).await;
-        let (rps, errors) = getstate_rps().await;
+        let mut rows = vec![("0 watchers".to_owned(), idle)];
+        let mut lines = Vec::new();
+        if !web_only {
+            let (watched, messages) = tick_latency(Load::Watchers(WATCHERS)).await;
+            let (flooded, refused) = tick_latency(Load::WrongTokenFlood).await;
+            let (scraped, scrapes) = tick_latency(Load::Scrapers(SCRAPERS)).await;
+            rows.push((format!("{WATCHERS} watchers (50 state + 50 event streams)"), watched));
+            rows.push(("wrong-token flood".to_owned(), flooded));
+            rows.push((format!("{SCRAPERS} clients scraping /metrics every second"), scraped));
+            lines.push(format!("watchers received {messages} messages in {} s", PHASE.as_secs()));
+            lines.push(format!(
+                "flood: {refused} wrong-token calls refused in {} s ({:.0}/s)",
+                PHASE.as_secs(),
+                refused as f64 / PHASE.as_secs_f64()
+            ));
+            lines.push(format!("metrics: {scrapes} whole scrapes in {} s", PHASE.as_secs()));
+        }
+        let (viewed, _) = tick_latency_with(Load::WebViewers(SCRAPERS), web.clone()).await;
+        rows.push((format!("{SCRAPERS} web-view clients (metrics + JSON 1/s, live)"), viewed));
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        lines.push(format!(
+            "web view: {} whole scrapes, JSON {} answered 200 / {} 503 (event log reads busy) / {} other, \
+             {} live states on {SCRAPERS} streams in {} s",
+            n(&web.scrapes),
+            n(&web.json_ok),
+            n(&web.json_busy),
+            n(&web.json_other),
+            n(&web.live_states),
+            PHASE.as_secs()
+        ));
+        if !web_only {
+            let (rps, errors) = getstate_rps().await;
+            lines.push(format!(
+                "GetState: {rps:.0} requests/s from {GETSTATE_CLIENTS} concurrent clients ({errors} errors)"
+            ));
+        }
         println!(
-            "{:<44} {:>8} {:>9} {:>9} {:>10} {:>10}",
+            "{:<48} {:>8} {:>9} {:>9} {:>10} {:>10}",
             "tick latency (per intersection)", "ticks", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
         );
-        for (name, p) in [
-            ("0 watchers", idle),
-            (&*format!("{WATCHERS} watchers (50 state + 50 event streams)"), watched),
-            ("wrong-token flood", flooded),
-            (&*format!("{SCRAPERS} clients scraping /metrics every second"), scraped),
-        ] {
+        for (name, p) in rows {
             println!(
-                "{name:<44} {:>8} {:>9.1} {:>9.1} {:>10.1} {:>10.1}",
+                "{name:<48} {:>8} {:>9.1} {:>9.1} {:>10.1} {:>10.1}",
                 p.count, p.p50_us, p.p99_us, p.p999_us, p.max_us
             );
         }
-        println!("\nwatchers received {messages} messages in {} s", PHASE.as_secs());
-        println!(
-            "flood: {refused} wrong-token calls refused in {} s ({:.0}/s)",
-            PHASE.as_secs(),
-            refused as f64 / PHASE.as_secs_f64()
-        );
-        println!("metrics: {scrapes} whole scrapes in {} s", PHASE.as_secs());
-        println!("GetState: {rps:.0} requests/s from {GETSTATE_CLIENTS} concurrent clients ({errors} errors)");
+        println!();
+        for line in lines {
+            println!("{line}");
+        }
     });
 }

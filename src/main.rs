@@ -335,12 +335,27 @@ fn measures_cmd(controller: &Path, events: &Path) -> anyhow::Result<ExitCode> {
                 ("ped_walks", c.ped_walks),
                 ("ped_waits", c.ped_waits),
                 ("ped_delay_ms", c.ped_delay_ms),
+                ("arrivals_on_red", c.arrivals_on_red),
+                ("approach_delay_ms", c.approach_delay_ms),
+                ("priority_requests", c.priority_requests),
+                ("priority_services", c.priority_services),
             ] {
                 out.push_str(&format!("{start},{name},{},{value}\n", p.number()));
             }
         }
         for lane in &bin.lanes {
             out.push_str(&format!("{start},lane_volume,{},{}\n", lane.detector.number(), lane.volume));
+        }
+        for (input, c) in &bin.preempts {
+            for (name, value) in [
+                ("preempt_requests", c.requests),
+                ("preempt_services", c.services),
+                ("preempt_input_on_ms", c.input_on_ms),
+                ("preempt_dwells", c.dwells),
+                ("preempt_dwell_ms", c.dwell_ms),
+            ] {
+                out.push_str(&format!("{start},{name},{input},{value}\n"));
+            }
         }
     }
     print!("{out}");

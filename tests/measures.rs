@@ -12,6 +12,10 @@
 //!   stay occupied through a green (their occupancy is a pulse per
 //!   departing car): cycles just above and at the 0.79 thresholds, and one
 //!   that fails only on the union of two loops (ATSPM "by approach").
+//! - A hand-built log with approach delay, preemption and transit priority
+//!   (the simulator requests neither); atspm has no approach delay and no
+//!   preemption or priority services, so those are compared against the
+//!   comparator's own reading of the raw log from ATSPM's definitions.
 //!
 //! A missing atspm fails the test when `GW_TEST_REQUIRE_INTEROP=1`
 //! (scripts/test.sh installs it), else it is skipped with a notice.
@@ -126,4 +130,84 @@ fn atspm_agrees_on_split_failures() {
     let report = compare(&python, &root().join("controllers/elm-and-oak.toml"), &log);
     println!("{report}");
     assert!(report.contains("| 4 | 25 | 25 | 0 | 0 | - | - | 7 | 7 |"), "seven split failures each:\n{report}");
+}
+
+/// Broadway & 5th, hand-built from 07:00 for two whole bins (atspm's
+/// timeline leaves the duration of an interval touching an incomplete bin
+/// out): phase 2 in 60 s cycles (green
+/// 20 s, yellow 4 s, red after), advance loop 17 (6.48 s to the stop bar)
+/// over which cars pass so that each cycle has arrivals on green, on
+/// yellow and two on red (waits 23.52 s and 3.52 s); preemption input 1
+/// requested three times (one across the 07:15 boundary, one too short to
+/// be served); transit priority for phase 2 checked in on red and on
+/// green, and for phase 4 withdrawn unserved. atspm's timeline gives the
+/// preemption and priority requests and the input-on time; the approach
+/// delay, preemption services and dwell and priority services are the
+/// comparator's own, from ATSPM's definitions (atspm has none of them).
+#[test]
+fn atspm_agrees_on_approach_delay_preemption_and_priority() {
+    let Some(python) = python_with_atspm() else { return };
+    use EventCode::*;
+    let start = 1_796_626_800_000; // 2026-12-07 07:00:00 UTC
+    let mut events = Vec::new();
+    let mut push = |ms: u64, code, param| events.push(Event { at: Instant::from_millis(ms), code, param });
+    let cycles = 30;
+    for k in 0..cycles {
+        let c = start + 60_000 * k;
+        push(c, PhaseBeginGreen, 2);
+        push(c + 20_000, PhaseGapOut, 2);
+        push(c + 20_000, PhaseBeginYellowChange, 2);
+        push(c + 24_000, PhaseEndYellowChange, 2);
+        push(c + 24_000, PhaseBeginRedClearance, 2);
+        push(c + 26_000, PhaseEndRedClearance, 2);
+        // At the stop bar on green, on yellow, on red twice, and (the
+        // last) on the next cycle's green.
+        for on in [10_000, 15_000, 30_000, 50_000, 55_000] {
+            push(c + on, DetectorOn, 17);
+            push(c + on + 300, DetectorOff, 17);
+        }
+    }
+    push(start + 60_000 * cycles, PhaseBeginGreen, 2);
+    // Preemption input 1: served with a 22 s dwell; served across 07:15
+    // with a 36 s dwell; on for 2 s and never served.
+    for (on, dwell, off) in
+        [(125_000, Some(128_000), 150_000), (890_000, Some(894_000), 930_000), (1_480_000, None, 1_482_000)]
+    {
+        push(start + on, PreemptCallInputOn, 1);
+        if let Some(dwell) = dwell {
+            push(start + on, PreemptEntryStarted, 1);
+            push(start + dwell, PreemptBeginDwell, 1);
+        }
+        push(start + off, PreemptCallInputOff, 1);
+        if dwell.is_some() {
+            push(start + off, PreemptBeginExitInterval, 1);
+        }
+    }
+    // Priority: phase 2 on red in cycle 3 (served at cycle 4's green),
+    // phase 2 during cycle 6's green, phase 4 withdrawn.
+    push(start + 3 * 60_000 + 40_000, TspCheckIn, 2);
+    push(start + 4 * 60_000 + 20_000, TspCheckOut, 2);
+    push(start + 6 * 60_000 + 5_000, TspCheckIn, 2);
+    push(start + 6 * 60_000 + 20_000, TspCheckOut, 2);
+    push(start + 8 * 60_000 + 10_000, TspCheckIn, 4);
+    push(start + 8 * 60_000 + 12_000, TspCheckOut, 4);
+    events.sort_by_key(|e| e.at);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("delay-preemption-priority.csv");
+    std::fs::write(&log, event_file("broadway-and-5th", &events, LogTimeZone::Utc).expect("event file"))
+        .expect("write");
+    let report = compare(&python, &root().join("controllers/broadway-and-5th.toml"), &log);
+    println!("{report}");
+    // 30 cycles × 5 arrivals; 60 on red waiting 30 × 27.04 s; priority
+    // for phase 2 requested twice and served twice.
+    assert!(
+        report.contains("| 60 | 60 | 811.2 s / 5.4 s | 811.2 s / 5.4 s | 2 | 2 | 2 | 2 |"),
+        "phase 2's approach delay and priority:\n{report}"
+    );
+    assert!(report.contains("| 150 | 150 | 40.0% | 40.0% |"), "150 arrivals, 60 on green:\n{report}");
+    assert!(report.contains("| 0 | 0 | - | - | 1 | 1 | 0 | 0 |"), "phase 4's withdrawn request:\n{report}");
+    assert!(
+        report.contains("| 1 | 3 | 3 | 2 | 2 | 67.0 s | 67.0 s | 2 | 2 | 58.0 s | 58.0 s |"),
+        "preemption input 1:\n{report}"
+    );
 }

@@ -14,7 +14,7 @@ use crate::core::{
 use crate::engine::latency::Percentiles;
 
 use super::docs::Current;
-use super::measures::{IntersectionMeasures, LaneVolume};
+use super::measures::{IntersectionMeasures, LaneVolume, PreemptCounts};
 use super::pb;
 use crate::telemetry::journal::{Record, RecordKind};
 
@@ -428,6 +428,11 @@ pub fn performance(
                 ped_actuations: p.counts.ped_actuations,
                 ped_walks: p.counts.ped_walks,
                 ped_delay_mean_ms: p.counts.ped_delay_ms.checked_div(p.counts.ped_waits).unwrap_or(0),
+                approach_delay_per_vehicle_s: p.delay_per_vehicle_s.unwrap_or(0.0),
+                arrivals_on_red: p.counts.arrivals_on_red,
+                approach_delay_ms: p.counts.approach_delay_ms,
+                priority_requests: p.counts.priority_requests,
+                priority_services: p.counts.priority_services,
             })
             .collect(),
         tick_latency: Some(latency(tick)),
@@ -452,12 +457,32 @@ pub fn performance(
                         ped_walks: c.ped_walks,
                         ped_waits: c.ped_waits,
                         ped_delay_ms: c.ped_delay_ms,
+                        arrivals_on_red: c.arrivals_on_red,
+                        approach_delay_ms: c.approach_delay_ms,
+                        priority_requests: c.priority_requests,
+                        priority_services: c.priority_services,
                     })
                     .collect(),
                 lanes: lane_volumes(&b.lanes),
+                preemptions: preemption_counts(&b.preempts),
             })
             .collect(),
+        preemptions: preemption_counts(&m.preempts),
     }
+}
+
+fn preemption_counts(preempts: &[(u8, PreemptCounts)]) -> Vec<pb::PreemptionCounts> {
+    preempts
+        .iter()
+        .map(|&(input, c)| pb::PreemptionCounts {
+            input: input.into(),
+            requests: c.requests,
+            services: c.services,
+            input_on_ms: c.input_on_ms,
+            dwells: c.dwells,
+            dwell_ms: c.dwell_ms,
+        })
+        .collect()
 }
 
 fn lane_volumes(lanes: &[LaneVolume]) -> Vec<pb::LaneVolume> {

@@ -19,7 +19,20 @@
 //! - pedestrians: push-button actuations (90) of the phases a button calls,
 //!   walks served (21), and pedestrian delay (ATSPM's): from the first
 //!   actuation while the phase's walk is not showing to the walk's start,
-//!   counted in the bin the walk starts in.
+//!   counted in the bin the walk starts in;
+//! - approach delay (ATSPM's): each advance arrival at the stop bar while
+//!   the phase is red (from its end of yellow, 9, to its next begin green,
+//!   event 1) waits until that green; per phase, the total of those
+//!   waits, the vehicles that waited, and per vehicle over every advance
+//!   arrival (arrivals on green and yellow wait nothing), each wait in the
+//!   bin of its arrival;
+//! - preemption, per input: requests (input on, 102), services (entry
+//!   started, 105), how long the input stayed on (102 to 104, in the bin
+//!   of the 102) and the dwell (107 to the begin of exit, 111, in the bin
+//!   of the 107);
+//! - transit priority, per phase: requests (check-in, 112) and services
+//!   (the phase green before the request's check-out, 115: at the
+//!   check-in if it was green then, else at its begin green).
 //!
 //! Counts are kept for the whole window and in 15-minute bins aligned to
 //! the clock (ATSPM's aggregation), each count in the bin of the moment it
@@ -47,6 +60,8 @@ pub const BIN: Span = Span::from_millis(15 * 60 * 1000);
 /// Bins the daemon keeps per intersection: the last hour, so that 1,000
 /// intersections stay within a few megabytes.
 const LIVE_BINS: usize = 4;
+/// Preemption inputs, 1..=8 (the Indiana preempt event parameter).
+pub const MAX_PREEMPTS: usize = 8;
 
 /// Counts of one phase over a window or a bin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,6 +83,28 @@ pub struct PhaseCounts {
     /// wait.
     pub ped_waits: u64,
     pub ped_delay_ms: u64,
+    /// Advance arrivals on red whose green has come (approach delay
+    /// samples), and their total wait for it.
+    pub arrivals_on_red: u64,
+    pub approach_delay_ms: u64,
+    /// Transit priority check-ins, and those served with a green.
+    pub priority_requests: u64,
+    pub priority_services: u64,
+}
+
+/// Counts of one preemption input over a window or a bin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreemptCounts {
+    /// Input on (102).
+    pub requests: u64,
+    /// Entry started (105).
+    pub services: u64,
+    /// Input on to input off (102 to 104), of the requests whose input went
+    /// off.
+    pub input_on_ms: u64,
+    /// Dwells that ended (107 to 111), and their total.
+    pub dwells: u64,
+    pub dwell_ms: u64,
 }
 
 /// Measures of one phase, as reported.
@@ -81,6 +118,9 @@ pub struct PhaseMeasures {
     pub max_out_share: f64,
     pub gap_out_share: f64,
     pub force_off_share: f64,
+    /// Approach delay per vehicle (every advance arrival, those that did
+    /// not wait included); `None` without advance arrivals.
+    pub delay_per_vehicle_s: Option<f64>,
 }
 
 /// Stop-bar actuations of one lane's loop.
@@ -98,6 +138,8 @@ pub struct BinMeasures {
     pub phases: Vec<(PhaseId, PhaseCounts)>,
     /// Stop-bar loops, in channel order.
     pub lanes: Vec<LaneVolume>,
+    /// The controller's preemption inputs, in input order.
+    pub preempts: Vec<(u8, PreemptCounts)>,
 }
 
 /// Measures of one intersection since its window started.
@@ -107,8 +149,15 @@ pub struct IntersectionMeasures {
     pub window: Span,
     pub phases: Vec<PhaseMeasures>,
     pub lanes: Vec<LaneVolume>,
+    /// The controller's preemption inputs, in input order.
+    pub preempts: Vec<(u8, PreemptCounts)>,
     /// Oldest first; the daemon keeps the last hour's.
     pub bins: Vec<BinMeasures>,
+}
+
+/// The start of the 15-minute bin `t` falls in.
+fn bin_start(t: Instant) -> Instant {
+    Instant::from_millis(t.as_millis() - t.as_millis() % BIN.as_millis())
 }
 
 /// Counts of a window or a bin, by phase and by detector channel.
@@ -117,11 +166,17 @@ struct Tally {
     start: Instant,
     phases: [PhaseCounts; MAX_PHASES],
     lanes: [u64; MAX_DETECTORS],
+    preempts: [PreemptCounts; MAX_PREEMPTS],
 }
 
 impl Tally {
     fn new(start: Instant) -> Self {
-        Tally { start, phases: [PhaseCounts::default(); MAX_PHASES], lanes: [0; MAX_DETECTORS] }
+        Tally {
+            start,
+            phases: [PhaseCounts::default(); MAX_PHASES],
+            lanes: [0; MAX_DETECTORS],
+            preempts: [PreemptCounts::default(); MAX_PREEMPTS],
+        }
     }
 }
 
@@ -144,6 +199,12 @@ struct PhaseState {
     walking: bool,
     /// First push-button actuation since the last walk, waiting for one.
     ped_waiting_since: Option<Instant>,
+    /// Red since its end of yellow (9), until its next begin green (1):
+    /// an advance arrival now waits for that green.
+    red: bool,
+    /// A transit priority request is checked in (112 until 115), and
+    /// whether it has been served (its phase green since).
+    priority: Option<bool>,
 }
 
 impl PhaseState {
@@ -177,6 +238,21 @@ struct Wiring {
     travel_time: Span,
 }
 
+/// Advance arrivals waiting on red for their phase's green, per bin of
+/// arrival: (bin start, vehicles, sum of their arrival times in ms). One
+/// entry per bin a red spans, so a phase never green again costs one
+/// entry per 15 minutes, not one per vehicle.
+type Waiting = Vec<(Instant, u64, u64)>;
+
+/// Where a preemption input stands.
+#[derive(Clone, Copy, Debug, Default)]
+struct PreemptState {
+    /// Input on (102) since, until input off (104).
+    on_since: Option<Instant>,
+    /// Dwell (107) since, until begin exit (111).
+    dwell_since: Option<Instant>,
+}
+
 #[derive(Clone, Debug)]
 struct Accumulator {
     present: PhaseSet,
@@ -186,6 +262,11 @@ struct Accumulator {
     detector_on_since: [Option<Instant>; MAX_DETECTORS],
     detector_on_ms: [u64; MAX_DETECTORS],
     state: [PhaseState; MAX_PHASES],
+    waiting: [Waiting; MAX_PHASES],
+    preempt: [PreemptState; MAX_PREEMPTS],
+    /// Preemption inputs the controller defines (bit `n - 1`), reported
+    /// even without events.
+    preempt_inputs: u8,
     /// Advance actuations on their way to the stop bar: (arrival, channel
     /// index). Resolved once every event before the arrival is applied,
     /// so a phase change at the same instant counts first (as ATSPM orders
@@ -207,6 +288,9 @@ impl Accumulator {
             detector_on_since: [None; MAX_DETECTORS],
             detector_on_ms: [0; MAX_DETECTORS],
             state: [PhaseState::default(); MAX_PHASES],
+            waiting: std::array::from_fn(|_| Vec::new()),
+            preempt: [PreemptState::default(); MAX_PREEMPTS],
+            preempt_inputs: 0,
             in_transit: BinaryHeap::new(),
             total: Tally::new(Instant::ZERO),
             bins: VecDeque::new(),
@@ -223,6 +307,11 @@ impl Accumulator {
         self.present = spec.phase_set();
         self.wiring = [Wiring::default(); MAX_DETECTORS];
         self.stop_bars_per_phase = [0; MAX_PHASES];
+        self.preempt_inputs = spec
+            .preempts
+            .iter()
+            .filter(|p| (1..=MAX_PREEMPTS as u8).contains(&p.input))
+            .fold(0, |m, p| m | 1 << (p.input - 1));
         for d in &spec.detectors {
             let w = &mut self.wiring[d.channel.index()];
             match (d.kind, d.placement) {
@@ -241,13 +330,18 @@ impl Accumulator {
         }
     }
 
-    /// Counts into the window and into `t`'s bin. A bin older than the
-    /// ones kept is counted in the window only.
+    /// Counts into the window and into `t`'s bin (made if missing, in
+    /// order: a wait or a dwell is counted in its bin when it ends). A bin
+    /// older than the ones kept is counted in the window only.
     fn count(&mut self, t: Instant, add: impl Fn(&mut Tally)) {
         add(&mut self.total);
-        let start = Instant::from_millis(t.as_millis() - t.as_millis() % BIN.as_millis());
-        if self.bins.back().is_none_or(|b| b.start < start) {
-            self.bins.push_back(Tally::new(start));
+        let start = bin_start(t);
+        let at = self.bins.partition_point(|b| b.start < start);
+        if self.bins.get(at).is_none_or(|b| b.start != start) {
+            if at == 0 && self.bins.len() >= self.keep_bins {
+                return;
+            }
+            self.bins.insert(at, Tally::new(start));
             while self.bins.len() > self.keep_bins {
                 self.bins.pop_front();
             }
@@ -270,8 +364,27 @@ impl Accumulator {
                 s.accrue(t);
                 s.green_since = Some(t);
                 s.green_occupied = Span::ZERO;
-                self.count(t, |c| c.phases[p.index()].greens += 1);
+                s.red = false;
+                let served = s.priority == Some(false);
+                if served {
+                    s.priority = Some(true);
+                }
+                self.count(t, |c| {
+                    c.phases[p.index()].greens += 1;
+                    if served {
+                        c.phases[p.index()].priority_services += 1;
+                    }
+                });
+                for (bin, vehicles, arrived_ms) in std::mem::take(&mut self.waiting[p.index()]) {
+                    let delay = vehicles * t.as_millis() - arrived_ms;
+                    self.count(bin, |c| {
+                        let c = &mut c.phases[p.index()];
+                        c.arrivals_on_red += vehicles;
+                        c.approach_delay_ms += delay;
+                    });
+                }
             }
+            (EventCode::PhaseEndYellowChange, Some(p)) => self.state[p.index()].red = true,
             (EventCode::PhaseGapOut, Some(p)) => self.count(t, |c| c.phases[p.index()].gap_outs += 1),
             (EventCode::PhaseMaxOut, Some(p)) => self.count(t, |c| c.phases[p.index()].max_outs += 1),
             (EventCode::PhaseForceOff, Some(p)) => self.count(t, |c| c.phases[p.index()].force_offs += 1),
@@ -307,6 +420,27 @@ impl Accumulator {
             (EventCode::DetectorOn, _) => self.detector(e.param, t, true),
             (EventCode::DetectorOff, _) => self.detector(e.param, t, false),
             (EventCode::PedDetectorOn, _) => self.push_button(e.param, t),
+            (EventCode::TspCheckIn, Some(p)) => {
+                let s = &mut self.state[p.index()];
+                let green = s.green_since.is_some();
+                s.priority = Some(green);
+                self.count(t, |c| {
+                    let c = &mut c.phases[p.index()];
+                    c.priority_requests += 1;
+                    if green {
+                        c.priority_services += 1;
+                    }
+                });
+            }
+            (EventCode::TspCheckOut, Some(p)) => self.state[p.index()].priority = None,
+            (
+                EventCode::PreemptCallInputOn
+                | EventCode::PreemptCallInputOff
+                | EventCode::PreemptEntryStarted
+                | EventCode::PreemptBeginDwell
+                | EventCode::PreemptBeginExitInterval,
+                _,
+            ) => self.preemption(e.code, e.param, t),
             _ => {}
         }
     }
@@ -341,6 +475,35 @@ impl Accumulator {
         }
     }
 
+    fn preemption(&mut self, code: EventCode, input: u16, t: Instant) {
+        let Some(i) = (input as usize).checked_sub(1).filter(|&i| i < MAX_PREEMPTS) else { return };
+        match code {
+            EventCode::PreemptCallInputOn => {
+                // A second 102 without a 104 between: the first request's
+                // input-off was never logged, so it has no duration (as an
+                // ATSPM pairing of 102 with 104 leaves it unmatched).
+                self.preempt[i].on_since = Some(t);
+                self.count(t, |c| c.preempts[i].requests += 1);
+            }
+            EventCode::PreemptCallInputOff => {
+                if let Some(since) = self.preempt[i].on_since.take() {
+                    self.count(since, |c| c.preempts[i].input_on_ms += t.since(since).as_millis());
+                }
+            }
+            EventCode::PreemptEntryStarted => self.count(t, |c| c.preempts[i].services += 1),
+            EventCode::PreemptBeginDwell => self.preempt[i].dwell_since = Some(t),
+            EventCode::PreemptBeginExitInterval => {
+                if let Some(since) = self.preempt[i].dwell_since.take() {
+                    self.count(since, |c| {
+                        c.preempts[i].dwells += 1;
+                        c.preempts[i].dwell_ms += t.since(since).as_millis();
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn push_button(&mut self, channel: u16, t: Instant) {
         let Some(ch) = (channel as usize).checked_sub(1).filter(|&c| c < MAX_DETECTORS) else { return };
         let phases = self.wiring[ch].ped;
@@ -364,6 +527,17 @@ impl Accumulator {
             self.in_transit.pop();
             let phases = self.wiring[ch].advance;
             let green: PhaseSet = phases.iter().filter(|p| self.state[p.index()].green_since.is_some()).collect();
+            let bin = bin_start(at);
+            for p in phases.iter().filter(|p| self.state[p.index()].red) {
+                let waiting = &mut self.waiting[p.index()];
+                match waiting.last_mut() {
+                    Some((b, vehicles, sum)) if *b == bin => {
+                        *vehicles += 1;
+                        *sum += at.as_millis();
+                    }
+                    _ => waiting.push((bin, 1, at.as_millis())),
+                }
+            }
             self.count(at, |c| {
                 for p in phases.iter() {
                     c.phases[p.index()].arrivals += 1;
@@ -399,6 +573,14 @@ impl Accumulator {
             .collect()
     }
 
+    /// The controller's preemption inputs, and any other that logged.
+    fn preempts(&self, tally: &Tally) -> Vec<(u8, PreemptCounts)> {
+        (0..MAX_PREEMPTS)
+            .filter(|&i| self.preempt_inputs & (1 << i) != 0 || tally.preempts[i] != PreemptCounts::default())
+            .map(|i| (i as u8 + 1, tally.preempts[i]))
+            .collect()
+    }
+
     fn report(&self) -> IntersectionMeasures {
         let start = self.window_start.unwrap_or(self.last);
         let window = self.last.since(start);
@@ -425,6 +607,8 @@ impl Accumulator {
                     max_out_share: share(c.max_outs, terminations),
                     gap_out_share: share(c.gap_outs, terminations),
                     force_off_share: share(c.force_offs, terminations),
+                    delay_per_vehicle_s: (c.arrivals > 0)
+                        .then(|| c.approach_delay_ms as f64 / 1000.0 / c.arrivals as f64),
                 }
             })
             .collect();
@@ -435,15 +619,31 @@ impl Accumulator {
                 start: b.start,
                 phases: self.present.iter().map(|p| (p, b.phases[p.index()])).collect(),
                 lanes: self.lanes(b),
+                preempts: self.preempts(b),
             })
             .collect();
-        IntersectionMeasures { window_start: start, window, phases, lanes: self.lanes(&self.total), bins }
+        IntersectionMeasures {
+            window_start: start,
+            window,
+            phases,
+            lanes: self.lanes(&self.total),
+            preempts: self.preempts(&self.total),
+            bins,
+        }
     }
 }
 
 /// The event codes the measures read.
-const MEASURED: [EventCode; 11] = [
+const MEASURED: [EventCode; 19] = [
     EventCode::PhaseBeginGreen,
+    EventCode::PhaseEndYellowChange,
+    EventCode::TspCheckIn,
+    EventCode::TspCheckOut,
+    EventCode::PreemptCallInputOn,
+    EventCode::PreemptCallInputOff,
+    EventCode::PreemptEntryStarted,
+    EventCode::PreemptBeginDwell,
+    EventCode::PreemptBeginExitInterval,
     EventCode::PhaseGapOut,
     EventCode::PhaseMaxOut,
     EventCode::PhaseForceOff,
@@ -603,6 +803,98 @@ mod tests {
         ]);
         let c = phase(&m.report(0).expect("intersection 0"), 2).counts;
         assert_eq!((c.ped_actuations, c.ped_walks, c.ped_waits, c.ped_delay_ms), (3, 2, 1, 45_000), "{c:?}");
+    }
+
+    /// Broadway & 5th phase 2, advance loop 17 (6.48 s to the stop bar):
+    /// arrivals on red wait for the next green, arrivals on green and on
+    /// yellow wait nothing, and a wait is counted in the bin of its
+    /// arrival even when its green comes in the next bin.
+    #[test]
+    fn approach_delay_is_the_wait_of_red_arrivals_for_the_next_green() {
+        use EventCode::*;
+        let m = Measures::new([&spec(include_str!("../../controllers/broadway-and-5th.toml"))]);
+        let q = BIN.as_millis();
+        let over_the_loop = |ms: u64| [ev(ms, DetectorOn, 17), ev(ms + 300, DetectorOff, 17)];
+        let mut events = vec![ev(q - 30_000, PhaseEndYellowChange, 2)];
+        // At the stop bar at q - 18.52 s and q - 16.52 s (red, bin 0).
+        events.extend(over_the_loop(q - 25_000));
+        events.extend(over_the_loop(q - 23_000));
+        events.push(ev(q + 5_000, PhaseBeginGreen, 2));
+        // On green, then on yellow (yellow 8 at q + 40 s, red at q + 44 s).
+        events.extend(over_the_loop(q + 20_000));
+        events.extend(over_the_loop(q + 35_000));
+        events.push(ev(q + 40_000, PhaseBeginYellowChange, 2));
+        events.push(ev(q + 44_000, PhaseEndYellowChange, 2));
+        // On red (q + 46.48 s) with no green after it yet: no delay so far.
+        events.extend(over_the_loop(q + 40_000));
+        events.push(ev(q + 60_000, DetectorOn, 2));
+        m.record(&events);
+        let r = m.report(0).expect("intersection 0");
+        let c = phase(&r, 2).counts;
+        // (q + 5 s) - (q - 18.52 s) + (q + 5 s) - (q - 16.52 s).
+        assert_eq!((c.arrivals, c.arrivals_on_red, c.approach_delay_ms), (5, 2, 23_520 + 21_520), "{c:?}");
+        let per_vehicle = phase(&r, 2).delay_per_vehicle_s.expect("advance arrivals");
+        assert!((per_vehicle - 45.04 / 5.0).abs() < 1e-9, "{per_vehicle}");
+        let bin = |k: usize| r.bins[k].phases.iter().find(|(p, _)| p.number() == 2).expect("phase 2").1;
+        assert_eq!((bin(0).arrivals, bin(0).arrivals_on_red, bin(0).approach_delay_ms), (2, 2, 45_040));
+        assert_eq!((bin(1).arrivals, bin(1).arrivals_on_red, bin(1).approach_delay_ms), (3, 0, 0));
+        // Phase 1 has no advance loop: no arrivals, no delay per vehicle.
+        assert_eq!(phase(&r, 1).delay_per_vehicle_s, None);
+    }
+
+    /// Elm & Oak preemption input 1: requests, services, how long the
+    /// input stayed on and the dwell; a repeated input-on without an
+    /// input-off between is a request whose first part has no duration.
+    #[test]
+    fn preemption_requests_services_and_durations_per_input() {
+        use EventCode::*;
+        let m = Measures::new([&spec(include_str!("../../controllers/elm-and-oak.toml"))]);
+        m.record(&[
+            ev(1_000, PreemptCallInputOn, 1),
+            ev(1_000, PreemptEntryStarted, 1),
+            ev(5_000, PreemptBeginDwell, 1),
+            ev(20_000, PreemptCallInputOff, 1),
+            ev(20_000, PreemptBeginExitInterval, 1),
+            ev(30_000, PreemptCallInputOn, 1),
+            ev(31_000, PreemptCallInputOn, 1),
+            ev(40_000, PreemptCallInputOff, 1),
+        ]);
+        let r = m.report(0).expect("intersection 0");
+        let expected =
+            PreemptCounts { requests: 3, services: 1, input_on_ms: 19_000 + 9_000, dwells: 1, dwell_ms: 15_000 };
+        assert_eq!(r.preempts, [(1, expected)]);
+        assert_eq!(r.bins[0].preempts, [(1, expected)]);
+        // Without events, the controller's inputs are still reported.
+        let quiet = Measures::new([&spec(include_str!("../../controllers/elm-and-oak.toml"))]);
+        quiet.record(&[ev(0, DetectorOn, 3)]);
+        assert_eq!(quiet.report(0).expect("intersection 0").preempts, [(1, PreemptCounts::default())]);
+    }
+
+    /// Elm & Oak: a check-in on red served by the next green, one during a
+    /// green served by it, and one withdrawn before any green.
+    #[test]
+    fn priority_requests_and_the_greens_that_serve_them() {
+        use EventCode::*;
+        let m = Measures::new([&spec(include_str!("../../controllers/elm-and-oak.toml"))]);
+        m.record(&[
+            ev(1_000, TspCheckIn, 4),
+            ev(5_000, PhaseBeginGreen, 4),
+            ev(9_000, TspCheckOut, 4),
+            ev(9_000, PhaseBeginYellowChange, 4),
+            ev(10_000, PhaseBeginGreen, 2),
+            ev(12_000, TspCheckIn, 2),
+            ev(15_000, TspCheckOut, 2),
+            ev(15_000, PhaseBeginYellowChange, 2),
+            ev(20_000, TspCheckIn, 4),
+            ev(22_000, TspCheckOut, 4),
+            ev(30_000, PhaseBeginGreen, 4),
+        ]);
+        let r = m.report(0).expect("intersection 0");
+        let p = |n| {
+            let c = phase(&r, n).counts;
+            (c.priority_requests, c.priority_services)
+        };
+        assert_eq!((p(2), p(4)), ((1, 1), (2, 1)));
     }
 
     #[test]

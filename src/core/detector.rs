@@ -92,7 +92,18 @@ pub struct DetectorState {
     pub volume: u32,
     /// Milliseconds of presence since start (wrapping), for occupancy.
     pub occupied_ms: u64,
+    /// A counting channel's logged rising edge waits for the vehicle count
+    /// it stands for ([`DetectorBank::process`]).
+    edge_uncounted: bool,
+    /// Counted vehicles still to be logged as pulses, at most
+    /// [`PULSES_PER_TICK`] a tick.
+    pulses_owed: u16,
 }
+
+/// Count pulses (detector-on and -off pairs) one detector logs per tick at
+/// most; more wait for the next tick, so a burst of counts never fills the
+/// event queue.
+pub const PULSES_PER_TICK: u16 = 4;
 
 /// What the detectors ask of the phases this tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -221,6 +232,7 @@ impl DetectorBank {
                 st.extend_until = None;
             }
             let output = delayed_on || carried;
+            let rose = output && !st.output;
             if output != st.output {
                 st.output = output;
                 let code = match (spec.kind, output) {
@@ -230,6 +242,33 @@ impl DetectorBank {
                     (DetectorKind::Pedestrian, false) => EventCode::PedDetectorOff,
                 };
                 events.push(now, code, spec.channel.number() as u16);
+            }
+            // A channel that counts its own vehicles (a camera zone, a
+            // cabinet counter) logs every vehicle it counts as a
+            // detector-on, as the pulses of an ATSPM count detector would:
+            // a logged rising edge stands for the next vehicle counted (the
+            // count may come a frame later), every other counted vehicle
+            // is logged as a pulse of no length (on and off at this tick,
+            // or off and on while the output stays on).
+            if counted && spec.kind == DetectorKind::Vehicle {
+                st.edge_uncounted |= rose;
+                let mut uncounted = vehicles;
+                if uncounted > 0 && st.edge_uncounted {
+                    st.edge_uncounted = false;
+                    uncounted -= 1;
+                }
+                st.pulses_owed = st.pulses_owed.saturating_add(uncounted.min(u32::from(u16::MAX)) as u16);
+                let pulses = st.pulses_owed.min(PULSES_PER_TICK);
+                st.pulses_owed -= pulses;
+                let (first, then) = if st.output {
+                    (EventCode::DetectorOff, EventCode::DetectorOn)
+                } else {
+                    (EventCode::DetectorOn, EventCode::DetectorOff)
+                };
+                for _ in 0..pulses {
+                    events.push(now, first, spec.channel.number() as u16);
+                    events.push(now, then, spec.channel.number() as u16);
+                }
             }
 
             let active = st.output || st.fault.is_some();
@@ -338,6 +377,49 @@ mod tests {
         d
     }
 
+    /// A camera zone counting vehicles under a standing presence: the
+    /// rising edge is the first counted vehicle, the others are pulses, so
+    /// the log's detector-on events are the camera's count.
+    #[test]
+    fn a_counting_channel_logs_each_counted_vehicle_as_a_detector_on() {
+        let specs = [spec(0, 0)];
+        let mut bank = DetectorBank::default();
+        let mut ev = EventQueue::default();
+        let ch = DetectorChannel::new(1).unwrap();
+        let mut tick = |ms: u64, on: bool, count: u16| {
+            let mut f = frame(on);
+            f.counted = 1;
+            f.counts[ch.index()] = count;
+            bank.process(Instant::from_millis(ms), &specs, &f, PhaseSet::EMPTY, &mut ev);
+        };
+        // The zone fills (its count comes a frame later), 3 more pass
+        // under the standing presence, then 7 at once (4 a tick), then the
+        // zone empties with its last count; then a count with no presence.
+        tick(0, true, 0);
+        tick(100, true, 1);
+        tick(200, true, 3);
+        tick(300, true, 7);
+        tick(400, false, 1);
+        tick(500, false, 1);
+        tick(600, false, 0);
+        let mut log = Vec::new();
+        while let Some(e) = ev.pop() {
+            log.push((e.at.as_millis(), e.code.code()));
+        }
+        let ons = log.iter().filter(|(_, c)| *c == 82).count();
+        assert_eq!(ons, 13, "{log:?}");
+        assert_eq!(log.iter().filter(|(_, c)| *c == 81).count(), ons, "every on has its off: {log:?}");
+        assert_eq!(bank.state(0).volume, 13);
+        // While the zone is occupied a pulse is an off then an on; after,
+        // an on then an off.
+        assert_eq!(&log[..3], &[(0, 82), (200, 81), (200, 82)], "{log:?}");
+        let at = |ms| log.iter().filter(|(t, _)| *t == ms).map(|(_, c)| *c).collect::<Vec<_>>();
+        assert_eq!(at(300).len(), 8, "4 pulses a tick at most: {log:?}");
+        assert_eq!(at(400), [81, 82, 81, 82, 81, 82, 81, 82, 81], "the fall, then 3 owed and its own: {log:?}");
+        assert_eq!(at(500), [82, 81], "{log:?}");
+        assert_eq!(at(600), Vec::<u16>::new());
+    }
+
     #[test]
     fn delay_holds_the_call_back_until_presence_lasts() {
         let specs = [spec(3000, 0)];
@@ -433,6 +515,8 @@ mod tests {
         bank.process(Instant::from_millis(60_900), &specs, &f, PhaseSet::EMPTY, &mut ev);
         assert_eq!(bank.state(0).fault, Some(DetectorFault::ImplausibleCount), "held for a minute");
         assert_eq!(bank.state(0).volume, 1, "plausible steps count meanwhile");
+        let pulse: Vec<EventCode> = std::iter::from_fn(|| ev.pop()).map(|e| e.code).collect();
+        assert_eq!(pulse, [EventCode::DetectorOn, EventCode::DetectorOff], "and are logged as a count pulse");
         bank.process(Instant::from_millis(61_000), &specs, &f, PhaseSet::EMPTY, &mut ev);
         assert_eq!(bank.state(0).fault, None);
         assert_eq!(ev.pop().map(|e| e.code), Some(EventCode::DetectorRestored));

@@ -823,6 +823,51 @@ mod tests {
         assert_eq!(volume(&engine), 10);
     }
 
+    /// A camera zone on a stop-bar channel counts as ATSPM would count
+    /// it: every vehicle the camera counts is a detector-on in the event
+    /// log, so the performance measures' volume is the camera's count,
+    /// even while the zone's presence stands (a queue over it).
+    #[test]
+    fn camera_counts_reach_the_event_log_and_the_measures() {
+        let spec = crate::config::load_intersection_str(
+            "elm-and-oak.toml",
+            include_str!("../../controllers/elm-and-oak.toml"),
+        )
+        .expect("shipped file is valid")
+        .0
+        .spec;
+        let t0 = Instant::from_millis(1_796_626_800_000);
+        let (mut engine, io) = Engine::new(vec![spec.clone()], EngineConfig::default(), t0);
+        // Stop-bar loop 3 (phase 4) as a camera zone: presence from the
+        // second frame on, 2 vehicles a frame in frames 2..=6 (10).
+        let ch = crate::core::DetectorChannel::new(3).expect("channel 3");
+        let bit = 1u64 << ch.index();
+        let mut events = Vec::new();
+        for k in 1..=20u64 {
+            let now = t0 + Span::from_millis(100 * k);
+            let mut f = CameraFrame { channels: bit, counted: bit, ..CameraFrame::default() };
+            if k >= 2 {
+                f.presence = bit;
+            }
+            if (2..=6).contains(&k) {
+                f.counts[ch.index()] = 2;
+            }
+            io.camera.send((0, f)).expect("camera channel");
+            io.inputs.send((0, InputFrame::default())).expect("input channel");
+            engine.tick(now);
+            while let Ok((_, e)) = io.events.try_recv() {
+                events.push((e.at, e.code.code(), e.param));
+            }
+        }
+        let ons = events.iter().filter(|&&(_, code, param)| code == 82 && param == 3).count();
+        assert_eq!(ons, 10, "{events:?}");
+        let m = crate::api::measures::measure_log(&spec, events);
+        let lane = m.lanes.iter().find(|l| l.detector == ch).expect("loop 3 is a stop-bar lane");
+        assert_eq!(lane.volume, 10);
+        let p4 = m.phases.iter().find(|p| p.phase.number() == 4).expect("phase 4");
+        assert_eq!(p4.counts.volume, 10);
+    }
+
     /// Flashes are counted per reason as their events leave the
     /// controllers: the start-up flash, a lost cabinet link, shutdown.
     #[test]

@@ -26,6 +26,25 @@ Compared, per bin and phase (or lane):
   Samples), from its `timeline`. Push-button actuations are renumbered by
   the phase their button calls first (see ped_events).
 
+- preempt_requests, preempt_input_on_ms: atspm's `timeline` (its
+  "Preempt" intervals, 102 paired with 104), per input;
+- priority_requests: atspm's `timeline` ("TSP Call", 112 paired with 115),
+  per phase.
+
+atspm has no approach delay, no preemption services or dwell and no
+priority services: those are computed here, from the raw log, from ATSPM's
+definitions (`independent_measures`; nothing taken from greenwave's code):
+- arrivals_on_red, approach_delay_ms (ATSPM Approach Delay): an advance
+  actuation moved forward by its travel time arrives on red when the last
+  of its phase's events 1 (begin green), 8 (begin yellow) and 9 (end
+  yellow) at or before it is a 9; it waits until the phase's next 1,
+  counted in the bin of its arrival (no later 1 in the log: no sample);
+- preempt_services: entries started (105); preempt_dwells,
+  preempt_dwell_ms: begin dwell (107) to begin exit (111), in the bin of
+  the 107;
+- priority_services: a check-in (112) whose phase is green at it (served
+  then) or turns green (1) before its check-out (115), served at that 1.
+
 A bin with advance arrivals but none on green has no atspm
 arrival_on_green row at all (its SQL joins green arrivals to the total):
 such a bin is printed as EXPLAINED, not compared. Prints one row per
@@ -36,6 +55,7 @@ definitions on the same events), 2 on bad usage.
 """
 
 import argparse
+import bisect
 import subprocess
 import sys
 import tomllib
@@ -124,6 +144,100 @@ def ped_events(events, buttons):
     rows = [presses[presses["Parameter"] == ch].assign(Parameter=p) for ch, calls in buttons.items() for p in calls]
     merged = pd.concat([events[events["EventId"] != 90], *rows]).sort_values(["TimeStamp", "logged"], kind="stable")
     return merged.drop(columns="logged")
+
+
+def log_rows(path, signal_id):
+    """The log as (ms since the epoch, code, parameter), in file order."""
+    raw = pd.read_csv(path)
+    raw = raw[raw["SignalID"] == signal_id]
+    ts = pd.to_datetime(raw["Timestamp"], format="%Y-%m-%d %H:%M:%S.%f").astype("int64") // 1_000_000
+    return list(zip(ts.tolist(), raw["EventCode"].astype(int).tolist(), raw["EventParam"].astype(int).tolist()))
+
+
+def bin_of(ms):
+    return ms - ms % (BIN_MINUTES * 60_000)
+
+
+def independent_measures(rows, advance):
+    """What atspm does not compute, from ATSPM's definitions (see the module
+    docstring): {(bin_ms, measure, phase_or_input): value}."""
+    out = defaultdict(int)
+    # Each phase's begin green (1), begin yellow (8) and end yellow (9).
+    signal = defaultdict(list)
+    for t, code, param in rows:
+        if code in (1, 8, 9):
+            signal[param].append((t, code))
+    for events in signal.values():
+        events.sort(key=lambda e: e[0])  # stable: same-instant events keep the log's order
+
+    def last_at_or_before(phase, t):
+        events = signal.get(phase, [])
+        k = bisect.bisect_right([e[0] for e in events], t)
+        return events[k - 1][1] if k else None
+
+    def next_green_after(phase, t):
+        for when, code in signal.get(phase, []):
+            if when > t and code == 1:
+                return when
+        return None
+
+    for t, code, param in rows:
+        if code != 82 or param not in advance:
+            continue
+        calls, travel = advance[param]
+        arrival = t + round(travel * 1000)
+        for p in calls:
+            if last_at_or_before(p, arrival) != 9:
+                continue
+            green = next_green_after(p, arrival)
+            if green is not None:
+                out[(bin_of(arrival), "arrivals_on_red", p)] += 1
+                out[(bin_of(arrival), "approach_delay_ms", p)] += green - arrival
+
+    dwell_since = {}
+    for t, code, param in rows:
+        if code == 105:
+            out[(bin_of(t), "preempt_services", param)] += 1
+        elif code == 107:
+            dwell_since[param] = t
+        elif code == 111 and param in dwell_since:
+            since = dwell_since.pop(param)
+            out[(bin_of(since), "preempt_dwells", param)] += 1
+            out[(bin_of(since), "preempt_dwell_ms", param)] += t - since
+
+    for k, (t, code, phase) in enumerate(rows):
+        if code != 112:
+            continue
+        checkout = next((u for u, c, q in rows[k + 1 :] if c == 115 and q == phase), None)
+        if last_at_or_before(phase, t) == 1:
+            out[(bin_of(t), "priority_services", phase)] += 1
+            continue
+        green = next_green_after(phase, t)
+        if green is not None and (checkout is None or green <= checkout):
+            out[(bin_of(green), "priority_services", phase)] += 1
+    return out
+
+
+def timeline_measures(events):
+    """Preemption requests and input-on time per input, and transit
+    priority check-ins per phase, from atspm's timeline."""
+    out = defaultdict(int)
+    tl = run_atspm(
+        events,
+        None,
+        [
+            {"name": "has_data", "params": {"no_data_min": 5, "min_data_points": 1}},
+            {"name": "timeline", "params": {"max_event_gap_seconds": None, "min_duration": 0, "cushion_time": 0}},
+        ],
+    )["timeline"]
+    for r in tl[tl["EventClass"] == "Preempt"].itertuples():
+        b = bin_of(bin_ms(r.StartTime))
+        out[(b, "preempt_requests", int(r.EventValue))] += 1
+        if r.IsValid:
+            out[(b, "preempt_input_on_ms", int(r.EventValue))] += round(r.Duration * 1000)
+    for r in tl[tl["EventClass"] == "TSP Call"].itertuples():
+        out[(bin_of(bin_ms(r.StartTime)), "priority_requests", int(r.EventValue))] += 1
+    return out
 
 
 def bin_ms(ts):
@@ -219,9 +333,26 @@ def greenwave_measures(binary, controller, events):
 def phase_totals(values):
     totals = defaultdict(lambda: defaultdict(int))
     for (_, measure, key), v in values.items():
-        if measure != "lane_volume":
+        if measure != "lane_volume" and not measure.startswith("preempt_"):
             totals[key][measure] += v
     return totals
+
+
+def preempt_totals(values):
+    totals = defaultdict(lambda: defaultdict(int))
+    for (_, measure, key), v in values.items():
+        if measure.startswith("preempt_"):
+            totals[key][measure] += v
+    return totals
+
+
+def approach_delay(t):
+    """Total delay (s) and per vehicle over every advance arrival."""
+    if not t["arrivals"]:
+        return "-"
+    return f"{t['approach_delay_ms'] / 1000:.1f} s / {t['approach_delay_ms'] / 1000 / t['arrivals']:.1f} s"
+
+
 
 
 def aog_share(t):
@@ -246,7 +377,11 @@ def main():
     signal = doc["intersection"]["id"]
     stop_bar, advance, buttons = detector_roles(doc)
     ours = greenwave_measures(args.greenwave, args.controller, args.events)
-    theirs, aog_rows, complete = atspm_measures(read_events(args.events, signal), stop_bar, advance, buttons)
+    events = read_events(args.events, signal)
+    theirs, aog_rows, complete = atspm_measures(events, stop_bar, advance, buttons)
+    for source in (timeline_measures(events), independent_measures(log_rows(args.events, signal), advance)):
+        for key, v in source.items():
+            theirs[key] += v
 
     first_bin = min(k[0] for k in set(ours) | set(theirs)) if ours or theirs else 0
     bin_ms_len = BIN_MINUTES * 60_000
@@ -267,6 +402,11 @@ def main():
             # total: a bin where none arrived on green has no row at all.
             print(f"  EXPLAINED {pd.Timestamp(start, unit='ms'):%H:%M} arrivals {phase}: {a} vs none (no arrival on green)")
             theirs[key] = a
+        elif a != b and measure == "preempt_input_on_ms" and not {start, start + bin_ms_len} <= complete:
+            # The same has_data rule in atspm's timeline: a preemption whose
+            # input-on interval touches an incomplete bin has no duration.
+            print(f"  EXPLAINED {pd.Timestamp(start, unit='ms'):%H:%M} {measure} {phase}: {a} vs {b} (incomplete bin)")
+            theirs[key] = a
         elif a != b and measure in ("ped_waits", "ped_delay_ms") and touches_incomplete(start):
             # atspm's timeline marks a wait that touches a bin without data
             # in each of its 5-minute parts invalid: the partial first or
@@ -282,7 +422,9 @@ def main():
     head = (
         "| phase | volume GW | volume atspm | arrivals GW | arrivals atspm | AOG GW | AOG atspm "
         "| split failures GW | split failures atspm | ped actuations GW | ped actuations atspm "
-        "| walks GW | walks atspm | ped delay GW | ped delay atspm |"
+        "| walks GW | walks atspm | ped delay GW | ped delay atspm "
+        "| arrivals on red GW | arrivals on red ref. | approach delay GW (total / per vehicle) | approach delay ref. "
+        "| priority requests GW | priority requests atspm | priority services GW | priority services ref. |"
     )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
@@ -291,7 +433,24 @@ def main():
         print(
             f"| {p} | {g['volume']} | {a['volume']} | {g['arrivals']} | {a['arrivals']} | {aog_share(g)} | "
             f"{aog_share(a)} | {g['split_failures']} | {a['split_failures']} | {g['ped_actuations']} | "
-            f"{a['ped_actuations']} | {g['ped_walks']} | {a['ped_walks']} | {ped_delay(g)} | {ped_delay(a)} |"
+            f"{a['ped_actuations']} | {g['ped_walks']} | {a['ped_walks']} | {ped_delay(g)} | {ped_delay(a)} | "
+            f"{g['arrivals_on_red']} | {a['arrivals_on_red']} | {approach_delay(g)} | {approach_delay(a)} | "
+            f"{g['priority_requests']} | {a['priority_requests']} | {g['priority_services']} | {a['priority_services']} |"
+        )
+    gp, ap = preempt_totals(ours), preempt_totals(theirs)
+    head = (
+        "| preempt input | requests GW | requests atspm | services GW | services ref. | input on GW | input on atspm "
+        "| dwells GW | dwells ref. | dwell GW | dwell ref. |"
+    )
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for i in sorted(set(gp) | set(ap)):
+        g, a = gp[i], ap[i]
+        print(
+            f"| {i} | {g['preempt_requests']} | {a['preempt_requests']} | {g['preempt_services']} | "
+            f"{a['preempt_services']} | {g['preempt_input_on_ms'] / 1000:.1f} s | {a['preempt_input_on_ms'] / 1000:.1f} s | "
+            f"{g['preempt_dwells']} | {a['preempt_dwells']} | {g['preempt_dwell_ms'] / 1000:.1f} s | "
+            f"{a['preempt_dwell_ms'] / 1000:.1f} s |"
         )
     lanes = sorted(k for k in set(ours) | set(theirs) if k[1] == "lane_volume")
     lane_total = defaultdict(lambda: [0, 0])
