@@ -15,7 +15,7 @@
 //! included). Then GetState requests per second from concurrent clients.
 //!
 //! Run: `cargo bench --bench grpc` (about 3.5 min), or
-//! `cargo bench --bench grpc -- web` for the idle and web-view phases
+//! `cargo bench --bench grpc -- web` for the idle, web-view and idle-again phases
 //! alone (about 1 min). Budget: tick p99.9 unchanged with 100 watchers,
 //! under the flood, with the scrapers and with the web-view clients (none
 //! may slow the control loop). Everything shares the project's two cores: engine,
@@ -357,6 +357,10 @@ fn main() {
             n(&web.live_states),
             PHASE.as_secs()
         ));
+        // Idle again, last: the first phase of a process has read worst in
+        // every run so far, so the order shows next to the figures.
+        let (idle_again, _) = tick_latency(Load::Idle).await;
+        rows.push(("0 watchers, again (last phase)".to_owned(), idle_again));
         if !web_only {
             let (rps, errors) = getstate_rps().await;
             lines.push(format!(
