@@ -208,3 +208,28 @@ fn reload_says_what_it_cannot_apply() {
     assert_eq!(staged.len(), 1, "{log}");
     assert!(staged[0].contains("broadway-and-5th"), "{log}");
 }
+
+/// A listen address already taken: the daemon exits with an error that
+/// names the listener and the address, and says the reason once.
+#[test]
+fn a_taken_listen_address_is_said_once_and_the_daemon_exits() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(env!("CARGO_BIN_EXE_greenwave"))
+        .args(["run", "--no-view", "--grpc-listen", "127.0.0.1:0", "--duration-s", "5", "--controllers"])
+        .arg(root.join("controllers"))
+        .current_dir(dir.path())
+        .env("GREENWAVE_HTTP__ENABLED", "true")
+        .env("GREENWAVE_HTTP__LISTEN", addr.to_string())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run greenwave");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("greenwave: error:")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains(&format!("binding the metrics listener on {addr}")), "{error}");
+    assert_eq!(error.matches("Address already in use").count(), 1, "{error}");
+    drop(taken);
+}

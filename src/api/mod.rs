@@ -74,8 +74,10 @@ pub enum ApiError {
     TlsFile { path: String, source: std::io::Error },
     #[error("TLS: {path}: {reason}")]
     Tls { path: String, reason: String },
-    #[error("binding the gRPC listener on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    // The reason is in the message, not a `source`: a chain printed with
+    // `{:#}` would say it twice.
+    #[error("binding the gRPC listener on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: std::io::Error },
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -289,8 +291,8 @@ impl Api {
         let tls = cfg.tls.as_ref().map(server::Tls::load).transpose()?.map(Arc::new);
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
-            .map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| ApiError::Bind { addr: cfg.listen, source })?;
+            .map_err(|reason| ApiError::Bind { addr: cfg.listen, reason })?;
+        let addr = listener.local_addr().map_err(|reason| ApiError::Bind { addr: cfg.listen, reason })?;
         self.warn_unknown_scopes(cfg);
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {

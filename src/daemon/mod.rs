@@ -101,7 +101,7 @@ pub enum DaemonError {
     /// nothing was started.
     #[error("{} configuration errors; nothing started", .0.len())]
     Config(Vec<String>),
-    #[error("{0:#}")]
+    #[error(transparent)]
     Start(#[from] anyhow::Error),
 }
 

@@ -71,8 +71,10 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 pub enum HttpError {
     #[error(transparent)]
     Tls(#[from] ApiError),
-    #[error("binding the metrics listener on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    // The reason is in the message, not a `source`: a chain printed with
+    // `{:#}` would say it twice.
+    #[error("binding the metrics listener on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: std::io::Error },
 }
 
 /// A running listener.
@@ -122,8 +124,8 @@ pub async fn serve(
 ) -> Result<HttpServer, HttpError> {
     let tls = cfg.tls.as_ref().map(|files| Tls::load_for(files, ALPN)).transpose()?.map(Arc::new);
     let listener =
-        TcpListener::bind(cfg.listen).await.map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr: cfg.listen, source })?;
+        TcpListener::bind(cfg.listen).await.map_err(|reason| HttpError::Bind { addr: cfg.listen, reason })?;
+    let addr = listener.local_addr().map_err(|reason| HttpError::Bind { addr: cfg.listen, reason })?;
     let auth = Authenticator::new(&GrpcConfig { anonymous: cfg.anonymous, ..grpc.clone() });
     let registry = metrics::registry(sources);
     let shared = Arc::new(Shared { auth: auth.clone(), refusals, registry, tls: tls.is_some() });
