@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use greenwave::config::{ClockSource, DaemonConfig, NatsConfig};
 use greenwave::daemon::nats::{NatsStats, is_alarm_code};
-use greenwave::daemon::{Controllers, Daemon, Options};
+use greenwave::daemon::{Controllers, Daemon, Options, Stopped};
 
 use crate::grpc::interop::peer_python;
 use crate::grpc::test_controller;
@@ -149,6 +149,62 @@ fn read_log(dir: &Path) -> Vec<(String, u64, u16, u16)> {
         .collect()
 }
 
+/// The daemon in-process with `[nats]` (`nats` with the test's url and
+/// rates), two intersections, the event log in `logs`.
+struct Running {
+    stats: Arc<NatsStats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Stopped>,
+}
+
+impl Running {
+    fn start(url: &str, logs: &Path, nats: NatsConfig) -> Running {
+        // Two intersections; the second's id has a '.', which a subject
+        // token cannot hold.
+        let (a_name, a_text) = test_controller();
+        let a_text = a_text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
+        let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak.and-pine\"");
+        // A lockstep simulation at 10 times real time: ten times the events
+        // per second of broker outage, stamped with simulated control time.
+        let mut config = DaemonConfig {
+            tick_ms: 100,
+            view: false,
+            clock: ClockSource::Cabinet,
+            lockstep_speed: Some(10.0),
+            time_zone: chrono_tz::UTC,
+            nats: NatsConfig {
+                enabled: true,
+                url: url.to_owned(),
+                state_interval: Duration::from_millis(200),
+                flush_timeout: Duration::from_secs(10),
+                ..nats
+            },
+            ..DaemonConfig::default()
+        };
+        config.grpc.enabled = false;
+        config.event_log.dir = logs.to_path_buf();
+        let controllers = Controllers::Texts(vec![(a_name, a_text), ("oak.and-pine.toml".into(), b_text)]);
+        let daemon = Daemon::start(Options::new(config, controllers)).expect("daemon starts");
+        let stats = daemon.nats_stats().expect("[nats] on");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            daemon
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .expect("daemon stops")
+        });
+        Running { stats, stop, thread }
+    }
+
+    /// As SIGTERM: through flash, the NATS flush bounded; it must stop clean.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let stopped = self.thread.join().expect("daemon thread");
+        assert!(stopped.is_clean(), "{stopped:?}");
+    }
+}
+
 #[test]
 fn a_broker_restart_loses_nothing_and_doubles_nothing() {
     let Some(bin) = nats_server() else { return };
@@ -160,41 +216,8 @@ fn a_broker_restart_loses_nothing_and_doubles_nothing() {
     let url = format!("nats://127.0.0.1:{port}");
     let broker = Broker::start(&bin, port, &store);
 
-    // Two intersections; the second's id has a '.', which a subject token
-    // cannot hold.
-    let (a_name, a_text) = test_controller();
-    let a_text = a_text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
-    let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak.and-pine\"");
-    // A lockstep simulation at 10 times real time: ten times the events
-    // per second of broker outage, stamped with simulated control time.
-    let mut config = DaemonConfig {
-        tick_ms: 100,
-        view: false,
-        clock: ClockSource::Cabinet,
-        lockstep_speed: Some(10.0),
-        time_zone: chrono_tz::UTC,
-        nats: NatsConfig {
-            enabled: true,
-            url: url.clone(),
-            state_interval: Duration::from_millis(200),
-            flush_timeout: Duration::from_secs(10),
-            ..NatsConfig::default()
-        },
-        ..DaemonConfig::default()
-    };
-    config.grpc.enabled = false;
-    config.event_log.dir = logs.clone();
-    let controllers = Controllers::Texts(vec![(a_name, a_text), ("oak.and-pine.toml".into(), b_text)]);
-    let daemon = Daemon::start(Options::new(config, controllers)).expect("daemon starts");
-    let stats: Arc<NatsStats> = daemon.nats_stats().expect("[nats] on");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = std::thread::spawn(move || {
-        daemon
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .expect("daemon stops")
-    });
+    let running = Running::start(&url, &logs, NatsConfig::default());
+    let stats = running.stats.clone();
 
     wait_until("events acked by the broker", Duration::from_secs(20), || stats.events_acked.load(Relaxed) > 0);
     // The independent subscriber, while the broker is up.
@@ -235,9 +258,7 @@ fn a_broker_restart_loses_nothing_and_doubles_nothing() {
             && stats.events_acked.load(Relaxed) > acked_before
     });
     std::thread::sleep(Duration::from_secs(1));
-    let _ = stop.send(());
-    let stopped = running.join().expect("daemon thread");
-    assert!(stopped.is_clean(), "{stopped:?}");
+    running.stop();
     assert_eq!(stats.left_at_shutdown.load(Relaxed), 0, "the shutdown flush delivered everything");
     assert_eq!(stats.dropped.load(Relaxed), 0, "nothing dropped within the bound");
 
@@ -291,5 +312,59 @@ fn a_broker_restart_loses_nothing_and_doubles_nothing() {
          {} duplicate acks)",
         queued_in_outage,
         stats.duplicates.load(Relaxed)
+    );
+}
+
+/// The broker is away from the start and the queue holds 40 messages: the
+/// oldest are dropped and every one is counted, so what reaches the stream
+/// plus what was dropped is exactly what the event log wrote (each alarm
+/// counted twice, as it is published twice), and per intersection the
+/// stream holds the newest events without a gap.
+#[test]
+fn a_full_queue_drops_the_oldest_and_counts_every_one() {
+    let Some(bin) = nats_server() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let running = Running::start(&url, &logs, NatsConfig { buffer_events: 40, ..NatsConfig::default() });
+    let stats = running.stats.clone();
+    wait_until("the queue overflowing", Duration::from_secs(30), || stats.dropped.load(Relaxed) >= 20);
+    assert_eq!(stats.queued.load(Relaxed), 40, "the queue stays at its bound");
+    assert_eq!(stats.events_acked.load(Relaxed), 0);
+
+    let broker = Broker::start(&bin, port, &store);
+    wait_until("the queue drained", Duration::from_secs(30), || {
+        stats.connected.load(Relaxed) && stats.queued.load(Relaxed) == 0
+    });
+    running.stop();
+    assert_eq!(stats.left_at_shutdown.load(Relaxed), 0);
+    let dropped = stats.dropped.load(Relaxed);
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let published = runtime.block_on(read_stream(&url, "GREENWAVE_EVENTS"));
+    drop(broker);
+    let logged = read_log(&logs);
+    let logged_messages = logged.len() + logged.iter().filter(|(_, _, code, _)| is_alarm_code(*code)).count();
+    assert_eq!(published.len() as u64 + dropped, logged_messages as u64, "delivered + dropped = written");
+
+    let mut missing_events = 0;
+    for id in ["elm-and-oak", "oak.and-pine"] {
+        let seqs: Vec<u64> = published
+            .iter()
+            .filter(|p| p.intersection == id && p.subject.ends_with(".events"))
+            .map(|p| p.seq)
+            .collect();
+        let written = logged.iter().filter(|l| l.0 == id).count() as u64;
+        let first = *seqs.first().expect("events delivered");
+        assert_eq!(seqs, (first..=written).collect::<Vec<_>>(), "{id}: the newest events, without a gap");
+        missing_events += first - 1;
+    }
+    assert!(missing_events > 0 && missing_events <= dropped, "{missing_events} events missing, {dropped} dropped");
+    eprintln!(
+        "NATS queue overflow: {} written, {} delivered, {dropped} dropped (of them {missing_events} events)",
+        logged_messages,
+        published.len()
     );
 }

@@ -59,7 +59,8 @@ pub struct NatsConfig {
     /// State snapshots on core NATS this often, per intersection.
     pub state_interval: Duration,
     /// Store-and-forward bound: messages (events, and alarms once more)
-    /// waiting for the broker; beyond it the oldest are dropped and counted.
+    /// waiting for the broker, besides the at most 256 in flight; beyond it
+    /// the oldest are dropped and counted.
     pub buffer_events: usize,
     /// At shutdown, how long the publisher may still try to deliver.
     pub flush_timeout: Duration,

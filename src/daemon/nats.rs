@@ -174,16 +174,13 @@ impl Outbox {
     }
 
     fn enqueue(&self, q: &mut Queue, item: Item) {
-        if q.items.len() >= q.bound {
-            // The oldest not already on its way; with everything in flight,
-            // the newest (this one).
-            let dropped = if q.in_flight < q.items.len() {
-                let at = q.in_flight;
-                q.items.remove(at);
-                true
-            } else {
-                false
-            };
+        // The bound is on what waits: the window on its way to the broker
+        // (at most WINDOW) is not dropped, or a publish acked after all
+        // would leave a gap in the middle.
+        if q.items.len() - q.in_flight >= q.bound {
+            // The oldest not already on its way (bound >= 1: there is one).
+            let at = q.in_flight;
+            q.items.remove(at);
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             match &mut q.episode {
                 Some(n) => *n += 1,
@@ -196,9 +193,6 @@ impl Outbox {
                         q.bound
                     );
                 }
-            }
-            if !dropped {
-                return;
             }
         }
         q.items.push_back(item);
@@ -721,27 +715,26 @@ mod tests {
     #[test]
     fn a_full_queue_drops_the_oldest_not_in_flight_and_counts_them() {
         let stats = Arc::new(NatsStats::default());
-        let out = Outbox::new(2, 4, stats.clone());
-        let batch: Vec<_> = (0..3).map(|k| (k % 2, ev(k as u64, EventCode::PhaseBeginGreen))).collect();
-        out.push_batch(&batch, 10);
+        let out = Outbox::new(2, 2, stats.clone());
+        let g = |k: u64| ev(k, EventCode::PhaseBeginGreen);
+        out.push_batch(&[(0, g(1)), (1, g(2))], 10);
         let mut window = Vec::new();
         out.take_window(2, &mut window);
         assert_eq!(
             window.iter().map(|i| (i.intersection, i.seq, i.journal_seq)).collect::<Vec<_>>(),
             [(0, 1, 10), (1, 1, 11)]
         );
-        // Three more: the queue holds 4, two in flight: the oldest not in
-        // flight go (intersection 0 seq 2, then seq 3).
-        let more: Vec<_> = (3..6).map(|k| (0, ev(k, EventCode::PhaseBeginGreen))).collect();
-        out.push_batch(&more, 13);
-        assert_eq!(stats.dropped.load(Ordering::Relaxed), 2);
+        // Three more while both are in flight: two wait, the third pushes
+        // out the oldest waiting one (intersection 0, seq 2).
+        out.push_batch(&[(0, g(3)), (0, g(4)), (0, g(5))], 12);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1);
         assert_eq!(out.len(), 4);
         // The first of the window acked, the second not: it stays first.
         out.finish_window(&[true, false]);
         out.take_window(10, &mut window);
-        assert_eq!(window.iter().map(|i| (i.intersection, i.seq)).collect::<Vec<_>>(), [(1, 1), (0, 4), (0, 5)]);
-        assert_eq!(snake("CabinetLinkLost"), "cabinet_link_lost");
+        assert_eq!(window.iter().map(|i| (i.intersection, i.seq)).collect::<Vec<_>>(), [(1, 1), (0, 3), (0, 4)]);
         assert_eq!(stats.queued.load(Ordering::Relaxed), 3);
+        assert_eq!(snake("CabinetLinkLost"), "cabinet_link_lost");
     }
 
     #[test]
