@@ -378,6 +378,8 @@ async fn connect_options(cfg: &NatsConfig, stats: Arc<NatsStats>) -> anyhow::Res
                         stats.connected.store(false, Ordering::Relaxed);
                         warn!("NATS broker disconnected: events wait in the store-and-forward queue");
                     }
+                    // Each failed reconnect attempt is one (the loss itself is said above).
+                    async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS client"),
                     other => info!(event = %other, "NATS client"),
                 }
             }
@@ -452,7 +454,9 @@ impl Run {
         let mut acked = Vec::with_capacity(WINDOW);
         let mut stream_ready = false;
         let mut attempts = 0usize;
+        // What is wrong, said once each time it changes (and once when it ends).
         let mut outage: Option<&'static str> = None;
+        let mut away_since = None;
         loop {
             if self.outbox.is_empty() {
                 if stopping.borrow().is_some() {
@@ -465,18 +469,22 @@ impl Run {
             // While the client reconnects (with its own backoff) nothing is
             // handed to it: the queue here is the one that is bounded and counted.
             if client.connection_state() != async_nats::connection::State::Connected {
-                if outage.is_none() {
+                // Said once it lasts a second (not for the first connection's
+                // few milliseconds at start, nor a blip).
+                let since = *away_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= Duration::from_secs(1) && outage != Some("reconnect") {
                     warn!(queued = self.outbox.len(), "NATS broker away: events wait in the store-and-forward queue");
                     outage = Some("reconnect");
                 }
                 tokio::time::sleep(BACKOFF_MIN).await;
                 continue;
             }
+            away_since = None;
             if !stream_ready {
                 match self.ensure_stream(&js).await {
                     Ok(()) => stream_ready = true,
                     Err(e) => {
-                        if outage.is_none() {
+                        if outage != Some("stream") {
                             warn!(error = %e, queued = self.outbox.len(), "NATS: JetStream stream not available: events wait in the store-and-forward queue");
                             outage = Some("stream");
                         }
@@ -504,7 +512,7 @@ impl Run {
             if stream_missing {
                 stream_ready = false;
             }
-            if outage.is_none() {
+            if outage != Some("publish") {
                 warn!(
                     error = first_error.as_deref().unwrap_or("no ack"),
                     queued = self.outbox.len(),
