@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README and .ci/run both use it). On a fresh machine
 # it installs what the tests need — Debian's mbpoll, socat, chromium and
-# chromium-driver, a Python
+# chromium-driver, nats-server, a Python
 # venv with the independent Modbus/gRPC peers, pytest and Eclipse SUMO —
 # then runs the whole suite, ending with the SIL rig's Python tests and the
 # SUMO software-in-the-loop smoke.
@@ -10,12 +10,15 @@ cd "$(dirname "$0")/.."
 
 # Debian packages used by the interop tests: mbpoll as an independent
 # peer, socat for the pseudo-terminal pair of the serial RTU test, chromium
-# and its driver for the web view's browser test (tests/web.rs).
+# and its driver for the web view's browser test (tests/web.rs), nats-server
+# (with JetStream) as the broker of the city feed test (tests/nats.rs).
 missing=()
 command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# Debian installs it in /usr/sbin, which a non-root PATH may lack.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

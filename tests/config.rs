@@ -325,6 +325,41 @@ fn daemon_problems_name_their_variable_or_key() {
 }
 
 #[test]
+fn the_nats_section_is_checked_like_the_others_and_the_token_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("greenwave.toml");
+    fs::write(&file, "[nats]\nurl = \"nats://broker.city:4222\"\nstate_interval_ms = 500\n").expect("write");
+    let d = DaemonConfig::load_with_env(
+        Some(&file),
+        env(&[("GREENWAVE_NATS__TOKEN", "s3cret"), ("GREENWAVE_NATS__BUFFER_EVENTS", "2000")]),
+    )
+    .expect("valid");
+    assert!(d.nats.enabled, "a written section turns it on");
+    assert_eq!((d.nats.url.as_str(), d.nats.state_interval.as_millis()), ("nats://broker.city:4222", 500));
+    assert_eq!((d.nats.buffer_events, d.nats.subject_prefix.as_str()), (2000, "greenwave"));
+    assert_eq!(d.nats.auth, greenwave::config::NatsAuth::Token("s3cret".into()));
+    assert!(!DaemonConfig::load_with_env(None, env(&[])).expect("valid").nats.enabled, "off by default");
+
+    fs::write(&file, "[nats]\nurl = \"localhost\"\nbuffer_events = 0\nsubjects = \"x\"\n").expect("write");
+    let errors = DaemonConfig::load_with_env(Some(&file), env(&[])).expect_err("invalid");
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let file = file.display();
+    assert_eq!(
+        got,
+        [
+            format!(
+                "{file}: nats.subjects: unknown key (expected one of: enabled, url, subject_prefix, stream, \
+                 state_interval_ms, buffer_events, flush_timeout_ms, token, user, password, credentials)"
+            ),
+            format!(
+                "{file}: nats.url: \"localhost\" must start with nats:// or tls:// (like \"nats://127.0.0.1:4222\")"
+            ),
+            format!("{file}: nats.buffer_events: 0 is outside 1..=10000000"),
+        ]
+    );
+}
+
+#[test]
 fn a_missing_daemon_file_is_an_error_when_named() {
     let errors =
         DaemonConfig::load_with_env(Some(Path::new("/nonexistent/greenwave.toml")), env(&[])).expect_err("missing");

@@ -7,6 +7,7 @@ mod grpc;
 mod http;
 mod measures;
 mod modbus;
+mod nats;
 mod regression;
 mod safety;
 mod web;

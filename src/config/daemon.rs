@@ -23,6 +23,7 @@ use super::grpc::{self, GrpcConfig, RawGrpc};
 use super::http::{self, HttpConfig, RawHttp};
 use super::key::KeyPath;
 use super::load::read_error;
+use super::nats::{self, NatsConfig, RawNats};
 
 /// Prefix of the environment variables that override `greenwave.toml`.
 pub const ENV_PREFIX: &str = "GREENWAVE";
@@ -62,6 +63,8 @@ pub struct DaemonConfig {
     pub grpc: GrpcConfig,
     /// The metrics listener (`[http]`).
     pub http: HttpConfig,
+    /// The city feed over NATS (`[nats]`; off without the section).
+    pub nats: NatsConfig,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
     /// [`super::corridor`]); member ids are checked against the
     /// controllers by [`corridor::resolve`].
@@ -102,6 +105,7 @@ impl Default for DaemonConfig {
             lockstep_speed: None,
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
+            nats: NatsConfig::default(),
             corridors: Vec::new(),
         }
     }
@@ -132,6 +136,7 @@ struct RawDaemon {
     lockstep_speed: Option<f64>,
     grpc: Option<RawGrpc>,
     http: Option<RawHttp>,
+    nats: Option<RawNats>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
 }
@@ -264,6 +269,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     }
     let grpc = grpc::validate(raw.grpc, &mut error);
     let http = http::validate(raw.http, &mut error);
+    let nats = nats::validate(raw.nats, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
@@ -275,6 +281,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         lockstep_speed: raw.lockstep_speed,
         grpc,
         http,
+        nats,
         corridors,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }

@@ -37,6 +37,7 @@ pub mod grpc;
 pub mod http;
 mod key;
 pub mod load;
+pub mod nats;
 pub mod raw;
 pub mod registers;
 mod validate;
@@ -48,6 +49,7 @@ pub use error::{ConfigError, Warning};
 pub use grpc::{GrpcConfig, Role};
 pub use http::HttpConfig;
 pub use load::{controller_files, load_dir, load_intersection, load_intersection_str};
+pub use nats::{NatsAuth, NatsConfig};
 pub use registers::RegisterMap;
 pub use validate::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,

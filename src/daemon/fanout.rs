@@ -12,6 +12,10 @@
 //!                 one task per StreamEvents client, reading at its own pace
 //! ```
 //!
+//! With `[nats]`, each batch also goes (numbered, after the journal) into
+//! the NATS publisher's bounded store-and-forward queue
+//! ([`super::nats::Outbox`]), which never waits for the broker.
+//!
 //! The engine never sees any of this: it only `try_send`s into its own
 //! bounded event channel.
 
@@ -22,6 +26,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
+use super::nats::Outbox;
 use crate::api::measures::Measures;
 use crate::core::Event;
 use crate::telemetry::EventLogHealth;
@@ -47,11 +52,12 @@ pub fn spawn(
     journal: Arc<Journal>,
     measures: Arc<Measures>,
     log_health: Arc<EventLogHealth>,
+    nats: Option<Arc<Outbox>>,
 ) -> io::Result<(EventFeed, JoinHandle<()>)> {
     let (log_tx, log_rx) = bounded(LOG_BUFFER);
     let handle = std::thread::Builder::new()
         .name("greenwave-fanout".into())
-        .spawn(move || run(&events, &journal, &measures, &log_tx, &log_health))?;
+        .spawn(move || run(&events, &journal, &measures, &log_tx, &log_health, nats.as_deref()))?;
     Ok((log_rx, handle))
 }
 
@@ -61,6 +67,7 @@ fn run(
     measures: &Measures,
     log: &Sender<(usize, Event)>,
     log_health: &EventLogHealth,
+    nats: Option<&Outbox>,
 ) {
     let mut batch: Vec<(usize, Event)> = Vec::with_capacity(BATCH);
     let mut log_open = true;
@@ -91,9 +98,13 @@ fn run(
             }
         }
         measures.record(&batch);
-        journal.append_with(batch.len(), |k, seq| {
+        let last = journal.append_with(batch.len(), |k, seq| {
             let (intersection, e) = batch[k];
             Record { seq, intersection, at_unix_ms: e.at.as_millis(), kind: RecordKind::Indiana(e) }
         });
+        if let Some(outbox) = nats {
+            // One append, one lock: the batch's numbers are consecutive.
+            outbox.push_batch(&batch, last + 1 - batch.len() as u64);
+        }
     }
 }

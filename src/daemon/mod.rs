@@ -3,7 +3,7 @@
 //! [`run`] starts the control thread, the cabinet I/O runtime (with the
 //! embedded simulated cabinets when a controller asks for them), the event
 //! fan-out (Indiana event log, performance measures, the journal gRPC
-//! streams from), the gRPC API, the metrics listener (`[http]`) and the
+//! streams from, and with `[nats]` the city feed to a NATS broker), the gRPC API, the metrics listener (`[http]`) and the
 //! terminal view, then serves until `shutdown` resolves or the control
 //! thread dies, and stops: every intersection to flash, that frame
 //! written to every cabinet, the event log closed. `main.rs` only turns
@@ -27,10 +27,13 @@
 //! - [`controllers`]: where the intersections come from (a directory, the
 //!   embedded default, or configs built in code) and the reload.
 //! - [`fanout`]: the one thread between the engine's events and their readers.
+//! - [`nats`]: the city feed (`[nats]`): events and alarms through JetStream
+//!   with bounded store-and-forward, state snapshots on core NATS.
 //! - this module: [`Options`], [`Daemon`], [`run`].
 
 pub mod controllers;
 pub mod fanout;
+pub mod nats;
 mod settings;
 
 use std::future::Future;
@@ -159,6 +162,10 @@ pub struct Daemon {
     reloader: Reloader,
     event_log: JoinHandle<EventLogStats>,
     log_health: Arc<EventLogHealth>,
+    /// The city feed's publisher (`[nats]`).
+    nats: Option<nats::Publisher>,
+    /// How long the publisher may still deliver at shutdown.
+    nats_flush: Duration,
     /// Ends the view and warm-up threads.
     stop: Arc<AtomicBool>,
     warmup: Arc<std::sync::Mutex<Option<LatencyHistograms>>>,
@@ -224,7 +231,13 @@ impl Daemon {
         };
         info!(dir = %log_cfg.dir.display(), "Indiana event log");
         let log_health = Arc::new(EventLogHealth::default());
-        let (log_feed, _fanout) = fanout::spawn(events, journal.clone(), api.measures(), log_health.clone())
+        let nats = if daemon.nats.enabled {
+            Some(nats::spawn(&daemon.nats, &ids, board.clone()).context("starting the NATS city feed")?)
+        } else {
+            None
+        };
+        let outbox = nats.as_ref().map(|p| p.outbox.clone());
+        let (log_feed, _fanout) = fanout::spawn(events, journal.clone(), api.measures(), log_health.clone(), outbox)
             .context("starting the event fan-out")?;
         let event_log =
             spawn_event_log_thread(log_feed, ids.clone(), log_cfg.clone(), Some(journal.clone()), log_health.clone())
@@ -247,7 +260,13 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let latency = Arc::new(latency);
         let view_on = daemon.view && view && std::io::stdout().is_terminal();
-        let status = Status { engine: stats.clone(), cabinets: cabinets.stats.clone(), log: log_health.clone() };
+        let nats_stats = nats.as_ref().map(|p| p.stats.clone());
+        let status = Status {
+            engine: stats.clone(),
+            cabinets: cabinets.stats.clone(),
+            log: log_health.clone(),
+            nats: nats_stats.clone(),
+        };
         spawn_view(view_on, &intersections, board.clone(), latency.clone(), status, stop.clone())
             .context("starting the view thread")?;
         let warmup = spawn_warmup_snapshot(stats_json.is_some(), stats_warmup, latency.clone())
@@ -279,6 +298,7 @@ impl Daemon {
                 refusals: api.refusals(),
                 calls: api.calls(),
                 event_log: log_health.clone(),
+                nats: nats_stats.clone(),
             };
             let feeds = crate::http::web::Feeds {
                 ids: ids.clone(),
@@ -311,6 +331,8 @@ impl Daemon {
             reloader,
             event_log,
             log_health,
+            nats,
+            nats_flush: daemon.nats.flush_timeout,
             stop,
             warmup,
             stats_json,
@@ -340,6 +362,11 @@ impl Daemon {
     /// Events and audit records, numbered (what StreamEvents reads).
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
+    }
+
+    /// The NATS publisher's counters, when `[nats]` is on.
+    pub fn nats_stats(&self) -> Option<Arc<nats::NatsStats>> {
+        self.nats.as_ref().map(|p| p.stats.clone())
     }
 
     pub fn latency(&self) -> &Arc<LatencyReader> {
@@ -391,7 +418,8 @@ impl Daemon {
 
     /// Shutdown: the API stops, the engine drives every intersection to
     /// flash and ends, every cabinet gets that frame (bounded wait), the
-    /// event log closes.
+    /// event log closes, the NATS publisher delivers what it still holds
+    /// (bounded by `flush_timeout_ms`) and says what it left.
     fn stop(self, cause: StopCause) -> anyhow::Result<Stopped> {
         if let Some(grpc) = self.grpc {
             self.grpc_rt.block_on(grpc.shutdown());
@@ -417,6 +445,11 @@ impl Daemon {
                 "event log closed"
             ),
             Err(_) => error!("event log thread panicked"),
+        }
+        // The fan-out has ended (the event log's feed closed with it), so
+        // the publisher's queue holds every event it will get.
+        if let Some(publisher) = self.nats {
+            publisher.finish(self.nats_flush);
         }
         // After the event log closed: its final counts are in the JSON.
         if let Some(path) = &self.stats_json {
@@ -511,6 +544,7 @@ struct Status {
     engine: Arc<EngineStats>,
     cabinets: Vec<(String, Arc<CabinetStats>)>,
     log: Arc<EventLogHealth>,
+    nats: Option<Arc<nats::NatsStats>>,
 }
 
 impl Status {
@@ -535,6 +569,17 @@ impl Status {
             %jitter,
             "running"
         );
+        if let Some(n) = &self.nats {
+            info!(
+                connected = n.connected.load(Ordering::Relaxed),
+                events_acked = n.events_acked.load(Ordering::Relaxed),
+                alarms_acked = n.alarms_acked.load(Ordering::Relaxed),
+                states_sent = n.states_sent.load(Ordering::Relaxed),
+                queued = n.queued.load(Ordering::Relaxed),
+                dropped = n.dropped.load(Ordering::Relaxed),
+                "nats"
+            );
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use crate::api::measures::{IntersectionMeasures, Measures, PhaseMeasures};
 use crate::api::refusals::Refusals;
 use crate::core::detector::DetectorFault;
 use crate::core::{FlashReason, UnitState};
+use crate::daemon::nats::NatsStats;
 use crate::engine::EngineStats;
 use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::LatencyReader;
@@ -70,6 +71,8 @@ pub struct Sources {
     pub refusals: Arc<Refusals>,
     pub calls: Arc<CallCounts>,
     pub event_log: Arc<EventLogHealth>,
+    /// The NATS publisher's counters, when `[nats]` is on.
+    pub nats: Option<Arc<NatsStats>>,
 }
 
 /// A registry holding only the daemon's collector.
@@ -91,7 +94,11 @@ impl Collector for Daemon {
         intersections(&mut out, s)?;
         phases(&mut out, s)?;
         api(&mut out, s)?;
-        event_log(&mut out, &s.event_log)
+        event_log(&mut out, &s.event_log)?;
+        match &s.nats {
+            Some(n) => nats(&mut out, n),
+            None => Ok(()),
+        }
     }
 }
 
@@ -309,6 +316,47 @@ fn event_log(out: &mut Out<'_>, h: &EventLogHealth) -> Result<(), std::fmt::Erro
         "greenwave_event_log_unwritable",
         "1 while the event log cannot be written.",
         [(UNLABELLED, u64::from(h.unwritable.load(Relaxed)))],
+    )
+}
+
+fn nats(out: &mut Out<'_>, n: &NatsStats) -> Result<(), std::fmt::Error> {
+    out.counter(
+        "greenwave_nats_acked",
+        "Messages the NATS broker's JetStream stream acked, by subject kind.",
+        [
+            ([("subject", "events")], n.events_acked.load(Relaxed)),
+            ([("subject", "alarms")], n.alarms_acked.load(Relaxed)),
+        ],
+    )?;
+    out.counter(
+        "greenwave_nats_duplicates",
+        "Acks that said the stream already held the message (a retry after a lost ack).",
+        [(UNLABELLED, n.duplicates.load(Relaxed))],
+    )?;
+    out.counter(
+        "greenwave_nats_states",
+        "State snapshots sent on core NATS.",
+        [(UNLABELLED, n.states_sent.load(Relaxed))],
+    )?;
+    out.counter(
+        "greenwave_nats_dropped",
+        "Messages dropped from the full store-and-forward queue (the oldest).",
+        [(UNLABELLED, n.dropped.load(Relaxed))],
+    )?;
+    out.counter(
+        "greenwave_nats_retries",
+        "Publishes that failed or were not acked in time, then retried.",
+        [(UNLABELLED, n.retries.load(Relaxed))],
+    )?;
+    out.gauge(
+        "greenwave_nats_queued",
+        "Messages waiting for the broker (queued and in flight).",
+        [(UNLABELLED, n.queued.load(Relaxed))],
+    )?;
+    out.gauge(
+        "greenwave_nats_connected",
+        "1 while connected to the NATS broker.",
+        [(UNLABELLED, u64::from(n.connected.load(Relaxed)))],
     )
 }
 

@@ -12,11 +12,20 @@ use tracing_subscriber::EnvFilter;
 /// human-readable lines. The `log` bridge (tracing-subscriber's default
 /// `tracing-log` feature) stays on, because tokio-modbus logs through `log`.
 ///
+/// Unless `RUST_LOG` names `async_nats`, the NATS client logs warnings only.
+///
 /// The first line logged is the build information, so every log starts by
 /// saying what produced it. Calling this again (tests, or a second
 /// initialisation) leaves the first subscriber in place and does nothing.
 pub fn init_tracing(json: bool) {
-    let filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
+    let mut filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
+    // async-nats logs every reconnect attempt at info; the daemon says a
+    // broker's loss and return itself, once each (`daemon::nats`).
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("async_nats"))
+        && let Ok(quiet) = "async_nats=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let installed = if json { builder.json().try_init() } else { builder.try_init() };
     if installed.is_ok() {

@@ -1,0 +1,370 @@
+//! The city feed end to end against a real broker (issue 17, item 4):
+//! Debian's `nats-server` with JetStream on a free port and a temporary
+//! store, the daemon in-process with `[nats]`, the broker killed for a few
+//! seconds and started again on the same store, then every event in the
+//! JetStream stream counted against the daemon's own Indiana event log of
+//! the same run: the same events in the same order per intersection, no
+//! duplicates, no gaps. An independent subscriber (`tools/interop/
+//! nats_state.py`, nats-py) checks the state subject while the broker is up.
+//!
+//! Without `nats-server` (or without nats-py for the state check) the test
+//! prints a notice and passes, unless `GW_TEST_REQUIRE_INTEROP=1`
+//! (scripts/test.sh), when it fails.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use greenwave::config::{ClockSource, DaemonConfig, NatsConfig};
+use greenwave::daemon::nats::{NatsStats, is_alarm_code};
+use greenwave::daemon::{Controllers, Daemon, Options, Stopped};
+
+use crate::grpc::interop::peer_python;
+use crate::grpc::test_controller;
+
+fn required() -> bool {
+    std::env::var("GW_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
+}
+
+/// Debian's `nats-server`, on PATH or where the package puts it.
+fn nats_server() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nats-server"))
+        .chain([PathBuf::from("/usr/sbin/nats-server"), PathBuf::from("/usr/bin/nats-server")])
+        .find(|p| p.is_file());
+    if on_path.is_none() {
+        assert!(
+            !required(),
+            "GW_TEST_REQUIRE_INTEROP=1 but nats-server is not installed (scripts/test.sh installs it)"
+        );
+        eprintln!("notice: nats-server not installed (apt-get install nats-server); NATS test skipped");
+    }
+    on_path
+}
+
+/// A `nats-server -js` child on `port` with its store in `store` (killed
+/// when dropped).
+struct Broker {
+    child: Child,
+}
+
+impl Broker {
+    fn start(bin: &Path, port: u16, store: &Path) -> Broker {
+        let child = Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child }
+    }
+
+    /// SIGKILL: no goodbye to the clients, as a crash.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Waits (bounded) until `ok`, polling.
+fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One event as the stream holds it.
+#[derive(Debug)]
+struct Published {
+    subject: String,
+    msg_id: String,
+    intersection: String,
+    seq: u64,
+    at_unix_ms: u64,
+    code: u16,
+    param: u16,
+}
+
+/// Every message in `stream`, in stream order, read with async-nats.
+async fn read_stream(url: &str, stream: &str) -> Vec<Published> {
+    let client = async_nats::connect(url).await.expect("connect to the broker");
+    let js = async_nats::jetstream::new(client);
+    let mut s = js.get_stream(stream).await.expect("the daemon created the stream");
+    let info = s.info().await.expect("stream info").clone();
+    let mut out = Vec::new();
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let m = s.get_raw_message(seq).await.expect("message");
+        let body: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON body");
+        let msg_id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()).expect("a message id");
+        out.push(Published {
+            subject: m.subject.to_string(),
+            msg_id,
+            intersection: body["intersection"].as_str().expect("intersection").to_owned(),
+            seq: body["seq"].as_u64().expect("seq"),
+            at_unix_ms: body["at_unix_ms"].as_u64().expect("at_unix_ms"),
+            code: u16::try_from(body["code"].as_u64().expect("code")).expect("u16"),
+            param: u16::try_from(body["param"].as_u64().expect("param")).expect("u16"),
+        });
+    }
+    out
+}
+
+/// Every event line of the daemon's event log, in file order.
+fn read_log(dir: &Path) -> Vec<(String, u64, u16, u16)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("log dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| greenwave::telemetry::read_event_log(f).expect("event log"))
+        .map(|(id, at, code, param)| (id, at.as_millis(), code, param))
+        .collect()
+}
+
+/// The daemon in-process with `[nats]` (`nats` with the test's url and
+/// rates), two intersections, the event log in `logs`.
+struct Running {
+    stats: Arc<NatsStats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Stopped>,
+}
+
+impl Running {
+    fn start(url: &str, logs: &Path, nats: NatsConfig) -> Running {
+        // Two intersections; the second's id has a '.', which a subject
+        // token cannot hold.
+        let (a_name, a_text) = test_controller();
+        let a_text = a_text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
+        let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak.and-pine\"");
+        // A lockstep simulation at 10 times real time: ten times the events
+        // per second of broker outage, stamped with simulated control time.
+        let mut config = DaemonConfig {
+            tick_ms: 100,
+            view: false,
+            clock: ClockSource::Cabinet,
+            lockstep_speed: Some(10.0),
+            time_zone: chrono_tz::UTC,
+            nats: NatsConfig {
+                enabled: true,
+                url: url.to_owned(),
+                state_interval: Duration::from_millis(200),
+                flush_timeout: Duration::from_secs(10),
+                ..nats
+            },
+            ..DaemonConfig::default()
+        };
+        config.grpc.enabled = false;
+        config.event_log.dir = logs.to_path_buf();
+        let controllers = Controllers::Texts(vec![(a_name, a_text), ("oak.and-pine.toml".into(), b_text)]);
+        let daemon = Daemon::start(Options::new(config, controllers)).expect("daemon starts");
+        let stats = daemon.nats_stats().expect("[nats] on");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            daemon
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .expect("daemon stops")
+        });
+        Running { stats, stop, thread }
+    }
+
+    /// As SIGTERM: through flash, the NATS flush bounded; it must stop clean.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let stopped = self.thread.join().expect("daemon thread");
+        assert!(stopped.is_clean(), "{stopped:?}");
+    }
+}
+
+#[test]
+fn a_broker_restart_loses_nothing_and_doubles_nothing() {
+    let Some(bin) = nats_server() else { return };
+    let python = peer_python("import nats", "nats-py");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let broker = Broker::start(&bin, port, &store);
+
+    let running = Running::start(&url, &logs, NatsConfig::default());
+    let stats = running.stats.clone();
+
+    wait_until("events acked by the broker", Duration::from_secs(20), || stats.events_acked.load(Relaxed) > 0);
+    // The independent subscriber, while the broker is up.
+    if let Some(python) = python {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/interop/nats_state.py");
+        let out = Command::new(python)
+            .arg(script)
+            .args(["--url", &url, "--seconds", "2"])
+            .output()
+            .expect("run nats_state.py");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "nats_state.py: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_str(text.trim()).expect("a JSON summary");
+        for (subject, id) in
+            [("greenwave.elm-and-oak.state", "elm-and-oak"), ("greenwave.oak_and-pine.state", "oak.and-pine")]
+        {
+            let n = summary["per_subject"][subject].as_u64().unwrap_or(0);
+            // 2 s at one every 200 ms: about 10.
+            assert!(n >= 5, "{subject}: {n} state messages in 2 s; {summary}");
+            assert_eq!(summary["intersections"][subject], id, "{summary}");
+        }
+    }
+
+    // The broker dies; events keep coming and wait in the queue.
+    broker.kill();
+    wait_until("the client sees the broker gone", Duration::from_secs(15), || !stats.connected.load(Relaxed));
+    let acked_before = stats.events_acked.load(Relaxed);
+    std::thread::sleep(Duration::from_secs(4));
+    let queued_in_outage = stats.queued.load(Relaxed);
+    assert!(queued_in_outage > 0, "events were queued while the broker was away");
+    assert_eq!(stats.events_acked.load(Relaxed), acked_before, "nothing is acked without a broker");
+
+    // Back on the same store: the queue drains into the same stream.
+    let broker = Broker::start(&bin, port, &store);
+    wait_until("the queue drained after the restart", Duration::from_secs(30), || {
+        stats.connected.load(Relaxed)
+            && stats.queued.load(Relaxed) == 0
+            && stats.events_acked.load(Relaxed) > acked_before
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    running.stop();
+    assert_eq!(stats.left_at_shutdown.load(Relaxed), 0, "the shutdown flush delivered everything");
+    assert_eq!(stats.dropped.load(Relaxed), 0, "nothing dropped within the bound");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let published = runtime.block_on(read_stream(&url, "GREENWAVE_EVENTS"));
+    drop(broker);
+    let logged = read_log(&logs);
+    assert!(logged.len() > 200, "a simulated minute or two of two intersections: {} events", logged.len());
+
+    // Every message id once: no retry was stored twice.
+    let ids: HashSet<&str> = published.iter().map(|p| p.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), published.len(), "duplicate message ids in the stream");
+
+    let by_intersection = |subject_kind: &str, alarms_only: bool| {
+        let mut stream: BTreeMap<String, Vec<(u64, u64, u16, u16)>> = BTreeMap::new();
+        for p in published.iter().filter(|p| p.subject.ends_with(subject_kind)) {
+            stream.entry(p.intersection.clone()).or_default().push((p.seq, p.at_unix_ms, p.code, p.param));
+        }
+        let mut log: BTreeMap<String, Vec<(u64, u16, u16)>> = BTreeMap::new();
+        for (id, at, code, param) in &logged {
+            if !alarms_only || is_alarm_code(*code) {
+                log.entry(id.clone()).or_default().push((*at, *code, *param));
+            }
+        }
+        (stream, log)
+    };
+    let (stream, log) = by_intersection(".events", false);
+    assert_eq!(stream.keys().collect::<Vec<_>>(), ["elm-and-oak", "oak.and-pine"]);
+    assert_eq!(stream.keys().collect::<Vec<_>>(), log.keys().collect::<Vec<_>>());
+    let mut total = 0;
+    for (id, published) in &stream {
+        let written = &log[id];
+        assert_eq!(published.len(), written.len(), "{id}: events in the stream against the event log");
+        let seqs: Vec<u64> = published.iter().map(|p| p.0).collect();
+        assert_eq!(seqs, (1..=published.len() as u64).collect::<Vec<_>>(), "{id}: numbered 1.. without gaps");
+        for (k, ((_, at, code, param), (log_at, log_code, log_param))) in published.iter().zip(written).enumerate() {
+            assert_eq!((code, param), (log_code, log_param), "{id}: event {k} differs");
+            // The log writes tenths of a second.
+            assert!(at.abs_diff(*log_at) < 100, "{id}: event {k} at {at} ms, logged at {log_at} ms");
+        }
+        total += published.len();
+    }
+    let (alarms, logged_alarms) = by_intersection(".alarms", true);
+    for (id, written) in &logged_alarms {
+        let published = alarms.get(id).map_or(0, Vec::len);
+        assert_eq!(published, written.len(), "{id}: alarms in the stream against the event log");
+    }
+    assert!(!logged_alarms.is_empty(), "start-up flash is on the alarm subject");
+    eprintln!(
+        "NATS broker restart: {total} events in the log, {total} in the stream ({} queued during the outage, \
+         {} duplicate acks)",
+        queued_in_outage,
+        stats.duplicates.load(Relaxed)
+    );
+}
+
+/// The broker is away from the start and the queue holds 40 messages: the
+/// oldest are dropped and every one is counted, so what reaches the stream
+/// plus what was dropped is exactly what the event log wrote (each alarm
+/// counted twice, as it is published twice), and per intersection the
+/// stream holds the newest events without a gap.
+#[test]
+fn a_full_queue_drops_the_oldest_and_counts_every_one() {
+    let Some(bin) = nats_server() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let running = Running::start(&url, &logs, NatsConfig { buffer_events: 40, ..NatsConfig::default() });
+    let stats = running.stats.clone();
+    wait_until("the queue overflowing", Duration::from_secs(30), || stats.dropped.load(Relaxed) >= 20);
+    assert_eq!(stats.queued.load(Relaxed), 40, "the queue stays at its bound");
+    assert_eq!(stats.events_acked.load(Relaxed), 0);
+
+    let broker = Broker::start(&bin, port, &store);
+    wait_until("the queue drained", Duration::from_secs(30), || {
+        stats.connected.load(Relaxed) && stats.queued.load(Relaxed) == 0
+    });
+    running.stop();
+    assert_eq!(stats.left_at_shutdown.load(Relaxed), 0);
+    let dropped = stats.dropped.load(Relaxed);
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let published = runtime.block_on(read_stream(&url, "GREENWAVE_EVENTS"));
+    drop(broker);
+    let logged = read_log(&logs);
+    let logged_messages = logged.len() + logged.iter().filter(|(_, _, code, _)| is_alarm_code(*code)).count();
+    assert_eq!(published.len() as u64 + dropped, logged_messages as u64, "delivered + dropped = written");
+
+    let mut missing_events = 0;
+    for id in ["elm-and-oak", "oak.and-pine"] {
+        let seqs: Vec<u64> = published
+            .iter()
+            .filter(|p| p.intersection == id && p.subject.ends_with(".events"))
+            .map(|p| p.seq)
+            .collect();
+        let written = logged.iter().filter(|l| l.0 == id).count() as u64;
+        let first = *seqs.first().expect("events delivered");
+        assert_eq!(seqs, (first..=written).collect::<Vec<_>>(), "{id}: the newest events, without a gap");
+        missing_events += first - 1;
+    }
+    assert!(missing_events > 0 && missing_events <= dropped, "{missing_events} events missing, {dropped} dropped");
+    eprintln!(
+        "NATS queue overflow: {} written, {} delivered, {dropped} dropped (of them {missing_events} events)",
+        logged_messages,
+        published.len()
+    );
+}
