@@ -202,6 +202,9 @@ struct GreenTimers {
     /// The initial green: the minimum, or more under volume-density
     /// (no gap-out before it; a max-out or force-off still ends it).
     initial: Span,
+    /// A transit priority request has held this green past where it
+    /// would have ended (114 logged).
+    priority_extended: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -279,6 +282,8 @@ pub struct Controller {
     preempt: Option<PreemptState>,
     /// Phases with an active transit priority request.
     priority: PhaseSet,
+    /// Requests whose early green was granted (113 logged once each).
+    priority_early: PhaseSet,
     /// A green has ended where the cycle puts it since the last
     /// disturbance ([`Coordination`]).
     in_step: bool,
@@ -338,6 +343,7 @@ impl Controller {
             pending_mode: None,
             preempt: None,
             priority: PhaseSet::EMPTY,
+            priority_early: PhaseSet::EMPTY,
             in_step: false,
             optimizer: None,
             cycle_origin: now,
@@ -667,6 +673,7 @@ impl Controller {
                 match (active, self.priority.contains(phase)) {
                     (true, false) => {
                         self.priority.insert(phase);
+                        self.priority_early.remove(phase);
                         self.events.push(now, EventCode::TspCheckIn, phase.number() as u16);
                         let call = PhaseSet::single(phase);
                         self.register_calls(now, &DetectorDemand { calls: call, ..DetectorDemand::default() });
@@ -1320,7 +1327,17 @@ impl Controller {
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
             }
             if next.is_some() || cross {
-                *want = self.termination(now, r, p).map(|why| Ending { phase: p, why, next });
+                *want = self.termination(now, r, p, self.priority).map(|why| Ending { phase: p, why, next });
+                // Held only by its transit priority request: the green is
+                // extended for the bus (114, once per green).
+                if want.is_none()
+                    && self.priority.contains(p)
+                    && !self.rings[r].green.priority_extended
+                    && self.termination(now, r, p, PhaseSet::EMPTY).is_some()
+                {
+                    self.rings[r].green.priority_extended = true;
+                    self.events.push(now, EventCode::TspAdjustExtendGreen, p.number() as u16);
+                }
             }
         }
 
@@ -1449,7 +1466,9 @@ impl Controller {
     }
 
     /// Whether ring `r`'s green, phase `p`, may end now, and why.
-    fn termination(&self, now: Instant, r: usize, p: PhaseId) -> Option<Termination> {
+    /// `priority`: the transit priority requests to honour (the active
+    /// ones, or none to ask where the green would end without them).
+    fn termination(&self, now: Instant, r: usize, p: PhaseId, priority: PhaseSet) -> Option<Termination> {
         let g = &self.rings[r].green;
         // Minimums and pedestrian service are never cut, not even by a
         // preemption: only then do precedence rules apply.
@@ -1468,13 +1487,13 @@ impl Controller {
         let coordinated = self.plan.coordinated().contains(p) && self.plan.mode != PlanMode::Free;
         // Transit priority: early green by ending a conflicting,
         // non-coordinated green after its minimums...
-        let waiting_priority = self.priority.difference(self.phases_in(Interval::Green));
+        let waiting_priority = priority.difference(self.phases_in(Interval::Green));
         if !coordinated && waiting_priority.intersects(self.spec.conflicts[p.index()]) {
             return Some(Termination::Priority);
         }
         // ...or green extension: no gap-out, max and force-off pushed back
         // by at most the configured extension.
-        let extension = if self.priority.contains(p) { self.spec.priority.max_extension } else { Span::ZERO };
+        let extension = if priority.contains(p) { self.spec.priority.max_extension } else { Span::ZERO };
         let max = match (self.plan.max_select, self.dynamic_max[p.index()]) {
             (_, dynamic) if !dynamic.is_zero() => dynamic,
             (MaxSelect::Max1, _) => t.max1,
@@ -1548,6 +1567,15 @@ impl Controller {
         if why == Termination::GapOut {
             self.queues.cleared(p);
         }
+        if why == Termination::Priority {
+            // The conflicting green ends early for the bus: its request's
+            // early green (113, once per request).
+            let granted = self.priority.difference(self.priority_early).intersection(self.spec.conflicts[p.index()]);
+            for q in granted.iter() {
+                self.events.push(now, EventCode::TspAdjustEarlyGreen, q.number() as u16);
+            }
+            self.priority_early = self.priority_early.union(granted);
+        }
         if why == Termination::ForceOff && self.rings[r].green.force_off_on_cycle {
             self.cycle_kept();
         }
@@ -1604,6 +1632,7 @@ impl Controller {
             force_off_on_cycle,
             yield_at: None,
             initial: t.density.initial(t.min_green, self.waiting_vehicles[p.index()]),
+            priority_extended: false,
         };
         self.vehicle_calls.remove(p);
         if let Some(pre) = &mut self.preempt
@@ -2423,6 +2452,33 @@ mod tests {
         assert_eq!((rig.shows(4), rig.shows(8), rig.shows(2)), (Indication::Green, Indication::Green, Indication::Red));
     }
 
+    /// A bus checked in on the green phase holds it past its max (up to
+    /// the extension): logged once as an extend-green adjustment (114) at
+    /// the moment it would have maxed out, and not at all for a green that
+    /// ends on its own first.
+    #[test]
+    fn transit_priority_extends_a_green_past_its_max_and_says_so_once() {
+        let mut rig = Rig::new();
+        rig.run(10);
+        rig.detector(2, true); // keeps 2 extending towards its max
+        rig.detector(4, true); // a conflicting call starts the max timer
+        let p2 = PhaseId::new(2).unwrap();
+        rig.c.handle_command(rig.now, Command::Priority { phase: p2, active: true }).unwrap();
+        rig.run(70);
+        let check = rig.log.iter().find(|e| e.code == EventCode::PhaseCheck && e.param == 2).expect("max timer").at;
+        let extended: Vec<_> =
+            rig.log.iter().filter(|e| e.code == EventCode::TspAdjustExtendGreen && e.param == 2).collect();
+        assert_eq!(extended.len(), 1, "{extended:?}");
+        // Phase 2's max1 is 40 s: where it would have maxed out.
+        let at = extended[0].at.since(check);
+        assert!(
+            at >= Span::from_secs(40) && at <= Span::from_millis(40_200),
+            "extended {at} after the max timer began"
+        );
+        let maxed = rig.log.iter().find(|e| e.code == EventCode::PhaseMaxOut && e.param == 2).expect("maxed out later");
+        assert!(maxed.at.since(extended[0].at) >= Span::from_secs(10), "held for the 10 s extension");
+    }
+
     #[test]
     fn transit_priority_ends_a_conflicting_green_early_and_checks_out() {
         let mut rig = Rig::new();
@@ -2437,6 +2493,10 @@ mod tests {
             rig.log.iter().find(|e| e.code == EventCode::TspEarlyForceOff && e.param == 2).expect("early force-off");
         let green4 = rig.log.iter().find(|e| e.code == EventCode::PhaseBeginGreen && e.param == 4).expect("4 served");
         assert!(green4.at > early.at);
+        // Both rings' conflicting greens ended for it: one early green.
+        let adjusted: Vec<_> = rig.log.iter().filter(|e| e.code == EventCode::TspAdjustEarlyGreen).collect();
+        assert_eq!(adjusted.len(), 1, "{adjusted:?}");
+        assert_eq!((adjusted[0].param, adjusted[0].at), (4, early.at));
         rig.detector(2, false);
         rig.detector(6, false);
         rig.run(60);

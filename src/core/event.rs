@@ -55,6 +55,7 @@ pub enum EventCode {
     PreemptBeginDwell = 107,
     PreemptBeginExitInterval = 111,
     TspCheckIn = 112,
+    TspAdjustEarlyGreen = 113,
     TspAdjustExtendGreen = 114,
     TspCheckOut = 115,
     CoordPatternChange = 131,
@@ -94,7 +95,7 @@ impl EventCode {
 
     /// Every code, in numeric order: the table [`from_code`](Self::from_code)
     /// searches and the web view's event log lists.
-    pub const ALL: [EventCode; 76] = [
+    pub const ALL: [EventCode; 77] = [
         EventCode::PhaseOn,
         EventCode::PhaseBeginGreen,
         EventCode::PhaseCheck,
@@ -141,6 +142,7 @@ impl EventCode {
         EventCode::PreemptBeginDwell,
         EventCode::PreemptBeginExitInterval,
         EventCode::TspCheckIn,
+        EventCode::TspAdjustEarlyGreen,
         EventCode::TspAdjustExtendGreen,
         EventCode::TspCheckOut,
         EventCode::CoordPatternChange,
@@ -228,6 +230,7 @@ impl EventCode {
             EventCode::PreemptBeginDwell => "Preempt Begin Dwell Service",
             EventCode::PreemptBeginExitInterval => "Preempt Begin Exit Interval",
             EventCode::TspCheckIn => "TSP Check In",
+            EventCode::TspAdjustEarlyGreen => "TSP Adjustment to Early Green",
             EventCode::TspAdjustExtendGreen => "TSP Adjustment to Extend Green",
             EventCode::TspCheckOut => "TSP Check Out",
             EventCode::CoordPatternChange => "Coord Pattern Change",
