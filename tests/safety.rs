@@ -29,8 +29,8 @@ use greenwave::config::{self, IntersectionConfig};
 use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
-    CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
-    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    CabinetStatus, Command, Controller, Coordination, EventCode, FlashReason, FrameAck, Indication, InputFrame,
+    Instant, Interval, MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -318,7 +318,12 @@ impl<'a> Observer<'a> {
                 continue;
             };
             let coordinated = plan.is_some_and(|pl| pl.coordinated.contains(p)) && mode != PlanMode::Free;
-            if s.holds.contains(p) || coordinated || mode == PlanMode::Fixed || s.preempt.is_some() {
+            // In a coordination transition a phase can start before its
+            // split; with no other phase's window open it rests in green
+            // until one opens (src/core/coord.rs: the first cycle after a
+            // change is longer or shorter), past its max timer.
+            let transition = mode == PlanMode::Coordinated && s.coordination == Coordination::Transitioning;
+            if s.holds.contains(p) || coordinated || transition || mode == PlanMode::Fixed || s.preempt.is_some() {
                 continue;
             }
             let t = spec.phase(p).unwrap().timing;
@@ -536,4 +541,29 @@ fn a_light_phase_at_its_minimum_split_is_served_when_clearances_end_late() {
         }),
     };
     run_scenario(&shipped(), &sc).expect("every call served within the bound");
+}
+
+/// Found by a 8,000-scenario campaign: Broadway & 5th switched to
+/// coordinated mode on plan 4 (a fixed plan, no coordinated phase), phase
+/// 4 started at cycle 41 s, well before its split (58–90 s); at its max
+/// (30 s) no other phase's window was open, so it rested in green past it
+/// (31.3 s against the observer's 31.27 s) until phase 1's window opened.
+/// Max green is not checked in a coordination transition.
+#[test]
+fn a_phase_started_early_in_a_transition_rests_in_green_until_a_window_opens() {
+    let sc = Scenario {
+        controller: 0,
+        seed: 2895751430904532584,
+        ticks: 30805,
+        flip_one_in: 200,
+        stuck: 0,
+        command_one_in: 450,
+        link: Some(Link {
+            max_delay: Span::from_millis(336),
+            loss_one_in: 25,
+            stall_one_in: 3921,
+            max_stall: Span::from_millis(148),
+        }),
+    };
+    run_scenario(&shipped(), &sc).expect("no violation");
 }
