@@ -1,5 +1,5 @@
-//! The city feed: events, alarms and state to a NATS broker (`[nats]`,
-//! `docs/nats.md`).
+//! The city feed: events, alarms, measures and state to a NATS broker
+//! (`[nats]`, `docs/nats.md`).
 //!
 //! ```text
 //! fan-out thread ──push (short lock, no I/O)──► Outbox: bounded store-and-forward queue
@@ -19,7 +19,9 @@
 //! alarm subject) so that a publish retried after a lost ack is stored
 //! once (the stream's duplicate window). `run` is the wall-clock start of
 //! this daemon process in ms, so a restarted daemon's numbering never
-//! collides with its previous run's.
+//! collides with its previous run's. Each closed 15-minute bin of
+//! measures is queued (by the fan-out, behind its events) with the id
+//! `<intersection>:<run>:measures:<bin_start_unix_ms>`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
