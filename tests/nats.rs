@@ -394,7 +394,8 @@ fn a_full_queue_drops_the_oldest_and_counts_every_one() {
 /// the stream, once, with its bin in the message id, and its per-phase and
 /// per-lane volumes, greens and push-button actuations are those
 /// `greenwave measures` (`measure_log`) computes from the daemon's own
-/// event log for that bin.
+/// event log for that bin. The stream is made beforehand without the
+/// measures subject, as an earlier version made it: the daemon adds it.
 #[test]
 fn a_closed_bin_of_measures_reaches_the_stream_as_the_log_measures_it() {
     let Some(bin) = nats_server() else { return };
@@ -404,6 +405,19 @@ fn a_closed_bin_of_measures_reaches_the_stream_as_the_log_measures_it() {
     let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let broker = Broker::start(&bin, port, &store);
+    // The stream as an earlier version made it, without the measures
+    // subject: the daemon adds it.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("connect"));
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "GREENWAVE_EVENTS".into(),
+            subjects: vec!["greenwave.*.events".into(), "greenwave.*.alarms".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+    });
     let running = Running::start(&url, &logs, NatsConfig::default(), 300.0);
     let stats = running.stats.clone();
     wait_until("both intersections' first bin acked", Duration::from_secs(300), || {
@@ -411,8 +425,6 @@ fn a_closed_bin_of_measures_reaches_the_stream_as_the_log_measures_it() {
     });
     running.stop();
     assert_eq!(stats.dropped.load(Relaxed), 0);
-
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let raw = runtime.block_on(read_raw(&url, "GREENWAVE_EVENTS"));
     drop(broker);
     let measures: Vec<&(String, String, serde_json::Value)> =
