@@ -579,7 +579,7 @@ impl Accumulator {
 
     /// The bins that end at or before `now` and were not handed out yet,
     /// oldest first: every bin from the first counted one, a bin without
-    /// counts as zeros, at most the bins kept. Advance arrivals and red
+    /// counts as zeros, at most the kept bins before the current one. Advance arrivals and red
     /// windows that ended before the current bin are settled first, as
     /// the next event would settle them (against the same phase states:
     /// every event before `now` has been recorded).
@@ -592,7 +592,11 @@ impl Accumulator {
         }
         self.arrive_before(current);
         self.close_red_windows(current);
-        let kept = current.as_millis().saturating_sub(self.keep_bins as u64 * BIN.as_millis());
+        // The bins before the current one that are surely still kept (the
+        // current one may hold counts too): an older bin may have been
+        // dropped, and must not be sent as zeros.
+        let back = (self.keep_bins.saturating_sub(1) as u64).saturating_mul(BIN.as_millis());
+        let kept = current.as_millis().saturating_sub(back);
         let mut start = from.as_millis().max(kept);
         while start < current.as_millis() {
             let at = Instant::from_millis(start);
@@ -984,6 +988,10 @@ mod tests {
         assert!(out.is_empty(), "each bin once");
         // GetPerformance's bin is the one handed out.
         assert_eq!(m.report(0).expect("intersection 0").bins[0], first);
+        // After a long silence, only the bins surely still kept.
+        m.record(&[ev(10 * q + 5, DetectorOff, 4)]);
+        m.close_bins(Instant::from_millis(10 * q + 5), &mut out);
+        assert_eq!(out.iter().map(|c| c.bin.start.as_millis() / q).collect::<Vec<_>>(), [7, 8, 9]);
     }
 
     #[test]
