@@ -110,8 +110,9 @@ struct Published {
     param: u16,
 }
 
-/// Every message in `stream`, in stream order, read with async-nats.
-async fn read_stream(url: &str, stream: &str) -> Vec<Published> {
+/// Every message in `stream`, in stream order, read with async-nats:
+/// `(subject, message id, JSON body)`.
+async fn read_raw(url: &str, stream: &str) -> Vec<(String, String, serde_json::Value)> {
     let client = async_nats::connect(url).await.expect("connect to the broker");
     let js = async_nats::jetstream::new(client);
     let mut s = js.get_stream(stream).await.expect("the daemon created the stream");
@@ -121,8 +122,20 @@ async fn read_stream(url: &str, stream: &str) -> Vec<Published> {
         let m = s.get_raw_message(seq).await.expect("message");
         let body: serde_json::Value = serde_json::from_slice(&m.payload).expect("JSON body");
         let msg_id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()).expect("a message id");
+        out.push((m.subject.to_string(), msg_id, body));
+    }
+    out
+}
+
+/// Every event and alarm in `stream`, in stream order (measures left out).
+async fn read_stream(url: &str, stream: &str) -> Vec<Published> {
+    let mut out = Vec::new();
+    for (subject, msg_id, body) in read_raw(url, stream).await {
+        if subject.ends_with(".measures") {
+            continue;
+        }
         out.push(Published {
-            subject: m.subject.to_string(),
+            subject,
             msg_id,
             intersection: body["intersection"].as_str().expect("intersection").to_owned(),
             seq: body["seq"].as_u64().expect("seq"),
@@ -149,6 +162,15 @@ fn read_log(dir: &Path) -> Vec<(String, u64, u16, u16)> {
         .collect()
 }
 
+/// Two intersections' controller files; the second's id has a '.', which
+/// a subject token cannot hold.
+fn controllers() -> [(String, String); 2] {
+    let (a_name, a_text) = test_controller();
+    let a_text = a_text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
+    let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak.and-pine\"");
+    [(a_name, a_text), ("oak.and-pine.toml".into(), b_text)]
+}
+
 /// The daemon in-process with `[nats]` (`nats` with the test's url and
 /// rates), two intersections, the event log in `logs`.
 struct Running {
@@ -158,19 +180,16 @@ struct Running {
 }
 
 impl Running {
-    fn start(url: &str, logs: &Path, nats: NatsConfig) -> Running {
-        // Two intersections; the second's id has a '.', which a subject
-        // token cannot hold.
-        let (a_name, a_text) = test_controller();
-        let a_text = a_text.replace("flash_s = 6.0", "flash_s = 2.0").replace("all_red_s = 4.0", "all_red_s = 2.0");
-        let b_text = a_text.replace("id = \"elm-and-oak\"", "id = \"oak.and-pine\"");
-        // A lockstep simulation at 10 times real time: ten times the events
-        // per second of broker outage, stamped with simulated control time.
+    fn start(url: &str, logs: &Path, nats: NatsConfig, speed: f64) -> Running {
+        let [(a_name, a_text), b] = controllers();
+        // A lockstep simulation at `speed` times real time (10: ten times
+        // the events per second of broker outage), stamped with simulated
+        // control time from 2026-01-05 00:00 UTC.
         let mut config = DaemonConfig {
             tick_ms: 100,
             view: false,
             clock: ClockSource::Cabinet,
-            lockstep_speed: Some(10.0),
+            lockstep_speed: Some(speed),
             time_zone: chrono_tz::UTC,
             nats: NatsConfig {
                 enabled: true,
@@ -183,7 +202,7 @@ impl Running {
         };
         config.grpc.enabled = false;
         config.event_log.dir = logs.to_path_buf();
-        let controllers = Controllers::Texts(vec![(a_name, a_text), ("oak.and-pine.toml".into(), b_text)]);
+        let controllers = Controllers::Texts(vec![(a_name, a_text), b]);
         let daemon = Daemon::start(Options::new(config, controllers)).expect("daemon starts");
         let stats = daemon.nats_stats().expect("[nats] on");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -216,7 +235,7 @@ fn a_broker_restart_loses_nothing_and_doubles_nothing() {
     let url = format!("nats://127.0.0.1:{port}");
     let broker = Broker::start(&bin, port, &store);
 
-    let running = Running::start(&url, &logs, NatsConfig::default());
+    let running = Running::start(&url, &logs, NatsConfig::default(), 10.0);
     let stats = running.stats.clone();
 
     wait_until("events acked by the broker", Duration::from_secs(20), || stats.events_acked.load(Relaxed) > 0);
@@ -328,7 +347,7 @@ fn a_full_queue_drops_the_oldest_and_counts_every_one() {
     std::fs::create_dir_all(&logs).expect("mkdir");
     let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
-    let running = Running::start(&url, &logs, NatsConfig { buffer_events: 40, ..NatsConfig::default() });
+    let running = Running::start(&url, &logs, NatsConfig { buffer_events: 40, ..NatsConfig::default() }, 10.0);
     let stats = running.stats.clone();
     wait_until("the queue overflowing", Duration::from_secs(30), || stats.dropped.load(Relaxed) >= 20);
     assert_eq!(stats.queued.load(Relaxed), 40, "the queue stays at its bound");
@@ -367,4 +386,103 @@ fn a_full_queue_drops_the_oldest_and_counts_every_one() {
         logged_messages,
         published.len()
     );
+}
+
+/// Measures (issue 17, item 4): the lockstep simulation starts at 00:00
+/// UTC and runs as fast as it can (up to 300 times real time) past 00:15;
+/// each intersection's 00:00 bin then arrives on its measures subject in
+/// the stream, once, with its bin in the message id, and its per-phase and
+/// per-lane volumes, greens and push-button actuations are those
+/// `greenwave measures` (`measure_log`) computes from the daemon's own
+/// event log for that bin. The stream is made beforehand without the
+/// measures subject, as an earlier version made it: the daemon adds it.
+#[test]
+fn a_closed_bin_of_measures_reaches_the_stream_as_the_log_measures_it() {
+    let Some(bin) = nats_server() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let broker = Broker::start(&bin, port, &store);
+    // The stream as an earlier version made it, without the measures
+    // subject: the daemon adds it.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.expect("connect"));
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "GREENWAVE_EVENTS".into(),
+            subjects: vec!["greenwave.*.events".into(), "greenwave.*.alarms".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+    });
+    let running = Running::start(&url, &logs, NatsConfig::default(), 300.0);
+    let stats = running.stats.clone();
+    wait_until("both intersections' first bin acked", Duration::from_secs(300), || {
+        stats.measures_acked.load(Relaxed) >= 2
+    });
+    running.stop();
+    assert_eq!(stats.dropped.load(Relaxed), 0);
+    let raw = runtime.block_on(read_raw(&url, "GREENWAVE_EVENTS"));
+    drop(broker);
+    let measures: Vec<&(String, String, serde_json::Value)> =
+        raw.iter().filter(|(subject, _, _)| subject.ends_with(".measures")).collect();
+    let ids: HashSet<&str> = measures.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), measures.len(), "each bin once");
+    let logged = read_log(&logs);
+    let epoch = greenwave::replay::REPLAY_EPOCH.as_millis();
+    const BIN_MS: u64 = 15 * 60 * 1000;
+    let mut volume = 0;
+    for ((name, text), subject) in
+        controllers().iter().zip(["greenwave.elm-and-oak.measures", "greenwave.oak_and-pine.measures"])
+    {
+        let spec = greenwave::config::load_intersection_str(name, text).expect("valid").0.spec;
+        let id = spec.id.to_string();
+        let mine: Vec<&serde_json::Value> =
+            measures.iter().filter(|(s, _, _)| s == subject).map(|(_, _, body)| body).collect();
+        let first = mine.first().unwrap_or_else(|| panic!("{subject}: no measures message"));
+        assert_eq!(first["intersection"], id.as_str());
+        assert_eq!(first["bin_start_unix_ms"], epoch, "{subject}: the 00:00 bin first");
+        assert_eq!(first["bin_end_unix_ms"], epoch + BIN_MS);
+        let run = first["run"].as_u64().expect("run");
+        assert!(ids.contains(format!("{id}:{run}:measures:{epoch}").as_str()), "{subject}: message id, {ids:?}");
+        // The daemon's own event log of the same run, measured as
+        // `greenwave measures` does.
+        let events = logged
+            .iter()
+            .filter(|(i, ..)| *i == id)
+            .map(|(_, at, code, param)| (greenwave::core::Instant::from_millis(*at), *code, *param));
+        let log = greenwave::api::measures::measure_log(&spec, events);
+        for body in &mine {
+            let start = body["bin_start_unix_ms"].as_u64().expect("bin start");
+            assert_eq!(start % BIN_MS, 0, "{subject}: bins are aligned");
+            let bin = log.bins.iter().find(|b| b.start.as_millis() == start).expect("the log has the bin");
+            let published: Vec<(u64, u64, u64, u64)> = body["phases"]
+                .as_array()
+                .expect("phases")
+                .iter()
+                .map(|p| {
+                    let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {p}"));
+                    (n("phase"), n("volume"), n("greens"), n("ped_actuations"))
+                })
+                .collect();
+            let measured: Vec<(u64, u64, u64, u64)> =
+                bin.phases.iter().map(|(p, c)| (u64::from(p.number()), c.volume, c.greens, c.ped_actuations)).collect();
+            assert_eq!(published, measured, "{subject}: bin {start}: (phase, volume, greens, ped actuations)");
+            let lanes: Vec<(u64, u64)> = body["lanes"]
+                .as_array()
+                .expect("lanes")
+                .iter()
+                .map(|l| (l["detector"].as_u64().expect("detector"), l["volume"].as_u64().expect("volume")))
+                .collect();
+            let log_lanes: Vec<(u64, u64)> =
+                bin.lanes.iter().map(|l| (u64::from(l.detector.number()), l.volume)).collect();
+            assert_eq!(lanes, log_lanes, "{subject}: bin {start}: lane volumes");
+            volume += lanes.iter().map(|l| l.1).sum::<u64>();
+        }
+    }
+    assert!(volume > 100, "a quarter hour of simulated traffic: {volume} vehicles");
+    eprintln!("NATS measures: {} bins published, {volume} vehicles, equal to the event log's measures", measures.len());
 }

@@ -142,6 +142,16 @@ pub struct BinMeasures {
     pub preempts: Vec<(u8, PreemptCounts)>,
 }
 
+/// A bin of one intersection that has closed ([`Measures::close_bins`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClosedBin {
+    pub intersection: usize,
+    /// When counting began in the bin: its start, or the intersection's
+    /// first event if later (the daemon started within the bin).
+    pub counted_from: Instant,
+    pub bin: BinMeasures,
+}
+
 /// Measures of one intersection since its window started.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntersectionMeasures {
@@ -156,7 +166,7 @@ pub struct IntersectionMeasures {
 }
 
 /// The start of the 15-minute bin `t` falls in.
-fn bin_start(t: Instant) -> Instant {
+pub fn bin_start(t: Instant) -> Instant {
     Instant::from_millis(t.as_millis() - t.as_millis() % BIN.as_millis())
 }
 
@@ -277,6 +287,9 @@ struct Accumulator {
     keep_bins: usize,
     window_start: Option<Instant>,
     last: Instant,
+    /// Bins before this one have been handed out as closed
+    /// ([`Measures::close_bins`]); `None` before the first.
+    closed_before: Option<Instant>,
 }
 
 impl Accumulator {
@@ -297,6 +310,7 @@ impl Accumulator {
             keep_bins,
             window_start: None,
             last: Instant::ZERO,
+            closed_before: None,
         };
         a.configure(spec);
         a
@@ -563,6 +577,46 @@ impl Accumulator {
         }
     }
 
+    /// The bins that end at or before `now` and were not handed out yet,
+    /// oldest first: every bin from the first counted one, a bin without
+    /// counts as zeros, at most the kept bins before the current one. Advance arrivals and red
+    /// windows that ended before the current bin are settled first, as
+    /// the next event would settle them (against the same phase states:
+    /// every event before `now` has been recorded).
+    fn close_bins(&mut self, now: Instant, out: &mut Vec<BinMeasures>) {
+        let Some(first) = self.window_start else { return };
+        let current = bin_start(now);
+        let from = self.closed_before.unwrap_or_else(|| bin_start(first));
+        if from >= current {
+            return;
+        }
+        self.arrive_before(current);
+        self.close_red_windows(current);
+        // The bins before the current one that are surely still kept (the
+        // current one may hold counts too): an older bin may have been
+        // dropped, and must not be sent as zeros.
+        let back = (self.keep_bins.saturating_sub(1) as u64).saturating_mul(BIN.as_millis());
+        let kept = current.as_millis().saturating_sub(back);
+        let mut start = from.as_millis().max(kept);
+        while start < current.as_millis() {
+            let at = Instant::from_millis(start);
+            let empty = Tally::new(at);
+            let tally = self.bins.iter().find(|b| b.start == at).unwrap_or(&empty);
+            out.push(self.bin(tally));
+            start += BIN.as_millis();
+        }
+        self.closed_before = Some(current);
+    }
+
+    fn bin(&self, b: &Tally) -> BinMeasures {
+        BinMeasures {
+            start: b.start,
+            phases: self.present.iter().map(|p| (p, b.phases[p.index()])).collect(),
+            lanes: self.lanes(b),
+            preempts: self.preempts(b),
+        }
+    }
+
     /// Stop-bar loops, in channel order.
     fn lanes(&self, tally: &Tally) -> Vec<LaneVolume> {
         (0..MAX_DETECTORS)
@@ -612,16 +666,7 @@ impl Accumulator {
                 }
             })
             .collect();
-        let bins = self
-            .bins
-            .iter()
-            .map(|b| BinMeasures {
-                start: b.start,
-                phases: self.present.iter().map(|p| (p, b.phases[p.index()])).collect(),
-                lanes: self.lanes(b),
-                preempts: self.preempts(b),
-            })
-            .collect();
+        let bins = self.bins.iter().map(|b| self.bin(b)).collect();
         IntersectionMeasures {
             window_start: start,
             window,
@@ -710,6 +755,26 @@ impl Measures {
 
     pub fn report(&self, i: usize) -> Option<IntersectionMeasures> {
         self.lock().get(i).map(Accumulator::report)
+    }
+
+    /// Every intersection's bins that closed before `now` (control time:
+    /// every event before it has been recorded) and were not handed out
+    /// yet, as `(intersection, bin)`, oldest first (the NATS measures
+    /// subject). The counts are those of the bin at its close; a count
+    /// described by a moment in the bin but known only later (an approach
+    /// delay whose green comes after the bin, a preemption input or
+    /// dwell still on) joins the bin in [`Measures::report`] afterwards.
+    pub fn close_bins(&self, now: Instant, out: &mut Vec<ClosedBin>) {
+        let mut bins = Vec::new();
+        for (intersection, a) in self.lock().iter_mut().enumerate() {
+            a.close_bins(now, &mut bins);
+            let first = a.window_start.unwrap_or(Instant::ZERO);
+            out.extend(bins.drain(..).map(|bin| ClosedBin {
+                intersection,
+                counted_from: if first > bin.start { first } else { bin.start },
+                bin,
+            }));
+        }
     }
 }
 
@@ -895,6 +960,38 @@ mod tests {
             (c.priority_requests, c.priority_services)
         };
         assert_eq!((p(2), p(4)), ((1, 1), (2, 1)));
+    }
+
+    /// What the NATS measures subject publishes: each bin once, after it
+    /// closed, from the first counted one, a bin without counts as zeros.
+    #[test]
+    fn closed_bins_are_handed_out_once_and_empty_ones_as_zeros() {
+        use EventCode::*;
+        let m = Measures::new([&spec(include_str!("../../controllers/elm-and-oak.toml"))]);
+        let q = BIN.as_millis();
+        let mut out = Vec::new();
+        m.close_bins(Instant::from_millis(q), &mut out);
+        assert!(out.is_empty(), "nothing counted yet");
+        m.record(&[ev(q / 2, DetectorOn, 3), ev(q / 2 + 500, DetectorOff, 3)]);
+        m.close_bins(Instant::from_millis(q - 1), &mut out);
+        assert!(out.is_empty(), "the bin is still open");
+        m.record(&[ev(2 * q + 10, DetectorOn, 4)]);
+        m.close_bins(Instant::from_millis(2 * q + 10), &mut out);
+        let volume = |b: &BinMeasures| b.phases.iter().find(|(p, _)| p.number() == 4).expect("phase 4").1.volume;
+        let got: Vec<(u64, u64, u64)> =
+            out.iter().map(|c| (c.bin.start.as_millis(), c.counted_from.as_millis(), volume(&c.bin))).collect();
+        assert_eq!(got, [(0, q / 2, 1), (q, q, 0)]);
+        assert_eq!(out[0].bin.lanes.iter().map(|l| l.volume).collect::<Vec<_>>(), [0, 0, 1, 0]);
+        let first = out[0].bin.clone();
+        out.clear();
+        m.close_bins(Instant::from_millis(3 * q - 1), &mut out);
+        assert!(out.is_empty(), "each bin once");
+        // GetPerformance's bin is the one handed out.
+        assert_eq!(m.report(0).expect("intersection 0").bins[0], first);
+        // After a long silence, only the bins surely still kept.
+        m.record(&[ev(10 * q + 5, DetectorOff, 4)]);
+        m.close_bins(Instant::from_millis(10 * q + 5), &mut out);
+        assert_eq!(out.iter().map(|c| c.bin.start.as_millis() / q).collect::<Vec<_>>(), [7, 8, 9]);
     }
 
     #[test]

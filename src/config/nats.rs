@@ -5,8 +5,8 @@
 //! [nats]
 //! url = "nats://127.0.0.1:4222"   # default; tls://host:port for TLS
 //! enabled = true                  # default once the section is written
-//! subject_prefix = "greenwave"    # subjects are <prefix>.<intersection>.events|alarms|state
-//! stream = "GREENWAVE_EVENTS"     # the JetStream stream events and alarms go into
+//! subject_prefix = "greenwave"    # subjects are <prefix>.<intersection>.events|alarms|measures|state
+//! stream = "GREENWAVE_EVENTS"     # the JetStream stream events, alarms and measures go into
 //! state_interval_ms = 1000        # one state snapshot per intersection this often
 //! buffer_events = 100000          # store-and-forward bound while the broker is away
 //! flush_timeout_ms = 5000         # at shutdown, wait at most this long for the broker
@@ -53,7 +53,7 @@ pub struct NatsConfig {
     pub auth: NatsAuth,
     /// First subject token(s): `<prefix>.<intersection>.events`.
     pub subject_prefix: String,
-    /// The JetStream stream events and alarms are published into (created
+    /// The JetStream stream events, alarms and measures are published into (created
     /// if absent).
     pub stream: String,
     /// State snapshots on core NATS this often, per intersection.

@@ -14,7 +14,9 @@
 //!
 //! With `[nats]`, each batch also goes (numbered, after the journal) into
 //! the NATS publisher's bounded store-and-forward queue
-//! ([`super::nats::Outbox`]), which never waits for the broker.
+//! ([`super::nats::Outbox`]), which never waits for the broker. Once the
+//! events pass a quarter hour's end (control time), each intersection's
+//! just-closed 15-minute bin of measures follows them into that queue.
 //!
 //! The engine never sees any of this: it only `try_send`s into its own
 //! bounded event channel.
@@ -27,8 +29,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use super::nats::Outbox;
-use crate::api::measures::Measures;
-use crate::core::Event;
+use crate::api::measures::{BIN, Measures, bin_start};
+use crate::core::{Event, Instant};
 use crate::telemetry::EventLogHealth;
 use crate::telemetry::journal::{Journal, Record, RecordKind};
 
@@ -71,6 +73,9 @@ fn run(
 ) {
     let mut batch: Vec<(usize, Event)> = Vec::with_capacity(BATCH);
     let mut log_open = true;
+    // Control time at which the current 15-minute bin closes.
+    let mut bin_end = Instant::ZERO;
+    let mut closed = Vec::new();
     while let Ok(first) = events.recv() {
         batch.clear();
         batch.push(first);
@@ -105,6 +110,14 @@ fn run(
         if let Some(outbox) = nats {
             // One append, one lock: the batch's numbers are consecutive.
             outbox.push_batch(&batch, last + 1 - batch.len() as u64);
+            // The engine sends in time order: an event at or past the bin's
+            // end means every event of the bin has been recorded.
+            let now = batch.iter().map(|(_, e)| e.at).max().unwrap_or(Instant::ZERO);
+            if now >= bin_end {
+                measures.close_bins(now, &mut closed);
+                outbox.push_measures(closed.drain(..));
+                bin_end = bin_start(now) + BIN;
+            }
         }
     }
 }

@@ -574,6 +574,7 @@ impl Status {
                 connected = n.connected.load(Ordering::Relaxed),
                 events_acked = n.events_acked.load(Ordering::Relaxed),
                 alarms_acked = n.alarms_acked.load(Ordering::Relaxed),
+                measures_acked = n.measures_acked.load(Ordering::Relaxed),
                 states_sent = n.states_sent.load(Ordering::Relaxed),
                 queued = n.queued.load(Ordering::Relaxed),
                 dropped = n.dropped.load(Ordering::Relaxed),

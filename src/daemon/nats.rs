@@ -1,5 +1,5 @@
-//! The city feed: events, alarms and state to a NATS broker (`[nats]`,
-//! `docs/nats.md`).
+//! The city feed: events, alarms, measures and state to a NATS broker
+//! (`[nats]`, `docs/nats.md`).
 //!
 //! ```text
 //! fan-out thread ──push (short lock, no I/O)──► Outbox: bounded store-and-forward queue
@@ -19,7 +19,9 @@
 //! alarm subject) so that a publish retried after a lost ack is stored
 //! once (the stream's duplicate window). `run` is the wall-clock start of
 //! this daemon process in ms, so a restarted daemon's numbering never
-//! collides with its previous run's.
+//! collides with its previous run's. Each closed 15-minute bin of
+//! measures is queued (by the fan-out, behind its events) with the id
+//! `<intersection>:<run>:measures:<bin_start_unix_ms>`.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +37,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+use crate::api::measures::{BIN, BinMeasures, ClosedBin};
 use crate::config::nats::is_subject_token;
 use crate::config::{NatsAuth, NatsConfig};
 use crate::core::spec::PlanMode;
@@ -73,6 +76,8 @@ pub struct NatsStats {
     pub events_acked: AtomicU64,
     /// Alarms the broker acked on `<prefix>.<id>.alarms`.
     pub alarms_acked: AtomicU64,
+    /// Closed 15-minute bins the broker acked on `<prefix>.<id>.measures`.
+    pub measures_acked: AtomicU64,
     /// Acks that said the stream already held the message (a retry).
     pub duplicates: AtomicU64,
     /// State snapshots handed to the client (core NATS: no ack).
@@ -89,21 +94,23 @@ pub struct NatsStats {
     pub left_at_shutdown: AtomicU64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Kind {
-    Event,
-    Alarm,
+    Event(Event),
+    Alarm(Event),
+    /// A closed bin's measures (shared, so a window copies a pointer).
+    Measures(Arc<ClosedBin>),
 }
 
 /// One message waiting for the broker.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Item {
     intersection: usize,
-    /// Per intersection, from 1, in this run.
+    /// Per intersection, from 1, in this run (events and alarms; 0 for
+    /// measures, numbered by their bin).
     seq: u64,
     /// The journal's sequence number (what gRPC StreamEvents numbers it).
     journal_seq: u64,
-    event: Event,
     kind: Kind,
 }
 
@@ -161,12 +168,33 @@ impl Outbox {
                 let Some(next) = q.next_seq.get_mut(intersection) else { continue };
                 let seq = *next;
                 *next += 1;
-                let item =
-                    Item { intersection, seq, journal_seq: first_journal_seq + k as u64, event, kind: Kind::Event };
-                self.enqueue(&mut q, item);
+                let journal_seq = first_journal_seq + k as u64;
+                self.enqueue(&mut q, Item { intersection, seq, journal_seq, kind: Kind::Event(event) });
                 if is_alarm(event.code) {
-                    self.enqueue(&mut q, Item { kind: Kind::Alarm, ..item });
+                    self.enqueue(&mut q, Item { intersection, seq, journal_seq, kind: Kind::Alarm(event) });
                 }
+            }
+            self.stats.queued.store(q.items.len() as u64, Ordering::Relaxed);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Queues closed bins' measures behind the events before them (the
+    /// fan-out's, once a quarter hour); the same bound applies.
+    pub fn push_measures(&self, bins: impl IntoIterator<Item = ClosedBin>) {
+        {
+            let mut q = self.lock();
+            for bin in bins {
+                if bin.intersection >= q.next_seq.len() {
+                    continue;
+                }
+                let item = Item {
+                    intersection: bin.intersection,
+                    seq: 0,
+                    journal_seq: 0,
+                    kind: Kind::Measures(Arc::new(bin)),
+                };
+                self.enqueue(&mut q, item);
             }
             self.stats.queued.store(q.items.len() as u64, Ordering::Relaxed);
         }
@@ -213,7 +241,7 @@ impl Outbox {
         let n = n.min(q.items.len());
         q.in_flight = n;
         out.clear();
-        out.extend(q.items.iter().take(n).copied());
+        out.extend(q.items.iter().take(n).cloned());
     }
 
     /// Ends the window: the items whose `acked` is true leave the queue,
@@ -249,6 +277,7 @@ struct Subjects {
     id: String,
     events: String,
     alarms: String,
+    measures: String,
     state: String,
 }
 
@@ -334,6 +363,7 @@ fn subjects(prefix: &str, ids: &[String]) -> Vec<Subjects> {
                 id: id.clone(),
                 events: format!("{prefix}.{token}.events"),
                 alarms: format!("{prefix}.{token}.alarms"),
+                measures: format!("{prefix}.{token}.measures"),
                 state: format!("{prefix}.{token}.state"),
             }
         })
@@ -557,8 +587,9 @@ impl Run {
                     acked[i] = true;
                     ok += 1;
                     let counter = match window[i].kind {
-                        Kind::Event => &self.stats.events_acked,
-                        Kind::Alarm => &self.stats.alarms_acked,
+                        Kind::Event(_) => &self.stats.events_acked,
+                        Kind::Alarm(_) => &self.stats.alarms_acked,
+                        Kind::Measures(_) => &self.stats.measures_acked,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
                     if ack.duplicate {
@@ -577,7 +608,14 @@ impl Run {
     /// The subject, message id and JSON body of an item.
     fn message(&self, item: &Item) -> (&str, String, Vec<u8>) {
         let s = &self.subjects[item.intersection];
-        let e = item.event;
+        let e = match &item.kind {
+            Kind::Event(e) | Kind::Alarm(e) => *e,
+            Kind::Measures(closed) => {
+                let body = serde_json::to_vec(&measures_body(&s.id, self.run_id, closed)).unwrap_or_default();
+                let id = format!("{}:{}:measures:{}", s.id, self.run_id, closed.bin.start.as_millis());
+                return (&s.measures, id, body);
+            }
+        };
         let body = json!({
             "intersection": s.id,
             "seq": item.seq,
@@ -589,23 +627,37 @@ impl Run {
             "event": format!("{:?}", e.code),
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        match item.kind {
-            Kind::Event => (&s.events, format!("{}:{}:{}", s.id, self.run_id, item.seq), body),
-            Kind::Alarm => (&s.alarms, format!("{}:{}:{}:alarm", s.id, self.run_id, item.seq), body),
+        if matches!(item.kind, Kind::Alarm(_)) {
+            (&s.alarms, format!("{}:{}:{}:alarm", s.id, self.run_id, item.seq), body)
+        } else {
+            (&s.events, format!("{}:{}:{}", s.id, self.run_id, item.seq), body)
         }
     }
 
     /// The stream, created when absent (an existing one is used as it is).
     async fn ensure_stream(&self, js: &jetstream::Context) -> Result<(), String> {
         let prefix = &self.cfg.subject_prefix;
+        let ours = [format!("{prefix}.*.events"), format!("{prefix}.*.alarms"), format!("{prefix}.*.measures")];
         let config = stream::Config {
             name: self.cfg.stream.clone(),
-            subjects: vec![format!("{prefix}.*.events"), format!("{prefix}.*.alarms")],
+            subjects: ours.to_vec(),
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
             ..Default::default()
         };
-        js.get_or_create_stream(config).await.map(|_| ()).map_err(|e| e.to_string())
+        let existing = js.get_or_create_stream(config).await.map_err(|e| e.to_string())?;
+        // A stream made before measures were published (or by hand) gains
+        // the subjects it lacks; everything else about it stays.
+        let mut config = existing.cached_info().config.clone();
+        let covered =
+            |s: &String| config.subjects.iter().any(|have| have == s || *have == ">" || *have == format!("{prefix}.>"));
+        let missing: Vec<String> = ours.iter().filter(|s| !covered(s)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        info!(stream = %config.name, subjects = ?missing, "NATS: adding the city feed's subjects to the existing stream");
+        config.subjects.extend(missing);
+        js.update_stream(config).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Every `state_interval`, each intersection's snapshot on core NATS.
@@ -634,6 +686,62 @@ impl Run {
             }
         }
     }
+}
+
+/// The JSON body of a measures message (`docs/nats.md`): one closed
+/// 15-minute bin of one intersection.
+fn measures_body(id: &str, run: u64, closed: &ClosedBin) -> serde_json::Value {
+    let b: &BinMeasures = &closed.bin;
+    let phases: Vec<_> = b
+        .phases
+        .iter()
+        .map(|(p, c)| {
+            json!({
+                "phase": p.number(),
+                "volume": c.volume,
+                "arrivals": c.arrivals,
+                "arrivals_on_green": c.arrivals_on_green,
+                "greens": c.greens,
+                "split_failures": c.split_failures,
+                "gap_outs": c.gap_outs,
+                "max_outs": c.max_outs,
+                "force_offs": c.force_offs,
+                "ped_actuations": c.ped_actuations,
+                "ped_walks": c.ped_walks,
+                "ped_waits": c.ped_waits,
+                "ped_delay_ms": c.ped_delay_ms,
+                "arrivals_on_red": c.arrivals_on_red,
+                "approach_delay_ms": c.approach_delay_ms,
+                "priority_requests": c.priority_requests,
+                "priority_services": c.priority_services,
+            })
+        })
+        .collect();
+    let lanes: Vec<_> = b.lanes.iter().map(|l| json!({"detector": l.detector.number(), "volume": l.volume})).collect();
+    let preempts: Vec<_> = b
+        .preempts
+        .iter()
+        .map(|(input, c)| {
+            json!({
+                "input": input,
+                "requests": c.requests,
+                "services": c.services,
+                "input_on_ms": c.input_on_ms,
+                "dwells": c.dwells,
+                "dwell_ms": c.dwell_ms,
+            })
+        })
+        .collect();
+    json!({
+        "intersection": id,
+        "run": run,
+        "bin_start_unix_ms": b.start.as_millis(),
+        "bin_end_unix_ms": b.start.as_millis() + BIN.as_millis(),
+        "counted_from_unix_ms": closed.counted_from.as_millis(),
+        "phases": phases,
+        "lanes": lanes,
+        "preempts": preempts,
+    })
 }
 
 /// The JSON body of a state message (`docs/nats.md`).
@@ -752,10 +860,53 @@ mod tests {
         out.push_batch(&[(0, ev(1, EventCode::AlarmOn)), (0, ev(2, EventCode::DetectorOn))], 1);
         let mut window = Vec::new();
         out.take_window(10, &mut window);
+        let (on, det) = (ev(1, EventCode::AlarmOn), ev(2, EventCode::DetectorOn));
         assert_eq!(
-            window.iter().map(|i| (i.seq, i.kind)).collect::<Vec<_>>(),
-            [(1, Kind::Event), (1, Kind::Alarm), (2, Kind::Event)]
+            window.iter().map(|i| (i.seq, i.kind.clone())).collect::<Vec<_>>(),
+            [(1, Kind::Event(on)), (1, Kind::Alarm(on)), (2, Kind::Event(det))]
         );
+    }
+
+    /// A closed bin is queued behind the events before it, under the same
+    /// bound, and published on the measures subject with its bin in the id.
+    #[test]
+    fn measures_queue_behind_events_under_the_same_bound() {
+        use crate::api::measures::Measures;
+        let spec = crate::config::load_intersection_str("t.toml", include_str!("../../controllers/elm-and-oak.toml"))
+            .expect("shipped file is valid")
+            .0
+            .spec;
+        let m = Measures::new([&spec]);
+        let q = BIN.as_millis();
+        m.record(&[(0, ev(q + 100, EventCode::DetectorOn)), (0, ev(2 * q, EventCode::DetectorOff))]);
+        let mut closed = Vec::new();
+        m.close_bins(Instant::from_millis(2 * q), &mut closed);
+        let stats = Arc::new(NatsStats::default());
+        let out = Outbox::new(1, 2, stats.clone());
+        out.push_batch(&[(0, ev(1, EventCode::DetectorOn)), (0, ev(2, EventCode::DetectorOff))], 1);
+        out.push_measures(closed);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 1, "the bound holds for measures too");
+        let mut window = Vec::new();
+        out.take_window(10, &mut window);
+        let Kind::Measures(bin) = &window[1].kind else { panic!("measures last: {window:?}") };
+        let run = Run {
+            cfg: NatsConfig::default(),
+            subjects: subjects("gw", &["a.b".into()]),
+            board: SnapshotBoard::new(1),
+            outbox: out.into(),
+            stats,
+            run_id: 7,
+        };
+        let (subject, id, body) = run.message(&window[1]);
+        assert_eq!((subject, id.as_str()), ("gw.a_b.measures", format!("a.b:7:measures:{q}").as_str()));
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["bin_start_unix_ms"], q);
+        assert_eq!(body["bin_end_unix_ms"], 2 * q);
+        assert_eq!(body["counted_from_unix_ms"], q + 100);
+        assert_eq!(body["lanes"][1], json!({"detector": 2, "volume": 1}));
+        assert_eq!(body["phases"][0]["phase"], 2);
+        assert_eq!(body["phases"][0]["volume"], 1);
+        assert_eq!(bin.bin.start.as_millis(), q);
     }
 
     #[test]

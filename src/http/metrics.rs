@@ -326,6 +326,7 @@ fn nats(out: &mut Out<'_>, n: &NatsStats) -> Result<(), std::fmt::Error> {
         [
             ([("subject", "events")], n.events_acked.load(Relaxed)),
             ([("subject", "alarms")], n.alarms_acked.load(Relaxed)),
+            ([("subject", "measures")], n.measures_acked.load(Relaxed)),
         ],
     )?;
     out.counter(
