@@ -29,8 +29,8 @@ use greenwave::config::{self, IntersectionConfig};
 use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
-    CabinetStatus, Command, Controller, Coordination, EventCode, FlashReason, FrameAck, Indication, InputFrame,
-    Instant, Interval, MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
+    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -318,12 +318,13 @@ impl<'a> Observer<'a> {
                 continue;
             };
             let coordinated = plan.is_some_and(|pl| pl.coordinated.contains(p)) && mode != PlanMode::Free;
-            // In a coordination transition a phase can start before its
-            // split; with no other phase's window open it rests in green
-            // until one opens (src/core/coord.rs: the first cycle after a
-            // change is longer or shorter), past its max timer.
-            let transition = mode == PlanMode::Coordinated && s.coordination == Coordination::Transitioning;
-            if s.holds.contains(p) || coordinated || transition || mode == PlanMode::Fixed || s.preempt.is_some() {
+            // Max green is checked in free operation only. Coordinated, a
+            // phase's window can open before its split (at the force-off
+            // of a skipped phase before it, or in a transition); at its max
+            // with no other phase's window open it rests in green until
+            // one opens, within its split's force-off (src/core/coord.rs).
+            let windowed = mode == PlanMode::Coordinated;
+            if s.holds.contains(p) || coordinated || windowed || mode == PlanMode::Fixed || s.preempt.is_some() {
                 continue;
             }
             let t = spec.phase(p).unwrap().timing;
@@ -543,14 +544,30 @@ fn a_light_phase_at_its_minimum_split_is_served_when_clearances_end_late() {
     run_scenario(&shipped(), &sc).expect("every call served within the bound");
 }
 
-/// Found by a 8,000-scenario campaign: Broadway & 5th switched to
-/// coordinated mode on plan 4 (a fixed plan, no coordinated phase), phase
-/// 4 started at cycle 41 s, well before its split (58–90 s); at its max
-/// (30 s) no other phase's window was open, so it rested in green past it
-/// (31.3 s against the observer's 31.27 s) until phase 1's window opened.
-/// Max green is not checked in a coordination transition.
+/// Found by two 8,000-scenario campaigns: Broadway & 5th switched to
+/// coordinated mode on plan 4 (a fixed plan, no coordinated phase). In a
+/// transition phase 4 started at cycle 41 s, well before its split (58–90
+/// s); in step phase 8 started at 48.5 s, its window opened by phase 7's
+/// force-off with 7 skipped. At their 30 s max no other phase's window was
+/// open, so each rested in green past it (31.3 and 32.7 s against the
+/// observer's 31.3 and 32.7 s, rounded) until the next window opened.
 #[test]
-fn a_phase_started_early_in_a_transition_rests_in_green_until_a_window_opens() {
+fn a_phase_started_before_its_split_rests_in_green_until_a_window_opens() {
+    let in_step = Scenario {
+        controller: 0,
+        seed: 3889647614365933397,
+        ticks: 31689,
+        flip_one_in: 200,
+        stuck: 0,
+        command_one_in: 1124,
+        link: Some(Link {
+            max_delay: Span::from_millis(344),
+            loss_one_in: 41,
+            stall_one_in: 2765,
+            max_stall: Span::from_millis(835),
+        }),
+    };
+    run_scenario(&shipped(), &in_step).expect("no violation in step");
     let sc = Scenario {
         controller: 0,
         seed: 2895751430904532584,
