@@ -22,13 +22,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use serde::Serialize;
 
-use super::web::{Web, asset, query_value};
+use super::web::{Refused, Web, asset, json, query_value};
 use crate::api::auth::Identity;
 use crate::config::CorridorConfig;
 use crate::engine::corridor::{BACKWARD_PHASE, FORWARD_PHASE};
@@ -58,43 +57,6 @@ pub(super) fn router(web: Arc<Web>) -> Router {
         .route("/api/corridors", get(list))
         .route("/api/corridor/{corridor}/events", get(events))
         .with_state(web)
-}
-
-/// Why a corridor request gets no answer.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error("no corridor \"{0}\" (a [[corridor]] name, or its number from 1)")]
-    NoSuchCorridor(String),
-    #[error("this token reaches no member of corridor \"{0}\"")]
-    OutOfScope(String),
-    #[error("minutes: a whole number from 1 to {MAX_MINUTES}")]
-    Minutes,
-    #[error("event log reads under way; try again")]
-    LogReadsBusy,
-    #[error("the event log cannot be read: {0}")]
-    LogUnreadable(std::io::Error),
-    #[error("the event log read did not finish")]
-    LogReadFailed,
-    #[error("the answer could not be encoded")]
-    Encoding,
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        let code = match self {
-            Refused::NoSuchCorridor(_) => StatusCode::NOT_FOUND,
-            Refused::OutOfScope(_) => StatusCode::FORBIDDEN,
-            Refused::Minutes => StatusCode::BAD_REQUEST,
-            Refused::LogReadsBusy | Refused::LogUnreadable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Refused::LogReadFailed | Refused::Encoding => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (code, format!("{self}\n")).into_response()
-    }
-}
-
-fn json(value: &impl Serialize) -> Result<Response, Refused> {
-    let text = serde_json::to_string(value).map_err(|_| Refused::Encoding)?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 /// A corridor as one caller may see it.
@@ -159,7 +121,7 @@ impl Corridor {
         let echoed = || crate::api::convert::echo(key).to_owned();
         let k = by_name.or_else(by_number).ok_or_else(|| Refused::NoSuchCorridor(echoed()))?;
         let corridor = Corridor::of(web, k, &corridors[k], caller);
-        if corridor.members.is_empty() { Err(Refused::OutOfScope(echoed())) } else { Ok(corridor) }
+        if corridor.members.is_empty() { Err(Refused::CorridorOutOfScope(echoed())) } else { Ok(corridor) }
     }
 }
 
@@ -197,43 +159,36 @@ async fn events(
     let minutes = match query_value(query.as_deref(), "minutes").map(str::parse::<u64>) {
         None => DEFAULT_MINUTES,
         Some(Ok(m)) if (1..=MAX_MINUTES).contains(&m) => m,
-        Some(_) => return Err(Refused::Minutes),
+        Some(_) => return Err(Refused::Query(format!("minutes: a whole number from 1 to {MAX_MINUTES}"))),
     };
-    let _permit = web.log_reads.try_acquire().map_err(|_| Refused::LogReadsBusy)?;
     // The engine's time, which is the log's (one engine runs them all).
     let to = corridor.members.iter().filter_map(|m| web.feeds.board.get(m.index)).map(|s| s.at.as_millis()).max();
     let to = to.unwrap_or_else(|| u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0));
     let from = to.saturating_sub(minutes * 60_000);
-    let cfg = web.feeds.event_log.clone();
     let ids: Vec<String> = corridor.members.iter().map(|m| m.id.clone()).collect();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut events = vec![Vec::new(); ids.len()];
-        let mut rows = 0;
-        let mut truncated = false;
-        let unreadable = crate::telemetry::log_writer::scan_log(&cfg, &ids, (from, to + 1), |line| {
-            if !CODES.contains(&line.code) || !PHASES.contains(&line.param) {
-                return ControlFlow::Continue(());
-            }
-            // The signal id is the line's first field; ids are letters,
-            // digits, '-', '_' and '.', so never quoted.
-            let signal = line.text.split(',').next().unwrap_or_default();
-            let Some(m) = ids.iter().position(|id| id == signal) else { return ControlFlow::Continue(()) };
-            if rows == MAX_ROWS {
-                truncated = true;
-                return ControlFlow::Break(());
-            }
-            rows += 1;
-            events[m].push((line.at.as_millis(), line.code, line.param));
-            ControlFlow::Continue(())
-        });
-        unreadable.map(|unreadable| {
-            if unreadable > 0 {
-                tracing::warn!(unreadable, "web view skipped event log lines it could not read");
-            }
-            (events, truncated)
-        })
-    })
-    .await;
-    let (events, truncated) = read.map_err(|_| Refused::LogReadFailed)?.map_err(Refused::LogUnreadable)?;
+    let members = ids.clone();
+    let (events, _, truncated) = web
+        .read_log(
+            ids,
+            (from, to),
+            (vec![Vec::new(); members.len()], 0, false),
+            move |(events, rows, truncated), line| {
+                if !CODES.contains(&line.code) || !PHASES.contains(&line.param) {
+                    return ControlFlow::Continue(());
+                }
+                // The signal id is the line's first field; ids are letters,
+                // digits, '-', '_' and '.', so never quoted.
+                let signal = line.text.split(',').next().unwrap_or_default();
+                let Some(m) = members.iter().position(|id| id == signal) else { return ControlFlow::Continue(()) };
+                if *rows == MAX_ROWS {
+                    *truncated = true;
+                    return ControlFlow::Break(());
+                }
+                *rows += 1;
+                events[m].push((line.at.as_millis(), line.code, line.param));
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
     json(&Rows { corridor, from_unix_ms: from, to_unix_ms: to, truncated, events })
 }

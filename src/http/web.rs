@@ -117,18 +117,22 @@ pub(super) fn asset(content_type: &'static str, body: &'static str) -> Response 
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
-fn json(value: &impl Serialize) -> Result<Response, Refused> {
+pub(super) fn json(value: &impl Serialize) -> Result<Response, Refused> {
     let text = serde_json::to_string(value).map_err(|_| Refused::Encoding)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 /// Why a web view request gets no answer.
 #[derive(Debug, thiserror::Error)]
-enum Refused {
+pub(super) enum Refused {
     #[error("no intersection \"{0}\"")]
     NoSuchIntersection(String),
     #[error("this token may not reach intersection \"{0}\"")]
     OutOfScope(String),
+    #[error("no corridor \"{0}\" (a [[corridor]] name, or its number from 1)")]
+    NoSuchCorridor(String),
+    #[error("this token reaches no member of corridor \"{0}\"")]
+    CorridorOutOfScope(String),
     #[error("the control thread has not published this intersection yet")]
     NotYet,
     #[error("hours: a whole number from 1 to {MAX_HOURS}")]
@@ -151,8 +155,8 @@ enum Refused {
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let code = match self {
-            Refused::NoSuchIntersection(_) => StatusCode::NOT_FOUND,
-            Refused::OutOfScope(_) => StatusCode::FORBIDDEN,
+            Refused::NoSuchIntersection(_) | Refused::NoSuchCorridor(_) => StatusCode::NOT_FOUND,
+            Refused::OutOfScope(_) | Refused::CorridorOutOfScope(_) => StatusCode::FORBIDDEN,
             Refused::Hours | Refused::Query(_) => StatusCode::BAD_REQUEST,
             Refused::NotYet | Refused::LiveViewsFull | Refused::LogReadsBusy | Refused::LogUnreadable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -481,7 +485,7 @@ async fn events(
     let from = to.saturating_sub(hours * 3_600_000);
     let rows = LogRows { from_unix_ms: from, to_unix_ms: to, truncated: false, events: Vec::new() };
     let rows = web
-        .read_log(id, (from, to), rows, |rows, line| {
+        .read_log(vec![id], (from, to), rows, |rows, line| {
             if !PLOT_CODES.contains(&line.code) {
                 return ControlFlow::Continue(());
             }
@@ -497,12 +501,12 @@ async fn events(
 }
 
 impl Web {
-    /// Folds intersection `id`'s log lines from `from` to `to` (ms,
+    /// Folds the log lines of intersections `ids` from `from` to `to` (ms,
     /// inclusive), oldest first, into `acc` with `each` until it breaks, on
     /// a blocking thread; at most [`MAX_LOG_READS`] at once.
-    async fn read_log<T: Send + 'static>(
+    pub(super) async fn read_log<T: Send + 'static>(
         &self,
-        id: String,
+        ids: Vec<String>,
         (from, to): (u64, u64),
         mut acc: T,
         mut each: impl FnMut(&mut T, &LogLine<'_>) -> ControlFlow<()> + Send + 'static,
@@ -510,7 +514,6 @@ impl Web {
         let _permit = self.log_reads.try_acquire().map_err(|_| Refused::LogReadsBusy)?;
         let cfg = self.feeds.event_log.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let ids = [id];
             let unreadable = scan_log(&cfg, &ids, (from, to.saturating_add(1)), |line| each(&mut acc, line))?;
             if unreadable > 0 {
                 tracing::warn!(unreadable, "web view skipped event log lines it could not read");

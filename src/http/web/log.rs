@@ -137,7 +137,7 @@ async fn log(
     // oldest kept row makes way when the buffer is full.
     let kept = (VecDeque::with_capacity(MAX_LOG_ROWS.min(1024)), false);
     let (kept, truncated) = web
-        .read_log(id, window, kept, move |(kept, truncated), line| {
+        .read_log(vec![id], window, kept, move |(kept, truncated), line| {
             if filter.admits(line.code, line.param) {
                 if kept.len() == MAX_LOG_ROWS {
                     kept.pop_front();
