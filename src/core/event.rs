@@ -267,26 +267,18 @@ impl EventCode {
     /// "Split N change" (134–149) for phase index 0..16; the parameter is
     /// the new split in seconds.
     pub const fn split_change(phase_index: usize) -> EventCode {
-        const SPLITS: [EventCode; 16] = [
-            EventCode::SplitChange1,
-            EventCode::SplitChange2,
-            EventCode::SplitChange3,
-            EventCode::SplitChange4,
-            EventCode::SplitChange5,
-            EventCode::SplitChange6,
-            EventCode::SplitChange7,
-            EventCode::SplitChange8,
-            EventCode::SplitChange9,
-            EventCode::SplitChange10,
-            EventCode::SplitChange11,
-            EventCode::SplitChange12,
-            EventCode::SplitChange13,
-            EventCode::SplitChange14,
-            EventCode::SplitChange15,
-            EventCode::SplitChange16,
-        ];
-        SPLITS[phase_index]
+        Self::ALL[Self::SPLIT_CHANGE_1 + phase_index]
     }
+
+    /// Where the sixteen split changes begin in [`ALL`](Self::ALL)
+    /// (numeric order keeps them together), found at compile time.
+    const SPLIT_CHANGE_1: usize = {
+        let mut i = 0;
+        while Self::ALL[i] as u16 != EventCode::SplitChange1 as u16 {
+            i += 1;
+        }
+        i
+    };
 }
 
 /// Alarm parameters (events 200/201) the controller raises from the
@@ -387,6 +379,13 @@ mod tests {
         }
         assert_eq!(EventCode::from_code(13), None);
         assert_eq!(EventCode::PhaseGapOut.name(), "Phase Gap Out");
+    }
+
+    #[test]
+    fn split_changes_are_134_to_149_by_phase() {
+        for i in 0..16 {
+            assert_eq!(EventCode::split_change(i).code(), 134 + i as u16);
+        }
     }
 
     #[test]
