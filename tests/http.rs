@@ -32,6 +32,12 @@ async fn daemon_with(anonymous: Option<Role>, config_file: Option<std::path::Pat
     };
     let http =
         HttpConfig { enabled: true, listen: "127.0.0.1:0".parse().expect("addr"), anonymous, ..HttpConfig::default() };
+    daemon_on(grpc, http, config_file).await
+}
+
+/// The test controller at 20 times real time, with these `[grpc]` and
+/// `[http]` settings.
+pub(crate) async fn daemon_on(grpc: GrpcConfig, http: HttpConfig, config_file: Option<std::path::PathBuf>) -> Harness {
     harness::start(Options {
         grpc,
         controllers: vec![test_controller()],
@@ -251,17 +257,7 @@ async fn metrics_over_tls_for_an_http1_scraper() {
         anonymous: None,
         ..HttpConfig::default()
     };
-    let h = harness::start(Options {
-        grpc,
-        controllers: vec![test_controller()],
-        speed: Some(20.0),
-        event_history: 10_000,
-        tick_ms: 100,
-        config_file: None,
-        dir: None,
-        http: Some(http),
-    })
-    .await;
+    let h = daemon_on(grpc, http, None).await;
     let addr = h.http_addr.expect("metrics on");
 
     let mut roots = RootCertStore::empty();

@@ -15,10 +15,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::daemon::Daemon;
-use crate::grpc::harness::{self, Harness, Options};
+use crate::grpc::harness::Harness;
 use crate::grpc::interop::{peer_python, prepare, token_entry};
 use crate::grpc::{CAMERA, VIEWER, test_controller, tokens};
-use crate::http::{daemon, get, get_with};
+use crate::http::{daemon, daemon_on, get, get_with};
 
 const ID: &str = "elm-and-oak";
 
@@ -126,17 +126,7 @@ async fn daemon_with_a_scoped_token() -> Harness {
         anonymous: Some(Role::Viewer),
         ..HttpConfig::default()
     };
-    harness::start(Options {
-        grpc,
-        controllers: vec![test_controller()],
-        speed: Some(20.0),
-        event_history: 10_000,
-        tick_ms: 100,
-        config_file: None,
-        dir: None,
-        http: Some(http),
-    })
-    .await
+    daemon_on(grpc, http, None).await
 }
 
 /// The rows of an `/api/log` answer as `(at ms, code, param)`, checking
