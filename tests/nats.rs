@@ -85,8 +85,24 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// Where one test's broker and daemon live: a temporary directory with
+/// the broker's store and the daemon's event log, and a free port.
+struct Site {
+    _tmp: tempfile::TempDir,
+    store: PathBuf,
+    logs: PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl Site {
+    fn new() -> Site {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
+        std::fs::create_dir_all(&logs).expect("mkdir");
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        Site { _tmp: tmp, store, logs, port, url: format!("nats://127.0.0.1:{port}") }
+    }
 }
 
 /// Waits (bounded) until `ok`, polling.
@@ -228,11 +244,7 @@ impl Running {
 fn a_broker_restart_loses_nothing_and_doubles_nothing() {
     let Some(bin) = nats_server() else { return };
     let python = peer_python("import nats", "nats-py");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
-    std::fs::create_dir_all(&logs).expect("mkdir");
-    let port = free_port();
-    let url = format!("nats://127.0.0.1:{port}");
+    let Site { _tmp, store, logs, port, url } = Site::new();
     let broker = Broker::start(&bin, port, &store);
 
     let running = Running::start(&url, &logs, NatsConfig::default(), 10.0);
@@ -342,11 +354,7 @@ fn a_broker_restart_loses_nothing_and_doubles_nothing() {
 #[test]
 fn a_full_queue_drops_the_oldest_and_counts_every_one() {
     let Some(bin) = nats_server() else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
-    std::fs::create_dir_all(&logs).expect("mkdir");
-    let port = free_port();
-    let url = format!("nats://127.0.0.1:{port}");
+    let Site { _tmp, store, logs, port, url } = Site::new();
     let running = Running::start(&url, &logs, NatsConfig { buffer_events: 40, ..NatsConfig::default() }, 10.0);
     let stats = running.stats.clone();
     wait_until("the queue overflowing", Duration::from_secs(30), || stats.dropped.load(Relaxed) >= 20);
@@ -399,11 +407,7 @@ fn a_full_queue_drops_the_oldest_and_counts_every_one() {
 #[test]
 fn a_closed_bin_of_measures_reaches_the_stream_as_the_log_measures_it() {
     let Some(bin) = nats_server() else { return };
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let (store, logs) = (tmp.path().join("jetstream"), tmp.path().join("log"));
-    std::fs::create_dir_all(&logs).expect("mkdir");
-    let port = free_port();
-    let url = format!("nats://127.0.0.1:{port}");
+    let Site { _tmp, store, logs, port, url } = Site::new();
     let broker = Broker::start(&bin, port, &store);
     // The stream as an earlier version made it, without the measures
     // subject: the daemon adds it.
