@@ -492,6 +492,29 @@ fn adaptive_max_headroom_is_read_and_bounded() {
     }
 }
 
+#[test]
+fn schedule_style_and_its_horizon_are_read_and_bounded() {
+    let with = |keys: &str| broadway_with_adaptive(keys);
+    let (ok, _) =
+        load_intersection_str("broadway.toml", &with("style = \"schedule\"\nhorizon_s = 120")).expect("loads");
+    assert_eq!(ok.spec.adaptive.style, greenwave::core::spec::AdaptiveStyle::Schedule);
+    assert_eq!(ok.spec.adaptive.horizon, greenwave::core::Span::from_secs(120));
+    for bad in ["10", "600"] {
+        let errors = load_intersection_str("broadway.toml", &with(&format!("horizon_s = {bad}"))).expect_err("range");
+        assert!(
+            errors.iter().any(|e| e.key == "adaptive.horizon_s" && e.reason.contains("outside 30..=300 s")),
+            "{}",
+            lines(&errors)
+        );
+    }
+    let errors = load_intersection_str("broadway.toml", &with("style = \"schedul\"")).expect_err("not a style");
+    assert!(
+        errors.iter().any(|e| e.key == "adaptive.style" && e.reason.contains("cycle | free | schedule")),
+        "{}",
+        lines(&errors)
+    );
+}
+
 /// A file past what a controller can use is refused at once, with the key
 /// and the limit; one with thousands of invalid values stops after 100:
 /// `check` stays fast on generated or hostile files (`benches/check.rs`).

@@ -396,11 +396,15 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
         5 | 6 => Command::Release(x.spec.phase_set()),
         7 => Command::PlaceCall { vehicle: pick(rng), ped: pick(rng) },
         8 => {
-            // A reload that also flips how adaptive plans run, so both
-            // styles (and free style's per-decision queue rule, on the
-            // advance loops that have one) are driven.
+            // A reload that also flips how adaptive plans run, so every
+            // style (free style's per-decision queue rule and the schedule
+            // style's plan, on the advance loops that feed them) is driven.
             let mut spec = x.spec.clone();
-            spec.adaptive.style = if rng.below(2) == 0 { AdaptiveStyle::Cycle } else { AdaptiveStyle::Free };
+            spec.adaptive.style = match rng.below(3) {
+                0 => AdaptiveStyle::Cycle,
+                1 => AdaptiveStyle::Free,
+                _ => AdaptiveStyle::Schedule,
+            };
             Command::LoadSpec(Box::new(spec))
         }
         13 | 14 => {

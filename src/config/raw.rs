@@ -49,6 +49,7 @@ pub struct RawCameraZone {
 pub enum RawAdaptiveStyle {
     Cycle,
     Free,
+    Schedule,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -70,6 +71,7 @@ pub struct RawAdaptive {
     pub saturation_flow_vphpl: Option<f64>,
     pub startup_lost_s: Option<f64>,
     pub smoothing: Option<f64>,
+    pub horizon_s: Option<f64>,
 }
 
 /// `[[preempt]]`

@@ -36,6 +36,7 @@ use super::event::{
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 use super::queue::QueueEstimator;
+use super::schedule::{PhaseDemand, Scheduler};
 use super::snapshot::{DetectorSnapshot, PreemptSnapshot, RingSnapshot, Snapshot};
 use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, Recall};
 use super::state::{Coordination, FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
@@ -297,6 +298,9 @@ pub struct Controller {
     volume_mark: [u32; MAX_DETECTORS],
     /// Free-style adaptive: each phase's maximum green this cycle.
     dynamic_max: [Span; MAX_PHASES],
+    /// Schedule-style adaptive's planner, kept for the definition
+    /// (allocated once: a re-plan and a reload allocate nothing).
+    scheduler: Option<Box<Scheduler>>,
     /// Per phase, vehicles its detectors counted since its last yellow
     /// (volume-density's added initial).
     waiting_vehicles: [u16; MAX_PHASES],
@@ -320,6 +324,7 @@ impl Controller {
     /// default plan.
     pub fn new(spec: ControllerSpec, now: Instant) -> Self {
         let queues = QueueEstimator::new(&spec);
+        let scheduler = (spec.adaptive.style == AdaptiveStyle::Schedule).then(|| Box::new(Scheduler::new(&spec)));
         let spec = Box::new(spec);
         let plan = Self::activate(&spec, spec.default_plan, OperatingMode::Scheduled);
         let mut c = Controller {
@@ -350,6 +355,7 @@ impl Controller {
             corridor: None,
             volume_mark: [0; MAX_DETECTORS],
             dynamic_max: [Span::ZERO; MAX_PHASES],
+            scheduler,
             waiting_vehicles: [0; MAX_PHASES],
             cabinet: CabinetStatus::default(),
             output: OutputFrame::default(),
@@ -554,6 +560,11 @@ impl Controller {
             }
         }
         self.queues.update(now, &self.detectors, input);
+        if let Some(s) = &mut self.scheduler {
+            for p in self.spec.phase_set().iter() {
+                s.count(now, p, self.queues.arrived(p));
+            }
+        }
         self.handle_cabinet(now, input.cabinet);
         self.register_calls(now, &demand);
         self.time_preempt(now);
@@ -926,8 +937,10 @@ impl Controller {
         };
         let adaptive = plan_mode == PlanMode::Coordinated
             && (mode == OperatingMode::Adaptive || (mode == OperatingMode::Scheduled && plan.adaptive));
-        // Free-style adaptive runs actuated, the optimizer setting maxima.
-        let plan_mode = if adaptive && spec.adaptive.style == AdaptiveStyle::Free { PlanMode::Free } else { plan_mode };
+        // Free- and schedule-style adaptive run actuated, the optimizer
+        // setting maxima (free) or measuring flows (schedule).
+        let plan_mode =
+            if adaptive && spec.adaptive.style != AdaptiveStyle::Cycle { PlanMode::Free } else { plan_mode };
         // An adaptive plan keeps its own cycle origin (its cycle length
         // changes), so its coordination arithmetic has no offset.
         let coord = match (adaptive, coord) {
@@ -1097,6 +1110,14 @@ impl Controller {
         // plan marks the volumes its first cycle is measured from.
         self.detectors = DetectorBank::default();
         self.queues = QueueEstimator::new(&self.spec);
+        if self.spec.adaptive.style == AdaptiveStyle::Schedule {
+            match &mut self.scheduler {
+                Some(s) => s.configure(&self.spec),
+                // The one allocation of a reload that switches an
+                // intersection to the schedule style.
+                None => self.scheduler = Some(Box::new(Scheduler::new(&self.spec))),
+            }
+        }
         self.plan = Self::activate(&self.spec, self.plan.number, self.mode);
         self.plan_activated(self.now);
         let present = self.spec.phase_set();
@@ -1314,6 +1335,7 @@ impl Controller {
             servable = servable.union(self.servable(r));
         }
         let cross = !calls.difference(servable).is_empty() || self.staged();
+        self.reschedule(now);
 
         // 1. Greens: time them and decide which want to end. (`begin_green`
         //    is the one place a ring turns green, and it names the phase.)
@@ -1509,6 +1531,16 @@ impl Controller {
             && self.rings[r].shown.elapsed(now) >= g.initial
             && now.since(g.last_extension) >= gap;
         let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
+        if let Some(held) = self.scheduled().and_then(|s| s.holds(p, now)) {
+            // Schedule style: the plan holds or ends the green, within max2.
+            let hard_max = on_max.is_some_and(|m| m >= t.max2 + extension);
+            return match (hard_max, held || !extension.is_zero(), gapped) {
+                (true, ..) => Some(Termination::MaxOut),
+                (false, true, _) => None,
+                (false, false, true) => Some(Termination::GapOut),
+                (false, false, false) => Some(Termination::ForceOff),
+            };
+        }
         match self.plan.mode {
             PlanMode::Free => {
                 if maxed {
@@ -1555,6 +1587,44 @@ impl Controller {
         let within = on_max.is_some_and(|m| m < t.max2);
         let waiting = self.vehicle_calls.intersection(self.spec.conflicts[p.index()]);
         within && queue > 0 && queue >= self.queues.longest(waiting) && self.queues.discharging(p, now)
+    }
+
+    /// The planner, while a schedule-style adaptive plan runs in free mode.
+    fn scheduled(&self) -> Option<&Scheduler> {
+        let running = self.optimizer.is_some() && self.plan.mode == PlanMode::Free;
+        self.scheduler.as_deref().filter(|_| running && self.spec.adaptive.style == AdaptiveStyle::Schedule)
+    }
+
+    /// Schedule style, once a second while a green runs: plan the
+    /// vehicles expected over the horizon ([`Scheduler::plan`]).
+    fn reschedule(&mut self, now: Instant) {
+        let Some(opt) = self.optimizer else { return };
+        if self.scheduled().is_none_or(|s| !s.due(now)) {
+            return;
+        }
+        let green = self.phases_in(Interval::Green);
+        if green.is_empty() {
+            return;
+        }
+        let elapsed = self
+            .rings
+            .iter()
+            .filter(|r| r.interval == Interval::Green)
+            .map(|r| r.shown.elapsed(now))
+            .max()
+            .unwrap_or(Span::ZERO);
+        let mut demand = [PhaseDemand::default(); MAX_PHASES];
+        for p in self.spec.phase_set().iter() {
+            demand[p.index()] = PhaseDemand {
+                queue: self.queues.queue(p),
+                flow_vph: opt.flow_vph(p.index()),
+                called: self.vehicle_calls.contains(p),
+                ped_called: self.ped_calls.contains(p) && self.timing(p).has_ped(),
+            };
+        }
+        if let Some(s) = self.scheduler.as_deref_mut() {
+            s.plan(now, green, elapsed, &demand);
+        }
     }
 
     fn begin_yellow(&mut self, now: Instant, r: usize, Ending { phase: p, why, next }: Ending) {
@@ -2266,6 +2336,36 @@ mod tests {
         assert!(held <= Span::from_secs(55 + 15), "past max2: {held}");
     }
 
+    /// Schedule style: a main street whose occupied loops keep it from
+    /// gapping out but count nobody, and whose camera sees nobody queued, ends soon after its minimum for
+    /// a side street with 15 queued (a force-off by the plan); free style
+    /// runs it to its maximum. Every green still serves its minimum.
+    #[test]
+    fn schedule_style_ends_an_empty_green_for_a_waiting_queue() {
+        let run = |style| {
+            let mut spec = eight_phase();
+            spec.adaptive.style = style;
+            let mut rig = Rig::adaptive(spec);
+            for t in 0..6000u64 {
+                // Occupied loops (no gap-out) counting nobody.
+                rig.detector(2, t > 0);
+                rig.detector(6, t > 0);
+                rig.detector(4, true);
+                rig.input.queued = (1 << 1) | (1 << 3) | (1 << 5);
+                rig.input.queue[3] = 15;
+                rig.step();
+            }
+            rig.log
+        };
+        let free = longest_green(&run(AdaptiveStyle::Free), 2);
+        let log = run(AdaptiveStyle::Schedule);
+        let scheduled = longest_green(&log, 2);
+        assert!(free >= Span::from_secs(40), "free style to its maximum: {free}");
+        assert!(scheduled < Span::from_secs(20), "schedule style: {scheduled}");
+        assert!(log.iter().any(|e| e.code == EventCode::PhaseForceOff && e.param == 2));
+        assert!(log.iter().any(|e| e.code == EventCode::PhaseBeginGreen && e.param == 4), "the side street is served");
+    }
+
     /// The same rule on camera queues alone (no advance loops): the main
     /// street runs on past its maximum while the camera sees its queue at
     /// least as long as the side street's and it discharges; it maxes out
@@ -2693,9 +2793,8 @@ mod fuzz {
         for seed in 0..12u64 {
             let mut rng = SmallRng::seed_from_u64(seed);
             let mut spec = eight_phase();
-            if seed % 2 == 1 {
-                spec.adaptive.style = AdaptiveStyle::Free;
-            }
+            spec.adaptive.style =
+                [AdaptiveStyle::Cycle, AdaptiveStyle::Free, AdaptiveStyle::Schedule][seed as usize % 3];
             if seed % 3 == 0 {
                 // Volume-density on every phase: added initial up to the
                 // max, and a gap that shrinks to half.

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod image;
 pub mod monitor;
 pub mod queue;
+pub mod schedule;
 pub mod snapshot;
 pub mod spec;
 pub mod state;

@@ -61,6 +61,8 @@ pub struct QueueEstimator {
     camera: [u16; MAX_PHASES],
     /// When a vehicle last crossed one of each phase's stop-bar loops.
     departed: [Instant; MAX_PHASES],
+    /// Vehicles each phase's advance loops counted in the latest update.
+    arrived: [u16; MAX_PHASES],
     /// The first update only takes the counters' baseline.
     started: bool,
 }
@@ -96,6 +98,7 @@ impl QueueEstimator {
             measured: PhaseSet::EMPTY,
             camera: [0; MAX_PHASES],
             departed: [Instant::ZERO; MAX_PHASES],
+            arrived: [0; MAX_PHASES],
             started: false,
         }
     }
@@ -106,6 +109,7 @@ impl QueueEstimator {
     pub fn update(&mut self, now: Instant, detectors: &DetectorBank, input: &InputFrame) {
         self.measured = PhaseSet::EMPTY;
         self.camera = [0; MAX_PHASES];
+        self.arrived = [0; MAX_PHASES];
         let baseline = !std::mem::replace(&mut self.started, true);
         for (slot, role) in self.role.iter().enumerate() {
             let volume = detectors.state(slot).volume;
@@ -123,6 +127,9 @@ impl QueueEstimator {
             if how == Role::Departures && counted > 0 {
                 self.departed[i] = now;
             }
+            if how == Role::Arrivals {
+                self.arrived[i] = self.arrived[i].saturating_add(counted);
+            }
             if !self.estimated.contains(PhaseId::from_index(i)) {
                 continue;
             }
@@ -135,6 +142,11 @@ impl QueueEstimator {
     }
 
     /// The phase gapped out: its queue is served.
+    /// Vehicles phase `p`'s advance loops counted in the latest update.
+    pub fn arrived(&self, p: PhaseId) -> u16 {
+        self.arrived[p.index()]
+    }
+
     pub fn cleared(&mut self, p: PhaseId) {
         self.queue[p.index()] = 0;
     }

@@ -369,6 +369,10 @@ pub enum AdaptiveStyle {
     /// max2. Cycles shrink at light demand and heavy phases may run longer
     /// than max1 near saturation.
     Free,
+    /// Schedule-driven: free actuated, each green held or ended by a plan
+    /// of the vehicles expected over the rolling horizon, re-made every
+    /// second (`super::schedule`); up to max2, never below the minimums.
+    Schedule,
 }
 
 /// In free style, the lowest maximum green the optimizer may set.
@@ -405,6 +409,8 @@ pub struct AdaptiveSpec {
     pub startup_lost: Span,
     /// Weight of the newest cycle in the smoothed flows (0..=1).
     pub smoothing: f32,
+    /// Schedule style: how far ahead each plan looks.
+    pub horizon: Span,
 }
 
 impl Default for AdaptiveSpec {
@@ -419,6 +425,7 @@ impl Default for AdaptiveSpec {
             saturation_flow_vphpl: 1800.0,
             startup_lost: Span::from_secs(2),
             smoothing: 0.3,
+            horizon: Span::from_secs(90),
         }
     }
 }

@@ -2,7 +2,7 @@
 """Turn a SUMO network's signalised junctions into Greenwave controllers.
 
     .venv/bin/python tools/sumo/import_net.py NET.net.xml --out DIR \\
-        [--base-port 15100] [--mode free|adaptive] [--style cycle|free] [--passage S]
+        [--base-port 15100] [--mode free|adaptive] [--style cycle|free|schedule] [--passage S]
         [--adaptive max_cycle_s=120,...] [--detectors FILE.add.xml] [--schedule HH:MM,...]
 
 Writes into DIR:
@@ -446,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detectors", type=Path,
                     help="a SUMO additional file with induction loops / lane area detectors to use on the approach "
                          "lanes it covers (the rig places loops on the others)")
-    ap.add_argument("--style", choices=["cycle", "free"], default="cycle",
-                    help="with --mode adaptive: coordinated re-planned cycles, or free actuated with re-planned maxima")
+    ap.add_argument("--style", choices=["cycle", "free", "schedule"], default="cycle",
+                    help="with --mode adaptive: coordinated re-planned cycles, free actuated with re-planned "
+                         "maxima, or schedule-driven (rolling-horizon plan every second)")
     ap.add_argument("--passage", type=float, help="passage (gap) in s for every phase, instead of 2.0")
     ap.add_argument("--platoon-passage", type=float,
                     help="passage for through phases whose approach comes from an upstream signal, instead of --passage")

@@ -617,9 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="copy each Greenwave run's Indiana event log (log/*.csv) to DIR/<run>/ and list its plan "
                          "changes (event 131); the logs also stay in the run directories")
     ap.add_argument("--greenwave-mode", choices=["free", "adaptive"], default="free")
-    ap.add_argument("--greenwave-style", choices=["cycle", "free"], default="cycle",
-                    help="adaptive style: cycle (coordinated, re-planned cycle and splits) or free "
-                         "(actuated with re-planned maxima)")
+    ap.add_argument("--greenwave-style", choices=["cycle", "free", "schedule"], default="cycle",
+                    help="adaptive style: cycle (coordinated, re-planned cycle and splits), free "
+                         "(actuated with re-planned maxima) or schedule (actuated, greens held or ended by a "
+                         "rolling-horizon plan every second)")
     ap.add_argument("--greenwave-passage", type=float,
                     help="passage (gap) in s for every imported phase, instead of the importer's default")
     ap.add_argument("--greenwave-platoon-passage", type=float,

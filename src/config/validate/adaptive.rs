@@ -18,6 +18,13 @@ impl Validator<'_> {
         let max_cycle = span(self, raw.max_cycle_s, "max_cycle_s", d.max_cycle);
         let max_step = span(self, raw.max_cycle_step_s, "max_cycle_step_s", d.max_step);
         let startup_lost = span(self, raw.startup_lost_s, "startup_lost_s", d.startup_lost);
+        let horizon = span(self, raw.horizon_s, "horizon_s", d.horizon);
+        if !(Span::from_secs(30)..=Span::from_secs(300)).contains(&horizon) {
+            self.error(
+                &at.key("horizon_s"),
+                format!("{} is outside 30..=300 s: the schedule looks at least one cycle ahead", secs(horizon)),
+            );
+        }
         if max_cycle < min_cycle {
             self.error(&at.key("max_cycle_s"), format!("{} is below min_cycle_s {}", secs(max_cycle), secs(min_cycle)));
         }
@@ -44,6 +51,7 @@ impl Validator<'_> {
         }
         let style = match raw.style {
             Some(RawAdaptiveStyle::Free) => AdaptiveStyle::Free,
+            Some(RawAdaptiveStyle::Schedule) => AdaptiveStyle::Schedule,
             Some(RawAdaptiveStyle::Cycle) | None => AdaptiveStyle::Cycle,
         };
         let max_floor = match raw.max_floor {
@@ -60,6 +68,7 @@ impl Validator<'_> {
             saturation_flow_vphpl: saturation as f32,
             startup_lost,
             smoothing: smoothing as f32,
+            horizon,
         }
     }
 }

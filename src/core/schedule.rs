@@ -1,0 +1,672 @@
+//! Schedule-driven control (`[adaptive] style = "schedule"`): every second
+//! the intersection plans the vehicles it expects over a rolling horizon
+//! and holds or ends its greens by that plan.
+//!
+//! # Method
+//! This is the forward recursion of schedule-driven intersection control
+//! (the SURTRAC family): demand is a list of *jobs* per *stage*, and the
+//! planner orders their service to minimise the total delay.
+//! - **Stages** ([`StageChain`]) are the sets of phases green together,
+//!   derived from the ring-barrier structure: in each barrier group, the
+//!   rings' k-th phases form the k-th stage (a ring with fewer phases in the
+//!   group keeps its last one). Stages are served in this cyclic order, a
+//!   stage with nothing to serve skipped, as the ring-barrier core does.
+//! - **Demand** per phase is an arrival profile in [`BINS`] equal bins over
+//!   the horizon plus bin 0, the vehicles standing at the stop bar now
+//!   ([`Arrivals`]): the queue (camera or loop estimate), vehicles seen at
+//!   advance loops projected by their travel time, neighbours' projected
+//!   outflows where they are given, and the smoothed flow beyond what any
+//!   of those can see. A stage's job per bin weighs every vehicle of its
+//!   phases and takes the service time of its busiest ring (saturation
+//!   headway per lane).
+//! - **Recursion**: a state is how many jobs of each stage are served and
+//!   which stage is green; from each, either the green stage serves its
+//!   next job (within its maximum, unless nothing else waits) or the next
+//!   stage with jobs left gets green after the current one's minimum and
+//!   clearance, plus the start-up lost time. A job waiting from its arrival
+//!   to its service start costs vehicles × wait. Per state only the least
+//!   delay is kept (ties: the earlier finish) — the dominance rule of the
+//!   schedule-driven literature, approximate where a later, cheaper state
+//!   would have paid off.
+//! - **Execution**: from the best complete schedule, each green phase is
+//!   held until the schedule first leaves a stage containing it. The
+//!   controller consults [`Scheduler::holds`] only where a green may end
+//!   (after its minimum and pedestrian service, with a conflicting call);
+//!   clearances, minimums, max2 and preemption stay the core's.
+//!
+//! # Cost
+//! The table holds [`TABLE`] entries (the product over stages of jobs + 1,
+//! times the stage count; the lightest adjacent jobs are merged until it
+//! fits), 128 KiB allocated once in [`Scheduler::new`]; a re-plan, and a
+//! new definition ([`Scheduler::configure`]), allocate nothing.
+//! Measured by `benches/optimizer.rs`.
+
+use super::ids::{MAX_PHASES, PhaseId, PhaseSet};
+use super::spec::{ControllerSpec, DetectorKind, DetectorPlacement, RingSpec};
+use super::time::{Instant, Span};
+
+/// At most one stage per phase.
+pub const MAX_STAGES: usize = MAX_PHASES;
+/// Arrival bins over the horizon, after bin 0 (the standing queue).
+pub const BINS: usize = 12;
+const MAX_JOBS: usize = BINS + 1;
+/// Entries of the recursion's table: the product over stages of
+/// (jobs + 1), times the stage count, stays within it.
+pub const TABLE: usize = 8192;
+/// Seconds of advance-loop counts remembered per phase: longer than any
+/// advance loop's travel time.
+const MEMORY_S: usize = 32;
+/// Re-plan period.
+pub const REPLAN: Span = Span::from_secs(1);
+/// A plan older than this is not followed (the controller runs actuated).
+const STALE: Span = Span::from_secs(3);
+/// Below this many vehicles a bin is no job.
+const MIN_JOB: f32 = 0.05;
+
+/// The stages of a ring-barrier structure, in service order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageChain {
+    stages: [PhaseSet; MAX_STAGES],
+    /// Barrier group of each stage.
+    group: [u8; MAX_STAGES],
+    len: usize,
+}
+
+impl StageChain {
+    pub fn new(spec: &ControllerSpec) -> Self {
+        let mut chain = StageChain { stages: [PhaseSet::EMPTY; MAX_STAGES], group: [0; MAX_STAGES], len: 0 };
+        for (g, &members) in spec.barrier_groups.iter().enumerate() {
+            fn in_group(ring: &RingSpec, members: PhaseSet) -> impl Iterator<Item = &PhaseId> + Clone {
+                ring.sequence.iter().filter(move |p| members.contains(**p))
+            }
+            let depth = spec.rings.iter().map(|r| in_group(r, members).count()).max().unwrap_or(0);
+            for k in 0..depth {
+                let mut stage = PhaseSet::EMPTY;
+                for ring in &spec.rings {
+                    if let Some(&p) = in_group(ring, members).nth(k).or_else(|| in_group(ring, members).last()) {
+                        stage.insert(p);
+                    }
+                }
+                // Every stage holds a phase of its own, so there are at
+                // most as many stages as phases.
+                chain.stages[chain.len] = stage;
+                chain.group[chain.len] = g as u8;
+                chain.len += 1;
+            }
+        }
+        chain
+    }
+
+    pub fn stages(&self) -> &[PhaseSet] {
+        &self.stages[..self.len]
+    }
+
+    /// The stage the green phases are in: the last in order that holds
+    /// one of them (a ring ahead of the other has moved on, and the one
+    /// behind follows).
+    pub fn current(&self, green: PhaseSet) -> Option<usize> {
+        (0..self.len).rev().find(|&s| self.stages[s].intersects(green))
+    }
+}
+
+/// What the planner knows about one phase's arrivals, refreshed from the
+/// detectors every tick ([`Scheduler::count`]) and read at each re-plan.
+#[derive(Clone, Debug)]
+struct Arrivals {
+    /// Per phase, vehicles counted at its advance loops per second of
+    /// control time (index: second modulo [`MEMORY_S`]).
+    seen: [[u16; MEMORY_S]; MAX_PHASES],
+    /// The second each slot was last written (a slot from an older second
+    /// is empty).
+    seen_at: [[u64; MEMORY_S]; MAX_PHASES],
+    /// Advance loop to stop bar, per phase (the longest of its loops).
+    travel: [Span; MAX_PHASES],
+    /// Upstream neighbours' projected outflows onto each phase, per bin
+    /// from `projected_at`.
+    projected: [[f32; BINS]; MAX_PHASES],
+    projected_bin: [Span; MAX_PHASES],
+    projected_at: [Option<Instant>; MAX_PHASES],
+}
+
+impl Arrivals {
+    fn new(spec: &ControllerSpec) -> Self {
+        let mut travel = [Span::ZERO; MAX_PHASES];
+        for d in &spec.detectors {
+            if d.kind == DetectorKind::Vehicle && d.placement == DetectorPlacement::Advance {
+                for p in d.extends.union(d.calls).iter() {
+                    travel[p.index()] = travel[p.index()].max(d.travel_time);
+                }
+            }
+        }
+        Arrivals {
+            seen: [[0; MEMORY_S]; MAX_PHASES],
+            seen_at: [[u64::MAX; MEMORY_S]; MAX_PHASES],
+            travel,
+            projected: [[0.0; BINS]; MAX_PHASES],
+            projected_bin: [Span::ZERO; MAX_PHASES],
+            projected_at: [None; MAX_PHASES],
+        }
+    }
+
+    /// `n` vehicles crossed phase `p`'s advance loops at `now`.
+    fn count(&mut self, now: Instant, p: PhaseId, n: u16) {
+        if n == 0 {
+            return;
+        }
+        let second = now.as_millis() / 1000;
+        let slot = (second % MEMORY_S as u64) as usize;
+        let (seen, at) = (&mut self.seen[p.index()][slot], &mut self.seen_at[p.index()][slot]);
+        if *at != second {
+            *at = second;
+            *seen = 0;
+        }
+        *seen = seen.saturating_add(n);
+    }
+
+    /// An upstream neighbour's projected outflow onto phase `p`: vehicles
+    /// per bin of `bin` from `at` (later data replaces earlier).
+    fn project(&mut self, p: PhaseId, at: Instant, bin: Span, vehicles: &[f32; BINS]) {
+        self.projected[p.index()] = *vehicles;
+        self.projected_bin[p.index()] = bin;
+        self.projected_at[p.index()] = Some(at);
+    }
+
+    /// Vehicles seen at `p`'s advance loops that have not reached the stop
+    /// bar by `now`, each with its expected arrival.
+    fn approaching(&self, now: Instant, p: PhaseId) -> impl Iterator<Item = (Span, u16)> + '_ {
+        let second = now.as_millis() / 1000;
+        let travel = self.travel[p.index()];
+        (0..MEMORY_S).filter_map(move |slot| {
+            let at = self.seen_at[p.index()][slot];
+            let n = self.seen[p.index()][slot];
+            if at == u64::MAX || n == 0 || second.saturating_sub(at) >= MEMORY_S as u64 {
+                return None;
+            }
+            // Mid-second of the count, plus the travel time.
+            let arrive = Instant::from_millis(at * 1000 + 500) + travel;
+            (arrive > now).then(|| (arrive.since(now), n))
+        })
+    }
+}
+
+/// One phase's demand as the planner sees it at a re-plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PhaseDemand {
+    /// Vehicles standing or about to (the queue estimate or a camera's).
+    pub queue: Option<u16>,
+    /// Smoothed flow, vehicles per hour.
+    pub flow_vph: f32,
+    /// A call without a measured queue still needs serving.
+    pub called: bool,
+    /// A pedestrian waits: the phase's minimum includes its service.
+    pub ped_called: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Job {
+    /// From the re-plan, milliseconds.
+    arrive: i64,
+    /// How long the arrivals spread over.
+    spread: i64,
+    vehicles: f32,
+    /// Green time the busiest ring needs to discharge it.
+    service: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    delay: f32,
+    /// When the last job served finishes, ms from the re-plan.
+    time: i64,
+    /// When the green stage started, ms from the re-plan (may be negative).
+    green_at: i64,
+    /// Index of the entry this one was reached from.
+    prev: u32,
+}
+
+const UNREACHED: Entry = Entry { delay: f32::INFINITY, time: 0, green_at: 0, prev: u32::MAX };
+
+/// Per-intersection planner state: the stage chain, per-stage bounds, the
+/// recursion's table, and the plan in force.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    chain: StageChain,
+    horizon: Span,
+    /// Per stage: minimum (without / with pedestrian service), maximum,
+    /// clearance when it ends, ms.
+    min_green: [i64; MAX_STAGES],
+    min_ped: [i64; MAX_STAGES],
+    max_green: [i64; MAX_STAGES],
+    clearance: [i64; MAX_STAGES],
+    /// The stage whose jobs a phase's vehicles join (its first).
+    home: [Option<u8>; MAX_PHASES],
+    /// Saturation headway per phase, ms per vehicle.
+    headway: [f32; MAX_PHASES],
+    startup_lost: i64,
+    jobs: [[Job; MAX_JOBS]; MAX_STAGES],
+    job_len: [usize; MAX_STAGES],
+    table: Box<[Entry; TABLE]>,
+    arrivals: Arrivals,
+    /// The plan in force: when it was made and until when each phase is held.
+    planned_at: Option<Instant>,
+    hold_until: [Instant; MAX_PHASES],
+    /// Delay of the best schedule at the last re-plan, vehicle-seconds.
+    planned_delay: f32,
+}
+
+impl Scheduler {
+    pub fn new(spec: &ControllerSpec) -> Self {
+        let chain = StageChain::new(spec);
+        let table: Box<[Entry; TABLE]> =
+            vec![UNREACHED; TABLE].into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("TABLE entries"));
+        let mut s = Scheduler {
+            chain,
+            horizon: spec.adaptive.horizon,
+            min_green: [0; MAX_STAGES],
+            min_ped: [0; MAX_STAGES],
+            max_green: [0; MAX_STAGES],
+            clearance: [0; MAX_STAGES],
+            home: [None; MAX_PHASES],
+            headway: [2000.0; MAX_PHASES],
+            startup_lost: 0,
+            jobs: [[Job::default(); MAX_JOBS]; MAX_STAGES],
+            job_len: [0; MAX_STAGES],
+            table,
+            arrivals: Arrivals::new(spec),
+            planned_at: None,
+            hold_until: [Instant::ZERO; MAX_PHASES],
+            planned_delay: 0.0,
+        };
+        s.configure(spec);
+        s
+    }
+
+    /// Take a new definition: stages, bounds and detectors again, the
+    /// plan and the arrivals seen dropped. Allocates nothing.
+    pub fn configure(&mut self, spec: &ControllerSpec) {
+        let chain = StageChain::new(spec);
+        self.chain = chain;
+        self.horizon = spec.adaptive.horizon;
+        self.startup_lost = spec.adaptive.startup_lost.as_millis() as i64;
+        self.arrivals = Arrivals::new(spec);
+        self.planned_at = None;
+        self.home = [None; MAX_PHASES];
+        let mut lanes = [0u16; MAX_PHASES];
+        for d in &spec.detectors {
+            if d.kind == DetectorKind::Vehicle && d.placement == DetectorPlacement::StopBar {
+                for p in d.calls.iter() {
+                    lanes[p.index()] += 1;
+                }
+            }
+        }
+        for ph in &spec.phases {
+            let lanes = f32::from(lanes[ph.id.index()].max(1));
+            self.headway[ph.id.index()] = 3_600_000.0 / (spec.adaptive.saturation_flow_vphpl * lanes);
+        }
+        for (i, &stage) in chain.stages().iter().enumerate() {
+            let (mut min, mut min_ped, mut max, mut clear) = (0, 0, i64::MAX, 0);
+            for p in stage.iter() {
+                let Some(ph) = spec.phase(p) else { continue };
+                let t = ph.timing;
+                let ms = |s: Span| s.as_millis() as i64;
+                min = min.max(ms(t.min_green));
+                min_ped = min_ped.max(ms(t.min_green.max(if t.has_ped() { t.ped_service() } else { Span::ZERO })));
+                max = max.min(ms(t.max2));
+                clear = clear.max(ms(t.clearance()));
+                self.home[p.index()].get_or_insert(i as u8);
+            }
+            (self.min_green[i], self.min_ped[i], self.max_green[i], self.clearance[i]) =
+                (min, min_ped, max.max(min_ped), clear);
+        }
+    }
+
+    /// `n` vehicles crossed phase `p`'s advance loops at `now`.
+    pub fn count(&mut self, now: Instant, p: PhaseId, n: u16) {
+        self.arrivals.count(now, p, n);
+    }
+
+    /// An upstream neighbour's projected outflow onto phase `p`
+    /// (vehicles per bin of `bin` from `at`; later data replaces earlier).
+    pub fn project(&mut self, p: PhaseId, at: Instant, bin: Span, vehicles: &[f32; BINS]) {
+        self.arrivals.project(p, at, bin, vehicles);
+    }
+
+    pub fn chain(&self) -> &StageChain {
+        &self.chain
+    }
+
+    /// Whether the plan in force holds phase `p` green at `now`; `None`
+    /// when no plan is fresh enough to follow.
+    pub fn holds(&self, p: PhaseId, now: Instant) -> Option<bool> {
+        let at = self.planned_at?;
+        (now.since(at) <= STALE).then(|| now < self.hold_until[p.index()])
+    }
+
+    /// Until when the last plan holds phase `p` green.
+    pub fn held_until(&self, p: PhaseId) -> Option<Instant> {
+        self.planned_at.map(|_| self.hold_until[p.index()])
+    }
+
+    /// Whether a re-plan is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.planned_at.is_none_or(|at| now.since(at) >= REPLAN)
+    }
+
+    /// Drop the plan (the rings left normal operation).
+    pub fn forget(&mut self) {
+        self.planned_at = None;
+    }
+
+    /// Delay of the last plan's schedule, vehicle-seconds.
+    pub fn planned_delay(&self) -> f32 {
+        self.planned_delay
+    }
+
+    /// Plan at `now`: `green` are the phases green, the longest of them on
+    /// for `elapsed`; `demand` per phase index. Sets the holds
+    /// [`Self::holds`] reads.
+    pub fn plan(&mut self, now: Instant, green: PhaseSet, elapsed: Span, demand: &[PhaseDemand; MAX_PHASES]) {
+        let Some(current) = self.chain.current(green) else {
+            self.planned_at = None;
+            return;
+        };
+        self.build_jobs(now, demand);
+        let stages = self.chain.len;
+        let mut radix = [1usize; MAX_STAGES];
+        let mut stride = [0usize; MAX_STAGES];
+        let mut total = 1usize;
+        for s in 0..stages {
+            radix[s] = self.job_len[s] + 1;
+            stride[s] = total;
+            total *= radix[s];
+        }
+        let table = &mut self.table[..total * stages];
+        table.fill(UNREACHED);
+        let mut min = self.min_green;
+        for (s, m) in min.iter_mut().enumerate().take(stages) {
+            if self.chain.stages[s].iter().any(|p| demand[p.index()].ped_called) {
+                *m = self.min_ped[s];
+            }
+        }
+        table[current] = Entry { delay: 0.0, time: 0, green_at: -(elapsed.as_millis() as i64), prev: u32::MAX };
+
+        let mut x = [0usize; MAX_STAGES];
+        for xi in 0..total {
+            if xi > 0 {
+                // Next mixed-radix digits.
+                for d in x.iter_mut().zip(&radix).take(stages) {
+                    *d.0 += 1;
+                    if *d.0 < *d.1 {
+                        break;
+                    }
+                    *d.0 = 0;
+                }
+            }
+            for s in 0..stages {
+                let from = xi * stages + s;
+                let e = table[from];
+                if e.delay == f32::INFINITY {
+                    continue;
+                }
+                let next = (1..=stages).map(|k| (s + k) % stages).find(|&i| x[i] < self.job_len[i]);
+                let others_wait = next.is_some_and(|i| i != s);
+                // The green stage serves its next job.
+                if x[s] < self.job_len[s] {
+                    let job = self.jobs[s][x[s]];
+                    let start = e.time.max(job.arrive);
+                    if !others_wait || start + job.service - e.green_at <= self.max_green[s] {
+                        let to = (xi + stride[s]) * stages + s;
+                        let reached = Entry {
+                            delay: e.delay + job.vehicles * (start - job.arrive) as f32 / 1000.0,
+                            time: (start + job.service).max(job.arrive + job.spread),
+                            green_at: e.green_at,
+                            prev: from as u32,
+                        };
+                        relax(&mut table[to], reached);
+                    }
+                }
+                // Or the next stage with jobs left gets green.
+                if let Some(i) = next.filter(|&i| i != s) {
+                    let leave = e.time.max(e.green_at + min[s]);
+                    let green_at = leave + self.clearance[s];
+                    let job = self.jobs[i][x[i]];
+                    let start = (green_at + self.startup_lost).max(job.arrive);
+                    let to = (xi + stride[i]) * stages + i;
+                    let reached = Entry {
+                        delay: e.delay + job.vehicles * (start - job.arrive) as f32 / 1000.0,
+                        time: (start + job.service).max(job.arrive + job.spread),
+                        green_at,
+                        prev: from as u32,
+                    };
+                    relax(&mut table[to], reached);
+                }
+            }
+        }
+
+        let last = (total - 1) * stages;
+        let best = (0..stages).min_by(|&a, &b| table[last + a].delay.total_cmp(&table[last + b].delay));
+        let Some(best) = best.map(|s| last + s).filter(|&i| table[i].delay.is_finite()) else {
+            self.planned_at = None;
+            return;
+        };
+        self.planned_delay = table[best].delay;
+        // Walk the schedule back; the earliest time the schedule leaves a
+        // stage holding each phase is when that phase may end.
+        let horizon_end = now + self.horizon;
+        let mut until = [horizon_end; MAX_PHASES];
+        let mut at = best;
+        while table[at].prev != u32::MAX {
+            let prev = table[at].prev as usize;
+            let (from_stage, to_stage) = (prev % stages, at % stages);
+            if from_stage != to_stage {
+                let leave = table[at].green_at - self.clearance[from_stage];
+                let ends = now + Span::from_millis(leave.max(0) as u64);
+                for p in self.chain.stages[from_stage].difference(self.chain.stages[to_stage]).iter() {
+                    until[p.index()] = until[p.index()].min(ends);
+                }
+            }
+            at = prev;
+        }
+        // Phases green but not in the current stage (a ring behind) are
+        // not held: they end once the core allows.
+        for p in green.iter() {
+            let held = self.chain.stages[current].contains(p);
+            self.hold_until[p.index()] = if held { until[p.index()] } else { now };
+        }
+        self.planned_at = Some(now);
+    }
+
+    /// Per stage, the jobs: one per bin with vehicles, merged until the
+    /// table bound holds.
+    fn build_jobs(&mut self, now: Instant, demand: &[PhaseDemand; MAX_PHASES]) {
+        let arrivals = &self.arrivals;
+        let bin = (self.horizon.as_millis() / BINS as u64).max(1) as i64;
+        let mut profile = [[0f32; MAX_JOBS]; MAX_PHASES];
+        for (i, d) in demand.iter().enumerate() {
+            if self.home[i].is_none() {
+                continue;
+            }
+            let p = PhaseId::from_index(i);
+            let prof = &mut profile[i];
+            let mut approaching = 0u16;
+            for (in_, n) in arrivals.approaching(now, p) {
+                let b = 1 + (in_.as_millis() as i64 / bin) as usize;
+                if b < MAX_JOBS {
+                    prof[b] += f32::from(n);
+                }
+                approaching = approaching.saturating_add(n);
+            }
+            // The loop estimate counts vehicles from the advance loop on,
+            // so those still approaching are not standing yet.
+            prof[0] = match d.queue {
+                Some(q) => f32::from(q.saturating_sub(approaching)),
+                None => f32::from(u8::from(d.called)),
+            };
+            // Beyond what the loops and neighbours see: the smoothed flow.
+            let seen = arrivals.travel[i].as_millis() as i64;
+            let projected = match arrivals.projected_at[i] {
+                Some(at) if now.since(at) <= STALE => {
+                    let width = arrivals.projected_bin[i].as_millis().max(1) as i64;
+                    let from = now.since(at).as_millis() as i64;
+                    for (k, v) in arrivals.projected[i].iter().enumerate() {
+                        let arrive = k as i64 * width - from;
+                        if arrive >= seen && arrive >= 0 {
+                            let b = 1 + (arrive / bin) as usize;
+                            if b < MAX_JOBS {
+                                prof[b] += v;
+                            }
+                        }
+                    }
+                    (BINS as i64 * width - from).max(seen)
+                }
+                _ => seen,
+            };
+            let per_ms = d.flow_vph / 3_600_000.0;
+            for (b, v) in prof.iter_mut().enumerate().skip(1) {
+                let (lo, hi) = ((b as i64 - 1) * bin, b as i64 * bin);
+                let uncovered = (hi - lo.max(projected)).max(0);
+                *v += per_ms * uncovered as f32;
+            }
+        }
+        for s in 0..self.chain.len {
+            let (mut vehicles, mut service) = ([0f32; MAX_JOBS], [0f32; MAX_JOBS]);
+            for p in self.chain.stages[s].iter().filter(|p| self.home[p.index()] == Some(s as u8)) {
+                for (b, &v) in profile[p.index()].iter().enumerate() {
+                    vehicles[b] += v;
+                    service[b] = service[b].max(v * self.headway[p.index()]);
+                }
+            }
+            let mut len = 0;
+            for (b, (&vehicles, &service)) in vehicles.iter().zip(&service).enumerate() {
+                if vehicles < MIN_JOB {
+                    continue;
+                }
+                let (arrive, spread) = if b == 0 { (0, 0) } else { ((b as i64 - 1) * bin, bin) };
+                self.jobs[s][len] = Job { arrive, spread, vehicles, service: service as i64 };
+                len += 1;
+            }
+            self.job_len[s] = len;
+        }
+        self.fit_table();
+    }
+
+    /// Merge the lightest adjacent jobs of the stage with the most until
+    /// the table holds the recursion ([`TABLE`]).
+    fn fit_table(&mut self) {
+        let stages = self.chain.len;
+        loop {
+            let size = self.job_len[..stages].iter().try_fold(stages, |acc, &n| acc.checked_mul(n + 1));
+            if size.is_some_and(|n| n <= TABLE) {
+                return;
+            }
+            let Some(s) = (0..stages).max_by_key(|&s| self.job_len[s]) else { return };
+            let jobs = &mut self.jobs[s][..self.job_len[s]];
+            let Some(k) = (0..jobs.len() - 1).min_by(|&a, &b| {
+                (jobs[a].vehicles + jobs[a + 1].vehicles).total_cmp(&(jobs[b].vehicles + jobs[b + 1].vehicles))
+            }) else {
+                return;
+            };
+            let (a, b) = (jobs[k], jobs[k + 1]);
+            jobs[k] = Job {
+                arrive: a.arrive,
+                spread: b.arrive + b.spread - a.arrive,
+                vehicles: a.vehicles + b.vehicles,
+                service: a.service + b.service,
+            };
+            jobs.copy_within(k + 2.., k + 1);
+            self.job_len[s] -= 1;
+        }
+    }
+}
+
+/// Keep the lesser delay (ties: the earlier finish).
+fn relax(slot: &mut Entry, reached: Entry) {
+    if reached.delay < slot.delay || (reached.delay == slot.delay && reached.time < slot.time) {
+        *slot = reached;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::eight_phase;
+
+    fn p(n: u8) -> PhaseId {
+        PhaseId::new(n).unwrap()
+    }
+
+    fn set(ns: &[u8]) -> PhaseSet {
+        ns.iter().map(|&n| p(n)).collect()
+    }
+
+    #[test]
+    fn stages_pair_the_rings_phases_within_each_barrier_group() {
+        let chain = StageChain::new(&eight_phase());
+        assert_eq!(chain.stages(), &[set(&[1, 5]), set(&[2, 6]), set(&[3, 7]), set(&[4, 8])]);
+        assert_eq!(chain.current(set(&[2, 5])), Some(1), "the ring ahead sets the stage");
+        assert_eq!(chain.current(set(&[4, 8])), Some(3));
+    }
+
+    fn demand(queues: &[(u8, u16)]) -> [PhaseDemand; MAX_PHASES] {
+        let mut d = [PhaseDemand::default(); MAX_PHASES];
+        for &(n, q) in queues {
+            d[p(n).index()] = PhaseDemand { queue: Some(q), flow_vph: 0.0, called: q > 0, ped_called: false };
+        }
+        d
+    }
+
+    #[test]
+    fn a_green_with_its_queue_left_is_held_and_ends_when_it_clears() {
+        let spec = eight_phase();
+        let mut s = Scheduler::new(&spec);
+        let now = Instant::from_millis(60_000);
+        // Phase 2/6 green for 10 s with 8 still queued; 2 wait on phase 4.
+        s.plan(now, set(&[2, 6]), Span::from_secs(10), &demand(&[(2, 8), (6, 8), (4, 2)]));
+        assert_eq!(s.holds(p(2), now), Some(true));
+        let until = s.held_until(p(2)).unwrap();
+        // 8 vehicles on one lane at 1800 veh/h: 16 s, then phase 4's turn.
+        assert!(until > now + Span::from_secs(10) && until < now + Span::from_secs(30), "{until:?}");
+    }
+
+    #[test]
+    fn a_long_queue_elsewhere_ends_a_light_green() {
+        let spec = eight_phase();
+        let mut s = Scheduler::new(&spec);
+        let now = Instant::from_millis(60_000);
+        s.plan(now, set(&[2, 6]), Span::from_secs(10), &demand(&[(2, 0), (6, 0), (4, 20), (8, 20)]));
+        assert_eq!(s.holds(p(2), now), Some(false));
+        assert_eq!(s.holds(p(6), now), Some(false));
+    }
+
+    #[test]
+    fn a_platoon_seen_at_the_advance_loop_holds_the_green_for_it() {
+        let mut spec = eight_phase();
+        let mut advance = spec.detectors[1].clone();
+        advance.channel = crate::core::DetectorChannel::new(20).unwrap();
+        advance.placement = DetectorPlacement::Advance;
+        advance.travel_time = Span::from_secs(6);
+        spec.detectors.push(advance);
+        let mut s = Scheduler::new(&spec);
+        let now = Instant::from_millis(60_000);
+        // Ten vehicles crossed the advance loop a second ago; the stop bar
+        // is empty; two vehicles wait on phase 4.
+        s.count(Instant::from_millis(59_000), p(2), 10);
+        s.plan(now, set(&[2, 6]), Span::from_secs(20), &demand(&[(2, 10), (4, 2)]));
+        assert!(s.held_until(p(2)).unwrap() > now + Span::from_secs(5), "held for the platoon");
+        let mut without = Scheduler::new(&spec);
+        without.plan(now, set(&[2, 6]), Span::from_secs(20), &demand(&[(2, 0), (4, 2)]));
+        assert_eq!(without.holds(p(2), now), Some(false), "nothing coming: the waiting phase gets green");
+    }
+
+    #[test]
+    fn a_plan_goes_stale_without_re_planning() {
+        let spec = eight_phase();
+        let mut s = Scheduler::new(&spec);
+        let now = Instant::from_millis(60_000);
+        assert_eq!(s.holds(p(2), now), None);
+        s.plan(now, set(&[2, 6]), Span::from_secs(10), &demand(&[(2, 8)]));
+        assert!(s.holds(p(2), now).is_some());
+        assert!(!s.due(now + Span::from_millis(900)) && s.due(now + REPLAN));
+        assert_eq!(s.holds(p(2), now + Span::from_secs(10)), None);
+    }
+}
