@@ -1532,13 +1532,19 @@ impl Controller {
             && now.since(g.last_extension) >= gap;
         let forced = g.force_off_at.is_some_and(|f| now >= f + extension);
         if let Some(held) = self.scheduled().and_then(|s| s.holds(p, now)) {
-            // Schedule style: the plan holds or ends the green, within max2.
-            let hard_max = on_max.is_some_and(|m| m >= t.max2 + extension);
-            return match (hard_max, held || !extension.is_zero(), gapped) {
-                (true, ..) => Some(Termination::MaxOut),
-                (false, true, _) => None,
-                (false, false, true) => Some(Termination::GapOut),
-                (false, false, false) => Some(Termination::ForceOff),
+            // Schedule style: the plan may hold a green past its gap-out
+            // for the vehicles it expects, up to the free-style maximum.
+            // It does not cut a green its detectors still extend: a
+            // camera's halting count drops to zero as a queue starts to
+            // move, long before the queue has crossed (SIL, single
+            // near-saturated: 254 s mean delay when the plan cut greens,
+            // against 34.5 s free style).
+            return if maxed {
+                Some(Termination::MaxOut)
+            } else if gapped && !held {
+                Some(Termination::GapOut)
+            } else {
+                None
             };
         }
         match self.plan.mode {
@@ -2336,33 +2342,35 @@ mod tests {
         assert!(held <= Span::from_secs(55 + 15), "past max2: {held}");
     }
 
-    /// Schedule style: a main street whose occupied loops keep it from
-    /// gapping out but count nobody, and whose camera sees nobody queued, ends soon after its minimum for
-    /// a side street with 15 queued (a force-off by the plan); free style
-    /// runs it to its maximum. Every green still serves its minimum.
+    /// Schedule style: a main street whose advance loop sees a vehicle
+    /// every 4 s (one short pulse each: the 3 s passage runs out between
+    /// them) is held past its gap-out for the vehicles on their way, while
+    /// a side-street call waits; free style gaps it out. Neither runs it
+    /// past its maximum.
     #[test]
-    fn schedule_style_ends_an_empty_green_for_a_waiting_queue() {
+    fn schedule_style_holds_a_green_for_the_vehicles_it_sees_coming() {
         let run = |style| {
             let mut spec = eight_phase();
             spec.adaptive.style = style;
+            let mut advance = spec.detectors[1].clone();
+            advance.channel = DetectorChannel::new(20).unwrap();
+            advance.placement = crate::core::spec::DetectorPlacement::Advance;
+            advance.travel_time = Span::from_secs(6);
+            spec.detectors.push(advance);
             let mut rig = Rig::adaptive(spec);
             for t in 0..6000u64 {
-                // Occupied loops (no gap-out) counting nobody.
-                rig.detector(2, t > 0);
-                rig.detector(6, t > 0);
-                rig.detector(4, true);
-                rig.input.queued = (1 << 1) | (1 << 3) | (1 << 5);
-                rig.input.queue[3] = 15;
+                rig.detector(20, t % 40 == 0);
+                rig.detector(4, t % 300 < 5);
                 rig.step();
             }
             rig.log
         };
         let free = longest_green(&run(AdaptiveStyle::Free), 2);
         let log = run(AdaptiveStyle::Schedule);
-        let scheduled = longest_green(&log, 2);
-        assert!(free >= Span::from_secs(40), "free style to its maximum: {free}");
-        assert!(scheduled < Span::from_secs(20), "schedule style: {scheduled}");
-        assert!(log.iter().any(|e| e.code == EventCode::PhaseForceOff && e.param == 2));
+        let held = longest_green(&log, 2);
+        assert!(held > free + Span::from_secs(10), "held {held}, free style {free}");
+        // max1 is 40 s from the conflicting call.
+        assert!(held <= Span::from_secs(40 + 30), "past its maximum: {held}");
         assert!(log.iter().any(|e| e.code == EventCode::PhaseBeginGreen && e.param == 4), "the side street is served");
     }
 

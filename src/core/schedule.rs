@@ -211,6 +211,9 @@ struct Job {
     vehicles: f32,
     /// Green time the busiest ring needs to discharge it.
     service: i64,
+    /// Vehicles a detector or a neighbour saw (not only the flow's
+    /// expectation): only these hold a green past its gap-out.
+    observed: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -454,10 +457,15 @@ impl Scheduler {
         // stage holding each phase is when that phase may end.
         let horizon_end = now + self.horizon;
         let mut until = [horizon_end; MAX_PHASES];
+        let mut path = [(0usize, 0usize, 0i64); MAX_STAGES * MAX_JOBS];
+        let mut steps = 0;
         let mut at = best;
         while table[at].prev != u32::MAX {
             let prev = table[at].prev as usize;
             let (from_stage, to_stage) = (prev % stages, at % stages);
+            let served = (at / stages / stride[to_stage]) % radix[to_stage] - 1;
+            path[steps] = (to_stage, served, table[at].time);
+            steps += 1;
             if from_stage != to_stage {
                 let leave = table[at].green_at - self.clearance[from_stage];
                 let ends = now + Span::from_millis(leave.max(0) as u64);
@@ -467,11 +475,24 @@ impl Scheduler {
             }
             at = prev;
         }
+        // The green stage's own run at the start of the schedule: it is
+        // held for the seen vehicles it serves, not for the flow's
+        // expectation alone.
+        let mut seen_served = 0i64;
+        for &(stage, job, finish) in path[..steps].iter().rev() {
+            if stage != current {
+                break;
+            }
+            if self.jobs[stage][job].observed {
+                seen_served = finish;
+            }
+        }
+        let seen_until = now + Span::from_millis(seen_served.max(0) as u64);
         // Phases green but not in the current stage (a ring behind) are
         // not held: they end once the core allows.
         for p in green.iter() {
             let held = self.chain.stages[current].contains(p);
-            self.hold_until[p.index()] = if held { until[p.index()] } else { now };
+            self.hold_until[p.index()] = if held { until[p.index()].min(seen_until) } else { now };
         }
         self.planned_at = Some(now);
     }
@@ -482,6 +503,7 @@ impl Scheduler {
         let arrivals = &self.arrivals;
         let bin = (self.horizon.as_millis() / BINS as u64).max(1) as i64;
         let mut profile = [[0f32; MAX_JOBS]; MAX_PHASES];
+        let mut observed = [[0f32; MAX_JOBS]; MAX_PHASES];
         for (i, d) in demand.iter().enumerate() {
             if self.home[i].is_none() {
                 continue;
@@ -521,6 +543,7 @@ impl Scheduler {
                 }
                 _ => seen,
             };
+            observed[i] = *prof;
             let per_ms = d.flow_vph / 3_600_000.0;
             for (b, v) in prof.iter_mut().enumerate().skip(1) {
                 let (lo, hi) = ((b as i64 - 1) * bin, b as i64 * bin);
@@ -529,11 +552,12 @@ impl Scheduler {
             }
         }
         for s in 0..self.chain.len {
-            let (mut vehicles, mut service) = ([0f32; MAX_JOBS], [0f32; MAX_JOBS]);
+            let (mut vehicles, mut service, mut seen) = ([0f32; MAX_JOBS], [0f32; MAX_JOBS], [0f32; MAX_JOBS]);
             for p in self.chain.stages[s].iter().filter(|p| self.home[p.index()] == Some(s as u8)) {
                 for (b, &v) in profile[p.index()].iter().enumerate() {
                     vehicles[b] += v;
                     service[b] = service[b].max(v * self.headway[p.index()]);
+                    seen[b] += observed[p.index()][b];
                 }
             }
             let mut len = 0;
@@ -542,7 +566,8 @@ impl Scheduler {
                     continue;
                 }
                 let (arrive, spread) = if b == 0 { (0, 0) } else { ((b as i64 - 1) * bin, bin) };
-                self.jobs[s][len] = Job { arrive, spread, vehicles, service: service as i64 };
+                let observed = seen[b] >= 0.5;
+                self.jobs[s][len] = Job { arrive, spread, vehicles, service: service as i64, observed };
                 len += 1;
             }
             self.job_len[s] = len;
@@ -572,6 +597,7 @@ impl Scheduler {
                 spread: b.arrive + b.spread - a.arrive,
                 vehicles: a.vehicles + b.vehicles,
                 service: a.service + b.service,
+                observed: a.observed || b.observed,
             };
             jobs.copy_within(k + 2.., k + 1);
             self.job_len[s] -= 1;
