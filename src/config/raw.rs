@@ -181,6 +181,8 @@ pub struct RawRegisters {
     pub camera_zones: Option<u16>,
     pub camera_queue: Option<u16>,
     pub camera_queue_zones: Option<u16>,
+    pub preempt: Option<u16>,
+    pub priority: Option<u16>,
     pub vehicle: Option<u16>,
     pub ped: Option<u16>,
     pub overlap: Option<u16>,
