@@ -193,7 +193,7 @@ fn preemption_keys_misused_are_refused_key_by_key() {
     let rail = river.spec.preempt(2).expect("rail crossing");
     assert_eq!(rail.priority, 1);
     assert_eq!(rail.track_clearance.map(|t| (t.phases, t.green)), Some((phases(&[4]), Span::from_secs(15))));
-    assert_eq!((rail.max_presence, rail.truncated_walk), (Some(Span::from_secs(300)), Some(Span::from_secs(7))));
+    assert_eq!((rail.max_presence, rail.truncated_walk), (Some(Span::from_secs(300)), Some(Span::from_secs(4))));
     assert_eq!(river.spec.preempt(1).map(|p| (p.priority, p.debounce)), Some((2, Span::from_millis(250))));
 }
 
