@@ -1023,20 +1023,22 @@ impl Controller {
     }
 
     fn time_preempt(&mut self, now: Instant) {
-        // A better ranked call takes over (through the clearances of the
-        // greens it ends, as any preemption's entry); during an exit, the
-        // next call waiting is served at once; called again during its
-        // exit, a preemption starts over from its delay (the exit phases it
-        // still owed give way to its dwell).
-        if let Some((input, rank)) = self.best_preempt_call().map(|s| (s.input, s.priority)) {
+        // A better ranked call takes over once it has stood for its delay
+        // (the running preemption holds the intersection until then), through
+        // the clearances of the greens it ends, as any entry; during an exit,
+        // the next call waiting is served at once; called again during its
+        // exit, a preemption starts over (the exit phases it still owed give
+        // way to its dwell). Each delay runs from its call.
+        if let Some((input, rank, delay)) = self.best_preempt_call().map(|s| (s.input, s.priority, s.delay)) {
+            let called_at = self.preempt_inputs.on_since(input);
             let takes_over = match self.preempt.and_then(|p| Some((p, self.spec.preempt(p.input)?.priority))) {
                 None => true,
                 Some((p, _)) if p.stage == PreemptStage::Exit => true,
-                Some((p, running)) => p.input != input && rank < running,
+                Some((p, running)) => p.input != input && rank < running && now.since(called_at) >= delay,
             };
             if takes_over {
-                self.preempt =
-                    Some(PreemptState { input, stage: PreemptStage::Delay, since: now, exit_waiting: PhaseSet::EMPTY });
+                let stage = PreemptStage::Delay;
+                self.preempt = Some(PreemptState { input, stage, since: called_at, exit_waiting: PhaseSet::EMPTY });
             }
         }
         let Some(mut p) = self.preempt else { return };
@@ -2490,6 +2492,25 @@ mod tests {
                 (PreemptBeginDwell, 1),
             ]
         );
+    }
+
+    /// Issue #18.1: a better ranked call with a delay takes over only when
+    /// its delay has run from its call; until then the running preemption
+    /// keeps the intersection (no return to normal operation between).
+    #[test]
+    fn a_better_call_takes_over_after_its_own_delay() {
+        let mut spec = with_rail();
+        spec.preempts[1].delay = Span::from_secs(5);
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 2, active: true }).unwrap();
+        rig.run(4);
+        assert!(matches!(rig.c.snapshot().preempt, Some(PreemptSnapshot { input: 1, stage: PreemptStage::Dwell, .. })));
+        rig.run(2);
+        let taken = rig.c.snapshot().preempt.expect("preempted");
+        assert_eq!((taken.input, taken.stage), (2, PreemptStage::TrackClearance));
     }
 
     /// Issue #18.1: a rail input stuck on past its maximum presence is
