@@ -2513,6 +2513,29 @@ mod tests {
         assert_eq!((taken.input, taken.stage), (2, PreemptStage::TrackClearance));
     }
 
+    /// Issue #18.1: a transit priority input wired for phase 4 checks in
+    /// on its rising edge (112) and out on its falling edge (115), as the
+    /// command does; an input for a phase the controller lacks is ignored.
+    #[test]
+    fn a_wired_transit_priority_input_checks_in_and_out_on_its_edges() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        let (p4, p12) = (PhaseId::new(4).unwrap(), PhaseId::new(12).unwrap());
+        rig.input.priority = PhaseSet::single(p4).union(PhaseSet::single(p12));
+        rig.run(1);
+        assert_eq!(rig.c.snapshot().priority, PhaseSet::single(p4));
+        rig.run(2);
+        rig.input.priority = PhaseSet::EMPTY;
+        rig.run(1);
+        let tsp: Vec<_> = rig
+            .log
+            .iter()
+            .filter(|e| matches!(e.code, EventCode::TspCheckIn | EventCode::TspCheckOut))
+            .map(|e| (e.code, e.param))
+            .collect();
+        assert_eq!(tsp, [(EventCode::TspCheckIn, 4), (EventCode::TspCheckOut, 4)]);
+    }
+
     /// Issue #18.1: a rail input stuck on past its maximum presence is
     /// released (exit) and faulted once (110); it calls again only after
     /// going off.
