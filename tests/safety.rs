@@ -33,7 +33,7 @@ use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
-    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, PreemptStage, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -308,6 +308,8 @@ struct Observer<'a> {
     late: Span,
     /// Check that every call is served within `call_bound`.
     liveness: bool,
+    /// The preemption entering (input), since when, while the unit runs.
+    entering: Option<(u8, Instant)>,
 }
 
 impl<'a> Observer<'a> {
@@ -325,7 +327,8 @@ impl<'a> Observer<'a> {
         let call_bound = max_cycle(x).max(longest_plan + longest_plan)
             + Span::from_secs(1)
             + Span::from_millis(intervals * (late + TICK).as_millis());
-        Observer { x, previous: None, waiting: [None; MAX_PHASES], grace_until: START, call_bound, late, liveness }
+        let waiting = [None; MAX_PHASES];
+        Observer { x, previous: None, waiting, grace_until: START, call_bound, late, liveness, entering: None }
     }
 
     fn disturbed(&mut self, now: Instant) {
@@ -399,7 +402,24 @@ impl<'a> Observer<'a> {
                 return Err(format!("phase {p} green {max_elapsed} past its max timer start, allowed {allowed}"));
             }
         }
-        // 4. Every call served within the bound.
+        // 4. A preemption entering (track clearance included) reaches its
+        //    dwell within the bound while the unit runs: no ring waits for a
+        //    barrier that the greens the preemption holds never reach.
+        let entering = s
+            .preempt
+            .filter(|p| matches!(p.stage, PreemptStage::Entry | PreemptStage::TrackClearance))
+            .filter(|_| s.unit == UnitState::Run);
+        self.entering = entering.map(|p| match self.entering {
+            Some((input, since)) if input == p.input => (input, since),
+            _ => (p.input, now),
+        });
+        if let Some((input, since)) = self.entering
+            && self.liveness
+            && now.since(since) > self.call_bound
+        {
+            return Err(format!("preemption {input} entering for {} (bound {})", now.since(since), self.call_bound));
+        }
+        // 5. Every call served within the bound.
         let running = s.unit == UnitState::Run && s.holds.is_empty() && s.preempt.is_none();
         if !running {
             self.disturbed(now);

@@ -1342,13 +1342,23 @@ impl Controller {
             .collect()
     }
 
+    /// Whether ring `r` may still serve the phase at position `i` of its
+    /// sequence in this barrier group: one after the phase it served last,
+    /// or, while a preemption names its targets (the only calls then), any:
+    /// a dwell (or exit) phase this ring served earlier in the group is
+    /// served again rather than waiting for a barrier that the other
+    /// rings' dwell greens, held by the preemption, never reach.
+    fn in_turn(&self, r: usize, i: usize) -> bool {
+        self.rings[r].served_pos.is_none_or(|pos| i > pos) || self.preempt_targets().is_some()
+    }
+
     /// Phases ring `r` may still serve in the current barrier group.
     fn servable(&self, r: usize) -> PhaseSet {
         let ring = &self.rings[r];
         let group = self.spec.barrier_groups[self.group];
         let mut s = PhaseSet::EMPTY;
         for (i, &p) in self.spec.rings[r].sequence.iter().enumerate() {
-            if group.contains(p) && ring.served_pos.is_none_or(|pos| i > pos) {
+            if group.contains(p) && self.in_turn(r, i) {
                 s.insert(p);
             }
         }
@@ -1362,13 +1372,12 @@ impl Controller {
 
     /// The first called phase ring `r` can serve next in this barrier group.
     fn next_in_group(&self, r: usize, calls: PhaseSet) -> Option<PhaseId> {
-        let ring = &self.rings[r];
         let group = self.spec.barrier_groups[self.group];
         self.spec.rings[r]
             .sequence
             .iter()
             .enumerate()
-            .find(|&(i, &p)| group.contains(p) && ring.served_pos.is_none_or(|pos| i > pos) && calls.contains(p))
+            .find(|&(i, &p)| group.contains(p) && self.in_turn(r, i) && calls.contains(p))
             .map(|(_, &p)| p)
     }
 
@@ -2413,9 +2422,9 @@ mod tests {
         );
     }
 
-    /// Elm & Oak with a rail crossing on input 2 (rank 1: track clearance
-    /// on 4 and 8 for 10 s, then dwell on 2 and 6) over the fire station
-    /// on input 1 (rank 2, dwell on 4 and 8).
+    /// The textbook 8-phase intersection with a rail crossing on input 2
+    /// (rank 1: track clearance on 4 and 8 for 10 s, then dwell on 2 and
+    /// 6) over its fire station on input 1 (rank 2, dwell on 4 and 8).
     fn with_rail() -> ControllerSpec {
         let mut spec = eight_phase();
         let set = |ns: &[u8]| ns.iter().map(|&n| PhaseId::new(n).unwrap()).collect::<PhaseSet>();
