@@ -165,6 +165,38 @@ fn unsafe_fixture_is_refused_or_warned_key_by_key() {
     }
 }
 
+/// Issue #18.1: `greenwave check` names the file, the key and the reason
+/// for every misuse of the preemption keys and the preemption/priority
+/// input registers (`tests/fixtures/preempt.toml`), and the shipped rail
+/// crossing loads with them.
+#[test]
+fn preemption_keys_misused_are_refused_key_by_key() {
+    let path = repo("tests/fixtures/preempt.toml");
+    let errors = load_intersection(&path).expect_err("preempt.toml must not load");
+    let expected = [
+        ("preempt 1 (input 2).priority", "0 is not a rank 1 (served first) ..= 8"),
+        ("preempt 1 (input 2).debounce_s", "10.0s is longer than 5.0s"),
+        ("preempt 1 (input 2).track_clearance_s", "a track clearance needs a green time above 0"),
+        ("preempt 1 (input 2).track_clearance_phases", "phases 1 and 2 cannot clear the track together"),
+        ("preempt 2 (input 1).max_presence_s", "2.0s is not longer than delay_s (5.0s)"),
+        ("preempt 2 (input 1).track_clearance_phases", "missing: which phases clear the track"),
+        ("preempt 3 (input 3).truncated_walk_s", "3.0s is below the legal minimum walk of 4.0s"),
+        ("preempt 4 (input 4).truncated_walk_s", "set ped_truncation = true"),
+        ("cabinet.registers", "status (input registers 4..5) and priority (4..5) overlap"),
+    ];
+    assert_exactly(&errors, &expected);
+    let report = check_report(std::slice::from_ref(&path)).render();
+    let line = format!("{}: error: preempt 3 (input 3).truncated_walk_s: 3.0s is below", path.display());
+    assert!(report.contains(&line), "{report}");
+
+    let river = load_ok(&repo("controllers/river-rd-and-mill-st.toml"));
+    let rail = river.spec.preempt(2).expect("rail crossing");
+    assert_eq!(rail.priority, 1);
+    assert_eq!(rail.track_clearance.map(|t| (t.phases, t.green)), Some((phases(&[4]), Span::from_secs(15))));
+    assert_eq!((rail.max_presence, rail.truncated_walk), (Some(Span::from_secs(300)), Some(Span::from_secs(4))));
+    assert_eq!(river.spec.preempt(1).map(|p| (p.priority, p.debounce)), Some((2, Span::from_millis(250))));
+}
+
 /// A hidden copy beside the controllers (an editor's, a deploy tool's
 /// half-written file) is never loaded.
 #[test]

@@ -47,7 +47,7 @@ use greenwave::io::cabinet::CabinetStats;
 use greenwave::io::default_cabinet;
 use greenwave::io::registers::{OutputImage, plan_writes};
 use greenwave::replay::SimTime;
-use greenwave::sim::server::{SimCabinetSpec, SimServer, SimServerConfig};
+use greenwave::sim::server::{Lockstep, SIM_PREEMPT, SimCabinetSpec, SimServer, SimServerConfig};
 use greenwave::telemetry::journal::{Journal, Read, RecordKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -619,6 +619,57 @@ fn a_counter_stepping_backwards_is_a_fault_not_traffic() {
     let st = rig.stats();
     assert!(st.counter_faults >= 1, "{st}");
     rig.stop();
+    rig_stopped_server(server);
+}
+
+// ---- preemption inputs -------------------------------------------------------
+
+/// Issue #18.1: River Rd & Mill St's rail crossing raised through the
+/// simulated cabinet's register, as a Modbus client writes it (holding
+/// register `SIM_PREEMPT`, reported in the `preempt` input register the
+/// daemon reads): entry, track clearance, dwell; let go, exit. In lockstep
+/// (`clock = "cabinet"`), so the crossing's 15 s track clearance and 20 s
+/// minimum dwell take simulated time, not the test's.
+#[test]
+fn a_rail_preemption_raised_through_the_cabinet_register_enters_clears_the_track_dwells_and_exits() {
+    use EventCode::*;
+    let rt = Rig::runtime();
+    let mut cfg = shipped("river-rd-and-mill-st");
+    let sim_cfg = SimServerConfig { lockstep: Some(Lockstep::new(TICK)), ..SimServerConfig::default() };
+    let server = rt.block_on(SimServer::start(&[sim_spec(&cfg)], loopback(), sim_cfg)).unwrap();
+    modbus_at(&mut cfg, server.addrs[0]);
+    let addr = server.addrs[0];
+    let mut rig = Rig::start(rt, cfg, ClockSource::Cabinet);
+    let ran = rig.wait_running(0);
+    let raise = |rig: &Rig, bits: u16| {
+        rig.rt.block_on(async {
+            let mut ctx =
+                tokio_modbus::client::tcp::connect_slave(addr, tokio_modbus::Slave(1)).await.expect("connects");
+            ctx.write_single_register(SIM_PREEMPT, bits).await.expect("transport").expect("cabinet accepts");
+        })
+    };
+    raise(&rig, 0b10);
+    let dwell = rig.wait_event(PreemptBeginDwell, 2, ran, Duration::from_secs(60));
+    raise(&rig, 0);
+    rig.wait_event(PreemptBeginExitInterval, 2, dwell, Duration::from_secs(60));
+    let seen = rig.stop();
+    let rail: Vec<EventCode> =
+        seen.iter().filter(|e| (102..=111).contains(&e.code.code()) && e.param == 2).map(|e| e.code).collect();
+    assert_eq!(
+        rail,
+        [
+            PreemptCallInputOn,
+            PreemptEntryStarted,
+            PreemptBeginTrackClearance,
+            PreemptBeginDwell,
+            PreemptCallInputOff,
+            PreemptBeginExitInterval
+        ]
+    );
+    let at = |code: EventCode| seen.iter().find(|e| e.code == code && e.param == 2).map(|e| e.at).expect("logged");
+    let track = at(PreemptBeginTrackClearance);
+    assert!(at(PreemptBeginDwell).since(track) >= Span::from_secs(15), "the track clearance is timed whole");
+    assert!(at(PreemptBeginExitInterval).since(at(PreemptBeginDwell)) >= Span::from_secs(20), "minimum dwell");
     rig_stopped_server(server);
 }
 

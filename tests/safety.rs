@@ -2,8 +2,11 @@
 //!
 //! Every shipped controller is driven with random detector streams (busy,
 //! sparse, stuck and chattering detectors), random operator and schedule
-//! commands (plans, modes, flash, holds, calls, reloads, corridor timings)
-//! and cabinet status changes. Most scenarios also put a random cabinet
+//! commands (plans, modes, flash, holds, calls, preemptions, reloads,
+//! corridor timings), cabinet status changes and, in most scenarios, random
+//! cabinet preemption and transit priority inputs ([`CabinetInputs`]:
+//! several at once, chattering under the debounce, toggling, stuck on past
+//! their maximum presence). Most scenarios also put a random cabinet
 //! link between the controller and the heads ([`Link`]): each frame lands
 //! late by a random delay, or is lost, sometimes for a whole stall, and the
 //! cabinet confirms what it applied; the controller times its minimums from
@@ -30,7 +33,7 @@ use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
-    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, PreemptStage, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -66,6 +69,45 @@ struct Scenario {
     command_one_in: u32,
     /// The cabinet link to the heads; `None`: frames shown as decided.
     link: Option<Link>,
+    /// The cabinet's preemption and priority inputs; `None`: all off.
+    cabinet_inputs: Option<CabinetInputs>,
+}
+
+/// Random cabinet preemption and transit priority inputs, drawn from a
+/// generator of their own (so the scenarios found before them replay as
+/// they were).
+#[derive(Clone, Copy, Debug)]
+struct CabinetInputs {
+    /// Per tick and preemption input, 1-in-N chance that it flips (3:
+    /// chattering under any debounce; several inputs are often on at once,
+    /// so ranks take over and wait).
+    preempt_flip_one_in: u32,
+    /// Preemption inputs stuck on from the start (bit `n - 1` for input
+    /// `n`): faulted past their maximum presence, or preempting for good.
+    preempt_stuck: u8,
+    /// Per tick and phase, 1-in-N chance that its priority input flips.
+    priority_flip_one_in: u32,
+}
+
+impl CabinetInputs {
+    /// This tick's inputs from the previous ones; true if any changed.
+    fn step(&self, rng: &mut Rng, x: &IntersectionConfig, input: &mut InputFrame) -> bool {
+        let before = (input.preempt, input.priority);
+        for p in &x.spec.preempts {
+            let bit = 1u8 << (p.input - 1);
+            if self.preempt_stuck & bit != 0 {
+                input.preempt |= bit;
+            } else if rng.one_in(self.preempt_flip_one_in) {
+                input.preempt ^= bit;
+            }
+        }
+        for ph in &x.spec.phases {
+            if rng.one_in(self.priority_flip_one_in) {
+                input.priority = PhaseSet::from_bits(input.priority.bits() ^ PhaseSet::single(ph.id).bits());
+            }
+        }
+        before != (input.preempt, input.priority)
+    }
 }
 
 /// How frames travel to the heads: each lands `0..=max_delay` late (never
@@ -108,16 +150,29 @@ fn scenario(controllers: usize) -> impl Strategy<Value = Scenario> {
                 max_stall: Span::from_millis(stall_ms),
             })),
         ],
+        prop_oneof![
+            1 => Just(None),
+            3 => (prop_oneof![Just(3u32), Just(400), Just(4_000)], any::<u8>(), prop_oneof![Just(500u32), Just(5_000)])
+                .prop_map(|(flip, stuck_bits, priority)| Some(CabinetInputs {
+                    preempt_flip_one_in: flip,
+                    // Usually none stuck, sometimes one or two.
+                    preempt_stuck: if stuck_bits % 4 == 0 { stuck_bits & (stuck_bits >> 3) } else { 0 },
+                    priority_flip_one_in: priority,
+                })),
+        ],
     )
-        .prop_map(|(controller, seed, ticks, flip_one_in, stuck_bits, command_one_in, link)| Scenario {
-            controller,
-            seed,
-            ticks,
-            flip_one_in,
-            // Usually no stuck detector, sometimes one or two.
-            stuck: if stuck_bits % 4 == 0 { stuck_bits & (stuck_bits >> 17) & 0xffff } else { 0 },
-            command_one_in,
-            link,
+        .prop_map(|(controller, seed, ticks, flip_one_in, stuck_bits, command_one_in, link, cabinet_inputs)| {
+            Scenario {
+                controller,
+                seed,
+                ticks,
+                flip_one_in,
+                // Usually no stuck detector, sometimes one or two.
+                stuck: if stuck_bits % 4 == 0 { stuck_bits & (stuck_bits >> 17) & 0xffff } else { 0 },
+                command_one_in,
+                link,
+                cabinet_inputs,
+            }
         })
 }
 
@@ -253,6 +308,8 @@ struct Observer<'a> {
     late: Span,
     /// Check that every call is served within `call_bound`.
     liveness: bool,
+    /// The preemption entering (input), since when, while the unit runs.
+    entering: Option<(u8, Instant)>,
 }
 
 impl<'a> Observer<'a> {
@@ -270,7 +327,8 @@ impl<'a> Observer<'a> {
         let call_bound = max_cycle(x).max(longest_plan + longest_plan)
             + Span::from_secs(1)
             + Span::from_millis(intervals * (late + TICK).as_millis());
-        Observer { x, previous: None, waiting: [None; MAX_PHASES], grace_until: START, call_bound, late, liveness }
+        let waiting = [None; MAX_PHASES];
+        Observer { x, previous: None, waiting, grace_until: START, call_bound, late, liveness, entering: None }
     }
 
     fn disturbed(&mut self, now: Instant) {
@@ -344,7 +402,24 @@ impl<'a> Observer<'a> {
                 return Err(format!("phase {p} green {max_elapsed} past its max timer start, allowed {allowed}"));
             }
         }
-        // 4. Every call served within the bound.
+        // 4. A preemption entering (track clearance included) reaches its
+        //    dwell within the bound while the unit runs: no ring waits for a
+        //    barrier that the greens the preemption holds never reach.
+        let entering = s
+            .preempt
+            .filter(|p| matches!(p.stage, PreemptStage::Entry | PreemptStage::TrackClearance))
+            .filter(|_| s.unit == UnitState::Run);
+        self.entering = entering.map(|p| match self.entering {
+            Some((input, since)) if input == p.input => (input, since),
+            _ => (p.input, now),
+        });
+        if let Some((input, since)) = self.entering
+            && self.liveness
+            && now.since(since) > self.call_bound
+        {
+            return Err(format!("preemption {input} entering for {} (bound {})", now.since(since), self.call_bound));
+        }
+        // 5. Every call served within the bound.
         let running = s.unit == UnitState::Run && s.holds.is_empty() && s.preempt.is_none();
         if !running {
             self.disturbed(now);
@@ -424,7 +499,20 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
 }
 
 /// Run one scenario; returns the ticks run.
-fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, TestCaseError> {
+/// What one scenario ran: ticks, and the preemption events it drove
+/// (entries, track clearances, stuck inputs faulted; Indiana 105, 106,
+/// 110), so the run shows the new intervals were exercised.
+#[derive(Clone, Copy, Debug, Default)]
+struct Ran {
+    ticks: u64,
+    preempt: [u64; 3],
+}
+
+const PREEMPT_COUNTED: [EventCode; 3] =
+    [EventCode::PreemptEntryStarted, EventCode::PreemptBeginTrackClearance, EventCode::PreemptMaxPresenceExceeded];
+
+fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, TestCaseError> {
+    let mut ran = Ran { ticks: sc.ticks as u64, ..Ran::default() };
     let x = &configs[sc.controller];
     let mut rng = Rng(sc.seed | 1);
     let mut controller = Controller::new(x.spec.clone(), START);
@@ -436,6 +524,7 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
         controller.confirm_by_cabinet(true);
     }
     let mut input = InputFrame::default();
+    let mut inputs_rng = Rng((sc.seed ^ 0x9e37_79b9_7f4a_7c15) | 1);
     for (slot, d) in x.spec.detectors.iter().enumerate() {
         if sc.stuck & (1 << slot) != 0 {
             input.set_presence(d.channel, true);
@@ -463,6 +552,11 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
             let _ = controller.handle_command(now, cmd);
             observer.disturbed(now);
         }
+        if let Some(ci) = &sc.cabinet_inputs
+            && ci.step(&mut inputs_rng, x, &mut input)
+        {
+            observer.disturbed(now);
+        }
         if rng.one_in(20_000) {
             // The technician flips the manual flash switch (and back later).
             input.cabinet = CabinetStatus { manual_flash: !input.cabinet.manual_flash, ..input.cabinet };
@@ -487,6 +581,9 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
             .check(now, &snap)
             .map_err(|e| TestCaseError::fail(format!("{}: tick {tick}: {e}\n{snap:#?}", x.spec.id)))?;
         while let Some(e) = controller.poll_event() {
+            if let Some(k) = PREEMPT_COUNTED.iter().position(|&c| c == e.code) {
+                ran.preempt[k] += 1;
+            }
             if matches!(
                 e.code,
                 EventCode::CoordPatternChange | EventCode::UnitFlashStatusChange | EventCode::UnitControlStatusChange
@@ -495,7 +592,7 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<u64, Te
             }
         }
     }
-    Ok(sc.ticks as u64)
+    Ok(ran)
 }
 
 #[test]
@@ -506,16 +603,23 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
         TestRunner::new(Config { cases, max_shrink_iters: 32, failure_persistence: None, ..Config::default() });
     let total = std::cell::Cell::new(0u64);
     let per_controller = std::cell::RefCell::new(vec![0u64; configs.len()]);
+    let preempt = std::cell::Cell::new([0u64; 3]);
     runner
         .run(&scenario(configs.len()), |sc| {
-            let ticks = run_scenario(&configs, &sc)?;
-            total.set(total.get() + ticks);
-            per_controller.borrow_mut()[sc.controller] += ticks;
+            let ran = run_scenario(&configs, &sc)?;
+            total.set(total.get() + ran.ticks);
+            per_controller.borrow_mut()[sc.controller] += ran.ticks;
+            preempt.set(std::array::from_fn(|k| preempt.get()[k] + ran.preempt[k]));
             Ok(())
         })
         .unwrap_or_else(|e| panic!("safety property violated: {e}"));
     let total = total.get();
+    let [entries, track_clearances, stuck] = preempt.get();
     println!("safety property test: {total} ticks, 0 violations");
+    println!(
+        "  preemption: {entries} entries (105), {track_clearances} track clearances (106), \
+         {stuck} stuck inputs faulted (110)"
+    );
     for (x, n) in configs.iter().zip(per_controller.borrow().iter()) {
         println!("  {}: {n} ticks", x.spec.id);
     }
@@ -538,6 +642,7 @@ fn a_light_phase_at_its_minimum_split_is_served_when_clearances_end_late() {
         flip_one_in: 200,
         stuck: 0,
         command_one_in: 2650,
+        cabinet_inputs: None,
         link: Some(Link {
             max_delay: Span::from_millis(196),
             loss_one_in: 14,
@@ -564,6 +669,7 @@ fn a_phase_started_before_its_split_rests_in_green_until_a_window_opens() {
         flip_one_in: 200,
         stuck: 0,
         command_one_in: 1124,
+        cabinet_inputs: None,
         link: Some(Link {
             max_delay: Span::from_millis(344),
             loss_one_in: 41,
@@ -579,6 +685,7 @@ fn a_phase_started_before_its_split_rests_in_green_until_a_window_opens() {
         flip_one_in: 200,
         stuck: 0,
         command_one_in: 450,
+        cabinet_inputs: None,
         link: Some(Link {
             max_delay: Span::from_millis(336),
             loss_one_in: 25,

@@ -179,6 +179,7 @@ fn pb_preempt_stage(s: PreemptStage) -> pb::PreemptionStage {
     match s {
         PreemptStage::Delay => pb::PreemptionStage::Delay,
         PreemptStage::Entry => pb::PreemptionStage::Entry,
+        PreemptStage::TrackClearance => pb::PreemptionStage::TrackClearance,
         PreemptStage::Dwell => pb::PreemptionStage::Dwell,
         PreemptStage::Exit => pb::PreemptionStage::Exit,
     }

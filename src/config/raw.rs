@@ -83,6 +83,13 @@ pub struct RawPreempt {
     pub min_duration_s: Option<f64>,
     pub dwell_phases: Option<Vec<u8>>,
     pub exit_phases: Option<Vec<u8>>,
+    pub priority: Option<u8>,
+    pub debounce_s: Option<f64>,
+    pub max_presence_s: Option<f64>,
+    pub track_clearance_phases: Option<Vec<u8>>,
+    pub track_clearance_s: Option<f64>,
+    pub ped_truncation: Option<bool>,
+    pub truncated_walk_s: Option<f64>,
 }
 
 /// `[transit_priority]`
@@ -176,6 +183,8 @@ pub struct RawRegisters {
     pub camera_zones: Option<u16>,
     pub camera_queue: Option<u16>,
     pub camera_queue_zones: Option<u16>,
+    pub preempt: Option<u16>,
+    pub priority: Option<u16>,
     pub vehicle: Option<u16>,
     pub ped: Option<u16>,
     pub overlap: Option<u16>,

@@ -10,8 +10,10 @@
 //! (`[cabinet.registers]`), and the sizes of the counter blocks shrunk.
 //!
 //! The default map needs one read and one write per tick:
-//! - input registers (FC04) 0..90: presence, status, simulated time and
-//!   step, 64 volume counters, 16 camera zone counters;
+//! - input registers (FC04) 0..108: presence, status, simulated time and
+//!   step, 64 volume counters, 16 camera zone counters, then (after the
+//!   room for camera queues, read with them) the preemption and transit
+//!   priority inputs;
 //! - holding registers (FC03 read, FC16 write) 0..47: vehicle, pedestrian
 //!   and overlap indications, heartbeat, requested mode, flash reason,
 //!   step acknowledgement.
@@ -49,8 +51,16 @@ pub const CAMERA_ZONES: u16 = 16;
 /// Registers (up to 16, one per camera zone): vehicles standing in the zone
 /// now, as the video processor measures a queue (a level, not a counter).
 /// Off in the default map (`camera_queue_zones = 0`, so the default read
-/// stays 0..90); a cabinet whose cameras report queues sets the count.
+/// stays one block); a cabinet whose cameras report queues sets the count.
 pub const CAMERA_QUEUE: u16 = 90;
+/// 1 register: preemption inputs 1..8 (optical emitter receivers, rail
+/// gate or track circuit relays), bit `n - 1` for input `n`; the
+/// controller debounces them (`[[preempt]] debounce_s`).
+pub const PREEMPT: u16 = 106;
+/// 1 register: transit priority inputs, bit `n - 1` for a request on
+/// phase `n` (a bus check-in detector wired for that phase): a rising
+/// edge checks in, a falling one checks out.
+pub const PRIORITY: u16 = 107;
 
 // ---- holding registers (FC03/FC16), default addresses ------------------
 
@@ -99,6 +109,8 @@ pub struct RegisterMap {
     /// Camera zone queue registers the cabinet has, 0..=16 (zone `z`'s
     /// queue goes to the channel of `camera_zone_channels[z]`).
     pub camera_queue_zones: u16,
+    pub preempt: u16,
+    pub priority: u16,
     pub vehicle: u16,
     pub ped: u16,
     pub overlap: u16,
@@ -121,6 +133,8 @@ impl Default for RegisterMap {
             camera_zones: CAMERA_ZONES,
             camera_queue: CAMERA_QUEUE,
             camera_queue_zones: 0,
+            preempt: PREEMPT,
+            priority: PRIORITY,
             vehicle: VEHICLE,
             ped: PED,
             overlap: OVERLAP,
@@ -168,6 +182,8 @@ impl RegisterMap {
         let mut items = vec![
             Item { name: "presence", block: Block::new(self.presence, PRESENCE_LEN) },
             Item { name: "status", block: Block::new(self.status, 1) },
+            Item { name: "preempt", block: Block::new(self.preempt, 1) },
+            Item { name: "priority", block: Block::new(self.priority, 1) },
         ];
         if lockstep {
             items.push(Item { name: "sim_time", block: Block::new(self.sim_time, SIM_TIME_LEN) });

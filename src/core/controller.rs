@@ -35,10 +35,11 @@ use super::event::{
 };
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
 use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
+use super::preempt::{PreemptInputs, input_bit};
 use super::queue::QueueEstimator;
 use super::schedule::{PhaseDemand, Scheduler};
 use super::snapshot::{DetectorSnapshot, PreemptSnapshot, RingSnapshot, Snapshot};
-use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, Recall};
+use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, PreemptSpec, Recall};
 use super::state::{Coordination, FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
 use super::time::{Instant, Span};
 
@@ -127,19 +128,25 @@ pub enum Command {
     Corridor(Option<CorridorTiming>),
 }
 
+/// The preemption being served (one at a time; others wait or take over
+/// by rank, [`Controller::time_preempt`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct PreemptState {
     input: u8,
     stage: PreemptStage,
     since: Instant,
-    /// When the call arrived, for operators.
-    called_at: Instant,
-    /// The input is still on.
-    called: bool,
     /// During exit: the exit phases not yet turned green. They are the
     /// only demand until each has, so they are served first whatever the
     /// plan's sequence, windows or staged changes.
     exit_waiting: PhaseSet,
+}
+
+/// What a preemption lets be served now ([`Controller::preempt_targets`]).
+#[derive(Clone, Copy, Debug)]
+struct PreemptTargets {
+    phases: PhaseSet,
+    /// While it enters: the walk it may cut a green it ends to.
+    truncated_walk: Option<Span>,
 }
 
 /// A command the controller refused.
@@ -281,6 +288,11 @@ pub struct Controller {
     pending_plan: Option<u8>,
     pending_mode: Option<OperatingMode>,
     preempt: Option<PreemptState>,
+    /// Every preemption input's call (debounce, stuck-input fault).
+    preempt_inputs: PreemptInputs,
+    /// Transit priority inputs on at the previous tick: their edges are
+    /// requests ([`Command::Priority`]).
+    priority_wired: PhaseSet,
     /// Phases with an active transit priority request.
     priority: PhaseSet,
     /// Requests whose early green was granted (113 logged once each).
@@ -347,6 +359,8 @@ impl Controller {
             pending_plan: None,
             pending_mode: None,
             preempt: None,
+            preempt_inputs: PreemptInputs::default(),
+            priority_wired: PhaseSet::EMPTY,
             priority: PhaseSet::EMPTY,
             priority_early: PhaseSet::EMPTY,
             in_step: false,
@@ -484,8 +498,8 @@ impl Controller {
                 input: p.input,
                 stage: p.stage,
                 stage_since: p.since,
-                called_at: p.called_at,
-                called: p.called,
+                called_at: self.preempt_inputs.on_since(p.input),
+                called: self.preempt_called(p.input),
             }),
             adaptive: self.optimizer.is_some(),
             priority: self.priority,
@@ -567,6 +581,8 @@ impl Controller {
         }
         self.handle_cabinet(now, input.cabinet);
         self.register_calls(now, &demand);
+        self.preempt_inputs.sample(now, input.preempt, &self.spec.preempts, &mut self.events);
+        self.priority_inputs(now, input.priority);
         self.time_preempt(now);
         match self.unit {
             UnitState::Flash { reason: FlashReason::Startup, .. }
@@ -674,27 +690,14 @@ impl Controller {
                 }
             }
             Command::Preempt { input, active } => {
-                if self.spec.preempt(input).is_none() {
+                let Some(spec) = self.spec.preempt(input) else {
                     return Err(CommandError::UnknownPreempt(input));
-                }
-                self.preempt_input(now, input, active);
+                };
+                self.preempt_inputs.command(now, spec, active, &mut self.events);
             }
             Command::Priority { phase, active } => {
                 self.check_phases(PhaseSet::single(phase))?;
-                match (active, self.priority.contains(phase)) {
-                    (true, false) => {
-                        self.priority.insert(phase);
-                        self.priority_early.remove(phase);
-                        self.events.push(now, EventCode::TspCheckIn, phase.number() as u16);
-                        let call = PhaseSet::single(phase);
-                        self.register_calls(now, &DetectorDemand { calls: call, ..DetectorDemand::default() });
-                    }
-                    (false, true) => {
-                        self.priority.remove(phase);
-                        self.events.push(now, EventCode::TspCheckOut, phase.number() as u16);
-                    }
-                    _ => {}
-                }
+                self.priority_request(now, phase, active);
             }
             Command::Corridor(timing) => {
                 if let Some(t) = timing {
@@ -963,55 +966,108 @@ impl Controller {
             && (self.pending_spec.is_some() || self.pending_plan.is_some() || self.pending_mode.is_some())
     }
 
-    // === preemption ===
+    // === transit priority inputs ===
 
-    fn preempt_input(&mut self, now: Instant, input: u8, active: bool) {
-        let code = if active { EventCode::PreemptCallInputOn } else { EventCode::PreemptCallInputOff };
-        self.events.push(now, code, input as u16);
-        let fresh = PreemptState {
-            input,
-            stage: PreemptStage::Delay,
-            since: now,
-            called_at: now,
-            called: true,
-            exit_waiting: PhaseSet::EMPTY,
-        };
-        match (&mut self.preempt, active) {
-            // Called again during its exit: a new preemption, from its
-            // delay (the exit phases it still owed give way to its dwell).
-            (Some(p), true) if p.input == input && p.stage == PreemptStage::Exit => *p = fresh,
-            (Some(p), _) if p.input == input => p.called = active,
-            (None, true) => self.preempt = Some(fresh),
-            // One preemption at a time: another input waits for this one's
-            // exit (and must still be on then).
+    /// A transit priority request for `phase` checked in or out (a wired
+    /// input's edge or a command; one request per phase either way).
+    fn priority_request(&mut self, now: Instant, phase: PhaseId, active: bool) {
+        match (active, self.priority.contains(phase)) {
+            (true, false) => {
+                self.priority.insert(phase);
+                self.priority_early.remove(phase);
+                self.events.push(now, EventCode::TspCheckIn, phase.number() as u16);
+                let call = PhaseSet::single(phase);
+                self.register_calls(now, &DetectorDemand { calls: call, ..DetectorDemand::default() });
+            }
+            (false, true) => {
+                self.priority.remove(phase);
+                self.events.push(now, EventCode::TspCheckOut, phase.number() as u16);
+            }
             _ => {}
         }
     }
 
-    /// The only phases a preemption lets be served: the dwell phases while
-    /// it enters or dwells, the exit phases not yet green while it exits.
-    /// Every other green ends as soon as its minimums allow.
-    fn preempt_targets(&self) -> Option<PhaseSet> {
-        let p = self.preempt?;
-        match p.stage {
-            PreemptStage::Delay => None,
-            PreemptStage::Entry | PreemptStage::Dwell => self.spec.preempt(p.input).map(|s| s.dwell),
-            PreemptStage::Exit => Some(p.exit_waiting),
+    /// The cabinet's transit priority inputs: a rising edge checks in, a
+    /// falling one checks out (phases this controller has only).
+    fn priority_inputs(&mut self, now: Instant, wired: PhaseSet) {
+        let wired = wired.intersection(self.spec.phase_set());
+        let (rose, fell) = (wired.difference(self.priority_wired), self.priority_wired.difference(wired));
+        self.priority_wired = wired;
+        for p in rose.iter() {
+            self.priority_request(now, p, true);
+        }
+        for p in fell.iter() {
+            self.priority_request(now, p, false);
         }
     }
 
+    // === preemption ===
+
+    /// `input` is calling: on, not stuck, and defined.
+    fn preempt_called(&self, input: u8) -> bool {
+        self.preempt_inputs.calls() & input_bit(input) != 0
+    }
+
+    /// The call to serve: the best ranked (`priority`, then input number)
+    /// of those calling.
+    fn best_preempt_call(&self) -> Option<&PreemptSpec> {
+        let calls = self.preempt_inputs.calls();
+        self.spec.preempts.iter().filter(|s| calls & input_bit(s.input) != 0).min_by_key(|s| (s.priority, s.input))
+    }
+
+    /// The only phases a preemption lets be served: the track clearance
+    /// phases, then the dwell phases, while it enters or dwells; the exit
+    /// phases not yet green while it exits. Every other green ends as soon
+    /// as its minimums allow.
+    fn preempt_targets(&self) -> Option<PreemptTargets> {
+        let p = self.preempt?;
+        let spec = self.spec.preempt(p.input)?;
+        let phases = match (p.stage, spec.track_clearance) {
+            (PreemptStage::Delay, _) => return None,
+            (PreemptStage::Entry, Some(track)) => track.phases,
+            (PreemptStage::TrackClearance, Some(track)) if self.now.since(p.since) < track.green => track.phases,
+            (PreemptStage::Entry | PreemptStage::TrackClearance | PreemptStage::Dwell, _) => spec.dwell,
+            (PreemptStage::Exit, _) => p.exit_waiting,
+        };
+        // Entering, a walk the preemption ends may be cut (never its
+        // pedestrian clearance).
+        let entering = matches!(p.stage, PreemptStage::Entry | PreemptStage::TrackClearance);
+        Some(PreemptTargets { phases, truncated_walk: spec.truncated_walk.filter(|_| entering) })
+    }
+
     fn time_preempt(&mut self, now: Instant) {
+        // A better ranked call takes over once it has stood for its delay
+        // (the running preemption holds the intersection until then), through
+        // the clearances of the greens it ends, as any entry; during an exit,
+        // the next call waiting is served at once; called again during its
+        // exit, a preemption starts over (the exit phases it still owed give
+        // way to its dwell). Each delay runs from its call.
+        if let Some((input, rank, delay)) = self.best_preempt_call().map(|s| (s.input, s.priority, s.delay)) {
+            let called_at = self.preempt_inputs.on_since(input);
+            let takes_over = match self.preempt.and_then(|p| Some((p, self.spec.preempt(p.input)?.priority))) {
+                None => true,
+                Some((p, _)) if p.stage == PreemptStage::Exit => true,
+                Some((p, running)) => p.input != input && rank < running && now.since(called_at) >= delay,
+            };
+            if takes_over {
+                let stage = PreemptStage::Delay;
+                self.preempt = Some(PreemptState { input, stage, since: called_at, exit_waiting: PhaseSet::EMPTY });
+            }
+        }
         let Some(mut p) = self.preempt else { return };
         let Some(spec) = self.spec.preempt(p.input) else {
             self.preempt = None; // removed by a reload
             return;
         };
         let (dwell, exit, delay, min_duration) = (spec.dwell, spec.exit, spec.delay, spec.min_duration);
+        let track = spec.track_clearance;
+        let called = self.preempt_called(p.input);
         // A definition loaded while the exit waited (in a flash) may name
         // other exit phases: only its own are still owed.
         p.exit_waiting = p.exit_waiting.intersection(exit);
+        let green = self.phases_in(Interval::Green);
         match p.stage {
-            PreemptStage::Delay if !p.called => {
+            PreemptStage::Delay if !called => {
                 self.preempt = None;
                 return;
             }
@@ -1027,12 +1083,24 @@ impl Controller {
                     self.begin_all_red(now);
                 }
             }
-            PreemptStage::Entry if self.phases_in(Interval::Green).intersection(dwell) == dwell => {
+            PreemptStage::Entry
+                if let Some(t) = track
+                    && green.intersection(t.phases) == t.phases =>
+            {
+                p.stage = PreemptStage::TrackClearance;
+                p.since = now;
+                self.events.push(now, EventCode::PreemptBeginTrackClearance, p.input as u16);
+            }
+            PreemptStage::Entry | PreemptStage::TrackClearance
+                if green.intersection(dwell) == dwell
+                    && (p.stage == PreemptStage::TrackClearance || track.is_none())
+                    && track.is_none_or(|t| now.since(p.since) >= t.green) =>
+            {
                 p.stage = PreemptStage::Dwell;
                 p.since = now;
                 self.events.push(now, EventCode::PreemptBeginDwell, p.input as u16);
             }
-            PreemptStage::Dwell if !p.called && now.since(p.since) >= min_duration => {
+            PreemptStage::Dwell if !called && now.since(p.since) >= min_duration => {
                 self.events.push(now, EventCode::PreemptBeginExitInterval, p.input as u16);
                 // Exit phases green already (the dwell phases, by default)
                 // are served: they time on under the plan's rules.
@@ -1283,7 +1351,7 @@ impl Controller {
     /// coordination, only those whose phase's window is open.
     fn effective_calls(&self) -> PhaseSet {
         if let Some(targets) = self.preempt_targets() {
-            return targets;
+            return targets.phases;
         }
         let calls = self.vehicle_calls.union(self.ped_calls);
         let (Some(coord), Some(c)) = (self.plan.coord, self.cycle_time) else {
@@ -1295,13 +1363,23 @@ impl Controller {
             .collect()
     }
 
+    /// Whether ring `r` may still serve the phase at position `i` of its
+    /// sequence in this barrier group: one after the phase it served last,
+    /// or, while a preemption names its targets (the only calls then), any:
+    /// a dwell (or exit) phase this ring served earlier in the group is
+    /// served again rather than waiting for a barrier that the other
+    /// rings' dwell greens, held by the preemption, never reach.
+    fn in_turn(&self, r: usize, i: usize) -> bool {
+        self.rings[r].served_pos.is_none_or(|pos| i > pos) || self.preempt_targets().is_some()
+    }
+
     /// Phases ring `r` may still serve in the current barrier group.
     fn servable(&self, r: usize) -> PhaseSet {
         let ring = &self.rings[r];
         let group = self.spec.barrier_groups[self.group];
         let mut s = PhaseSet::EMPTY;
         for (i, &p) in self.spec.rings[r].sequence.iter().enumerate() {
-            if group.contains(p) && ring.served_pos.is_none_or(|pos| i > pos) {
+            if group.contains(p) && self.in_turn(r, i) {
                 s.insert(p);
             }
         }
@@ -1315,13 +1393,12 @@ impl Controller {
 
     /// The first called phase ring `r` can serve next in this barrier group.
     fn next_in_group(&self, r: usize, calls: PhaseSet) -> Option<PhaseId> {
-        let ring = &self.rings[r];
         let group = self.spec.barrier_groups[self.group];
         self.spec.rings[r]
             .sequence
             .iter()
             .enumerate()
-            .find(|&(i, &p)| group.contains(p) && ring.served_pos.is_none_or(|pos| i > pos) && calls.contains(p))
+            .find(|&(i, &p)| group.contains(p) && self.in_turn(r, i) && calls.contains(p))
             .map(|(_, &p)| p)
     }
 
@@ -1448,6 +1525,12 @@ impl Controller {
     fn time_green(&mut self, now: Instant, r: usize, p: PhaseId, extends: PhaseSet) {
         let t = *self.timing(p);
         let (green_shown, starting) = (self.rings[r].shown.elapsed(now), self.starting(now));
+        // A preemption entering may cut the walk of a green it ends, to its
+        // truncated walk at the least (the clearance stays whole).
+        let walk = match self.preempt_targets() {
+            Some(PreemptTargets { phases, truncated_walk: Some(cut) }) if !phases.contains(p) => t.walk.min(cut),
+            _ => t.walk,
+        };
         let g = &mut self.rings[r].green;
         if extends.contains(p) {
             g.last_extension = now;
@@ -1457,7 +1540,7 @@ impl Controller {
             self.events.push(now, EventCode::PhaseMinComplete, p.number() as u16);
         }
         match g.ped {
-            PedInterval::Walk if g.ped_shown.elapsed(now) >= t.walk => {
+            PedInterval::Walk if g.ped_shown.elapsed(now) >= walk => {
                 g.ped = PedInterval::Clearance;
                 g.ped_since = now;
                 g.ped_shown = starting;
@@ -1500,7 +1583,7 @@ impl Controller {
         // Preemption outranks holds and plans: every other green ends now,
         // the dwell phases stay green.
         if let Some(targets) = self.preempt_targets() {
-            return (!targets.contains(p)).then_some(Termination::Preempt);
+            return (!targets.phases.contains(p)).then_some(Termination::Preempt);
         }
         if self.holds.contains(p) {
             return None;
@@ -2445,6 +2528,184 @@ mod tests {
             rig.c.handle_command(rig.now, Command::Preempt { input: 7, active: true }),
             Err(CommandError::UnknownPreempt(7))
         );
+    }
+
+    /// The textbook 8-phase intersection with a rail crossing on input 2
+    /// (rank 1: track clearance on 4 and 8 for 10 s, then dwell on 2 and
+    /// 6) over its fire station on input 1 (rank 2, dwell on 4 and 8).
+    fn with_rail() -> ControllerSpec {
+        let mut spec = eight_phase();
+        let set = |ns: &[u8]| ns.iter().map(|&n| PhaseId::new(n).unwrap()).collect::<PhaseSet>();
+        spec.preempts[0].priority = 2;
+        let mut rail = spec.preempts[0].clone();
+        rail.input = 2;
+        rail.name = "rail".into();
+        rail.priority = 1;
+        rail.min_duration = Span::from_secs(5);
+        rail.debounce = Span::from_millis(300);
+        rail.track_clearance =
+            Some(crate::core::spec::TrackClearance { phases: set(&[4, 8]), green: Span::from_secs(10) });
+        rail.dwell = set(&[2, 6]);
+        rail.exit = set(&[2, 6]);
+        spec.preempts.push(rail);
+        spec
+    }
+
+    fn preempt_events(log: &[Event]) -> Vec<(EventCode, u16)> {
+        log.iter().filter(|e| (102..=111).contains(&e.code.code())).map(|e| (e.code, e.param)).collect()
+    }
+
+    /// Issue #18.1: the rail input, wired and debounced, takes over the
+    /// fire station's dwell through full clearances: its track clearance
+    /// (4 and 8 green, already, for its 10 s), then its dwell on 2 and 6;
+    /// released, it exits and the fire station, still called, is served
+    /// after it. Every step logged with its Indiana code; the monitor
+    /// checks every frame.
+    #[test]
+    fn a_rail_preemption_takes_over_through_track_clearance_and_the_lower_one_is_served_after() {
+        use EventCode::*;
+        let mut rig = Rig::with_spec(with_rail());
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(20);
+        assert!(matches!(rig.c.snapshot().preempt, Some(PreemptSnapshot { input: 1, stage: PreemptStage::Dwell, .. })));
+        // A 200 ms flicker of the gate contact is no call.
+        rig.input.preempt = 0b10;
+        rig.run_ms(200);
+        rig.input.preempt = 0;
+        rig.run(1);
+        assert_eq!(rig.c.snapshot().preempt.map(|p| p.input), Some(1));
+        rig.input.preempt = 0b10;
+        rig.run(1);
+        let entry = rig.now;
+        assert!(matches!(
+            rig.c.snapshot().preempt,
+            Some(PreemptSnapshot { input: 2, stage: PreemptStage::TrackClearance, .. })
+        ));
+        rig.run(9);
+        assert_eq!((rig.shows(4), rig.shows(8)), (Indication::Green, Indication::Green), "track clearance");
+        rig.run(30);
+        assert!(matches!(rig.c.snapshot().preempt, Some(PreemptSnapshot { input: 2, stage: PreemptStage::Dwell, .. })));
+        assert_eq!((rig.shows(2), rig.shows(6)), (Indication::Green, Indication::Green), "dwell");
+        let track = rig.log.iter().find(|e| e.code == PreemptBeginTrackClearance).unwrap().at;
+        let end = rig.log.iter().find(|e| e.code == PhaseBeginYellowChange && e.param == 4 && e.at > track).unwrap();
+        assert!(end.at.since(track) >= Span::from_secs(10) && track.since(entry) < Span::from_secs(1));
+        rig.input.preempt = 0;
+        rig.run(40);
+        assert!(matches!(rig.c.snapshot().preempt, Some(PreemptSnapshot { input: 1, stage: PreemptStage::Dwell, .. })));
+        assert_eq!(
+            preempt_events(&rig.log),
+            [
+                (PreemptCallInputOn, 1),
+                (PreemptEntryStarted, 1),
+                (PreemptBeginDwell, 1),
+                (PreemptCallInputOn, 2),
+                (PreemptEntryStarted, 2),
+                (PreemptBeginTrackClearance, 2),
+                (PreemptBeginDwell, 2),
+                (PreemptCallInputOff, 2),
+                (PreemptBeginExitInterval, 2),
+                (PreemptEntryStarted, 1),
+                (PreemptBeginDwell, 1),
+            ]
+        );
+    }
+
+    /// Issue #18.1: a better ranked call with a delay takes over only when
+    /// its delay has run from its call; until then the running preemption
+    /// keeps the intersection (no return to normal operation between).
+    #[test]
+    fn a_better_call_takes_over_after_its_own_delay() {
+        let mut spec = with_rail();
+        spec.preempts[1].delay = Span::from_secs(5);
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(20);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 2, active: true }).unwrap();
+        rig.run(4);
+        assert!(matches!(rig.c.snapshot().preempt, Some(PreemptSnapshot { input: 1, stage: PreemptStage::Dwell, .. })));
+        rig.run(2);
+        let taken = rig.c.snapshot().preempt.expect("preempted");
+        assert_eq!((taken.input, taken.stage), (2, PreemptStage::TrackClearance));
+    }
+
+    /// Issue #18.1: a transit priority input wired for phase 4 checks in
+    /// on its rising edge (112) and out on its falling edge (115), as the
+    /// command does; an input for a phase the controller lacks is ignored.
+    #[test]
+    fn a_wired_transit_priority_input_checks_in_and_out_on_its_edges() {
+        let mut rig = Rig::new();
+        rig.run(20);
+        let (p4, p12) = (PhaseId::new(4).unwrap(), PhaseId::new(12).unwrap());
+        rig.input.priority = PhaseSet::single(p4).union(PhaseSet::single(p12));
+        rig.run(1);
+        assert_eq!(rig.c.snapshot().priority, PhaseSet::single(p4));
+        rig.run(2);
+        rig.input.priority = PhaseSet::EMPTY;
+        rig.run(1);
+        let tsp: Vec<_> = rig
+            .log
+            .iter()
+            .filter(|e| matches!(e.code, EventCode::TspCheckIn | EventCode::TspCheckOut))
+            .map(|e| (e.code, e.param))
+            .collect();
+        assert_eq!(tsp, [(EventCode::TspCheckIn, 4), (EventCode::TspCheckOut, 4)]);
+    }
+
+    /// Issue #18.1: a rail input stuck on past its maximum presence is
+    /// released (exit) and faulted once (110); it calls again only after
+    /// going off.
+    #[test]
+    fn a_stuck_preemption_input_is_released_and_faulted() {
+        use EventCode::*;
+        let mut spec = with_rail();
+        spec.preempts[1].max_presence = Some(Span::from_secs(120));
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.input.preempt = 0b10;
+        rig.run(300);
+        assert!(rig.c.snapshot().preempt.is_none(), "released");
+        let faults: Vec<_> = rig.log.iter().filter(|e| e.code == PreemptMaxPresenceExceeded).map(|e| e.param).collect();
+        assert_eq!(faults, [2]);
+        assert!(rig.log.iter().any(|e| e.code == PreemptBeginExitInterval && e.param == 2));
+        rig.input.preempt = 0;
+        rig.run(2);
+        rig.input.preempt = 0b10;
+        rig.run(2);
+        assert_eq!(rig.c.snapshot().preempt.map(|p| p.input), Some(2), "a new call after the input went off");
+        assert_eq!(preempt_events(&rig.log).iter().filter(|(c, _)| *c == PreemptCallInputOn).count(), 2);
+    }
+
+    /// Issue #18.4: entering, a preemption with `ped_truncation` cuts a
+    /// walk it ends to its truncated walk (4 s of phase 4's 7), and the
+    /// pedestrian clearance stays whole (12 s); the monitor, told of the
+    /// truncation by the spec, accepts it.
+    #[test]
+    fn preemption_entry_cuts_a_walk_to_its_truncated_walk_and_keeps_the_clearance() {
+        let mut spec = eight_phase();
+        let set = |ns: &[u8]| ns.iter().map(|&n| PhaseId::new(n).unwrap()).collect::<PhaseSet>();
+        spec.preempts[0].dwell = set(&[2, 6]);
+        spec.preempts[0].exit = set(&[2, 6]);
+        spec.preempts[0].truncated_walk = Some(Span::from_secs(4));
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(1);
+        rig.detector(14, false);
+        let began_walk =
+            |log: &[Event]| log.iter().find(|e| e.code == EventCode::PedBeginWalk && e.param == 4).map(|e| e.at);
+        while began_walk(&rig.log).is_none() {
+            rig.step();
+        }
+        let walk = began_walk(&rig.log).expect("walk");
+        rig.run(1);
+        rig.c.handle_command(rig.now, Command::Preempt { input: 1, active: true }).unwrap();
+        rig.run(40);
+        let fdw = rig.log.iter().find(|e| e.code == EventCode::PedBeginClearance && e.param == 4).expect("fdw").at;
+        let dw = rig.log.iter().find(|e| e.code == EventCode::PedBeginSolidDontWalk && e.param == 4).expect("dw").at;
+        assert_eq!(fdw.since(walk), Span::from_secs(4), "walk cut to 4 s");
+        assert_eq!(dw.since(fdw), Span::from_secs(12), "clearance whole");
     }
 
     /// Issue #15.4: on every plan type, the exit phases are the first

@@ -52,7 +52,9 @@ pub enum EventCode {
     PreemptCallInputOn = 102,
     PreemptCallInputOff = 104,
     PreemptEntryStarted = 105,
+    PreemptBeginTrackClearance = 106,
     PreemptBeginDwell = 107,
+    PreemptMaxPresenceExceeded = 110,
     PreemptBeginExitInterval = 111,
     TspCheckIn = 112,
     TspAdjustEarlyGreen = 113,
@@ -95,7 +97,7 @@ impl EventCode {
 
     /// Every code, in numeric order: the table [`from_code`](Self::from_code)
     /// searches and the web view's event log lists.
-    pub const ALL: [EventCode; 77] = [
+    pub const ALL: [EventCode; 79] = [
         EventCode::PhaseOn,
         EventCode::PhaseBeginGreen,
         EventCode::PhaseCheck,
@@ -139,7 +141,9 @@ impl EventCode {
         EventCode::PreemptCallInputOn,
         EventCode::PreemptCallInputOff,
         EventCode::PreemptEntryStarted,
+        EventCode::PreemptBeginTrackClearance,
         EventCode::PreemptBeginDwell,
+        EventCode::PreemptMaxPresenceExceeded,
         EventCode::PreemptBeginExitInterval,
         EventCode::TspCheckIn,
         EventCode::TspAdjustEarlyGreen,
@@ -227,7 +231,9 @@ impl EventCode {
             EventCode::PreemptCallInputOn => "Preempt Call Input On",
             EventCode::PreemptCallInputOff => "Preempt Call Input Off",
             EventCode::PreemptEntryStarted => "Preempt Entry Started",
+            EventCode::PreemptBeginTrackClearance => "Preempt Begin Track Clearance",
             EventCode::PreemptBeginDwell => "Preempt Begin Dwell Service",
+            EventCode::PreemptMaxPresenceExceeded => "Preempt Max Presence Exceeded",
             EventCode::PreemptBeginExitInterval => "Preempt Begin Exit Interval",
             EventCode::TspCheckIn => "TSP Check In",
             EventCode::TspAdjustEarlyGreen => "TSP Adjustment to Early Green",

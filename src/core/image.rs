@@ -2,7 +2,7 @@
 //! ([`InputFrame`]) and what the heads must show ([`OutputFrame`]). Both are
 //! `Copy` so they move through channels and buffers without allocating.
 
-use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId};
+use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId, PhaseSet};
 use super::time::Instant;
 
 /// Cabinet status inputs, as a real cabinet wires them.
@@ -54,6 +54,12 @@ pub struct InputFrame {
     /// channel `n`); the others have no camera queue.
     pub queued: u64,
     pub cabinet: CabinetStatus,
+    /// Preemption inputs on (bit `n - 1` for input `n`), as wired: the
+    /// controller debounces them ([`super::preempt::PreemptInputs`]).
+    pub preempt: u8,
+    /// Transit priority inputs on, one per phase (a bus detector or
+    /// check-in loop wired for that phase's request).
+    pub priority: PhaseSet,
     /// The newest output frame the cabinet has confirmed it applied, and
     /// when: the controller times every minimum from here, as the heads
     /// show it ([`super::Controller::confirm_by_cabinet`]).
@@ -80,6 +86,8 @@ impl Default for InputFrame {
             queue: [0; MAX_DETECTORS],
             queued: 0,
             cabinet: CabinetStatus::default(),
+            preempt: 0,
+            priority: PhaseSet::EMPTY,
             ack: None,
         }
     }

@@ -16,6 +16,7 @@ pub mod event;
 pub mod ids;
 pub mod image;
 pub mod monitor;
+pub mod preempt;
 pub mod queue;
 pub mod schedule;
 pub mod snapshot;

@@ -143,6 +143,10 @@ impl Monitor {
         self.permissive = [0; CHANNELS];
         self.present = 0;
         self.timing = [Timing::default(); CHANNELS];
+        // A preemption allowed to cut walks (`truncated_walk`) may cut any
+        // walk to its truncated walk, never below: the monitor holds every
+        // walk to the shortest such, and every pedestrian clearance whole.
+        let cut = spec.preempts.iter().filter_map(|p| p.truncated_walk).min();
         // Phases may time together only in different rings of the same
         // barrier group, and only if not configured as conflicting.
         for a in &spec.phases {
@@ -152,7 +156,7 @@ impl Monitor {
                 yellow: a.timing.yellow,
                 red_clear: a.timing.red_clear,
                 min_green: a.timing.min_green,
-                walk: a.timing.walk,
+                walk: cut.map_or(a.timing.walk, |c| a.timing.walk.min(c)),
                 ped_clear: a.timing.ped_clear,
             };
             for b in &spec.phases {

@@ -347,6 +347,29 @@ pub struct PreemptSpec {
     pub dwell: PhaseSet,
     /// Phases served first when preemption ends (they can time together).
     pub exit: PhaseSet,
+    /// Rank among preempts, 1 first (rail over emergency vehicle over
+    /// transit): a call of a better rank takes over a running preemption
+    /// of a worse one; one of the same or a worse rank waits for it.
+    pub priority: u8,
+    /// A cabinet input must stand, on or off, this long before the
+    /// controller takes the change (contact bounce, emitter flicker).
+    pub debounce: Span,
+    /// A call standing longer than this is a stuck input: released and
+    /// faulted (Indiana 110) until the input goes off. `None`: no limit.
+    pub max_presence: Option<Span>,
+    /// Rail: the phases that clear the track, green first after entry.
+    pub track_clearance: Option<TrackClearance>,
+    /// Entry may cut a walk to this (never below it; the pedestrian
+    /// clearance is always whole). `None`: entry never cuts a walk.
+    pub truncated_walk: Option<Span>,
+}
+
+/// A rail preemption's track clearance: `phases` green together for
+/// `green` (from when all are green) before the dwell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackClearance {
+    pub phases: PhaseSet,
+    pub green: Span,
 }
 
 /// Transit signal priority bounds.

@@ -160,8 +160,13 @@ pub enum PreemptStage {
     /// Call received, waiting out the input's delay.
     Delay,
     /// Ending other greens (through their minimums and clearances) to
-    /// reach the dwell phases.
+    /// reach the dwell phases, or a rail preemption's track clearance
+    /// phases.
     Entry,
+    /// Rail: the track clearance phases are green, for their configured
+    /// time; then their greens end (through full clearances) for the
+    /// dwell phases, and the stage lasts until those are green.
+    TrackClearance,
     /// Dwell phases held green.
     Dwell,
     /// The input let go after the minimum dwell: the dwell greens end

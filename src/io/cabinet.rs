@@ -73,7 +73,7 @@ use super::rtu::{MIN_GAP, RtuLine, inter_frame_gap};
 use crate::config::registers::{Block, RegisterMap, SIM_TIME_LEN};
 use crate::config::{ModbusCabinet, ModbusTransport, OneMasterCheck, Parity, VolumeSource};
 use crate::core::detector::COUNTER_FAULT_HOLD;
-use crate::core::{FrameAck, InputFrame, Instant, MAX_DETECTORS, Span};
+use crate::core::{FrameAck, InputFrame, Instant, MAX_DETECTORS, PhaseSet, Span};
 use crate::engine::OutputMsg;
 use crate::engine::clock::{CabinetTime, Clock, SystemClock};
 use crate::engine::latency::HistogramBounds;
@@ -663,6 +663,8 @@ impl Session<'_> {
         let mut frame = InputFrame {
             presence: img.presence,
             cabinet: img.cabinet_status(),
+            preempt: (img.preempt & 0xff) as u8,
+            priority: PhaseSet::from_bits(img.priority),
             ack: self.confirmed,
             ..InputFrame::default()
         };

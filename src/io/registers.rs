@@ -123,6 +123,10 @@ pub struct InputImage {
     pub volume: [u16; MAX_DETECTORS],
     pub camera: [u16; CAMERA_ZONES as usize],
     pub camera_queue: [u16; CAMERA_ZONES as usize],
+    /// Preemption inputs, bit `n - 1` for input `n` (bits 8..15 unused).
+    pub preempt: u16,
+    /// Transit priority inputs, bit `n - 1` for phase `n`.
+    pub priority: u16,
 }
 
 impl Default for InputImage {
@@ -135,6 +139,8 @@ impl Default for InputImage {
             volume: [0; MAX_DETECTORS],
             camera: [0; CAMERA_ZONES as usize],
             camera_queue: [0; CAMERA_ZONES as usize],
+            preempt: 0,
+            priority: 0,
         }
     }
 }
@@ -147,6 +153,8 @@ impl InputImage {
             status: f.get(map.status),
             sim_time_ms: f.u64_at(map.sim_time),
             sim_step_ms: f.get(map.sim_step),
+            preempt: f.get(map.preempt),
+            priority: f.get(map.priority),
             ..InputImage::default()
         };
         for k in 0..map.volume_channels.min(VOLUME_CHANNELS) {
@@ -176,6 +184,8 @@ impl InputImage {
             put(map.sim_time + k, (self.sim_time_ms >> (16 * (3 - k))) as u16);
         }
         put(map.sim_step, self.sim_step_ms);
+        put(map.preempt, self.preempt);
+        put(map.priority, self.priority);
         for k in 0..map.volume_channels.min(VOLUME_CHANNELS) {
             put(map.volume + k, self.volume[k as usize]);
         }
@@ -474,7 +484,7 @@ mod tests {
     fn default_map_is_one_read_and_one_write() {
         let m = RegisterMap::default();
         for lockstep in [false, true] {
-            assert_eq!(plan_reads(&m.input_items(lockstep)), vec![Block::new(0, 90)]);
+            assert_eq!(plan_reads(&m.input_items(lockstep)), vec![Block::new(0, 108)]);
             let writes = plan_writes(&m.output_items(lockstep));
             assert_eq!(writes, vec![Block::new(0, if lockstep { 47 } else { 43 })]);
         }
@@ -483,7 +493,10 @@ mod tests {
     #[test]
     fn moved_items_split_reads_and_writes() {
         let m = RegisterMap { camera: 1000, heartbeat: 500, ..RegisterMap::default() };
-        assert_eq!(plan_reads(&m.input_items(false)), vec![Block::new(0, 74), Block::new(1000, 16)]);
+        assert_eq!(
+            plan_reads(&m.input_items(false)),
+            vec![Block::new(0, 74), Block::new(106, 2), Block::new(1000, 16)]
+        );
         let w = plan_writes(&m.output_items(false));
         assert_eq!(w, vec![Block::new(0, 40), Block::new(41, 2), Block::new(500, 1)]);
     }
@@ -500,12 +513,15 @@ mod tests {
         };
         img.volume[63] = 65535;
         img.camera[2] = 7;
-        let mut regs = vec![0u16; 90];
+        img.preempt = 0b10;
+        img.priority = 1 << 1;
+        let mut regs = vec![0u16; 108];
         img.encode(&m, &mut regs);
         assert_eq!(regs[0], 0x0003);
         assert_eq!(regs[1], 0x0001);
         assert_eq!(regs[3], 0x8000);
-        let reads = [(Block::new(0, 90), regs)];
+        assert_eq!((regs[106], regs[107]), (0b10, 0b10));
+        let reads = [(Block::new(0, 108), regs)];
         let back = InputImage::decode(&m, &Fetched { reads: &reads });
         assert_eq!(back, img);
         assert!(back.cabinet_status().manual_flash && back.cabinet_status().door_open);
@@ -515,13 +531,13 @@ mod tests {
     #[test]
     fn camera_queues_are_read_only_when_the_cabinet_has_them() {
         let m = RegisterMap { camera_queue_zones: 4, ..RegisterMap::default() };
-        assert_eq!(plan_reads(&m.input_items(false)), vec![Block::new(0, 94)]);
+        assert_eq!(plan_reads(&m.input_items(false)), vec![Block::new(0, 108)]);
         let mut img = InputImage::default();
         img.camera_queue[3] = 11;
-        let mut regs = vec![0u16; 94];
+        let mut regs = vec![0u16; 108];
         img.encode(&m, &mut regs);
         assert_eq!(regs[93], 11);
-        let reads = [(Block::new(0, 94), regs)];
+        let reads = [(Block::new(0, 108), regs)];
         assert_eq!(InputImage::decode(&m, &Fetched { reads: &reads }), img);
         // Zones land on their channels; zones past the count are not read.
         img.camera_queue[0] = 60_000;

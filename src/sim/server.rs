@@ -46,8 +46,8 @@ use crate::engine::latency::{HistogramBounds, Percentiles};
 use crate::io::registers::{self, InputImage, MAX_READ, OutputImage, STATUS_CABINET_FLASH, STATUS_MMU_FAULT};
 use crate::replay::REPLAY_EPOCH;
 
-// ---- simulator-only registers (beyond the default map; the daemon never
-// uses them) ---------------------------------------------------------------
+// ---- simulator-only registers (outside the default map's items; the
+// daemon's read spans the input ones but never uses them) -----------------
 
 /// Input register: MMU fault kind ([`MmuFault::code`](super::mmu::MmuFault::code)),
 /// 0 when none.
@@ -65,11 +65,23 @@ pub const SIM_MMU_RESET: u16 = 100;
 /// [`STATUS_DOOR_OPEN`](registers::STATUS_DOOR_OPEN) and after), for tests
 /// and demos.
 pub const SIM_SWITCHES: u16 = 101;
+/// Holding register: the preemption inputs the simulator reports in the
+/// `preempt` input register (bit `n - 1` for input `n`), as an emitter
+/// receiver or a rail gate would raise them, for tests and demos.
+pub const SIM_PREEMPT: u16 = 102;
+/// Holding register: the transit priority inputs reported in the
+/// `priority` input register (bit `n - 1` for phase `n`).
+pub const SIM_PRIORITY: u16 = 103;
 
 /// Input registers the simulator serves (the map plus its own registers).
-const INPUT_SPACE: usize = SIM_MMU_OVERLAPS as usize + 1;
+const INPUT_SPACE: usize = registers_end(SIM_MMU_OVERLAPS, crate::config::registers::PRIORITY);
 /// Holding registers the simulator serves.
-const HOLDING_SPACE: usize = SIM_SWITCHES as usize + 1;
+const HOLDING_SPACE: usize = SIM_PRIORITY as usize + 1;
+
+/// One past the higher of two register addresses.
+const fn registers_end(a: u16, b: u16) -> usize {
+    (if a > b { a } else { b }) as usize + 1
+}
 /// Discrete inputs: presence per channel.
 const DISCRETE_SPACE: usize = MAX_DETECTORS;
 
@@ -229,6 +241,17 @@ impl SimUnit {
         self.refresh();
     }
 
+    /// Set the preemption inputs (bit `n - 1` for input `n`) and transit
+    /// priority inputs (bit `n - 1` for phase `n`) the cabinet reports; the
+    /// holding registers follow, as for [`Self::set_switches`].
+    pub fn set_preempt_inputs(&mut self, preempt: u16, priority: u16) {
+        self.image.preempt = preempt;
+        self.image.priority = priority;
+        self.holding[SIM_PREEMPT as usize] = preempt;
+        self.holding[SIM_PRIORITY as usize] = priority;
+        self.refresh();
+    }
+
     /// Advance the traffic to `now` under the heads.
     fn step(&mut self, now: Instant, sim_time: Option<(Instant, Span)>) {
         if let Some(f) = self.mmu.check_watchdog(now) {
@@ -300,6 +323,10 @@ impl SimUnit {
         let switches = self.holding[SIM_SWITCHES as usize];
         if switches != self.switches {
             self.set_switches(switches);
+        }
+        let (preempt, priority) = (self.holding[SIM_PREEMPT as usize], self.holding[SIM_PRIORITY as usize]);
+        if (preempt, priority) != (self.image.preempt, self.image.priority) {
+            self.set_preempt_inputs(preempt, priority);
         }
         self.written = image;
         if let Some(f) = self.mmu.observe(now, &image.frame, image.heartbeat) {

@@ -264,7 +264,7 @@ async def main():
     if not 1 <= count <= 247:
         sys.exit("--count: 1 to 247 cabinets (Modbus unit ids) per process")
     devices = {
-        unit: ModbusDeviceContext(ir=ModbusSequentialDataBlock(1, [0] * 100), hr=ModbusSequentialDataBlock(1, [0] * 100))
+        unit: ModbusDeviceContext(ir=ModbusSequentialDataBlock(1, [0] * 110), hr=ModbusSequentialDataBlock(1, [0] * 100))
         for unit in range(1, count + 1)
     }
     units = {}

@@ -59,7 +59,7 @@ def trace_pdu(sending, pdu):
 
 async def main():
     device = ModbusDeviceContext(
-        ir=ModbusSequentialDataBlock(1, [0] * 100), hr=ModbusSequentialDataBlock(1, [0] * 100)
+        ir=ModbusSequentialDataBlock(1, [0] * 110), hr=ModbusSequentialDataBlock(1, [0] * 100)
     )
     context = ModbusServerContext(devices={1: device}, single=False)
     server = ModbusTcpServer(context, address=("127.0.0.1", 0), trace_pdu=trace_pdu)

@@ -5,7 +5,7 @@ interpreter on one end of a pseudo-terminal pair made by socat).
     serial_cabinet.py PORT [BAUD]
 
 It serves greenwave's default register map (docs/modbus.md: input
-registers 0..90 read with FC04, holding registers 0..43 written with FC16,
+registers 0..108 read with FC04, holding registers 0..43 written with FC16,
 the heartbeat read back with FC03)
 as unit 1 over RTU framing, and answers one request at a time, in order,
 as a serial device does. Prints `READY` once the port is open, then obeys
@@ -80,7 +80,7 @@ async def main():
     port = sys.argv[1]
     baud = int(sys.argv[2]) if len(sys.argv) > 2 else 115200
     device = ModbusDeviceContext(
-        ir=ModbusSequentialDataBlock(1, [0] * 100), hr=ModbusSequentialDataBlock(1, [0] * 100)
+        ir=ModbusSequentialDataBlock(1, [0] * 110), hr=ModbusSequentialDataBlock(1, [0] * 100)
     )
     answers = 0
 

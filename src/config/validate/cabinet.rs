@@ -311,6 +311,8 @@ impl Validator<'_> {
             camera_zones: r.camera_zones.unwrap_or(d.camera_zones),
             camera_queue: r.camera_queue.unwrap_or(d.camera_queue),
             camera_queue_zones: r.camera_queue_zones.unwrap_or(d.camera_queue_zones),
+            preempt: r.preempt.unwrap_or(d.preempt),
+            priority: r.priority.unwrap_or(d.priority),
             vehicle: r.vehicle.unwrap_or(d.vehicle),
             ped: r.ped.unwrap_or(d.ped),
             overlap: r.overlap.unwrap_or(d.overlap),
