@@ -89,6 +89,14 @@ pub enum EngineCommand {
         intersection: usize,
         ticket: Ticket,
     },
+    /// Back to the time-of-day schedule: the plan it gives for now is
+    /// asked for again at its next check (within a second), whatever was
+    /// selected meanwhile. A centre's loss-of-control fallback (NTCIP
+    /// `unitBackupTime`, src/ntcip).
+    FollowSchedule {
+        intersection: usize,
+        ticket: Ticket,
+    },
     /// Drive every intersection to flash, publish it, and stop.
     Shutdown,
 }
@@ -609,6 +617,16 @@ impl Engine {
                             x.controller.handle_command(now, Command::Restart).map_err(Refusal::from)
                         }
                         Some(_) => Err(Refusal::NoMonitorTrip),
+                        None => Err(Refusal::UnknownIntersection(intersection)),
+                    };
+                    self.answer(ticket, result);
+                }
+                Ok(EngineCommand::FollowSchedule { intersection, ticket }) => {
+                    let result = match self.intersections.get_mut(intersection) {
+                        Some(x) => {
+                            x.time_of_day.forget();
+                            Ok(())
+                        }
                         None => Err(Refusal::UnknownIntersection(intersection)),
                     };
                     self.answer(ticket, result);
