@@ -106,6 +106,7 @@ async fn daemon() -> harness::Harness {
         config_file: None,
         dir: None,
         http: Some(HttpConfig { enabled: true, listen: "127.0.0.1:0".parse().expect("addr"), ..HttpConfig::default() }),
+        ntcip: None,
     })
     .await
 }
