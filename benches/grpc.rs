@@ -366,7 +366,8 @@ fn main() {
         println!("gRPC benchmark: run with `cargo bench --bench grpc`");
         return;
     }
-    // `cargo bench --bench grpc -- web`: the idle and web-view phases only.
+    // `cargo bench --bench grpc -- web` (or `-- ntcip`): the idle and
+    // web-view (or NTCIP) phases only.
     let web_only = std::env::args().any(|a| a == "web");
     let ntcip_only = std::env::args().any(|a| a == "ntcip");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
