@@ -12,11 +12,14 @@
 //! `/api/intersections`, `/api/state/{id}`, `/api/events/{id}`; and each
 //! holds one `/live/{id}` server-sent-event stream open), each phase on a
 //! fresh daemon (the metrics listener is on in every phase, idle
-//! included). Then GetState requests per second from concurrent clients.
+//! included), and with an NTCIP 1202 manager per intersection polling the
+//! SNMP agent at 10 Hz (phase status groups and pattern / unit status, one
+//! v2c GET of six objects each poll; the agent is on in every phase).
+//! Then GetState requests per second from concurrent clients.
 //!
-//! Run: `cargo bench --bench grpc` (about 3.5 min), or
-//! `cargo bench --bench grpc -- web` for the idle, web-view and idle-again phases
-//! alone (about 1 min). Budget: tick p99.9 unchanged with 100 watchers,
+//! Run: `cargo bench --bench grpc` (about 4 min), or
+//! `cargo bench --bench grpc -- web` (or `-- ntcip`) for the idle, web-view
+//! (or NTCIP) and idle-again phases alone (about 1 min). Budget: tick p99.9 unchanged with 100 watchers,
 //! under the flood, with the scrapers and with the web-view clients (none
 //! may slow the control loop). Everything shares the project's two cores: engine,
 //! server, and the clients of this benchmark.
@@ -33,7 +36,8 @@ use std::time::{Duration, Instant};
 use greenwave::api::pb;
 use greenwave::api::pb::control_client::ControlClient;
 use greenwave::api::pb::watch_client::WatchClient;
-use greenwave::config::{GrpcConfig, HttpConfig};
+use greenwave::config::ntcip::{Community, NtcipConfig};
+use greenwave::config::{GrpcConfig, HttpConfig, Role};
 use greenwave::engine::latency::Percentiles;
 use tonic::transport::Channel;
 
@@ -46,6 +50,12 @@ const FLOOD_TASKS: usize = 16;
 const FLOOD_CONNECTIONS: usize = 4;
 const SCRAPERS: usize = 10;
 const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+/// How often each NTCIP manager polls (a centre's fast status poll).
+const NTCIP_POLL_EVERY: Duration = Duration::from_millis(100);
+/// Per poll: phaseStatusGroupReds/Yellows/Greens/VehCalls.1,
+/// coordPatternStatus, unitControlStatus (docs/standards.md, "NTCIP 1202").
+const NTCIP_POLLED: [&[u32]; 6] =
+    [&[1, 4, 1, 2, 1], &[1, 4, 1, 3, 1], &[1, 4, 1, 4, 1], &[1, 4, 1, 8, 1], &[4, 10, 0], &[3, 5, 0]];
 
 /// What runs against the daemon while its tick latency is measured.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +67,8 @@ enum Load {
     WrongTokenFlood,
     /// Clients each scraping `/metrics` every [`SCRAPE_EVERY`].
     Scrapers(usize),
+    /// One NTCIP manager per intersection, polling every [`NTCIP_POLL_EVERY`].
+    NtcipPollers,
     /// Clients each, every [`SCRAPE_EVERY`], scraping `/metrics` and
     /// loading the web view's JSON, each holding one `/live/{id}` open.
     WebViewers(usize),
@@ -106,8 +118,22 @@ async fn daemon() -> harness::Harness {
         config_file: None,
         dir: None,
         http: Some(HttpConfig { enabled: true, listen: "127.0.0.1:0".parse().expect("addr"), ..HttpConfig::default() }),
+        ntcip: Some(NtcipConfig {
+            enabled: true,
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            communities: intersection_ids()
+                .into_iter()
+                .map(|id| Community { community: community(&id), intersection: id, role: Role::Viewer })
+                .collect(),
+            ..NtcipConfig::default()
+        }),
     })
     .await
+}
+
+/// The v2c community of intersection `id` here.
+fn community(id: &str) -> String {
+    format!("bench-{id}")
 }
 
 async fn channels(h: &harness::Harness, n: usize) -> Vec<Channel> {
@@ -130,7 +156,7 @@ async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64
     let mut tasks = Vec::new();
     let watchers = match load {
         Load::Watchers(n) => n,
-        Load::Idle | Load::WrongTokenFlood | Load::Scrapers(_) | Load::WebViewers(_) => 0,
+        Load::Idle | Load::WrongTokenFlood | Load::Scrapers(_) | Load::WebViewers(_) | Load::NtcipPollers => 0,
     };
     if let Load::WebViewers(n) = load {
         let addr = h.http_addr.expect("metrics on");
@@ -173,6 +199,26 @@ async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64
                     every.tick().await;
                     let text = scrape(addr).await;
                     assert!(text.ends_with("# EOF\n"), "a whole scrape");
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+    if let Load::NtcipPollers = load {
+        let agent = h.ntcip_addr.expect("agent on");
+        for id in intersection_ids() {
+            let received = received.clone();
+            tasks.push(tokio::spawn(async move {
+                let auth = async_snmp::Auth::v2c(community(&id));
+                let client = async_snmp::Client::builder(agent.to_string(), auth).connect().await.expect("client");
+                let asc = [1, 3, 6, 1, 4, 1, 1206, 4, 2, 1];
+                let oids: Vec<async_snmp::Oid> =
+                    NTCIP_POLLED.iter().map(|o| async_snmp::Oid::from_slice(&[&asc[..], o].concat())).collect();
+                let mut every = tokio::time::interval(NTCIP_POLL_EVERY);
+                loop {
+                    every.tick().await;
+                    let answer = client.get_many(&oids).await.expect("an answer");
+                    assert_eq!(answer.varbinds.len(), oids.len(), "every object answered");
                     received.fetch_add(1, Ordering::Relaxed);
                 }
             }));
@@ -320,8 +366,10 @@ fn main() {
         println!("gRPC benchmark: run with `cargo bench --bench grpc`");
         return;
     }
-    // `cargo bench --bench grpc -- web`: the idle and web-view phases only.
+    // `cargo bench --bench grpc -- web` (or `-- ntcip`): the idle and
+    // web-view (or NTCIP) phases only.
     let web_only = std::env::args().any(|a| a == "web");
+    let ntcip_only = std::env::args().any(|a| a == "ntcip");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         println!("shipped controllers, 10 ms tick, {} s per phase, fresh daemon per phase\n", PHASE.as_secs());
@@ -329,7 +377,7 @@ fn main() {
         let (idle, _) = tick_latency(Load::Idle).await;
         let mut rows = vec![("0 watchers".to_owned(), idle)];
         let mut lines = Vec::new();
-        if !web_only {
+        if !web_only && !ntcip_only {
             let (watched, messages) = tick_latency(Load::Watchers(WATCHERS)).await;
             let (flooded, refused) = tick_latency(Load::WrongTokenFlood).await;
             let (scraped, scrapes) = tick_latency(Load::Scrapers(SCRAPERS)).await;
@@ -344,24 +392,36 @@ fn main() {
             ));
             lines.push(format!("metrics: {scrapes} whole scrapes in {} s", PHASE.as_secs()));
         }
-        let (viewed, _) = tick_latency_with(Load::WebViewers(SCRAPERS), web.clone()).await;
-        rows.push((format!("{SCRAPERS} web-view clients (metrics + JSON 1/s, live)"), viewed));
-        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        lines.push(format!(
-            "web view: {} whole scrapes, JSON {} answered 200 / {} 503 (event log reads busy) / {} other, \
+        if !web_only {
+            let (polled, polls) = tick_latency(Load::NtcipPollers).await;
+            let managers = intersection_ids().len();
+            rows.push((format!("{managers} NTCIP managers polling at 10 Hz"), polled));
+            lines.push(format!(
+                "NTCIP: {polls} polls of {} objects answered in {} s",
+                NTCIP_POLLED.len(),
+                PHASE.as_secs()
+            ));
+        }
+        if !ntcip_only {
+            let (viewed, _) = tick_latency_with(Load::WebViewers(SCRAPERS), web.clone()).await;
+            rows.push((format!("{SCRAPERS} web-view clients (metrics + JSON 1/s, live)"), viewed));
+            let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            lines.push(format!(
+                "web view: {} whole scrapes, JSON {} answered 200 / {} 503 (event log reads busy) / {} other, \
              {} live states on {SCRAPERS} streams in {} s",
-            n(&web.scrapes),
-            n(&web.json_ok),
-            n(&web.json_busy),
-            n(&web.json_other),
-            n(&web.live_states),
-            PHASE.as_secs()
-        ));
+                n(&web.scrapes),
+                n(&web.json_ok),
+                n(&web.json_busy),
+                n(&web.json_other),
+                n(&web.live_states),
+                PHASE.as_secs()
+            ));
+        }
         // Idle again, last: the first phase of a process has read worst in
         // every run so far, so the order shows next to the figures.
         let (idle_again, _) = tick_latency(Load::Idle).await;
         rows.push(("0 watchers, again (last phase)".to_owned(), idle_again));
-        if !web_only {
+        if !web_only && !ntcip_only {
             let (rps, errors) = getstate_rps().await;
             lines.push(format!(
                 "GetState: {rps:.0} requests/s from {GETSTATE_CLIENTS} concurrent clients ({errors} errors)"

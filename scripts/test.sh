@@ -11,10 +11,13 @@ cd "$(dirname "$0")/.."
 # Debian packages used by the interop tests: mbpoll as an independent
 # peer, socat for the pseudo-terminal pair of the serial RTU test, chromium
 # and its driver for the web view's browser test (tests/web.rs), nats-server
-# (with JetStream) as the broker of the city feed test (tests/nats.rs).
+# (with JetStream) as the broker of the city feed test (tests/nats.rs),
+# snmp (net-snmp's snmpget/snmpwalk/snmpset) as the NTCIP manager
+# (tests/ntcip.rs).
 missing=()
 command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
+command -v snmpwalk >/dev/null 2>&1 || missing+=(snmp)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # Debian installs it in /usr/sbin, which a non-root PATH may lack.

@@ -15,6 +15,9 @@
 //! - [`http`]: the HTTP listener: Prometheus / OpenMetrics at `/metrics`,
 //!   gathered at scrape time from what the engine already publishes, and
 //!   the web view (live ring-barrier diagram, plots from the event log).
+//! - [`ntcip`]: the NTCIP 1202 agent over SNMP (v1/v2c/v3) for central
+//!   systems: objects generated from the MIB, SETs through the gRPC
+//!   Control service's checks, staging and audit.
 //! - [`realtime`]: real-time priorities (control thread above cabinet I/O
 //!   above everything else) and locked memory, and the start-up line for
 //!   each the daemon could not get.
@@ -37,6 +40,7 @@ pub mod daemon;
 pub mod engine;
 pub mod http;
 pub mod io;
+pub mod ntcip;
 pub mod realtime;
 pub mod replay;
 pub mod sim;

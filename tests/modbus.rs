@@ -818,7 +818,7 @@ fn required() -> bool {
     std::env::var("GW_TEST_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
 }
 
-fn missing(peer: &str) -> Option<()> {
+pub(crate) fn missing(peer: &str) -> Option<()> {
     assert!(
         !required(),
         "{peer} is missing and GW_TEST_REQUIRE_INTEROP=1: run scripts/test.sh (it installs mbpoll and a .venv with pymodbus) or set GW_TEST_PYTHON"

@@ -8,6 +8,7 @@ mod http;
 mod measures;
 mod modbus;
 mod nats;
+mod ntcip;
 mod regression;
 mod safety;
 mod web;

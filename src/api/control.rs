@@ -17,7 +17,7 @@ use crate::engine::{EngineCommand, Refusal, Ticket};
 
 use super::auth::{Identity, Need, identity, permit};
 use super::versions::{ControllerFile, OperatorSettings, Provenance, SaveError, mode_word};
-use super::{Shared, audit, convert, pb};
+use super::{Core, EngineHandles, audit, convert, pb};
 
 const SET_MODE: &str = "greenwave.v1.Control/SetMode";
 const APPLY_PLAN: &str = "greenwave.v1.Control/ApplyTimingPlan";
@@ -35,12 +35,13 @@ const MAX_CONTROLLER_TOML: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub(super) struct ControlService {
-    shared: Arc<Shared>,
+    core: Arc<Core>,
+    engine: EngineHandles,
 }
 
 impl ControlService {
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        ControlService { shared }
+    pub(super) fn new(core: Arc<Core>, engine: EngineHandles) -> Self {
+        ControlService { core, engine }
     }
 
     /// Runs one control command: finds the intersection, checks the role,
@@ -54,7 +55,7 @@ impl ControlService {
         request: String,
         act: impl AsyncFnOnce(usize) -> Result<(String, T), Status>,
     ) -> Result<(T, u64), Status> {
-        let core = &self.shared.core;
+        let core = &self.core;
         let refused = |status: Status, i: Option<usize>| {
             core.refusals.note(audit::refusal(caller, method, request.clone(), &status, i), std::time::Instant::now());
             status
@@ -74,7 +75,7 @@ impl ControlService {
     }
 
     fn port(&self) -> &CommandPort {
-        &self.shared.engine.commands
+        &self.engine.commands
     }
 
     /// Runs `command` and waits for the controller's answer; a refusal is
@@ -132,11 +133,7 @@ impl ControlService {
     /// The plan running now, from the latest snapshot (the spec's default
     /// before the first one).
     fn running_plan(&self, i: usize) -> u8 {
-        self.shared
-            .engine
-            .board
-            .get(i)
-            .map_or_else(|| self.shared.core.docs.current(i).config.spec.default_plan, |s| s.plan)
+        self.engine.board.get(i).map_or_else(|| self.core.docs.current(i).config.spec.default_plan, |s| s.plan)
     }
 
     /// Validates `table` as intersection `i`'s controller file with the
@@ -167,7 +164,7 @@ impl ControlService {
         let file = edit.doc().file_name.clone();
         let (cfg, warnings) =
             config::load_intersection_str(&file, text).map_err(|e| convert::rejected("timing plan", &e, fields))?;
-        let id = &self.shared.core.ids[i];
+        let id = &self.core.ids[i];
         if cfg.spec.id != *id {
             return Err(convert::invalid(
                 "controller_toml",
@@ -197,7 +194,7 @@ impl ControlService {
             }
             return Err(status(e, "controller_toml"));
         }
-        self.shared.core.measures.configure(i, &cfg.spec);
+        self.core.measures.configure(i, &cfg.spec);
         let version = edit.commit(table, cfg);
         Ok(Staged { version, saved: saved.map_or(0, |s| s.number), warnings })
     }
@@ -205,7 +202,7 @@ impl ControlService {
     /// Intersection `i`'s controller file, for the calls about its saved
     /// versions.
     fn saved_file(&self, i: usize) -> Result<ControllerFile, Status> {
-        self.shared.core.docs.edit(i).doc().file.clone().ok_or_else(|| {
+        self.core.docs.edit(i).doc().file.clone().ok_or_else(|| {
             Status::failed_precondition(
                 "no saved versions: this daemon runs no controllers directory, so changes live in memory",
             )
@@ -219,6 +216,114 @@ impl ControlService {
             Some(n) => self.controller(i, Command::SelectPlan(n), "plan_number").await,
             None => Ok(()),
         }
+    }
+}
+
+impl ControlService {
+    /// Sets the operating mode for `caller`: saved as what operators set,
+    /// sent to the controller (in force at the next barrier), audited
+    /// under `method` (gRPC SetMode, or another front end's name for it).
+    /// Returns what was done, in words, and the audit record.
+    pub(super) async fn set_mode_as(
+        &self,
+        caller: &Identity,
+        method: &'static str,
+        intersection_id: &str,
+        words: String,
+        mode: Result<OperatingMode, Status>,
+    ) -> Result<(String, u64), Status> {
+        let act = async |i| {
+            let mode = mode?;
+            let was = self.engine.board.get(i).map(|s| s.unit);
+            self.operator_command(i, |s| OperatorSettings { mode: Some(mode), ..s }, Command::SetMode(mode), "mode")
+                .await?;
+            let when = match (mode, was) {
+                (m, Some(UnitState::Flash { reason: FlashReason::Operator, .. })) if m != OperatingMode::Flash => {
+                    "leaves operator flash now, through all red"
+                }
+                (OperatingMode::Flash, _) => "orderly flash from the next barrier",
+                _ => "applies at the next barrier",
+            };
+            let detail = format!("mode {}: {when}", mode_word(mode));
+            Ok((detail.clone(), detail))
+        };
+        self.audited(caller, method, intersection_id, format!("mode {words}"), act).await
+    }
+
+    /// Selects plan `number` of the running definition for `caller` (a
+    /// centre's pattern command): saved, in force at the next barrier,
+    /// audited under `method`. The controller refuses a plan it lacks.
+    pub(super) async fn select_plan_as(
+        &self,
+        caller: &Identity,
+        method: &'static str,
+        intersection_id: &str,
+        number: u8,
+    ) -> Result<(String, u64), Status> {
+        let act = async |i| {
+            let now = Instant::from_millis(unix_ms_now());
+            let select = |s: OperatorSettings| OperatorSettings { selected: Some((number, now)), ..s };
+            self.operator_command(i, select, Command::SelectPlan(number), "plan_number").await?;
+            let detail = format!("plan {number} selected: in force at the next barrier");
+            Ok((detail.clone(), detail))
+        };
+        self.audited(caller, method, intersection_id, format!("plan {number}"), act).await
+    }
+
+    /// Hands the intersection back to its time-of-day schedule for
+    /// `caller`: what operators set is cleared (saved), the mode goes back
+    /// to the schedule's and the schedule's plan for now is asked for
+    /// again, both at the next barrier; audited under `method`.
+    pub(super) async fn follow_schedule_as(
+        &self,
+        caller: &Identity,
+        method: &'static str,
+        intersection_id: &str,
+    ) -> Result<(String, u64), Status> {
+        let act = async |i| {
+            let cleared = |s: OperatorSettings| OperatorSettings { mode: None, selected: None, ..s };
+            let scheduled = Command::SetMode(OperatingMode::Scheduled);
+            self.operator_command(i, cleared, scheduled, "mode").await?;
+            self.port().follow_schedule(i).await.map_err(|e| status(e, "mode"))?;
+            let detail = "back to the time-of-day schedule: its mode and plan from the next barrier".to_owned();
+            Ok((detail.clone(), detail))
+        };
+        self.audited(caller, method, intersection_id, "follow the schedule".into(), act).await
+    }
+
+    /// Saves what operators set (`change` of the saved settings), then
+    /// sends `command`; if the controller refuses it the saved settings
+    /// are put back, so what runs is always what a restart runs. The edit
+    /// lock keeps other changes of the saved settings out meanwhile (it is
+    /// let go before the wait).
+    async fn operator_command(
+        &self,
+        i: usize,
+        change: impl FnOnce(OperatorSettings) -> OperatorSettings,
+        command: Command,
+        field: &str,
+    ) -> Result<(), Status> {
+        let (file, before) = {
+            let edit = self.core.docs.edit(i);
+            match edit.doc().file.clone() {
+                Some(file) => {
+                    let before = operator_state(&file);
+                    file.save_operator(change(before)).map_err(not_saved)?;
+                    (Some(file), before)
+                }
+                None => (None, OperatorSettings::default()),
+            }
+        };
+        if let Err(refused) = self.controller(i, command, field).await {
+            if let Some(file) = &file {
+                let _edit = self.core.docs.edit(i);
+                if let Err(e) = file.save_operator(before) {
+                    tracing::error!(error = %e, "operator settings not put back after a refused command");
+                }
+            }
+            return Err(refused);
+        }
+        Ok(())
     }
 }
 
@@ -411,44 +516,8 @@ impl pb::control_server::Control for ControlService {
         let caller = identity(&req)?;
         let r = req.into_inner();
         let words = pb::Mode::try_from(r.mode).map_or_else(|_| r.mode.to_string(), |m| m.as_str_name().to_owned());
-        let act = async |i| {
-            let mode = convert::mode(r.mode)?;
-            let was = self.shared.engine.board.get(i).map(|s| s.unit);
-            // Saved before it is sent, so what runs is always what a
-            // restart runs; put back if the controller refuses it. The
-            // edit lock keeps other changes of the saved settings out
-            // meanwhile (it is let go before the wait).
-            let (file, before) = {
-                let edit = self.shared.core.docs.edit(i);
-                match edit.doc().file.clone() {
-                    Some(file) => {
-                        let before = operator_state(&file);
-                        file.save_operator(OperatorSettings { mode: Some(mode), ..before }).map_err(not_saved)?;
-                        (Some(file), before)
-                    }
-                    None => (None, OperatorSettings::default()),
-                }
-            };
-            if let Err(refused) = self.controller(i, Command::SetMode(mode), "mode").await {
-                if let Some(file) = &file {
-                    let _edit = self.shared.core.docs.edit(i);
-                    if let Err(e) = file.save_operator(before) {
-                        tracing::error!(error = %e, "operator settings not put back after a refused mode");
-                    }
-                }
-                return Err(refused);
-            }
-            let when = match (mode, was) {
-                (m, Some(UnitState::Flash { reason: FlashReason::Operator, .. })) if m != OperatingMode::Flash => {
-                    "leaves operator flash now, through all red"
-                }
-                (OperatingMode::Flash, _) => "orderly flash from the next barrier",
-                _ => "applies at the next barrier",
-            };
-            let detail = format!("mode {}: {when}", mode_word(mode));
-            Ok((detail.clone(), detail))
-        };
-        let (detail, seq) = self.audited(&caller, SET_MODE, &r.intersection_id, format!("mode {words}"), act).await?;
+        let (detail, seq) =
+            self.set_mode_as(&caller, SET_MODE, &r.intersection_id, words, convert::mode(r.mode)).await?;
         Ok(self.reply(detail, seq))
     }
 
@@ -467,7 +536,7 @@ impl pb::control_server::Control for ControlService {
         let change = Change { caller: &caller, method: APPLY_PLAN, what: &what };
         let act = async |i| {
             let (staged, number, select) = {
-                let mut edit = self.shared.core.docs.edit(i);
+                let mut edit = self.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
                 let (table, number, select, fields) = match &r.source {
                     Some(Source::Plan(plan)) => {
@@ -558,13 +627,13 @@ impl pb::control_server::Control for ControlService {
             // re-plans cycle and splits every cycle, so a staged cycle and
             // offset would be overridden at once. The request sets its
             // corridor timing instead (nothing is staged).
-            if let Some(snap) = self.shared.engine.board.get(i)
+            if let Some(snap) = self.engine.board.get(i)
                 && snap.adaptive
                 && snap.plan == number
                 && snap.plan_mode == PlanMode::Coordinated
             {
                 let version = {
-                    let edit = self.shared.core.docs.edit(i);
+                    let edit = self.core.docs.edit(i);
                     check_version(r.expected_version, &edit)?;
                     edit.doc().version
                 };
@@ -580,7 +649,7 @@ impl pb::control_server::Control for ControlService {
             let splits = convert::splits_table(&r.splits_s, "splits_s", &mut v);
             v.check("coordination")?;
             let staged = {
-                let mut edit = self.shared.core.docs.edit(i);
+                let mut edit = self.core.docs.edit(i);
                 check_version(r.expected_version, &edit)?;
                 let mut table = edit.doc().table.clone();
                 coordinate_plan(&mut table, number, &r, splits)?;
@@ -710,7 +779,7 @@ impl pb::control_server::Control for ControlService {
         let change = Change { caller: &caller, method: ROLLBACK, what: &what };
         let act = async |i| {
             let file = self.saved_file(i)?;
-            let mut edit = self.shared.core.docs.edit(i);
+            let mut edit = self.core.docs.edit(i);
             check_version(r.expected_version, &edit)?;
             let body = file.body(r.number).map_err(|e| match e {
                 SaveError::NoSuchVersion(_) => {

@@ -24,6 +24,7 @@ use super::http::{self, HttpConfig, RawHttp};
 use super::key::KeyPath;
 use super::load::read_error;
 use super::nats::{self, NatsConfig, RawNats};
+use super::ntcip::{self, NtcipConfig, RawNtcip};
 
 /// Prefix of the environment variables that override `greenwave.toml`.
 pub const ENV_PREFIX: &str = "GREENWAVE";
@@ -65,6 +66,8 @@ pub struct DaemonConfig {
     pub http: HttpConfig,
     /// The city feed over NATS (`[nats]`; off without the section).
     pub nats: NatsConfig,
+    /// The NTCIP 1202 agent over SNMP (`[ntcip]`; off without the section).
+    pub ntcip: NtcipConfig,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
     /// [`super::corridor`]); member ids are checked against the
     /// controllers by [`corridor::resolve`].
@@ -106,6 +109,7 @@ impl Default for DaemonConfig {
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
             nats: NatsConfig::default(),
+            ntcip: NtcipConfig::default(),
             corridors: Vec::new(),
         }
     }
@@ -137,6 +141,7 @@ struct RawDaemon {
     grpc: Option<RawGrpc>,
     http: Option<RawHttp>,
     nats: Option<RawNats>,
+    ntcip: Option<RawNtcip>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
 }
@@ -270,6 +275,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     let grpc = grpc::validate(raw.grpc, &mut error);
     let http = http::validate(raw.http, &mut error);
     let nats = nats::validate(raw.nats, &mut error);
+    let ntcip = ntcip::validate(raw.ntcip, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
@@ -282,6 +288,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         grpc,
         http,
         nats,
+        ntcip,
         corridors,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }

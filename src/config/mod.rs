@@ -38,6 +38,7 @@ pub mod http;
 mod key;
 pub mod load;
 pub mod nats;
+pub mod ntcip;
 pub mod raw;
 pub mod registers;
 mod validate;
@@ -50,6 +51,7 @@ pub use grpc::{GrpcConfig, Role};
 pub use http::HttpConfig;
 pub use load::{controller_files, load_dir, load_intersection, load_intersection_str};
 pub use nats::{NatsAuth, NatsConfig};
+pub use ntcip::NtcipConfig;
 pub use registers::RegisterMap;
 pub use validate::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_BAUD, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LINK_TIMEOUT,

@@ -29,6 +29,7 @@
 //! - [`fanout`]: the one thread between the engine's events and their readers.
 //! - [`nats`]: the city feed (`[nats]`): events and alarms through JetStream
 //!   with bounded store-and-forward, state snapshots on core NATS.
+//! - the NTCIP 1202 agent (`[ntcip]`, [`crate::ntcip`]) on the gRPC runtime.
 //! - this module: [`Options`], [`Daemon`], [`run`].
 
 pub mod controllers;
@@ -60,6 +61,7 @@ use crate::engine::{Engine, EngineCommand, EngineConfig, EngineIo, EngineStats};
 use crate::http::HttpServer;
 use crate::io::cabinet::CabinetStats;
 use crate::io::{CabinetIo, CabinetPlan, CabinetTotals, IoScheduling};
+use crate::ntcip::NtcipServer;
 use crate::telemetry::eventlog::{EventLogConfig, LogTimeZone};
 use crate::telemetry::journal::Journal;
 use crate::telemetry::{EventLogHealth, EventLogStats, spawn_event_log_thread};
@@ -154,6 +156,8 @@ pub struct Daemon {
     cabinets: CabinetIo,
     grpc: Option<GrpcServer>,
     http: Option<HttpServer>,
+    /// The NTCIP 1202 agent (`[ntcip]`).
+    ntcip: Option<NtcipServer>,
     port: CommandPort,
     board: Arc<SnapshotBoard>,
     latency: Arc<LatencyReader>,
@@ -281,6 +285,17 @@ impl Daemon {
         };
         // The web view reads the same files ReadEventLog does.
         let web_log = log_cfg.clone();
+        let ntcip = if daemon.ntcip.enabled {
+            let sources = crate::ntcip::Sources {
+                ids: ids.clone(),
+                docs: api.docs(),
+                board: board.clone(),
+                control: api.front_end(handles.clone()),
+            };
+            Some(grpc_rt.block_on(crate::ntcip::serve(&daemon.ntcip, sources)).context("starting the NTCIP agent")?)
+        } else {
+            None
+        };
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {
@@ -323,6 +338,7 @@ impl Daemon {
             cabinets,
             grpc,
             http,
+            ntcip,
             port,
             board,
             latency,
@@ -347,6 +363,11 @@ impl Daemon {
     /// The metrics listener's address, when `[http]` turned it on.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The NTCIP agent's UDP address, when `[ntcip]` turned it on.
+    pub fn ntcip_addr(&self) -> Option<SocketAddr> {
+        self.ntcip.as_ref().map(|n| n.addr)
     }
 
     /// The way in for commands, with outcomes.
@@ -426,6 +447,9 @@ impl Daemon {
         }
         if let Some(http) = self.http {
             self.grpc_rt.block_on(http.shutdown());
+        }
+        if let Some(ntcip) = self.ntcip {
+            self.grpc_rt.block_on(ntcip.shutdown());
         }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.port.send(EngineCommand::Shutdown);

@@ -89,6 +89,14 @@ pub enum EngineCommand {
         intersection: usize,
         ticket: Ticket,
     },
+    /// Back to the time-of-day schedule: the plan it gives for now is
+    /// asked for again at its next check (within a second), whatever was
+    /// selected meanwhile. A centre's loss-of-control fallback (NTCIP
+    /// `unitBackupTime`, src/ntcip).
+    FollowSchedule {
+        intersection: usize,
+        ticket: Ticket,
+    },
     /// Drive every intersection to flash, publish it, and stop.
     Shutdown,
 }
@@ -613,6 +621,16 @@ impl Engine {
                     };
                     self.answer(ticket, result);
                 }
+                Ok(EngineCommand::FollowSchedule { intersection, ticket }) => {
+                    let result = match self.intersections.get_mut(intersection) {
+                        Some(x) => {
+                            x.time_of_day.forget();
+                            Ok(())
+                        }
+                        None => Err(Refusal::UnknownIntersection(intersection)),
+                    };
+                    self.answer(ticket, result);
+                }
                 Ok(EngineCommand::Shutdown) => {
                     self.shutdown = true;
                     for x in &mut self.intersections {
@@ -969,6 +987,39 @@ mod tests {
             (false, 3),
             "selected at 14:00 the day before"
         );
+    }
+
+    /// A plan selected over the schedule stays until FollowSchedule (a
+    /// centre's backup mode): then the schedule's plan runs again, though
+    /// the schedule itself did not move.
+    #[test]
+    fn follow_schedule_brings_the_schedules_plan_back() {
+        use crate::core::spec::{DayPlan, DayPlanEvent, Schedule};
+        let mut spec = eight_phase();
+        spec.schedule = Schedule {
+            day_plans: vec![DayPlan { name: "all".into(), events: vec![DayPlanEvent { minute_of_day: 0, plan: 3 }] }],
+            weekdays: [Some(0); 7],
+            holidays: vec![],
+        };
+        let t0 = Instant::from_millis(1_764_892_800_000);
+        let (mut engine, io) = Engine::new(vec![spec], EngineConfig::default(), t0);
+        let mut now = t0;
+        let mut run = |engine: &mut Engine, seconds: u64| {
+            for _ in 0..seconds * 10 {
+                now += Span::from_millis(100);
+                let _ = io.inputs.try_send((0, InputFrame::default()));
+                engine.tick(now);
+            }
+            engine.controller(0).snapshot().plan
+        };
+        assert_eq!(run(&mut engine, 120), 3, "the schedule's plan");
+        let select = Command::SelectPlan(2);
+        io.commands
+            .try_send(EngineCommand::Controller { intersection: 0, command: select, ticket: Ticket::NONE })
+            .unwrap();
+        assert_eq!(run(&mut engine, 120), 2, "selected over the schedule, which does not ask again");
+        io.commands.try_send(EngineCommand::FollowSchedule { intersection: 0, ticket: Ticket::NONE }).unwrap();
+        assert_eq!(run(&mut engine, 120), 3, "the schedule's plan again");
     }
 
     #[test]

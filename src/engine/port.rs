@@ -97,6 +97,15 @@ impl CommandPort {
         self.ticketed(|ticket| EngineCommand::ResetMonitor { intersection, ticket }).await
     }
 
+    /// Hands the intersection back to its time-of-day schedule (see
+    /// [`EngineCommand::FollowSchedule`]), and waits for the answer.
+    ///
+    /// # Errors
+    /// The engine could not take it.
+    pub async fn follow_schedule(&self, intersection: usize) -> Result<(), SubmitError> {
+        self.ticketed(|ticket| EngineCommand::FollowSchedule { intersection, ticket }).await
+    }
+
     async fn ticketed(&self, make: impl FnOnce(Ticket) -> EngineCommand) -> Result<(), SubmitError> {
         let ticket = Ticket(self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig, HttpConfig};
+use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig, HttpConfig, NtcipConfig};
 use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Reloader, Stopped};
 use greenwave::engine::latency::LatencyReader;
 
@@ -31,12 +31,16 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// The metrics listener (`[http]`); `None`: off.
     pub http: Option<HttpConfig>,
+    /// The NTCIP agent (`[ntcip]`); `None`: off.
+    pub ntcip: Option<NtcipConfig>,
 }
 
 pub struct Harness {
     pub addr: SocketAddr,
     /// The metrics listener's address, when [`Options::http`] asked for one.
     pub http_addr: Option<SocketAddr>,
+    /// The NTCIP agent's UDP address, when [`Options::ntcip`] asked for one.
+    pub ntcip_addr: Option<SocketAddr>,
     pub latency: Arc<LatencyReader>,
     /// What SIGHUP does.
     pub reloader: Reloader,
@@ -61,6 +65,9 @@ pub async fn start(opts: Options) -> Harness {
     if let Some(http) = opts.http {
         config.http = http;
     }
+    if let Some(ntcip) = opts.ntcip {
+        config.ntcip = ntcip;
+    }
     let controllers = match opts.dir {
         Some(dir) => {
             for (name, text) in &opts.controllers {
@@ -83,6 +90,7 @@ pub async fn start(opts: Options) -> Harness {
         .expect("daemon starts");
     let addr = daemon.grpc_addr().expect("gRPC on");
     let http_addr = daemon.http_addr();
+    let ntcip_addr = daemon.ntcip_addr();
     let latency = daemon.latency().clone();
     let reloader = daemon.reloader();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -93,7 +101,7 @@ pub async fn start(opts: Options) -> Harness {
             })
             .expect("daemon stops")
     });
-    Harness { addr, http_addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
+    Harness { addr, http_addr, ntcip_addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
 }
 
 impl Harness {
