@@ -290,10 +290,12 @@ impl View<'_> {
             Object::PreemptDelay => spec.map_or(0, |p| secs(p.delay)),
             Object::PreemptMinimumDuration => spec.map_or(0, |p| secs(p.min_duration)),
             Object::PreemptState => match self.snap.and_then(|s| s.preempt).filter(|p| u32::from(p.input) == input) {
-                // notActiveWithCall, entryStarted, dwell, exitStarted.
+                // notActiveWithCall, entryStarted, trackService, dwell,
+                // exitStarted.
                 Some(p) => match p.stage {
                     PreemptStage::Delay => 3,
                     PreemptStage::Entry => 4,
+                    PreemptStage::TrackClearance => 5,
                     PreemptStage::Dwell => 6,
                     PreemptStage::Exit => 8,
                 },
