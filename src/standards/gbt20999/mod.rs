@@ -6,12 +6,15 @@
 //! - [`frame`]: frames, escaping, frame types, error codes, and a
 //!   deframer for byte streams.
 //! - [`classes`]: data-class identifiers and value enumerations.
+//! - [`stages`]: the stage view of a ring-barrier controller, and stage
+//!   plans from a centre as splits.
 //!
 //! What is settled and what is reconstructed is in `docs/standards.md`.
 
 pub mod classes;
 pub mod crc;
 pub mod frame;
+pub mod stages;
 
 pub use frame::{Address, DataValue, Deframer, EncodeError, ErrorCode, Escaping, Frame, FrameError, FrameType, Header};
 
