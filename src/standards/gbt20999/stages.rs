@@ -157,6 +157,24 @@ impl StageView {
         }
         Ok(splits)
     }
+
+    /// Stage times of a plan's splits, the inverse of [`StageView::splits`]:
+    /// each stage lasts until the first of its phases has used its split.
+    /// Where the rings of a group change phase at different times (splits
+    /// no stage chain gives) this is the view's nearest reading.
+    pub fn times(&self, splits: &[Span; crate::core::MAX_PHASES]) -> Vec<Span> {
+        let mut left = *splits;
+        self.stages
+            .iter()
+            .map(|stage| {
+                let t = stage.iter().map(|p| left[p.index()]).min().unwrap_or(Span::ZERO);
+                for p in stage.iter() {
+                    left[p.index()] = left[p.index()].saturating_sub(t);
+                }
+                t
+            })
+            .collect()
+    }
 }
 
 /// Phases as the standard's 64-bit stage bitmap: bit 0 is phase 1, sent
@@ -200,6 +218,21 @@ mod tests {
         // A rotation is the same cycle started elsewhere.
         let rotated = view.splits(&[3, 4, 1, 2], &[s(15), s(25), s(15), s(35)], None).expect("runs");
         assert_eq!(rotated, splits);
+        assert_eq!(view.times(&splits), vec![s(15), s(35), s(15), s(25)], "and back");
+    }
+
+    #[test]
+    fn a_ring_with_one_phase_in_a_group_is_in_every_stage_of_it() {
+        let mut spec = eight_phase();
+        spec.rings[0].sequence.retain(|p| p.number() != 1);
+        spec.barrier_groups[0].remove(PhaseId::new(1).expect("phase"));
+        let view = StageView::derive(&spec);
+        assert_eq!(view.stage(1), Some(set(&[2, 5])));
+        assert_eq!(view.stage(2), Some(set(&[2, 6])));
+        let s = Span::from_secs;
+        let splits = view.splits(&[1, 2, 3, 4], &[s(10), s(30), s(15), s(25)], None).expect("runs");
+        assert_eq!(splits[PhaseId::new(2).expect("phase").index()], s(40));
+        assert_eq!(view.times(&splits), vec![s(10), s(30), s(15), s(25)]);
     }
 
     #[test]
