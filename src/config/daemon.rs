@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::corridor::{self, CorridorConfig, RawCorridor};
 use super::de::{Deserialized, deserialize_all, is_from_env};
 use super::error::ConfigError;
+use super::gbt20999::{self, Gbt20999Config, RawGbt20999};
 use super::grpc::{self, GrpcConfig, RawGrpc};
 use super::http::{self, HttpConfig, RawHttp};
 use super::key::KeyPath;
@@ -65,6 +66,8 @@ pub struct DaemonConfig {
     pub http: HttpConfig,
     /// The city feed over NATS (`[nats]`; off without the section).
     pub nats: NatsConfig,
+    /// The GB/T 20999-2017 adapter (`[gbt20999]`; off without the section).
+    pub gbt20999: Gbt20999Config,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
     /// [`super::corridor`]); member ids are checked against the
     /// controllers by [`corridor::resolve`].
@@ -106,6 +109,7 @@ impl Default for DaemonConfig {
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
             nats: NatsConfig::default(),
+            gbt20999: Gbt20999Config::default(),
             corridors: Vec::new(),
         }
     }
@@ -137,6 +141,7 @@ struct RawDaemon {
     grpc: Option<RawGrpc>,
     http: Option<RawHttp>,
     nats: Option<RawNats>,
+    gbt20999: Option<RawGbt20999>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
 }
@@ -270,6 +275,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     let grpc = grpc::validate(raw.grpc, &mut error);
     let http = http::validate(raw.http, &mut error);
     let nats = nats::validate(raw.nats, &mut error);
+    let gbt20999 = gbt20999::validate(raw.gbt20999, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
@@ -282,6 +288,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         grpc,
         http,
         nats,
+        gbt20999,
         corridors,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }

@@ -3,8 +3,8 @@
 //! [`run`] starts the control thread, the cabinet I/O runtime (with the
 //! embedded simulated cabinets when a controller asks for them), the event
 //! fan-out (Indiana event log, performance measures, the journal gRPC
-//! streams from, and with `[nats]` the city feed to a NATS broker), the gRPC API, the metrics listener (`[http]`) and the
-//! terminal view, then serves until `shutdown` resolves or the control
+//! streams from, and with `[nats]` the city feed to a NATS broker), the gRPC API, the metrics listener (`[http]`), the
+//! GB/T 20999 adapter (`[gbt20999]`) and the terminal view, then serves until `shutdown` resolves or the control
 //! thread dies, and stops: every intersection to flash, that frame
 //! written to every cabinet, the event log closed. `main.rs` only turns
 //! arguments and signals into [`Options`] and a shutdown future; tests and
@@ -29,10 +29,13 @@
 //! - [`fanout`]: the one thread between the engine's events and their readers.
 //! - [`nats`]: the city feed (`[nats]`): events and alarms through JetStream
 //!   with bounded store-and-forward, state snapshots on core NATS.
+//! - [`gbt20999`]: the GB/T 20999-2017 adapter for Chinese traffic control
+//!   centres; its sets go through the gRPC Control handlers in-process.
 //! - this module: [`Options`], [`Daemon`], [`run`].
 
 pub mod controllers;
 pub mod fanout;
+pub mod gbt20999;
 pub mod nats;
 mod settings;
 
@@ -154,6 +157,7 @@ pub struct Daemon {
     cabinets: CabinetIo,
     grpc: Option<GrpcServer>,
     http: Option<HttpServer>,
+    gbt20999: Option<gbt20999::Gbt20999Server>,
     port: CommandPort,
     board: Arc<SnapshotBoard>,
     latency: Arc<LatencyReader>,
@@ -281,6 +285,14 @@ impl Daemon {
         };
         // The web view reads the same files ReadEventLog does.
         let web_log = log_cfg.clone();
+        let gbt20999 = if daemon.gbt20999.enabled {
+            let gateway = api.gateway(&daemon.grpc, handles.clone(), log_cfg.clone());
+            let serve = gbt20999::serve(&daemon.gbt20999, gateway);
+            let listen = daemon.gbt20999.listen;
+            Some(grpc_rt.block_on(serve).with_context(|| format!("starting the GB/T 20999 adapter on {listen}"))?)
+        } else {
+            None
+        };
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {
@@ -323,6 +335,7 @@ impl Daemon {
             cabinets,
             grpc,
             http,
+            gbt20999,
             port,
             board,
             latency,
@@ -337,6 +350,11 @@ impl Daemon {
             warmup,
             stats_json,
         })
+    }
+
+    /// The GB/T 20999 adapter's address bound, when `[gbt20999]` is on.
+    pub fn gbt20999_addr(&self) -> Option<SocketAddr> {
+        self.gbt20999.as_ref().map(|g| g.addr)
     }
 
     /// The gRPC address bound (the real port when the config said port 0).
@@ -426,6 +444,9 @@ impl Daemon {
         }
         if let Some(http) = self.http {
             self.grpc_rt.block_on(http.shutdown());
+        }
+        if let Some(adapter) = self.gbt20999 {
+            self.grpc_rt.block_on(adapter.shutdown());
         }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.port.send(EngineCommand::Shutdown);
