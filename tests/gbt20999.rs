@@ -1,0 +1,66 @@
+//! The GB/T 20999-2017 adapter against an independent centre:
+//! `tools/interop/gbt20999_client.py` (standard-library Python, written
+//! from the survey's framing facts, not from Greenwave's codec) drives the
+//! real `greenwave run` binary on `controllers/elm-and-oak.toml`: a read of
+//! every implemented data class, a stage-based plan set and centre control
+//! that take effect at a barrier, invalid sets refused with the standard's
+//! bad-value code, and a heartbeat loss that runs the configured fault
+//! action.
+//!
+//! The Python peer comes from `GW_TEST_PYTHON`. Without it the test prints
+//! a notice and passes, unless `GW_TEST_REQUIRE_INTEROP=1`, when it fails.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::daemon::Daemon;
+use crate::grpc::interop::{peer_python, prepare};
+use crate::grpc::test_controller;
+
+#[test]
+fn python_centre_reads_sets_is_refused_and_loses_its_link() {
+    let Some(python) = peer_python("import socket, struct", "the standard library (Python 3)") else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = "view = false\ntime_zone = \"UTC\"\n\n[gbt20999]\nlisten = \"127.0.0.1:0\"\ncontroller_id = 829692\n\
+                  role = \"operator\"\nprincipal = \"test-centre\"\nheartbeat_timeout_s = 2\n\
+                  link_loss_action = \"local_actuated\"\nreport_interval_ms = 1000\n";
+    prepare(tmp.path(), &[test_controller()], config);
+    let mut daemon = Daemon::start(tmp.path(), ["--config", "greenwave.toml"]);
+    let line = daemon.expect_line("GB/T 20999 adapter on ");
+    let addr = line
+        .split("GB/T 20999 adapter on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address")
+        .to_owned();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(&python)
+        .arg(root.join("tools/interop/gbt20999_client.py"))
+        .args(["--addr", &addr, "--controller-id", "829692", "--heartbeat-timeout-s", "2"])
+        .output()
+        .expect("run the Python centre");
+    daemon.signal("-TERM");
+    let status = daemon.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{stdout}");
+    let log = daemon.log().join("\n");
+    assert!(
+        output.status.success(),
+        "the centre failed:\n{stdout}\n{}\ndaemon log:\n{log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("28 passed, 0 failed"), "{stdout}");
+    assert!(status.success(), "daemon exit {status}");
+    // The sets are audited as gRPC's are, under the centre's name; the
+    // refused plan with the validator's reason.
+    let audited = |needle: &str| log.lines().any(|l| l.contains("test-centre") && l.contains(needle));
+    assert!(audited("ApplyTimingPlan"), "plan set audited:\n{log}");
+    assert!(audited("gbt20999/CentreControl.plan"), "plan selection audited:\n{log}");
+    assert!(audited("SetMode"), "mode audited:\n{log}");
+    assert!(log.contains("GB/T 20999: plan set refused"), "refusal logged:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("centre link lost") && l.contains("elm-and-oak")),
+        "fault action logged:\n{log}"
+    );
+    assert!(audited("(link lost)"), "fault action audited:\n{log}");
+}
