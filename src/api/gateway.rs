@@ -69,6 +69,33 @@ impl Gateway {
         ))
     }
 
+    /// ApplyTimingPlan with a whole controller file for `caller`: validated
+    /// as `greenwave check` does, staged to the next barrier, saved; only
+    /// over config version `expected_version` (the file was edited from it).
+    ///
+    /// # Errors
+    /// As the gRPC call (FAILED_PRECONDITION when another change came first).
+    pub async fn apply_controller(
+        &self,
+        caller: &Identity,
+        intersection_id: &str,
+        text: String,
+        expected_version: u64,
+    ) -> Result<String, Status> {
+        use pb::apply_timing_plan_request::Source;
+        let req = pb::ApplyTimingPlanRequest {
+            intersection_id: intersection_id.to_owned(),
+            source: Some(Source::ControllerToml(text)),
+            activate: false,
+            expected_version,
+        };
+        let reply = pb::control_server::Control::apply_timing_plan(&*self.control, with(caller, req)).await?;
+        Ok(format!(
+            "controller file staged as config version {}: in force at the next barrier",
+            reply.into_inner().config_version
+        ))
+    }
+
     /// Runs plan `number` from the next barrier for `caller` (audited under
     /// `method`), its definition unchanged.
     ///

@@ -4,7 +4,8 @@
 //!
 //! - Queries are answered from the definition in force and the latest
 //!   snapshot (`objects`); nothing here touches the controllers.
-//! - Sets (plans as stage chains, centre-control plan and run mode) run
+//! - Sets (plans as stage chains, day plans, centre-control plan and run
+//!   mode) run
 //!   the Control service's own handlers through the API's
 //!   [`Gateway`](crate::api::gateway::Gateway): the same checks, staging
 //!   to the safe point, saving, roles and audit as gRPC, with the
@@ -16,8 +17,8 @@
 //! - With `report_interval_ms`, every connection receives active reports
 //!   (frame type 0x60) of run status and lamp group states.
 //!
-//! Sets are applied value by value, plans (class 0x09) first, then centre
-//! control in frame order; a set-error reply lists the values refused,
+//! Sets are applied value by value: plans (class 0x09), then day plans
+//! (0x0B), then centre control in frame order; a set-error reply lists the values refused,
 //! each with its error code as a one-byte value (the reply layout is an
 //! assumption, `docs/standards.md`).
 
@@ -267,6 +268,15 @@ struct PlanEdit {
     times: Option<Vec<u8>>,
 }
 
+/// A day plan's values in one set frame (class 0x0B, object 2, element =
+/// the day plan's number in file order).
+#[derive(Default)]
+struct DayPlanEdit {
+    values: Vec<(u8, Address)>,
+    starts: Option<Vec<u8>>,
+    plans: Option<Vec<u8>>,
+}
+
 /// What a centre-control value asks for.
 #[derive(Clone, Copy)]
 enum CentreControl {
@@ -313,9 +323,9 @@ impl Adapter {
         let (values, refused) = if h.kind == FrameType::Query {
             self.query(i, h.intersection, &frame.values)
         } else {
-            (frame.values.iter().map(|v| DataValue { value: Vec::new(), ..v.clone() }).collect(), {
-                self.set(caller, i, &frame.values).await
-            })
+            let refused = self.set(caller, i, &frame.values).await;
+            // A set reply names what was set, without the values.
+            (frame.values.iter().map(|v| DataValue { value: Vec::new(), ..v.clone() }).collect(), refused)
         };
         if !refused.is_empty() {
             let values = refused.iter().map(|r| error_value(r.value.0, r.value.1, r.code)).collect();
@@ -373,6 +383,7 @@ impl Adapter {
     async fn set(&self, caller: &Identity, i: usize, values: &[DataValue]) -> Vec<Refused> {
         let mut refused = Vec::new();
         let mut plans: Vec<(u8, PlanEdit)> = Vec::new();
+        let mut day_plans: Vec<(u8, DayPlanEdit)> = Vec::new();
         let mut controls = Vec::new();
         for v in values {
             let at = (v.index, v.address);
@@ -396,6 +407,17 @@ impl Adapter {
                     };
                     *slot = Some(v.value.clone());
                 }
+                (Some(DataClass::DayPlans), _) if a.object == 2 && matches!(a.attribute, 3 | 4) => {
+                    let edit = match day_plans.iter().position(|(n, _)| *n == a.element) {
+                        Some(k) => &mut day_plans[k].1,
+                        None => {
+                            day_plans.push((a.element, DayPlanEdit::default()));
+                            &mut day_plans.last_mut().expect("just pushed").1
+                        }
+                    };
+                    edit.values.push(at);
+                    *(if a.attribute == 3 { &mut edit.starts } else { &mut edit.plans }) = Some(v.value.clone());
+                }
                 (Some(_), _) => {
                     self.refuse(caller, i, a, &Status::failed_precondition(format!(
                         "{a}: not settable over GB/T 20999 (definitions come from controller files, ApplyTimingPlan and plan sets)"
@@ -407,6 +429,11 @@ impl Adapter {
         }
         for (number, edit) in plans {
             if let Err(code) = self.set_plan(caller, i, number, &edit).await {
+                refused.extend(edit.values.iter().map(|&value| Refused { value, code }));
+            }
+        }
+        for (number, edit) in day_plans {
+            if let Err(code) = self.set_day_plan(caller, i, number, &edit).await {
                 refused.extend(edit.values.iter().map(|&value| Refused { value, code }));
             }
         }
@@ -587,6 +614,62 @@ impl Adapter {
             }
             Err(status) => {
                 warn!(intersection = %id, reason = %status.message(), "GB/T 20999: plan set refused");
+                Err(error_code(&status))
+            }
+        }
+    }
+
+    /// A day plan from the centre (segment starts and plans) written into
+    /// the controller file and applied as a whole file is over gRPC:
+    /// validated, staged, saved.
+    async fn set_day_plan(&self, caller: &Identity, i: usize, number: u8, edit: &DayPlanEdit) -> Result<(), ErrorCode> {
+        let a = Address::new(DataClass::DayPlans.byte(), 2, 0, number);
+        let bad = |reason: String| Status::invalid_argument(format!("day plan {number}: {reason}"));
+        let current = self.gateway.current(i);
+        let checked = (|| {
+            let (Some(starts), Some(plans)) = (&edit.starts, &edit.plans) else {
+                return Err(bad("the start time chain and the plan chain are set together".into()));
+            };
+            if starts.len() != 2 * plans.len() {
+                return Err(bad(format!(
+                    "{} start bytes (hour, minute a segment) for {} plans",
+                    starts.len(),
+                    plans.len()
+                )));
+            }
+            let mut events = toml::value::Array::new();
+            for (start, &plan) in starts.chunks_exact(2).zip(plans) {
+                let (hour, minute) = (start[0], start[1]);
+                if hour > 23 || minute > 59 {
+                    return Err(bad(format!("{hour}:{minute} is not a time of day")));
+                }
+                let mut event = toml::Table::new();
+                event.insert("at".into(), format!("{hour:02}:{minute:02}").into());
+                event.insert("plan".into(), i64::from(plan).into());
+                events.push(event.into());
+            }
+            let mut table: toml::Table = current.config.text.parse().map_err(|_| {
+                Status::failed_precondition("the controller definition in force does not parse as TOML")
+            })?;
+            let slot = table
+                .get_mut("schedule")
+                .and_then(|s| s.get_mut("day_plan"))
+                .and_then(toml::Value::as_array_mut)
+                .and_then(|d| d.get_mut(usize::from(number).checked_sub(1)?))
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| Status::not_found(format!("day plan {number}: no such day plan")))?;
+            slot.insert("events".into(), events.into());
+            toml::to_string(&table).map_err(|e| Status::internal(format!("controller file not written: {e}")))
+        })();
+        let text = checked.map_err(|status| self.refused_with(caller, i, a, status))?;
+        let id = &self.gateway.ids()[i];
+        match self.gateway.apply_controller(caller, id, text, current.version).await {
+            Ok(detail) => {
+                info!(intersection = %id, %detail, "GB/T 20999: day plan {number} set");
+                Ok(())
+            }
+            Err(status) => {
+                warn!(intersection = %id, reason = %status.message(), "GB/T 20999: day plan set refused");
                 Err(error_code(&status))
             }
         }
