@@ -21,7 +21,9 @@ link_loss_action = "local_actuated") and controllers/elm-and-oak.toml:
      service) and a stage chain the ring-barrier sequence cannot run are
      refused with error code 0x10 (bad value);
   5. the centre goes silent past the heartbeat timeout: the controller's
-     fault action (local actuated) must show in the run status.
+     fault action (local actuated) must show in the run status;
+  6. a weekday day plan is set and read back, and one naming a plan the
+     controller lacks is refused with 0x10.
 
 Prints one line per check and "N passed, M failed"; exits non-zero on a
 failure. Used by tests/gbt20999.rs; by hand:
@@ -282,6 +284,25 @@ def main() -> int:
         mode = c.run_status()[0]
     check("heartbeat loss: local actuated (fault action 0x60)", mode == 0x22, f"mode {mode:#04x}")
     check("active reports received", c.reports > 0, f"{c.reports} reports")
+
+    # Day plan 1 (weekday): 00:00 plan 1, 06:30 plan 2, 19:00 plan 1; then
+    # one naming a plan the controller does not have, refused.
+    starts, plans = bytes([0, 0, 6, 30, 19, 0]), bytes([1, 2, 1])
+    reply = c.call(SET, [(0x0B, 2, 3, 1, starts), (0x0B, 2, 4, 1, plans)])
+    check("day plan set accepted", reply["kind"] == SET_REPLY, f"reply type {reply['kind']:#04x}")
+    day = c.read(0x0B, 2, 0, 1)
+    check(
+        "day plan 1 reads back",
+        day.get((0x0B, 2, 3, 1)) == starts and day.get((0x0B, 2, 4, 1)) == plans,
+        str(day),
+    )
+    reply = c.call(SET, [(0x0B, 2, 3, 1, bytes([0, 0])), (0x0B, 2, 4, 1, bytes([9]))])
+    codes = [v[5] for v in reply["values"]]
+    check(
+        "day plan with an unknown plan refused",
+        reply["kind"] == SET_ERROR and codes == [bytes([BAD_VALUE])] * 2,
+        f"type {reply['kind']:#04x} codes {codes}",
+    )
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
