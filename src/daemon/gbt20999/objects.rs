@@ -395,3 +395,77 @@ fn fault_flash(reason: FlashReason) -> Option<u8> {
         FlashReason::Startup | FlashReason::Operator | FlashReason::ManualSwitch | FlashReason::Shutdown => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::eight_phase;
+    use crate::core::{Controller, Instant};
+
+    fn with_view<T>(f: impl FnOnce(&View<'_>) -> T) -> T {
+        let spec = eight_phase();
+        let snapshot = Controller::new(spec.clone(), Instant::ZERO).snapshot();
+        let stages = StageView::derive(&spec);
+        let view = View {
+            spec: &spec,
+            name: "Test Rd & Main St",
+            snapshot: Some(&snapshot),
+            stages: &stages,
+            controller_id: 7,
+            intersections: 1,
+            intersection: 1,
+        };
+        f(&view)
+    }
+
+    #[test]
+    fn zero_reads_all_and_an_exact_address_one_value() {
+        with_view(|view| {
+            let all = read(view, Address::new(0x04, 0, 0, 0)).expect("phases");
+            assert_eq!(all.len(), 1 + 8 * 10);
+            assert_eq!(all[0], (Address::new(0x04, 1, 0, 0), vec![8]));
+            let min_green = read(view, Address::new(0x04, 2, 0x1B, 2)).expect("phase 2 min green");
+            assert_eq!(min_green, vec![(Address::new(0x04, 2, 0x1B, 2), vec![0, 8])]);
+            // Yellow 3.5 s reads 4: a clearance never reads shorter than it runs.
+            assert_eq!(read(view, Address::new(0x04, 2, 4, 2)).expect("yellow")[0].1, vec![4]);
+            let row = read(view, Address::new(0x04, 2, 0, 3)).expect("phase 3's row");
+            assert!(row.len() == 10 && row.iter().all(|(a, _)| a.element == 3), "{row:?}");
+        });
+    }
+
+    #[test]
+    fn classes_not_kept_and_unknown_addresses_are_not_present() {
+        with_view(|view| {
+            for class in [0x00, 0x07, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x13, 0xFF] {
+                assert_eq!(read(view, Address::new(class, 0, 0, 0)), Err(ErrorCode::NotPresent), "{class:#x}");
+            }
+            assert_eq!(read(view, Address::new(0x04, 2, 0x1B, 9)), Err(ErrorCode::NotPresent), "no phase 9");
+        });
+    }
+
+    #[test]
+    fn lamp_groups_are_vehicle_heads_then_pedestrian_heads() {
+        with_view(|view| {
+            let count = read(view, Address::new(0x03, 1, 0, 0)).expect("count");
+            assert_eq!(count[0].1, vec![12], "8 vehicle heads and the 4 throughs' pedestrian heads");
+            let ped_type = read(view, Address::new(0x03, 2, 2, PED_LAMP_GROUP_BASE + 2)).expect("group 18");
+            assert_eq!(ped_type[0].1, vec![0x03]);
+            // Start-up flash: flashing yellow on the mains, flashing red elsewhere.
+            let states = read(view, Address::new(0x03, 3, 1, 0)).expect("states");
+            let state = |n: u8| states.iter().find(|(a, _)| a.element == n).map(|(_, v)| v[0]);
+            assert_eq!((state(2), state(1)), (Some(LampState::YellowFlash.byte()), Some(LampState::RedFlash.byte())));
+        });
+    }
+
+    #[test]
+    fn start_up_flash_reads_as_flash_with_no_stage_and_no_alarm() {
+        with_view(|view| {
+            let status = read(view, Address::new(0x0D, 2, 0, 0)).expect("run status");
+            let value = |attribute: u8| status.iter().find(|(a, _)| a.attribute == attribute).map(|(_, v)| v[0]);
+            assert_eq!((value(2), value(4)), (Some(RunMode::Flash.byte()), Some(0)));
+            assert_eq!(read(view, Address::new(0x0F, 1, 0, 0)).expect("alarm count")[0].1, vec![0]);
+            let stage = read(view, Address::new(0x06, 2, 2, 1)).expect("stage 1");
+            assert_eq!(stage[0].1, phase_bitmap(PhaseSet::from_bits(0b1_0001)).to_vec());
+        });
+    }
+}
