@@ -47,6 +47,7 @@ pub(crate) async fn daemon_on(grpc: GrpcConfig, http: HttpConfig, config_file: O
         config_file,
         dir: None,
         http: Some(http),
+        gbt20999: None,
     })
     .await
 }

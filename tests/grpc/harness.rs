@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use greenwave::config::gbt20999::Gbt20999Config;
 use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig, HttpConfig};
 use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Reloader, Stopped};
 use greenwave::engine::latency::LatencyReader;
@@ -31,12 +32,16 @@ pub struct Options {
     pub dir: Option<PathBuf>,
     /// The metrics listener (`[http]`); `None`: off.
     pub http: Option<HttpConfig>,
+    /// The GB/T 20999 adapter (`[gbt20999]`); `None`: off.
+    pub gbt20999: Option<Gbt20999Config>,
 }
 
 pub struct Harness {
     pub addr: SocketAddr,
     /// The metrics listener's address, when [`Options::http`] asked for one.
     pub http_addr: Option<SocketAddr>,
+    /// The GB/T 20999 adapter's address, when [`Options::gbt20999`] asked for one.
+    pub gbt20999_addr: Option<SocketAddr>,
     pub latency: Arc<LatencyReader>,
     /// What SIGHUP does.
     pub reloader: Reloader,
@@ -61,6 +66,9 @@ pub async fn start(opts: Options) -> Harness {
     if let Some(http) = opts.http {
         config.http = http;
     }
+    if let Some(gbt20999) = opts.gbt20999 {
+        config.gbt20999 = gbt20999;
+    }
     let controllers = match opts.dir {
         Some(dir) => {
             for (name, text) in &opts.controllers {
@@ -83,6 +91,7 @@ pub async fn start(opts: Options) -> Harness {
         .expect("daemon starts");
     let addr = daemon.grpc_addr().expect("gRPC on");
     let http_addr = daemon.http_addr();
+    let gbt20999_addr = daemon.gbt20999_addr();
     let latency = daemon.latency().clone();
     let reloader = daemon.reloader();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -93,7 +102,7 @@ pub async fn start(opts: Options) -> Harness {
             })
             .expect("daemon stops")
     });
-    Harness { addr, http_addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
+    Harness { addr, http_addr, gbt20999_addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
 }
 
 impl Harness {

@@ -67,6 +67,7 @@ fn options(grpc: GrpcConfig, event_history: usize) -> Options {
         dir: None,
         config_file: None,
         http: None,
+        gbt20999: None,
     }
 }
 
