@@ -251,7 +251,8 @@ fn error_code(status: &Status) -> ErrorCode {
     }
 }
 
-/// A refused data value, with its code and the reason for the log.
+/// A refused data value and its error code (the reason went to the log
+/// and the refusal record where it was found).
 struct Refused {
     value: (u8, Address),
     code: ErrorCode,

@@ -38,8 +38,9 @@ pub type Values = Vec<(Address, Vec<u8>)>;
 /// The values `query` asks for (0 as object, attribute or element: all).
 ///
 /// # Errors
-/// NotPresent when nothing matches: an unknown class, or one Greenwave
-/// does not keep (priority, transition constraints, faults, command pipe).
+/// NotPresent when nothing matches: an unknown class, one Greenwave does
+/// not keep (phase safety, priority, transition constraints, fault log,
+/// command pipe), or centre control, which is only set.
 pub fn read(view: &View<'_>, query: Address) -> Result<Values, ErrorCode> {
     let class = DataClass::from_byte(query.class).ok_or(ErrorCode::NotPresent)?;
     let mut out = Out { class: query.class, values: Vec::new() };
