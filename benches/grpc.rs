@@ -398,6 +398,8 @@ fn main() {
         let mut lines = Vec::new();
         if !web_only {
             let (polled, replies) = tick_latency(Load::Gbt20999Centres(1)).await;
+            // Without replies the row would be an idle daemon under another name.
+            assert!(replies > 0, "the GB/T 20999 centre got no query reply: the phase measured nothing");
             rows.push(("GB/T 20999 centre polling at 10 Hz (+ 1 s reports)".to_owned(), polled));
             lines.push(format!("GB/T 20999: {replies} query replies in {} s", PHASE.as_secs()));
         }
