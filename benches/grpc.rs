@@ -17,9 +17,12 @@
 //! v2c GET of six objects each poll; the agent is on in every phase).
 //! Then GetState requests per second from concurrent clients.
 //!
+//! Also with a GB/T 20999 centre polling the adapter at 10 Hz.
+//!
 //! Run: `cargo bench --bench grpc` (about 4 min), or
-//! `cargo bench --bench grpc -- web` (or `-- ntcip`) for the idle, web-view
-//! (or NTCIP) and idle-again phases alone (about 1 min). Budget: tick p99.9 unchanged with 100 watchers,
+//! `cargo bench --bench grpc -- web` (or `-- ntcip`, `-- gbt20999`) for the
+//! idle, web-view (or NTCIP, GB/T 20999) and idle-again phases alone (about
+//! 1 min). Budget: tick p99.9 unchanged with 100 watchers,
 //! under the flood, with the scrapers and with the web-view clients (none
 //! may slow the control loop). Everything shares the project's two cores: engine,
 //! server, and the clients of this benchmark.
@@ -36,9 +39,12 @@ use std::time::{Duration, Instant};
 use greenwave::api::pb;
 use greenwave::api::pb::control_client::ControlClient;
 use greenwave::api::pb::watch_client::WatchClient;
+use greenwave::config::gbt20999::Gbt20999Config;
 use greenwave::config::ntcip::{Community, NtcipConfig};
 use greenwave::config::{GrpcConfig, HttpConfig, Role};
 use greenwave::engine::latency::Percentiles;
+use greenwave::standards::gbt20999::{Address, DataValue, Deframer, Escaping, Frame, FrameType, Header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
 const PHASE: Duration = Duration::from_secs(30);
@@ -65,6 +71,9 @@ enum Load {
     Watchers(usize),
     /// SetMode calls with a wrong token, back to back.
     WrongTokenFlood,
+    /// GB/T 20999 centres each querying run status, lamp groups and
+    /// traffic data at 10 Hz, with active reports every second.
+    Gbt20999Centres(usize),
     /// Clients each scraping `/metrics` every [`SCRAPE_EVERY`].
     Scrapers(usize),
     /// One NTCIP manager per intersection, polling every [`NTCIP_POLL_EVERY`].
@@ -97,6 +106,10 @@ fn controllers() -> Vec<(String, String)> {
 }
 
 async fn daemon() -> harness::Harness {
+    daemon_with(None).await
+}
+
+async fn daemon_with(gbt20999: Option<Gbt20999Config>) -> harness::Harness {
     let grpc = GrpcConfig { listen: "127.0.0.1:0".parse().expect("addr"), ..GrpcConfig::default() };
     let grpc = GrpcConfig {
         limits: greenwave::config::grpc::GrpcLimits {
@@ -127,6 +140,7 @@ async fn daemon() -> harness::Harness {
                 .collect(),
             ..NtcipConfig::default()
         }),
+        gbt20999,
     })
     .await
 }
@@ -151,13 +165,31 @@ async fn tick_latency(load: Load) -> (Percentiles, u64) {
 }
 
 async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64) {
-    let h = daemon().await;
+    let gbt20999 = matches!(load, Load::Gbt20999Centres(_)).then(|| Gbt20999Config {
+        enabled: true,
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        report_interval: Some(Duration::from_secs(1)),
+        ..Gbt20999Config::default()
+    });
+    let h = daemon_with(gbt20999).await;
     let received = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let watchers = match load {
         Load::Watchers(n) => n,
-        Load::Idle | Load::WrongTokenFlood | Load::Scrapers(_) | Load::WebViewers(_) | Load::NtcipPollers => 0,
+        Load::Idle
+        | Load::WrongTokenFlood
+        | Load::Scrapers(_)
+        | Load::WebViewers(_)
+        | Load::NtcipPollers
+        | Load::Gbt20999Centres(_) => 0,
     };
+    if let Load::Gbt20999Centres(n) = load {
+        let addr = h.gbt20999_addr.expect("adapter on");
+        for _ in 0..n {
+            let received = received.clone();
+            tasks.push(tokio::spawn(async move { poll_gbt20999(addr, &received).await }));
+        }
+    }
     if let Load::WebViewers(n) = load {
         let addr = h.http_addr.expect("metrics on");
         let ids = intersection_ids();
@@ -278,6 +310,44 @@ async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64
     (tick, received.load(Ordering::Relaxed))
 }
 
+/// A centre polling intersection 1 at 10 Hz (run status, lamp groups,
+/// traffic data in one query); counts the replies.
+async fn poll_gbt20999(addr: std::net::SocketAddr, replies: &AtomicU64) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    let mut deframer = Deframer::new();
+    let mut buf = [0u8; 16384];
+    for sequence in (0..=u8::MAX).cycle() {
+        every.tick().await;
+        let values = [(0x0D, 2), (0x03, 3), (0x0E, 2)]
+            .iter()
+            .enumerate()
+            .map(|(k, &(class, object))| DataValue {
+                index: k as u8 + 1,
+                address: Address::new(class, object, 0, 0),
+                value: Vec::new(),
+            })
+            .collect();
+        let header =
+            Header { version: 0x0100, centre: 1, controller: 1, intersection: 1, sequence, kind: FrameType::Query };
+        let wire = Frame { header, values }.encode(Escaping::Escaped).expect("a small query");
+        stream.write_all(&wire).await.expect("send");
+        'reply: loop {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the adapter closed the connection");
+            for &b in &buf[..n] {
+                if let Some(frame) = deframer.push(b) {
+                    let frame = frame.expect("a valid frame");
+                    if frame.header.kind == FrameType::QueryReply && frame.header.sequence == sequence {
+                        replies.fetch_add(1, Ordering::Relaxed);
+                        break 'reply;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `/metrics` over a fresh HTTP/1.1 connection, as a scraper reads it.
 async fn scrape(addr: std::net::SocketAddr) -> String {
     get(addr, "/metrics").await
@@ -366,10 +436,11 @@ fn main() {
         println!("gRPC benchmark: run with `cargo bench --bench grpc`");
         return;
     }
-    // `cargo bench --bench grpc -- web` (or `-- ntcip`): the idle and
-    // web-view (or NTCIP) phases only.
-    let web_only = std::env::args().any(|a| a == "web");
-    let ntcip_only = std::env::args().any(|a| a == "ntcip");
+    // `cargo bench --bench grpc -- web` (or `-- ntcip`, `-- gbt20999`): the
+    // idle phases and that front end's phase only.
+    let only = |name: &str| std::env::args().any(|a| a == name);
+    let (web_only, ntcip_only, gbt_only) = (only("web"), only("ntcip"), only("gbt20999"));
+    let all = !web_only && !ntcip_only && !gbt_only;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         println!("shipped controllers, 10 ms tick, {} s per phase, fresh daemon per phase\n", PHASE.as_secs());
@@ -377,7 +448,14 @@ fn main() {
         let (idle, _) = tick_latency(Load::Idle).await;
         let mut rows = vec![("0 watchers".to_owned(), idle)];
         let mut lines = Vec::new();
-        if !web_only && !ntcip_only {
+        if all || gbt_only {
+            let (polled, replies) = tick_latency(Load::Gbt20999Centres(1)).await;
+            // Without replies the row would be an idle daemon under another name.
+            assert!(replies > 0, "the GB/T 20999 centre got no query reply: the phase measured nothing");
+            rows.push(("GB/T 20999 centre polling at 10 Hz (+ 1 s reports)".to_owned(), polled));
+            lines.push(format!("GB/T 20999: {replies} query replies in {} s", PHASE.as_secs()));
+        }
+        if all {
             let (watched, messages) = tick_latency(Load::Watchers(WATCHERS)).await;
             let (flooded, refused) = tick_latency(Load::WrongTokenFlood).await;
             let (scraped, scrapes) = tick_latency(Load::Scrapers(SCRAPERS)).await;
@@ -392,7 +470,7 @@ fn main() {
             ));
             lines.push(format!("metrics: {scrapes} whole scrapes in {} s", PHASE.as_secs()));
         }
-        if !web_only {
+        if all || ntcip_only {
             let (polled, polls) = tick_latency(Load::NtcipPollers).await;
             let managers = intersection_ids().len();
             rows.push((format!("{managers} NTCIP managers polling at 10 Hz"), polled));
@@ -402,7 +480,7 @@ fn main() {
                 PHASE.as_secs()
             ));
         }
-        if !ntcip_only {
+        if all || web_only {
             let (viewed, _) = tick_latency_with(Load::WebViewers(SCRAPERS), web.clone()).await;
             rows.push((format!("{SCRAPERS} web-view clients (metrics + JSON 1/s, live)"), viewed));
             let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -421,7 +499,7 @@ fn main() {
         // every run so far, so the order shows next to the figures.
         let (idle_again, _) = tick_latency(Load::Idle).await;
         rows.push(("0 watchers, again (last phase)".to_owned(), idle_again));
-        if !web_only && !ntcip_only {
+        if all {
             let (rps, errors) = getstate_rps().await;
             lines.push(format!(
                 "GetState: {rps:.0} requests/s from {GETSTATE_CLIENTS} concurrent clients ({errors} errors)"

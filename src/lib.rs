@@ -27,6 +27,8 @@
 //! - [`sim`]: the built-in simulated cabinet in one place: the traffic
 //!   generator, the cabinet as a Modbus server with its own MMU, and
 //!   `greenwave sim-cabinet`.
+//! - [`standards`]: centre-to-controller standards (GB/T 20999-2017) as
+//!   pure codecs; the daemon's adapters speak through them.
 //! - [`telemetry`]: tracing setup and the Indiana (ATSPM) event log.
 //! - [`replay`]: recorded detector logs through the core at full speed.
 //! - [`view`]: the live terminal view.
@@ -44,5 +46,6 @@ pub mod ntcip;
 pub mod realtime;
 pub mod replay;
 pub mod sim;
+pub mod standards;
 pub mod telemetry;
 pub mod view;

@@ -48,6 +48,7 @@ pub(crate) async fn daemon_on(grpc: GrpcConfig, http: HttpConfig, config_file: O
         dir: None,
         http: Some(http),
         ntcip: None,
+        gbt20999: None,
     })
     .await
 }

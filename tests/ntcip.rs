@@ -72,6 +72,7 @@ async fn daemon() -> Harness {
         dir: None,
         http: None,
         ntcip: Some(agent_config()),
+        gbt20999: None,
     })
     .await
 }

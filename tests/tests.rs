@@ -2,6 +2,7 @@ mod config;
 mod daemon;
 mod full_disk;
 mod fuzz;
+mod gbt20999;
 mod golden;
 mod grpc;
 mod http;

@@ -152,7 +152,7 @@ fn pb_mode(m: OperatingMode) -> pb::Mode {
     }
 }
 
-fn pb_plan_mode(m: PlanMode) -> pb::PlanMode {
+pub(super) fn pb_plan_mode(m: PlanMode) -> pb::PlanMode {
     match m {
         PlanMode::Free => pb::PlanMode::Free,
         PlanMode::Coordinated => pb::PlanMode::Coordinated,

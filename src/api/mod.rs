@@ -15,7 +15,8 @@
 //! - [`versions`]: accepted changes saved to the controller files, as
 //!   numbered versions, and what operators set (restored at start).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
-//! - `watch`, `control`, `ingest`: the service implementations.
+//! - `watch`, `control`, `ingest`: the service implementations;
+//!   [`gateway`]: Control in-process, for the standards adapters.
 //!
 //! # Isolation from the control thread
 //! The API never touches the controllers. It reads snapshots from the
@@ -32,6 +33,7 @@ mod control;
 pub mod convert;
 pub mod docs;
 mod gate;
+pub mod gateway;
 mod ingest;
 pub mod measures;
 pub mod refusals;
@@ -333,6 +335,27 @@ impl Api {
         let tls = if cfg.tls.is_some() { "on" } else { "off" };
         tracing::info!("gRPC on {addr} (tls: {tls})");
         Ok(GrpcServer { addr, stop: stop_tx, task })
+    }
+
+    /// The Control service in-process for a standards adapter, over the
+    /// same engine handles and limits as the gRPC listener.
+    pub fn gateway(
+        &self,
+        cfg: &GrpcConfig,
+        engine: EngineHandles,
+        event_log: crate::telemetry::EventLogConfig,
+    ) -> gateway::Gateway {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            core: self.core.clone(),
+            engine,
+            limits: cfg.limits,
+            streams: Arc::new(Semaphore::new(cfg.limits.max_streams)),
+            streams_per_token: Arc::default(),
+            stopping,
+            event_log,
+        });
+        gateway::Gateway::new(shared, stop)
     }
 
     /// Says which scoped tokens and certificates name an intersection this

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use super::corridor::{self, CorridorConfig, RawCorridor};
 use super::de::{Deserialized, deserialize_all, is_from_env};
 use super::error::ConfigError;
+use super::gbt20999::{self, Gbt20999Config, RawGbt20999};
 use super::grpc::{self, GrpcConfig, RawGrpc};
 use super::http::{self, HttpConfig, RawHttp};
 use super::key::KeyPath;
@@ -68,6 +69,8 @@ pub struct DaemonConfig {
     pub nats: NatsConfig,
     /// The NTCIP 1202 agent over SNMP (`[ntcip]`; off without the section).
     pub ntcip: NtcipConfig,
+    /// The GB/T 20999-2017 adapter (`[gbt20999]`; off without the section).
+    pub gbt20999: Gbt20999Config,
     /// Adaptive arterials sharing a cycle (`[[corridor]]`, see
     /// [`super::corridor`]); member ids are checked against the
     /// controllers by [`corridor::resolve`].
@@ -110,6 +113,7 @@ impl Default for DaemonConfig {
             http: HttpConfig::default(),
             nats: NatsConfig::default(),
             ntcip: NtcipConfig::default(),
+            gbt20999: Gbt20999Config::default(),
             corridors: Vec::new(),
         }
     }
@@ -142,6 +146,7 @@ struct RawDaemon {
     http: Option<RawHttp>,
     nats: Option<RawNats>,
     ntcip: Option<RawNtcip>,
+    gbt20999: Option<RawGbt20999>,
     #[serde(default)]
     corridor: Vec<RawCorridor>,
 }
@@ -276,6 +281,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     let http = http::validate(raw.http, &mut error);
     let nats = nats::validate(raw.nats, &mut error);
     let ntcip = ntcip::validate(raw.ntcip, &mut error);
+    let gbt20999 = gbt20999::validate(raw.gbt20999, &mut error);
     let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
@@ -289,6 +295,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
         http,
         nats,
         ntcip,
+        gbt20999,
         corridors,
     };
     if errors.is_empty() { Ok(config) } else { Err(errors) }

@@ -12,6 +12,7 @@
 //! - [`daemon`]: `greenwave.toml` plus `GREENWAVE_*` overrides ([`DaemonConfig::load`]);
 //!   [`grpc`]: its `[grpc]` section (listen address, TLS, tokens, limits);
 //!   [`http`]: its `[http]` metrics listener;
+//!   [`gbt20999`]: its `[gbt20999]` GB/T 20999-2017 adapter;
 //!   [`corridor`]: its `[[corridor]]` arterials (members, travel times).
 //! - [`check`]: the `greenwave check` report ([`check_report`]).
 //! - [`registers`]: the cabinet register map a controller file may move
@@ -33,6 +34,7 @@ pub mod corridor;
 pub mod daemon;
 mod de;
 pub mod error;
+pub mod gbt20999;
 pub mod grpc;
 pub mod http;
 mod key;

@@ -3,8 +3,8 @@
 //! [`run`] starts the control thread, the cabinet I/O runtime (with the
 //! embedded simulated cabinets when a controller asks for them), the event
 //! fan-out (Indiana event log, performance measures, the journal gRPC
-//! streams from, and with `[nats]` the city feed to a NATS broker), the gRPC API, the metrics listener (`[http]`) and the
-//! terminal view, then serves until `shutdown` resolves or the control
+//! streams from, and with `[nats]` the city feed to a NATS broker), the gRPC API, the metrics listener (`[http]`), the
+//! GB/T 20999 adapter (`[gbt20999]`) and the terminal view, then serves until `shutdown` resolves or the control
 //! thread dies, and stops: every intersection to flash, that frame
 //! written to every cabinet, the event log closed. `main.rs` only turns
 //! arguments and signals into [`Options`] and a shutdown future; tests and
@@ -30,10 +30,13 @@
 //! - [`nats`]: the city feed (`[nats]`): events and alarms through JetStream
 //!   with bounded store-and-forward, state snapshots on core NATS.
 //! - the NTCIP 1202 agent (`[ntcip]`, [`crate::ntcip`]) on the gRPC runtime.
+//! - [`gbt20999`]: the GB/T 20999-2017 adapter for Chinese traffic control
+//!   centres; its sets go through the gRPC Control handlers in-process.
 //! - this module: [`Options`], [`Daemon`], [`run`].
 
 pub mod controllers;
 pub mod fanout;
+pub mod gbt20999;
 pub mod nats;
 mod settings;
 
@@ -158,6 +161,7 @@ pub struct Daemon {
     http: Option<HttpServer>,
     /// The NTCIP 1202 agent (`[ntcip]`).
     ntcip: Option<NtcipServer>,
+    gbt20999: Option<gbt20999::Gbt20999Server>,
     port: CommandPort,
     board: Arc<SnapshotBoard>,
     latency: Arc<LatencyReader>,
@@ -296,6 +300,14 @@ impl Daemon {
         } else {
             None
         };
+        let gbt20999 = if daemon.gbt20999.enabled {
+            let gateway = api.gateway(&daemon.grpc, handles.clone(), log_cfg.clone());
+            let serve = gbt20999::serve(&daemon.gbt20999, gateway);
+            let listen = daemon.gbt20999.listen;
+            Some(grpc_rt.block_on(serve).with_context(|| format!("starting the GB/T 20999 adapter on {listen}"))?)
+        } else {
+            None
+        };
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {
@@ -339,6 +351,7 @@ impl Daemon {
             grpc,
             http,
             ntcip,
+            gbt20999,
             port,
             board,
             latency,
@@ -353,6 +366,11 @@ impl Daemon {
             warmup,
             stats_json,
         })
+    }
+
+    /// The GB/T 20999 adapter's address bound, when `[gbt20999]` is on.
+    pub fn gbt20999_addr(&self) -> Option<SocketAddr> {
+        self.gbt20999.as_ref().map(|g| g.addr)
     }
 
     /// The gRPC address bound (the real port when the config said port 0).
@@ -450,6 +468,9 @@ impl Daemon {
         }
         if let Some(ntcip) = self.ntcip {
             self.grpc_rt.block_on(ntcip.shutdown());
+        }
+        if let Some(adapter) = self.gbt20999 {
+            self.grpc_rt.block_on(adapter.shutdown());
         }
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.port.send(EngineCommand::Shutdown);

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use greenwave::config::gbt20999::Gbt20999Config;
 use greenwave::config::{ClockSource, DaemonConfig, GrpcConfig, HttpConfig, NtcipConfig};
 use greenwave::daemon::{Controllers, Daemon, Options as DaemonOptions, Reloader, Stopped};
 use greenwave::engine::latency::LatencyReader;
@@ -33,6 +34,8 @@ pub struct Options {
     pub http: Option<HttpConfig>,
     /// The NTCIP agent (`[ntcip]`); `None`: off.
     pub ntcip: Option<NtcipConfig>,
+    /// The GB/T 20999 adapter (`[gbt20999]`); `None`: off.
+    pub gbt20999: Option<Gbt20999Config>,
 }
 
 pub struct Harness {
@@ -41,6 +44,8 @@ pub struct Harness {
     pub http_addr: Option<SocketAddr>,
     /// The NTCIP agent's UDP address, when [`Options::ntcip`] asked for one.
     pub ntcip_addr: Option<SocketAddr>,
+    /// The GB/T 20999 adapter's address, when [`Options::gbt20999`] asked for one.
+    pub gbt20999_addr: Option<SocketAddr>,
     pub latency: Arc<LatencyReader>,
     /// What SIGHUP does.
     pub reloader: Reloader,
@@ -68,6 +73,9 @@ pub async fn start(opts: Options) -> Harness {
     if let Some(ntcip) = opts.ntcip {
         config.ntcip = ntcip;
     }
+    if let Some(gbt20999) = opts.gbt20999 {
+        config.gbt20999 = gbt20999;
+    }
     let controllers = match opts.dir {
         Some(dir) => {
             for (name, text) in &opts.controllers {
@@ -91,6 +99,7 @@ pub async fn start(opts: Options) -> Harness {
     let addr = daemon.grpc_addr().expect("gRPC on");
     let http_addr = daemon.http_addr();
     let ntcip_addr = daemon.ntcip_addr();
+    let gbt20999_addr = daemon.gbt20999_addr();
     let latency = daemon.latency().clone();
     let reloader = daemon.reloader();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -101,7 +110,17 @@ pub async fn start(opts: Options) -> Harness {
             })
             .expect("daemon stops")
     });
-    Harness { addr, http_addr, ntcip_addr, latency, reloader, stop: Some(stop), daemon: Some(daemon), _logs: logs }
+    Harness {
+        addr,
+        http_addr,
+        ntcip_addr,
+        gbt20999_addr,
+        latency,
+        reloader,
+        stop: Some(stop),
+        daemon: Some(daemon),
+        _logs: logs,
+    }
 }
 
 impl Harness {

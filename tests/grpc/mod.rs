@@ -68,6 +68,7 @@ fn options(grpc: GrpcConfig, event_history: usize) -> Options {
         config_file: None,
         http: None,
         ntcip: None,
+        gbt20999: None,
     }
 }
 
