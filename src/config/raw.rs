@@ -232,6 +232,8 @@ pub struct RawPhase {
     pub grade_percent: f64,
     pub crossing_width_m: Option<f64>,
     pub ped_crossing_m: Option<f64>,
+    pub ped_crossing_ft: Option<f64>,
+    pub walking_speed_fps: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
