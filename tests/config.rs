@@ -509,3 +509,47 @@ fn oversized_and_hopeless_files_are_refused_in_bounded_time() {
     assert_eq!(errors.len(), 101);
     assert!(errors[100].reason.contains("more than 100 invalid values: stopped here"), "{}", errors[100]);
 }
+
+/// Broadway & 5th with its accessible-crossing keys misused, one phase
+/// by one: `greenwave check` names the file, the key and the reason.
+#[test]
+fn check_reports_each_misused_pedestrian_key() {
+    let shipped = fs::read_to_string(repo("controllers/broadway-and-5th.toml")).expect("read");
+    let phase = |n: u8| format!("[[phase]]\nnumber = {n}\n");
+    let edits = [
+        // 2: a leading walk as long as the walk.
+        ("leading_walk_s = 3.0\n".to_owned(), "leading_walk_s = 7.0\n".to_owned()),
+        // 2 again: a design speed faster than MUTCD allows.
+        ("walking_speed_fps = 3.0\n".to_owned(), "walking_speed_fps = 4.0\n".to_owned()),
+        // 1: a leading walk on a phase without pedestrians.
+        (phase(1), format!("{}leading_walk_s = 3.0\n", phase(1))),
+        // 4: the crossing in both units.
+        (phase(4), format!("{}ped_crossing_ft = 60.0\n", phase(4))),
+        // 8: designed for elderly walkers, but its clearance is not.
+        (phase(8), format!("{}walking_speed_fps = 3.0\n", phase(8))),
+    ];
+    let mut text = shipped;
+    for (from, to) in &edits {
+        assert!(text.contains(from), "broadway has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("broadway-and-5th.toml");
+    fs::write(&file, text).expect("write");
+    let report = check_report(std::slice::from_ref(&file));
+    assert!(report.has_errors());
+    let rendered = report.render();
+    let expected = [
+        "phase 2 (number 2).leading_walk_s: 7.0 s is not shorter than walk_s 7.0 s",
+        "phase 2 (number 2).walking_speed_fps: 4 ft/s is faster than the 3.5 ft/s MUTCD 4E.06 allows",
+        "phase 1 (number 1).leading_walk_s: needs a pedestrian movement",
+        "phase 6 (number 4).ped_crossing_ft: give the crossing in ped_crossing_m or ped_crossing_ft, not both",
+        "phase 8 (number 8).ped_clear_s: 18.0 s is below 20.2 s needed to cross 18.5 m at 3 ft/s",
+    ];
+    for reason in expected {
+        let line = format!("{}: error: {reason}", file.display());
+        assert!(rendered.contains(&line), "no {line:?} in\n{rendered}");
+    }
+    let last = rendered.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("1 file checked, 1 with errors ({} errors", expected.len())), "{last}");
+}

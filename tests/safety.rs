@@ -30,7 +30,7 @@ use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
-    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, Snapshot, Span, UnitState,
+    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PedIndication, PhaseId, PhaseSet, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -289,6 +289,16 @@ impl<'a> Observer<'a> {
                 if s.output.phase(b).is_permissive() {
                     return Err(format!("phases {} and {b} both green/yellow", a.id));
                 }
+            }
+        }
+        // A walk or pedestrian clearance (a leading walk shows it on a red
+        // vehicle head) is its phase's movement too.
+        for a in spec.phases.iter() {
+            if !matches!(s.output.ped(a.id), PedIndication::Walk | PedIndication::FlashingDontWalk) {
+                continue;
+            }
+            if let Some(b) = spec.conflicts[a.id.index()].iter().find(|b| s.output.phase(*b).is_permissive()) {
+                return Err(format!("pedestrians of phase {} walk while conflicting phase {b} is green/yellow", a.id));
             }
         }
         for ov in &spec.overlaps {

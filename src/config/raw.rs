@@ -220,6 +220,7 @@ pub struct RawPhase {
     pub walk_s: f64,
     #[serde(default)]
     pub ped_clear_s: f64,
+    pub leading_walk_s: Option<f64>,
     #[serde(default)]
     pub recall: RawRecall,
     #[serde(default)]

@@ -193,6 +193,10 @@ struct GreenTimers {
     ped_since: Instant,
     /// The walk or pedestrian clearance as the heads show it.
     ped_shown: Shown,
+    /// In the leading pedestrian interval: walk shows, the vehicle heads
+    /// stay red until the walk has shown `leading_walk`. The ring's `shown`
+    /// restarts at the vehicle green, so min green is timed from there.
+    leading: bool,
     force_off_at: Option<Instant>,
     /// `force_off_at` is the split's own force-off point (the phase
     /// started inside its window with room for its minimums), not one
@@ -546,7 +550,7 @@ impl Controller {
             self.next_frame += 1;
             return;
         }
-        let green = self.phases_in(Interval::Green);
+        let green = self.vehicle_green();
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
         for (i, n) in demand.vehicles.iter().enumerate() {
             if *n > 0 && !green.contains(PhaseId::from_index(i)) {
@@ -761,12 +765,16 @@ impl Controller {
                     if ring.green.ped != PedInterval::DontWalk {
                         self.events.push(now, EventCode::PedDark, n);
                     }
-                    EventCode::PhaseGreenTermination
+                    // In a leading walk no vehicle green began (1), so
+                    // none terminates.
+                    (!ring.green.leading).then_some(EventCode::PhaseGreenTermination)
                 }
-                Interval::Yellow => EventCode::PhaseEndYellowChange,
-                Interval::RedClear => EventCode::PhaseEndRedClearance,
+                Interval::Yellow => Some(EventCode::PhaseEndYellowChange),
+                Interval::RedClear => Some(EventCode::PhaseEndRedClearance),
             };
-            self.events.push(now, end, n);
+            if let Some(end) = end {
+                self.events.push(now, end, n);
+            }
             self.events.push(now, EventCode::PhaseInactive, n);
         }
         for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
@@ -1139,7 +1147,7 @@ impl Controller {
     fn set_dynamic_max(&mut self, plan: Replan) {
         for ph in &self.spec.phases {
             let t = ph.timing;
-            let service = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
+            let service = t.service(true);
             let floor = match self.spec.adaptive.max_floor {
                 MaxFloor::EngineerMax => service.max(self.engineer_max(&t)),
                 MaxFloor::MinService => service,
@@ -1247,6 +1255,19 @@ impl Controller {
         s
     }
 
+    /// Phases whose vehicle heads show green: green rings past any
+    /// leading walk. Overlaps and detectors follow the vehicle heads; the
+    /// rest of the phase machine the ring.
+    fn vehicle_green(&self) -> PhaseSet {
+        let mut s = PhaseSet::EMPTY;
+        for ring in self.rings.iter().filter(|r| r.interval == Interval::Green && !r.green.leading) {
+            if let Some(p) = ring.phase {
+                s.insert(p);
+            }
+        }
+        s
+    }
+
     fn timing(&self, p: PhaseId) -> &super::spec::PhaseTiming {
         &self.spec.phase(p).expect("phases in rings are validated to exist").timing
     }
@@ -1254,8 +1275,7 @@ impl Controller {
     /// Green needed before a phase may end: min green, and the full
     /// pedestrian service if it is to be served.
     fn needed(&self, p: PhaseId, with_ped: bool) -> Span {
-        let t = self.timing(p);
-        if with_ped && t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green }
+        self.timing(p).service(with_ped)
     }
 
     /// Calls that count as demand now: all of them in free mode; in
@@ -1322,7 +1342,9 @@ impl Controller {
             let RingState { interval: Interval::Green, phase: Some(p), .. } = self.rings[r] else { continue };
             self.time_green(now, r, p, extends);
             let next = self.next_in_group(r, calls);
-            if (next.is_some() || cross) && self.rings[r].green.max_start.is_none() {
+            // The max timer times the vehicle green: not during a leading walk.
+            let green = &self.rings[r].green;
+            if (next.is_some() || cross) && green.max_start.is_none() && !green.leading {
                 self.rings[r].green.max_start = Some(now);
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
             }
@@ -1426,7 +1448,21 @@ impl Controller {
     fn time_green(&mut self, now: Instant, r: usize, p: PhaseId, extends: PhaseSet) {
         let t = *self.timing(p);
         let (green_shown, starting) = (self.rings[r].shown.elapsed(now), self.starting(now));
-        let g = &mut self.rings[r].green;
+        let ring = &mut self.rings[r];
+        if ring.green.leading {
+            if ring.green.ped_shown.elapsed(now) < t.leading_walk {
+                return;
+            }
+            // The walk has its head start: the vehicle green begins, and
+            // its minimum, gap and max timers with it.
+            ring.green.leading = false;
+            ring.green.last_extension = now;
+            ring.since = now;
+            ring.shown = starting;
+            self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+            return;
+        }
+        let g = &mut ring.green;
         if extends.contains(p) {
             g.last_extension = now;
         }
@@ -1472,7 +1508,7 @@ impl Controller {
         let g = &self.rings[r].green;
         // Minimums and pedestrian service are never cut, not even by a
         // preemption: only then do precedence rules apply.
-        if !g.min_done || g.ped != PedInterval::DontWalk {
+        if g.leading || !g.min_done || g.ped != PedInterval::DontWalk {
             return None;
         }
         // Preemption outranks holds and plans: every other green ends now,
@@ -1628,6 +1664,7 @@ impl Controller {
             ped: if serve_ped { PedInterval::Walk } else { PedInterval::DontWalk },
             ped_since: now,
             ped_shown: shown,
+            leading: serve_ped && !t.leading_walk.is_zero(),
             force_off_at,
             force_off_on_cycle,
             yield_at: None,
@@ -1645,7 +1682,11 @@ impl Controller {
             }
         }
         self.events.push(now, EventCode::PhaseOn, p.number() as u16);
-        self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+        // With a leading walk, the vehicle green (1) follows when the
+        // walk has led for its interval ([`Self::time_green`]).
+        if !self.rings[r].green.leading {
+            self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+        }
         if coordinated {
             self.events.push(now, EventCode::CoordPhaseBegin, p.number() as u16);
         }
@@ -1717,7 +1758,7 @@ impl Controller {
         if !matches!(self.unit, UnitState::Run) {
             return;
         }
-        let green = self.phases_in(Interval::Green);
+        let green = self.vehicle_green();
         for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
             let (i, n) = (ov.id.index(), ov.id.number() as u16);
             let parent_green = green.intersects(ov.parents);
@@ -1784,6 +1825,7 @@ impl Controller {
                 for ring in &self.rings[..spec.rings.len()] {
                     let Some(p) = ring.phase else { continue };
                     out.vehicle[p.index()] = match ring.interval {
+                        Interval::Green if ring.green.leading => Indication::Red,
                         Interval::Green => Indication::Green,
                         Interval::Yellow => Indication::Yellow,
                         Interval::RedClear | Interval::Idle => Indication::Red,
@@ -2313,6 +2355,35 @@ mod tests {
         let walk = rig.log.iter().find(|e| e.code == EventCode::PedBeginWalk && e.param == 4).expect("walk");
         let fdw = rig.log.iter().find(|e| e.code == EventCode::PedBeginClearance && e.param == 4).expect("fdw");
         assert_eq!((fdw.at - walk.at).as_millis(), 7000);
+    }
+
+    /// A leading pedestrian interval: walk starts with the vehicle head
+    /// red (21 without 1), the vehicle green follows 3 s later (1), the
+    /// walk still counts from its own start, and min green from the
+    /// vehicle green.
+    #[test]
+    fn a_leading_walk_starts_before_the_vehicle_green() {
+        let mut spec = eight_phase();
+        let p4 = spec.phase_slot[PhaseId::new(4).unwrap().index()].unwrap() as usize;
+        spec.phases[p4].timing.leading_walk = Span::from_secs(3);
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(1);
+        rig.detector(14, false);
+        let four = |rig: &Rig| (rig.shows(4), rig.c.output().ped(PhaseId::new(4).unwrap()));
+        while rig.c.output().ped(PhaseId::new(4).unwrap()) != PedIndication::Walk {
+            rig.step();
+        }
+        assert_eq!(four(&rig), (Indication::Red, PedIndication::Walk));
+        assert_eq!(rig.shows(2), Indication::Red, "the conflicting main street has cleared");
+        rig.run(60);
+        let at = |code| rig.log.iter().find(|e| e.code == code && e.param == 4).expect("logged").at;
+        let walk = at(EventCode::PedBeginWalk);
+        assert_eq!(at(EventCode::PhaseOn), walk);
+        assert_eq!((at(EventCode::PhaseBeginGreen) - walk).as_millis(), 3000);
+        assert_eq!((at(EventCode::PedBeginClearance) - walk).as_millis(), 7000);
+        assert!((at(EventCode::PhaseMinComplete) - at(EventCode::PhaseBeginGreen)).as_millis() >= 7000);
     }
 
     #[test]

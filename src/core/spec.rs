@@ -54,8 +54,14 @@ pub struct PhaseTiming {
     pub yellow: Span,
     /// `phaseRedClear`.
     pub red_clear: Span,
-    /// `phaseWalk`; zero means the phase has no pedestrian movement.
+    /// `phaseWalk`; zero means the phase has no pedestrian movement. It
+    /// counts from the walk's start, so it includes any leading walk.
     pub walk: Span,
+    /// Leading pedestrian interval: when pedestrians are served, walk
+    /// starts this long before the vehicle green and the vehicle heads stay
+    /// red meanwhile (MUTCD 4E.06, at least 3 s); zero for none. Shorter
+    /// than `walk`, so walk always runs on into the green.
+    pub leading_walk: Span,
     /// `phasePedestrianClear` (flashing don't walk).
     pub ped_clear: Span,
     pub recall: Recall,
@@ -121,6 +127,17 @@ impl PhaseTiming {
     /// Green needed to serve a pedestrian fully inside green.
     pub fn ped_service(&self) -> Span {
         self.walk + self.ped_clear
+    }
+
+    /// The shortest the phase can be served (from its start, a leading
+    /// walk included): min green, or with pedestrians their walk and
+    /// clearance, and min green after any leading walk.
+    pub fn service(&self, with_ped: bool) -> Span {
+        if with_ped && self.has_ped() {
+            (self.leading_walk + self.min_green).max(self.ped_service())
+        } else {
+            self.min_green
+        }
     }
 
     /// Yellow plus red clearance.

@@ -32,6 +32,7 @@ pub fn eight_phase() -> ControllerSpec {
             red_clear: s(1.5),
             walk: s(if through { 7.0 } else { 0.0 }),
             ped_clear: s(if through { 12.0 } else { 0.0 }),
+            leading_walk: Span::ZERO,
             recall: if n == 2 || n == 6 { Recall::Min } else { Recall::None },
             dual_entry: through,
             flash: if n == 2 || n == 6 { FlashIndication::Yellow } else { FlashIndication::Red },

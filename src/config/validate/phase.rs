@@ -19,6 +19,8 @@ const SHORT_MIN_GREEN: Span = Span::from_millis(4000);
 /// The shortest pedestrian clearance without a crossing length to check it
 /// against: one 3.2 m lane at 1.07 m/s (MUTCD 4E.06) is 3.0 s.
 const SHORTEST_PED_CLEAR: Span = Span::from_millis(3000);
+/// MUTCD 4E.06: a leading pedestrian interval lasts at least 3 s.
+const MUTCD_LEADING_WALK: Span = Span::from_millis(3000);
 
 impl Validator<'_> {
     pub(super) fn phases(&mut self, raw: &[RawPhase]) {
@@ -137,6 +139,7 @@ impl Validator<'_> {
         // `None`: walk and pedestrian clearance contradict each other
         // (reported); the phase then has no timing to build on.
         let has_ped = self.check_pedestrians(p, at, walk, ped_clear, max1)?;
+        let leading_walk = self.leading_walk(p, at, has_ped, walk);
 
         let recall = match p.recall {
             RawRecall::None => Recall::None,
@@ -158,6 +161,7 @@ impl Validator<'_> {
             red_clear: red_clear?,
             walk: walk?,
             ped_clear: ped_clear?,
+            leading_walk: leading_walk?,
             recall,
             dual_entry: p.dual_entry,
             flash: flash_indication(p.flash),
@@ -409,6 +413,41 @@ impl Validator<'_> {
             );
         }
         Some(true)
+    }
+
+    /// `leading_walk_s`: the walk's head start on the vehicle green. Needs
+    /// pedestrians, and ends inside the walk so that walk runs on into the
+    /// green; MUTCD 4E.06 asks for at least 3 s.
+    fn leading_walk(&mut self, p: &RawPhase, at: &KeyPath, has_ped: bool, walk: Option<Span>) -> Option<Span> {
+        let Some(s) = p.leading_walk_s else { return Some(Span::ZERO) };
+        let key = at.key("leading_walk_s");
+        let lead = self.seconds(s, &key)?;
+        if lead.is_zero() {
+            return Some(lead);
+        }
+        if !has_ped {
+            self.error(&key, "needs a pedestrian movement (walk_s and ped_clear_s)");
+            return None;
+        }
+        let walk = walk?;
+        if lead >= walk {
+            self.error(
+                &key,
+                format!(
+                    "{} is not shorter than walk_s {}: the walk starts with the leading interval and must run on into the vehicle green",
+                    secs(lead),
+                    secs(walk)
+                ),
+            );
+            return None;
+        }
+        if lead < MUTCD_LEADING_WALK {
+            self.warn(
+                &key,
+                format!("{} is below the 3 s MUTCD 4E.06 asks of a leading pedestrian interval", secs(lead)),
+            );
+        }
+        Some(lead)
     }
 
     /// The crosswalk's length from `ped_crossing_m` or `ped_crossing_ft`:
