@@ -527,6 +527,19 @@ fn check_reports_each_misused_pedestrian_key() {
         (phase(4), format!("{}ped_crossing_ft = 60.0\n", phase(4))),
         // 8: designed for elderly walkers, but its clearance is not.
         (phase(8), format!("{}walking_speed_fps = 3.0\n", phase(8))),
+        // 2: an "extension" shorter than the clearance it extends.
+        ("extended_ped_clear_s = 21.0".to_owned(), "extended_ped_clear_s = 12.0".to_owned()),
+        // 6: longer than its green may run.
+        ("extended_ped_clear_s = 21.0".to_owned(), "extended_ped_clear_s = 45.0".to_owned()),
+        // Channel 25: a long press too short to tell from a press; channel
+        // 1: one on a loop; 26: an extension input on a crossing with
+        // nothing to grant.
+        ("long_press_s = 2.0".to_owned(), "long_press_s = 0.5".to_owned()),
+        ("calls = [1]".to_owned(), "calls = [1]\nlong_press_s = 2.0".to_owned()),
+        (
+            "calls = [4]                  # crossing Broadway, north side".to_owned(),
+            "calls = [4]\nextension_input = true".to_owned(),
+        ),
     ];
     let mut text = shipped;
     for (from, to) in &edits {
@@ -545,6 +558,11 @@ fn check_reports_each_misused_pedestrian_key() {
         "phase 1 (number 1).leading_walk_s: needs a pedestrian movement",
         "phase 6 (number 4).ped_crossing_ft: give the crossing in ped_crossing_m or ped_crossing_ft, not both",
         "phase 8 (number 8).ped_clear_s: 18.0 s is below 20.2 s needed to cross 18.5 m at 3 ft/s",
+        "phase 2 (number 2).extended_ped_clear_s: 12.0 s is not longer than ped_clear_s 17.0 s",
+        "phase 4 (number 6).extended_ped_clear_s: walk 7.0 s + extended clearance 45.0 s exceed max2_s 50.0 s",
+        "detector 13 (channel 25).long_press_s: 0.5 s is shorter than 1 s: ordinary presses would ask for it",
+        "detector 1 (channel 1).long_press_s: only a push button (kind = \"pedestrian\") asks for extended",
+        "detector 14 (channel 26).extension_input: phase 4 has no extended_ped_clear_s to grant",
     ];
     for reason in expected {
         let line = format!("{}: error: {reason}", file.display());

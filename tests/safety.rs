@@ -230,7 +230,8 @@ fn max_cycle(x: &IntersectionConfig) -> Span {
             let mut t = Span::ZERO;
             for p in ring.sequence.iter().filter(|p| group.contains(**p)) {
                 let timing = spec.phase(*p).unwrap().timing;
-                let green = timing.max1.max(timing.max2).max(timing.min_green).max(timing.ped_service());
+                let green =
+                    timing.max1.max(timing.max2).max(timing.service(true)).max(timing.walk + timing.extended_ped_clear);
                 t += green + timing.clearance();
             }
             longest = longest.max(t);
@@ -349,7 +350,9 @@ impl<'a> Observer<'a> {
             // shown them: a late link stretches them past the max timer.
             let held_back =
                 if self.late.is_zero() { Span::ZERO } else { Span::from_millis(2 * (self.late + TICK).as_millis()) };
-            let allowed = max.max(t.ped_service()) + extension + TICK + held_back;
+            // An extended pedestrian clearance may hold green longer.
+            let ped = t.ped_service().max(t.walk + t.extended_ped_clear);
+            let allowed = max.max(ped) + extension + TICK + held_back;
             if max_elapsed > allowed {
                 return Err(format!("phase {p} green {max_elapsed} past its max timer start, allowed {allowed}"));
             }

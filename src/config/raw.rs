@@ -221,6 +221,7 @@ pub struct RawPhase {
     #[serde(default)]
     pub ped_clear_s: f64,
     pub leading_walk_s: Option<f64>,
+    pub extended_ped_clear_s: Option<f64>,
     #[serde(default)]
     pub recall: RawRecall,
     #[serde(default)]
@@ -280,6 +281,9 @@ pub struct RawDetector {
     pub max_presence_s: f64,
     #[serde(default)]
     pub erratic_per_minute: u16,
+    pub long_press_s: Option<f64>,
+    #[serde(default)]
+    pub extension_input: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -193,6 +193,9 @@ struct GreenTimers {
     ped_since: Instant,
     /// The walk or pedestrian clearance as the heads show it.
     ped_shown: Shown,
+    /// This service's clearance is the extended one (granted during its
+    /// walk or clearance; never taken back).
+    ped_extended: bool,
     /// In the leading pedestrian interval: walk shows, the vehicle heads
     /// stay red until the walk has shown `leading_walk`. The ring's `shown`
     /// restarts at the vehicle green, so min green is timed from there.
@@ -279,6 +282,10 @@ pub struct Controller {
     queues: QueueEstimator,
     vehicle_calls: PhaseSet,
     ped_calls: PhaseSet,
+    /// Phases whose pedestrians asked for extended clearance (a long
+    /// press, an extension input), granted at their next walk or
+    /// clearance.
+    ped_extensions: PhaseSet,
     holds: PhaseSet,
     pending_spec: Option<Box<ControllerSpec>>,
     pending_plan: Option<u8>,
@@ -341,6 +348,7 @@ impl Controller {
             queues,
             vehicle_calls: PhaseSet::EMPTY,
             ped_calls: PhaseSet::EMPTY,
+            ped_extensions: PhaseSet::EMPTY,
             holds: PhaseSet::EMPTY,
             pending_spec: None,
             pending_plan: None,
@@ -892,6 +900,7 @@ impl Controller {
             self.events.push(now, EventCode::PedCallRegistered, p.number() as u16);
         }
         self.ped_calls = self.ped_calls.union(new_ped);
+        self.ped_extensions = self.ped_extensions.union(demand.ped_extensions.intersection(self.extendable_phases()));
 
         // Soft recall: a call only when nothing conflicting is waiting.
         let waiting = self.vehicle_calls.union(self.ped_calls);
@@ -906,6 +915,11 @@ impl Controller {
 
     fn ped_phases(&self) -> PhaseSet {
         self.spec.phases.iter().filter(|p| p.timing.has_ped()).map(|p| p.id).collect()
+    }
+
+    /// Phases with an extended pedestrian clearance to grant.
+    fn extendable_phases(&self) -> PhaseSet {
+        self.spec.phases.iter().filter(|p| !p.timing.extended_ped_clear.is_zero()).map(|p| p.id).collect()
     }
 
     fn check_phases(&self, set: PhaseSet) -> Result<(), CommandError> {
@@ -1110,6 +1124,7 @@ impl Controller {
         let present = self.spec.phase_set();
         self.vehicle_calls = self.vehicle_calls.intersection(present);
         self.ped_calls = self.ped_calls.intersection(self.ped_phases());
+        self.ped_extensions = self.ped_extensions.intersection(self.extendable_phases());
         self.holds = self.holds.intersection(present);
         self.group = self.group.min(self.spec.barrier_groups.len().saturating_sub(1));
         for r in &mut self.rings {
@@ -1466,6 +1481,12 @@ impl Controller {
         if extends.contains(p) {
             g.last_extension = now;
         }
+        // A request during the walk or clearance lengthens this clearance;
+        // one at another time waits for the phase's next walk.
+        if g.ped != PedInterval::DontWalk && self.ped_extensions.contains(p) {
+            self.ped_extensions.remove(p);
+            g.ped_extended = true;
+        }
         if !g.min_done && green_shown >= t.min_green {
             g.min_done = true;
             self.events.push(now, EventCode::PhaseMinComplete, p.number() as u16);
@@ -1477,7 +1498,9 @@ impl Controller {
                 g.ped_shown = starting;
                 self.events.push(now, EventCode::PedBeginClearance, p.number() as u16);
             }
-            PedInterval::Clearance if g.ped_shown.elapsed(now) >= t.ped_clear => {
+            PedInterval::Clearance
+                if g.ped_shown.elapsed(now) >= if g.ped_extended { t.extended_ped_clear } else { t.ped_clear } =>
+            {
                 g.ped = PedInterval::DontWalk;
                 g.ped_since = now;
                 g.ped_shown = starting;
@@ -1664,6 +1687,7 @@ impl Controller {
             ped: if serve_ped { PedInterval::Walk } else { PedInterval::DontWalk },
             ped_since: now,
             ped_shown: shown,
+            ped_extended: false,
             leading: serve_ped && !t.leading_walk.is_zero(),
             force_off_at,
             force_off_on_cycle,
@@ -1831,6 +1855,7 @@ impl Controller {
                         Interval::RedClear | Interval::Idle => Indication::Red,
                     };
                     if ring.interval == Interval::Green {
+                        out.ped_extended.set(p, ring.green.ped_extended && ring.green.ped != PedInterval::DontWalk);
                         match ring.green.ped {
                             PedInterval::Walk => out.ped[p.index()] = PedIndication::Walk,
                             PedInterval::Clearance => out.ped[p.index()] = PedIndication::FlashingDontWalk,
@@ -2384,6 +2409,42 @@ mod tests {
         assert_eq!((at(EventCode::PhaseBeginGreen) - walk).as_millis(), 3000);
         assert_eq!((at(EventCode::PedBeginClearance) - walk).as_millis(), 7000);
         assert!((at(EventCode::PhaseMinComplete) - at(EventCode::PhaseBeginGreen)).as_millis() >= 7000);
+    }
+
+    /// Phase 4's clearance (22 to 23) after a press held `held_ms` on its
+    /// accessible push button (channel 14), 20 s into a quiet intersection.
+    fn clearance_after_press(held_ms: u64) -> u64 {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run_ms(held_ms);
+        rig.detector(14, false);
+        rig.run(60);
+        let at = |code| rig.log.iter().find(|e| e.code == code && e.param == 4).expect("logged").at;
+        (at(EventCode::PedBeginSolidDontWalk) - at(EventCode::PedBeginClearance)).as_millis()
+    }
+
+    /// An accessible push button: a short press gets the 12 s clearance, a
+    /// press held 2 s (the long press) the extended 18 s, whether it is
+    /// held before the walk or into it; the heads say so while it runs.
+    #[test]
+    fn a_long_press_extends_the_pedestrian_clearance() {
+        assert_eq!(clearance_after_press(500), 12_000);
+        assert_eq!(clearance_after_press(2500), 18_000);
+        // Held 12 s: the walk starts after 2's clearance, within the press.
+        assert_eq!(clearance_after_press(12_000), 18_000);
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(3);
+        rig.detector(14, false);
+        let p4 = PhaseId::new(4).unwrap();
+        while rig.c.output().ped(p4) != PedIndication::FlashingDontWalk {
+            rig.step();
+        }
+        assert!(rig.c.output().ped_extended.contains(p4), "granted extension shown");
+        rig.run(20);
+        assert!(!rig.c.output().ped_extended.contains(p4), "cleared with the clearance");
     }
 
     #[test]

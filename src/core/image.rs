@@ -2,7 +2,7 @@
 //! ([`InputFrame`]) and what the heads must show ([`OutputFrame`]). Both are
 //! `Copy` so they move through channels and buffers without allocating.
 
-use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId};
+use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId, PhaseSet};
 use super::time::Instant;
 
 /// Cabinet status inputs, as a real cabinet wires them.
@@ -161,6 +161,10 @@ pub struct OutputFrame {
     pub vehicle: [Indication; MAX_PHASES],
     pub ped: [PedIndication; MAX_PHASES],
     pub overlap: [Indication; MAX_OVERLAPS],
+    /// Crossings in a walk or clearance whose extended clearance was
+    /// granted: an accessible pedestrian signal can say so, and the
+    /// monitor times their clearance against the extended one.
+    pub ped_extended: PhaseSet,
 }
 
 impl OutputFrame {

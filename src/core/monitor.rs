@@ -80,6 +80,7 @@ struct Timing {
     min_green: Span,
     walk: Span,
     ped_clear: Span,
+    extended_ped_clear: Span,
     leading_walk: Span,
 }
 
@@ -97,6 +98,8 @@ struct PedTrack {
     since: Instant,
     /// The walk began on a red vehicle head: a leading pedestrian interval.
     leading: bool,
+    /// The frames granted this walk's crossing its extended clearance.
+    extended: bool,
 }
 
 const CHANNELS: usize = MAX_PHASES + MAX_OVERLAPS;
@@ -162,6 +165,7 @@ impl Monitor {
                 min_green: a.timing.min_green,
                 walk: a.timing.walk,
                 ped_clear: a.timing.ped_clear,
+                extended_ped_clear: a.timing.extended_ped_clear,
                 leading_walk: a.timing.leading_walk,
             };
             for b in &spec.phases {
@@ -251,7 +255,7 @@ impl Monitor {
                 self.tracks[i] = Track { shown: Self::shown(frame, i), since: now, cleared_at: None };
             }
             for i in 0..MAX_PHASES {
-                self.peds[i] = PedTrack { shown: frame.ped[i], since: now, leading: false };
+                self.peds[i] = PedTrack { shown: frame.ped[i], since: now, leading: false, extended: false };
             }
         }
         let flashing = (0..CHANNELS)
@@ -377,6 +381,9 @@ impl Monitor {
             if matches!(to, Walk | FlashingDontWalk) && vehicle != Indication::Green && !leading {
                 return Err(Fault::PedWithoutGreen { phase, ped: to });
             }
+            // Once granted, the extension holds until the clearance ends.
+            let extended = frame.ped_extended.contains(phase) || (track.extended && track.shown != DontWalk);
+            self.peds[i].extended = extended;
             if to == track.shown {
                 continue;
             }
@@ -391,13 +398,16 @@ impl Monitor {
                 (Walk, FlashingDontWalk) if held < t.walk => {
                     return Err(Fault::ShortWalk { phase, shown: held, required: t.walk });
                 }
-                (FlashingDontWalk, DontWalk) if held < t.ped_clear => {
-                    return Err(Fault::ShortPedClear { phase, shown: held, required: t.ped_clear });
+                (FlashingDontWalk, DontWalk) => {
+                    let required = if track.extended { t.extended_ped_clear } else { t.ped_clear };
+                    if held < required {
+                        return Err(Fault::ShortPedClear { phase, shown: held, required });
+                    }
                 }
                 (Walk, DontWalk) => return Err(Fault::SkippedPedClear { phase, to }),
                 _ => {}
             }
-            self.peds[i] = PedTrack { shown: to, since: now, leading };
+            self.peds[i] = PedTrack { shown: to, since: now, leading, extended };
         }
         Ok(())
     }
@@ -458,6 +468,35 @@ mod tests {
             replay(&spec, &[both]),
             Err(Fault::ShortLeadingWalk { phase: p(4), shown: Span::ZERO, required: Span::from_secs(3) })
         );
+    }
+
+    #[test]
+    fn a_granted_extension_is_the_clearance_the_monitor_asks_for() {
+        let spec = eight_phase();
+        let hold: &dyn Fn(&mut OutputFrame) = &|_| {};
+        let start: &dyn Fn(&mut OutputFrame) = &|f| {
+            f.vehicle[p(4).index()] = Indication::Green;
+            f.ped[p(4).index()] = PedIndication::Walk;
+        };
+        let extend: &dyn Fn(&mut OutputFrame) = &|f| f.ped_extended.insert(p(4));
+        let clear: &dyn Fn(&mut OutputFrame) = &|f| f.ped[p(4).index()] = PedIndication::FlashingDontWalk;
+        let done: &dyn Fn(&mut OutputFrame) = &|f| {
+            f.ped[p(4).index()] = PedIndication::DontWalk;
+            f.ped_extended.remove(p(4));
+        };
+        // 7 s walk (extension granted in it), then 12 s of clearance.
+        let mut frames = vec![start, extend];
+        frames.extend([hold; 5]);
+        frames.push(clear);
+        frames.extend([hold; 11]);
+        frames.push(done);
+        assert_eq!(
+            replay(&spec, &frames),
+            Err(Fault::ShortPedClear { phase: p(4), shown: Span::from_secs(12), required: Span::from_secs(18) })
+        );
+        // Without the grant, 12 s is the clearance.
+        frames[1] = hold;
+        assert_eq!(replay(&spec, &frames), Ok(()));
     }
 
     #[test]

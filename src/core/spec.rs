@@ -64,6 +64,10 @@ pub struct PhaseTiming {
     pub leading_walk: Span,
     /// `phasePedestrianClear` (flashing don't walk).
     pub ped_clear: Span,
+    /// The pedestrian clearance an extension request grants (an accessible
+    /// push button's long press, or the crossing's extension input), in
+    /// place of `ped_clear`; zero where the crossing has no extension.
+    pub extended_ped_clear: Span,
     pub recall: Recall,
     /// Served with a concurrent phase of another ring when its own ring has no
     /// call in the barrier group (NEMA dual entry).
@@ -214,6 +218,12 @@ pub struct DetectorSpec {
     /// `vehicleDetectorExtend` (carry-over): output held this long after
     /// presence ends.
     pub extend: Span,
+    /// A push button that asks for extended pedestrian clearance
+    /// ([`PhaseTiming::extended_ped_clear`]) on the phases it calls, when
+    /// pressed at least this long: an accessible push button's long press,
+    /// or, at zero, every press of a crossing's extension input (a second
+    /// button, a smart-card reader). `None` for other detectors.
+    pub ped_extension: Option<Span>,
     pub diagnostics: DetectorDiagnostics,
 }
 

@@ -140,6 +140,7 @@ impl Validator<'_> {
         // (reported); the phase then has no timing to build on.
         let has_ped = self.check_pedestrians(p, at, walk, ped_clear, max1)?;
         let leading_walk = self.leading_walk(p, at, has_ped, walk);
+        let extended_ped_clear = self.extended_ped_clear(p, at, has_ped, walk, ped_clear, max2);
 
         let recall = match p.recall {
             RawRecall::None => Recall::None,
@@ -162,6 +163,7 @@ impl Validator<'_> {
             walk: walk?,
             ped_clear: ped_clear?,
             leading_walk: leading_walk?,
+            extended_ped_clear: extended_ped_clear?,
             recall,
             dual_entry: p.dual_entry,
             flash: flash_indication(p.flash),
@@ -448,6 +450,57 @@ impl Validator<'_> {
             );
         }
         Some(lead)
+    }
+
+    /// `extended_ped_clear_s`: the clearance an extension request grants,
+    /// the most it may get. Longer than `ped_clear_s`, and with the walk
+    /// within `max2_s` (the longest green the phase may run).
+    fn extended_ped_clear(
+        &mut self,
+        p: &RawPhase,
+        at: &KeyPath,
+        has_ped: bool,
+        walk: Option<Span>,
+        ped_clear: Option<Span>,
+        max2: Option<Span>,
+    ) -> Option<Span> {
+        let Some(s) = p.extended_ped_clear_s else { return Some(Span::ZERO) };
+        let key = at.key("extended_ped_clear_s");
+        let extended = self.seconds(s, &key)?;
+        if extended.is_zero() {
+            return Some(extended);
+        }
+        if !has_ped {
+            self.error(&key, "needs a pedestrian movement (walk_s and ped_clear_s)");
+            return None;
+        }
+        let (walk, ped_clear) = (walk?, ped_clear?);
+        if extended <= ped_clear {
+            self.error(
+                &key,
+                format!(
+                    "{} is not longer than ped_clear_s {}: an extension must lengthen the clearance",
+                    secs(extended),
+                    secs(ped_clear)
+                ),
+            );
+            return None;
+        }
+        if let Some(max2) = max2
+            && walk + extended > max2
+        {
+            self.error(
+                &key,
+                format!(
+                    "walk {} + extended clearance {} exceed max2_s {}, the longest green the phase may run",
+                    secs(walk),
+                    secs(extended),
+                    secs(max2)
+                ),
+            );
+            return None;
+        }
+        Some(extended)
     }
 
     /// The crosswalk's length from `ped_crossing_m` or `ped_crossing_ft`:
