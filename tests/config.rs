@@ -525,6 +525,8 @@ fn check_reports_each_misused_pedestrian_key() {
         (phase(1), format!("{}leading_walk_s = 3.0\n", phase(1))),
         // 4: the crossing in both units.
         (phase(4), format!("{}ped_crossing_ft = 60.0\n", phase(4))),
+        // 3: rest in walk and recycle on a left turn without pedestrians.
+        (phase(3), format!("{}rest_in_walk = true\nped_recycle = true\n", phase(3))),
         // 8: designed for elderly walkers, but its clearance is not.
         (phase(8), format!("{}walking_speed_fps = 3.0\n", phase(8))),
         // 2: an "extension" shorter than the clearance it extends.
@@ -557,6 +559,8 @@ fn check_reports_each_misused_pedestrian_key() {
         "phase 2 (number 2).walking_speed_fps: 4 ft/s is faster than the 3.5 ft/s MUTCD 4E.06 allows",
         "phase 1 (number 1).leading_walk_s: needs a pedestrian movement",
         "phase 6 (number 4).ped_crossing_ft: give the crossing in ped_crossing_m or ped_crossing_ft, not both",
+        "phase 5 (number 3).rest_in_walk: needs a pedestrian movement",
+        "phase 5 (number 3).ped_recycle: needs a pedestrian movement",
         "phase 8 (number 8).ped_clear_s: 18.0 s is below 20.2 s needed to cross 18.5 m at 3 ft/s",
         "phase 2 (number 2).extended_ped_clear_s: 12.0 s is not longer than ped_clear_s 17.0 s",
         "phase 4 (number 6).extended_ped_clear_s: walk 7.0 s + extended clearance 45.0 s exceed max2_s 50.0 s",

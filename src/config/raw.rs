@@ -227,6 +227,10 @@ pub struct RawPhase {
     #[serde(default)]
     pub dual_entry: bool,
     #[serde(default)]
+    pub rest_in_walk: bool,
+    #[serde(default)]
+    pub ped_recycle: bool,
+    #[serde(default)]
     pub flash: RawFlash,
     pub approach_speed_kmh: Option<f64>,
     pub approach_speed_mph: Option<f64>,

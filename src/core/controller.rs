@@ -917,6 +917,17 @@ impl Controller {
         self.spec.phases.iter().filter(|p| p.timing.has_ped()).map(|p| p.id).collect()
     }
 
+    /// Nothing waits on a green phase `p` in free operation: no call on a
+    /// conflicting phase, no preemption, no staged change. Rest in walk and
+    /// pedestrian recycle act only then.
+    fn quiet(&self, p: PhaseId) -> bool {
+        let waiting = self.vehicle_calls.union(self.ped_calls);
+        self.plan.mode == PlanMode::Free
+            && self.preempt.is_none()
+            && !self.staged()
+            && !waiting.intersects(self.spec.conflicts[p.index()])
+    }
+
     /// Phases with an extended pedestrian clearance to grant.
     fn extendable_phases(&self) -> PhaseSet {
         self.spec.phases.iter().filter(|p| !p.timing.extended_ped_clear.is_zero()).map(|p| p.id).collect()
@@ -1481,9 +1492,22 @@ impl Controller {
         if extends.contains(p) {
             g.last_extension = now;
         }
-        // A request during the walk or clearance lengthens this clearance;
-        // one at another time waits for the phase's next walk.
-        if g.ped != PedInterval::DontWalk && self.ped_extensions.contains(p) {
+        // A request during the walk or clearance lengthens this clearance
+        // if it ends by the force-off, or a coordinated phase's yield point
+        // (a coordinated or fixed cycle keeps its splits); one at another
+        // time waits for the phase's next walk.
+        let shown = g.ped_shown.elapsed(now);
+        let extended_end = match g.ped {
+            PedInterval::Walk => Some(now + t.walk.saturating_sub(shown) + t.extended_ped_clear),
+            PedInterval::Clearance => Some(now + t.extended_ped_clear.saturating_sub(shown)),
+            PedInterval::DontWalk => None,
+        };
+        let cycled = self.plan.coord.is_some();
+        let fits = extended_end.is_some_and(|end| match g.force_off_at.or(g.yield_at) {
+            Some(limit) => end <= limit,
+            None => !cycled,
+        });
+        if fits && self.ped_extensions.contains(p) {
             self.ped_extensions.remove(p);
             g.ped_extended = true;
         }
@@ -1491,7 +1515,18 @@ impl Controller {
             g.min_done = true;
             self.events.push(now, EventCode::PhaseMinComplete, p.number() as u16);
         }
+        let quiet = self.quiet(p);
+        let g = &mut self.rings[r].green;
         match g.ped {
+            PedInterval::Walk if t.rest_in_walk && quiet => {}
+            PedInterval::DontWalk if t.ped_recycle && quiet && self.ped_calls.contains(p) => {
+                // Recycle: the walk again, in this green.
+                g.ped = PedInterval::Walk;
+                g.ped_since = now;
+                g.ped_shown = starting;
+                self.ped_calls.remove(p);
+                self.events.push(now, EventCode::PedBeginWalk, p.number() as u16);
+            }
             PedInterval::Walk if g.ped_shown.elapsed(now) >= t.walk => {
                 g.ped = PedInterval::Clearance;
                 g.ped_since = now;
@@ -2445,6 +2480,36 @@ mod tests {
         assert!(rig.c.output().ped_extended.contains(p4), "granted extension shown");
         rig.run(20);
         assert!(!rig.c.output().ped_extended.contains(p4), "cleared with the clearance");
+    }
+
+    /// Phase 2 with recycle and rest in walk: a press during its resting
+    /// green brings the walk back at once, the walk stays on past its 7 s
+    /// while nothing conflicting waits, and a side-street call ends it
+    /// through its full clearance.
+    #[test]
+    fn a_resting_green_recycles_its_walk_and_rests_in_it() {
+        let mut spec = eight_phase();
+        let p2 = PhaseId::new(2).unwrap();
+        let slot = spec.phase_slot[p2.index()].unwrap() as usize;
+        spec.phases[slot].timing.rest_in_walk = true;
+        spec.phases[slot].timing.ped_recycle = true;
+        let mut rig = Rig::with_spec(spec);
+        rig.run(30);
+        assert_eq!((rig.shows(2), rig.c.output().ped(p2)), (Indication::Green, PedIndication::DontWalk));
+        rig.detector(12, true);
+        rig.run(1);
+        rig.detector(12, false);
+        assert_eq!(rig.c.output().ped(p2), PedIndication::Walk, "recycled in the green");
+        rig.run(30);
+        assert_eq!(rig.c.output().ped(p2), PedIndication::Walk, "rests in walk");
+        rig.detector(4, true);
+        rig.run(1);
+        rig.detector(4, false);
+        assert_eq!(rig.c.output().ped(p2), PedIndication::FlashingDontWalk);
+        rig.run(30);
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseBeginGreen && e.param == 4), "4 served");
+        let walks = rig.log.iter().filter(|e| e.code == EventCode::PedBeginWalk && e.param == 2).count();
+        assert_eq!(walks, 1);
     }
 
     #[test]

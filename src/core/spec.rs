@@ -69,6 +69,13 @@ pub struct PhaseTiming {
     /// place of `ped_clear`; zero where the crossing has no extension.
     pub extended_ped_clear: Span,
     pub recall: Recall,
+    /// Rest in walk: in free operation, a walk that has run its time stays
+    /// on while no conflicting call, preemption or staged change waits.
+    pub rest_in_walk: bool,
+    /// Pedestrian recycle: in free operation, a ped call during the
+    /// phase's green, after its walk, is served by a new walk in that green
+    /// while nothing conflicting waits (else it waits for the next service).
+    pub ped_recycle: bool,
     /// Served with a concurrent phase of another ring when its own ring has no
     /// call in the barrier group (NEMA dual entry).
     pub dual_entry: bool,

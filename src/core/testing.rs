@@ -36,6 +36,8 @@ pub fn eight_phase() -> ControllerSpec {
             leading_walk: Span::ZERO,
             extended_ped_clear: s(if through { 18.0 } else { 0.0 }),
             recall: if n == 2 || n == 6 { Recall::Min } else { Recall::None },
+            rest_in_walk: false,
+            ped_recycle: false,
             dual_entry: through,
             flash: if n == 2 || n == 6 { FlashIndication::Yellow } else { FlashIndication::Red },
         };

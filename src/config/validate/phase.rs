@@ -152,6 +152,11 @@ impl Validator<'_> {
         if recall == Recall::Ped && !has_ped {
             self.error(&at.key("recall"), "\"ped\" needs a pedestrian movement (walk_s and ped_clear_s)");
         }
+        for (key, on) in [("rest_in_walk", p.rest_in_walk), ("ped_recycle", p.ped_recycle)] {
+            if on && !has_ped {
+                self.error(&at.key(key), "needs a pedestrian movement (walk_s and ped_clear_s)");
+            }
+        }
         Some(PhaseTiming {
             min_green: min_green?,
             passage: passage?,
@@ -165,6 +170,8 @@ impl Validator<'_> {
             leading_walk: leading_walk?,
             extended_ped_clear: extended_ped_clear?,
             recall,
+            rest_in_walk: p.rest_in_walk,
+            ped_recycle: p.ped_recycle,
             dual_entry: p.dual_entry,
             flash: flash_indication(p.flash),
         })
