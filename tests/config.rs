@@ -564,3 +564,69 @@ fn oversized_and_hopeless_files_are_refused_in_bounded_time() {
     assert_eq!(errors.len(), 101);
     assert!(errors[100].reason.contains("more than 100 invalid values: stopped here"), "{}", errors[100]);
 }
+
+/// Broadway & 5th with its accessible-crossing keys misused, one phase
+/// by one: `greenwave check` names the file, the key and the reason.
+#[test]
+fn check_reports_each_misused_pedestrian_key() {
+    let shipped = fs::read_to_string(repo("controllers/broadway-and-5th.toml")).expect("read");
+    let phase = |n: u8| format!("[[phase]]\nnumber = {n}\n");
+    let edits = [
+        // 2: a leading walk as long as the walk.
+        ("leading_walk_s = 3.0\n".to_owned(), "leading_walk_s = 7.0\n".to_owned()),
+        // 2 again: a design speed faster than MUTCD allows.
+        ("walking_speed_fps = 3.0\n".to_owned(), "walking_speed_fps = 4.0\n".to_owned()),
+        // 1: a leading walk on a phase without pedestrians.
+        (phase(1), format!("{}leading_walk_s = 3.0\n", phase(1))),
+        // 4: the crossing in both units.
+        (phase(4), format!("{}ped_crossing_ft = 60.0\n", phase(4))),
+        // 3: rest in walk and recycle on a left turn without pedestrians.
+        (phase(3), format!("{}rest_in_walk = true\nped_recycle = true\n", phase(3))),
+        // 8: designed for elderly walkers, but its clearance is not.
+        (phase(8), format!("{}walking_speed_fps = 3.0\n", phase(8))),
+        // 2: an "extension" shorter than the clearance it extends.
+        ("extended_ped_clear_s = 21.0".to_owned(), "extended_ped_clear_s = 12.0".to_owned()),
+        // 6: longer than its green may run.
+        ("extended_ped_clear_s = 21.0".to_owned(), "extended_ped_clear_s = 45.0".to_owned()),
+        // Channel 25: a long press too short to tell from a press; channel
+        // 1: one on a loop; 26: an extension input on a crossing with
+        // nothing to grant.
+        ("long_press_s = 2.0".to_owned(), "long_press_s = 0.5".to_owned()),
+        ("calls = [1]".to_owned(), "calls = [1]\nlong_press_s = 2.0".to_owned()),
+        (
+            "calls = [4]                  # crossing Broadway, north side".to_owned(),
+            "calls = [4]\nextension_input = true".to_owned(),
+        ),
+    ];
+    let mut text = shipped;
+    for (from, to) in &edits {
+        assert!(text.contains(from), "broadway has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("broadway-and-5th.toml");
+    fs::write(&file, text).expect("write");
+    let report = check_report(std::slice::from_ref(&file));
+    assert!(report.has_errors());
+    let rendered = report.render();
+    let expected = [
+        "phase 2 (number 2).leading_walk_s: 7.0 s is not shorter than walk_s 7.0 s",
+        "phase 2 (number 2).walking_speed_fps: 4 ft/s is faster than the 3.5 ft/s MUTCD 4E.06 allows",
+        "phase 1 (number 1).leading_walk_s: needs a pedestrian movement",
+        "phase 6 (number 4).ped_crossing_ft: give the crossing in ped_crossing_m or ped_crossing_ft, not both",
+        "phase 5 (number 3).rest_in_walk: needs a pedestrian movement",
+        "phase 5 (number 3).ped_recycle: needs a pedestrian movement",
+        "phase 8 (number 8).ped_clear_s: 18.0 s is below 20.2 s needed to cross 18.5 m at 3 ft/s",
+        "phase 2 (number 2).extended_ped_clear_s: 12.0 s is not longer than ped_clear_s 17.0 s",
+        "phase 4 (number 6).extended_ped_clear_s: walk 7.0 s + extended clearance 45.0 s exceed max2_s 50.0 s",
+        "detector 13 (channel 25).long_press_s: 0.5 s is shorter than 1 s: ordinary presses would ask for it",
+        "detector 1 (channel 1).long_press_s: only a push button (kind = \"pedestrian\") asks for extended",
+        "detector 14 (channel 26).extension_input: phase 4 has no extended_ped_clear_s to grant",
+    ];
+    for reason in expected {
+        let line = format!("{}: error: {reason}", file.display());
+        assert!(rendered.contains(&line), "no {line:?} in\n{rendered}");
+    }
+    let last = rendered.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("1 file checked, 1 with errors ({} errors", expected.len())), "{last}");
+}

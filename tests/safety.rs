@@ -33,7 +33,8 @@ use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
-    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PhaseId, PhaseSet, PreemptStage, Snapshot, Span, UnitState,
+    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PedIndication, PhaseId, PhaseSet, PreemptStage, Snapshot, Span,
+    UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -285,7 +286,8 @@ fn max_cycle(x: &IntersectionConfig) -> Span {
             let mut t = Span::ZERO;
             for p in ring.sequence.iter().filter(|p| group.contains(**p)) {
                 let timing = spec.phase(*p).unwrap().timing;
-                let green = timing.max1.max(timing.max2).max(timing.min_green).max(timing.ped_service());
+                let green =
+                    timing.max1.max(timing.max2).max(timing.service(true)).max(timing.walk + timing.extended_ped_clear);
                 t += green + timing.clearance();
             }
             longest = longest.max(t);
@@ -349,6 +351,16 @@ impl<'a> Observer<'a> {
                 }
             }
         }
+        // A walk or pedestrian clearance (a leading walk shows it on a red
+        // vehicle head) is its phase's movement too.
+        for a in spec.phases.iter() {
+            if !matches!(s.output.ped(a.id), PedIndication::Walk | PedIndication::FlashingDontWalk) {
+                continue;
+            }
+            if let Some(b) = spec.conflicts[a.id.index()].iter().find(|b| s.output.phase(*b).is_permissive()) {
+                return Err(format!("pedestrians of phase {} walk while conflicting phase {b} is green/yellow", a.id));
+            }
+        }
         for ov in &spec.overlaps {
             if s.output.overlap(ov.id).is_permissive()
                 && let Some(p) = ov.conflicts.iter().find(|p| s.output.phase(*p).is_permissive())
@@ -397,7 +409,9 @@ impl<'a> Observer<'a> {
             // shown them: a late link stretches them past the max timer.
             let held_back =
                 if self.late.is_zero() { Span::ZERO } else { Span::from_millis(2 * (self.late + TICK).as_millis()) };
-            let allowed = max.max(t.ped_service()) + extension + TICK + held_back;
+            // An extended pedestrian clearance may hold green longer.
+            let ped = t.ped_service().max(t.walk + t.extended_ped_clear);
+            let allowed = max.max(ped) + extension + TICK + held_back;
             if max_elapsed > allowed {
                 return Err(format!("phase {p} green {max_elapsed} past its max timer start, allowed {allowed}"));
             }

@@ -13,10 +13,12 @@ pub const DECELERATION_FT_S2: f64 = 10.0;
 pub const GRAVITY_FT_S2: f64 = 32.2;
 /// ITE design vehicle length `L` for red clearance: 20 ft.
 pub const VEHICLE_LENGTH_M: f64 = 6.1;
-/// MUTCD 4E.06 walking speed for pedestrian clearance: 3.5 ft/s.
-pub const PED_WALKING_SPEED_M_S: f64 = 1.07;
-/// MUTCD 4E.06 slower speed for walk plus clearance, from the push button: 3 ft/s.
-pub const PED_SLOW_WALKING_SPEED_M_S: f64 = 0.91;
+/// MUTCD 4E.06 walking speed for pedestrian clearance, and the fastest
+/// design speed a crossing may use: 3.5 ft/s.
+pub const PED_WALKING_SPEED_FPS: f64 = 3.5;
+/// MUTCD 4E.06 slower speed for walk plus clearance, from the push button,
+/// and the usual design speed of an elderly-friendly crossing: 3 ft/s.
+pub const PED_SLOW_WALKING_SPEED_FPS: f64 = 3.0;
 /// MUTCD 4E.06: the push button is taken to be 6 ft before the curb.
 pub const PED_BUTTON_SETBACK_M: f64 = 1.83;
 
@@ -65,15 +67,17 @@ pub fn red_clearance_min_s(crossing_width_m: f64, speed: ApproachSpeed) -> f64 {
     (crossing_width_m + VEHICLE_LENGTH_M) / speed.m_per_s()
 }
 
-/// MUTCD pedestrian clearance (flashing don't walk): the crosswalk at 3.5 ft/s.
-pub fn ped_clearance_min_s(crossing_m: f64) -> f64 {
-    crossing_m / PED_WALKING_SPEED_M_S
+/// Pedestrian clearance (flashing don't walk): the crosswalk at the
+/// crossing's design walking speed (MUTCD 4E.06: 3.5 ft/s at most).
+pub fn ped_clearance_min_s(crossing_m: f64, walking_speed_fps: f64) -> f64 {
+    crossing_m * FT_PER_M / walking_speed_fps
 }
 
 /// MUTCD walk plus pedestrian clearance: from the push button (6 ft before
-/// the curb) to the far curb at 3 ft/s.
-pub fn ped_service_min_s(crossing_m: f64) -> f64 {
-    (crossing_m + PED_BUTTON_SETBACK_M) / PED_SLOW_WALKING_SPEED_M_S
+/// the curb) to the far curb at 3 ft/s, or at the design speed where that
+/// is slower.
+pub fn ped_service_min_s(crossing_m: f64, walking_speed_fps: f64) -> f64 {
+    (crossing_m + PED_BUTTON_SETBACK_M) * FT_PER_M / walking_speed_fps.min(PED_SLOW_WALKING_SPEED_FPS)
 }
 
 /// A computed minimum rounded to the 0.1 s that controllers time in, in
@@ -121,8 +125,16 @@ mod tests {
 
     #[test]
     fn ped_clearance_uses_mutcd_walking_speeds() {
-        assert_eq!(tenth(ped_clearance_min_s(18.0)), 16.8);
-        // 15 m + 1.83 m at 0.91 m/s ≈ 18.5 s of walk plus clearance.
-        assert_eq!(tenth(ped_service_min_s(15.0)), 18.5);
+        // 18 m = 59.1 ft at 3.5 ft/s.
+        assert_eq!(tenth(ped_clearance_min_s(18.0, PED_WALKING_SPEED_FPS)), 16.9);
+        // 15 m + 1.83 m = 55.2 ft at 3 ft/s ≈ 18.4 s of walk plus clearance.
+        assert_eq!(tenth(ped_service_min_s(15.0, PED_WALKING_SPEED_FPS)), 18.4);
+    }
+
+    #[test]
+    fn an_elderly_design_speed_lengthens_both_minimums() {
+        // 18 m at 3 ft/s; from the button at 2.8 ft/s, slower than MUTCD's 3.
+        assert_eq!(tenth(ped_clearance_min_s(18.0, PED_SLOW_WALKING_SPEED_FPS)), 19.7);
+        assert_eq!(tenth(ped_service_min_s(15.0, 2.8)), 19.7);
     }
 }

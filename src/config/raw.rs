@@ -231,10 +231,16 @@ pub struct RawPhase {
     pub walk_s: f64,
     #[serde(default)]
     pub ped_clear_s: f64,
+    pub leading_walk_s: Option<f64>,
+    pub extended_ped_clear_s: Option<f64>,
     #[serde(default)]
     pub recall: RawRecall,
     #[serde(default)]
     pub dual_entry: bool,
+    #[serde(default)]
+    pub rest_in_walk: bool,
+    #[serde(default)]
+    pub ped_recycle: bool,
     #[serde(default)]
     pub flash: RawFlash,
     pub approach_speed_kmh: Option<f64>,
@@ -243,6 +249,8 @@ pub struct RawPhase {
     pub grade_percent: f64,
     pub crossing_width_m: Option<f64>,
     pub ped_crossing_m: Option<f64>,
+    pub ped_crossing_ft: Option<f64>,
+    pub walking_speed_fps: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -288,6 +296,9 @@ pub struct RawDetector {
     pub max_presence_s: f64,
     #[serde(default)]
     pub erratic_per_minute: u16,
+    pub long_press_s: Option<f64>,
+    #[serde(default)]
+    pub extension_input: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

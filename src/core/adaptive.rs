@@ -278,7 +278,7 @@ impl Optimizer {
 /// The shortest split a phase can have: min green (or the full pedestrian
 /// service where it has pedestrians) plus its clearances.
 fn min_split(t: &PhaseTiming) -> Span {
-    let green = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
+    let green = t.service(true);
     green + t.clearance()
 }
 
@@ -332,7 +332,7 @@ mod tests {
         }
         for ph in &spec.phases {
             let t = ph.timing;
-            let need = t.min_green.max(if t.has_ped() { t.ped_service() } else { Span::ZERO }) + t.clearance();
+            let need = t.service(true) + t.clearance();
             assert!(
                 r.splits[ph.id.index()] >= need,
                 "phase {} split {} below its minimum {need}",

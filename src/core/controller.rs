@@ -201,6 +201,13 @@ struct GreenTimers {
     ped_since: Instant,
     /// The walk or pedestrian clearance as the heads show it.
     ped_shown: Shown,
+    /// This service's clearance is the extended one (granted during its
+    /// walk or clearance; never taken back).
+    ped_extended: bool,
+    /// In the leading pedestrian interval: walk shows, the vehicle heads
+    /// stay red until the walk has shown `leading_walk`. The ring's `shown`
+    /// restarts at the vehicle green, so min green is timed from there.
+    leading: bool,
     force_off_at: Option<Instant>,
     /// `force_off_at` is the split's own force-off point (the phase
     /// started inside its window with room for its minimums), not one
@@ -283,6 +290,10 @@ pub struct Controller {
     queues: QueueEstimator,
     vehicle_calls: PhaseSet,
     ped_calls: PhaseSet,
+    /// Phases whose pedestrians asked for extended clearance (a long
+    /// press, an extension input), granted at their next walk or
+    /// clearance.
+    ped_extensions: PhaseSet,
     holds: PhaseSet,
     pending_spec: Option<Box<ControllerSpec>>,
     pending_plan: Option<u8>,
@@ -354,6 +365,7 @@ impl Controller {
             queues,
             vehicle_calls: PhaseSet::EMPTY,
             ped_calls: PhaseSet::EMPTY,
+            ped_extensions: PhaseSet::EMPTY,
             holds: PhaseSet::EMPTY,
             pending_spec: None,
             pending_plan: None,
@@ -566,7 +578,7 @@ impl Controller {
             self.next_frame += 1;
             return;
         }
-        let green = self.phases_in(Interval::Green);
+        let green = self.vehicle_green();
         let demand = self.detectors.process(now, &self.spec.detectors, input, green, &mut self.events);
         for (i, n) in demand.vehicles.iter().enumerate() {
             if *n > 0 && !green.contains(PhaseId::from_index(i)) {
@@ -775,12 +787,16 @@ impl Controller {
                     if ring.green.ped != PedInterval::DontWalk {
                         self.events.push(now, EventCode::PedDark, n);
                     }
-                    EventCode::PhaseGreenTermination
+                    // In a leading walk no vehicle green began (1), so
+                    // none terminates.
+                    (!ring.green.leading).then_some(EventCode::PhaseGreenTermination)
                 }
-                Interval::Yellow => EventCode::PhaseEndYellowChange,
-                Interval::RedClear => EventCode::PhaseEndRedClearance,
+                Interval::Yellow => Some(EventCode::PhaseEndYellowChange),
+                Interval::RedClear => Some(EventCode::PhaseEndRedClearance),
             };
-            self.events.push(now, end, n);
+            if let Some(end) = end {
+                self.events.push(now, end, n);
+            }
             self.events.push(now, EventCode::PhaseInactive, n);
         }
         for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
@@ -898,6 +914,7 @@ impl Controller {
             self.events.push(now, EventCode::PedCallRegistered, p.number() as u16);
         }
         self.ped_calls = self.ped_calls.union(new_ped);
+        self.ped_extensions = self.ped_extensions.union(demand.ped_extensions.intersection(self.extendable_phases()));
 
         // Soft recall: a call only when nothing conflicting is waiting.
         let waiting = self.vehicle_calls.union(self.ped_calls);
@@ -912,6 +929,22 @@ impl Controller {
 
     fn ped_phases(&self) -> PhaseSet {
         self.spec.phases.iter().filter(|p| p.timing.has_ped()).map(|p| p.id).collect()
+    }
+
+    /// Nothing waits on a green phase `p` in free operation: no call on a
+    /// conflicting phase, no preemption, no staged change. Rest in walk and
+    /// pedestrian recycle act only then.
+    fn quiet(&self, p: PhaseId) -> bool {
+        let waiting = self.vehicle_calls.union(self.ped_calls);
+        self.plan.mode == PlanMode::Free
+            && self.preempt.is_none()
+            && !self.staged()
+            && !waiting.intersects(self.spec.conflicts[p.index()])
+    }
+
+    /// Phases with an extended pedestrian clearance to grant.
+    fn extendable_phases(&self) -> PhaseSet {
+        self.spec.phases.iter().filter(|p| !p.timing.extended_ped_clear.is_zero()).map(|p| p.id).collect()
     }
 
     fn check_phases(&self, set: PhaseSet) -> Result<(), CommandError> {
@@ -1191,6 +1224,7 @@ impl Controller {
         let present = self.spec.phase_set();
         self.vehicle_calls = self.vehicle_calls.intersection(present);
         self.ped_calls = self.ped_calls.intersection(self.ped_phases());
+        self.ped_extensions = self.ped_extensions.intersection(self.extendable_phases());
         self.holds = self.holds.intersection(present);
         self.group = self.group.min(self.spec.barrier_groups.len().saturating_sub(1));
         for r in &mut self.rings {
@@ -1228,7 +1262,7 @@ impl Controller {
     fn set_dynamic_max(&mut self, plan: Replan) {
         for ph in &self.spec.phases {
             let t = ph.timing;
-            let service = if t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green };
+            let service = t.service(true);
             let floor = match self.spec.adaptive.max_floor {
                 MaxFloor::EngineerMax => service.max(self.engineer_max(&t)),
                 MaxFloor::MinService => service,
@@ -1336,6 +1370,19 @@ impl Controller {
         s
     }
 
+    /// Phases whose vehicle heads show green: green rings past any
+    /// leading walk. Overlaps and detectors follow the vehicle heads; the
+    /// rest of the phase machine the ring.
+    fn vehicle_green(&self) -> PhaseSet {
+        let mut s = PhaseSet::EMPTY;
+        for ring in self.rings.iter().filter(|r| r.interval == Interval::Green && !r.green.leading) {
+            if let Some(p) = ring.phase {
+                s.insert(p);
+            }
+        }
+        s
+    }
+
     fn timing(&self, p: PhaseId) -> &super::spec::PhaseTiming {
         &self.spec.phase(p).expect("phases in rings are validated to exist").timing
     }
@@ -1343,8 +1390,7 @@ impl Controller {
     /// Green needed before a phase may end: min green, and the full
     /// pedestrian service if it is to be served.
     fn needed(&self, p: PhaseId, with_ped: bool) -> Span {
-        let t = self.timing(p);
-        if with_ped && t.has_ped() { t.min_green.max(t.ped_service()) } else { t.min_green }
+        self.timing(p).service(with_ped)
     }
 
     /// Calls that count as demand now: all of them in free mode; in
@@ -1421,7 +1467,9 @@ impl Controller {
             let RingState { interval: Interval::Green, phase: Some(p), .. } = self.rings[r] else { continue };
             self.time_green(now, r, p, extends);
             let next = self.next_in_group(r, calls);
-            if (next.is_some() || cross) && self.rings[r].green.max_start.is_none() {
+            // The max timer times the vehicle green: not during a leading walk.
+            let green = &self.rings[r].green;
+            if (next.is_some() || cross) && green.max_start.is_none() && !green.leading {
                 self.rings[r].green.max_start = Some(now);
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
             }
@@ -1531,22 +1579,68 @@ impl Controller {
             Some(PreemptTargets { phases, truncated_walk: Some(cut) }) if !phases.contains(p) => t.walk.min(cut),
             _ => t.walk,
         };
-        let g = &mut self.rings[r].green;
+        let ring = &mut self.rings[r];
+        if ring.green.leading {
+            if ring.green.ped_shown.elapsed(now) < t.leading_walk {
+                return;
+            }
+            // The walk has its head start: the vehicle green begins, and
+            // its minimum, gap and max timers with it.
+            ring.green.leading = false;
+            ring.green.last_extension = now;
+            ring.since = now;
+            ring.shown = starting;
+            self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+            return;
+        }
+        let g = &mut ring.green;
         if extends.contains(p) {
             g.last_extension = now;
+        }
+        // A request during the walk or clearance lengthens this clearance
+        // if it ends by the force-off, or a coordinated phase's yield point
+        // (a coordinated or fixed cycle keeps its splits); one at another
+        // time waits for the phase's next walk.
+        let shown = g.ped_shown.elapsed(now);
+        let extended_end = match g.ped {
+            PedInterval::Walk => Some(now + t.walk.saturating_sub(shown) + t.extended_ped_clear),
+            PedInterval::Clearance => Some(now + t.extended_ped_clear.saturating_sub(shown)),
+            PedInterval::DontWalk => None,
+        };
+        let cycled = self.plan.coord.is_some();
+        let fits = extended_end.is_some_and(|end| match g.force_off_at.or(g.yield_at) {
+            Some(limit) => end <= limit,
+            None => !cycled,
+        });
+        if fits && self.ped_extensions.contains(p) {
+            self.ped_extensions.remove(p);
+            g.ped_extended = true;
         }
         if !g.min_done && green_shown >= t.min_green {
             g.min_done = true;
             self.events.push(now, EventCode::PhaseMinComplete, p.number() as u16);
         }
+        let quiet = self.quiet(p);
+        let g = &mut self.rings[r].green;
         match g.ped {
+            PedInterval::Walk if t.rest_in_walk && quiet => {}
+            PedInterval::DontWalk if t.ped_recycle && quiet && self.ped_calls.contains(p) => {
+                // Recycle: the walk again, in this green.
+                g.ped = PedInterval::Walk;
+                g.ped_since = now;
+                g.ped_shown = starting;
+                self.ped_calls.remove(p);
+                self.events.push(now, EventCode::PedBeginWalk, p.number() as u16);
+            }
             PedInterval::Walk if g.ped_shown.elapsed(now) >= walk => {
                 g.ped = PedInterval::Clearance;
                 g.ped_since = now;
                 g.ped_shown = starting;
                 self.events.push(now, EventCode::PedBeginClearance, p.number() as u16);
             }
-            PedInterval::Clearance if g.ped_shown.elapsed(now) >= t.ped_clear => {
+            PedInterval::Clearance
+                if g.ped_shown.elapsed(now) >= if g.ped_extended { t.extended_ped_clear } else { t.ped_clear } =>
+            {
                 g.ped = PedInterval::DontWalk;
                 g.ped_since = now;
                 g.ped_shown = starting;
@@ -1577,7 +1671,7 @@ impl Controller {
         let g = &self.rings[r].green;
         // Minimums and pedestrian service are never cut, not even by a
         // preemption: only then do precedence rules apply.
-        if !g.min_done || g.ped != PedInterval::DontWalk {
+        if g.leading || !g.min_done || g.ped != PedInterval::DontWalk {
             return None;
         }
         // Preemption outranks holds and plans: every other green ends now,
@@ -1787,6 +1881,8 @@ impl Controller {
             ped: if serve_ped { PedInterval::Walk } else { PedInterval::DontWalk },
             ped_since: now,
             ped_shown: shown,
+            ped_extended: false,
+            leading: serve_ped && !t.leading_walk.is_zero(),
             force_off_at,
             force_off_on_cycle,
             yield_at: None,
@@ -1804,7 +1900,11 @@ impl Controller {
             }
         }
         self.events.push(now, EventCode::PhaseOn, p.number() as u16);
-        self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+        // With a leading walk, the vehicle green (1) follows when the
+        // walk has led for its interval ([`Self::time_green`]).
+        if !self.rings[r].green.leading {
+            self.events.push(now, EventCode::PhaseBeginGreen, p.number() as u16);
+        }
         if coordinated {
             self.events.push(now, EventCode::CoordPhaseBegin, p.number() as u16);
         }
@@ -1876,7 +1976,7 @@ impl Controller {
         if !matches!(self.unit, UnitState::Run) {
             return;
         }
-        let green = self.phases_in(Interval::Green);
+        let green = self.vehicle_green();
         for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
             let (i, n) = (ov.id.index(), ov.id.number() as u16);
             let parent_green = green.intersects(ov.parents);
@@ -1943,11 +2043,13 @@ impl Controller {
                 for ring in &self.rings[..spec.rings.len()] {
                     let Some(p) = ring.phase else { continue };
                     out.vehicle[p.index()] = match ring.interval {
+                        Interval::Green if ring.green.leading => Indication::Red,
                         Interval::Green => Indication::Green,
                         Interval::Yellow => Indication::Yellow,
                         Interval::RedClear | Interval::Idle => Indication::Red,
                     };
                     if ring.interval == Interval::Green {
+                        out.ped_extended.set(p, ring.green.ped_extended && ring.green.ped != PedInterval::DontWalk);
                         match ring.green.ped {
                             PedInterval::Walk => out.ped[p.index()] = PedIndication::Walk,
                             PedInterval::Clearance => out.ped[p.index()] = PedIndication::FlashingDontWalk,
@@ -2504,6 +2606,101 @@ mod tests {
         let walk = rig.log.iter().find(|e| e.code == EventCode::PedBeginWalk && e.param == 4).expect("walk");
         let fdw = rig.log.iter().find(|e| e.code == EventCode::PedBeginClearance && e.param == 4).expect("fdw");
         assert_eq!((fdw.at - walk.at).as_millis(), 7000);
+    }
+
+    /// A leading pedestrian interval: walk starts with the vehicle head
+    /// red (21 without 1), the vehicle green follows 3 s later (1), the
+    /// walk still counts from its own start, and min green from the
+    /// vehicle green.
+    #[test]
+    fn a_leading_walk_starts_before_the_vehicle_green() {
+        let mut spec = eight_phase();
+        let p4 = spec.phase_slot[PhaseId::new(4).unwrap().index()].unwrap() as usize;
+        spec.phases[p4].timing.leading_walk = Span::from_secs(3);
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(1);
+        rig.detector(14, false);
+        let four = |rig: &Rig| (rig.shows(4), rig.c.output().ped(PhaseId::new(4).unwrap()));
+        while rig.c.output().ped(PhaseId::new(4).unwrap()) != PedIndication::Walk {
+            rig.step();
+        }
+        assert_eq!(four(&rig), (Indication::Red, PedIndication::Walk));
+        assert_eq!(rig.shows(2), Indication::Red, "the conflicting main street has cleared");
+        rig.run(60);
+        let at = |code| rig.log.iter().find(|e| e.code == code && e.param == 4).expect("logged").at;
+        let walk = at(EventCode::PedBeginWalk);
+        assert_eq!(at(EventCode::PhaseOn), walk);
+        assert_eq!((at(EventCode::PhaseBeginGreen) - walk).as_millis(), 3000);
+        assert_eq!((at(EventCode::PedBeginClearance) - walk).as_millis(), 7000);
+        assert!((at(EventCode::PhaseMinComplete) - at(EventCode::PhaseBeginGreen)).as_millis() >= 7000);
+    }
+
+    /// Phase 4's clearance (22 to 23) after a press held `held_ms` on its
+    /// accessible push button (channel 14), 20 s into a quiet intersection.
+    fn clearance_after_press(held_ms: u64) -> u64 {
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run_ms(held_ms);
+        rig.detector(14, false);
+        rig.run(60);
+        let at = |code| rig.log.iter().find(|e| e.code == code && e.param == 4).expect("logged").at;
+        (at(EventCode::PedBeginSolidDontWalk) - at(EventCode::PedBeginClearance)).as_millis()
+    }
+
+    /// An accessible push button: a short press gets the 12 s clearance, a
+    /// press held 2 s (the long press) the extended 18 s, whether it is
+    /// held before the walk or into it; the heads say so while it runs.
+    #[test]
+    fn a_long_press_extends_the_pedestrian_clearance() {
+        assert_eq!(clearance_after_press(500), 12_000);
+        assert_eq!(clearance_after_press(2500), 18_000);
+        // Held 12 s: the walk starts after 2's clearance, within the press.
+        assert_eq!(clearance_after_press(12_000), 18_000);
+        let mut rig = Rig::new();
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(3);
+        rig.detector(14, false);
+        let p4 = PhaseId::new(4).unwrap();
+        while rig.c.output().ped(p4) != PedIndication::FlashingDontWalk {
+            rig.step();
+        }
+        assert!(rig.c.output().ped_extended.contains(p4), "granted extension shown");
+        rig.run(20);
+        assert!(!rig.c.output().ped_extended.contains(p4), "cleared with the clearance");
+    }
+
+    /// Phase 2 with recycle and rest in walk: a press during its resting
+    /// green brings the walk back at once, the walk stays on past its 7 s
+    /// while nothing conflicting waits, and a side-street call ends it
+    /// through its full clearance.
+    #[test]
+    fn a_resting_green_recycles_its_walk_and_rests_in_it() {
+        let mut spec = eight_phase();
+        let p2 = PhaseId::new(2).unwrap();
+        let slot = spec.phase_slot[p2.index()].unwrap() as usize;
+        spec.phases[slot].timing.rest_in_walk = true;
+        spec.phases[slot].timing.ped_recycle = true;
+        let mut rig = Rig::with_spec(spec);
+        rig.run(30);
+        assert_eq!((rig.shows(2), rig.c.output().ped(p2)), (Indication::Green, PedIndication::DontWalk));
+        rig.detector(12, true);
+        rig.run(1);
+        rig.detector(12, false);
+        assert_eq!(rig.c.output().ped(p2), PedIndication::Walk, "recycled in the green");
+        rig.run(30);
+        assert_eq!(rig.c.output().ped(p2), PedIndication::Walk, "rests in walk");
+        rig.detector(4, true);
+        rig.run(1);
+        rig.detector(4, false);
+        assert_eq!(rig.c.output().ped(p2), PedIndication::FlashingDontWalk);
+        rig.run(30);
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseBeginGreen && e.param == 4), "4 served");
+        let walks = rig.log.iter().filter(|e| e.code == EventCode::PedBeginWalk && e.param == 2).count();
+        assert_eq!(walks, 1);
     }
 
     #[test]

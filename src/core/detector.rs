@@ -114,6 +114,9 @@ pub struct DetectorDemand {
     pub extends: PhaseSet,
     /// Phases with a pedestrian call (a push-button press).
     pub ped_calls: PhaseSet,
+    /// Phases whose pedestrians ask for extended clearance (a long press,
+    /// an extension input).
+    pub ped_extensions: PhaseSet,
     /// Per phase, vehicles its calling detectors counted this tick (for
     /// volume-density's added initial).
     pub vehicles: [u16; MAX_PHASES],
@@ -283,6 +286,12 @@ impl DetectorBank {
                 DetectorKind::Pedestrian => {
                     demand.ped_calls = demand.ped_calls.union(spec.calls);
                     demand.calls = demand.calls.union(spec.calls);
+                    // Held long enough (raw presence: a faulted button
+                    // asks for the longer clearance, the safe way).
+                    let held = |hold| st.fault.is_some() || (st.raw && now.since(st.raw_since) >= hold);
+                    if spec.ped_extension.is_some_and(held) {
+                        demand.ped_extensions = demand.ped_extensions.union(spec.calls);
+                    }
                 }
             }
         }
@@ -354,6 +363,7 @@ mod tests {
             extends: p2,
             delay: Span::from_millis(delay),
             extend: Span::from_millis(extend),
+            ped_extension: None,
             diagnostics: DetectorDiagnostics {
                 no_activity: None,
                 max_presence: Some(Span::from_secs(60)),
@@ -375,6 +385,30 @@ mod tests {
             d = bank.process(Instant::from_millis(t), specs, &frame(on), PhaseSet::EMPTY, &mut ev);
         }
         d
+    }
+
+    /// A push button asks for extended clearance only when held its long
+    /// press; a crossing's extension input (zero hold) on any press.
+    #[test]
+    fn long_presses_and_extension_inputs_ask_for_extended_clearance() {
+        let button = |hold_ms| DetectorSpec {
+            kind: DetectorKind::Pedestrian,
+            extends: PhaseSet::EMPTY,
+            ped_extension: Some(Span::from_millis(hold_ms)),
+            ..spec(0, 0)
+        };
+        let p2 = PhaseSet::single(PhaseId::new(2).unwrap());
+        let mut bank = DetectorBank::default();
+        let accessible = [button(2000)];
+        run(&mut bank, &accessible, 0, 900, false);
+        let short = run(&mut bank, &accessible, 1000, 2500, true);
+        assert_eq!((short.ped_calls, short.ped_extensions), (p2, PhaseSet::EMPTY));
+        let long = run(&mut bank, &accessible, 2600, 3000, true);
+        assert_eq!(long.ped_extensions, p2, "held 2 s");
+        let mut bank = DetectorBank::default();
+        let reader = [button(0)];
+        run(&mut bank, &reader, 0, 900, false);
+        assert_eq!(run(&mut bank, &reader, 1000, 1000, true).ped_extensions, p2);
     }
 
     /// A camera zone counting vehicles under a standing presence: the

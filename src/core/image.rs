@@ -169,6 +169,10 @@ pub struct OutputFrame {
     pub vehicle: [Indication; MAX_PHASES],
     pub ped: [PedIndication; MAX_PHASES],
     pub overlap: [Indication; MAX_OVERLAPS],
+    /// Crossings in a walk or clearance whose extended clearance was
+    /// granted: an accessible pedestrian signal can say so, and the
+    /// monitor times their clearance against the extended one.
+    pub ped_extended: PhaseSet,
 }
 
 impl OutputFrame {

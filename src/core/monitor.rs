@@ -6,7 +6,10 @@
 //! frame: no conflicting greens or yellows, green always ends through a full
 //! yellow, a conflicting movement only gets green after the red clearance,
 //! min green, walk and pedestrian clearance served, no yellow-to-green, no
-//! dark head while running. The first fault latches: from then on
+//! dark head while running. A walk counts as its phase's movement: during a
+//! leading pedestrian interval (walk on a red vehicle head) it conflicts
+//! as the green would, and the vehicle head stays red for the whole
+//! leading interval. The first fault latches: from then on
 //! [`Monitor::guard`] replaces every frame with flash until an operator calls
 //! [`Monitor::reset`], as a cabinet's MMU holds flash until its reset button.
 
@@ -54,6 +57,8 @@ pub enum Fault {
     ShortPedClear { phase: PhaseId, shown: Span, required: Span },
     #[error("phase {phase} shows {ped:?} while its vehicles are not green")]
     PedWithoutGreen { phase: PhaseId, ped: PedIndication },
+    #[error("phase {phase} turned green {shown} into its walk, the leading pedestrian interval is {required}")]
+    ShortLeadingWalk { phase: PhaseId, shown: Span, required: Span },
     #[error("phase {phase} walk went to {to:?} without pedestrian clearance")]
     SkippedPedClear { phase: PhaseId, to: PedIndication },
     #[error("{channel} is dark while the intersection runs")]
@@ -75,6 +80,8 @@ struct Timing {
     min_green: Span,
     walk: Span,
     ped_clear: Span,
+    extended_ped_clear: Span,
+    leading_walk: Span,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,6 +96,10 @@ struct Track {
 struct PedTrack {
     shown: PedIndication,
     since: Instant,
+    /// The walk began on a red vehicle head: a leading pedestrian interval.
+    leading: bool,
+    /// The frames granted this walk's crossing its extended clearance.
+    extended: bool,
 }
 
 const CHANNELS: usize = MAX_PHASES + MAX_OVERLAPS;
@@ -158,6 +169,8 @@ impl Monitor {
                 min_green: a.timing.min_green,
                 walk: cut.map_or(a.timing.walk, |c| a.timing.walk.min(c)),
                 ped_clear: a.timing.ped_clear,
+                extended_ped_clear: a.timing.extended_ped_clear,
+                leading_walk: a.timing.leading_walk,
             };
             for b in &spec.phases {
                 let compatible = a.ring != b.ring && a.group == b.group && !spec.conflicts[a.id.index()].contains(b.id);
@@ -246,16 +259,19 @@ impl Monitor {
                 self.tracks[i] = Track { shown: Self::shown(frame, i), since: now, cleared_at: None };
             }
             for i in 0..MAX_PHASES {
-                self.peds[i] = PedTrack { shown: frame.ped[i], since: now };
+                self.peds[i] = PedTrack { shown: frame.ped[i], since: now, leading: false, extended: false };
             }
         }
         let flashing = (0..CHANNELS)
             .any(|i| matches!(Self::shown(frame, i), Indication::FlashingRed | Indication::FlashingYellow));
 
-        // Conflicts, on the frame as a whole.
+        // Conflicts, on the frame as a whole. A walk or pedestrian
+        // clearance is its phase's movement too, whatever the vehicle head.
         let mut lit = 0u32;
         for i in 0..CHANNELS {
-            if Self::shown(frame, i).is_permissive() {
+            let walking =
+                i < MAX_PHASES && matches!(frame.ped[i], PedIndication::Walk | PedIndication::FlashingDontWalk);
+            if Self::shown(frame, i).is_permissive() || walking {
                 lit |= 1 << i;
             }
         }
@@ -302,7 +318,12 @@ impl Monitor {
                 (FlashingRed | FlashingYellow, Green | Yellow) => {
                     return Err(Fault::BadTransition { channel, from: track.shown, to });
                 }
-                (Red | Dark, Green) => self.check_red_clearance(now, i)?,
+                (Red | Dark, Green) => {
+                    self.check_red_clearance(now, i)?;
+                    if i < MAX_PHASES {
+                        self.check_leading_walk(now, i, frame)?;
+                    }
+                }
                 // Into or out of flash, and red/dark changes, are always safe.
                 _ => {}
             }
@@ -333,17 +354,47 @@ impl Monitor {
         Ok(())
     }
 
+    /// A phase with a leading pedestrian interval turning green while its
+    /// walk shows: the walk has led for the whole interval (`peds` still
+    /// holds the previous frame's pedestrian heads).
+    fn check_leading_walk(&self, now: Instant, i: usize, frame: &OutputFrame) -> Result<(), Fault> {
+        let required = self.timing[i].leading_walk;
+        if required.is_zero() || frame.ped[i] != PedIndication::Walk {
+            return Ok(());
+        }
+        let track = self.peds[i];
+        let shown = if track.shown == PedIndication::Walk { now.since(track.since) } else { Span::ZERO };
+        if shown < required {
+            return Err(Fault::ShortLeadingWalk { phase: PhaseId::from_index(i), shown, required });
+        }
+        Ok(())
+    }
+
     fn check_peds(&mut self, now: Instant, frame: &OutputFrame) -> Result<(), Fault> {
         use PedIndication::*;
         for i in 0..MAX_PHASES {
             let phase = PhaseId::from_index(i);
             let to = frame.ped[i];
-            if matches!(to, Walk | FlashingDontWalk) && frame.vehicle[i] != Indication::Green {
+            let track = self.peds[i];
+            let vehicle = frame.vehicle[i];
+            // A leading walk: configured, begun on the red head, still walk.
+            let leading = to == Walk
+                && vehicle == Indication::Red
+                && !self.timing[i].leading_walk.is_zero()
+                && (track.shown != Walk || track.leading);
+            if matches!(to, Walk | FlashingDontWalk) && vehicle != Indication::Green && !leading {
                 return Err(Fault::PedWithoutGreen { phase, ped: to });
             }
-            let track = self.peds[i];
+            // Once granted, the extension holds until the clearance ends.
+            let extended = frame.ped_extended.contains(phase) || (track.extended && track.shown != DontWalk);
+            self.peds[i].extended = extended;
             if to == track.shown {
                 continue;
+            }
+            if leading {
+                // The walk starts the movement: conflicting channels must
+                // have had their red clearance, as for a green.
+                self.check_red_clearance(now, i)?;
             }
             let held = now.since(track.since);
             let t = self.timing[i];
@@ -351,14 +402,137 @@ impl Monitor {
                 (Walk, FlashingDontWalk) if held < t.walk => {
                     return Err(Fault::ShortWalk { phase, shown: held, required: t.walk });
                 }
-                (FlashingDontWalk, DontWalk) if held < t.ped_clear => {
-                    return Err(Fault::ShortPedClear { phase, shown: held, required: t.ped_clear });
+                (FlashingDontWalk, DontWalk) => {
+                    let required = if track.extended { t.extended_ped_clear } else { t.ped_clear };
+                    if held < required {
+                        return Err(Fault::ShortPedClear { phase, shown: held, required });
+                    }
                 }
                 (Walk, DontWalk) => return Err(Fault::SkippedPedClear { phase, to }),
                 _ => {}
             }
-            self.peds[i] = PedTrack { shown: to, since: now };
+            self.peds[i] = PedTrack { shown: to, since: now, leading, extended };
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::eight_phase;
+
+    fn p(n: u8) -> PhaseId {
+        PhaseId::new(n).unwrap()
+    }
+
+    /// Every phase red with don't walk, then `frames` one second apart:
+    /// the first fault.
+    fn replay(spec: &ControllerSpec, frames: &[&dyn Fn(&mut OutputFrame)]) -> Result<(), Fault> {
+        let mut m = Monitor::new(spec);
+        let mut frame = OutputFrame::default();
+        for ph in &spec.phases {
+            frame.vehicle[ph.id.index()] = Indication::Red;
+            if ph.timing.has_ped() {
+                frame.ped[ph.id.index()] = PedIndication::DontWalk;
+            }
+        }
+        m.check(Instant::ZERO, &frame)?;
+        for (k, edit) in frames.iter().enumerate() {
+            edit(&mut frame);
+            m.check(Instant::from_millis(10_000 + 1000 * k as u64), &frame)?;
+        }
+        Ok(())
+    }
+
+    fn with_leading_walk_on_4() -> ControllerSpec {
+        let mut spec = eight_phase();
+        let slot = spec.phase_slot[p(4).index()].unwrap() as usize;
+        spec.phases[slot].timing.leading_walk = Span::from_secs(3);
+        spec
+    }
+
+    #[test]
+    fn a_leading_walk_keeps_its_vehicles_red_for_the_whole_interval() {
+        let spec = with_leading_walk_on_4();
+        let walk: &dyn Fn(&mut OutputFrame) = &|f| f.ped[p(4).index()] = PedIndication::Walk;
+        let hold: &dyn Fn(&mut OutputFrame) = &|_| {};
+        let green: &dyn Fn(&mut OutputFrame) = &|f| f.vehicle[p(4).index()] = Indication::Green;
+        assert_eq!(replay(&spec, &[walk, hold, hold, green]), Ok(()));
+        assert_eq!(
+            replay(&spec, &[walk, green]),
+            Err(Fault::ShortLeadingWalk { phase: p(4), shown: Span::from_secs(1), required: Span::from_secs(3) })
+        );
+        // Walk and green together skip the leading interval altogether.
+        let both: &dyn Fn(&mut OutputFrame) = &|f| {
+            f.ped[p(4).index()] = PedIndication::Walk;
+            f.vehicle[p(4).index()] = Indication::Green;
+        };
+        assert_eq!(
+            replay(&spec, &[both]),
+            Err(Fault::ShortLeadingWalk { phase: p(4), shown: Span::ZERO, required: Span::from_secs(3) })
+        );
+    }
+
+    #[test]
+    fn a_granted_extension_is_the_clearance_the_monitor_asks_for() {
+        let spec = eight_phase();
+        let hold: &dyn Fn(&mut OutputFrame) = &|_| {};
+        let start: &dyn Fn(&mut OutputFrame) = &|f| {
+            f.vehicle[p(4).index()] = Indication::Green;
+            f.ped[p(4).index()] = PedIndication::Walk;
+        };
+        let extend: &dyn Fn(&mut OutputFrame) = &|f| f.ped_extended.insert(p(4));
+        let clear: &dyn Fn(&mut OutputFrame) = &|f| f.ped[p(4).index()] = PedIndication::FlashingDontWalk;
+        let done: &dyn Fn(&mut OutputFrame) = &|f| {
+            f.ped[p(4).index()] = PedIndication::DontWalk;
+            f.ped_extended.remove(p(4));
+        };
+        // 7 s walk (extension granted in it), then 12 s of clearance.
+        let mut frames = vec![start, extend];
+        frames.extend([hold; 5]);
+        frames.push(clear);
+        frames.extend([hold; 11]);
+        frames.push(done);
+        assert_eq!(
+            replay(&spec, &frames),
+            Err(Fault::ShortPedClear { phase: p(4), shown: Span::from_secs(12), required: Span::from_secs(18) })
+        );
+        // Without the grant, 12 s is the clearance.
+        frames[1] = hold;
+        assert_eq!(replay(&spec, &frames), Ok(()));
+    }
+
+    #[test]
+    fn a_walk_on_red_is_a_movement_that_conflicts_and_needs_a_leading_interval() {
+        let walk: &dyn Fn(&mut OutputFrame) = &|f| f.ped[p(4).index()] = PedIndication::Walk;
+        assert_eq!(
+            replay(&eight_phase(), &[walk]),
+            Err(Fault::PedWithoutGreen { phase: p(4), ped: PedIndication::Walk })
+        );
+        let spec = with_leading_walk_on_4();
+        let two_green: &dyn Fn(&mut OutputFrame) = &|f| f.vehicle[p(2).index()] = Indication::Green;
+        let conflict = replay(&spec, &[two_green, walk]).unwrap_err();
+        assert!(matches!(conflict, Fault::Conflict { .. }), "{conflict:?}");
+        // The leading walk may not start inside 2's red clearance either:
+        // 2 green for its 8 s minimum, 4 s of yellow, then walk 1 s into
+        // its 1.5 s red clearance.
+        let hold: &dyn Fn(&mut OutputFrame) = &|_| {};
+        let two_yellow: &dyn Fn(&mut OutputFrame) = &|f| f.vehicle[p(2).index()] = Indication::Yellow;
+        let two_red: &dyn Fn(&mut OutputFrame) = &|f| f.vehicle[p(2).index()] = Indication::Red;
+        let mut frames = vec![two_green];
+        frames.extend([hold; 8]);
+        frames.push(two_yellow);
+        frames.extend([hold; 3]);
+        frames.extend([two_red, walk]);
+        assert_eq!(
+            replay(&spec, &frames),
+            Err(Fault::ShortRedClear {
+                channel: Channel::Phase(p(4)),
+                after: Channel::Phase(p(2)),
+                shown: Span::from_secs(1),
+                required: Span::from_millis(1500)
+            })
+        );
     }
 }

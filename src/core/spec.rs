@@ -54,11 +54,28 @@ pub struct PhaseTiming {
     pub yellow: Span,
     /// `phaseRedClear`.
     pub red_clear: Span,
-    /// `phaseWalk`; zero means the phase has no pedestrian movement.
+    /// `phaseWalk`; zero means the phase has no pedestrian movement. It
+    /// counts from the walk's start, so it includes any leading walk.
     pub walk: Span,
+    /// Leading pedestrian interval: when pedestrians are served, walk
+    /// starts this long before the vehicle green and the vehicle heads stay
+    /// red meanwhile (MUTCD 4E.06, at least 3 s); zero for none. Shorter
+    /// than `walk`, so walk always runs on into the green.
+    pub leading_walk: Span,
     /// `phasePedestrianClear` (flashing don't walk).
     pub ped_clear: Span,
+    /// The pedestrian clearance an extension request grants (an accessible
+    /// push button's long press, or the crossing's extension input), in
+    /// place of `ped_clear`; zero where the crossing has no extension.
+    pub extended_ped_clear: Span,
     pub recall: Recall,
+    /// Rest in walk: in free operation, a walk that has run its time stays
+    /// on while no conflicting call, preemption or staged change waits.
+    pub rest_in_walk: bool,
+    /// Pedestrian recycle: in free operation, a ped call during the
+    /// phase's green, after its walk, is served by a new walk in that green
+    /// while nothing conflicting waits (else it waits for the next service).
+    pub ped_recycle: bool,
     /// Served with a concurrent phase of another ring when its own ring has no
     /// call in the barrier group (NEMA dual entry).
     pub dual_entry: bool,
@@ -121,6 +138,17 @@ impl PhaseTiming {
     /// Green needed to serve a pedestrian fully inside green.
     pub fn ped_service(&self) -> Span {
         self.walk + self.ped_clear
+    }
+
+    /// The shortest the phase can be served (from its start, a leading
+    /// walk included): min green, or with pedestrians their walk and
+    /// clearance, and min green after any leading walk.
+    pub fn service(&self, with_ped: bool) -> Span {
+        if with_ped && self.has_ped() {
+            (self.leading_walk + self.min_green).max(self.ped_service())
+        } else {
+            self.min_green
+        }
     }
 
     /// Yellow plus red clearance.
@@ -197,6 +225,12 @@ pub struct DetectorSpec {
     /// `vehicleDetectorExtend` (carry-over): output held this long after
     /// presence ends.
     pub extend: Span,
+    /// A push button that asks for extended pedestrian clearance
+    /// ([`PhaseTiming::extended_ped_clear`]) on the phases it calls, when
+    /// pressed at least this long: an accessible push button's long press,
+    /// or, at zero, every press of a crossing's extension input (a second
+    /// button, a smart-card reader). `None` for other detectors.
+    pub ped_extension: Option<Span>,
     pub diagnostics: DetectorDiagnostics,
 }
 

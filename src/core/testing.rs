@@ -15,7 +15,8 @@ fn p(n: u8) -> PhaseId {
 
 /// A textbook 8-phase dual ring: lefts 1/3/5/7 lead throughs 2/4/6/8,
 /// pedestrians on the throughs, one stop-bar detector per phase (channel =
-/// phase) and push buttons on channels 12/14/16/18 for 2/4/6/8. Plan 1 free,
+/// phase) and accessible push buttons on channels 12/14/16/18 for 2/4/6/8
+/// (a 2 s press extends the 12 s clearance to 18 s). Plan 1 free,
 /// plan 2 coordinated on 2+6 at 100 s, plan 3 fixed at 90 s, plan 4 plan 2
 /// run adaptively.
 pub fn eight_phase() -> ControllerSpec {
@@ -32,7 +33,11 @@ pub fn eight_phase() -> ControllerSpec {
             red_clear: s(1.5),
             walk: s(if through { 7.0 } else { 0.0 }),
             ped_clear: s(if through { 12.0 } else { 0.0 }),
+            leading_walk: Span::ZERO,
+            extended_ped_clear: s(if through { 18.0 } else { 0.0 }),
             recall: if n == 2 || n == 6 { Recall::Min } else { Recall::None },
+            rest_in_walk: false,
+            ped_recycle: false,
             dual_entry: through,
             flash: if n == 2 || n == 6 { FlashIndication::Yellow } else { FlashIndication::Red },
         };
@@ -59,6 +64,7 @@ pub fn eight_phase() -> ControllerSpec {
             extends: set(&[n]),
             delay: Span::ZERO,
             extend: Span::ZERO,
+            ped_extension: None,
             diagnostics: DetectorDiagnostics::default(),
         })
         .collect();
@@ -72,6 +78,8 @@ pub fn eight_phase() -> ControllerSpec {
             extends: PhaseSet::EMPTY,
             delay: Span::ZERO,
             extend: Span::ZERO,
+            // Accessible push buttons: a 2 s press extends the clearance.
+            ped_extension: Some(Span::from_secs(2)),
             diagnostics: DetectorDiagnostics::default(),
         });
     }

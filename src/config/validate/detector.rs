@@ -6,7 +6,11 @@ use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 
 use super::super::key::KeyPath;
 use super::super::raw::{RawDetector, RawDetectorKind, RawDetectorPlacement, RawOverlap};
-use super::{Relation, Validator, root};
+use super::{Relation, Validator, root, secs};
+
+/// MUTCD 4E.08: an extended push-button press lasts at least 1 s, so an
+/// ordinary press never asks for it.
+const SHORTEST_LONG_PRESS: Span = Span::from_millis(1000);
 
 impl Validator<'_> {
     pub(super) fn detectors(&mut self, raw: &[RawDetector]) {
@@ -58,6 +62,7 @@ impl Validator<'_> {
                     }
                 }
             }
+            let ped_extension = self.ped_extension(d, kind, calls, &at);
             let travel_time = self.travel_time(d, placement, calls, &at);
             let delay = self.seconds(d.delay_s, &at.key("delay_s"));
             let extend = self.seconds(d.extend_s, &at.key("extend_s"));
@@ -93,10 +98,66 @@ impl Validator<'_> {
                 extends,
                 delay: delay.unwrap_or_default(),
                 extend: extend.unwrap_or_default(),
+                ped_extension,
                 diagnostics,
             };
             self.detectors.insert(channel, (at, spec));
         }
+    }
+
+    /// A push button that asks for extended pedestrian clearance: by a
+    /// long press (`long_press_s`) or, as the crossing's extension input,
+    /// by any press (`extension_input`). Every phase it calls needs an
+    /// `extended_ped_clear_s` to grant.
+    fn ped_extension(
+        &mut self,
+        d: &RawDetector,
+        kind: DetectorKind,
+        calls: Option<PhaseSet>,
+        at: &KeyPath,
+    ) -> Option<Span> {
+        let key = match (d.long_press_s, d.extension_input) {
+            (None, false) => return None,
+            (Some(_), true) => {
+                self.error(
+                    &at.key("extension_input"),
+                    "give long_press_s (an accessible button's long press) or extension_input (a second input), not both",
+                );
+                return None;
+            }
+            (Some(_), false) => at.key("long_press_s"),
+            (None, true) => at.key("extension_input"),
+        };
+        if kind != DetectorKind::Pedestrian {
+            self.error(&key, "only a push button (kind = \"pedestrian\") asks for extended pedestrian clearance");
+            return None;
+        }
+        let hold = match d.long_press_s {
+            Some(s) => {
+                let hold = self.seconds(s, &key)?;
+                if hold < SHORTEST_LONG_PRESS {
+                    self.error(
+                        &key,
+                        format!(
+                            "{} is shorter than 1 s: ordinary presses would ask for it (MUTCD 4E.08: an extended press lasts 1 s or more)",
+                            secs(hold)
+                        ),
+                    );
+                    return None;
+                }
+                hold
+            }
+            None => Span::ZERO,
+        };
+        let without: Vec<PhaseId> = calls
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| self.timing(*p).is_some_and(|t| t.has_ped() && t.extended_ped_clear.is_zero()))
+            .collect();
+        for p in without {
+            self.error(&key, format!("phase {p} has no extended_ped_clear_s to grant"));
+        }
+        Some(hold)
     }
 
     /// An advance loop's travel time to the stop bar, from `travel_time_s`

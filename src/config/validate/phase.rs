@@ -19,6 +19,8 @@ const SHORT_MIN_GREEN: Span = Span::from_millis(4000);
 /// The shortest pedestrian clearance without a crossing length to check it
 /// against: one 3.2 m lane at 1.07 m/s (MUTCD 4E.06) is 3.0 s.
 const SHORTEST_PED_CLEAR: Span = Span::from_millis(3000);
+/// MUTCD 4E.06: a leading pedestrian interval lasts at least 3 s.
+const MUTCD_LEADING_WALK: Span = Span::from_millis(3000);
 
 impl Validator<'_> {
     pub(super) fn phases(&mut self, raw: &[RawPhase]) {
@@ -137,6 +139,8 @@ impl Validator<'_> {
         // `None`: walk and pedestrian clearance contradict each other
         // (reported); the phase then has no timing to build on.
         let has_ped = self.check_pedestrians(p, at, walk, ped_clear, max1)?;
+        let leading_walk = self.leading_walk(p, at, has_ped, walk);
+        let extended_ped_clear = self.extended_ped_clear(p, at, has_ped, walk, ped_clear, max2);
 
         let recall = match p.recall {
             RawRecall::None => Recall::None,
@@ -148,6 +152,11 @@ impl Validator<'_> {
         if recall == Recall::Ped && !has_ped {
             self.error(&at.key("recall"), "\"ped\" needs a pedestrian movement (walk_s and ped_clear_s)");
         }
+        for (key, on) in [("rest_in_walk", p.rest_in_walk), ("ped_recycle", p.ped_recycle)] {
+            if on && !has_ped {
+                self.error(&at.key(key), "needs a pedestrian movement (walk_s and ped_clear_s)");
+            }
+        }
         Some(PhaseTiming {
             min_green: min_green?,
             passage: passage?,
@@ -158,7 +167,11 @@ impl Validator<'_> {
             red_clear: red_clear?,
             walk: walk?,
             ped_clear: ped_clear?,
+            leading_walk: leading_walk?,
+            extended_ped_clear: extended_ped_clear?,
             recall,
+            rest_in_walk: p.rest_in_walk,
+            ped_recycle: p.ped_recycle,
             dual_entry: p.dual_entry,
             flash: flash_indication(p.flash),
         })
@@ -330,8 +343,13 @@ impl Validator<'_> {
         let (walk, ped_clear) = (walk?, ped_clear?);
         match (walk.is_zero(), ped_clear.is_zero()) {
             (true, true) => {
-                if p.ped_crossing_m.is_some() {
-                    self.warn(&at.key("ped_crossing_m"), "ignored: the phase has no pedestrian movement (walk_s is 0)");
+                let crossing_keys = [
+                    ("ped_crossing_m", p.ped_crossing_m.is_some()),
+                    ("ped_crossing_ft", p.ped_crossing_ft.is_some()),
+                    ("walking_speed_fps", p.walking_speed_fps.is_some()),
+                ];
+                for (key, _) in crossing_keys.into_iter().filter(|(_, given)| *given) {
+                    self.warn(&at.key(key), "ignored: the phase has no pedestrian movement (walk_s is 0)");
                 }
                 return Some(false);
             }
@@ -357,16 +375,23 @@ impl Validator<'_> {
                 ),
             );
         }
-        match p.ped_crossing_m {
-            None => {
+        let speed = self.walking_speed(p, at);
+        match self.ped_crossing(p, at) {
+            Some(None) => {
+                if p.walking_speed_fps.is_some() {
+                    self.warn(
+                        &at.key("walking_speed_fps"),
+                        "ignored: no ped_crossing_m or ped_crossing_ft to check ped_clear_s against",
+                    );
+                }
                 if ped_clear < SHORTEST_PED_CLEAR {
                     self.error(
                         &at.key("ped_clear_s"),
                         format!(
-                            "{} is below {}, what one 3.2 m lane takes at {} m/s (MUTCD 4E.06); give ped_crossing_m to check it against the crossing",
+                            "{} is below {}, what one 3.2 m lane takes at {} ft/s (MUTCD 4E.06); give ped_crossing_m to check it against the crossing",
                             secs(ped_clear),
                             secs(SHORTEST_PED_CLEAR),
-                            clearance::PED_WALKING_SPEED_M_S
+                            clearance::PED_WALKING_SPEED_FPS
                         ),
                     );
                 } else {
@@ -376,37 +401,12 @@ impl Validator<'_> {
                     );
                 }
             }
-            Some(crossing) => {
-                if !(crossing.is_finite() && crossing > 0.0) {
-                    self.error(&at.key("ped_crossing_m"), format!("{crossing} m: must be greater than 0"));
-                } else {
-                    let min = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_clearance_min_s(crossing)));
-                    if ped_clear < min {
-                        self.error(
-                            &at.key("ped_clear_s"),
-                            format!(
-                                "{} is below {} needed to cross {crossing} m at {} m/s (MUTCD 4E.06, 3.5 ft/s)",
-                                secs(ped_clear),
-                                secs(min),
-                                clearance::PED_WALKING_SPEED_M_S
-                            ),
-                        );
-                    }
-                    let service =
-                        Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_service_min_s(crossing)));
-                    if walk + ped_clear < service {
-                        self.warn(
-                        &at.key("walk_s"),
-                        format!(
-                            "walk {} + ped clearance {} is below the {} MUTCD 4E.06 recommends to walk from the push button to the far curb at 3 ft/s",
-                            secs(walk),
-                            secs(ped_clear),
-                            secs(service)
-                        ),
-                    );
-                    }
+            Some(Some(crossing)) => {
+                if let Some(speed) = speed {
+                    self.check_crossing_times(at, crossing, speed, walk, ped_clear);
                 }
             }
+            None => {}
         }
         if let Some(max1) = max1
             && walk + ped_clear > max1
@@ -422,5 +422,189 @@ impl Validator<'_> {
             );
         }
         Some(true)
+    }
+
+    /// `leading_walk_s`: the walk's head start on the vehicle green. Needs
+    /// pedestrians, and ends inside the walk so that walk runs on into the
+    /// green; MUTCD 4E.06 asks for at least 3 s.
+    fn leading_walk(&mut self, p: &RawPhase, at: &KeyPath, has_ped: bool, walk: Option<Span>) -> Option<Span> {
+        let Some(s) = p.leading_walk_s else { return Some(Span::ZERO) };
+        let key = at.key("leading_walk_s");
+        let lead = self.seconds(s, &key)?;
+        if lead.is_zero() {
+            return Some(lead);
+        }
+        if !has_ped {
+            self.error(&key, "needs a pedestrian movement (walk_s and ped_clear_s)");
+            return None;
+        }
+        let walk = walk?;
+        if lead >= walk {
+            self.error(
+                &key,
+                format!(
+                    "{} is not shorter than walk_s {}: the walk starts with the leading interval and must run on into the vehicle green",
+                    secs(lead),
+                    secs(walk)
+                ),
+            );
+            return None;
+        }
+        if lead < MUTCD_LEADING_WALK {
+            self.warn(
+                &key,
+                format!("{} is below the 3 s MUTCD 4E.06 asks of a leading pedestrian interval", secs(lead)),
+            );
+        }
+        Some(lead)
+    }
+
+    /// `extended_ped_clear_s`: the clearance an extension request grants,
+    /// the most it may get. Longer than `ped_clear_s`, and with the walk
+    /// within `max2_s` (the longest green the phase may run).
+    fn extended_ped_clear(
+        &mut self,
+        p: &RawPhase,
+        at: &KeyPath,
+        has_ped: bool,
+        walk: Option<Span>,
+        ped_clear: Option<Span>,
+        max2: Option<Span>,
+    ) -> Option<Span> {
+        let Some(s) = p.extended_ped_clear_s else { return Some(Span::ZERO) };
+        let key = at.key("extended_ped_clear_s");
+        let extended = self.seconds(s, &key)?;
+        if extended.is_zero() {
+            return Some(extended);
+        }
+        if !has_ped {
+            self.error(&key, "needs a pedestrian movement (walk_s and ped_clear_s)");
+            return None;
+        }
+        let (walk, ped_clear) = (walk?, ped_clear?);
+        if extended <= ped_clear {
+            self.error(
+                &key,
+                format!(
+                    "{} is not longer than ped_clear_s {}: an extension must lengthen the clearance",
+                    secs(extended),
+                    secs(ped_clear)
+                ),
+            );
+            return None;
+        }
+        if let Some(max2) = max2
+            && walk + extended > max2
+        {
+            self.error(
+                &key,
+                format!(
+                    "walk {} + extended clearance {} exceed max2_s {}, the longest green the phase may run",
+                    secs(walk),
+                    secs(extended),
+                    secs(max2)
+                ),
+            );
+            return None;
+        }
+        Some(extended)
+    }
+
+    /// The crosswalk's length from `ped_crossing_m` or `ped_crossing_ft`:
+    /// `Some(None)` when neither is given, `None` when it is unusable
+    /// (reported).
+    fn ped_crossing(&mut self, p: &RawPhase, at: &KeyPath) -> Option<Option<Crossing>> {
+        let crossing = match (p.ped_crossing_m, p.ped_crossing_ft) {
+            (None, None) => return Some(None),
+            (Some(_), Some(_)) => {
+                self.error(
+                    &at.key("ped_crossing_ft"),
+                    "give the crossing in ped_crossing_m or ped_crossing_ft, not both",
+                );
+                return None;
+            }
+            (Some(m), None) => Crossing { length: m, unit: "m", key: "ped_crossing_m" },
+            (None, Some(ft)) => Crossing { length: ft, unit: "ft", key: "ped_crossing_ft" },
+        };
+        if !(crossing.length.is_finite() && crossing.length > 0.0) {
+            self.error(&at.key(crossing.key), format!("{crossing}: must be greater than 0"));
+            return None;
+        }
+        Some(Some(crossing))
+    }
+
+    /// The crossing's design walking speed in ft/s: MUTCD 4E.06's 3.5 ft/s
+    /// unless the engineer designs for slower walkers (3.0 where elderly
+    /// people cross); `None` if unusable (reported).
+    fn walking_speed(&mut self, p: &RawPhase, at: &KeyPath) -> Option<f64> {
+        let Some(fps) = p.walking_speed_fps else { return Some(clearance::PED_WALKING_SPEED_FPS) };
+        let key = at.key("walking_speed_fps");
+        if !(fps.is_finite() && fps > 0.0) {
+            self.error(&key, format!("{fps} ft/s: must be greater than 0"));
+            return None;
+        }
+        if fps > clearance::PED_WALKING_SPEED_FPS {
+            self.error(
+                &key,
+                format!(
+                    "{fps} ft/s is faster than the {} ft/s MUTCD 4E.06 allows for pedestrian clearance",
+                    clearance::PED_WALKING_SPEED_FPS
+                ),
+            );
+            return None;
+        }
+        Some(fps)
+    }
+
+    /// Pedestrian clearance covers the crossing at the design speed (an
+    /// error below); walk plus clearance covers it from the push button at
+    /// 3 ft/s or the design speed if slower (a warning below).
+    fn check_crossing_times(&mut self, at: &KeyPath, crossing: Crossing, fps: f64, walk: Span, ped_clear: Span) {
+        let m = crossing.metres();
+        let min = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_clearance_min_s(m, fps)));
+        if ped_clear < min {
+            self.error(
+                &at.key("ped_clear_s"),
+                format!(
+                    "{} is below {} needed to cross {crossing} at {fps} ft/s (design walking speed, walking_speed_fps; MUTCD 4E.06: 3.5 ft/s at most)",
+                    secs(ped_clear),
+                    secs(min),
+                ),
+            );
+        }
+        let service = Span::from_millis(clearance::round_to_tenth_ms(clearance::ped_service_min_s(m, fps)));
+        if walk + ped_clear < service {
+            self.warn(
+                &at.key("walk_s"),
+                format!(
+                    "walk {} + ped clearance {} is below the {} MUTCD 4E.06 recommends to walk from the push button to the far curb at {} ft/s",
+                    secs(walk),
+                    secs(ped_clear),
+                    secs(service),
+                    fps.min(clearance::PED_SLOW_WALKING_SPEED_FPS)
+                ),
+            );
+        }
+    }
+}
+
+/// A crosswalk's length as the engineer wrote it, so messages echo the
+/// unit and key.
+#[derive(Clone, Copy, Debug)]
+struct Crossing {
+    length: f64,
+    unit: &'static str,
+    key: &'static str,
+}
+
+impl Crossing {
+    fn metres(self) -> f64 {
+        if self.unit == "ft" { self.length * 0.3048 } else { self.length }
+    }
+}
+
+impl std::fmt::Display for Crossing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.length, self.unit)
     }
 }

@@ -183,6 +183,19 @@ impl Validator<'_> {
                     secs(t.ped_service() + t.clearance())
                 ),
             );
+        } else if t.has_ped() && split < t.service(true) + t.clearance() {
+            self.error(
+                at,
+                format!(
+                    "{} is shorter than leading walk {} + min green {} + yellow {} + red clearance {} = {}",
+                    secs(split),
+                    secs(t.leading_walk),
+                    secs(t.min_green),
+                    secs(t.yellow),
+                    secs(t.red_clear),
+                    secs(t.service(true) + t.clearance())
+                ),
+            );
         }
     }
 

@@ -144,7 +144,7 @@ fn pedestrian_intervals_follow_the_crosswalk() {
     assert_eq!(
         e,
         [
-            "phase 1 (number 2).ped_clear_s: 12.0 s is below 14.0 s needed to cross 15 m at 1.07 m/s (MUTCD 4E.06, 3.5 ft/s)"
+            "phase 1 (number 2).ped_clear_s: 12.0 s is below 14.1 s needed to cross 15 m at 3.5 ft/s (design walking speed, walking_speed_fps; MUTCD 4E.06: 3.5 ft/s at most)"
         ]
     );
     let e = errors(&[("recall = \"min\"\n", "recall = \"ped\"\n")], "");
@@ -154,6 +154,44 @@ fn pedestrian_intervals_follow_the_crosswalk() {
     let (e, w) = check(&[("approach_speed_kmh = 40", long)], button);
     assert!(e.is_empty(), "{e:?}");
     assert_has(&w, "phase 2 (number 4).max1_s: 30.0 s is shorter than walk 7.0 s + ped clearance 25.0 s");
+}
+
+#[test]
+fn a_design_walking_speed_sets_the_crossing_minimums() {
+    let crossing = |keys: &str| {
+        let ped = format!("recall = \"ped\"\nwalk_s = 7\nped_clear_s = 15\n{keys}");
+        check(&[("recall = \"min\"\n", ped.as_str())], "")
+    };
+    // 15 m at the MUTCD 3.5 ft/s takes 14.1 s, at an elderly 3.0 ft/s 16.4 s.
+    let (e, w) = crossing("ped_crossing_m = 15\n");
+    assert!(e.is_empty() && w.is_empty(), "{e:?} {w:?}");
+    let (e, _) = crossing("ped_crossing_m = 15\nwalking_speed_fps = 3.0\n");
+    assert_eq!(
+        e,
+        [
+            "phase 1 (number 2).ped_clear_s: 15.0 s is below 16.4 s needed to cross 15 m at 3 ft/s (design walking speed, walking_speed_fps; MUTCD 4E.06: 3.5 ft/s at most)"
+        ]
+    );
+    // The same crossing in feet.
+    let (e, _) = crossing("ped_crossing_ft = 49.2\nwalking_speed_fps = 3.0\n");
+    assert_has(&e, "phase 1 (number 2).ped_clear_s: 15.0 s is below 16.4 s needed to cross 49.2 ft at 3 ft/s");
+    let (e, _) = crossing("ped_crossing_m = 15\nwalking_speed_fps = 4\n");
+    assert_eq!(
+        e,
+        [
+            "phase 1 (number 2).walking_speed_fps: 4 ft/s is faster than the 3.5 ft/s MUTCD 4E.06 allows for pedestrian clearance"
+        ]
+    );
+    let (e, _) = crossing("ped_crossing_m = 15\nwalking_speed_fps = 0\n");
+    assert_eq!(e, ["phase 1 (number 2).walking_speed_fps: 0 ft/s: must be greater than 0"]);
+    let (e, _) = crossing("ped_crossing_m = 15\nped_crossing_ft = 49.2\n");
+    assert_eq!(
+        e,
+        ["phase 1 (number 2).ped_crossing_ft: give the crossing in ped_crossing_m or ped_crossing_ft, not both"]
+    );
+    let (e, w) = crossing("walking_speed_fps = 3.0\n");
+    assert!(e.is_empty(), "{e:?}");
+    assert_has(&w, "phase 1 (number 2).walking_speed_fps: ignored: no ped_crossing_m or ped_crossing_ft");
 }
 
 #[test]
