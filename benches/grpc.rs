@@ -173,6 +173,7 @@ async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64
     });
     let h = daemon_with(gbt20999).await;
     let received = Arc::new(AtomicU64::new(0));
+    let query_errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let watchers = match load {
         Load::Watchers(n) => n,
@@ -186,8 +187,8 @@ async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64
     if let Load::Gbt20999Centres(n) = load {
         let addr = h.gbt20999_addr.expect("adapter on");
         for _ in 0..n {
-            let received = received.clone();
-            tasks.push(tokio::spawn(async move { poll_gbt20999(addr, &received).await }));
+            let (received, errors) = (received.clone(), query_errors.clone());
+            tasks.push(tokio::spawn(async move { poll_gbt20999(addr, &received, &errors).await }));
         }
     }
     if let Load::WebViewers(n) = load {
@@ -307,12 +308,16 @@ async fn tick_latency_with(load: Load, web: Arc<WebCounts>) -> (Percentiles, u64
         t.abort();
     }
     h.stop().await;
+    let errors = query_errors.load(Ordering::Relaxed);
+    if errors > 0 {
+        println!("GB/T 20999: {errors} queries answered with a query error");
+    }
     (tick, received.load(Ordering::Relaxed))
 }
 
 /// A centre polling intersection 1 at 10 Hz (run status, lamp groups,
 /// traffic data in one query); counts the replies.
-async fn poll_gbt20999(addr: std::net::SocketAddr, replies: &AtomicU64) {
+async fn poll_gbt20999(addr: std::net::SocketAddr, replies: &AtomicU64, errors: &AtomicU64) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut every = tokio::time::interval(Duration::from_millis(100));
     let mut deframer = Deframer::new();
@@ -338,8 +343,15 @@ async fn poll_gbt20999(addr: std::net::SocketAddr, replies: &AtomicU64) {
             for &b in &buf[..n] {
                 if let Some(frame) = deframer.push(b) {
                     let frame = frame.expect("a valid frame");
-                    if frame.header.kind == FrameType::QueryReply && frame.header.sequence == sequence {
-                        replies.fetch_add(1, Ordering::Relaxed);
+                    // A query error is an answer too (and a wrong query):
+                    // counted apart, so the phase says what it measured.
+                    let answer = match frame.header.kind {
+                        FrameType::QueryReply => replies,
+                        FrameType::QueryError => errors,
+                        _ => continue,
+                    };
+                    if frame.header.sequence == sequence {
+                        answer.fetch_add(1, Ordering::Relaxed);
                         break 'reply;
                     }
                 }
