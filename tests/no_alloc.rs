@@ -2,7 +2,8 @@
 //!
 //! A counting global allocator counts allocations made on this thread while
 //! armed. The engine ticks every shipped controller, fed by simulated
-//! cabinets, through startup, plan changes, a config reload, commands and
+//! cabinets, through startup, plan changes (one intersection running its
+//! adaptive plans schedule-driven), a config reload, commands and
 //! detector faults; only `Engine::tick` runs armed. Its own test binary,
 //! because a global allocator is process-wide.
 
@@ -12,6 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use greenwave::config;
+use greenwave::core::spec::AdaptiveStyle;
 use greenwave::core::{Command, Instant, OperatingMode, PhaseId, PhaseSet, Span};
 use greenwave::engine::{Engine, EngineCommand, EngineConfig};
 use greenwave::sim::SimCabinet;
@@ -65,11 +67,15 @@ fn engine_ticks_without_allocating() {
     armed(|| drop(std::hint::black_box(Box::new(1u64))));
     assert_eq!(ALLOCATIONS.swap(0, Ordering::Relaxed), 2, "counting allocator sees alloc + dealloc");
 
-    let configs: Vec<_> = config::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/controllers")))
+    let mut configs: Vec<_> = config::load_dir(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/controllers")))
         .expect("shipped controllers are valid")
         .into_iter()
         .map(|(c, _)| c)
         .collect();
+    // The first runs its adaptive plans schedule-driven (a plan a second;
+    // the reload below keeps the style): in adaptive mode from step 2,000,
+    // its coordinated plan 2 is adaptive from step 12,000 until the flash.
+    configs[0].spec.adaptive.style = AdaptiveStyle::Schedule;
     let tick = Span::from_millis(100);
     let start = Instant::from_millis(1_767_571_200_000);
     let cfg = EngineConfig { tick, ..EngineConfig::default() };
@@ -86,6 +92,7 @@ fn engine_ticks_without_allocating() {
         }
         match step {
             // Staged changes, all applied at safe points inside armed ticks.
+            2_000 => send(&io, 0, Command::SetMode(OperatingMode::Adaptive)),
             12_000 => send(&io, 0, Command::SelectPlan(2)),
             20_000 => send(&io, 1, Command::SetMode(OperatingMode::Fixed)),
             25_000 => send(&io, 0, Command::LoadSpec(Box::new(configs[0].spec.clone()))),
