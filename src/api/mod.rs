@@ -297,15 +297,7 @@ impl Api {
         let addr = listener.local_addr().map_err(|reason| ApiError::Bind { addr: cfg.listen, reason })?;
         self.warn_unknown_scopes(cfg);
         let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared {
-            core: self.core.clone(),
-            engine,
-            limits: cfg.limits,
-            streams: Arc::new(Semaphore::new(cfg.limits.max_streams)),
-            streams_per_token: Arc::default(),
-            stopping: stopping.clone(),
-            event_log,
-        });
+        let shared = self.shared(cfg, engine, stopping.clone(), event_log);
         let auth = auth::Authenticator::new(cfg);
         let routes = routes(cfg, shared, auth.clone())?;
         let cert_scopes = auth.clone();
@@ -346,7 +338,19 @@ impl Api {
         event_log: crate::telemetry::EventLogConfig,
     ) -> gateway::Gateway {
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared {
+        gateway::Gateway::new(self.shared(cfg, engine, stopping, event_log), stop)
+    }
+
+    /// What the services share, under `cfg`'s limits, ending their
+    /// streams when `stopping` flips.
+    fn shared(
+        &self,
+        cfg: &GrpcConfig,
+        engine: EngineHandles,
+        stopping: tokio::sync::watch::Receiver<bool>,
+        event_log: crate::telemetry::EventLogConfig,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
             core: self.core.clone(),
             engine,
             limits: cfg.limits,
@@ -354,8 +358,7 @@ impl Api {
             streams_per_token: Arc::default(),
             stopping,
             event_log,
-        });
-        gateway::Gateway::new(shared, stop)
+        })
     }
 
     /// Says which scoped tokens and certificates name an intersection this
