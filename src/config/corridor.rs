@@ -16,9 +16,10 @@
 //! - `travel_s`: travel time in seconds between consecutive members, one
 //!   fewer than `members`, each positive (the same both ways).
 //!
-//! An intersection belongs to at most one corridor. Only members running an
-//! adaptive plan in `style = "cycle"` take part; see `src/engine/corridor.rs`
-//! for how the common cycle, the direction and the offsets are chosen.
+//! An intersection belongs to at most one corridor. Members running an
+//! adaptive plan in `style = "cycle"` share a cycle and offsets; members in
+//! `style = "schedule"` pass on their projected through outflows; see
+//! `src/engine/corridor.rs` for both.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -37,7 +37,7 @@ use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, Ph
 use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 use super::preempt::{PreemptInputs, input_bit};
 use super::queue::QueueEstimator;
-use super::schedule::{PhaseDemand, Scheduler};
+use super::schedule::{PhaseDemand, Projection, Scheduler};
 use super::snapshot::{DetectorSnapshot, PreemptSnapshot, RingSnapshot, Snapshot};
 use super::spec::{AdaptiveStyle, ControllerSpec, FlashIndication, MaxFloor, MaxSelect, PlanMode, PreemptSpec, Recall};
 use super::state::{Coordination, FlashReason, Interval, OperatingMode, PreemptStage, UnitState};
@@ -1770,6 +1770,20 @@ impl Controller {
         let within = on_max.is_some_and(|m| m < t.max2);
         let waiting = self.vehicle_calls.intersection(self.spec.conflicts[p.index()]);
         within && queue > 0 && queue >= self.queues.longest(waiting) && self.queues.discharging(p, now)
+    }
+
+    /// Schedule style: phase `p`'s projected outflow from the plan in
+    /// force, for the neighbours it feeds.
+    pub fn projected_outflow(&self, p: PhaseId) -> Option<Projection> {
+        self.scheduled()?.outflow(p)
+    }
+
+    /// Schedule style: an upstream neighbour's projected arrivals onto
+    /// phase `p` (kept while another style runs, for when this one does).
+    pub fn expect_arrivals(&mut self, p: PhaseId, arrivals: &Projection) {
+        if let Some(s) = self.scheduler.as_deref_mut() {
+            s.project(p, arrivals);
+        }
     }
 
     /// The planner, while a schedule-style adaptive plan runs in free mode.

@@ -62,6 +62,28 @@ pub const REPLAN: Span = Span::from_secs(1);
 const STALE: Span = Span::from_secs(3);
 /// Below this many vehicles a bin is no job.
 const MIN_JOB: f32 = 0.05;
+/// Seconds of neighbours' projected arrivals kept per phase: more than the
+/// longest horizon.
+const EXPECTED_S: usize = 512;
+
+/// Vehicles expected to cross a stop line (an intersection's projected
+/// outflow), or to arrive at one (a neighbour's, moved by the travel time
+/// between them): `vehicles[k]` over `[from + k·bin, from + (k+1)·bin)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Projection {
+    /// When the plan it comes from was made (its freshness).
+    pub made: Instant,
+    pub from: Instant,
+    pub bin: Span,
+    pub vehicles: [f32; BINS],
+}
+
+impl Projection {
+    /// The same vehicles `travel` later: where they reach the next stop line.
+    pub fn after(&self, travel: Span) -> Projection {
+        Projection { from: self.from + travel, ..*self }
+    }
+}
 
 /// The stages of a ring-barrier structure, in service order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,11 +143,18 @@ struct Arrivals {
     seen_at: [[u64; MEMORY_S]; MAX_PHASES],
     /// Advance loop to stop bar, per phase (the longest of its loops).
     travel: [Span; MAX_PHASES],
-    /// Upstream neighbours' projected outflows onto each phase, per bin
-    /// from `projected_at`.
-    projected: [[f32; BINS]; MAX_PHASES],
-    projected_bin: [Span; MAX_PHASES],
-    projected_at: [Option<Instant>; MAX_PHASES],
+    /// Upstream neighbours' projected arrivals onto each phase, vehicles
+    /// per second of control time (index: second modulo [`EXPECTED_S`]).
+    /// A new projection overwrites the seconds it covers; earlier seconds
+    /// keep what older projections said (those vehicles have left the
+    /// neighbour already, so no newer projection mentions them).
+    expected: [[f32; EXPECTED_S]; MAX_PHASES],
+    /// The second each slot was last written.
+    expected_at: [[u64; EXPECTED_S]; MAX_PHASES],
+    /// When the latest projection onto each phase was made: older than
+    /// [`STALE`], every projected second is ignored (the neighbour or the
+    /// link is gone) and the phase plans from its own detectors.
+    projected_made: [Option<Instant>; MAX_PHASES],
 }
 
 impl Arrivals {
@@ -142,9 +171,9 @@ impl Arrivals {
             seen: [[0; MEMORY_S]; MAX_PHASES],
             seen_at: [[u64::MAX; MEMORY_S]; MAX_PHASES],
             travel,
-            projected: [[0.0; BINS]; MAX_PHASES],
-            projected_bin: [Span::ZERO; MAX_PHASES],
-            projected_at: [None; MAX_PHASES],
+            expected: [[0.0; EXPECTED_S]; MAX_PHASES],
+            expected_at: [[u64::MAX; EXPECTED_S]; MAX_PHASES],
+            projected_made: [None; MAX_PHASES],
         }
     }
 
@@ -163,12 +192,40 @@ impl Arrivals {
         *seen = seen.saturating_add(n);
     }
 
-    /// An upstream neighbour's projected outflow onto phase `p`: vehicles
-    /// per bin of `bin` from `at` (later data replaces earlier).
-    fn project(&mut self, p: PhaseId, at: Instant, bin: Span, vehicles: &[f32; BINS]) {
-        self.projected[p.index()] = *vehicles;
-        self.projected_bin[p.index()] = bin;
-        self.projected_at[p.index()] = Some(at);
+    /// An upstream neighbour's projected arrivals onto phase `p`, spread
+    /// evenly over each bin's seconds.
+    fn project(&mut self, p: PhaseId, arrivals: &Projection) {
+        let bin = arrivals.bin.as_millis().max(1);
+        let first = arrivals.from.as_millis() / 1000;
+        let last = (arrivals.from.as_millis() + bin * BINS as u64).div_ceil(1000);
+        // Seconds beyond the window would overwrite ones still ahead.
+        let last = last.min(arrivals.made.as_millis() / 1000 + EXPECTED_S as u64);
+        let (expected, at) = (&mut self.expected[p.index()], &mut self.expected_at[p.index()]);
+        for second in first..last {
+            let slot = (second % EXPECTED_S as u64) as usize;
+            let (lo, hi) = (second * 1000, second * 1000 + 1000);
+            let mut v = 0.0;
+            for (k, n) in arrivals.vehicles.iter().enumerate() {
+                let (b_lo, b_hi) =
+                    (arrivals.from.as_millis() + k as u64 * bin, arrivals.from.as_millis() + (k as u64 + 1) * bin);
+                let overlap = hi.min(b_hi).saturating_sub(lo.max(b_lo));
+                v += n * overlap as f32 / bin as f32;
+            }
+            expected[slot] = v;
+            at[slot] = second;
+        }
+        self.projected_made[p.index()] = Some(arrivals.made);
+    }
+
+    /// Vehicles projected onto phase `p` in the second starting at
+    /// `second`; `None` where no fresh projection covers it.
+    fn expected(&self, now: Instant, p: PhaseId, second: u64) -> Option<f32> {
+        let made = self.projected_made[p.index()]?;
+        if now.since(made) > STALE {
+            return None;
+        }
+        let slot = (second % EXPECTED_S as u64) as usize;
+        (self.expected_at[p.index()][slot] == second).then(|| self.expected[p.index()][slot])
     }
 
     /// Vehicles seen at `p`'s advance loops that have not reached the stop
@@ -248,6 +305,11 @@ pub struct Scheduler {
     startup_lost: i64,
     jobs: [[Job; MAX_JOBS]; MAX_STAGES],
     job_len: [usize; MAX_STAGES],
+    /// Per phase, the vehicles the last re-plan expected: bin 0 standing,
+    /// then per bin of the horizon.
+    profile: [[f32; MAX_JOBS]; MAX_PHASES],
+    /// Per phase, the last plan's projected discharge per bin.
+    outflow: [[f32; BINS]; MAX_PHASES],
     table: Box<[Entry; TABLE]>,
     arrivals: Arrivals,
     /// The plan in force: when it was made and until when each phase is held.
@@ -274,6 +336,8 @@ impl Scheduler {
             startup_lost: 0,
             jobs: [[Job::default(); MAX_JOBS]; MAX_STAGES],
             job_len: [0; MAX_STAGES],
+            profile: [[0.0; MAX_JOBS]; MAX_PHASES],
+            outflow: [[0.0; BINS]; MAX_PHASES],
             table,
             arrivals: Arrivals::new(spec),
             planned_at: None,
@@ -328,10 +392,20 @@ impl Scheduler {
         self.arrivals.count(now, p, n);
     }
 
-    /// An upstream neighbour's projected outflow onto phase `p`
-    /// (vehicles per bin of `bin` from `at`; later data replaces earlier).
-    pub fn project(&mut self, p: PhaseId, at: Instant, bin: Span, vehicles: &[f32; BINS]) {
-        self.arrivals.project(p, at, bin, vehicles);
+    /// An upstream neighbour's projected arrivals onto phase `p` (the
+    /// seconds they cover replace what earlier projections said).
+    pub fn project(&mut self, p: PhaseId, arrivals: &Projection) {
+        self.arrivals.project(p, arrivals);
+    }
+
+    /// The last plan's projected outflow of phase `p`: the vehicles it
+    /// discharges over its planned greens, at most one per saturation
+    /// headway, from its queue and expected arrivals.
+    pub fn outflow(&self, p: PhaseId) -> Option<Projection> {
+        let made = self.planned_at?;
+        self.home[p.index()]?;
+        let bin = Span::from_millis((self.horizon.as_millis() / BINS as u64).max(1));
+        Some(Projection { made, from: made, bin, vehicles: self.outflow[p.index()] })
     }
 
     pub fn chain(&self) -> &StageChain {
@@ -457,14 +531,14 @@ impl Scheduler {
         // stage holding each phase is when that phase may end.
         let horizon_end = now + self.horizon;
         let mut until = [horizon_end; MAX_PHASES];
-        let mut path = [(0usize, 0usize, 0i64); MAX_STAGES * MAX_JOBS];
+        let mut path = [(0usize, 0usize, 0i64, 0i64); MAX_STAGES * MAX_JOBS];
         let mut steps = 0;
         let mut at = best;
         while table[at].prev != u32::MAX {
             let prev = table[at].prev as usize;
             let (from_stage, to_stage) = (prev % stages, at % stages);
             let served = (at / stages / stride[to_stage]) % radix[to_stage] - 1;
-            path[steps] = (to_stage, served, table[at].time);
+            path[steps] = (to_stage, served, table[at].time, table[at].green_at);
             steps += 1;
             if from_stage != to_stage {
                 let leave = table[at].green_at - self.clearance[from_stage];
@@ -479,7 +553,7 @@ impl Scheduler {
         // held for the seen vehicles it serves, not for the flow's
         // expectation alone.
         let mut seen_served = 0i64;
-        for &(stage, job, finish) in path[..steps].iter().rev() {
+        for &(stage, job, finish, _) in path[..steps].iter().rev() {
             if stage != current {
                 break;
             }
@@ -494,7 +568,55 @@ impl Scheduler {
             let held = self.chain.stages[current].contains(p);
             self.hold_until[p.index()] = if held { until[p.index()].min(seen_until) } else { now };
         }
+        // The schedule's greens in order: stage, start and end (ms from
+        // now), the last one resting to the horizon's end.
+        let mut runs = [(0usize, 0i64, i64::MAX); MAX_STAGES * MAX_JOBS + 1];
+        runs[0] = (current, -(elapsed.as_millis() as i64), i64::MAX);
+        let mut n = 1;
+        for &(stage, _, _, green_at) in path[..steps].iter().rev() {
+            let (last, ..) = runs[n - 1];
+            if stage != last {
+                runs[n - 1].2 = green_at - self.clearance[last];
+                runs[n] = (stage, green_at, i64::MAX);
+                n += 1;
+            }
+        }
+        self.project_outflow(&runs[..n]);
         self.planned_at = Some(now);
+    }
+
+    /// Each phase's discharge over the schedule's greens `runs`, second by
+    /// second: its standing vehicles and arrivals ([`Self::profile`])
+    /// queue, and leave one per saturation headway once its green has
+    /// started up.
+    fn project_outflow(&mut self, runs: &[(usize, i64, i64)]) {
+        let bin = (self.horizon.as_millis() / BINS as u64).max(1) as i64;
+        let horizon_s = bin * BINS as i64 / 1000;
+        for (i, outflow) in self.outflow.iter_mut().enumerate() {
+            *outflow = [0.0; BINS];
+            if self.home[i].is_none() {
+                continue;
+            }
+            let p = PhaseId::from_index(i);
+            let profile = &self.profile[i];
+            let per_s = 1000.0 / self.headway[i];
+            let mut queue = profile[0];
+            let mut k = 0;
+            for t in 0..horizon_s {
+                let (lo, hi) = (t * 1000, t * 1000 + 1000);
+                queue += profile[1 + (lo / bin) as usize] * 1000.0 / bin as f32;
+                while k + 1 < runs.len() && runs[k].2 <= lo {
+                    k += 1;
+                }
+                let (stage, start, end) = runs[k];
+                let started = if start > 0 { start + self.startup_lost } else { start };
+                if self.chain.stages[stage].contains(p) && started < hi && lo < end {
+                    let served = queue.min(per_s);
+                    queue -= served;
+                    outflow[(lo / bin) as usize] += served;
+                }
+            }
+        }
     }
 
     /// Per stage, the jobs: one per bin with vehicles, merged until the
@@ -502,7 +624,11 @@ impl Scheduler {
     fn build_jobs(&mut self, now: Instant, demand: &[PhaseDemand; MAX_PHASES]) {
         let arrivals = &self.arrivals;
         let bin = (self.horizon.as_millis() / BINS as u64).max(1) as i64;
-        let mut profile = [[0f32; MAX_JOBS]; MAX_PHASES];
+        let horizon_ms = bin * BINS as i64;
+        let horizon_s = (horizon_ms as u64).div_ceil(1000) + 1;
+        let now_ms = now.as_millis() as i64;
+        let profile = &mut self.profile;
+        *profile = [[0f32; MAX_JOBS]; MAX_PHASES];
         let mut observed = [[0f32; MAX_JOBS]; MAX_PHASES];
         for (i, d) in demand.iter().enumerate() {
             if self.home[i].is_none() {
@@ -524,31 +650,34 @@ impl Scheduler {
                 Some(q) => f32::from(q.saturating_sub(approaching)),
                 None => f32::from(u8::from(d.called)),
             };
-            // Beyond what the loops and neighbours see: the smoothed flow.
+            // Beyond what the advance loops see: the neighbours' projected
+            // arrivals where fresh, else the smoothed flow; second by second.
             let seen = arrivals.travel[i].as_millis() as i64;
-            let projected = match arrivals.projected_at[i] {
-                Some(at) if now.since(at) <= STALE => {
-                    let width = arrivals.projected_bin[i].as_millis().max(1) as i64;
-                    let from = now.since(at).as_millis() as i64;
-                    for (k, v) in arrivals.projected[i].iter().enumerate() {
-                        let arrive = k as i64 * width - from;
-                        if arrive >= seen && arrive >= 0 {
-                            let b = 1 + (arrive / bin) as usize;
-                            if b < MAX_JOBS {
-                                prof[b] += v;
-                            }
-                        }
-                    }
-                    (BINS as i64 * width - from).max(seen)
-                }
-                _ => seen,
-            };
-            observed[i] = *prof;
             let per_ms = d.flow_vph / 3_600_000.0;
-            for (b, v) in prof.iter_mut().enumerate().skip(1) {
-                let (lo, hi) = ((b as i64 - 1) * bin, b as i64 * bin);
-                let uncovered = (hi - lo.max(projected)).max(0);
-                *v += per_ms * uncovered as f32;
+            let (mut expected, mut flow) = ([0f32; MAX_JOBS], [0f32; MAX_JOBS]);
+            let first = now.as_millis() / 1000;
+            for second in first..first + horizon_s {
+                let (lo, hi) = ((second * 1000) as i64 - now_ms, (second * 1000 + 1000) as i64 - now_ms);
+                let (lo, hi) = (lo.max(seen).max(0), hi.min(horizon_ms));
+                if hi <= lo {
+                    continue;
+                }
+                let b = 1 + (lo / bin) as usize;
+                if b >= MAX_JOBS {
+                    break;
+                }
+                match arrivals.expected(now, p, second) {
+                    Some(v) => expected[b] += v * (hi - lo) as f32 / 1000.0,
+                    None => flow[b] += per_ms * (hi - lo) as f32,
+                }
+            }
+            for (v, e) in prof.iter_mut().zip(&expected) {
+                *v += e;
+            }
+            // What a detector or a neighbour saw; the flow is only expected.
+            observed[i] = *prof;
+            for (v, f) in prof.iter_mut().zip(&flow) {
+                *v += f;
             }
         }
         for s in 0..self.chain.len {
@@ -682,6 +811,67 @@ mod tests {
         let mut without = Scheduler::new(&spec);
         without.plan(now, set(&[2, 6]), Span::from_secs(20), &demand(&[(2, 0), (4, 2)]));
         assert_eq!(without.holds(p(2), now), Some(false), "nothing coming: the waiting phase gets green");
+    }
+
+    #[test]
+    fn the_outflow_discharges_the_queue_over_the_planned_green() {
+        let spec = eight_phase();
+        let mut s = Scheduler::new(&spec);
+        let now = Instant::from_millis(60_000);
+        s.plan(now, set(&[2, 6]), Span::from_secs(10), &demand(&[(2, 8), (4, 6)]));
+        let out = s.outflow(p(2)).expect("phase 2 is planned");
+        assert_eq!((out.made, out.from, out.bin), (now, now, Span::from_millis(7_500)));
+        // 8 vehicles at 2 s each on one lane, projected second by second:
+        // 4 in the first bin (the seconds starting in it), the rest within
+        // the next 8 s, none later (no flow measured).
+        assert_eq!(&out.vehicles[..3], &[4.0, 3.5, 0.5], "{:?}", out.vehicles);
+        assert!((out.vehicles.iter().sum::<f32>() - 8.0).abs() < 0.01, "{:?}", out.vehicles);
+        let side = s.outflow(p(4)).unwrap().vehicles;
+        assert_eq!(side[0], 0.0, "phase 4 waits for 2's queue and the clearance: {side:?}");
+        assert!((side.iter().sum::<f32>() - 6.0).abs() < 0.01, "{side:?}");
+        let mut idle = Scheduler::new(&spec);
+        assert_eq!(idle.outflow(p(2)), None, "no plan, no projection");
+        idle.plan(now, PhaseSet::EMPTY, Span::ZERO, &demand(&[]));
+        assert_eq!(idle.outflow(p(2)), None);
+    }
+
+    fn platoon(made: Instant, from: Instant, vehicles: f32) -> Projection {
+        let mut v = [0.0; BINS];
+        v[0] = vehicles;
+        Projection { made, from, bin: Span::from_secs(5), vehicles: v }
+    }
+
+    #[test]
+    fn a_neighbours_platoon_holds_the_green_until_it_is_stale() {
+        let spec = eight_phase();
+        let now = Instant::from_millis(60_000);
+        // Ten vehicles reach phase 2's stop bar 4 to 9 s from now; two
+        // wait on phase 4.
+        let coming = platoon(now, now + Span::from_secs(4), 10.0);
+        let mut s = Scheduler::new(&spec);
+        s.project(p(2), &coming);
+        s.plan(now, set(&[2, 6]), Span::from_secs(20), &demand(&[(4, 2)]));
+        assert!(s.held_until(p(2)).unwrap() > now + Span::from_secs(8), "held for the platoon");
+        // The same projection made more than STALE ago: local detectors only.
+        let mut stale = Scheduler::new(&spec);
+        stale.project(p(2), &Projection { made: Instant::from_millis(56_000), ..coming });
+        stale.plan(now, set(&[2, 6]), Span::from_secs(20), &demand(&[(4, 2)]));
+        assert_eq!(stale.holds(p(2), now), Some(false), "a silent neighbour is not followed");
+    }
+
+    #[test]
+    fn a_newer_projection_replaces_only_the_seconds_it_covers() {
+        let spec = eight_phase();
+        let mut a = Arrivals::new(&spec);
+        let t = Instant::from_millis(100_000);
+        a.project(p(2), &platoon(t, t, 5.0));
+        // A second later the neighbour's new plan starts from its own now:
+        // the second already gone keeps the first projection's vehicle.
+        let later = t + Span::from_secs(1);
+        a.project(p(2), &platoon(later, later, 0.0));
+        assert_eq!(a.expected(later, p(2), 100), Some(1.0));
+        assert_eq!(a.expected(later, p(2), 101), Some(0.0));
+        assert_eq!(a.expected(later, p(2), 170), None, "beyond both projections");
     }
 
     #[test]

@@ -19,6 +19,14 @@
 //!    its cycle origin onto the offset by lengthening or shortening cycles
 //!    within `max_cycle_step` ([`crate::core::coord::CorridorTiming`]).
 //!
+//! Members running a schedule-style adaptive plan (`src/core/schedule.rs`)
+//! exchange instead, once a second ([`Corridor::exchange`]): each one's
+//! projected outflow on the through phases becomes its neighbour's
+//! projected arrivals, moved by the travel time between them — phase 2's
+//! to the next member's phase 2, phase 6's to the previous member's
+//! phase 6. A member that stops planning stops projecting, and its
+//! neighbour's planner drops the data once it is stale.
+//!
 //! Only members running an adaptive plan in `style = "cycle"` take part
 //! (at least two of them, or nothing is sent); the others keep the timing
 //! they were sent last, which acts once they run such a plan. The
@@ -33,6 +41,7 @@
 use super::Intersection;
 use crate::core::adaptive::Optimizer;
 use crate::core::coord::CorridorTiming;
+use crate::core::schedule::REPLAN;
 use crate::core::{Command, Instant, PhaseId, Span};
 
 /// The through movement from the first member towards the last: phase 2
@@ -95,6 +104,7 @@ pub(super) struct Corridor {
     direction: Direction,
     timing: Option<(Span, Instant)>,
     next_at: Instant,
+    next_exchange: Instant,
 }
 
 impl Corridor {
@@ -116,6 +126,26 @@ impl Corridor {
             direction: Direction::Forward,
             timing: None,
             next_at: Instant::ZERO,
+            next_exchange: Instant::ZERO,
+        }
+    }
+
+    /// Once a re-plan period: pass the schedule-style members' projected
+    /// through outflows to their neighbours along the wave's phases.
+    pub(super) fn exchange(&mut self, now: Instant, intersections: &mut [Intersection]) {
+        if now < self.next_exchange {
+            return;
+        }
+        self.next_exchange = now + REPLAN;
+        for (k, pair) in self.members.windows(2).enumerate() {
+            let (up, down) = (pair[0], pair[1]);
+            let travel = self.reach[k + 1] - self.reach[k];
+            if let Some(out) = intersections[up].controller.projected_outflow(FORWARD_PHASE) {
+                intersections[down].controller.expect_arrivals(FORWARD_PHASE, &out.after(travel));
+            }
+            if let Some(out) = intersections[down].controller.projected_outflow(BACKWARD_PHASE) {
+                intersections[up].controller.expect_arrivals(BACKWARD_PHASE, &out.after(travel));
+            }
         }
     }
 
@@ -244,6 +274,60 @@ mod tests {
         assert_eq!((ta.lag(oa), tb.lag(ob)), (Span::ZERO, Span::ZERO), "both on their offsets");
         let apart = (ob.as_millis() as i128 - oa.as_millis() as i128).rem_euclid(ta.cycle.as_millis() as i128);
         assert_eq!(apart as u64, travel.rem(ta.cycle).as_millis());
+    }
+
+    /// Two schedule-style members: the upstream one's phase 2 carries a
+    /// steady stream, the downstream one sees nothing on its own phase 2
+    /// loops and a call on phase 4 now and then. Told what is coming, the
+    /// downstream member holds phase 2 for the upstream's platoons; alone,
+    /// it gaps phase 2 out for the side street.
+    #[test]
+    fn a_schedule_style_member_holds_its_green_for_the_platoon_its_neighbour_sends() {
+        let run = |joined: bool| {
+            let t0 = Instant::from_millis(1_767_571_200_000);
+            let mut spec = eight_phase();
+            spec.adaptive.style = crate::core::spec::AdaptiveStyle::Schedule;
+            let (mut engine, io) = Engine::new(vec![spec.clone(), spec], EngineConfig::default(), t0);
+            if joined {
+                engine.add_corridor("test".into(), vec![0, 1], &[Span::from_secs(20)]);
+            }
+            for i in 0..2 {
+                let command = Command::SelectPlan(4);
+                io.commands
+                    .send(EngineCommand::Controller { intersection: i, command, ticket: crate::engine::Ticket::NONE })
+                    .unwrap();
+            }
+            let (mut now, mut longest, mut began) = (t0, Span::ZERO, None);
+            for t in 0..18_000u64 {
+                now += Span::from_millis(100);
+                let mut up = InputFrame::default();
+                for (ch, every) in [(2, 2), (4, 20), (8, 20)] {
+                    up.set_presence(DetectorChannel::new(ch).unwrap(), (t / 10).is_multiple_of(every));
+                }
+                let mut down = InputFrame::default();
+                down.set_presence(DetectorChannel::new(4).unwrap(), (t / 10) % 30 < 2);
+                let _ = io.inputs.try_send((0, up));
+                let _ = io.inputs.try_send((1, down));
+                engine.tick(now);
+                while let Ok((i, e)) = io.events.try_recv() {
+                    if i != 1 || e.param != 2 {
+                        continue;
+                    }
+                    match e.code {
+                        crate::core::EventCode::PhaseBeginGreen => began = Some(e.at),
+                        crate::core::EventCode::PhaseGreenTermination => {
+                            if let Some(b) = began.take() {
+                                longest = longest.max(e.at.since(b));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            longest
+        };
+        let (alone, joined) = (run(false), run(true));
+        assert!(joined > alone + Span::from_secs(10), "joined {joined}, alone {alone}");
     }
 
     fn s(secs: u64) -> Span {

@@ -537,6 +537,7 @@ impl Engine {
         }
         for c in &mut self.corridors {
             c.update(now, &mut self.intersections);
+            c.exchange(now, &mut self.intersections);
         }
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         if self.seq.is_multiple_of(10) {
