@@ -490,3 +490,80 @@ fn a_closed_bin_of_measures_reaches_the_stream_as_the_log_measures_it() {
     assert!(volume > 100, "a quarter hour of simulated traffic: {volume} vehicles");
     eprintln!("NATS measures: {} bins published, {volume} vehicles, equal to the event log's measures", measures.len());
 }
+
+/// Broadway & 5th as `id`, schedule-style adaptive all day.
+fn schedule_style(id: &str) -> (String, String) {
+    let text = include_str!("../controllers/broadway-and-5th.toml")
+        .replace("id = \"broadway-and-5th\"", &format!("id = \"{id}\""))
+        .replace("[adaptive]\n", "[adaptive]\nstyle = \"schedule\"\n")
+        .replace("default_plan = 1", "default_plan = 5")
+        .replace("plan = 1 }", "plan = 5 }")
+        .replace("plan = 2 }", "plan = 5 }")
+        .replace("plan = 3 }", "plan = 5 }");
+    (format!("{id}.toml"), text)
+}
+
+/// Issue 17, item 3: two daemons, one intersection each, one corridor
+/// (`up` → `down`, 20 s apart), each listing the other as `remote`. Each
+/// publishes its projected through outflow (phase 2 downstream, phase 6
+/// upstream) and receives the other's. With the broker killed nothing
+/// arrives, and both keep running; with the broker back, the exchange
+/// resumes; with one daemon stopped, the other hears nothing more and
+/// stops clean (the planner's drop of stale data is
+/// `core::schedule::tests::a_neighbours_platoon_holds_the_green_until_it_is_stale`).
+#[test]
+fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
+    let Some(bin) = nats_server() else { return };
+    let site = Site::new();
+    let mut broker = Some(Broker::start(&bin, site.port, &site.store));
+    let start = |me: &str, other: &str| {
+        let file = site.logs.join(format!("{me}.toml"));
+        let toml = format!(
+            "view = false\n[grpc]\nenabled = false\n[nats]\nurl = \"{}\"\n\
+             [[corridor]]\nmembers = [\"up\", \"down\"]\ntravel_s = [20.0]\nremote = [\"{other}\"]\n",
+            site.url
+        );
+        std::fs::write(&file, toml).expect("write greenwave.toml");
+        let mut config = DaemonConfig::load(Some(&file)).expect("valid greenwave.toml");
+        config.event_log.dir = site.logs.join(me);
+        std::fs::create_dir_all(&config.event_log.dir).expect("mkdir");
+        let daemon =
+            Daemon::start(Options::new(config, Controllers::Texts(vec![schedule_style(me)]))).expect("daemon starts");
+        let stats = daemon.neighbour_stats().expect("a remote member");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            daemon
+                .run_until(async {
+                    let _ = stopped.await;
+                })
+                .expect("daemon stops")
+        });
+        (stats, stop, thread)
+    };
+    let (up, up_stop, up_thread) = start("up", "down");
+    let (down, down_stop, down_thread) = start("down", "up");
+    let heard = |s: &greenwave::daemon::neighbours::NeighbourStats| s.received.load(Relaxed);
+    wait_until("each daemon hears the other", Duration::from_secs(60), || heard(&up) > 3 && heard(&down) > 3);
+    assert!(up.published.load(Relaxed) > 0 && down.published.load(Relaxed) > 0);
+    assert_eq!((up.ignored.load(Relaxed), down.ignored.load(Relaxed)), (0, 0));
+
+    broker.take().expect("running").kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let silent = (heard(&up), heard(&down));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((heard(&up), heard(&down)), silent, "nothing arrives without the broker");
+
+    let _broker = Broker::start(&bin, site.port, &site.store);
+    wait_until("the exchange resumes after the broker restarts", Duration::from_secs(30), || {
+        heard(&up) > silent.0 + 2 && heard(&down) > silent.1 + 2
+    });
+
+    let _ = up_stop.send(());
+    assert!(up_thread.join().expect("up's thread").is_clean());
+    std::thread::sleep(Duration::from_millis(500));
+    let alone = heard(&down);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(heard(&down), alone, "a stopped neighbour sends nothing");
+    let _ = down_stop.send(());
+    assert!(down_thread.join().expect("down's thread").is_clean(), "the other runs on and stops clean");
+}

@@ -15,6 +15,10 @@
 //!   main-street throughs).
 //! - `travel_s`: travel time in seconds between consecutive members, one
 //!   fewer than `members`, each positive (the same both ways).
+//! - `remote`: the members another daemon runs (optional; needs `[nats]`).
+//!   Schedule-style members exchange projected outflows with them over the
+//!   broker (`src/daemon/neighbours.rs`); every other member must be one of
+//!   this daemon's intersections.
 //!
 //! An intersection belongs to at most one corridor. Members running an
 //! adaptive plan in `style = "cycle"` share a cycle and offsets; members in
@@ -42,6 +46,8 @@ pub struct CorridorConfig {
     pub members: Vec<String>,
     /// `travel[k]`: from `members[k]` to `members[k + 1]`.
     pub travel: Vec<Span>,
+    /// Members another daemon runs.
+    pub remote: Vec<String>,
     /// Where it was written, for errors found later (unknown ids).
     pub(crate) key: String,
 }
@@ -53,13 +59,17 @@ pub(super) struct RawCorridor {
     members: Vec<String>,
     #[serde(default)]
     travel_s: Vec<f64>,
+    #[serde(default)]
+    remote: Vec<String>,
 }
 
 /// Validates `[[corridor]]` on its own (the intersection ids are checked
 /// against the controllers by [`resolve`]); `error` receives each problem.
-/// `render` names a key the way the file shows it.
+/// `render` names a key the way the file shows it; `broker` says whether
+/// `[nats]` is on (remote members need it).
 pub(super) fn validate(
     raw: Vec<RawCorridor>,
+    broker: bool,
     mut error: impl FnMut(KeyPath, String),
     render: impl Fn(&KeyPath) -> String,
 ) -> Vec<CorridorConfig> {
@@ -113,8 +123,21 @@ pub(super) fn validate(
                 }
             }
         }
+        if !c.remote.is_empty() && !broker {
+            error(
+                at.key("remote"),
+                "members another daemon runs are reached through the broker: configure [nats]".into(),
+            );
+            ok = false;
+        }
+        for (k, id) in c.remote.iter().enumerate() {
+            if !c.members.contains(id) {
+                error(at.key("remote").index(k), format!("\"{id}\" is not one of this corridor's members"));
+                ok = false;
+            }
+        }
         if ok {
-            out.push(CorridorConfig { name: c.name, members: c.members, travel, key: render(&at) });
+            out.push(CorridorConfig { name: c.name, members: c.members, travel, remote: c.remote, key: render(&at) });
         }
     }
     out
@@ -123,8 +146,17 @@ pub(super) fn validate(
 /// A corridor with its members as engine indexes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedCorridor {
-    pub members: Vec<usize>,
+    pub members: Vec<Member>,
     pub travel: Vec<Span>,
+}
+
+/// A corridor member as the engine sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Member {
+    /// One of this daemon's intersections: its engine index.
+    Local(usize),
+    /// Run by another daemon: its intersection id.
+    Remote(String),
 }
 
 /// Members as indexes into `ids` (the loaded intersections, in engine
@@ -142,12 +174,22 @@ pub fn resolve(
     for c in corridors {
         let mut members = Vec::with_capacity(c.members.len());
         for (k, id) in c.members.iter().enumerate() {
-            match ids.iter().position(|x| x == id) {
-                Some(i) => members.push(i),
-                None => errors.push(ConfigError::new(
+            let remote = c.remote.contains(id);
+            match (ids.iter().position(|x| x == id), remote) {
+                (Some(i), false) => members.push(Member::Local(i)),
+                (None, true) => members.push(Member::Remote(id.clone())),
+                (None, false) => errors.push(ConfigError::new(
                     file,
                     format!("{}.members[{}]", c.key, k + 1),
-                    format!("\"{id}\" is not a configured intersection (known: {})", ids.join(", ")),
+                    format!(
+                        "\"{id}\" is not a configured intersection (known: {}); one another daemon runs goes in `remote`",
+                        ids.join(", ")
+                    ),
+                )),
+                (Some(_), true) => errors.push(ConfigError::new(
+                    file,
+                    format!("{}.remote", c.key),
+                    format!("\"{id}\" is one of this daemon's intersections, not a remote one"),
                 )),
             }
         }
@@ -162,7 +204,7 @@ mod tests {
 
     fn check(raw: Vec<RawCorridor>) -> (Vec<CorridorConfig>, Vec<String>) {
         let mut errors = Vec::new();
-        let out = validate(raw, |k, r| errors.push(format!("{}: {r}", k.env_var("X"))), |k| k.env_var("X"));
+        let out = validate(raw, true, |k, r| errors.push(format!("{}: {r}", k.env_var("X"))), |k| k.env_var("X"));
         (out, errors)
     }
 
@@ -171,6 +213,7 @@ mod tests {
             name: None,
             members: members.iter().map(|s| (*s).to_string()).collect(),
             travel_s: travel_s.to_vec(),
+            remote: Vec::new(),
         }
     }
 
@@ -181,7 +224,7 @@ mod tests {
         assert_eq!(out[0].travel, vec![Span::from_secs(30), Span::from_millis(25_500)]);
         let ids: Vec<String> = ["c", "b", "a"].iter().map(|s| (*s).to_string()).collect();
         let resolved = resolve(&out, &ids, Path::new("greenwave.toml")).unwrap();
-        assert_eq!(resolved[0].members, vec![2, 1, 0]);
+        assert_eq!(resolved[0].members, vec![Member::Local(2), Member::Local(1), Member::Local(0)]);
     }
 
     #[test]
@@ -213,7 +256,41 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(
             errors[0].to_string(),
-            "greenwave.toml: X_CORRIDOR__0.members[2]: \"zz\" is not a configured intersection (known: a, b)"
+            "greenwave.toml: X_CORRIDOR__0.members[2]: \"zz\" is not a configured intersection (known: a, b); \
+             one another daemon runs goes in `remote`"
         );
+    }
+
+    #[test]
+    fn remote_members_are_named_and_must_not_be_local() {
+        let mut a = corridor(&["a", "x", "y"], &[10.0, 12.0]);
+        a.remote = vec!["x".into(), "a".into()];
+        let mut b = corridor(&["b", "c"], &[10.0]);
+        b.remote = vec!["q".into()];
+        let (out, errors) = check(vec![a, b]);
+        assert_eq!(errors, vec!["X_CORRIDOR__1__REMOTE__0: \"q\" is not one of this corridor's members"]);
+        let ids = vec!["a".to_string(), "y".to_string()];
+        let errors = resolve(&out, &ids, Path::new("greenwave.toml")).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].to_string().contains("\"a\" is one of this daemon's intersections"), "{errors:?}");
+        let mut ok = corridor(&["a", "x", "y"], &[10.0, 12.0]);
+        ok.remote = vec!["x".into()];
+        let mut without_broker = Vec::new();
+        let kept = validate(
+            vec![ok],
+            false,
+            |k, r| without_broker.push(format!("{}: {r}", k.env_var("X"))),
+            |k| k.env_var("X"),
+        );
+        assert!(kept.is_empty());
+        assert_eq!(
+            without_broker,
+            vec!["X_CORRIDOR__0__REMOTE: members another daemon runs are reached through the broker: configure [nats]"]
+        );
+        let mut ok = corridor(&["a", "x", "y"], &[10.0, 12.0]);
+        ok.remote = vec!["x".into()];
+        let (out, _) = check(vec![ok]);
+        let resolved = resolve(&out, &ids, Path::new("greenwave.toml")).unwrap();
+        assert_eq!(resolved[0].members, vec![Member::Local(0), Member::Remote("x".into()), Member::Local(1)]);
     }
 }

@@ -282,7 +282,7 @@ fn load(file: Option<&Path>, env: Env) -> Result<DaemonConfig, Vec<ConfigError>>
     let nats = nats::validate(raw.nats, &mut error);
     let ntcip = ntcip::validate(raw.ntcip, &mut error);
     let gbt20999 = gbt20999::validate(raw.gbt20999, &mut error);
-    let corridors = corridor::validate(raw.corridor, &mut error, |p| p.render(&doc.tree));
+    let corridors = corridor::validate(raw.corridor, nats.enabled, &mut error, |p| p.render(&doc.tree));
     let config = DaemonConfig {
         controllers,
         tick_ms,

@@ -38,6 +38,7 @@ pub mod controllers;
 pub mod fanout;
 pub mod gbt20999;
 pub mod nats;
+pub mod neighbours;
 mod settings;
 
 use std::future::Future;
@@ -172,6 +173,8 @@ pub struct Daemon {
     log_health: Arc<EventLogHealth>,
     /// The city feed's publisher (`[nats]`).
     nats: Option<nats::Publisher>,
+    /// The exchange with corridor members in other daemons.
+    neighbours: Option<Arc<neighbours::NeighbourStats>>,
     /// How long the publisher may still deliver at shutdown.
     nats_flush: Duration,
     /// Ends the view and warm-up threads.
@@ -219,12 +222,40 @@ impl Daemon {
         configure_zones(&mut engine, &intersections);
         let sources = controllers.sources(&intersections);
         restore_operators(&mut engine, &sources, start);
+        let inbound = neighbours::inbound(&corridors);
         for (resolved, c) in corridors.into_iter().zip(&daemon.corridors) {
             let name = c.name.clone().unwrap_or_else(|| c.members.join(" – "));
             info!(corridor = %name, members = resolved.members.len(), "corridor: adaptive members share a cycle and green-wave offsets");
-            engine.add_corridor(name, resolved.members, &resolved.travel);
+            let members = resolved.members.iter().map(|m| match m {
+                config::corridor::Member::Local(i) => Some(*i),
+                config::corridor::Member::Remote(_) => None,
+            });
+            engine.add_corridor(name, members.collect(), &resolved.travel);
         }
-        let EngineIo { commands, outcomes, inputs, camera, outputs, snapshots, events, retired, latency, stats } = io;
+        let EngineIo {
+            commands,
+            outcomes,
+            inputs,
+            camera,
+            outputs,
+            snapshots,
+            events,
+            outflows,
+            retired,
+            latency,
+            stats,
+        } = io;
+        let remote = daemon.corridors.iter().any(|c| !c.remote.is_empty());
+        let neighbour_stats = if remote {
+            let stats = neighbours::spawn(&daemon.nats, ids.clone(), inbound, outflows, commands.clone())
+                .context("starting the corridor neighbour exchange")?;
+            Some(stats)
+        } else {
+            // Nothing is exported without remote members: the channel
+            // closes with it.
+            drop(outflows);
+            None
+        };
         let port = CommandPort::new(commands, outcomes).context("starting the outcome router")?;
 
         let board = SnapshotBoard::new(intersections.len());
@@ -361,6 +392,7 @@ impl Daemon {
             event_log,
             log_health,
             nats,
+            neighbours: neighbour_stats,
             nats_flush: daemon.nats.flush_timeout,
             stop,
             warmup,
@@ -401,6 +433,12 @@ impl Daemon {
     /// Events and audit records, numbered (what StreamEvents reads).
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
+    }
+
+    /// The corridor neighbour exchange's counters, when a corridor has
+    /// remote members.
+    pub fn neighbour_stats(&self) -> Option<Arc<neighbours::NeighbourStats>> {
+        self.neighbours.clone()
     }
 
     /// The NATS publisher's counters, when `[nats]` is on.

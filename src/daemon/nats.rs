@@ -379,6 +379,29 @@ pub fn subject_token(id: &str) -> String {
 }
 
 async fn connect_options(cfg: &NatsConfig, stats: Arc<NatsStats>) -> anyhow::Result<async_nats::ConnectOptions> {
+    Ok(client_options(cfg).await?.name("greenwave").event_callback(move |event| {
+        let stats = stats.clone();
+        async move {
+            match event {
+                async_nats::Event::Connected => {
+                    stats.connected.store(true, Ordering::Relaxed);
+                    info!("NATS broker connected");
+                }
+                async_nats::Event::Disconnected => {
+                    stats.connected.store(false, Ordering::Relaxed);
+                    warn!("NATS broker disconnected: events wait in the store-and-forward queue");
+                }
+                // Each failed reconnect attempt is one (the loss itself is said above).
+                async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS client"),
+                other => info!(event = %other, "NATS client"),
+            }
+        }
+    }))
+}
+
+/// Authentication, reconnection and keep-alive, as every connection of
+/// this daemon to the broker uses them.
+pub(super) async fn client_options(cfg: &NatsConfig) -> anyhow::Result<async_nats::ConnectOptions> {
     let options = match &cfg.auth {
         NatsAuth::None => async_nats::ConnectOptions::new(),
         NatsAuth::Token(t) => async_nats::ConnectOptions::with_token(t.clone()),
@@ -390,30 +413,11 @@ async fn connect_options(cfg: &NatsConfig, stats: Arc<NatsStats>) -> anyhow::Res
             .with_context(|| format!("reading the NATS credentials {}", path.display()))?,
     };
     Ok(options
-        .name("greenwave")
         .retry_on_initial_connect()
         .max_reconnects(None)
         .ping_interval(Duration::from_secs(10))
         .connection_timeout(Duration::from_secs(5))
-        .reconnect_delay_callback(backoff)
-        .event_callback(move |event| {
-            let stats = stats.clone();
-            async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        stats.connected.store(true, Ordering::Relaxed);
-                        info!("NATS broker connected");
-                    }
-                    async_nats::Event::Disconnected => {
-                        stats.connected.store(false, Ordering::Relaxed);
-                        warn!("NATS broker disconnected: events wait in the store-and-forward queue");
-                    }
-                    // Each failed reconnect attempt is one (the loss itself is said above).
-                    async_nats::Event::ClientError(e) => tracing::debug!(error = %e, "NATS client"),
-                    other => info!(event = %other, "NATS client"),
-                }
-            }
-        }))
+        .reconnect_delay_callback(backoff))
 }
 
 /// Exponential from [`BACKOFF_MIN`] to [`BACKOFF_MAX`], with up to 25%

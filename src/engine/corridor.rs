@@ -38,7 +38,9 @@
 //! A member refusing the timing (it cannot run the cycle) is logged once,
 //! when it starts refusing.
 
-use super::Intersection;
+use crossbeam_channel::Sender;
+
+use super::{Intersection, Outflow};
 use crate::core::adaptive::Optimizer;
 use crate::core::coord::CorridorTiming;
 use crate::core::schedule::REPLAN;
@@ -93,8 +95,9 @@ pub fn direction(current: Direction, forward_vph: f32, backward_vph: f32) -> Dir
 #[derive(Debug)]
 pub(super) struct Corridor {
     name: String,
-    /// Engine indexes of the members, in order along the arterial.
-    members: Vec<usize>,
+    /// Engine indexes of the members, in order along the arterial; `None`
+    /// for one another daemon runs (reached over the broker).
+    members: Vec<Option<usize>>,
     /// Travel time from the first member to each.
     reach: Vec<Span>,
     /// Scratch: this period's offsets.
@@ -108,7 +111,7 @@ pub(super) struct Corridor {
 }
 
 impl Corridor {
-    pub(super) fn new(name: String, members: Vec<usize>, travel: &[Span]) -> Self {
+    pub(super) fn new(name: String, members: Vec<Option<usize>>, travel: &[Span]) -> Self {
         let mut reach = Vec::with_capacity(members.len());
         let mut t = Span::ZERO;
         reach.push(t);
@@ -131,20 +134,27 @@ impl Corridor {
     }
 
     /// Once a re-plan period: pass the schedule-style members' projected
-    /// through outflows to their neighbours along the wave's phases.
-    pub(super) fn exchange(&mut self, now: Instant, intersections: &mut [Intersection]) {
+    /// through outflows to their neighbours along the wave's phases; one
+    /// bound for a member another daemon runs goes to `export` (the broker
+    /// carries it, and that daemon adds the travel time).
+    pub(super) fn exchange(&mut self, now: Instant, intersections: &mut [Intersection], export: &Sender<Outflow>) {
         if now < self.next_exchange {
             return;
         }
         self.next_exchange = now + REPLAN;
         for (k, pair) in self.members.windows(2).enumerate() {
-            let (up, down) = (pair[0], pair[1]);
             let travel = self.reach[k + 1] - self.reach[k];
-            if let Some(out) = intersections[up].controller.projected_outflow(FORWARD_PHASE) {
-                intersections[down].controller.expect_arrivals(FORWARD_PHASE, &out.after(travel));
-            }
-            if let Some(out) = intersections[down].controller.projected_outflow(BACKWARD_PHASE) {
-                intersections[up].controller.expect_arrivals(BACKWARD_PHASE, &out.after(travel));
+            for (from, to, phase) in [(pair[0], pair[1], FORWARD_PHASE), (pair[1], pair[0], BACKWARD_PHASE)] {
+                let Some(from) = from else { continue };
+                let Some(projection) = intersections[from].controller.projected_outflow(phase) else { continue };
+                match to {
+                    Some(to) => intersections[to].controller.expect_arrivals(phase, &projection.after(travel)),
+                    // Full: the broker's side is behind; the next second's
+                    // projection replaces this one anyway.
+                    None => {
+                        let _ = export.try_send(Outflow { intersection: from, phase, projection });
+                    }
+                }
             }
         }
     }
@@ -160,7 +170,7 @@ impl Corridor {
         let (mut forward_vph, mut backward_vph) = (0.0f32, 0.0f32);
         let mut period = Span::ZERO;
         let mut taking_part = 0;
-        for &i in &self.members {
+        for &i in self.members.iter().flatten() {
             let c = &intersections[i].controller;
             let (Some(opt), Some((_, length))) = (c.optimizer(), c.adaptive_cycle()) else { continue };
             taking_part += 1;
@@ -192,6 +202,7 @@ impl Corridor {
         };
         self.timing = Some((cycle, reference));
         for (k, &i) in self.members.iter().enumerate() {
+            let Some(i) = i else { continue };
             let c = &mut intersections[i].controller;
             let timing = CorridorTiming { cycle, offset: self.offsets[k], reference };
             match c.handle_command(now, Command::Corridor(Some(timing))) {
@@ -217,7 +228,8 @@ impl Corridor {
             Direction::Backward => self.members.len() - 1 - k,
         });
         for k in order {
-            if let Some((origin, length)) = intersections[self.members[k]].controller.adaptive_cycle() {
+            let Some(i) = self.members[k] else { continue };
+            if let Some((origin, length)) = intersections[i].controller.adaptive_cycle() {
                 let next = origin + length;
                 let back = (self.offsets[k].as_millis() % cycle.as_millis().max(1)) as i128;
                 return Some(Instant::from_millis((next.as_millis() as i128 - back).max(0) as u64));
@@ -243,7 +255,7 @@ mod tests {
         let t0 = Instant::from_millis(1_767_571_200_000);
         let (mut engine, io) = Engine::new(vec![eight_phase(), eight_phase()], EngineConfig::default(), t0);
         let travel = Span::from_millis(47_300);
-        engine.add_corridor("test".into(), vec![0, 1], &[travel]);
+        engine.add_corridor("test".into(), vec![Some(0), Some(1)], &[travel]);
         for i in 0..2 {
             let command = Command::SelectPlan(4);
             io.commands
@@ -289,7 +301,7 @@ mod tests {
             spec.adaptive.style = crate::core::spec::AdaptiveStyle::Schedule;
             let (mut engine, io) = Engine::new(vec![spec.clone(), spec], EngineConfig::default(), t0);
             if joined {
-                engine.add_corridor("test".into(), vec![0, 1], &[Span::from_secs(20)]);
+                engine.add_corridor("test".into(), vec![Some(0), Some(1)], &[Span::from_secs(20)]);
             }
             for i in 0..2 {
                 let command = Command::SelectPlan(4);

@@ -31,9 +31,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
+use crate::core::schedule::Projection;
 use crate::core::{
     Command, CommandError, Controller, ControllerSpec, Event, EventCode, FlashReason, InputFrame, Instant,
-    MAX_DETECTORS, Monitor, OperatingMode, OutputFrame, Snapshot, Span, UnitState,
+    MAX_DETECTORS, Monitor, OperatingMode, OutputFrame, PhaseId, Snapshot, Span, UnitState,
 };
 use crate::realtime::CONTROL_PRIORITY;
 use clock::Clock;
@@ -97,8 +98,24 @@ pub enum EngineCommand {
         intersection: usize,
         ticket: Ticket,
     },
+    /// A neighbour another daemon runs projects `projection` onto
+    /// `phase` (already moved by the travel time; `src/daemon/neighbours.rs`).
+    Arrivals {
+        intersection: usize,
+        phase: PhaseId,
+        projection: Projection,
+    },
     /// Drive every intersection to flash, publish it, and stop.
     Shutdown,
+}
+
+/// A schedule-style intersection's projected outflow on a phase that
+/// feeds a corridor member another daemon runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Outflow {
+    pub intersection: usize,
+    pub phase: PhaseId,
+    pub projection: Projection,
 }
 
 /// The number a command's [`Outcome`] comes back under.
@@ -280,6 +297,8 @@ pub struct EngineIo {
     pub outputs: Vec<Receiver<OutputMsg>>,
     pub snapshots: Receiver<(usize, Snapshot)>,
     pub events: Receiver<(usize, Event)>,
+    /// Projected outflows towards corridor members other daemons run.
+    pub outflows: Receiver<Outflow>,
     /// Specs replaced by reloads, to be dropped off the real-time thread.
     pub retired: Receiver<Box<ControllerSpec>>,
     pub latency: LatencyReader,
@@ -333,6 +352,8 @@ pub struct Engine {
     shutdown: bool,
     /// `[[corridor]]`: common cycles and offsets for adaptive arterials.
     corridors: Vec<corridor::Corridor>,
+    /// Towards the broker: outflows for corridor members elsewhere.
+    outflows: Sender<Outflow>,
     /// Wall clock minus control time, ms: 0 until the wall clock steps.
     /// The time of day is read at `now + wall_offset_ms`.
     wall_offset_ms: i64,
@@ -375,6 +396,7 @@ impl Engine {
         let (snap_tx, snap_rx) = bounded(n * 4);
         let (ev_tx, ev_rx) = bounded(EVENT_BUFFER);
         let (ret_tx, ret_rx) = bounded(n * 2);
+        let (outflow_tx, outflow_rx) = bounded(n * 4);
         let (recorder, reader) = latency_pair();
         let mut outputs = Vec::with_capacity(specs.len());
         let intersections = specs
@@ -415,6 +437,7 @@ impl Engine {
             overrun_flash: false,
             shutdown: false,
             corridors: Vec::new(),
+            outflows: outflow_tx,
             wall_offset_ms: 0,
             schedule_second: None,
         };
@@ -426,6 +449,7 @@ impl Engine {
             outputs,
             snapshots: snap_rx,
             events: ev_rx,
+            outflows: outflow_rx,
             retired: ret_rx,
             latency: reader,
             stats,
@@ -505,8 +529,8 @@ impl Engine {
     /// Coordinate `members` (engine indexes, in order along the arterial,
     /// phase 2 travelling from the first to the last) as a corridor with
     /// `travel[k]` from member `k` to `k + 1`. See [`corridor`].
-    pub fn add_corridor(&mut self, name: String, members: Vec<usize>, travel: &[Span]) {
-        if members.iter().any(|&i| i >= self.intersections.len()) || members.len() < 2 {
+    pub fn add_corridor(&mut self, name: String, members: Vec<Option<usize>>, travel: &[Span]) {
+        if members.iter().flatten().any(|&i| i >= self.intersections.len()) || members.len() < 2 {
             tracing::warn!(corridor = %name, ?members, "corridor ignored: its members are not the engine's intersections");
             return;
         }
@@ -537,7 +561,7 @@ impl Engine {
         }
         for c in &mut self.corridors {
             c.update(now, &mut self.intersections);
-            c.exchange(now, &mut self.intersections);
+            c.exchange(now, &mut self.intersections, &self.outflows);
         }
         self.stats.ticks.fetch_add(1, Ordering::Relaxed);
         if self.seq.is_multiple_of(10) {
@@ -631,6 +655,11 @@ impl Engine {
                         None => Err(Refusal::UnknownIntersection(intersection)),
                     };
                     self.answer(ticket, result);
+                }
+                Ok(EngineCommand::Arrivals { intersection, phase, projection }) => {
+                    if let Some(x) = self.intersections.get_mut(intersection) {
+                        x.controller.expect_arrivals(phase, &projection);
+                    }
                 }
                 Ok(EngineCommand::Shutdown) => {
                     self.shutdown = true;

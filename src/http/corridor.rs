@@ -95,7 +95,8 @@ impl Corridor {
             if m > 0 {
                 reach += c.travel.get(m - 1).map_or(0.0, |t| t.as_secs_f64());
             }
-            // Resolved against the intersections at start: every member is one.
+            // Resolved against the intersections at start: a member that
+            // is not one is another daemon's (`remote`), not drawn here.
             let Some(index) = web.feeds.ids.iter().position(|x| x == id) else { continue };
             if caller.reaches(id) {
                 let name = web.feeds.docs.current(index).config.name.clone();
