@@ -75,6 +75,12 @@ fn python_centre_reads_sets_is_refused_and_loses_its_link() {
         "fault action logged:\n{log}"
     );
     assert!(audited("(link lost)"), "fault action audited:\n{log}");
+    // The centre's plan selection is saved as what operators set, as
+    // NTCIP's is (docs/standards.md, "A centre's plan across a restart"):
+    // plan 2, with the mode the link loss set after it.
+    let operator = std::fs::read_to_string(tmp.path().join("controllers/versions/elm-and-oak/operator.toml"))
+        .expect("operator settings saved");
+    assert!(operator.contains("plan = 2") && operator.contains("mode = \"actuated\""), "{operator}");
 }
 
 /// One frame to the adapter and its reply, over `stream`.
