@@ -4,8 +4,10 @@
 //! real `greenwave run` binary on `controllers/elm-and-oak.toml`: a read of
 //! every implemented data class, a stage-based plan set and centre control
 //! that take effect at a barrier, invalid sets refused with the standard's
-//! bad-value code, and a heartbeat loss that runs the configured fault
-//! action. An in-process test checks a viewer centre's sets are refused.
+//! bad-value code, a heartbeat loss that runs the configured fault action,
+//! day plan and schedule sets read back, and a heartbeat and a read over
+//! the UDP listener. An in-process test checks a viewer centre's sets are
+//! refused.
 //!
 //! The Python peer comes from `GW_TEST_PYTHON`. Without it the test prints
 //! a notice and passes, unless `GW_TEST_REQUIRE_INTEROP=1`, when it fails.
@@ -27,22 +29,26 @@ use crate::grpc::test_controller;
 fn python_centre_reads_sets_is_refused_and_loses_its_link() {
     let Some(python) = peer_python("import socket, struct", "the standard library (Python 3)") else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = "view = false\ntime_zone = \"UTC\"\n\n[gbt20999]\nlisten = \"127.0.0.1:0\"\ncontroller_id = 829692\n\
+    let config = "view = false\ntime_zone = \"UTC\"\n\n[gbt20999]\nlisten = \"127.0.0.1:0\"\nlisten_udp = \"127.0.0.1:0\"\n\
+                  controller_id = 829692\n\
                   role = \"operator\"\nprincipal = \"test-centre\"\nheartbeat_timeout_s = 2\n\
                   link_loss_action = \"local_actuated\"\nreport_interval_ms = 1000\n";
     prepare(tmp.path(), &[test_controller()], config);
     let mut daemon = Daemon::start(tmp.path(), ["--config", "greenwave.toml"]);
     let line = daemon.expect_line("GB/T 20999 adapter on ");
-    let addr = line
-        .split("GB/T 20999 adapter on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("an address")
-        .to_owned();
+    // "GB/T 20999 adapter on <tcp>, udp <udp> (role …)".
+    let after = |marker: &str| {
+        line.split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|a| a.trim_end_matches(',').to_owned())
+            .expect("an address")
+    };
+    let (addr, udp) = (after("GB/T 20999 adapter on "), after(", udp "));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(&python)
         .arg(root.join("tools/interop/gbt20999_client.py"))
-        .args(["--addr", &addr, "--controller-id", "829692", "--heartbeat-timeout-s", "2"])
+        .args(["--addr", &addr, "--udp", &udp, "--controller-id", "829692", "--heartbeat-timeout-s", "2"])
         .output()
         .expect("run the Python centre");
     daemon.signal("-TERM");
@@ -55,7 +61,7 @@ fn python_centre_reads_sets_is_refused_and_loses_its_link() {
         "the centre failed:\n{stdout}\n{}\ndaemon log:\n{log}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("31 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("45 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     // The sets are audited as gRPC's are, under the centre's name; the
     // refused plan with the validator's reason.
@@ -69,6 +75,12 @@ fn python_centre_reads_sets_is_refused_and_loses_its_link() {
         "fault action logged:\n{log}"
     );
     assert!(audited("(link lost)"), "fault action audited:\n{log}");
+    // The centre's plan selection is saved as what operators set, as
+    // NTCIP's is (docs/standards.md, "A centre's plan across a restart"):
+    // plan 2, with the mode the link loss set after it.
+    let operator = std::fs::read_to_string(tmp.path().join("controllers/versions/elm-and-oak/operator.toml"))
+        .expect("operator settings saved");
+    assert!(operator.contains("plan = 2") && operator.contains("mode = \"actuated\""), "{operator}");
 }
 
 /// One frame to the adapter and its reply, over `stream`.

@@ -10,7 +10,14 @@
 //!   community are refused; `unitBackupTime` running out puts the
 //!   intersection back on its schedule (backup mode);
 //! - a v3 authPriv GET (SHA-256, AES-128) by both peers, and v3 without
-//!   privacy or with a wrong passphrase refused.
+//!   privacy or with a wrong passphrase refused;
+//! - a walk of the NTCIP 1201 time base (schedule rows, day plan events)
+//!   matches the controller file's `[schedule]`;
+//! - `snmpset` of phase times and of a split table goes through the
+//!   controller file validator and staging: a value past the MIB's range
+//!   is wrongValue, one the validator refuses inconsistentValue (phase
+//!   times) or commitFailed (a split table that no longer adds up), and
+//!   nothing changes; accepted ones read back.
 //!
 //! A missing peer fails the test when `GW_TEST_REQUIRE_INTEROP=1`
 //! (scripts/test.sh installs `snmp` and pysnmp), else it is skipped with a
@@ -31,6 +38,8 @@ use crate::modbus::{missing, python_with};
 
 /// `asc` (NTCIP 1202 v02 MIB).
 const ASC: &str = "1.3.6.1.4.1.1206.4.2.1";
+/// `global.globalTimeManagement.timebase` (NTCIP 1201 v02 MIB).
+const TIMEBASE: &str = "1.3.6.1.4.1.1206.4.2.6.3.3";
 const VIEWER: &str = "gw-view";
 const OPERATOR: &str = "gw-ops";
 const USER: &str = "tmc";
@@ -272,6 +281,97 @@ async fn snmpv3_auth_priv_get_from_net_snmp_and_pysnmp_and_weaker_requests_refus
             assert!(line.trim().ends_with(&format!(" {max_phases}")), "{line}");
             eprintln!("pysnmp v3 authPriv: {}", line.trim());
         }
+    })
+    .await
+    .expect("peer thread");
+    h.stop().await;
+}
+
+/// `(oid below timebase, value as printed)` per line of a `-On -Oq` walk.
+fn timebase_walk(agent: SocketAddr) -> Vec<(String, String)> {
+    let out = tool("snmpwalk", agent, &["-v2c", "-c", VIEWER, &format!("OID:{TIMEBASE}")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let prefix = format!(".{TIMEBASE}.");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (oid, value) = l.split_once(' ')?;
+            Some((oid.strip_prefix(&prefix)?.to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snmpwalk_reads_the_time_base_schedule_and_day_plans_as_the_controller_file_says() {
+    let Some(()) = net_snmp() else { return };
+    let h = daemon().await;
+    let agent = h.ntcip_addr.expect("agent on");
+    let rows = tokio::task::spawn_blocking(move || timebase_walk(agent)).await.expect("walk");
+    let at = |oid: &str| rows.iter().find(|(o, _)| o == oid).map(|(_, v)| v.as_str());
+    // elm-and-oak: week rows "weekday" (Mon–Fri) and "weekend" (Sat, Sun),
+    // then the holidays 01-01 and 12-25 on the weekend day plan.
+    assert_eq!(at("1.0"), Some("4"), "maxTimeBaseScheduleEntries: {rows:?}");
+    assert_eq!(at("2.1.3.1"), Some("124"), "timeBaseScheduleDay.1: Monday (bit 2) … Friday (bit 6)");
+    assert_eq!(at("2.1.3.2"), Some("130"), "timeBaseScheduleDay.2: Saturday (bit 7), Sunday (bit 1)");
+    assert_eq!(at("2.1.2.4"), Some(&*(1u32 << 12).to_string()), "timeBaseScheduleMonth.4: December");
+    assert_eq!(at("2.1.4.4"), Some(&*(1u32 << 25).to_string()), "timeBaseScheduleDate.4: the 25th");
+    assert_eq!(at("2.1.4.1"), Some("4294967294"), "timeBaseScheduleDate.1: every date (Gauge32)");
+    assert_eq!(at("2.1.5.4"), Some("2"), "timeBaseScheduleDayPlan.4: the weekend day plan");
+    // Day plan 1 (weekday): 00:00 plan 1, 07:00 plan 2, 19:00 plan 1.
+    assert_eq!((at("3.0"), at("4.0")), (Some("2"), Some("3")), "maxDayPlans, maxDayPlanEvents");
+    assert_eq!((at("5.1.3.1.2"), at("5.1.4.1.2")), (Some("7"), Some("0")), "dayPlanHour/Minute.1.2");
+    let action = format!(".{ASC}.5.3.1.1.2");
+    assert_eq!(at("5.1.5.1.2"), Some(action.as_str()), "dayPlanActionNumberOID.1.2: time-base action 2");
+    assert_eq!(at("5.1.3.1.3"), Some("19"));
+    eprintln!("snmpwalk of the time base: {} values, day plan 1 event 2 at 07:00 runs {action}", rows.len());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snmpset_of_phase_times_and_splits_goes_through_the_controller_file_validator() {
+    let Some(()) = net_snmp() else { return };
+    let h = daemon().await;
+    let agent = h.ntcip_addr.expect("agent on");
+    tokio::task::spawn_blocking(move || {
+        let set = |pairs: &[(&str, &str)]| {
+            let mut args = vec!["-v2c".to_owned(), "-c".to_owned(), OPERATOR.to_owned()];
+            for (oid, value) in pairs {
+                args.extend([format!("OID:{ASC}.{oid}"), "i".to_owned(), (*value).to_owned()]);
+            }
+            tool("snmpset", agent, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        let get = |oid: &str| v2c_get(agent, VIEWER, oid);
+        // phaseMinimumGreen.2: 8 s in the file; max1 of phase 2 is 12 s here.
+        let out = set(&[("1.2.1.4.2", "9")]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(get("1.2.1.4.2"), Some(9), "phaseMinimumGreen.2 staged");
+        eprintln!("snmpset phaseMinimumGreen.2 = 9: {}", text(&out).trim());
+        // Two phase times in one request, yellow in tenths.
+        let out = set(&[("1.2.1.8.4", "36"), ("1.2.1.5.4", "20")]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!((get("1.2.1.8.4"), get("1.2.1.5.4")), (Some(36), Some(20)), "yellow 3.6 s, passage 2.0 s");
+
+        let refused = set(&[("1.2.1.4.2", "200")]);
+        assert!(text(&refused).contains("inconsistentValue"), "min green past max1: {}", text(&refused));
+        let refused = set(&[("1.2.1.8.2", "300")]);
+        assert!(text(&refused).contains("wrongValue"), "past the MIB's 0..255: {}", text(&refused));
+        let refused = set(&[("1.2.1.6.3", "20")]);
+        assert!(text(&refused).contains("noCreation"), "phase 3 is not defined: {}", text(&refused));
+        // A valid time with an invalid one: neither is taken.
+        let refused = set(&[("1.2.1.6.2", "20"), ("1.2.1.4.4", "200")]);
+        assert!(text(&refused).contains("inconsistentValue"), "{}", text(&refused));
+        assert_eq!((get("1.2.1.4.2"), get("1.2.1.6.2")), (Some(9), Some(12)), "nothing changed");
+        eprintln!("refused: min green 200 s inconsistentValue, yellow 30 s wrongValue, phase 3 noCreation");
+
+        // Plan 2's split table (70 s cycle: 42 + 28) as a whole, then one
+        // split alone, which no longer adds up to the cycle.
+        let out = set(&[("4.9.1.3.2.2", "40"), ("4.9.1.3.2.4", "30")]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!((get("4.9.1.3.2.2"), get("4.9.1.3.2.4")), (Some(40), Some(30)));
+        let refused = set(&[("4.9.1.3.2.2", "41")]);
+        assert!(text(&refused).contains("commitFailed"), "splits 41 + 30 on a 70 s cycle: {}", text(&refused));
+        assert_eq!(get("4.9.1.3.2.2"), Some(40), "nothing changed");
+        eprintln!("snmpset splitTime.2.2 = 40, splitTime.2.4 = 30 taken; 41 alone commitFailed");
     })
     .await
     .expect("peer thread");

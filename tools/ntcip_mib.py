@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Generates src/ntcip/mib.rs, the NTCIP 1202 objects the agent serves,
-from the NTCIP 1202 v02 MIB text.
+"""Generates src/ntcip/mib.rs, the NTCIP objects the agent serves, from
+the NTCIP 1202 v02 MIB text (actuated signal controller, below `asc`) and
+the NTCIP 1201 v02 MIB text (global objects: the time base schedule and
+day plans, below `global`).
 
-    python3 tools/ntcip_mib.py 1202v0218.mib > src/ntcip/mib.rs
+    python3 tools/ntcip_mib.py 1202v0218.mib 1201v0227.mib > src/ntcip/mib.rs
 
-The MIB is not kept in this repository (see docs/standards.md, "NTCIP
+The MIBs are not kept in this repository (see docs/standards.md, "NTCIP
 1202", for where the public text is). Every OID, access and range in the
-table comes from the MIB's OBJECT-TYPE clauses: the object's parent and
-number (`::= { parent n }`), resolved up to `asc`, its ACCESS, and the
-numeric range of its SYNTAX. Only the names in SERVED are emitted; a name
-the MIB lacks, or one not below `asc`, is an error.
+table comes from the MIBs' OBJECT-TYPE clauses: the object's parent and
+number (`::= { parent n }`), resolved up to `asc` or `global` (NTCIP 8004:
+`devices` 1 and 6), its ACCESS, and the numeric range of its SYNTAX. Only
+the names in SERVED are emitted; a name the MIBs lack, or one below
+neither root, is an error.
 """
 
 import re
@@ -47,15 +50,27 @@ SERVED = [
     "maxPreempts", "preemptNumber", "preemptDelay", "preemptMinimumDuration", "preemptState",
     # ring {asc 7}
     "maxRings",
+    # timebase {global 3 3} (NTCIP 1201)
+    "maxTimeBaseScheduleEntries", "timeBaseScheduleNumber", "timeBaseScheduleMonth",
+    "timeBaseScheduleDay", "timeBaseScheduleDate", "timeBaseScheduleDayPlan",
+    "maxDayPlans", "maxDayPlanEvents", "dayPlanNumber", "dayPlanEventNumber",
+    "dayPlanHour", "dayPlanMinute", "dayPlanActionNumberOID",
 ]
 
 # What the agent takes a SET of (each must be read-write in the MIB). The
-# other read-write objects it serves are answered read-only (notWritable):
-# a timing change goes through a whole controller file, validated as one
-# (gRPC ApplyTimingPlan), never one parameter at a time.
-WRITABLE = {"unitBackupTime", "systemPatternControl"}
+# timing objects among them become an edit of the controller file, which
+# goes through the same validation and staging as gRPC ApplyTimingPlan
+# (src/ntcip/timing.rs). The other read-write objects it serves are
+# answered read-only (notWritable).
+WRITABLE = {
+    "unitBackupTime", "systemPatternControl",
+    "phaseWalk", "phasePedestrianClear", "phaseMinimumGreen", "phasePassage",
+    "phaseMaximum1", "phaseYellowChange", "phaseRedClear", "splitTime",
+}
 
-ASC = [1, 3, 6, 1, 4, 1, 1206, 4, 2, 1]
+# NTCIP 8004: nema.transportation.devices, and the roots below it.
+DEVICES = [1, 3, 6, 1, 4, 1, 1206, 4, 2]
+ROOTS = {"asc": 1, "global": 6}
 
 
 def parse(text):
@@ -67,23 +82,26 @@ def parse(text):
         name, _kind, body, parent, number = m.groups()
         access = re.search(r"ACCESS\s+(\S+)", body)
         syntax = re.search(r"SYNTAX\s+([^\n]+)", body)
-        rng = re.search(r"\((\d+)\s*\.\.\s*(\d+)\)", syntax.group(1)) if syntax else None
+        rng = re.search(r"\((\d+)\s*\.\.\s*(\d+)\s*\)", syntax.group(1)) if syntax else None
         objects[name] = {
             "parent": parent,
             "number": int(number),
             "access": access.group(1) if access else None,
             "range": (int(rng.group(1)), int(rng.group(2))) if rng else None,
+            "syntax": syntax.group(1).strip() if syntax else None,
         }
     return objects
 
 
 def arcs(objects, name):
+    """The OID of `name` below `devices`."""
     path = []
-    while name != "asc":
+    while name not in ROOTS:
         if name not in objects:
-            raise SystemExit(f"{name}: not below asc in the MIB")
+            raise SystemExit(f"{name}: below neither asc nor global in the MIBs")
         path.append(objects[name]["number"])
         name = objects[name]["parent"]
+    path.append(ROOTS[name])
     return list(reversed(path))
 
 
@@ -92,8 +110,9 @@ def pascal(name):
 
 
 def main():
-    text = open(sys.argv[1], encoding="latin-1").read()
-    objects = parse(text)
+    objects = {}
+    for path in sys.argv[1:]:
+        objects.update(parse(open(path, encoding="latin-1").read()))
     rows = []
     for name in SERVED:
         o = objects.get(name)
@@ -105,30 +124,36 @@ def main():
         writable = name in WRITABLE
         if writable and o["access"] != "read-write":
             raise SystemExit(f"{name}: written here but {o['access']} in the MIB")
-        rows.append((a, name, columnar, writable, lo, hi))
+        # SMIv1 INTEGER ranges past 2^31 - 1 (timeBaseScheduleDate's 32
+        # day bits) travel as the unsigned Gauge32, SMIv2's Unsigned32.
+        unsigned = hi > 2**31 - 1
+        oid = o["syntax"] == "OBJECT IDENTIFIER"
+        rows.append((a, name, columnar, writable, lo, hi, unsigned, oid))
     rows.sort()
     out = []
     w = out.append
-    w("//! The NTCIP 1202 objects the agent serves: GENERATED by `tools/ntcip_mib.py`")
-    w("//! from the NTCIP 1202 v02.18 MIB text (`1202v0218.mib`, NTCIP1202-2004);")
-    w("//! do not edit. OIDs are below [`ASC`]; rows are in OID order, which is")
-    w("//! the order GETNEXT walks them. Regenerate with")
-    w("//! `python3 tools/ntcip_mib.py 1202v0218.mib > src/ntcip/mib.rs`.")
+    w("//! The NTCIP objects the agent serves: GENERATED by `tools/ntcip_mib.py`")
+    w("//! from the NTCIP 1202 v02.18 MIB text (`1202v0218.mib`, NTCIP1202-2004)")
+    w("//! and the NTCIP 1201 v02.27 MIB text (`1201v0227.mib`, NTCIP1201-2004);")
+    w("//! do not edit. OIDs are below [`DEVICES`] (`asc` is 1, `global` 6); rows")
+    w("//! are in OID order, which is the order GETNEXT walks them. Regenerate with")
+    w("//! `python3 tools/ntcip_mib.py 1202v0218.mib 1201v0227.mib > src/ntcip/mib.rs`.")
     w("")
-    w("/// `asc`: iso.org.dod.internet.private.enterprises.nema.transportation.devices.asc.")
-    w(f"pub const ASC: [u32; {len(ASC)}] = {ASC};")
+    w("/// `devices`: iso.org.dod.internet.private.enterprises.nema.transportation.devices.")
+    w(f"pub const DEVICES: [u32; {len(DEVICES)}] = {DEVICES};")
     w("")
     w("/// An object of the table, by its MIB name.")
     w("#[derive(Clone, Copy, Debug, PartialEq, Eq)]")
     w("pub enum Object {")
     for a, name, *_ in rows:
-        w(f"    /// `{name}` (asc.{'.'.join(map(str, a))})")
+        w(f"    /// `{name}` (devices.{'.'.join(map(str, a))})")
         w(f"    {pascal(name)},")
     w("}")
     w("")
-    w("/// One object: its OID below [`ASC`], whether it is a table column (its")
+    w("/// One object: its OID below [`DEVICES`], whether it is a table column (its")
     w("/// instances are rows) or a scalar (instance `.0`), whether the agent")
-    w("/// takes a SET, and the MIB's range.")
+    w("/// takes a SET, the MIB's range, and its wire type: INTEGER, unsigned")
+    w("/// (Gauge32, for a range past 2^31 - 1) or OBJECT IDENTIFIER.")
     w("#[derive(Clone, Copy, Debug)]")
     w("pub struct Entry {")
     w("    pub object: Object,")
@@ -137,13 +162,16 @@ def main():
     w("    pub columnar: bool,")
     w("    pub writable: bool,")
     w("    pub range: (i64, i64),")
+    w("    pub unsigned: bool,")
+    w("    pub oid: bool,")
     w("}")
     w("")
     w(f"pub const OBJECTS: [Entry; {len(rows)}] = [")
-    for a, name, columnar, writable, lo, hi in rows:
+    for a, name, columnar, writable, lo, hi, unsigned, oid in rows:
         w(
             f"    Entry {{ object: Object::{pascal(name)}, name: \"{name}\", arcs: &{a}, "
-            f"columnar: {str(columnar).lower()}, writable: {str(writable).lower()}, range: ({lo}, {hi}) }},"
+            f"columnar: {str(columnar).lower()}, writable: {str(writable).lower()}, range: ({lo}, {hi}), "
+            f"unsigned: {str(unsigned).lower()}, oid: {str(oid).lower()} }},"
         )
     w("];")
     print("\n".join(out))

@@ -74,26 +74,6 @@ impl ControlService {
         }
     }
 
-    /// Runs plan `number` from the next barrier, its definition unchanged:
-    /// a standards adapter's plan assignment ([`super::gateway`]), audited
-    /// under its `method`. Not saved: a restart runs the operator's and the
-    /// schedule's choice again.
-    pub(super) async fn select_plan(
-        &self,
-        caller: &Identity,
-        method: &'static str,
-        intersection_id: &str,
-        number: u8,
-    ) -> Result<String, Status> {
-        let act = async |i| {
-            self.controller(i, Command::SelectPlan(number), "plan_number").await?;
-            let detail = format!("plan {number}: runs from the next barrier");
-            Ok((detail.clone(), detail))
-        };
-        let (detail, _) = self.audited(caller, method, intersection_id, format!("plan {number}"), act).await?;
-        Ok(detail)
-    }
-
     fn port(&self) -> &CommandPort {
         &self.engine.commands
     }

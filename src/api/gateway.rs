@@ -1,5 +1,6 @@
 //! The Control service in-process, for front ends that speak another
-//! protocol (the GB/T 20999 adapter, `crate::daemon::gbt20999`): their sets
+//! protocol (the GB/T 20999 adapter, `crate::daemon::gbt20999`, and the
+//! NTCIP 1202 agent, `crate::ntcip`): their sets
 //! run the very handlers a gRPC call runs, so they are parsed, checked by
 //! the controller, staged to the safe point, saved, refused and audited
 //! the same way. The caller's [`Identity`] is the adapter's to set (its
@@ -13,9 +14,12 @@ use tonic::{Request, Status};
 use super::auth::Identity;
 use super::control::ControlService;
 use super::docs::Current;
-use super::{Shared, audit, pb};
+use super::{Shared, audit, pb, versions};
+use crate::core::Event;
+use crate::core::OperatingMode;
 use crate::core::spec::{MaxSelect, PlanSpec};
 use crate::engine::board::SnapshotBoard;
+use crate::telemetry::journal::{Read, RecordKind};
 
 /// The Control service without a listener; see the module docs.
 #[derive(Clone, Debug)]
@@ -97,8 +101,12 @@ impl Gateway {
         ))
     }
 
-    /// Runs plan `number` from the next barrier for `caller` (audited under
-    /// `method`), its definition unchanged.
+    /// Selects plan `number` of the running definition for `caller`
+    /// (audited under `method`): saved as what operators set, as an
+    /// operator's selection is, so a restart runs it again while the
+    /// schedule still asks for the plan it asked for then
+    /// (`crate::engine::Engine::restore_operator`); in force from the next
+    /// barrier.
     ///
     /// # Errors
     /// The controller refused it (no such plan), or the role or scope does
@@ -110,7 +118,75 @@ impl Gateway {
         intersection_id: &str,
         number: u8,
     ) -> Result<String, Status> {
-        self.control.select_plan(caller, method, intersection_id, number).await
+        self.control.select_plan_as(caller, method, intersection_id, number).await.map(|(detail, _)| detail)
+    }
+
+    /// Sets the operating mode for `caller`, audited under `method` (a
+    /// front end's own name for the command): saved, in force at the next
+    /// barrier, as SetMode.
+    ///
+    /// # Errors
+    /// The caller may not, the intersection is unknown, or the controller refused.
+    pub async fn set_mode_as(
+        &self,
+        caller: &Identity,
+        method: &'static str,
+        intersection_id: &str,
+        mode: OperatingMode,
+    ) -> Result<String, Status> {
+        let words = versions::mode_word(mode).to_owned();
+        self.control.set_mode_as(caller, method, intersection_id, words, Ok(mode)).await.map(|(detail, _)| detail)
+    }
+
+    /// Hands the intersection back to its time-of-day schedule for
+    /// `caller` (audited under `method`): what operators set is cleared.
+    ///
+    /// # Errors
+    /// As [`Self::set_mode_as`].
+    pub async fn follow_schedule(
+        &self,
+        caller: &Identity,
+        method: &'static str,
+        intersection_id: &str,
+    ) -> Result<String, Status> {
+        self.control.follow_schedule_as(caller, method, intersection_id).await.map(|(detail, _)| detail)
+    }
+
+    /// Intersection `i`'s controller file in force with `edit` made to it:
+    /// the text [`Self::apply_controller`] takes, and the config version it
+    /// was edited from. A front end's sets of single parameters (a day
+    /// plan, a schedule row, a phase time) become whole files this way, so
+    /// the file validator judges them together with everything else.
+    ///
+    /// # Errors
+    /// What `edit` refused, or the file in force does not parse.
+    pub fn edited(
+        &self,
+        i: usize,
+        edit: impl FnOnce(&mut toml::Table) -> Result<(), Status>,
+    ) -> Result<(String, u64), Status> {
+        let current = self.current(i);
+        let mut table: toml::Table =
+            current.config.text.parse().map_err(|_| {
+                Status::failed_precondition("the controller definition in force does not parse as TOML")
+            })?;
+        edit(&mut table)?;
+        let text =
+            toml::to_string(&table).map_err(|e| Status::internal(format!("controller file not written: {e}")))?;
+        Ok((text, current.version))
+    }
+
+    /// Checks `text` as intersection `i`'s controller file, with the code
+    /// ApplyTimingPlan runs, without staging it: a front end answers a set
+    /// the file validator would refuse before it commits anything.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT with every key the validator found wrong.
+    pub fn check(&self, i: usize, text: &str) -> Result<(), Status> {
+        let current = self.current(i);
+        crate::config::load_intersection_str(&current.config.source.display().to_string(), text)
+            .map(|_| ())
+            .map_err(|errors| super::convert::rejected("controller file", &errors, None))
     }
 
     /// Notes a set the adapter refused before it reached a handler, as
@@ -128,6 +204,28 @@ impl Gateway {
     /// Intersection `i`'s definition in force.
     pub fn current(&self, i: usize) -> Arc<Current> {
         self.shared.core.docs.current(i)
+    }
+
+    /// Intersection `i`'s controller events among the journal's newest
+    /// `scan` records, oldest first, with their times (ms since the Unix
+    /// epoch): what a front end's event log is read from.
+    pub fn recent_events(&self, i: usize, scan: usize) -> Vec<(u64, Event)> {
+        let journal = &self.shared.core.journal;
+        let mut from = journal.next_seq().saturating_sub(scan as u64).max(1);
+        let mut records = Vec::new();
+        // Records dropped meanwhile: start at the oldest one held.
+        if let Read::Gap { resume, .. } = journal.read(from, scan, &mut records) {
+            from = resume;
+            journal.read(from, scan, &mut records);
+        }
+        records
+            .into_iter()
+            .filter(|r| r.intersection == i)
+            .filter_map(|r| match r.kind {
+                RecordKind::Indiana(e) => Some((r.at_unix_ms, e)),
+                RecordKind::Audit(_) => None,
+            })
+            .collect()
     }
 
     pub fn board(&self) -> &Arc<SnapshotBoard> {

@@ -414,59 +414,6 @@ impl Api {
     }
 }
 
-/// Control commands from the daemon's other front ends (the NTCIP agent,
-/// `src/ntcip`): the gRPC Control service's own checks, saved operator
-/// settings, staging at the barrier and audit, for a caller the front end
-/// authenticated. `method` names the front end's command in the audit log.
-/// Each returns what was done, in words, or the refusal.
-#[derive(Clone, Debug)]
-pub struct FrontEndControl(Arc<control::ControlService>);
-
-impl FrontEndControl {
-    /// # Errors
-    /// The caller may not, the intersection is unknown, or the controller refused.
-    pub async fn set_mode(
-        &self,
-        caller: &auth::Identity,
-        method: &'static str,
-        intersection_id: &str,
-        mode: crate::core::OperatingMode,
-    ) -> Result<String, tonic::Status> {
-        let words = versions::mode_word(mode).to_owned();
-        self.0.set_mode_as(caller, method, intersection_id, words, Ok(mode)).await.map(|(detail, _)| detail)
-    }
-
-    /// # Errors
-    /// As [`Self::set_mode`]; the controller refuses a plan it lacks.
-    pub async fn select_plan(
-        &self,
-        caller: &auth::Identity,
-        method: &'static str,
-        intersection_id: &str,
-        number: u8,
-    ) -> Result<String, tonic::Status> {
-        self.0.select_plan_as(caller, method, intersection_id, number).await.map(|(detail, _)| detail)
-    }
-
-    /// # Errors
-    /// As [`Self::set_mode`].
-    pub async fn follow_schedule(
-        &self,
-        caller: &auth::Identity,
-        method: &'static str,
-        intersection_id: &str,
-    ) -> Result<String, tonic::Status> {
-        self.0.follow_schedule_as(caller, method, intersection_id).await.map(|(detail, _)| detail)
-    }
-}
-
-impl Api {
-    /// Control for another front end, over the engine's `handles`.
-    pub fn front_end(&self, handles: EngineHandles) -> FrontEndControl {
-        FrontEndControl(Arc::new(control::ControlService::new(self.core.clone(), handles)))
-    }
-}
-
 /// The API's own tokio runtime (two workers, `greenwave-grpc`): client
 /// load never competes with cabinet I/O, which has its own runtime, and
 /// the control loop has its own thread. Its threads stay at normal

@@ -1,10 +1,11 @@
 //! `[gbt20999]` in `greenwave.toml`: the GB/T 20999-2017 adapter, a TCP
-//! listener a Chinese traffic control centre (upper computer) connects to
-//! (see `docs/standards.md`, "GB/T 20999-2017").
+//! listener a Chinese traffic control centre (upper computer) connects to,
+//! and optionally a UDP one (see `docs/standards.md`, "GB/T 20999-2017").
 //!
 //! ```toml
 //! [gbt20999]
 //! listen = "127.0.0.1:20999"      # default; the standard names no port
+//! listen_udp = "127.0.0.1:20999"  # optional: frames over UDP too (no escaping); default none
 //! enabled = true                  # default once the section is written
 //! controller_id = 1               # the signal controller id frames must carry
 //! role = "viewer"                 # or "operator": may set plans and modes
@@ -46,6 +47,8 @@ pub const DEFAULT_PRINCIPAL: &str = "gbt20999-centre";
 pub struct Gbt20999Config {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// A UDP listener next to the TCP one: one unescaped frame a datagram.
+    pub listen_udp: Option<SocketAddr>,
     /// The signal controller id (header field) this daemon answers to.
     pub controller_id: u32,
     /// What a connected centre may do.
@@ -99,6 +102,7 @@ impl Default for Gbt20999Config {
         Gbt20999Config {
             enabled: false,
             listen: DEFAULT_LISTEN,
+            listen_udp: None,
             controller_id: 1,
             role: Role::Viewer,
             principal: DEFAULT_PRINCIPAL.into(),
@@ -122,6 +126,7 @@ pub(super) enum RawRole {
 pub(super) struct RawGbt20999 {
     enabled: Option<bool>,
     listen: Option<String>,
+    listen_udp: Option<String>,
     controller_id: Option<u32>,
     role: Option<RawRole>,
     principal: Option<String>,
@@ -140,14 +145,24 @@ pub(super) fn validate(raw: Option<RawGbt20999>, mut error: impl FnMut(KeyPath, 
     let listen = grpc::parse_listen(raw.listen.as_deref(), DEFAULT_LISTEN, &at, &mut error);
     let insecure_plaintext = raw.insecure_plaintext.unwrap_or(false);
     let enabled = raw.enabled.unwrap_or(true);
-    if enabled && !listen.ip().is_loopback() && !insecure_plaintext {
-        error(
-            at.key("listen"),
-            format!(
-                "{listen} is not a loopback address: GB/T 20999 has no encryption or authentication, so set \
-                 gbt20999.insecure_plaintext = true if a private network to the centre is intended"
-            ),
-        );
+    let listen_udp = raw.listen_udp.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            error(at.key("listen_udp"), format!("\"{text}\" is not an address ip:port ({e})"));
+            None
+        }
+    });
+    let addresses = [("listen", Some(listen)), ("listen_udp", listen_udp)];
+    for (key, addr) in addresses.into_iter().filter_map(|(k, a)| Some((k, a?))) {
+        if enabled && !addr.ip().is_loopback() && !insecure_plaintext {
+            error(
+                at.key(key),
+                format!(
+                    "{addr} is not a loopback address: GB/T 20999 has no encryption or authentication, so set \
+                     gbt20999.insecure_plaintext = true if a private network to the centre is intended"
+                ),
+            );
+        }
     }
     let principal = raw.principal.unwrap_or(d.principal);
     if principal.is_empty() || principal.len() > 64 || principal.chars().any(char::is_control) {
@@ -182,6 +197,7 @@ pub(super) fn validate(raw: Option<RawGbt20999>, mut error: impl FnMut(KeyPath, 
     Gbt20999Config {
         enabled,
         listen,
+        listen_udp,
         controller_id: raw.controller_id.unwrap_or(d.controller_id),
         role: match raw.role {
             Some(RawRole::Operator) => Role::Operator,
@@ -236,5 +252,17 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!((cfg.role, cfg.profile), (Role::Operator, Profile::Lining));
         assert_eq!(cfg.heartbeat_timeout, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_udp_listener_is_optional_and_held_to_the_same_loopback_rule() {
+        assert_eq!(check("").0.listen_udp, None);
+        let (cfg, errors) = check("listen_udp = \"127.0.0.1:20998\"");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(cfg.listen_udp, Some("127.0.0.1:20998".parse().expect("addr")));
+        let (_, errors) = check("listen_udp = \"0.0.0.0:20999\"");
+        assert!(errors.len() == 1 && errors[0].contains("GBT20999__LISTEN_UDP"), "{errors:?}");
+        let (_, errors) = check("listen_udp = \"port 9\"");
+        assert!(errors.len() == 1 && errors[0].contains("not an address"), "{errors:?}");
     }
 }

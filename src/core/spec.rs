@@ -350,6 +350,41 @@ impl Schedule {
         let events = &self.day_plans.get(day_plan)?.events;
         events.iter().rev().find(|e| e.minute_of_day <= t.minute_of_day).or_else(|| events.last()).map(|e| e.plan)
     }
+
+    /// The schedule as the rows of a centre's schedule table (GB/T 20999
+    /// class 0x0C, NTCIP 1201 `timeBaseScheduleTable`): one per day plan
+    /// the week uses, with the weekdays that run it, then one per holiday.
+    /// A holiday is the more specific row, so it wins over its weekday in
+    /// both standards, as in [`Self::plan_at`].
+    pub fn rows(&self) -> Vec<ScheduleRow> {
+        let week = (0..self.day_plans.len()).filter_map(|d| {
+            let weekdays = (0..7).filter(|&w| self.weekdays[w] == Some(d)).fold(0u8, |m, w| m | 1 << w);
+            (weekdays != 0).then_some(ScheduleRow { days: ScheduleDays::Weekdays(weekdays), day_plan: d })
+        });
+        let holidays = self
+            .holidays
+            .iter()
+            .map(|h| ScheduleRow { days: ScheduleDays::Date { month: h.month, day: h.day }, day_plan: h.day_plan });
+        week.chain(holidays).collect()
+    }
+}
+
+/// One row of [`Schedule::rows`]: the days it covers and the index of the
+/// day plan they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub days: ScheduleDays,
+    pub day_plan: usize,
+}
+
+/// The days a schedule row covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleDays {
+    /// Bit 0 Monday … bit 6 Sunday, every month and date.
+    Weekdays(u8),
+    /// A holiday: every weekday of that date (the year, if the holiday has
+    /// one, is not in either standard's row).
+    Date { month: u8, day: u8 },
 }
 
 /// Startup sequence (NTCIP `unitStartUpFlash`, then all red, then run).

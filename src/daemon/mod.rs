@@ -325,7 +325,7 @@ impl Daemon {
                 ids: ids.clone(),
                 docs: api.docs(),
                 board: board.clone(),
-                control: api.front_end(handles.clone()),
+                control: api.gateway(&daemon.grpc, handles.clone(), log_cfg.clone()),
             };
             Some(grpc_rt.block_on(crate::ntcip::serve(&daemon.ntcip, sources)).context("starting the NTCIP agent")?)
         } else {

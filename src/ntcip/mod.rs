@@ -4,15 +4,18 @@
 //! `docs/standards.md`, "NTCIP 1202", maps every object).
 //!
 //! # Layout
-//! - [`mib`]: the objects served, GENERATED from the NTCIP 1202 v02 MIB
-//!   text by `tools/ntcip_mib.py`: OID, writability, range.
+//! - [`mib`]: the objects served, GENERATED from the NTCIP 1202 v02 and
+//!   NTCIP 1201 v02 MIB texts by `tools/ntcip_mib.py`: OID, writability,
+//!   range, wire type.
 //! - [`objects`]: what each object reads as, from a definition and a
 //!   snapshot (pure).
+//! - [`timing`]: timing SETs as edits of the controller file (pure).
 //! - this module: the UDP agent (the `async-snmp` crate does BER, USM and
-//!   VACM), one handler for the `asc` subtree that picks the intersection,
-//!   reads, and turns SETs into the gRPC Control service's commands
-//!   ([`FrontEndControl`]: same checks, staging at the barrier, audit);
-//!   and the `unitBackupTime` timer.
+//!   VACM), one handler for the `asc` subtree and one for the NTCIP 1201
+//!   time base (`global` 3.3), which pick the intersection, read, and turn
+//!   SETs into the gRPC Control service's commands ([`Gateway`]: same
+//!   checks, staging at the barrier, saving, audit); and the
+//!   `unitBackupTime` timer.
 //!
 //! # Intersections
 //! One daemon, several intersections, one UDP port: a v1/v2c community
@@ -39,6 +42,7 @@
 #[rustfmt::skip]
 pub mod mib;
 pub mod objects;
+pub mod timing;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -55,16 +59,26 @@ use async_snmp::v3::{AuthoritativeEngine, PersistedAuthoritativeEngine};
 use async_snmp::{AuthProtocol, Oid, PrivProtocol, Value, VarBind};
 use tokio::time::Instant as TokioInstant;
 
-use crate::api::FrontEndControl;
 use crate::api::auth::Identity;
 use crate::api::docs::Docs;
+use crate::api::gateway::Gateway;
 use crate::config::Role;
 use crate::config::ntcip::{self, NtcipConfig};
 use crate::core::OperatingMode;
 use crate::engine::board::SnapshotBoard;
 
-use mib::{ASC, Entry, OBJECTS, Object};
+use mib::{DEVICES, Entry, OBJECTS, Object};
 use objects::{CentreState, MAX_PATTERN, PATTERN_FLASH, PATTERN_FREE, View};
+use timing::TimingSet;
+
+/// `asc` (devices.1): NTCIP 1202's actuated signal controller objects.
+const ASC: [u32; 10] = [1, 3, 6, 1, 4, 1, 1206, 4, 2, 1];
+/// `timebase` (devices.6.3.3, `global.globalTimeManagement.timebase`):
+/// NTCIP 1201's time base schedule and day plans.
+const TIMEBASE: [u32; 12] = [1, 3, 6, 1, 4, 1, 1206, 4, 2, 6, 3, 3];
+/// `timebaseAscActionNumber` (asc.5.3.1.1): a day plan event's action
+/// names the time-base action of this column with the action's number.
+const TIMEBASE_ASC_ACTION: [u32; 15] = [1, 3, 6, 1, 4, 1, 1206, 4, 2, 1, 5, 3, 1, 1, 0];
 
 /// The audit log's name for the agent's commands.
 const SYSTEM_PATTERN_CONTROL: &str = "NTCIP 1202 systemPatternControl";
@@ -92,7 +106,7 @@ pub struct Sources {
     pub ids: Vec<String>,
     pub docs: Arc<Docs>,
     pub board: Arc<SnapshotBoard>,
-    pub control: FrontEndControl,
+    pub control: Gateway,
 }
 
 /// A running agent.
@@ -139,9 +153,26 @@ struct Centre {
     last_set: Option<TokioInstant>,
 }
 
-/// The handler registered for `asc`; SETs it prepares hold the state.
+/// The handler registered for one subtree (`asc`, or the time base);
+/// SETs it prepares hold the state.
 #[derive(Clone, Debug)]
-struct Asc(Arc<State>);
+struct Subtree {
+    state: Arc<State>,
+    /// The subtree's OID.
+    root: &'static [u32],
+}
+
+/// A SET request, as the agent's context tells one from another.
+type RequestKey = (SocketAddr, i32, TokioInstant);
+
+/// The timing SETs of the request being tested: the agent runs one SET
+/// request at a time, tests every binding, then commits them in order.
+#[derive(Debug)]
+struct RequestEdit {
+    key: RequestKey,
+    i: usize,
+    sets: Vec<TimingSet>,
+}
 
 #[derive(Debug)]
 struct State {
@@ -149,6 +180,7 @@ struct State {
     communities: HashMap<Vec<u8>, Caller>,
     users: HashMap<Vec<u8>, Caller>,
     centres: Mutex<Vec<Centre>>,
+    request: Mutex<Option<RequestEdit>>,
 }
 
 /// Binds `cfg.listen` and serves the agent on the current tokio runtime.
@@ -194,10 +226,14 @@ pub async fn serve(cfg: &NtcipConfig, sources: Sources) -> Result<NtcipServer, N
         users.insert(u.name.as_bytes().to_vec(), caller);
     }
     let centres = Mutex::new(vec![Centre::default(); sources.ids.len()]);
-    let state = Arc::new(State { sources, communities, users, centres });
-    let asc = Arc::new(Asc(state.clone()));
+    let state = Arc::new(State { sources, communities, users, centres, request: Mutex::default() });
+    let asc = Arc::new(Subtree { state: state.clone(), root: &ASC });
+    let timebase = Arc::new(Subtree { state: state.clone(), root: &TIMEBASE });
 
-    let mut builder = Agent::builder().bind(cfg.listen.to_string()).handler(Oid::from_slice(&ASC), asc.clone());
+    let mut builder = Agent::builder()
+        .bind(cfg.listen.to_string())
+        .handler(Oid::from_slice(&ASC), asc)
+        .handler(Oid::from_slice(&TIMEBASE), timebase);
     for c in &cfg.communities {
         builder = builder.community(c.community.as_bytes());
     }
@@ -356,6 +392,51 @@ async fn backup_timers(asc: Arc<State>) {
 }
 
 impl State {
+    /// Tests timing SET `set` of the request in `ctx` for intersection
+    /// `i`: its row must be in the controller file (else noCreation), and
+    /// the file with the request's phase times so far and this one must
+    /// pass the file validator (else inconsistentValue, the reason in the
+    /// log). Split times are judged at commit, with the request's other
+    /// splits: a split table only adds up to its cycle as a whole.
+    fn test_timing(&self, ctx: &RequestContext, i: usize, set: TimingSet) -> Result<RequestKey, SetTestError> {
+        let key = (ctx.source(), ctx.request_id(), ctx.received_at());
+        let mut request = self.request.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sets = match request.take() {
+            Some(r) if r.key == key && r.i == i => r.sets,
+            _ => Vec::new(),
+        };
+        let control = &self.sources.control;
+        let id = &self.sources.ids[i];
+        let phase_times: Vec<TimingSet> =
+            sets.iter().copied().chain([set]).filter(|s| s.object != Object::SplitTime).collect();
+        let no_row = |status: tonic::Status| {
+            tracing::warn!(intersection = %id, error = %status.message(), "NTCIP timing SET: no such row");
+            SetTestError::NoCreation
+        };
+        control.edited(i, |table| edit_all(table, &[set])).map_err(no_row)?;
+        let checked = if phase_times.is_empty() {
+            Ok(())
+        } else {
+            let (text, _) = control.edited(i, |table| edit_all(table, &phase_times)).map_err(no_row)?;
+            control.check(i, &text).map_err(|status| {
+                tracing::warn!(intersection = %id, error = %status.message(), "NTCIP timing SET inconsistent");
+                SetTestError::InconsistentValue
+            })
+        };
+        if checked.is_ok() {
+            let mut sets = sets;
+            sets.push(set);
+            *request = Some(RequestEdit { key, i, sets });
+        }
+        checked.map(|()| key)
+    }
+
+    /// The timing SETs of request `key`, once (the first commit takes them).
+    fn take_request(&self, key: RequestKey) -> Option<RequestEdit> {
+        let mut request = self.request.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if request.as_ref().is_some_and(|r| r.key == key) { request.take() } else { None }
+    }
+
     fn lock_centres(&self) -> std::sync::MutexGuard<'_, Vec<Centre>> {
         // Every change is a whole-value write: a poisoned lock holds whole values.
         self.centres.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -404,7 +485,7 @@ impl State {
 
 /// The served object `oid` is an instance of, and its index arcs.
 fn locate(oid: &Oid) -> Option<(&'static Entry, &[u32])> {
-    let rest = oid.arcs().strip_prefix(&ASC[..])?;
+    let rest = oid.arcs().strip_prefix(&DEVICES[..])?;
     OBJECTS.iter().find_map(|e| rest.strip_prefix(e.arcs).map(|index| (e, index)))
 }
 
@@ -420,7 +501,7 @@ fn instance<'a>(entry: &Entry, index: &'a [u32]) -> Option<&'a [u32]> {
 }
 
 fn full_oid(entry: &Entry, row: &[u32]) -> Oid {
-    let mut arcs: Vec<u32> = ASC.iter().chain(entry.arcs).copied().collect();
+    let mut arcs: Vec<u32> = DEVICES.iter().chain(entry.arcs).copied().collect();
     if entry.columnar {
         arcs.extend_from_slice(row);
     } else {
@@ -429,31 +510,57 @@ fn full_oid(entry: &Entry, row: &[u32]) -> Oid {
     Oid::from_slice(&arcs)
 }
 
-fn integer(v: i64) -> Value {
+/// A value as the MIB types `entry`: INTEGER; Gauge32 for a range past
+/// INTEGER's (the SMIv2 Unsigned32 encoding); for an OBJECT IDENTIFIER
+/// (`dayPlanActionNumberOID`) the time-base action numbered `v`, or the
+/// null OID 0.0 for none.
+fn wire(entry: &Entry, v: i64) -> Value {
+    if entry.oid {
+        let mut action = TIMEBASE_ASC_ACTION;
+        return match u32::try_from(v) {
+            Ok(n) if n > 0 => {
+                action[action.len() - 1] = n;
+                Value::ObjectIdentifier(Oid::from_slice(&action))
+            }
+            _ => Value::ObjectIdentifier(Oid::from_slice(&[0, 0])),
+        };
+    }
+    if entry.unsigned {
+        return Value::Gauge32(u32::try_from(v).unwrap_or(u32::MAX));
+    }
     Value::Integer(i32::try_from(v).unwrap_or(i32::MAX))
 }
 
-impl MibHandler for Asc {
+impl Subtree {
+    /// Whether `entry` is in this handler's subtree.
+    fn holds(&self, entry: &Entry) -> bool {
+        entry.arcs.starts_with(&self.root[DEVICES.len()..])
+    }
+}
+
+impl MibHandler for Subtree {
     fn get<'a>(&'a self, ctx: &'a RequestContext, oid: &'a Oid) -> BoxFuture<'a, HandlerResult<GetResult>> {
         Box::pin(async move {
-            let Some((i, _)) = self.0.resolve(ctx) else { return Ok(GetResult::NoSuchObject) };
-            let Some((entry, index)) = locate(oid) else { return Ok(GetResult::NoSuchObject) };
-            let value = instance(entry, index).and_then(|row| self.0.with_view(i, |v| v.value(entry.object, row)));
-            Ok(value.map_or(GetResult::NoSuchInstance, |v| GetResult::Value(integer(v))))
+            let Some((i, _)) = self.state.resolve(ctx) else { return Ok(GetResult::NoSuchObject) };
+            let Some((entry, index)) = locate(oid).filter(|(e, _)| self.holds(e)) else {
+                return Ok(GetResult::NoSuchObject);
+            };
+            let value = instance(entry, index).and_then(|row| self.state.with_view(i, |v| v.value(entry.object, row)));
+            Ok(value.map_or(GetResult::NoSuchInstance, |v| GetResult::Value(wire(entry, v))))
         })
     }
 
     fn get_next<'a>(&'a self, ctx: &'a RequestContext, oid: &'a Oid) -> BoxFuture<'a, HandlerResult<GetNextResult>> {
         Box::pin(async move {
-            let Some((i, _)) = self.0.resolve(ctx) else { return Ok(GetNextResult::EndOfMibView) };
-            let next = self.0.with_view(i, |v| {
-                OBJECTS.iter().find_map(|entry| {
+            let Some((i, _)) = self.state.resolve(ctx) else { return Ok(GetNextResult::EndOfMibView) };
+            let next = self.state.with_view(i, |v| {
+                OBJECTS.iter().filter(|e| self.holds(e)).find_map(|entry| {
                     v.rows(entry.object).into_iter().find_map(|row| {
                         let candidate = full_oid(entry, &row);
                         if &candidate <= oid {
                             return None;
                         }
-                        v.value(entry.object, &row).map(|value| VarBind::new(candidate, integer(value)))
+                        v.value(entry.object, &row).map(|value| VarBind::new(candidate, wire(entry, value)))
                     })
                 })
             });
@@ -463,9 +570,10 @@ impl MibHandler for Asc {
 
     fn test_set<'a>(&'a self, ctx: &'a RequestContext, oid: &'a Oid, value: &'a Value) -> BoxFuture<'a, SetTestResult> {
         Box::pin(async move {
-            let (i, caller) = self.0.resolve(ctx).ok_or(SetTestError::NoAccess)?;
-            let (entry, index) = locate(oid).ok_or(SetTestError::NoAccess)?;
-            if instance(entry, index).is_none() {
+            let (i, caller) = self.state.resolve(ctx).ok_or(SetTestError::NoAccess)?;
+            let (entry, index) = locate(oid).filter(|(e, _)| self.holds(e)).ok_or(SetTestError::NoAccess)?;
+            let Some(row) = instance(entry, index) else { return Err(SetTestError::NoCreation) };
+            if self.state.with_view(i, |v| v.value(entry.object, row)).is_none() {
                 return Err(SetTestError::NoCreation);
             }
             if !entry.writable {
@@ -480,6 +588,10 @@ impl MibHandler for Asc {
                 return Err(SetTestError::WrongValue);
             }
             let change = match entry.object {
+                object if timing::is_timing(object) => {
+                    let set = TimingSet { object, row: [row[0], row.get(1).copied().unwrap_or(0)], value: n };
+                    Change::Timing(self.state.test_timing(ctx, i, set)?)
+                }
                 Object::UnitBackupTime => Change::BackupTime(n as u16),
                 Object::SystemPatternControl => {
                     let pattern = n as u8;
@@ -487,7 +599,7 @@ impl MibHandler for Asc {
                     // here (wrongValue) rather than run free as the MIB
                     // allows: the centre learns at once that it was not taken.
                     if (1..=MAX_PATTERN).contains(&pattern)
-                        && self.0.sources.docs.current(i).config.spec.plan(pattern).is_none()
+                        && self.state.sources.docs.current(i).config.spec.plan(pattern).is_none()
                     {
                         return Err(SetTestError::WrongValue);
                     }
@@ -496,11 +608,12 @@ impl MibHandler for Asc {
                 _ => return Err(SetTestError::NotWritable),
             };
             Ok(Box::new(Prepared {
-                asc: self.0.clone(),
+                asc: self.state.clone(),
                 i,
                 identity: State::identity(&caller, ctx),
                 change,
                 before: None,
+                file_before: None,
             }) as Box<dyn PreparedSet>)
         })
     }
@@ -511,6 +624,8 @@ impl MibHandler for Asc {
 enum Change {
     BackupTime(u16),
     Pattern(u8),
+    /// One of the timing SETs of this request (see [`RequestEdit`]).
+    Timing(RequestKey),
 }
 
 /// A SET tested and ready: committed through the Control service.
@@ -521,6 +636,9 @@ struct Prepared {
     change: Change,
     /// The centre state before the commit, for undo.
     before: Option<Centre>,
+    /// The controller file before this binding's commit applied the
+    /// request's timing SETs, for undo.
+    file_before: Option<String>,
 }
 
 impl PreparedSet for Prepared {
@@ -535,19 +653,22 @@ impl PreparedSet for Prepared {
             let control = &self.asc.sources.control;
             let caller = &self.identity;
             let outcome = match self.change {
+                // Not a system control object: the centre state and the
+                // backup timer stay as they are.
+                Change::Timing(key) => return self.commit_timing(key).await,
                 Change::BackupTime(_) => Ok(String::new()),
                 Change::Pattern(0) => control.follow_schedule(caller, SYSTEM_PATTERN_CONTROL, id).await,
                 Change::Pattern(PATTERN_FREE) => {
-                    control.set_mode(caller, SYSTEM_PATTERN_CONTROL, id, OperatingMode::Actuated).await
+                    control.set_mode_as(caller, SYSTEM_PATTERN_CONTROL, id, OperatingMode::Actuated).await
                 }
                 Change::Pattern(PATTERN_FLASH) => {
-                    control.set_mode(caller, SYSTEM_PATTERN_CONTROL, id, OperatingMode::Flash).await
+                    control.set_mode_as(caller, SYSTEM_PATTERN_CONTROL, id, OperatingMode::Flash).await
                 }
                 // The pattern with its own mode (coordinated, fixed or
                 // free, as the plan says): the plan first, so a refused
                 // plan changes nothing.
                 Change::Pattern(n) => match control.select_plan(caller, SYSTEM_PATTERN_CONTROL, id, n).await {
-                    Ok(_) => control.set_mode(caller, SYSTEM_PATTERN_CONTROL, id, OperatingMode::Scheduled).await,
+                    Ok(_) => control.set_mode_as(caller, SYSTEM_PATTERN_CONTROL, id, OperatingMode::Scheduled).await,
                     Err(refused) => Err(refused),
                 },
             };
@@ -561,6 +682,7 @@ impl PreparedSet for Prepared {
             match self.change {
                 Change::BackupTime(s) => centre.state.backup_time_s = s,
                 Change::Pattern(n) => centre.state.pattern_control = n,
+                Change::Timing(_) => {}
             }
             centre.state.in_backup = false;
             centre.last_set = Some(TokioInstant::now());
@@ -568,8 +690,10 @@ impl PreparedSet for Prepared {
         })
     }
 
-    /// Puts the agent's own state back; a command the controller already
-    /// took stays (it is audited), as a later SET would replace it.
+    /// Puts the agent's own state back, and the controller file the
+    /// request's timing SETs replaced (staged again, so the barrier takes
+    /// the file as it was); a command the controller already took stays
+    /// (it is audited), as a later SET would replace it.
     fn undo<'a>(
         &'a mut self,
         _ctx: &'a RequestContext,
@@ -580,7 +704,48 @@ impl PreparedSet for Prepared {
             if let Some(before) = self.before.take() {
                 self.asc.lock_centres()[self.i] = before;
             }
+            if let Some(text) = self.file_before.take() {
+                let id = &self.asc.sources.ids[self.i];
+                if let Err(status) = self.asc.sources.control.apply_controller(&self.identity, id, text, 0).await {
+                    tracing::error!(intersection = %id, error = %status.message(), "NTCIP timing SET not undone");
+                    return Err(async_snmp::handler::SetUndoError::Failed);
+                }
+            }
             Ok(())
         })
     }
+}
+
+impl Prepared {
+    /// The request's timing SETs, all of them at the first timing
+    /// binding's commit: one edit of the controller file, validated as a
+    /// whole and staged to the next barrier through ApplyTimingPlan (over
+    /// the version it was edited from), saved, audited. Later bindings of
+    /// the request find it done.
+    async fn commit_timing(&mut self, key: RequestKey) -> SetCommitResult {
+        let Some(edit) = self.asc.take_request(key) else { return Ok(()) };
+        let id = &self.asc.sources.ids[edit.i];
+        let control = &self.asc.sources.control;
+        let before = control.current(edit.i).config.text.clone();
+        let applied = match control.edited(edit.i, |table| edit_all(table, &edit.sets)) {
+            Ok((text, version)) => control.apply_controller(&self.identity, id, text, version).await,
+            Err(status) => Err(status),
+        };
+        match applied {
+            Ok(detail) => {
+                tracing::info!(intersection = %id, sets = edit.sets.len(), %detail, "NTCIP timing SET");
+                self.file_before = Some(before.to_string());
+                Ok(())
+            }
+            Err(status) => {
+                tracing::warn!(intersection = %id, error = %status.message(), "NTCIP timing SET refused at commit");
+                Err(SetCommitError::Failed)
+            }
+        }
+    }
+}
+
+/// `sets` written into the controller file `table`.
+fn edit_all(table: &mut toml::Table, sets: &[TimingSet]) -> Result<(), tonic::Status> {
+    sets.iter().try_for_each(|&set| timing::apply(table, set).map_err(|e| tonic::Status::not_found(e.to_string())))
 }

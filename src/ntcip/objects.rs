@@ -9,7 +9,7 @@
 
 use crate::core::detector::DetectorFault;
 use crate::core::ids::{PhaseId, PhaseSet};
-use crate::core::spec::{ControllerSpec, PlanMode};
+use crate::core::spec::{ControllerSpec, PlanMode, ScheduleDays, ScheduleRow};
 use crate::core::{FlashReason, Indication, OperatingMode, PedIndication, PreemptStage, Snapshot, Span, UnitState};
 
 use super::mib::Object;
@@ -52,6 +52,22 @@ impl View<'_> {
         self.spec.plans.iter().map(|p| p.number).filter(|&n| n <= MAX_PATTERN).max().map_or(0, u32::from)
     }
 
+    pub fn max_day_plans(&self) -> u32 {
+        self.spec.schedule.day_plans.len().min(255) as u32
+    }
+
+    /// The most events any day plan has: every day plan has this many
+    /// rows (NTCIP 1201 `maxDayPlanEvents`), the unused ones empty.
+    pub fn max_day_plan_events(&self) -> u32 {
+        self.spec.schedule.day_plans.iter().map(|d| d.events.len()).max().unwrap_or(0).min(255) as u32
+    }
+
+    fn schedule_rows(&self) -> Vec<ScheduleRow> {
+        let mut rows = self.spec.schedule.rows();
+        rows.truncate(usize::from(u16::MAX));
+        rows
+    }
+
     pub fn max_preempts(&self) -> u32 {
         self.spec.preempts.iter().map(|p| u32::from(p.input)).max().unwrap_or(0)
     }
@@ -72,6 +88,11 @@ impl View<'_> {
                 (1..=self.max_patterns()).flat_map(|s| (1..=phases).map(move |p| vec![s, p])).collect()
             }
             Table::Preempt => one(self.max_preempts()),
+            Table::TimeBaseSchedule => one(self.schedule_rows().len() as u32),
+            Table::DayPlanEvent => {
+                let events = self.max_day_plan_events();
+                (1..=self.max_day_plans()).flat_map(|d| (1..=events).map(move |e| vec![d, e])).collect()
+            }
         }
     }
 
@@ -91,6 +112,8 @@ impl View<'_> {
             Table::Pattern => self.pattern(object, row),
             Table::Split => self.split(object, row, index.get(1).copied().unwrap_or(0)),
             Table::Preempt => self.preempt(object, row),
+            Table::TimeBaseSchedule => self.time_base_schedule(object, row),
+            Table::DayPlanEvent => self.day_plan_event(object, row, index.get(1).copied().unwrap_or(0)),
         })
     }
 
@@ -119,6 +142,9 @@ impl View<'_> {
             }),
             Object::CoordSyncStatus => snap.and_then(|s| s.cycle_time).map_or(0, secs),
             Object::TimebaseAscActionStatus => self.timebase_action(),
+            Object::MaxTimeBaseScheduleEntries => self.schedule_rows().len() as i64,
+            Object::MaxDayPlans => self.max_day_plans().into(),
+            Object::MaxDayPlanEvents => self.max_day_plan_events().into(),
             _ => 0,
         }
     }
@@ -308,6 +334,63 @@ impl View<'_> {
     }
 }
 
+impl View<'_> {
+    /// `timeBaseScheduleTable` (NTCIP 1201): the rows of
+    /// [`crate::core::spec::Schedule::rows`] in the MIB's bit layout
+    /// (month bit 1 = January, day bit 1 = Sunday, date bit 1 = the 1st;
+    /// bit 0 of each is reserved). A weekday row allows every month and
+    /// date; a holiday row its month and date on every weekday, so it is
+    /// the more specific row the MIB's selection rule picks.
+    fn time_base_schedule(&self, object: Object, number: u32) -> i64 {
+        const EVERY_MONTH: i64 = 0b1_1111_1111_1110;
+        const EVERY_DAY: i64 = 0b1111_1110;
+        const EVERY_DATE: i64 = 0xFFFF_FFFE;
+        let Some(row) = (number as usize).checked_sub(1).and_then(|k| self.schedule_rows().get(k).copied()) else {
+            return 0;
+        };
+        let (month, day, date) = match row.days {
+            // Greenwave's bit 0 is Monday; the MIB's Monday is bit 2 and
+            // its Sunday bit 1.
+            ScheduleDays::Weekdays(week) => {
+                let mib = (0..7).filter(|w| week & 1 << w != 0).fold(0i64, |m, w| m | 1 << ((w + 1) % 7 + 1));
+                (EVERY_MONTH, mib, EVERY_DATE)
+            }
+            ScheduleDays::Date { month, day } => (1 << month.clamp(1, 12), EVERY_DAY, 1 << day.clamp(1, 31)),
+        };
+        match object {
+            Object::TimeBaseScheduleNumber => number.into(),
+            Object::TimeBaseScheduleMonth => month,
+            Object::TimeBaseScheduleDay => day,
+            Object::TimeBaseScheduleDate => date,
+            Object::TimeBaseScheduleDayPlan => row.day_plan as i64 + 1,
+            _ => 0,
+        }
+    }
+
+    /// `timeBaseDayPlanTable` (NTCIP 1201): day plan `number`'s event
+    /// `event` (file order); the action is the time-base action of the
+    /// event's plan (`timebaseAscActionNumber`, action n runs pattern n),
+    /// which the agent sends as that object's OID. An unused event reads
+    /// 00:00 with no action (0).
+    fn day_plan_event(&self, object: Object, number: u32, event: u32) -> i64 {
+        let found = self
+            .spec
+            .schedule
+            .day_plans
+            .get((number as usize).wrapping_sub(1))
+            .and_then(|d| d.events.get((event as usize).wrapping_sub(1)))
+            .filter(|e| e.plan <= MAX_PATTERN);
+        match object {
+            Object::DayPlanNumber => number.into(),
+            Object::DayPlanEventNumber => event.into(),
+            Object::DayPlanHour => found.map_or(0, |e| (e.minute_of_day / 60).into()),
+            Object::DayPlanMinute => found.map_or(0, |e| (e.minute_of_day % 60).into()),
+            Object::DayPlanActionNumberOID => found.map_or(0, |e| e.plan.into()),
+            _ => 0,
+        }
+    }
+}
+
 /// The table an object's rows come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Table {
@@ -319,6 +402,8 @@ enum Table {
     Pattern,
     Split,
     Preempt,
+    TimeBaseSchedule,
+    DayPlanEvent,
 }
 
 fn table_of(object: Object) -> Table {
@@ -369,6 +454,14 @@ fn table_of(object: Object) -> Table {
         | TimebaseAscPattern => Table::Pattern,
         SplitNumber | SplitPhase | SplitTime | SplitCoordPhase => Table::Split,
         PreemptNumber | PreemptDelay | PreemptMinimumDuration | PreemptState => Table::Preempt,
+        TimeBaseScheduleNumber
+        | TimeBaseScheduleMonth
+        | TimeBaseScheduleDay
+        | TimeBaseScheduleDate
+        | TimeBaseScheduleDayPlan => Table::TimeBaseSchedule,
+        DayPlanNumber | DayPlanEventNumber | DayPlanHour | DayPlanMinute | DayPlanActionNumberOID => {
+            Table::DayPlanEvent
+        }
         MaxPhases
         | MaxPhaseGroups
         | MaxVehicleDetectors
@@ -388,7 +481,10 @@ fn table_of(object: Object) -> Table {
         | MaxTimebaseAscActions
         | TimebaseAscActionStatus
         | MaxPreempts
-        | MaxRings => Table::Scalar,
+        | MaxRings
+        | MaxTimeBaseScheduleEntries
+        | MaxDayPlans
+        | MaxDayPlanEvents => Table::Scalar,
     }
 }
 
@@ -513,7 +609,7 @@ mod tests {
     use crate::core::image::OutputFrame;
     use crate::core::testing::eight_phase;
     use crate::core::{Controller, Instant};
-    use crate::ntcip::mib::{ASC, OBJECTS};
+    use crate::ntcip::mib::{DEVICES, OBJECTS};
 
     fn p(n: u8) -> PhaseId {
         PhaseId::new(n).expect("phase")
@@ -521,11 +617,15 @@ mod tests {
 
     /// The generated table against the OIDs the project's survey of NTCIP
     /// 1202 quotes (docs/standards.md, "NTCIP 1202"): asc, the groups, the
-    /// phase status group columns; and GETNEXT order.
+    /// phase status group columns; the NTCIP 1201 time base below
+    /// `global` (devices.6.3.3); and GETNEXT order.
     #[test]
     fn the_generated_table_agrees_with_the_surveyed_oids_and_walks_in_order() {
-        assert_eq!(ASC, [1, 3, 6, 1, 4, 1, 1206, 4, 2, 1]);
-        let arcs = |name: &str| OBJECTS.iter().find(|e| e.name == name).map(|e| e.arcs.to_vec());
+        assert_eq!(DEVICES, [1, 3, 6, 1, 4, 1, 1206, 4, 2]);
+        // Below asc (devices.1), without the asc arc.
+        let arcs = |name: &str| {
+            OBJECTS.iter().find(|e| e.name == name).and_then(|e| e.arcs.strip_prefix(&[1][..])).map(<[u32]>::to_vec)
+        };
         let groups = [
             ("phase", 1),
             ("vehicleDetector", 2),
@@ -537,7 +637,7 @@ mod tests {
         ];
         for e in &OBJECTS {
             if let Some((_, g)) = groups.iter().find(|(prefix, _)| e.name.starts_with(prefix)) {
-                assert_eq!(e.arcs[0], *g, "{} under asc.{g}", e.name);
+                assert_eq!(e.arcs[..2], [1, *g], "{} under asc.{g}", e.name);
             }
         }
         let columns = [
@@ -559,7 +659,57 @@ mod tests {
         assert_eq!(arcs("maxRings"), Some(vec![7, 1]));
         assert!(OBJECTS.windows(2).all(|w| w[0].arcs < w[1].arcs), "rows in OID order");
         let writable: Vec<_> = OBJECTS.iter().filter(|e| e.writable).map(|e| e.name).collect();
-        assert_eq!(writable, ["unitBackupTime", "systemPatternControl"]);
+        assert_eq!(
+            writable,
+            [
+                "phaseWalk",
+                "phasePedestrianClear",
+                "phaseMinimumGreen",
+                "phasePassage",
+                "phaseMaximum1",
+                "phaseYellowChange",
+                "phaseRedClear",
+                "unitBackupTime",
+                "splitTime",
+                "systemPatternControl"
+            ]
+        );
+        let global = |name: &str| OBJECTS.iter().find(|e| e.name == name).map(|e| e.arcs.to_vec());
+        assert_eq!(global("dayPlanHour"), Some(vec![6, 3, 3, 5, 1, 3]));
+        assert_eq!(global("timeBaseScheduleDayPlan"), Some(vec![6, 3, 3, 2, 1, 5]));
+        assert!(OBJECTS.iter().find(|e| e.name == "dayPlanActionNumberOID").is_some_and(|e| e.oid));
+        assert!(OBJECTS.iter().find(|e| e.name == "timeBaseScheduleDate").is_some_and(|e| e.unsigned));
+    }
+
+    /// elm-and-oak's week (weekday Mon–Fri, weekend Sat–Sun) and holidays
+    /// as NTCIP 1201 rows.
+    #[test]
+    fn the_schedule_reads_as_time_base_rows_and_day_plan_events() {
+        let (cfg, _) = crate::config::load_intersection_str(
+            "elm-and-oak.toml",
+            include_str!("../../controllers/elm-and-oak.toml"),
+        )
+        .expect("elm-and-oak");
+        let v = view(&cfg.spec, None);
+        assert_eq!(v.value(Object::MaxTimeBaseScheduleEntries, &[]), Some(4), "2 week rows + 2 holidays");
+        // Weekdays: Monday (bit 2) … Friday (bit 6); the weekend Saturday (bit 7) and Sunday (bit 1).
+        assert_eq!(v.value(Object::TimeBaseScheduleDay, &[1]), Some(0b0111_1100));
+        assert_eq!(v.value(Object::TimeBaseScheduleDay, &[2]), Some(0b1000_0010));
+        assert_eq!(v.value(Object::TimeBaseScheduleDayPlan, &[2]), Some(2));
+        // 12-25: December (bit 12), the 25th (bit 25), any weekday, the weekend day plan.
+        let christmas = [4];
+        assert_eq!(v.value(Object::TimeBaseScheduleMonth, &christmas), Some(1 << 12));
+        assert_eq!(v.value(Object::TimeBaseScheduleDate, &christmas), Some(1 << 25));
+        assert_eq!(v.value(Object::TimeBaseScheduleDayPlan, &christmas), Some(2));
+        assert_eq!(v.value(Object::TimeBaseScheduleDate, &[1]), Some(0xFFFF_FFFE), "every date");
+        // Weekday day plan: 00:00 plan 1, 07:00 plan 2, 19:00 plan 1;
+        // the weekend's one event leaves rows 2 and 3 empty.
+        assert_eq!(v.value(Object::MaxDayPlanEvents, &[]), Some(3));
+        assert_eq!(v.rows(Object::DayPlanHour).len(), 6);
+        assert_eq!(v.value(Object::DayPlanHour, &[1, 2]), Some(7));
+        assert_eq!(v.value(Object::DayPlanActionNumberOID, &[1, 2]), Some(2));
+        assert_eq!(v.value(Object::DayPlanHour, &[1, 3]), Some(19));
+        assert_eq!(v.value(Object::DayPlanActionNumberOID, &[2, 2]), Some(0), "unused event");
     }
 
     fn view<'a>(spec: &'a ControllerSpec, snap: Option<&'a Snapshot>) -> View<'a> {

@@ -23,7 +23,15 @@ link_loss_action = "local_actuated") and controllers/elm-and-oak.toml:
   5. the centre goes silent past the heartbeat timeout: the controller's
      fault action (local actuated) must show in the run status;
   6. a weekday day plan is set and read back, and one naming a plan the
-     controller lacks is refused with 0x10.
+     controller lacks is refused with 0x10;
+  7. schedule rows are set (Saturday and Sunday to day plan 1, a holiday on
+     4 July to day plan 2) and read back, and a row of two months is
+     refused with 0x10;
+  8. phase safety (0x07), transition constraints (0x0A) and the fault log
+     (0x10) read as elm-and-oak's ring-barrier model says.
+
+With --udp ADDR the centre also speaks over UDP (no escaping): a heartbeat
+and a read of the run status.
 
 Prints one line per check and "N passed, M failed"; exits non-zero on a
 failure. Used by tests/gbt20999.rs; by hand:
@@ -51,12 +59,15 @@ CLASSES = {
     0x04: "phases",
     0x05: "detectors",
     0x06: "phase stages",
+    0x07: "phase safety",
     0x09: "plans",
+    0x0A: "transition constraints",
     0x0B: "day plans",
     0x0C: "schedules",
     0x0D: "run status",
     0x0E: "traffic data",
     0x0F: "alarms",
+    0x10: "fault log",
 }
 
 
@@ -71,8 +82,8 @@ def crc16(data: bytes) -> int:
     return crc
 
 
-def build(kind, seq, values, controller, intersection=1, centre=5, version=0x0100):
-    """A frame on the wire (TCP: escaped). values: [(class, obj, attr, elem, bytes)]."""
+def build(kind, seq, values, controller, intersection=1, centre=5, version=0x0100, escape=True):
+    """A frame on the wire (TCP: escaped; UDP: not). values: [(class, obj, attr, elem, bytes)]."""
     items = b""
     for index, (cls, obj, attr, elem, value) in enumerate(values, start=1):
         items += bytes([index, 4 + len(value), cls, obj, attr, elem]) + value
@@ -81,7 +92,7 @@ def build(kind, seq, values, controller, intersection=1, centre=5, version=0x010
     body += struct.pack(">H", crc16(body))
     wire = bytearray([START])
     for b in body:
-        if b in (START, END, ESC):
+        if escape and b in (START, END, ESC):
             wire.append(ESC)
         wire.append(b)
     wire.append(END)
@@ -177,9 +188,22 @@ class Centre:
         return self.read(0x06, 3, 2, stage)[(0x06, 3, 2, stage)][0]
 
 
+def udp_call(addr, controller, kind, values, seq=1):
+    """One datagram (a whole unescaped frame) and its reply."""
+    host, port = addr.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(build(kind, seq, values, controller, escape=False), (host, int(port)))
+        data, _ = sock.recvfrom(65536)
+    if data[0] != START or data[-1] != END:
+        raise ValueError("a datagram is one frame between 0x7E and 0x7D")
+    return parse(bytes(data[1:-1]))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--addr", required=True)
+    ap.add_argument("--udp", help="the adapter's UDP address, to check the UDP link too")
     ap.add_argument("--controller-id", type=int, default=1)
     ap.add_argument("--heartbeat-timeout-s", type=float, default=2.0)
     args = ap.parse_args()
@@ -303,6 +327,64 @@ def main() -> int:
         reply["kind"] == SET_ERROR and codes == [bytes([BAD_VALUE])] * 2,
         f"type {reply['kind']:#04x} codes {codes}",
     )
+
+    # Schedules: lining's layout (weekday bit 0 Sunday, month bit 1 January,
+    # date bit 0 the 1st). Saturday and Sunday run day plan 1 (weekday),
+    # 4 July runs day plan 2 (weekend); two months in one row are refused.
+    every_month, every_date = struct.pack(">H", 0x1FFE), struct.pack(">I", 0x7FFFFFFF)
+    weekend = bytes([0b100_0001])
+    reply = c.call(SET, [(0x0C, 2, 4, 2, weekend), (0x0C, 2, 5, 2, every_month), (0x0C, 2, 6, 2, every_date),
+                         (0x0C, 2, 7, 2, bytes([1]))])
+    check("schedule set: weekend runs day plan 1", reply["kind"] == SET_REPLY, f"reply type {reply['kind']:#04x}")
+    july_4 = (struct.pack(">H", 1 << 7), struct.pack(">I", 1 << 3))
+    reply = c.call(SET, [(0x0C, 2, 4, 9, bytes([0x7F])), (0x0C, 2, 5, 9, july_4[0]), (0x0C, 2, 6, 9, july_4[1]),
+                         (0x0C, 2, 7, 9, bytes([2]))])
+    check("schedule set: 4 July holiday", reply["kind"] == SET_REPLY, f"reply type {reply['kind']:#04x}")
+    rows = c.read(0x0C, 2)
+    by_row = {}
+    for (_, o, a, e), v in rows.items():
+        by_row.setdefault(e, {})[a] = v
+    week_rows = [r for r in by_row.values() if r.get(5) == every_month]
+    check(
+        "schedules read back: every day runs day plan 1",
+        len(week_rows) == 1 and week_rows[0].get(4) == bytes([0x7F]) and week_rows[0].get(7) == bytes([1]),
+        str(week_rows),
+    )
+    holiday = [r for r in by_row.values() if (r.get(5), r.get(6)) == july_4]
+    check("schedules read back: 4 July", len(holiday) == 1 and holiday[0].get(7) == bytes([2]), str(holiday))
+    reply = c.call(SET, [(0x0C, 2, 4, 3, bytes([0x7F])), (0x0C, 2, 5, 3, struct.pack(">H", 0b110)),
+                         (0x0C, 2, 6, 3, every_date), (0x0C, 2, 7, 3, bytes([2]))])
+    codes = [v[5] for v in reply["values"]]
+    check(
+        "schedule row of two months refused",
+        reply["kind"] == SET_ERROR and codes == [bytes([BAD_VALUE])] * 4,
+        f"type {reply['kind']:#04x} codes {codes}",
+    )
+
+    # Phase safety: one ring (2, 4), so 2 and 4 conflict; from 2 to 4 the
+    # green interval is yellow 3.5 + red clearance 2.0 s.
+    safety = read.get(0x07, {})
+    conflicts_2 = int.from_bytes(safety.get((7, 1, 2, 2), b""), "big")
+    check("phase 2 conflicts with phase 4", conflicts_2 == 1 << 3, f"{conflicts_2:#x}")
+    green_2 = safety.get((7, 2, 2, 2), b"")
+    check("green interval 2 -> 4 is 5.5 s", len(green_2) == 64 and green_2[3] == 55, str(list(green_2[:4])))
+    # Transitions: stage 2 ({4}) back to itself passes stage 1 ({2}, on recall).
+    constraints = read.get(0x0A, {})
+    row_2 = list(constraints.get((0x0A, 1, 2, 2), b"")[:2])
+    check("transition constraints of stage 2", row_2 == [0, 1], str(row_2))
+    faults = read.get(0x10, {}).get((0x10, 1, 0, 0), b"")
+    check("fault log count", len(faults) == 4, f"{int.from_bytes(faults, 'big') if faults else None} faults")
+
+    if args.udp:
+        reply = udp_call(args.udp, args.controller_id, HEARTBEAT, [])
+        check("UDP heartbeat", reply["kind"] == HEARTBEAT_REPLY, f"reply type {reply['kind']:#04x}")
+        reply = udp_call(args.udp, args.controller_id, QUERY, [(0x0D, 2, 0, 0, b"")], seq=2)
+        values = {(c_, o, a, e): v for (_, c_, o, a, e, v) in reply["values"]}
+        check(
+            "UDP read of the run status",
+            reply["kind"] == QUERY_REPLY and (0x0D, 2, 2, 1) in values,
+            f"reply type {reply['kind']:#04x}, {len(values)} values",
+        )
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -1,11 +1,14 @@
 //! The GB/T 20999-2017 adapter (`[gbt20999]`, off without the section): a
 //! TCP listener a traffic control centre (the standard's upper computer)
-//! connects to, speaking the codec of [`crate::standards::gbt20999`].
+//! connects to, speaking the codec of [`crate::standards::gbt20999`], and
+//! with `listen_udp` a UDP socket beside it (one unescaped frame a
+//! datagram, as the standard's UDP link has no escaping; replies go to the
+//! sender, reports only to TCP connections).
 //!
 //! - Queries are answered from the definition in force and the latest
 //!   snapshot (`objects`); nothing here touches the controllers.
-//! - Sets (plans as stage chains, day plans, centre-control plan and run
-//!   mode) run
+//! - Sets (plans as stage chains, day plans, schedules, centre-control
+//!   plan and run mode) run
 //!   the Control service's own handlers through the API's
 //!   [`Gateway`](crate::api::gateway::Gateway): the same checks, staging
 //!   to the safe point, saving, roles and audit as gRPC, with the
@@ -18,7 +21,7 @@
 //!   (frame type 0x60) of run status and lamp group states.
 //!
 //! Sets are applied value by value: plans (class 0x09), then day plans
-//! (0x0B), then centre control in frame order; a set-error reply lists the values refused,
+//! (0x0B), then schedules (0x0C), then centre control in frame order; a set-error reply lists the values refused,
 //! each with its error code as a one-byte value (the reply layout is an
 //! assumption, `docs/standards.md`).
 
@@ -30,7 +33,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -53,11 +56,16 @@ const CENTRE_PLAN: &str = "gbt20999/CentreControl.plan";
 const MAX_SESSIONS: usize = 8;
 /// The version reports carry (the captured frame's, STANDARDS.md §1.1).
 const REPORT_VERSION: u16 = 0x0100;
+/// Journal records scanned for the fault log (class 0x10): the newest
+/// ones, across intersections and audit records.
+const FAULT_SCAN: usize = 4096;
 
 /// The running adapter.
 #[derive(Debug)]
 pub struct Gbt20999Server {
     pub addr: SocketAddr,
+    /// The UDP address bound, with `listen_udp`.
+    pub udp_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -75,10 +83,15 @@ impl Gbt20999Server {
 /// Binds `cfg.listen` and serves centres on the current tokio runtime.
 ///
 /// # Errors
-/// The address cannot be bound.
+/// An address cannot be bound.
 pub async fn serve(cfg: &Gbt20999Config, gateway: Gateway) -> std::io::Result<Gbt20999Server> {
     let listener = TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
+    let udp = match cfg.listen_udp {
+        Some(at) => Some(UdpSocket::bind(at).await?),
+        None => None,
+    };
+    let udp_addr = udp.as_ref().map(UdpSocket::local_addr).transpose()?;
     let (stop, stopping) = watch::channel(false);
     let adapter = Arc::new(Adapter {
         cfg: cfg.clone(),
@@ -87,10 +100,14 @@ pub async fn serve(cfg: &Gbt20999Config, gateway: Gateway) -> std::io::Result<Gb
         sessions: AtomicUsize::new(0),
         report_sequence: AtomicU8::new(0),
     });
-    let accept = tokio::spawn(accept(listener, adapter.clone(), stopping.clone()));
-    let supervise = tokio::spawn(supervise(adapter, stopping));
-    info!("GB/T 20999 adapter on {addr} (role {})", cfg.role.name());
-    Ok(Gbt20999Server { addr, stop, tasks: vec![accept, supervise] })
+    let mut tasks = vec![tokio::spawn(accept(listener, adapter.clone(), stopping.clone()))];
+    if let Some(socket) = udp {
+        tasks.push(tokio::spawn(datagrams(socket, adapter.clone(), stopping.clone())));
+    }
+    tasks.push(tokio::spawn(supervise(adapter, stopping)));
+    let udp = udp_addr.map_or_else(String::new, |a| format!(", udp {a}"));
+    info!("GB/T 20999 adapter on {addr}{udp} (role {})", cfg.role.name());
+    Ok(Gbt20999Server { addr, udp_addr, stop, tasks })
 }
 
 #[derive(Debug)]
@@ -145,12 +162,7 @@ async fn session(adapter: &Adapter, stream: TcpStream, peer: SocketAddr, mut sto
     let mut deframer = Deframer::new();
     let mut buf = [0u8; 4096];
     let mut reports = adapter.cfg.report_interval.map(tokio::time::interval);
-    let caller = Identity {
-        principal: adapter.cfg.principal.as_str().into(),
-        role: adapter.cfg.role,
-        peer: Some(peer),
-        scope: None,
-    };
+    let caller = adapter.caller(peer);
     loop {
         let mut out = Vec::new();
         tokio::select! {
@@ -186,6 +198,42 @@ async fn session(adapter: &Adapter, stream: TcpStream, peer: SocketAddr, mut sto
                 }
                 Err(e) => warn!(%peer, error = %e, "GB/T 20999: reply not encodable"),
             }
+        }
+    }
+}
+
+/// Answers datagrams: each one frame without escaping, its reply sent
+/// back to where it came from.
+async fn datagrams(socket: UdpSocket, adapter: Arc<Adapter>, mut stopping: watch::Receiver<bool>) {
+    // The largest UDP payload: a frame never needs more.
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, peer) = tokio::select! {
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "GB/T 20999: UDP receive failed");
+                    continue;
+                }
+            },
+            _ = crate::api::server::stopped(&mut stopping) => return,
+        };
+        let frame = match Frame::decode(&buf[..n], Escaping::Raw) {
+            Ok(frame) => frame,
+            Err(e) => {
+                warn!(%peer, error = %e, "GB/T 20999: datagram dropped");
+                continue;
+            }
+        };
+        adapter.heard();
+        let Some(reply) = adapter.handle(&adapter.caller(peer), &frame).await else { continue };
+        match reply.encode(Escaping::Raw) {
+            Ok(wire) => {
+                if let Err(e) = socket.send_to(&wire, peer).await {
+                    warn!(%peer, error = %e, "GB/T 20999: UDP reply not sent");
+                }
+            }
+            Err(e) => warn!(%peer, error = %e, "GB/T 20999: reply not encodable"),
         }
     }
 }
@@ -278,6 +326,61 @@ struct DayPlanEdit {
     plans: Option<Vec<u8>>,
 }
 
+/// A schedule row's values in one set frame (class 0x0C, object 2,
+/// element = the row's number).
+#[derive(Default)]
+struct ScheduleEdit {
+    values: Vec<(u8, Address)>,
+    week: Option<Vec<u8>>,
+    month: Option<Vec<u8>>,
+    day: Option<Vec<u8>>,
+    day_plan: Option<Vec<u8>>,
+}
+
+/// A centre's schedule row as the controller file says it.
+enum ScheduleRow {
+    /// Weekdays (bit 0 Sunday) running the day plan named.
+    Weekdays(u8, String),
+    /// A date ("MM-DD") running the day plan named, or no holiday then.
+    Holiday(String, Option<String>),
+}
+
+/// `row` written into the controller file's `[schedule]`.
+fn edit_schedule(table: &mut toml::Table, row: ScheduleRow) -> Result<(), Status> {
+    let schedule = table
+        .get_mut("schedule")
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| Status::failed_precondition("the controller file has no [schedule]"))?;
+    match row {
+        ScheduleRow::Weekdays(week, name) => {
+            let days =
+                schedule.get_mut("week").and_then(toml::Value::as_array_mut).filter(|d| d.len() == 7).ok_or_else(
+                    || Status::failed_precondition("the controller file's [schedule] has no week of 7 days"),
+                )?;
+            // The file's week is Monday first; the row's bit 0 is Sunday.
+            for (w, slot) in days.iter_mut().enumerate() {
+                if week & 1 << ((w + 1) % 7) != 0 {
+                    *slot = name.clone().into();
+                }
+            }
+        }
+        ScheduleRow::Holiday(date, name) => {
+            let holidays = schedule.entry("holiday").or_insert_with(|| toml::value::Array::new().into());
+            let holidays = holidays
+                .as_array_mut()
+                .ok_or_else(|| Status::failed_precondition("[schedule] holiday is not an array of tables"))?;
+            holidays.retain(|h| h.get("date").and_then(toml::Value::as_str) != Some(date.as_str()));
+            if let Some(name) = name {
+                let mut holiday = toml::Table::new();
+                holiday.insert("date".into(), date.into());
+                holiday.insert("day_plan".into(), name.into());
+                holidays.push(holiday.into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a centre-control value asks for.
 #[derive(Clone, Copy)]
 enum CentreControl {
@@ -287,6 +390,11 @@ enum CentreControl {
 }
 
 impl Adapter {
+    /// A centre at `peer`, with the configured role and name.
+    fn caller(&self, peer: SocketAddr) -> Identity {
+        Identity { principal: self.cfg.principal.as_str().into(), role: self.cfg.role, peer: Some(peer), scope: None }
+    }
+
     fn heard(&self) {
         self.link.lock().unwrap_or_else(PoisonError::into_inner).heard = Instant::now();
     }
@@ -343,12 +451,28 @@ impl Adapter {
         }
     }
 
-    /// Intersection `i`'s view, for `f`.
-    fn with_view<T>(&self, i: usize, intersection: u8, f: impl FnOnce(&objects::View<'_>) -> T) -> T {
+    /// Intersection `i`'s view, for `f`; with its fault log when
+    /// `with_faults` (a query of class 0x10).
+    fn with_view<T>(
+        &self,
+        i: usize,
+        intersection: u8,
+        with_faults: bool,
+        f: impl FnOnce(&objects::View<'_>) -> T,
+    ) -> T {
         let current = self.gateway.current(i);
         let snapshot = self.gateway.board().get(i);
         let spec = &current.config.spec;
         let stages = StageView::derive(spec);
+        let faults: Vec<objects::FaultRecord> = if with_faults {
+            let events = self.gateway.recent_events(i, FAULT_SCAN);
+            let mut faults: Vec<_> = events.iter().filter_map(|(at, e)| objects::fault_record(*at, e)).collect();
+            // The newest that fit a frame's element numbers.
+            faults.drain(..faults.len().saturating_sub(usize::from(u8::MAX)));
+            faults
+        } else {
+            Vec::new()
+        };
         let view = objects::View {
             spec,
             name: &current.config.name,
@@ -357,12 +481,14 @@ impl Adapter {
             controller_id: self.cfg.controller_id,
             intersections: self.gateway.ids().len(),
             intersection,
+            faults: &faults,
         };
         f(&view)
     }
 
     fn query(&self, i: usize, intersection: u8, asked: &[DataValue]) -> (Vec<DataValue>, Vec<Refused>) {
-        self.with_view(i, intersection, |view| {
+        let faults = asked.iter().any(|v| v.address.class == DataClass::Faults.byte());
+        self.with_view(i, intersection, faults, |view| {
             let (mut values, mut refused) = (Vec::new(), Vec::new());
             for v in asked {
                 match objects::read(view, v.address) {
@@ -385,6 +511,7 @@ impl Adapter {
         let mut refused = Vec::new();
         let mut plans: Vec<(u8, PlanEdit)> = Vec::new();
         let mut day_plans: Vec<(u8, DayPlanEdit)> = Vec::new();
+        let mut schedules: Vec<(u8, ScheduleEdit)> = Vec::new();
         let mut controls = Vec::new();
         for v in values {
             let at = (v.index, v.address);
@@ -419,6 +546,26 @@ impl Adapter {
                     edit.values.push(at);
                     *(if a.attribute == 3 { &mut edit.starts } else { &mut edit.plans }) = Some(v.value.clone());
                 }
+                (Some(DataClass::Schedules), _) if a.object == 2 && matches!(a.attribute, 3..=7) => {
+                    let edit = match schedules.iter().position(|(n, _)| *n == a.element) {
+                        Some(k) => &mut schedules[k].1,
+                        None => {
+                            schedules.push((a.element, ScheduleEdit::default()));
+                            &mut schedules.last_mut().expect("just pushed").1
+                        }
+                    };
+                    edit.values.push(at);
+                    let slot = match a.attribute {
+                        4 => &mut edit.week,
+                        5 => &mut edit.month,
+                        6 => &mut edit.day,
+                        7 => &mut edit.day_plan,
+                        // The priority: Greenwave's holidays always win
+                        // over weekdays (as read, 1 above 2).
+                        _ => continue,
+                    };
+                    *slot = Some(v.value.clone());
+                }
                 (Some(_), _) => {
                     self.refuse(caller, i, a, &Status::failed_precondition(format!(
                         "{a}: not settable over GB/T 20999 (definitions come from controller files, ApplyTimingPlan and plan sets)"
@@ -435,6 +582,11 @@ impl Adapter {
         }
         for (number, edit) in day_plans {
             if let Err(code) = self.set_day_plan(caller, i, number, &edit).await {
+                refused.extend(edit.values.iter().map(|&value| Refused { value, code }));
+            }
+        }
+        for (number, edit) in schedules {
+            if let Err(code) = self.set_schedule(caller, i, number, &edit).await {
                 refused.extend(edit.values.iter().map(|&value| Refused { value, code }));
             }
         }
@@ -626,8 +778,7 @@ impl Adapter {
     async fn set_day_plan(&self, caller: &Identity, i: usize, number: u8, edit: &DayPlanEdit) -> Result<(), ErrorCode> {
         let a = Address::new(DataClass::DayPlans.byte(), 2, 0, number);
         let bad = |reason: String| Status::invalid_argument(format!("day plan {number}: {reason}"));
-        let current = self.gateway.current(i);
-        let checked = (|| {
+        let edited = (|| {
             let (Some(starts), Some(plans)) = (&edit.starts, &edit.plans) else {
                 return Err(bad("the start time chain and the plan chain are set together".into()));
             };
@@ -649,31 +800,100 @@ impl Adapter {
                 event.insert("plan".into(), i64::from(plan).into());
                 events.push(event.into());
             }
-            let mut table: toml::Table = current.config.text.parse().map_err(|_| {
-                Status::failed_precondition("the controller definition in force does not parse as TOML")
-            })?;
-            let slot = table
-                .get_mut("schedule")
-                .and_then(|s| s.get_mut("day_plan"))
-                .and_then(toml::Value::as_array_mut)
-                .and_then(|d| d.get_mut(usize::from(number).checked_sub(1)?))
-                .and_then(toml::Value::as_table_mut)
-                .ok_or_else(|| Status::not_found(format!("day plan {number}: no such day plan")))?;
-            slot.insert("events".into(), events.into());
-            toml::to_string(&table).map_err(|e| Status::internal(format!("controller file not written: {e}")))
+            self.gateway.edited(i, |table| {
+                let slot = table
+                    .get_mut("schedule")
+                    .and_then(|s| s.get_mut("day_plan"))
+                    .and_then(toml::Value::as_array_mut)
+                    .and_then(|d| d.get_mut(usize::from(number).checked_sub(1)?))
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| Status::not_found(format!("day plan {number}: no such day plan")))?;
+                slot.insert("events".into(), events.into());
+                Ok(())
+            })
         })();
-        let text = checked.map_err(|status| self.refused_with(caller, i, a, status))?;
+        self.apply_file(caller, i, a, &format!("day plan {number}"), edited).await
+    }
+
+    /// An edited controller file (`edited`, from [`Gateway::edited`])
+    /// applied as a whole file is over gRPC: validated, staged, saved, and
+    /// only over the version it was edited from. `what` names the set in
+    /// the log.
+    async fn apply_file(
+        &self,
+        caller: &Identity,
+        i: usize,
+        a: Address,
+        what: &str,
+        edited: Result<(String, u64), Status>,
+    ) -> Result<(), ErrorCode> {
+        let (text, version) = edited.map_err(|status| self.refused_with(caller, i, a, status))?;
         let id = &self.gateway.ids()[i];
-        match self.gateway.apply_controller(caller, id, text, current.version).await {
+        match self.gateway.apply_controller(caller, id, text, version).await {
             Ok(detail) => {
-                info!(intersection = %id, %detail, "GB/T 20999: day plan {number} set");
+                info!(intersection = %id, %detail, "GB/T 20999: {what} set");
                 Ok(())
             }
             Err(status) => {
-                warn!(intersection = %id, reason = %status.message(), "GB/T 20999: day plan set refused");
+                warn!(intersection = %id, reason = %status.message(), "GB/T 20999: {what} set refused");
                 Err(error_code(&status))
             }
         }
+    }
+
+    /// A schedule row from the centre (weekdays, months, dates, day plan)
+    /// written into the controller file's `[schedule]`: a row of every
+    /// month and date runs the day plan on its weekdays (`week`); a row of
+    /// one month and one date, every weekday, is a holiday (day plan 0
+    /// removes the date's holiday). Greenwave places the row by its days,
+    /// so the element only names the row in the reply. Other rows cannot
+    /// be expressed in the file and are refused with the reason.
+    async fn set_schedule(
+        &self,
+        caller: &Identity,
+        i: usize,
+        number: u8,
+        edit: &ScheduleEdit,
+    ) -> Result<(), ErrorCode> {
+        let a = Address::new(DataClass::Schedules.byte(), 2, 0, number);
+        let bad = |reason: String| Status::invalid_argument(format!("schedule {number}: {reason}"));
+        let current = self.gateway.current(i);
+        let day_plans = &current.config.spec.schedule.day_plans;
+        let edited = (|| {
+            let (Some(&[week]), Some(&[m0, m1]), Some(&[d0, d1, d2, d3]), Some(&[day_plan])) =
+                (edit.week.as_deref(), edit.month.as_deref(), edit.day.as_deref(), edit.day_plan.as_deref())
+            else {
+                return Err(bad(
+                    "weekdays (1 byte), months (2 bytes), dates (4 bytes) and day plan (1 byte) are set together"
+                        .into(),
+                ));
+            };
+            let (month, day) = (u16::from_be_bytes([m0, m1]), u32::from_be_bytes([d0, d1, d2, d3]));
+            let name = match usize::from(day_plan).checked_sub(1).map(|k| day_plans.get(k)) {
+                None => None,
+                Some(Some(d)) => Some(d.name.clone()),
+                Some(None) => return Err(bad(format!("no day plan {day_plan}"))),
+            };
+            let row = if month == objects::EVERY_MONTH && day == objects::EVERY_DATE && week & 0x80 == 0 && week != 0 {
+                let name = name.ok_or_else(|| bad("a weekday row runs a day plan (not 0)".into()))?;
+                ScheduleRow::Weekdays(week, name)
+            } else if week == objects::EVERY_WEEKDAY
+                && month.count_ones() == 1
+                && month & objects::EVERY_MONTH != 0
+                && day.count_ones() == 1
+                && day & objects::EVERY_DATE != 0
+            {
+                let date = format!("{:02}-{:02}", month.trailing_zeros(), day.trailing_zeros() + 1);
+                ScheduleRow::Holiday(date, name)
+            } else {
+                return Err(bad(format!(
+                    "weekdays {week:#04x}, months {month:#06x}, dates {day:#010x}: Greenwave's schedule runs a day plan on \
+                     weekdays (every month and date) or on one date (a holiday, every weekday)"
+                )));
+            };
+            self.gateway.edited(i, |table| edit_schedule(table, row))
+        })();
+        self.apply_file(caller, i, a, &format!("schedule {number}"), edited).await
     }
 
     /// One report frame per intersection: run status and lamp group states.
@@ -681,7 +901,7 @@ impl Adapter {
         (0..self.gateway.ids().len())
             .filter_map(|i| {
                 let intersection = u8::try_from(i + 1).ok()?;
-                let values = self.with_view(i, intersection, |view| {
+                let values = self.with_view(i, intersection, false, |view| {
                     let status = objects::read(view, Address::new(DataClass::RunStatus.byte(), 2, 0, 0));
                     let lamps = objects::read(view, Address::new(DataClass::LampGroups.byte(), 3, 1, 0));
                     status.into_iter().chain(lamps).flatten().collect::<Vec<_>>()
@@ -720,5 +940,31 @@ fn centre_mode(m: RunMode) -> Option<pb::Mode> {
         RunMode::LocalActuated => Some(pb::Mode::Actuated),
         RunMode::Flash => Some(pb::Mode::Flash),
         RunMode::CentreManual | RunMode::LocalManual | RunMode::AllRed | RunMode::Off => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule_after(row: ScheduleRow) -> toml::Value {
+        let mut table: toml::Table = include_str!("../../../controllers/elm-and-oak.toml").parse().expect("toml");
+        edit_schedule(&mut table, row).expect("edited");
+        table["schedule"].clone()
+    }
+
+    #[test]
+    fn a_weekday_row_assigns_its_days_and_a_date_row_is_a_holiday() {
+        // Bit 0 Sunday, bit 6 Saturday: the weekend runs "weekday".
+        let s = schedule_after(ScheduleRow::Weekdays(0b100_0001, "weekday".into()));
+        let week: Vec<_> = s["week"].as_array().expect("week").iter().filter_map(toml::Value::as_str).collect();
+        assert_eq!(week, ["weekday"; 7]);
+        let s = schedule_after(ScheduleRow::Holiday("12-25".into(), Some("weekday".into())));
+        let holidays = s["holiday"].as_array().expect("holidays");
+        let christmas: Vec<_> = holidays.iter().filter(|h| h["date"].as_str() == Some("12-25")).collect();
+        assert_eq!(christmas.len(), 1, "replaced, not added: {holidays:?}");
+        assert_eq!(christmas[0]["day_plan"].as_str(), Some("weekday"));
+        let s = schedule_after(ScheduleRow::Holiday("01-01".into(), None));
+        assert_eq!(s["holiday"].as_array().map(Vec::len), Some(1), "day plan 0 removes the holiday");
     }
 }

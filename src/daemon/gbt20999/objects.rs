@@ -4,8 +4,9 @@
 //! lining's map (`/work/shared/STANDARDS.md` §1.2); the mapping of each is
 //! in `docs/standards.md`.
 
+use crate::core::event::{Event, EventCode};
 use crate::core::image::{Indication, PedIndication};
-use crate::core::spec::{ControllerSpec, DetectorKind, PlanMode};
+use crate::core::spec::{ControllerSpec, DetectorKind, PlanMode, ScheduleDays};
 use crate::core::state::{FlashReason, Interval, OperatingMode, UnitState};
 use crate::core::{PhaseSet, Snapshot, Span};
 use crate::standards::gbt20999::classes::{DataClass, LampState, RunMode, StageState};
@@ -30,6 +31,41 @@ pub struct View<'a> {
     pub intersections: usize,
     /// This one's number in frames (from 1).
     pub intersection: u8,
+    /// The fault log (class 0x10), oldest first: read from the event
+    /// journal only when a query asks for the class.
+    pub faults: &'a [FaultRecord],
+}
+
+/// One fault of the log (class 0x10): when, its fault type and the
+/// fault action the controller took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRecord {
+    pub at_unix_ms: u64,
+    pub kind: u8,
+    pub action: u8,
+}
+
+/// Fault types (class 0x10) of the events Greenwave logs for a fault.
+const FAULT_DETECTOR: u8 = 0x41;
+/// Fault actions: none, to flash.
+const ACTION_NONE: u8 = 0x00;
+const ACTION_FLASH: u8 = 0x10;
+
+/// The fault record an event of the journal is, if it is one: a detector
+/// fault (Indiana 84–88, `docs/events.md`: type 0x41, no fault action) or
+/// a flash for a fault (173 with a fault's reason: that reason's type,
+/// action to flash).
+pub fn fault_record(at_unix_ms: u64, event: &Event) -> Option<FaultRecord> {
+    let (kind, action) = match event.code {
+        EventCode::DetectorFaultOther
+        | EventCode::DetectorFaultWatchdog
+        | EventCode::DetectorFaultOpenLoop
+        | EventCode::DetectorFaultShortedLoop
+        | EventCode::DetectorFaultExcessiveChange => (FAULT_DETECTOR, ACTION_NONE),
+        EventCode::UnitFlashStatusChange => (fault_flash(FlashReason::from_param(event.param)?)?, ACTION_FLASH),
+        _ => return None,
+    };
+    Some(FaultRecord { at_unix_ms, kind, action })
 }
 
 /// Values read, in address order.
@@ -39,8 +75,7 @@ pub type Values = Vec<(Address, Vec<u8>)>;
 ///
 /// # Errors
 /// NotPresent when nothing matches: an unknown class, one Greenwave does
-/// not keep (phase safety, priority, transition constraints, fault log,
-/// command pipe), or centre control, which is only set.
+/// not keep (priority, command pipe), or centre control, which is only set.
 pub fn read(view: &View<'_>, query: Address) -> Result<Values, ErrorCode> {
     let class = DataClass::from_byte(query.class).ok_or(ErrorCode::NotPresent)?;
     let mut out = Out { class: query.class, values: Vec::new() };
@@ -51,6 +86,9 @@ pub fn read(view: &View<'_>, query: Address) -> Result<Values, ErrorCode> {
         DataClass::Phases => phases(view, &mut out),
         DataClass::Detectors => detectors(view, &mut out),
         DataClass::PhaseStages => stages(view, &mut out),
+        DataClass::PhaseSafety => phase_safety(view, &mut out),
+        DataClass::TransitionConstraints => transitions(view, &mut out),
+        DataClass::Faults => faults(view, &mut out),
         DataClass::Plans => plans(view, &mut out),
         DataClass::DayPlans => day_plans(view, &mut out),
         DataClass::Schedules => schedules(view, &mut out),
@@ -279,34 +317,112 @@ fn day_plans(view: &View<'_>, out: &mut Out) {
     }
 }
 
-/// Schedules: one per day plan the week uses (weekday bitmap, bit 0
-/// Monday), then one per holiday (month bit, day bit) at priority 1,
-/// above the weekdays' 2.
+/// Every month (bits 1–12; bit 0 is reserved) and every date (bits 0–30)
+/// of a schedule row.
+pub const EVERY_MONTH: u16 = 0x1FFE;
+pub const EVERY_DATE: u32 = 0x7FFF_FFFF;
+/// Every weekday (bit 0 Sunday … bit 6 Saturday).
+pub const EVERY_WEEKDAY: u8 = 0x7F;
+
+/// Greenwave's weekdays (bit 0 Monday) as lining's map lays them out
+/// (bit 0 Sunday, bit 1 Monday).
+pub fn week_bits(monday_first: u8) -> u8 {
+    (0..7).filter(|w| monday_first & 1 << w != 0).fold(0, |m, w| m | 1 << ((w + 1) % 7))
+}
+
+/// Schedules ([`crate::core::spec::Schedule::rows`]) in lining's bit
+/// layout (weekday bit 0 Sunday; month bit 1 January; date bit 0 the
+/// 1st): weekday rows (every month and date) at priority 2, then holidays
+/// (their month and date, every weekday) at priority 1, above the
+/// weekdays'.
 fn schedules(view: &View<'_>, out: &mut Out) {
-    let schedule = &view.spec.schedule;
-    let mut rows: Vec<(u8, u8, u16, u32, usize)> = Vec::new();
-    for d in 0..schedule.day_plans.len() {
-        let week = (0..7).filter(|&w| schedule.weekdays[w] == Some(d)).fold(0u8, |m, w| m | 1 << w);
-        if week != 0 {
-            rows.push((2, week, 0, 0, d));
-        }
-    }
-    for h in &schedule.holidays {
-        let month = 1u16 << (h.month.clamp(1, 12) - 1);
-        let day = 1u32 << (h.day.clamp(1, 31) - 1);
-        rows.push((1, 0, month, day, h.day_plan));
-    }
+    let rows = view.spec.schedule.rows();
     out.put(1, 0, 0, count(rows.len()));
-    for (k, (priority, week, month, day, day_plan)) in rows.into_iter().enumerate().take(usize::from(u8::MAX)) {
+    for (k, row) in rows.into_iter().enumerate().take(usize::from(u8::MAX)) {
         let n = k as u8 + 1;
+        let (priority, week, month, day) = match row.days {
+            ScheduleDays::Weekdays(week) => (2u8, week_bits(week), EVERY_MONTH, EVERY_DATE),
+            ScheduleDays::Date { month, day } => {
+                (1, EVERY_WEEKDAY, 1u16 << month.clamp(1, 12), 1u32 << (day.clamp(1, 31) - 1))
+            }
+        };
         out.put(2, 1, n, [n]);
         out.put(2, 2, n, [view.intersection]);
         out.put(2, 3, n, [priority]);
         out.put(2, 4, n, [week]);
         out.put(2, 5, n, month.to_be_bytes());
         out.put(2, 6, n, day.to_be_bytes());
-        out.put(2, 7, n, count(day_plan + 1));
+        out.put(2, 7, n, count(row.day_plan + 1));
     }
+}
+
+/// Phase safety: per phase its conflicts (object 1: 64-bit bitmap, bit 0
+/// = phase 1) from the ring-barrier model and the configured conflicts
+/// (`ControllerSpec::conflicts`, the matrix the monitor enforces), and its
+/// green intervals (object 2: 64 bytes, byte k = to phase k + 1, in 0.1 s):
+/// to a conflicting phase, the yellow and red clearance that end this
+/// phase's green; 0 to a phase that may be green with it.
+fn phase_safety(view: &View<'_>, out: &mut Out) {
+    for p in &view.spec.phases {
+        let n = p.id.number();
+        let conflicts = view.spec.conflicts[p.id.index()];
+        out.put(1, 1, n, [n]);
+        out.put(1, 2, n, phase_bitmap(conflicts));
+        let inter_green = (p.timing.yellow + p.timing.red_clear).as_millis().div_ceil(100);
+        let tenths = u8::try_from(inter_green).unwrap_or(u8::MAX);
+        let mut row = [0u8; 64];
+        for q in conflicts.iter() {
+            row[q.index()] = tenths;
+        }
+        out.put(2, 1, n, [n]);
+        out.put(2, 2, n, row);
+    }
+}
+
+/// Transition constraints: per stage, 64 bytes (byte k = to stage k + 1):
+/// 0 when the ring-barrier sequence reaches that stage directly (stages
+/// without demand are skipped), else the number of the first stage on the
+/// way that cannot be skipped because one of its phases is on recall.
+fn transitions(view: &View<'_>, out: &mut Out) {
+    let stages = view.stages.stages();
+    let recalled = |set: PhaseSet| {
+        view.spec.phases.iter().any(|p| set.contains(p.id) && p.timing.recall != crate::core::spec::Recall::None)
+    };
+    for from in 0..stages.len() {
+        let mut row = [0u8; 64];
+        for (to, slot) in row.iter_mut().enumerate().take(stages.len()) {
+            // The stages strictly between, in sequence order.
+            let between = (1..stages.len()).map(|d| (from + d) % stages.len()).take_while(|&k| k != to);
+            *slot = between.into_iter().find(|&k| recalled(stages[k])).map_or(0, |k| k as u8 + 1);
+        }
+        let n = from as u8 + 1;
+        out.put(1, 1, n, [n]);
+        out.put(1, 2, n, row);
+    }
+}
+
+/// The fault log: count (u32), then per record its number (u32), type,
+/// time (year u16, month, day, hour, minute, second, UTC) and action.
+fn faults(view: &View<'_>, out: &mut Out) {
+    out.put(1, 0, 0, (view.faults.len() as u32).to_be_bytes());
+    for (k, f) in view.faults.iter().enumerate().take(usize::from(u8::MAX)) {
+        let n = k as u8 + 1;
+        out.put(2, 1, n, (k as u32 + 1).to_be_bytes());
+        out.put(2, 2, n, [f.kind]);
+        out.put(2, 3, n, civil_utc(f.at_unix_ms));
+        out.put(2, 4, n, [f.action]);
+    }
+}
+
+/// A time as the standard's 7 bytes: year (u16), month, day, hour, minute,
+/// second, in UTC.
+fn civil_utc(unix_ms: u64) -> [u8; 7] {
+    use chrono::{Datelike, Timelike};
+    let Some(t) = i64::try_from(unix_ms).ok().and_then(chrono::DateTime::from_timestamp_millis) else {
+        return [0; 7];
+    };
+    let [y0, y1] = u16::try_from(t.year()).unwrap_or(0).to_be_bytes();
+    [y0, y1, t.month() as u8, t.day() as u8, t.hour() as u8, t.minute() as u8, t.second() as u8]
 }
 
 /// The run mode a centre reads: what the controller runs, local unless a
@@ -415,6 +531,7 @@ mod tests {
             controller_id: 7,
             intersections: 1,
             intersection: 1,
+            faults: &[FaultRecord { at_unix_ms: 1_765_000_000_000, kind: 0x10, action: ACTION_FLASH }],
         };
         f(&view)
     }
@@ -437,7 +554,7 @@ mod tests {
     #[test]
     fn classes_not_kept_and_unknown_addresses_are_not_present() {
         with_view(|view| {
-            for class in [0x00, 0x07, 0x08, 0x0A, 0x10, 0x11, 0x12, 0x13, 0xFF] {
+            for class in [0x00, 0x08, 0x11, 0x12, 0x13, 0xFF] {
                 assert_eq!(read(view, Address::new(class, 0, 0, 0)), Err(ErrorCode::NotPresent), "{class:#x}");
             }
             assert_eq!(read(view, Address::new(0x04, 2, 0x1B, 9)), Err(ErrorCode::NotPresent), "no phase 9");
@@ -468,5 +585,43 @@ mod tests {
             let stage = read(view, Address::new(0x06, 2, 2, 1)).expect("stage 1");
             assert_eq!(stage[0].1, phase_bitmap(PhaseSet::from_bits(0b1_0001)).to_vec());
         });
+    }
+
+    /// The textbook dual ring: phase 2 conflicts with 1 (same ring) and
+    /// with 3, 4, 7, 8 (the other barrier group), not with 5 or 6; its
+    /// inter-green is yellow 3.5 + red 2.0 s. Its mains 2 and 6 are on
+    /// recall, so stage {2,6} cannot be skipped on the way round.
+    #[test]
+    fn phase_safety_and_transition_constraints_come_from_the_ring_barrier_model() {
+        with_view(|view| {
+            let conflicts = read(view, Address::new(0x07, 1, 2, 2)).expect("phase 2's conflicts");
+            let want = PhaseSet::from_bits(0b1100_1101);
+            assert_eq!(conflicts[0].1, phase_bitmap(want).to_vec());
+            let green = read(view, Address::new(0x07, 2, 2, 2)).expect("phase 2's green intervals");
+            assert_eq!((green[0].1.len(), green[0].1[0], green[0].1[4], green[0].1[2]), (64, 55, 0, 55));
+            // Stage {1,5} to {3,7} goes via {2,6}; to {2,6} directly.
+            let from_1 = read(view, Address::new(0x0A, 1, 2, 1)).expect("stage 1's constraints");
+            assert_eq!(from_1[0].1[..4], [2, 0, 2, 2], "round to itself via {{2,6}} too");
+            let faults = read(view, Address::new(0x10, 0, 0, 0)).expect("fault log");
+            assert_eq!(faults[0].1, vec![0, 0, 0, 1], "one fault");
+            let time = faults.iter().find(|(a, _)| a.object == 2 && a.attribute == 3).expect("time");
+            assert_eq!(time.1, vec![0x07, 0xE9, 12, 6, 5, 46, 40], "2025-12-06 05:46:40 UTC");
+        });
+    }
+
+    #[test]
+    fn flash_for_a_fault_and_detector_faults_are_fault_records() {
+        let at = |code, param| fault_record(7, &Event { at: Instant::ZERO, code, param });
+        let trip = at(EventCode::UnitFlashStatusChange, FlashReason::MonitorTrip as u16);
+        assert_eq!(trip, Some(FaultRecord { at_unix_ms: 7, kind: 0x10, action: ACTION_FLASH }));
+        assert_eq!(at(EventCode::UnitFlashStatusChange, FlashReason::Operator as u16), None, "not a fault");
+        assert_eq!(at(EventCode::DetectorFaultOpenLoop, 3).map(|f| f.kind), Some(FAULT_DETECTOR));
+        assert_eq!(at(EventCode::DetectorOn, 3), None);
+    }
+
+    #[test]
+    fn weekdays_read_in_linings_layout() {
+        assert_eq!(week_bits(0b001_1111), 0b011_1110, "Monday–Friday: bits 1–5");
+        assert_eq!(week_bits(0b110_0000), 0b100_0001, "Saturday bit 6, Sunday bit 0");
     }
 }
