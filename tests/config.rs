@@ -167,7 +167,8 @@ fn unsafe_fixture_is_refused_or_warned_key_by_key() {
 
 /// Issue #18.1: `greenwave check` names the file, the key and the reason
 /// for every misuse of the preemption keys and the preemption/priority
-/// input registers (`tests/fixtures/preempt.toml`), and the shipped rail
+/// input registers (`tests/fixtures/preempt.toml`; and #18.3's
+/// accessible signal registers moved onto the countdowns), and the shipped rail
 /// crossing loads with them.
 #[test]
 fn preemption_keys_misused_are_refused_key_by_key() {
@@ -183,6 +184,7 @@ fn preemption_keys_misused_are_refused_key_by_key() {
         ("preempt 3 (input 3).truncated_walk_s", "3.0s is below the legal minimum walk of 4.0s"),
         ("preempt 4 (input 4).truncated_walk_s", "set ped_truncation = true"),
         ("cabinet.registers", "status (input registers 4..5) and priority (4..5) overlap"),
+        ("cabinet.registers", "ped_countdown (holding registers 47..63) and aps (55..58) overlap"),
     ];
     assert_exactly(&errors, &expected);
     let report = check_report(std::slice::from_ref(&path)).render();

@@ -16,8 +16,10 @@
 //! - Interop with independent peers: a pymodbus server as the cabinet
 //!   (checks what the daemon writes, with its own conflict check), a
 //!   pymodbus serial RTU cabinet on a socat pseudo-terminal pair answering
-//!   late (never taken for the next answer), and `mbpoll` reading the
-//!   simulated cabinet (`greenwave sim-cabinet`) while the daemon drives it. A missing peer fails the test when
+//!   late (never taken for the next answer), `mbpoll` reading the
+//!   simulated cabinet (`greenwave sim-cabinet`) while the daemon drives
+//!   it, and a pymodbus client reading the pedestrian countdown fall over a
+//!   clearance there, with the accessible signal's bits. A missing peer fails the test when
 //!   `GW_TEST_REQUIRE_INTEROP=1` (scripts/test.sh), else it is skipped
 //!   with a notice.
 //!
@@ -901,8 +903,15 @@ impl Drop for Killed {
 
 /// elm-and-oak with a short start-up, its cabinet at `kind` `address`.
 fn controller_file(dir: &Path, kind: &str, address: &str) {
-    let text = std::fs::read_to_string(root().join("controllers/elm-and-oak.toml")).unwrap();
     let addr: SocketAddr = address.parse().unwrap();
+    let text = greenwave::sim::controller_for(&free_elm_and_oak(), "elm-and-oak", kind, addr).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("elm-and-oak.toml"), text).unwrap();
+}
+
+/// elm-and-oak with a short start-up, in free operation whenever it runs.
+fn free_elm_and_oak() -> String {
+    let text = std::fs::read_to_string(root().join("controllers/elm-and-oak.toml")).unwrap();
     let text = text
         .replace("flash_s = 6.0", "flash_s = 1.0")
         .replace("all_red_s = 4.0", "all_red_s = 2.0")
@@ -918,9 +927,7 @@ fn controller_file(dir: &Path, kind: &str, address: &str) {
         text.contains(r#"week = ["weekend", "weekend", "weekend", "weekend", "weekend", "weekend", "weekend"]"#),
         "schedule pinned to free"
     );
-    let text = greenwave::sim::controller_for(&text, "elm-and-oak", kind, addr).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("elm-and-oak.toml"), text).unwrap();
+    text
 }
 
 /// `greenwave run` in `dir` on `dir/controllers`.
@@ -983,20 +990,18 @@ fn mbpoll_values(text: &str) -> Vec<(u32, i64)> {
         .collect()
 }
 
-#[test]
-fn mbpoll_reads_the_simulated_cabinet_while_the_daemon_drives_it() {
-    if Command::new("mbpoll").arg("-V").output().is_err() {
-        return missing("mbpoll").unwrap_or(());
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let only = tmp.path().join("only");
+/// `greenwave sim-cabinet` serving elm-and-oak as `text` has it, in
+/// `dir`, with the daemon's controller file written to `dir/controllers`:
+/// the process and its port.
+fn sim_cabinet_process(dir: &Path, text: &str) -> (Killed, String) {
+    let only = dir.join("only");
     std::fs::create_dir_all(&only).unwrap();
-    std::fs::copy(root().join("controllers/elm-and-oak.toml"), only.join("elm-and-oak.toml")).unwrap();
+    std::fs::write(only.join("elm-and-oak.toml"), text).unwrap();
     let mut sim = Command::new(env!("CARGO_BIN_EXE_greenwave"))
         .args(["sim-cabinet", "--listen", "127.0.0.1:0", "--controllers"])
         .arg(&only)
         .arg("--write-controllers")
-        .arg(tmp.path().join("controllers"))
+        .arg(dir.join("controllers"))
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1008,6 +1013,17 @@ fn mbpoll_reads_the_simulated_cabinet_while_the_daemon_drives_it() {
     let line = expect_line(&out, "elm-and-oak modbus-tcp", Duration::from_secs(20), &mut seen);
     expect_line(&out, "ready", Duration::from_secs(20), &mut seen);
     let port = line.split_whitespace().nth(2).and_then(|a| a.rsplit(':').next()).expect("address").to_owned();
+    (sim, port)
+}
+
+#[test]
+fn mbpoll_reads_the_simulated_cabinet_while_the_daemon_drives_it() {
+    if Command::new("mbpoll").arg("-V").output().is_err() {
+        return missing("mbpoll").unwrap_or(());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("controllers/elm-and-oak.toml")).unwrap();
+    let (sim, port) = sim_cabinet_process(tmp.path(), &text);
     let p = port.as_str();
 
     // Before the daemon: presence as discrete inputs, status and step.
@@ -1049,6 +1065,46 @@ fn mbpoll_reads_the_simulated_cabinet_while_the_daemon_drives_it() {
     let v = mbpoll_values(&text);
     assert!(ok && v.len() == 1 && v[0].1 & 0x4 == 0, "MMU fault raised: {text}");
     drop(sim);
+}
+
+/// An outsider reads the pedestrian countdown and the accessible signal's
+/// registers: `greenwave run` drives a `greenwave sim-cabinet` whose
+/// controller file sets `ped_outputs`, with a pedestrian recall on Oak
+/// (phase 4, a 14 s clearance) and free operation; pymodbus
+/// (tools/interop/ped_countdown_reader.py) polls holding registers 16..66
+/// through one whole walk and clearance and checks that the countdown is
+/// blank in the walk, counts down from at most 14 to 1 or 2 without rising
+/// over a clearance of at least 14 s that ends when its first number said,
+/// and is blank again at don't walk; the walk message sounds in the walk,
+/// the locator tone outside it.
+#[test]
+fn pymodbus_reads_the_countdown_fall_to_zero_over_a_pedestrian_clearance() {
+    let Some(python) = python_with_pymodbus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let text = free_elm_and_oak();
+    let oak_ped = "walk_s = 7.0\nped_clear_s = 14.0\n";
+    assert!(text.contains(oak_ped), "Oak's pedestrian timing");
+    let text = text.replace(oak_ped, &format!("{oak_ped}recall = \"ped\"\n"));
+    let (_sim, port) = sim_cabinet_process(tmp.path(), &text);
+    let file = tmp.path().join("controllers/elm-and-oak.toml");
+    let written = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, written + "\n[cabinet.registers]\nped_outputs = true\n").unwrap();
+    let mut d = daemon(tmp.path());
+    d.expect_line("cabinet link up");
+    let out = Command::new(&python)
+        .arg(root().join("tools/interop/ped_countdown_reader.py"))
+        .args([port.as_str(), "4", "14"])
+        .output()
+        .expect("run the pymodbus reader");
+    let verdict = String::from_utf8_lossy(&out.stdout).into_owned();
+    d.signal("-TERM");
+    assert!(d.wait().success(), "daemon exit");
+    assert!(
+        out.status.success() && verdict.starts_with("OK"),
+        "pymodbus reader: {verdict}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("pymodbus: {verdict}");
 }
 
 /// The `STATS` line of tools/interop/serial_cabinet.py: (reads, writes).

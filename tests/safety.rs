@@ -12,10 +12,12 @@
 //! cabinet confirms what it applied; the controller times its minimums from
 //! those confirmations. Independent checkers watch every frame:
 //! - the core's [`Monitor`] (the software MMU: conflicts, yellow, red
-//!   clearance, min green, walk and pedestrian clearance, no dark heads),
-//!   on the frames as the controller decided them and, a second one, on
-//!   the frames as the heads showed them, at the times they landed
-//!   ([`Heads`], which also checks the start-up all red);
+//!   clearance, min green, walk and pedestrian clearance, the pedestrian
+//!   countdown never under-reading the clearance, no dark heads), on the
+//!   frames as the controller decided them and, a second one, on the
+//!   frames as the heads showed them, at the times they landed ([`Heads`],
+//!   which also checks the start-up all red; the countdown is checked on
+//!   the decided frames only, [`Heads::land`] says why);
 //! - this file's [`Observer`], written apart from both the phase machine and
 //!   the monitor: conflicts from the validated conflict table, operator flash
 //!   only through clearance, max green honoured, every call served within one
@@ -32,9 +34,9 @@ use greenwave::config::{self, IntersectionConfig};
 use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
-    CabinetStatus, Command, Controller, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant, Interval,
-    MAX_PHASES, Monitor, OperatingMode, OutputFrame, PedIndication, PhaseId, PhaseSet, PreemptStage, Snapshot, Span,
-    UnitState,
+    CabinetStatus, Command, Controller, Countdown, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant,
+    Interval, MAX_PHASES, Monitor, OperatingMode, OutputFrame, PedIndication, PhaseId, PhaseSet, PreemptStage,
+    Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -226,7 +228,13 @@ impl<'a> Heads<'a> {
     fn land(&mut self, now: Instant) -> Result<Option<FrameAck>, String> {
         while let Some(&(at, number, frame)) = self.in_flight.front().filter(|f| f.0 <= now) {
             self.in_flight.pop_front();
-            self.monitor.check(at, &frame).map_err(|f| format!("at the heads, {at}: {f}"))?;
+            // The countdown is checked on the frames as decided (its
+            // promise is the controller's own end of the clearance): at the
+            // heads a write that lands late or is lost holds the flashing
+            // don't walk on under the last number landed, as it holds
+            // every indication, so no number written could bound it there.
+            let indications = OutputFrame { ped_countdown: [Countdown::BLANK; MAX_PHASES], ..frame };
+            self.monitor.check(at, &indications).map_err(|f| format!("at the heads, {at}: {f}"))?;
             self.check_all_red(at, &frame)?;
             self.confirmed = Some(FrameAck { frame: number, at });
         }
@@ -520,6 +528,9 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
 struct Ran {
     ticks: u64,
     preempt: [u64; 3],
+    /// Frames showing a pedestrian countdown, summed over crossings (the
+    /// monitor checks each against the clearance's end).
+    countdowns: u64,
 }
 
 const PREEMPT_COUNTED: [EventCode; 3] =
@@ -590,6 +601,7 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, Te
                 controller.snapshot()
             )));
         }
+        ran.countdowns += controller.output().ped_countdown.iter().filter(|c| !c.is_blank()).count() as u64;
         let snap = controller.snapshot();
         observer
             .check(now, &snap)
@@ -618,12 +630,14 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
     let total = std::cell::Cell::new(0u64);
     let per_controller = std::cell::RefCell::new(vec![0u64; configs.len()]);
     let preempt = std::cell::Cell::new([0u64; 3]);
+    let countdowns = std::cell::Cell::new(0u64);
     runner
         .run(&scenario(configs.len()), |sc| {
             let ran = run_scenario(&configs, &sc)?;
             total.set(total.get() + ran.ticks);
             per_controller.borrow_mut()[sc.controller] += ran.ticks;
             preempt.set(std::array::from_fn(|k| preempt.get()[k] + ran.preempt[k]));
+            countdowns.set(countdowns.get() + ran.countdowns);
             Ok(())
         })
         .unwrap_or_else(|e| panic!("safety property violated: {e}"));
@@ -634,10 +648,12 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
         "  preemption: {entries} entries (105), {track_clearances} track clearances (106), \
          {stuck} stuck inputs faulted (110)"
     );
+    println!("  pedestrian countdown: {} crossing-ticks counted down, none under-read", countdowns.get());
     for (x, n) in configs.iter().zip(per_controller.borrow().iter()) {
         println!("  {}: {n} ticks", x.spec.id);
     }
     assert!(total >= MIN_TOTAL_TICKS, "only {total} ticks ran");
+    assert!(countdowns.get() > 0, "no pedestrian clearance counted down: the countdown check never ran");
 }
 
 /// Found by CI (8b7ae75): on Broadway & 5th's adaptive coordinated plan

@@ -323,6 +323,10 @@ pub fn state(
                 ped_call: s.ped_calls.contains(p),
                 held: s.holds.contains(p),
                 queue: s.queues[p.index()].map(u32::from),
+                ped_countdown_s: Some(s.output.countdown(p)).filter(|c| !c.is_blank()).map(|c| c.secs().into()),
+                accessible_walk: s.output.accessible_walk.contains(p),
+                locator_tone: s.output.locator_tone().contains(p),
+                ped_extended: s.output.ped_extended.contains(p),
             })
             .collect(),
         overlaps: spec

@@ -192,6 +192,9 @@ pub struct RawRegisters {
     pub requested_mode: Option<u16>,
     pub flash_reason: Option<u16>,
     pub step_ack: Option<u16>,
+    pub ped_countdown: Option<u16>,
+    pub aps: Option<u16>,
+    pub ped_outputs: Option<bool>,
 }
 
 /// `[startup]`

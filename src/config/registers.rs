@@ -16,7 +16,9 @@
 //!   priority inputs;
 //! - holding registers (FC03 read, FC16 write) 0..47: vehicle, pedestrian
 //!   and overlap indications, heartbeat, requested mode, flash reason,
-//!   step acknowledgement.
+//!   step acknowledgement; then, for a cabinet with pedestrian countdown
+//!   displays or accessible pedestrian signals (`ped_outputs`), 47..66:
+//!   the countdowns and the accessible signals' bits.
 //!
 //! This is plain data, so config validates it without knowing Modbus; the
 //! values inside the registers (bits, indications, counters) are encoded by
@@ -90,6 +92,15 @@ pub const FLASH_REASON: u16 = 42;
 /// (lockstep only).
 pub const STEP_ACK: u16 = 43;
 pub const STEP_ACK_LEN: u16 = 4;
+/// 16 registers (with `ped_outputs`): phase 1..16 pedestrian countdown,
+/// whole seconds of pedestrian clearance left, 0 blank
+/// ([`Countdown`](crate::core::Countdown)).
+pub const PED_COUNTDOWN: u16 = 47;
+/// 3 registers (with `ped_outputs`), bit `n - 1` for crossing `n`: the
+/// accessible pedestrian signal's walk message, its push-button locator
+/// tone, and the extended clearance granted.
+pub const APS: u16 = 63;
+pub const APS_LEN: u16 = 3;
 
 /// Where each item lives for one cabinet. [`RegisterMap::default`] is the
 /// documented map; a controller file may move any item.
@@ -118,6 +129,12 @@ pub struct RegisterMap {
     pub requested_mode: u16,
     pub flash_reason: u16,
     pub step_ack: u16,
+    pub ped_countdown: u16,
+    pub aps: u16,
+    /// The cabinet has pedestrian countdown displays or accessible
+    /// pedestrian signals: `ped_countdown` and `aps` are written. Off by
+    /// default, as a cabinet without those registers refuses the write.
+    pub ped_outputs: bool,
 }
 
 impl Default for RegisterMap {
@@ -142,6 +159,9 @@ impl Default for RegisterMap {
             requested_mode: REQUESTED_MODE,
             flash_reason: FLASH_REASON,
             step_ack: STEP_ACK,
+            ped_countdown: PED_COUNTDOWN,
+            aps: APS,
+            ped_outputs: false,
         }
     }
 }
@@ -202,7 +222,8 @@ impl RegisterMap {
     }
 
     /// The holding-register items the daemon writes; the step
-    /// acknowledgement only for a lockstep cabinet.
+    /// acknowledgement only for a lockstep cabinet, the pedestrian
+    /// countdowns and accessible signals only with `ped_outputs`.
     pub fn output_items(&self, lockstep: bool) -> Vec<Item> {
         let mut items = vec![
             Item { name: "vehicle", block: Block::new(self.vehicle, MAX_PHASES as u16) },
@@ -214,6 +235,10 @@ impl RegisterMap {
         ];
         if lockstep {
             items.push(Item { name: "step_ack", block: Block::new(self.step_ack, STEP_ACK_LEN) });
+        }
+        if self.ped_outputs {
+            items.push(Item { name: "ped_countdown", block: Block::new(self.ped_countdown, MAX_PHASES as u16) });
+            items.push(Item { name: "aps", block: Block::new(self.aps, APS_LEN) });
         }
         items
     }
@@ -270,6 +295,19 @@ mod tests {
         for m in [RegisterMap::default(), RegisterMap { camera_queue_zones: 4, ..RegisterMap::default() }] {
             assert!(m.problems().is_empty(), "{:?}", m.problems());
         }
+    }
+
+    /// The pedestrian outputs take room only where the cabinet has them.
+    #[test]
+    fn pedestrian_outputs_are_items_only_when_the_cabinet_has_them() {
+        let on = RegisterMap { ped_outputs: true, ..RegisterMap::default() };
+        assert!(on.problems().is_empty(), "{:?}", on.problems());
+        let names = |m: &RegisterMap| m.output_items(false).iter().map(|i| i.name).collect::<Vec<_>>();
+        assert!(names(&on).ends_with(&["ped_countdown", "aps"]));
+        assert!(!names(&RegisterMap::default()).contains(&"aps"));
+        let clash = RegisterMap { aps: 62, ..on };
+        assert!(clash.problems()[0].contains("ped_countdown"), "{:?}", clash.problems());
+        assert!(RegisterMap { aps: 62, ..RegisterMap::default() }.problems().is_empty());
     }
 
     #[test]

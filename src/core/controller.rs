@@ -34,7 +34,9 @@ use super::event::{
     ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, ALARM_SLOW_CABINET, Event, EventCode, EventQueue,
 };
 use super::ids::{MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, PhaseId, PhaseSet};
-use super::image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
+use super::image::{
+    ACCESSIBLE_WALK_AT_REST, CabinetStatus, Countdown, FrameAck, Indication, InputFrame, OutputFrame, PedIndication,
+};
 use super::preempt::{PreemptInputs, input_bit};
 use super::queue::QueueEstimator;
 use super::schedule::{PhaseDemand, Projection, Scheduler};
@@ -2063,10 +2065,27 @@ impl Controller {
                         Interval::RedClear | Interval::Idle => Indication::Red,
                     };
                     if ring.interval == Interval::Green {
-                        out.ped_extended.set(p, ring.green.ped_extended && ring.green.ped != PedInterval::DontWalk);
-                        match ring.green.ped {
-                            PedInterval::Walk => out.ped[p.index()] = PedIndication::Walk,
-                            PedInterval::Clearance => out.ped[p.index()] = PedIndication::FlashingDontWalk,
+                        let g = &ring.green;
+                        out.ped_extended.set(p, g.ped_extended && g.ped != PedInterval::DontWalk);
+                        let t = self.timing(p);
+                        match g.ped {
+                            PedInterval::Walk => {
+                                out.ped[p.index()] = PedIndication::Walk;
+                                let message =
+                                    !t.rest_in_walk || g.ped_shown.elapsed(self.now) < ACCESSIBLE_WALK_AT_REST;
+                                out.accessible_walk.set(p, message);
+                            }
+                            PedInterval::Clearance => {
+                                out.ped[p.index()] = PedIndication::FlashingDontWalk;
+                                // Counted from the confirmation, as the
+                                // clearance ends (`time_green`): before it the
+                                // heads may not show it yet, and any number
+                                // could promise an end before the real one.
+                                let clear = if g.ped_extended { t.extended_ped_clear } else { t.ped_clear };
+                                out.ped_countdown[p.index()] = g.ped_shown.at.map_or(Countdown::BLANK, |at| {
+                                    Countdown::covering(clear.saturating_sub(self.now.since(at)))
+                                });
+                            }
                             PedInterval::DontWalk => {}
                         }
                     }
@@ -2685,6 +2704,108 @@ mod tests {
         assert!(rig.c.output().ped_extended.contains(p4), "granted extension shown");
         rig.run(20);
         assert!(!rig.c.output().ped_extended.contains(p4), "cleared with the clearance");
+    }
+
+    /// Phase 4's pedestrian clearance (12 s) as the countdown shows it,
+    /// one value a tick, from its first frame to its last; the cabinet
+    /// confirms each frame one tick after it was written, at the time it
+    /// was written, except the clearance's first `withheld` frames, whose
+    /// confirmations are lost. Also: the ticks from the first frame to the
+    /// end of the clearance.
+    fn countdowns(withheld: usize) -> (Vec<u16>, usize) {
+        let mut rig = Rig::new();
+        rig.c.confirm_by_cabinet(true);
+        let p4 = PhaseId::new(4).unwrap();
+        let mut shown = Vec::new();
+        let mut last = (0, Instant::ZERO);
+        for tick in 0..1200 {
+            if tick == 200 {
+                rig.detector(14, true);
+            }
+            if tick == 205 {
+                rig.detector(14, false);
+            }
+            let clearing = rig.c.output().ped(p4) == PedIndication::FlashingDontWalk;
+            if !clearing || shown.len() > withheld {
+                rig.input.ack = Some(FrameAck { frame: last.0, at: last.1 });
+            }
+            rig.step();
+            last = (rig.c.frame(), rig.now);
+            if rig.c.output().ped(p4) == PedIndication::FlashingDontWalk {
+                shown.push(rig.c.output().countdown(p4).secs());
+            } else {
+                assert!(rig.c.output().countdown(p4).is_blank(), "a countdown outside the clearance");
+                if !shown.is_empty() {
+                    break;
+                }
+            }
+        }
+        let ticks = shown.len();
+        (shown, ticks)
+    }
+
+    /// The countdown is blank until the cabinet confirms the clearance
+    /// shows, then counts the seconds left from that confirmation, rounded
+    /// up; a confirmation that comes late lengthens the clearance and the
+    /// countdown with it (the rig's monitor checks every value against the
+    /// clearance's end as it comes).
+    #[test]
+    fn the_countdown_counts_the_clearance_down_from_its_confirmation() {
+        let (shown, ticks) = countdowns(0);
+        // Written at t, confirmed at t a tick later: 12.0 s from t.
+        assert_eq!(ticks, 120, "{shown:?}");
+        assert_eq!(&shown[..3], &[0, 12, 12]);
+        assert_eq!(shown.last(), Some(&1));
+        assert!(shown[1..].windows(2).all(|w| w[0] >= w[1] && w[1] >= 1), "{shown:?}");
+        // Its first 10 confirmations lost: blank until the first that came
+        // (of its 11th frame, written 1 s in), and the clearance counted
+        // from there.
+        let (shown, ticks) = countdowns(10);
+        assert_eq!(ticks, 130, "{shown:?}");
+        assert!(shown[..11].iter().all(|&c| c == 0), "{shown:?}");
+        assert_eq!(shown[11], 12);
+    }
+
+    /// The accessible walk message sounds for the whole walk of a crossing
+    /// that does not rest in walk, and for the first 7 s of one that does;
+    /// the locator tone sounds on don't walk and clearance.
+    #[test]
+    fn the_accessible_walk_message_lasts_the_walk_or_its_first_seven_seconds_at_rest() {
+        let mut spec = eight_phase();
+        let p2 = PhaseId::new(2).unwrap();
+        let slot = spec.phase_slot[p2.index()].unwrap() as usize;
+        spec.phases[slot].timing.rest_in_walk = true;
+        spec.phases[slot].timing.ped_recycle = true;
+        let p4 = PhaseId::new(4).unwrap();
+        let mut rig = Rig::with_spec(spec);
+        rig.run(20);
+        rig.detector(14, true);
+        rig.run(1);
+        rig.detector(14, false);
+        let mut messages = 0;
+        while rig.c.output().ped(p4) != PedIndication::FlashingDontWalk {
+            rig.step();
+            let out = rig.c.output();
+            assert_eq!(out.accessible_walk.contains(p4), out.ped(p4) == PedIndication::Walk);
+            assert_eq!(out.locator_tone().contains(p4), out.ped(p4) != PedIndication::Walk);
+            messages += usize::from(out.accessible_walk.contains(p4));
+        }
+        assert_eq!(messages, 70, "the 7 s walk");
+        assert!(rig.c.output().locator_tone().contains(p4));
+        // Phase 2 rests in walk: a ped call recycles its walk, whose message
+        // stops after 7 s while the walk stays on.
+        rig.run(60);
+        rig.detector(12, true);
+        let mut messages = 0;
+        for tick in 0..300 {
+            if tick == 10 {
+                rig.detector(12, false);
+            }
+            rig.step();
+            messages += usize::from(rig.c.output().accessible_walk.contains(p2));
+        }
+        assert_eq!(rig.c.output().ped(p2), PedIndication::Walk, "resting in walk");
+        assert_eq!(messages, 70);
     }
 
     /// Phase 2 with recycle and rest in walk: a press during its resting

@@ -3,7 +3,7 @@
 //! `Copy` so they move through channels and buffers without allocating.
 
 use super::ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OverlapId, PhaseId, PhaseSet};
-use super::time::Instant;
+use super::time::{Instant, Span};
 
 /// Cabinet status inputs, as a real cabinet wires them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -163,6 +163,41 @@ impl PedIndication {
     }
 }
 
+/// What a pedestrian countdown display shows: whole seconds, rounded up so
+/// that it never reads less than the time it stands for; zero is blank.
+/// Two bytes, so the [`OutputFrame`] stays small.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Countdown(u16);
+
+impl Countdown {
+    /// Nothing shown.
+    pub const BLANK: Countdown = Countdown(0);
+
+    /// The display for `remaining`: its seconds rounded up (blank at zero),
+    /// at most `u16::MAX` seconds.
+    pub fn covering(remaining: Span) -> Self {
+        Countdown(u16::try_from(remaining.as_millis().div_ceil(1000)).unwrap_or(u16::MAX))
+    }
+
+    /// The value as written to the cabinet (`src/io/registers.rs`) or read
+    /// back from it.
+    pub const fn from_secs(secs: u16) -> Self {
+        Countdown(secs)
+    }
+
+    pub const fn secs(self) -> u16 {
+        self.0
+    }
+
+    pub const fn span(self) -> Span {
+        Span::from_secs(self.0 as u64)
+    }
+
+    pub const fn is_blank(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// What every head in the intersection shows for one tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OutputFrame {
@@ -173,7 +208,25 @@ pub struct OutputFrame {
     /// granted: an accessible pedestrian signal can say so, and the
     /// monitor times their clearance against the extended one.
     pub ped_extended: PhaseSet,
+    /// Per crossing, the pedestrian clearance (flashing don't walk) still
+    /// to run, for countdown displays (MUTCD 4E.07: shown only during the
+    /// clearance). Timed as the controller times the clearance, from the
+    /// cabinet's confirmation that the heads show it, and blank until
+    /// then, so it never promises an end before the controller's own; a
+    /// clearance extended while it runs makes it jump up. Blank outside
+    /// clearances.
+    pub ped_countdown: [Countdown; MAX_PHASES],
+    /// Crossings whose accessible pedestrian signal gives its walk message
+    /// (speech or percussive tone, and the vibrating arrow): the whole
+    /// walk, or only its first [`ACCESSIBLE_WALK_AT_REST`] where the walk
+    /// rests (MUTCD 4E.11).
+    pub accessible_walk: PhaseSet,
 }
+
+/// How long an accessible walk message lasts on a crossing that rests in
+/// walk (MUTCD 4E.11: the first 7 seconds of the walk), so it does not
+/// sound for as long as the walk rests.
+pub const ACCESSIBLE_WALK_AT_REST: Span = Span::from_secs(7);
 
 impl OutputFrame {
     pub fn phase(&self, p: PhaseId) -> Indication {
@@ -186,5 +239,46 @@ impl OutputFrame {
 
     pub fn overlap(&self, o: OverlapId) -> Indication {
         self.overlap[o.index()]
+    }
+
+    pub fn countdown(&self, p: PhaseId) -> Countdown {
+        self.ped_countdown[p.index()]
+    }
+
+    /// Crossings whose push-button locator tone sounds: those showing
+    /// don't walk or its flashing clearance, so a blind pedestrian can find
+    /// the button while the walk message is off; silent on dark heads, so
+    /// in flash (MUTCD 4E.12).
+    pub fn locator_tone(&self) -> PhaseSet {
+        (0..MAX_PHASES)
+            .filter(|&i| matches!(self.ped[i], PedIndication::DontWalk | PedIndication::FlashingDontWalk))
+            .map(PhaseId::from_index)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_countdown_rounds_up_and_is_blank_only_at_zero() {
+        assert_eq!(Countdown::covering(Span::ZERO), Countdown::BLANK);
+        assert_eq!(Countdown::covering(Span::from_millis(1)).secs(), 1);
+        assert_eq!(Countdown::covering(Span::from_millis(12_000)).secs(), 12);
+        assert_eq!(Countdown::covering(Span::from_millis(12_001)).secs(), 13);
+        assert_eq!(Countdown::covering(Span::from_secs(70_000)).secs(), u16::MAX);
+        assert!(Countdown::covering(Span::from_millis(900)).span() >= Span::from_millis(900));
+    }
+
+    #[test]
+    fn the_locator_tone_sounds_on_dont_walk_and_clearance_only() {
+        let mut f = OutputFrame::default();
+        let p = |n| PhaseId::new(n).unwrap();
+        f.ped[p(2).index()] = PedIndication::DontWalk;
+        f.ped[p(4).index()] = PedIndication::FlashingDontWalk;
+        f.ped[p(6).index()] = PedIndication::Walk;
+        let tone = f.locator_tone();
+        assert_eq!(tone.iter().collect::<Vec<_>>(), vec![p(2), p(4)]);
     }
 }

@@ -31,7 +31,7 @@ pub use event::{
     ALARM_DOOR_OPEN, ALARM_POWER_FAIL, ALARM_SECOND_MASTER, ALARM_SLOW_CABINET, Event, EventCode, EventQueue,
 };
 pub use ids::{DetectorChannel, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, MAX_RINGS, OverlapId, PhaseId, PhaseSet};
-pub use image::{CabinetStatus, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
+pub use image::{CabinetStatus, Countdown, FrameAck, Indication, InputFrame, OutputFrame, PedIndication};
 
 pub use monitor::{Fault, Monitor, Trip};
 pub use snapshot::Snapshot;

@@ -9,7 +9,10 @@
 //! dark head while running. A walk counts as its phase's movement: during a
 //! leading pedestrian interval (walk on a red vehicle head) it conflicts
 //! as the green would, and the vehicle head stays red for the whole
-//! leading interval. The first fault latches: from then on
+//! leading interval. A pedestrian countdown shows only in a clearance and
+//! never reads less than the clearance still runs: each number promises
+//! the clearance is over by the time it counts down to (a clearance
+//! extended while it runs starts a new promise). The first fault latches: from then on
 //! [`Monitor::guard`] replaces every frame with flash until an operator calls
 //! [`Monitor::reset`], as a cabinet's MMU holds flash until its reset button.
 
@@ -61,6 +64,10 @@ pub enum Fault {
     ShortLeadingWalk { phase: PhaseId, shown: Span, required: Span },
     #[error("phase {phase} walk went to {to:?} without pedestrian clearance")]
     SkippedPedClear { phase: PhaseId, to: PedIndication },
+    #[error("phase {phase} pedestrian clearance still shows {past} after its countdown ran out")]
+    CountdownUnderRead { phase: PhaseId, past: Span },
+    #[error("phase {phase} shows a countdown of {secs} s outside its pedestrian clearance")]
+    CountdownOutsideClearance { phase: PhaseId, secs: u16 },
     #[error("{channel} is dark while the intersection runs")]
     Dark { channel: Channel },
 }
@@ -100,6 +107,9 @@ struct PedTrack {
     leading: bool,
     /// The frames granted this walk's crossing its extended clearance.
     extended: bool,
+    /// In a clearance: the earliest end its countdowns promised (none
+    /// while they were blank).
+    countdown_end: Option<Instant>,
 }
 
 const CHANNELS: usize = MAX_PHASES + MAX_OVERLAPS;
@@ -259,7 +269,7 @@ impl Monitor {
                 self.tracks[i] = Track { shown: Self::shown(frame, i), since: now, cleared_at: None };
             }
             for i in 0..MAX_PHASES {
-                self.peds[i] = PedTrack { shown: frame.ped[i], since: now, leading: false, extended: false };
+                self.peds[i] = PedTrack { shown: frame.ped[i], since: now, ..PedTrack::default() };
             }
         }
         let flashing = (0..CHANNELS)
@@ -388,6 +398,7 @@ impl Monitor {
             // Once granted, the extension holds until the clearance ends.
             let extended = frame.ped_extended.contains(phase) || (track.extended && track.shown != DontWalk);
             self.peds[i].extended = extended;
+            self.check_countdown(now, i, frame, track)?;
             if to == track.shown {
                 continue;
             }
@@ -411,8 +422,38 @@ impl Monitor {
                 (Walk, DontWalk) => return Err(Fault::SkippedPedClear { phase, to }),
                 _ => {}
             }
-            self.peds[i] = PedTrack { shown: to, since: now, leading, extended };
+            self.peds[i] = PedTrack { shown: to, since: now, leading, extended, ..self.peds[i] };
         }
+        Ok(())
+    }
+
+    /// Crossing `i`'s countdown in `frame` (`track`: the crossing as the
+    /// previous frame left it). A number shows only in a clearance, and
+    /// the clearance must be over by the time every number shown in it
+    /// counted down to; a frame that grants the extended clearance starts
+    /// the promises anew (the countdown jumps up with it).
+    fn check_countdown(&mut self, now: Instant, i: usize, frame: &OutputFrame, track: PedTrack) -> Result<(), Fault> {
+        let phase = PhaseId::from_index(i);
+        let countdown = frame.ped_countdown[i];
+        if frame.ped[i] != PedIndication::FlashingDontWalk {
+            if !countdown.is_blank() {
+                return Err(Fault::CountdownOutsideClearance { phase, secs: countdown.secs() });
+            }
+            self.peds[i].countdown_end = None;
+            return Ok(());
+        }
+        let granted = frame.ped_extended.contains(phase) && !track.extended;
+        let end = if track.shown == PedIndication::FlashingDontWalk && !granted { track.countdown_end } else { None };
+        if let Some(end) = end
+            && now >= end
+        {
+            return Err(Fault::CountdownUnderRead { phase, past: now.since(end) });
+        }
+        let promised = (!countdown.is_blank()).then(|| now + countdown.span());
+        self.peds[i].countdown_end = match (end, promised) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok(())
     }
 }
@@ -420,6 +461,7 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::image::Countdown;
     use crate::core::testing::eight_phase;
 
     fn p(n: u8) -> PhaseId {
@@ -501,6 +543,71 @@ mod tests {
         // Without the grant, 12 s is the clearance.
         frames[1] = hold;
         assert_eq!(replay(&spec, &frames), Ok(()));
+    }
+
+    /// A change from one frame to the next, owned.
+    type Edit = Box<dyn Fn(&mut OutputFrame)>;
+
+    /// Phase 4 green with its walk for 7 s, then `clearance`: one frame a
+    /// second, each showing flashing don't walk with the countdown given
+    /// (`None`: don't walk from there), then don't walk.
+    fn clearance_frames(clearance: &[Option<u16>]) -> Vec<Edit> {
+        let mut frames: Vec<Edit> = vec![Box::new(|f| {
+            f.vehicle[p(4).index()] = Indication::Green;
+            f.ped[p(4).index()] = PedIndication::Walk;
+        })];
+        frames.extend((0..6).map(|_| Box::new(|_: &mut OutputFrame| {}) as Edit));
+        for c in clearance.iter().copied().chain([None]) {
+            frames.push(Box::new(move |f| {
+                let i = p(4).index();
+                f.ped[i] = if c.is_some() { PedIndication::FlashingDontWalk } else { PedIndication::DontWalk };
+                f.ped_countdown[i] = Countdown::from_secs(c.unwrap_or(0));
+            }));
+        }
+        frames
+    }
+
+    fn replay_boxed(frames: &[Edit]) -> Result<(), Fault> {
+        let refs: Vec<&dyn Fn(&mut OutputFrame)> = frames.iter().map(|f| f.as_ref()).collect();
+        replay(&eight_phase(), &refs)
+    }
+
+    #[test]
+    fn a_countdown_may_read_more_than_the_clearance_left_but_never_less() {
+        // 12 s of clearance (eight_phase's ped_clear), the first second
+        // blank (not yet confirmed at the heads), then counting down.
+        let mut exact = vec![Some(0)];
+        exact.extend((1..12).rev().map(Some));
+        assert_eq!(replay_boxed(&clearance_frames(&exact)), Ok(()));
+        // Reading more (a late confirmation, or rounding up) is allowed.
+        let mut more = vec![Some(14)];
+        more.extend((1..12).rev().map(|s| Some(s + 1)));
+        assert_eq!(replay_boxed(&clearance_frames(&more)), Ok(()));
+        // A 3 that still flashes 3 s later under-reads.
+        let mut under = exact.clone();
+        under[5] = Some(3);
+        assert_eq!(
+            replay_boxed(&clearance_frames(&under)),
+            Err(Fault::CountdownUnderRead { phase: p(4), past: Span::ZERO })
+        );
+    }
+
+    #[test]
+    fn a_countdown_shows_only_in_the_clearance_and_an_extension_starts_it_anew() {
+        let mut frames = clearance_frames(&[Some(12); 12]);
+        frames[2] = Box::new(|f| f.ped_countdown[p(4).index()] = Countdown::from_secs(5));
+        assert_eq!(replay_boxed(&frames), Err(Fault::CountdownOutsideClearance { phase: p(4), secs: 5 }));
+        // 12 s of countdown from 4 s, then a grant of the 18 s clearance.
+        let mut counts: Vec<Option<u16>> = (9..=12).rev().map(Some).collect();
+        counts.extend((1..=14).rev().map(Some));
+        let mut frames = clearance_frames(&counts);
+        let at_grant = 7 + 4;
+        assert_eq!(replay_boxed(&frames), Err(Fault::CountdownUnderRead { phase: p(4), past: Span::ZERO }));
+        frames[at_grant] = Box::new(|f| {
+            f.ped_extended.insert(p(4));
+            f.ped_countdown[p(4).index()] = Countdown::from_secs(14);
+        });
+        assert_eq!(replay_boxed(&frames), Ok(()));
     }
 
     #[test]

@@ -356,6 +356,11 @@ struct PhaseState {
     vehicle: &'static str,
     /// The pedestrian head: `walk`, `flashing don't walk`, `don't walk`, `dark`.
     ped: &'static str,
+    /// The pedestrian countdown, seconds of clearance left; `null` while
+    /// none shows.
+    ped_countdown_s: Option<u16>,
+    /// The accessible pedestrian signal gives its walk message.
+    accessible_walk: bool,
     vehicle_call: bool,
     ped_call: bool,
     held: bool,
@@ -392,6 +397,8 @@ impl Web {
                     number: p.number(),
                     vehicle: indication_name(s.output.phase(p)),
                     ped: ped_name(s.output.ped(p)),
+                    ped_countdown_s: Some(s.output.countdown(p)).filter(|c| !c.is_blank()).map(|c| c.secs()),
+                    accessible_walk: s.output.accessible_walk.contains(p),
                     vehicle_call: s.vehicle_calls.contains(p),
                     ped_call: s.ped_calls.contains(p),
                     held: s.holds.contains(p),

@@ -8,13 +8,13 @@
 //! indication values, the u64 time words.
 
 use crate::config::registers::{
-    Block, CAMERA_ZONES, Item, PRESENCE_LEN, RegisterMap, SIM_TIME_LEN, STEP_ACK_LEN, VOLUME_CHANNELS,
+    APS_LEN, Block, CAMERA_ZONES, Item, PRESENCE_LEN, RegisterMap, SIM_TIME_LEN, STEP_ACK_LEN, VOLUME_CHANNELS,
 };
 use crate::core::detector::most_vehicles;
 use crate::core::queue::QUEUE_MEASURED_MAX;
 use crate::core::{
-    CabinetStatus, FlashReason, Indication, InputFrame, Instant, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES, OutputFrame,
-    PedIndication, Span,
+    CabinetStatus, Countdown, FlashReason, Indication, InputFrame, Instant, MAX_DETECTORS, MAX_OVERLAPS, MAX_PHASES,
+    OutputFrame, PedIndication, PhaseSet, Span,
 };
 
 /// Most registers one read may ask for (Modbus FC03/FC04 limit).
@@ -36,6 +36,12 @@ pub const STATUS_POWER_FAIL: u16 = 1 << 3;
 /// Status bit: the heads are on the cabinet's flash (flash sense),
 /// whatever the reason. Informational.
 pub const STATUS_CABINET_FLASH: u16 = 1 << 4;
+
+/// Offsets within the `aps` registers: the accessible walk message, the
+/// push-button locator tone, the extended clearance granted.
+pub const APS_WALK: u16 = 0;
+pub const APS_LOCATOR: u16 = 1;
+pub const APS_EXTENDED: u16 = 2;
 
 /// Requested mode: nothing written yet (power-up value).
 pub const MODE_NONE: u16 = 0;
@@ -276,7 +282,28 @@ impl OutputImage {
         if addr == map.flash_reason {
             return Some(self.flash_reason);
         }
+        if map.ped_outputs {
+            if let Some(k) = within(map.ped_countdown, MAX_PHASES as u16) {
+                return Some(self.frame.ped_countdown[k as usize].secs());
+            }
+            if let Some(k) = within(map.aps, APS_LEN) {
+                return Some(self.aps_word(k));
+            }
+        }
         within(map.step_ack, STEP_ACK_LEN).map(|k| (self.step_ack_ms >> (16 * (3 - k))) as u16)
+    }
+
+    /// Accessible pedestrian signal register `k` (from `aps`): the walk
+    /// message, the locator tone, the extended clearance (bit `n - 1` for
+    /// crossing `n`).
+    fn aps_word(&self, k: u16) -> u16 {
+        let f = &self.frame;
+        match k {
+            APS_WALK => f.accessible_walk,
+            APS_LOCATOR => f.locator_tone(),
+            _ => f.ped_extended,
+        }
+        .bits()
     }
 
     /// The registers of `block`.
@@ -298,6 +325,14 @@ impl OutputImage {
         for k in 0..MAX_OVERLAPS {
             let value = get(map.overlap + k as u16);
             frame.overlap[k] = indication(value).ok_or(BadIndication::Overlap { overlap: k + 1, value })?;
+        }
+        if map.ped_outputs {
+            for k in 0..MAX_PHASES {
+                frame.ped_countdown[k] = Countdown::from_secs(get(map.ped_countdown + k as u16));
+            }
+            // The locator tone follows the pedestrian indications read above.
+            frame.accessible_walk = PhaseSet::from_bits(get(map.aps + APS_WALK));
+            frame.ped_extended = PhaseSet::from_bits(get(map.aps + APS_EXTENDED));
         }
         Ok(OutputImage {
             frame,
@@ -568,6 +603,31 @@ mod tests {
         assert_eq!(OutputImage::decode(&m, &bad), Err(BadIndication::Vehicle { phase: 4, value: 9 }));
         let flash = OutputImage::new(frame, Some(FlashReason::Shutdown), 1, 0);
         assert_eq!((flash.requested_mode, flash.flash_reason), (MODE_FLASH, 9));
+    }
+
+    /// With `ped_outputs`, the countdowns and the accessible signals' bits
+    /// follow the step acknowledgement: one write in lockstep (0..66), two
+    /// without (the step acknowledgement's registers are not written), and
+    /// they read back as written.
+    #[test]
+    fn pedestrian_outputs_round_trip_after_the_step_acknowledgement() {
+        let m = RegisterMap { ped_outputs: true, ..RegisterMap::default() };
+        assert_eq!(plan_writes(&m.output_items(true)), vec![Block::new(0, 66)]);
+        assert_eq!(plan_writes(&m.output_items(false)), vec![Block::new(0, 43), Block::new(47, 19)]);
+        let (p2, p4) = (PhaseId::new(2).unwrap(), PhaseId::new(4).unwrap());
+        let mut frame = OutputFrame::default();
+        frame.ped[p2.index()] = PedIndication::Walk;
+        frame.ped[p4.index()] = PedIndication::FlashingDontWalk;
+        frame.ped_countdown[p4.index()] = Countdown::from_secs(17);
+        frame.accessible_walk.insert(p2);
+        frame.ped_extended.insert(p4);
+        let img = OutputImage::new(frame, None, 7, 0);
+        let words = img.words(&m, Block::new(0, 66));
+        assert_eq!(words[47 + 3], 17, "phase 4's countdown");
+        assert_eq!((words[63], words[64], words[65]), (0b10, 0b1000, 0b1000), "walk 2, locator 4, extended 4");
+        assert_eq!(OutputImage::decode(&m, &words), Ok(img));
+        // A cabinet without them is not written them.
+        assert_eq!(img.value(&RegisterMap::default(), 50), None);
     }
 
     /// A read `ms` after the first.

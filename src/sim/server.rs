@@ -182,7 +182,10 @@ impl SimUnit {
             id: c.id.clone(),
             cabinet: SimCabinet::new(&c.traffic),
             mmu: Mmu::new(&c.spec, cfg.watchdog),
-            map: RegisterMap::default(),
+            // It has every output a cabinet may have: the pedestrian
+            // countdowns and accessible signals are decoded whether or not
+            // the controller writes them (zeros, blank, when it does not).
+            map: RegisterMap { ped_outputs: true, ..RegisterMap::default() },
             input: vec![0; INPUT_SPACE],
             holding: vec![0; HOLDING_SPACE],
             written: OutputImage::default(),
@@ -199,7 +202,8 @@ impl SimUnit {
         u
     }
 
-    /// What the heads show now.
+    /// What the heads show now, the pedestrian countdown displays and
+    /// accessible signals included (dark in flash).
     pub fn heads(&self) -> OutputFrame {
         self.mmu.heads(&self.written.frame)
     }

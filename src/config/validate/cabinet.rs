@@ -320,6 +320,9 @@ impl Validator<'_> {
             requested_mode: r.requested_mode.unwrap_or(d.requested_mode),
             flash_reason: r.flash_reason.unwrap_or(d.flash_reason),
             step_ack: r.step_ack.unwrap_or(d.step_ack),
+            ped_countdown: r.ped_countdown.unwrap_or(d.ped_countdown),
+            aps: r.aps.unwrap_or(d.aps),
+            ped_outputs: r.ped_outputs.unwrap_or(d.ped_outputs),
         };
         let problems = map.problems();
         for p in &problems {

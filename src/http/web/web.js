@@ -93,7 +93,12 @@ function showState(s) {
       if (r.next !== null) timer += ` → Φ${r.next}`;
     }
     box.querySelector(".timer").textContent = timer;
-    if (p.ped !== "dark") box.querySelector(".ped").textContent = p.ped;
+    if (p.ped !== "dark") {
+      let ped = p.ped;
+      if (p.ped_countdown_s !== null) ped += ` ${p.ped_countdown_s}`;
+      if (p.accessible_walk) ped += " · APS";
+      box.querySelector(".ped").textContent = ped;
+    }
     const calls = [];
     if (p.vehicle_call) calls.push(el("span", { title: "vehicle call" }, "call"));
     if (p.ped_call) calls.push(el("span", { title: "pedestrian call" }, "ped"));
