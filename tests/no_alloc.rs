@@ -3,7 +3,8 @@
 //! A counting global allocator counts allocations made on this thread while
 //! armed. The engine ticks every shipped controller, fed by simulated
 //! cabinets, through startup, plan changes (one intersection running its
-//! adaptive plans schedule-driven), a config reload, commands and
+//! adaptive plans schedule-driven, exchanging projected outflows with a
+//! corridor neighbour and a remote one), a config reload, commands and
 //! detector faults; only `Engine::tick` runs armed. Its own test binary,
 //! because a global allocator is process-wide.
 
@@ -76,15 +77,21 @@ fn engine_ticks_without_allocating() {
     // the reload below keeps the style): in adaptive mode from step 2,000,
     // its coordinated plan 2 is adaptive from step 12,000 until the flash.
     configs[0].spec.adaptive.style = AdaptiveStyle::Schedule;
+    // The first two are a corridor behind a member another daemon runs:
+    // the first's projected outflows pass to the second in memory (its
+    // planner keeps them), go out to the broker's channel towards the
+    // remote member, and come back from it as commands.
+    configs[1].spec.adaptive.style = AdaptiveStyle::Schedule;
     let tick = Span::from_millis(100);
     let start = Instant::from_millis(1_767_571_200_000);
     let cfg = EngineConfig { tick, ..EngineConfig::default() };
     let (mut engine, io) = Engine::new(configs.iter().map(|c| c.spec.clone()).collect(), cfg, start);
+    engine.add_corridor("test".into(), vec![None, Some(0), Some(1)], &[Span::from_secs(30), Span::from_secs(25)]);
     let mut cabinets: Vec<SimCabinet> = configs.iter().map(|c| SimCabinet::new(&c.traffic)).collect();
     let mut frames: Vec<_> = (0..configs.len()).map(|i| *engine.controller(i).output()).collect();
 
     let mut now = start;
-    let mut counted_ticks = 0u64;
+    let (mut counted_ticks, mut exported) = (0u64, 0u64);
     for step in 0..72_000u64 {
         // Outside the armed window: the cabinets' side and the readers.
         for (i, cab) in cabinets.iter_mut().enumerate() {
@@ -115,6 +122,14 @@ fn engine_ticks_without_allocating() {
                 frames[i] = msg.frame;
             }
         }
+        while let Ok(out) = io.outflows.try_recv() {
+            // The remote member's phase 2 projection comes back, as its
+            // daemon's exchange would send one.
+            let (phase, projection) = (PhaseId::new(2).unwrap(), out.projection.after(Span::from_secs(30)));
+            let arrivals = EngineCommand::Arrivals { intersection: 0, phase, projection };
+            io.commands.send(arrivals).unwrap();
+            exported += 1;
+        }
         while io.events.try_recv().is_ok() {}
         while io.snapshots.try_recv().is_ok() {}
         while io.retired.try_recv().is_ok() {}
@@ -127,6 +142,7 @@ fn engine_ticks_without_allocating() {
     assert_eq!(io.stats.monitor_trips.load(Ordering::Relaxed), 0);
     assert!(io.latency.latest().0.count > 0, "latency was published while running");
     assert!(counted_ticks > 70_000);
+    assert!(exported > 1_000, "intersection 0 projected towards its remote neighbour: {exported}");
     println!("{counted_ticks} engine ticks × {} intersections: {allocations} allocations", configs.len());
     assert_eq!(allocations, 0, "allocations inside Engine::tick");
 }
