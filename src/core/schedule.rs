@@ -308,6 +308,8 @@ pub struct Scheduler {
     /// Per phase, the vehicles the last re-plan expected: bin 0 standing,
     /// then per bin of the horizon.
     profile: [[f32; MAX_JOBS]; MAX_PHASES],
+    /// The part of `profile` a detector or a neighbour saw.
+    observed: [[f32; MAX_JOBS]; MAX_PHASES],
     /// Per phase, the last plan's projected discharge per bin.
     outflow: [[f32; BINS]; MAX_PHASES],
     table: Box<[Entry; TABLE]>,
@@ -337,6 +339,7 @@ impl Scheduler {
             jobs: [[Job::default(); MAX_JOBS]; MAX_STAGES],
             job_len: [0; MAX_STAGES],
             profile: [[0.0; MAX_JOBS]; MAX_PHASES],
+            observed: [[0.0; MAX_JOBS]; MAX_PHASES],
             outflow: [[0.0; BINS]; MAX_PHASES],
             table,
             arrivals: Arrivals::new(spec),
@@ -398,9 +401,9 @@ impl Scheduler {
         self.arrivals.project(p, arrivals);
     }
 
-    /// The last plan's projected outflow of phase `p`: the vehicles it
-    /// discharges over its planned greens, at most one per saturation
-    /// headway, from its queue and expected arrivals.
+    /// The last plan's projected outflow of phase `p`: the seen vehicles
+    /// it discharges over its planned greens, at most one per saturation
+    /// headway.
     pub fn outflow(&self, p: PhaseId) -> Option<Projection> {
         let made = self.planned_at?;
         self.home[p.index()]?;
@@ -586,9 +589,9 @@ impl Scheduler {
     }
 
     /// Each phase's discharge over the schedule's greens `runs`, second by
-    /// second: its standing vehicles and arrivals ([`Self::profile`])
-    /// queue, and leave one per saturation headway once its green has
-    /// started up.
+    /// second: the standing vehicles and arrivals a detector or neighbour
+    /// saw ([`Self::observed`]) queue, and leave one per saturation
+    /// headway once its green has started up.
     fn project_outflow(&mut self, runs: &[(usize, i64, i64)]) {
         let bin = (self.horizon.as_millis() / BINS as u64).max(1) as i64;
         let horizon_s = bin * BINS as i64 / 1000;
@@ -598,7 +601,9 @@ impl Scheduler {
                 continue;
             }
             let p = PhaseId::from_index(i);
-            let profile = &self.profile[i];
+            // Only what was seen, not the flow's expectation: the
+            // neighbour counts these as seen too (they may hold its green).
+            let profile = &self.observed[i];
             let per_s = 1000.0 / self.headway[i];
             let mut queue = profile[0];
             let mut k = 0;
@@ -627,9 +632,8 @@ impl Scheduler {
         let horizon_ms = bin * BINS as i64;
         let horizon_s = (horizon_ms as u64).div_ceil(1000) + 1;
         let now_ms = now.as_millis() as i64;
-        let profile = &mut self.profile;
+        let (profile, observed) = (&mut self.profile, &mut self.observed);
         *profile = [[0f32; MAX_JOBS]; MAX_PHASES];
-        let mut observed = [[0f32; MAX_JOBS]; MAX_PHASES];
         for (i, d) in demand.iter().enumerate() {
             if self.home[i].is_none() {
                 continue;
@@ -666,9 +670,17 @@ impl Scheduler {
                 if b >= MAX_JOBS {
                     break;
                 }
+                // A neighbour's projection counts what it saw leave; the
+                // flow's expectation tops it up where it is larger (traffic
+                // the neighbour's through phase does not carry).
+                let expect = per_ms * (hi - lo) as f32;
                 match arrivals.expected(now, p, second) {
-                    Some(v) => expected[b] += v * (hi - lo) as f32 / 1000.0,
-                    None => flow[b] += per_ms * (hi - lo) as f32,
+                    Some(v) => {
+                        let v = v * (hi - lo) as f32 / 1000.0;
+                        expected[b] += v;
+                        flow[b] += (expect - v).max(0.0);
+                    }
+                    None => flow[b] += expect,
                 }
             }
             for (v, e) in prof.iter_mut().zip(&expected) {

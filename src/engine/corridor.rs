@@ -289,7 +289,8 @@ mod tests {
     }
 
     /// Two schedule-style members: the upstream one's phase 2 carries a
-    /// steady stream, the downstream one sees nothing on its own phase 2
+    /// steady stream, a camera seeing its queue; the downstream one sees
+    /// nothing on its own phase 2
     /// loops and a call on phase 4 now and then. Told what is coming, the
     /// downstream member holds phase 2 for the upstream's platoons; alone,
     /// it gaps phase 2 out for the side street.
@@ -312,7 +313,9 @@ mod tests {
             let (mut now, mut longest, mut began) = (t0, Span::ZERO, None);
             for t in 0..18_000u64 {
                 now += Span::from_millis(100);
-                let mut up = InputFrame::default();
+                // A camera sees 8 vehicles queued on the upstream phase 2.
+                let mut up = InputFrame { queued: 1 << 1, ..InputFrame::default() };
+                up.queue[1] = 8;
                 for (ch, every) in [(2, 2), (4, 20), (8, 20)] {
                     up.set_presence(DetectorChannel::new(ch).unwrap(), (t / 10).is_multiple_of(every));
                 }
