@@ -16,6 +16,7 @@
 //!   numbered versions, and what operators set (restored at start).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
 //! - `watch`, `control`, `ingest`: the service implementations;
+//!   `emergency`: Control's emergency route green waves;
 //!   [`gateway`]: Control in-process, for the standards adapters.
 //!
 //! # Isolation from the control thread
@@ -32,6 +33,7 @@ pub mod auth;
 mod control;
 pub mod convert;
 pub mod docs;
+mod emergency;
 mod gate;
 pub mod gateway;
 mod ingest;
