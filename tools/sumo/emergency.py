@@ -13,12 +13,12 @@ given a [[preempt]] (input 1, dwell on the main-street throughs 2 and 6):
   signals as they come.
 
 Reported per run: the ambulance's travel time and time lost, and everyone
-else's mean time lost (SUMO tripinfo `timeLoss`) over the same window: the
-vehicles whose trips overlap the ambulance's trip plus `--window-after`
-seconds (the wave's exits and the recovery after them).
+else's mean time lost (SUMO tripinfo `timeLoss`) over the same window in
+both runs: the vehicles whose trips overlap the `--window` seconds from the
+ambulance's departure (its trip, the wave's exits and the recovery after).
 
     /tmp/ci/.venv/bin/python tools/sumo/emergency.py --seeds 1,2,3 [--demand balanced]
-        [--depart 600] [--duration 1200] [--out DIR]
+        [--depart 600] [--duration 1200] [--window 300] [--out DIR] [--metrics-only]
 
 The gRPC calls are fire-and-forget futures: the daemon's answer waits for
 the engine, which in lockstep waits for the bridge, so the bridge must not
@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
-from common import write_json  # noqa: E402
+from common import read_json, write_json  # noqa: E402
 
 EV_ID = "ambulance"
 TOKEN = "emergency-sil-operator-0123456789abcdef"
@@ -189,9 +189,11 @@ class Reporter:
         return {"route_calls": len(self.calls), "route_calls_ok": ok, "route_errors": self.errors[:5]}
 
 
-def ev_metrics(tripinfo: Path, after_s: float) -> dict:
-    """The ambulance's trip, and the others' mean time lost over its trip
-    plus `after_s`."""
+def ev_metrics(tripinfo: Path, window_s: float) -> dict:
+    """The ambulance's trip, and the others' mean time lost over the same
+    window in every run: from the ambulance's departure for `window_s`.
+    Another vehicle counts when its trip overlaps the window, finished or
+    not (an unfinished trip's time lost is up to the end of the run)."""
     trips = []
     for _, el in ET.iterparse(tripinfo):
         if el.tag == "tripinfo":
@@ -201,8 +203,8 @@ def ev_metrics(tripinfo: Path, after_s: float) -> dict:
     ev = next((t for t in trips if t[0] == EV_ID), None)
     if ev is None or ev[2] < 0:
         return {"ev_error": "the ambulance did not arrive"}
-    lo, hi = ev[1], ev[2] + after_s
-    others = [t for t in trips if t[0] != EV_ID and t[2] >= 0 and t[1] <= hi and t[2] >= lo]
+    lo, hi = ev[1], ev[1] + window_s
+    others = [t for t in trips if t[0] != EV_ID and 0 <= t[1] <= hi and (t[2] >= lo or t[2] < 0)]
     return {"ev_travel_s": ev[3], "ev_time_loss_s": ev[4],
             "others_n": len(others),
             "others_mean_time_loss_s": round(sum(t[4] for t in others) / max(1, len(others)), 2)}
@@ -214,7 +216,10 @@ def main(argv=None) -> int:
     ap.add_argument("--demand", default="balanced")
     ap.add_argument("--depart", type=float, default=600.0, help="the ambulance departs at this SUMO time, s")
     ap.add_argument("--duration", type=float, default=1200.0)
-    ap.add_argument("--window-after", type=float, default=120.0)
+    ap.add_argument("--window", type=float, default=300.0,
+                    help="the others' time lost over this long from the ambulance's departure, s")
+    ap.add_argument("--metrics-only", action="store_true",
+                    help="recompute the table from the runs already in --out (no simulation)")
     ap.add_argument("--port-base", type=int, default=17100)
     ap.add_argument("--out", type=Path, default=run.BUILD / "emergency")
     a = ap.parse_args(argv)
@@ -234,10 +239,13 @@ def main(argv=None) -> int:
                         base_port=a.port_base + k * 50, greenwave_mode="adaptive", greenwave_style="free",
                         greenwave_cameras=True, greenwave_passage=0.5, duration=a.duration,
                         emergency={"wave": wave, "grpc_port": a.port_base + 40 + k * 50, "route": route})
-            r = run.run_one(task)
+            if a.metrics_only:
+                r = read_json(Path(task["run_dir"]) / "result.json")
+            else:
+                r = run.run_one(task)
             tripinfo = Path(task["run_dir"]) / "tripinfo.xml"
             if tripinfo.exists():
-                r.update(ev_metrics(tripinfo, a.window_after))
+                r.update(ev_metrics(tripinfo, a.window))
             r["wave"] = wave
             write_json(Path(task["run_dir"]) / "result.json", r)
             results.append(r)

@@ -39,7 +39,7 @@ def test_every_junction_gets_a_preempt_on_the_main_street_and_an_operator_token(
     assert tomllib.loads(run.greenwave_toml(SUMO_DIR, SUMO_DIR))["grpc"] == {"enabled": False}
 
 
-def test_metrics_take_the_others_overlapping_the_ambulance_trip(tmp_path):
+def test_metrics_take_the_others_overlapping_the_window(tmp_path):
     ti = tmp_path / "tripinfo.xml"
     ti.write_text(
         "<tripinfos>\n"
@@ -47,7 +47,9 @@ def test_metrics_take_the_others_overlapping_the_ambulance_trip(tmp_path):
         '<tripinfo id="ambulance" depart="100" arrival="200" duration="100" timeLoss="12"/>\n'
         '<tripinfo id="during" depart="150" arrival="260" duration="110" timeLoss="20"/>\n'
         '<tripinfo id="after" depart="300" arrival="400" duration="100" timeLoss="30"/>\n'
-        '<tripinfo id="late" depart="400" arrival="500" duration="100" timeLoss="99"/>\n'
+        '<tripinfo id="stuck" depart="350" arrival="-1" duration="50" timeLoss="40"/>\n'
+        '<tripinfo id="late" depart="401" arrival="500" duration="99" timeLoss="99"/>\n'
+        '<tripinfo id="never" depart="-1" arrival="-1" duration="-1" timeLoss="0"/>\n'
         "</tripinfos>\n")
-    m = emergency.ev_metrics(ti, after_s=120)
-    assert m == {"ev_travel_s": 100.0, "ev_time_loss_s": 12.0, "others_n": 2, "others_mean_time_loss_s": 25.0}
+    m = emergency.ev_metrics(ti, window_s=300)
+    assert m == {"ev_travel_s": 100.0, "ev_time_loss_s": 12.0, "others_n": 3, "others_mean_time_loss_s": 30.0}
