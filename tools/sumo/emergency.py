@@ -224,6 +224,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=run.BUILD / "emergency")
     a = ap.parse_args(argv)
 
+    # the daemon runs in its run directory: every path absolute
+    a.out = a.out.resolve()
     src = run.shipped_inputs("arterial", a.demand)
     net = Path(src["net"])
     model = run.load_model(src["ctl"])
