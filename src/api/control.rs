@@ -16,7 +16,7 @@ use crate::engine::port::{CommandPort, SubmitError};
 use crate::engine::{EngineCommand, Refusal, Ticket};
 
 use super::auth::{Identity, Need, identity, permit};
-use super::emergency::Routes;
+use super::emergency::{Relay, Routes};
 use super::versions::{ControllerFile, OperatorSettings, Provenance, SaveError, mode_word};
 use super::{Core, EngineHandles, audit, convert, pb};
 
@@ -38,13 +38,13 @@ const MAX_CONTROLLER_TOML: usize = 256 * 1024;
 pub(super) struct ControlService {
     core: Arc<Core>,
     engine: EngineHandles,
-    /// The emergency routes this service started (`super::emergency`).
+    /// The daemon's emergency routes (`super::emergency`), shared with
+    /// the broker's handover.
     routes: Arc<Routes>,
 }
 
 impl ControlService {
-    pub(super) fn new(core: Arc<Core>, engine: EngineHandles) -> Self {
-        let routes = Arc::new(Routes::new(core.clone(), engine.clone()));
+    pub(super) fn new(core: Arc<Core>, engine: EngineHandles, routes: Arc<Routes>) -> Self {
         ControlService { core, engine, routes }
     }
 
@@ -760,7 +760,7 @@ impl pb::control_server::Control for ControlService {
         req: Request<pb::StartEmergencyRouteRequest>,
     ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
         let caller = identity(&req)?;
-        self.routes.start(&caller, req.into_inner()).await
+        self.routes.start(&caller, req.into_inner(), Relay::ToOthers).await
     }
 
     async fn update_emergency_vehicle(
@@ -768,7 +768,7 @@ impl pb::control_server::Control for ControlService {
         req: Request<pb::UpdateEmergencyVehicleRequest>,
     ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
         let caller = identity(&req)?;
-        self.routes.update(&caller, req.into_inner()).await
+        self.routes.update(&caller, req.into_inner(), Relay::ToOthers).await
     }
 
     async fn cancel_emergency_route(
@@ -776,7 +776,7 @@ impl pb::control_server::Control for ControlService {
         req: Request<pb::EmergencyRouteId>,
     ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
         let caller = identity(&req)?;
-        self.routes.cancel(&caller, req.into_inner()).await
+        self.routes.cancel(&caller, req.into_inner(), Relay::ToOthers).await
     }
 
     async fn get_emergency_route(

@@ -11,6 +11,13 @@
 //! simulated time, as the controllers do. A vehicle report polls at once,
 //! so a stop passed is released without waiting for the task.
 //!
+//! Across daemons: with `[nats]`, a stop this daemon does not run is
+//! handed over through the broker (`daemon::nats::emergency_handover`):
+//! the route, each vehicle report and a cancel are published on
+//! `<prefix>.emergency.<route_id>.{start,vehicle,cancel}`, and every
+//! other daemon that runs one of the stops plans the same route and
+//! carries out its own stops' arms and releases.
+//!
 //! Audit: a start and a cancel are recorded (on the route's first
 //! intersection), and so is every arm and release (on its intersection),
 //! under the starter's name. Vehicle reports, every second or two, are
@@ -46,7 +53,8 @@ const MAX_ROUTE_ID: usize = 64;
 #[derive(Clone, Debug)]
 struct Stop {
     id: String,
-    intersection: usize,
+    /// This daemon's index of it; `None`: another daemon runs it.
+    intersection: Option<usize>,
     input: u8,
 }
 
@@ -63,11 +71,78 @@ struct Entry {
 
 type Shared = Arc<tokio::sync::Mutex<Entry>>;
 
+/// The broker a route's other stops are handed over through.
+#[derive(Debug)]
+pub struct Handover {
+    pub client: async_nats::Client,
+    /// `[nats] subject_prefix`.
+    pub prefix: String,
+    /// This daemon among the others (its own messages come back to it).
+    pub origin: String,
+}
+
+/// A route as handed over between daemons (JSON on the broker).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HandoverMessage {
+    Start {
+        origin: String,
+        route_id: String,
+        stops: Vec<HandedStop>,
+        position_m: f64,
+        speed_mps: f64,
+        lead_s: f64,
+        past_m: f64,
+        max_armed_s: f64,
+    },
+    Vehicle {
+        origin: String,
+        route_id: String,
+        position_m: f64,
+        speed_mps: f64,
+    },
+    Cancel {
+        origin: String,
+        route_id: String,
+    },
+}
+
+/// A stop as handed over.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HandedStop {
+    pub intersection_id: String,
+    pub preempt_input: u8,
+    pub link_m: f64,
+    pub link_travel_s: f64,
+}
+
+impl HandoverMessage {
+    /// The daemon that sent it.
+    pub fn origin(&self) -> &str {
+        match self {
+            HandoverMessage::Start { origin, .. }
+            | HandoverMessage::Vehicle { origin, .. }
+            | HandoverMessage::Cancel { origin, .. } => origin,
+        }
+    }
+
+    fn route_and_kind(&self) -> (&str, &'static str) {
+        match self {
+            HandoverMessage::Start { route_id, .. } => (route_id, "start"),
+            HandoverMessage::Vehicle { route_id, .. } => (route_id, "vehicle"),
+            HandoverMessage::Cancel { route_id, .. } => (route_id, "cancel"),
+        }
+    }
+}
+
 /// The daemon's emergency routes.
 #[derive(Debug)]
-pub(super) struct Routes {
+pub struct Routes {
     core: Arc<Core>,
     engine: EngineHandles,
+    /// Set once the broker is configured (`[nats]`): stops of other
+    /// daemons are handed over through it.
+    handover: std::sync::OnceLock<Handover>,
     /// Routes by id, each with its start number (the oldest finished
     /// one makes room).
     routes: Mutex<BTreeMap<String, (u64, Shared)>>,
@@ -77,14 +152,93 @@ pub(super) struct Routes {
 
 impl Routes {
     pub(super) fn new(core: Arc<Core>, engine: EngineHandles) -> Self {
-        Routes { core, engine, routes: Mutex::default(), started: std::sync::atomic::AtomicU64::new(0) }
+        Routes {
+            core,
+            engine,
+            handover: std::sync::OnceLock::new(),
+            routes: Mutex::default(),
+            started: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
-    /// StartEmergencyRoute.
+    /// Hands stops of other daemons over through `handover` from now on
+    /// (set once; a second broker is ignored).
+    pub fn hand_over_through(&self, handover: Handover) {
+        let _ = self.handover.set(handover);
+    }
+
+    /// Publishes `message` for the other daemons, if the route has stops
+    /// they run.
+    async fn publish(&self, stops: &[Stop], message: &HandoverMessage) {
+        let Some(h) = self.handover.get() else { return };
+        if stops.iter().all(|s| s.intersection.is_some()) {
+            return;
+        }
+        let (route_id, kind) = message.route_and_kind();
+        let subject = format!("{}.emergency.{route_id}.{kind}", h.prefix);
+        let body = match serde_json::to_vec(message) {
+            Ok(body) => body,
+            Err(e) => return tracing::error!(error = %e, "emergency route handover not encoded"),
+        };
+        if let Err(e) = h.client.publish(subject, body.into()).await {
+            tracing::warn!(route = route_id, kind, error = %e, "emergency route handover not published");
+        }
+    }
+
+    /// A route, vehicle report or cancel another daemon handed over: this
+    /// daemon plans the route too and carries out the stops it runs.
+    pub async fn handed_over(self: &Arc<Self>, message: HandoverMessage) {
+        let origin = message.origin().to_owned();
+        match message {
+            HandoverMessage::Start { route_id, stops, position_m, speed_mps, lead_s, past_m, max_armed_s, .. } => {
+                let r = pb::StartEmergencyRouteRequest {
+                    route_id,
+                    stops: stops
+                        .into_iter()
+                        .map(|s| pb::EmergencyStop {
+                            intersection_id: s.intersection_id,
+                            preempt_input: s.preempt_input.into(),
+                            link_m: s.link_m,
+                            link_travel_s: s.link_travel_s,
+                        })
+                        .collect(),
+                    distance_to_first_m: -position_m,
+                    speed_mps,
+                    lead_s,
+                    past_m,
+                    max_armed_s,
+                };
+                // Only routes with a stop this daemon runs are its own.
+                if !r.stops.iter().any(|s| self.core.ids.contains(&s.intersection_id)) {
+                    return;
+                }
+                if let Err(status) = self.start(&broker(&origin), r, Relay::No).await {
+                    tracing::warn!(%origin, reason = %status.message(), "emergency route handed over, refused");
+                }
+            }
+            HandoverMessage::Vehicle { route_id, position_m, speed_mps, .. } => {
+                let r = pb::UpdateEmergencyVehicleRequest { route_id, position_m, speed_mps };
+                // A route not planned here (none of its stops is ours) is
+                // not found: nothing to do.
+                if let Err(status) = self.update(&broker(&origin), r, Relay::No).await
+                    && status.code() != tonic::Code::NotFound
+                {
+                    tracing::warn!(%origin, reason = %status.message(), "emergency vehicle report handed over, refused");
+                }
+            }
+            HandoverMessage::Cancel { route_id, .. } => {
+                let _ = self.cancel(&broker(&origin), pb::EmergencyRouteId { route_id }, Relay::No).await;
+            }
+        }
+    }
+
+    /// StartEmergencyRoute (`relay`: hand it over to the daemons that run
+    /// its other stops; not for a route handed over here).
     pub(super) async fn start(
         self: &Arc<Self>,
         caller: &Identity,
         r: pb::StartEmergencyRouteRequest,
+        relay: Relay,
     ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
         let request = format!(
             "route \"{}\": {} stops, vehicle {} m from the first at {} m/s",
@@ -98,8 +252,33 @@ impl Routes {
             Ok(ok) => ok,
             Err((status, i)) => return Err(self.refused(caller, START, request, status, i)),
         };
+        let mut handed = self.handover.get().map(|h| HandoverMessage::Start {
+            origin: h.origin.clone(),
+            route_id: String::new(),
+            stops: r
+                .stops
+                .iter()
+                .map(|s| HandedStop {
+                    intersection_id: s.intersection_id.clone(),
+                    preempt_input: u8::try_from(s.preempt_input).unwrap_or_default(),
+                    link_m: s.link_m,
+                    link_travel_s: s.link_travel_s,
+                })
+                .collect(),
+            position_m: -r.distance_to_first_m,
+            speed_mps: r.speed_mps,
+            lead_s: r.lead_s,
+            past_m: r.past_m,
+            max_armed_s: r.max_armed_s,
+        });
         let (reply, seq) = {
             let mut e = entry.lock().await;
+            if let Some(HandoverMessage::Start { route_id, .. }) = handed.as_mut() {
+                *route_id = e.route_id.clone();
+            }
+            if let (Relay::ToOthers, Some(start)) = (relay, &handed) {
+                self.publish(&e.stops, start).await;
+            }
             let detail = format!("route {} started over {}", e.route_id, stop_list(&e.stops));
             let seq = audit::record(&self.core.journal, first, caller, START, request, detail);
             let now = self.control_now(&e.stops);
@@ -117,6 +296,7 @@ impl Routes {
         &self,
         caller: &Identity,
         r: pb::UpdateEmergencyVehicleRequest,
+        relay: Relay,
     ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
         let request =
             format!("route \"{}\": vehicle at {} m, {} m/s", convert::echo(&r.route_id), r.position_m, r.speed_mps);
@@ -127,7 +307,7 @@ impl Routes {
         let mut e = entry.lock().await;
         let now = self.control_now(&e.stops);
         if let Err(errors) = e.route.handle_vehicle(now, r.position_m, r.speed_mps) {
-            let first = e.stops.first().map(|s| s.intersection);
+            let first = e.stops.iter().find_map(|s| s.intersection);
             return Err(self.refused(
                 caller,
                 UPDATE,
@@ -137,6 +317,15 @@ impl Routes {
             ));
         }
         self.step(&mut e, now).await;
+        if let (Relay::ToOthers, Some(h)) = (relay, self.handover.get()) {
+            let report = HandoverMessage::Vehicle {
+                origin: h.origin.clone(),
+                route_id: e.route_id.clone(),
+                position_m: r.position_m,
+                speed_mps: r.speed_mps,
+            };
+            self.publish(&e.stops, &report).await;
+        }
         Ok(Response::new(progress(&e, now, 0)))
     }
 
@@ -145,6 +334,7 @@ impl Routes {
         &self,
         caller: &Identity,
         r: pb::EmergencyRouteId,
+        relay: Relay,
     ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
         let request = format!("cancel route \"{}\"", convert::echo(&r.route_id));
         let entry = self
@@ -156,7 +346,11 @@ impl Routes {
         let mut actions = Vec::new();
         e.route.cancel(&mut actions);
         self.carry_out(&mut e, now, &mut actions).await;
-        let first = e.stops.first().map_or(0, |s| s.intersection);
+        if let (Relay::ToOthers, Some(h)) = (relay, self.handover.get()) {
+            let cancel = HandoverMessage::Cancel { origin: h.origin.clone(), route_id: e.route_id.clone() };
+            self.publish(&e.stops, &cancel).await;
+        }
+        let first = e.stops.iter().find_map(|s| s.intersection).unwrap_or_default();
         let detail = format!("route {} cancelled: every armed preempt released", e.route_id);
         let seq = audit::record(&self.core.journal, first, caller, CANCEL, request, detail);
         Ok(Response::new(progress(&e, now, seq)))
@@ -172,7 +366,7 @@ impl Routes {
         let entry = self.find(&r.route_id)?;
         let e = entry.lock().await;
         permit(caller, Need::View, GET)?;
-        if let Some(stop) = e.stops.iter().find(|s| !caller.reaches(&s.id)) {
+        if let Some(stop) = e.stops.iter().find(|s| s.intersection.is_some() && !caller.reaches(&s.id)) {
             return Err(caller.out_of_scope("route_id", &stop.id));
         }
         Ok(Response::new(progress(&e, self.control_now(&e.stops), 0)))
@@ -205,7 +399,10 @@ impl Routes {
                 );
             }
         }
-        let first = stops.first().map(|s| s.intersection);
+        let first = stops.iter().find_map(|s| s.intersection);
+        if first.is_none() && !stops.is_empty() {
+            v.add("stops", "none is an intersection of this daemon: send the route to one that runs one");
+        }
         let now = self.control_now(&stops);
         let route = Route::try_new(&lines, settings, now, -r.distance_to_first_m, r.speed_mps);
         if let Err(errors) = &route {
@@ -239,7 +436,14 @@ impl Routes {
         for (k, s) in requested.iter().enumerate() {
             let field = format!("stops[{k}].intersection_id");
             let Some(i) = self.core.ids.iter().position(|id| *id == s.intersection_id) else {
-                v.add(field, format!("no intersection \"{}\"", convert::echo(&s.intersection_id)));
+                // Another daemon's, handed over through the broker: it
+                // checks the preempt.
+                match u8::try_from(s.preempt_input) {
+                    Ok(input) if self.handover.get().is_some() && !s.intersection_id.is_empty() => {
+                        stops.push(Stop { id: s.intersection_id.clone(), intersection: None, input })
+                    }
+                    _ => v.add(field, format!("no intersection \"{}\"", convert::echo(&s.intersection_id))),
+                }
                 continue;
             };
             if !caller.reaches(&s.intersection_id) {
@@ -253,7 +457,7 @@ impl Routes {
             let doc = self.core.docs.current(i);
             let defined: Vec<u8> = doc.config.spec.preempts.iter().map(|p| p.input).collect();
             match u8::try_from(s.preempt_input).ok().filter(|n| defined.contains(n)) {
-                Some(input) => stops.push(Stop { id: s.intersection_id.clone(), intersection: i, input }),
+                Some(input) => stops.push(Stop { id: s.intersection_id.clone(), intersection: Some(i), input }),
                 None => v.add(
                     format!("stops[{k}].preempt_input"),
                     format!(
@@ -299,7 +503,9 @@ impl Routes {
             }
             let held = e.stops.iter().zip(e.route.states()).find(|(s, state)| {
                 matches!(state, StopState::Waiting | StopState::Armed { .. })
-                    && stops.iter().any(|n| n.intersection == s.intersection && n.input == s.input)
+                    && stops
+                        .iter()
+                        .any(|n| n.intersection.is_some() && n.intersection == s.intersection && n.input == s.input)
             });
             if let Some((s, _)) = held {
                 return Err(Status::failed_precondition(format!(
@@ -349,7 +555,13 @@ impl Routes {
     async fn reach(&self, caller: &Identity, method: &str, route_id: &str) -> Result<Shared, Status> {
         permit(caller, Need::Control, method)?;
         let entry = self.find(route_id)?;
-        let out_of_reach = entry.lock().await.stops.iter().find(|s| !caller.reaches(&s.id)).map(|s| s.id.clone());
+        let out_of_reach = entry
+            .lock()
+            .await
+            .stops
+            .iter()
+            .find(|s| s.intersection.is_some() && !caller.reaches(&s.id))
+            .map(|s| s.id.clone());
         match out_of_reach {
             Some(id) => Err(caller.out_of_scope("route_id", &id)),
             None => Ok(entry),
@@ -410,9 +622,10 @@ impl Routes {
                 Action::Arm(k) => (k, true),
                 Action::Release(k) => (k, false),
             };
-            let Some(stop) = e.stops.get(k).cloned() else { continue };
+            // Another daemon's stop: that daemon arms and releases it.
+            let Some((stop, i)) = e.stops.get(k).and_then(|s| Some((s.clone(), s.intersection?))) else { continue };
             let command = Command::Preempt { input: stop.input, active };
-            match self.engine.commands.submit(stop.intersection, command).await {
+            match self.engine.commands.submit(i, command).await {
                 Ok(()) => {
                     e.refused[k] = false;
                     let detail = match (active, e.route.states()[k]) {
@@ -432,7 +645,7 @@ impl Routes {
                         (false, _) => format!("route {}: preempt {} released, route cancelled", e.route_id, stop.input),
                     };
                     let request = format!("route {} stop {k}", e.route_id);
-                    audit::record(&self.core.journal, stop.intersection, &e.caller, START, request, detail);
+                    audit::record(&self.core.journal, i, &e.caller, START, request, detail);
                 }
                 Err(err) => {
                     if active {
@@ -451,9 +664,28 @@ impl Routes {
     fn control_now(&self, stops: &[Stop]) -> Instant {
         stops
             .iter()
-            .filter_map(|s| self.engine.board.get(s.intersection).map(|snap| snap.at))
+            .filter_map(|s| self.engine.board.get(s.intersection?).map(|snap| snap.at))
             .max()
             .unwrap_or_else(|| Instant::from_millis(audit::now_unix_ms()))
+    }
+}
+
+/// Whether a call is handed over to the daemons that run the route's
+/// other stops: yes for the caller's, never for what came from the broker
+/// (each daemon hands over only its own callers' calls, so nothing loops).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relay {
+    ToOthers,
+    No,
+}
+
+/// The caller a handed-over route is audited under.
+fn broker(origin: &str) -> Identity {
+    Identity {
+        principal: format!("nats:{origin}").into(),
+        role: crate::config::Role::Operator,
+        peer: None,
+        scope: None,
     }
 }
 
@@ -513,7 +745,11 @@ fn route_errors(errors: &[RouteError], position: &str) -> convert::Violations {
 }
 
 fn stop_list(stops: &[Stop]) -> String {
-    stops.iter().map(|s| format!("{} (preempt {})", s.id, s.input)).collect::<Vec<_>>().join(", ")
+    let stop = |s: &Stop| {
+        let handed = if s.intersection.is_none() { ", handed over" } else { "" };
+        format!("{} (preempt {}{handed})", s.id, s.input)
+    };
+    stops.iter().map(stop).collect::<Vec<_>>().join(", ")
 }
 
 /// A route's progress for the caller.
@@ -538,6 +774,7 @@ fn progress(e: &Entry, now: Instant, audit_seq: u64) -> pb::EmergencyRouteReply 
                 state: state.into(),
                 eta_s: eta.map(Span::as_secs_f64),
                 at_m: e.route.stop_at_m(k).unwrap_or_default(),
+                local: stop.intersection.is_some(),
             }
         })
         .collect();
