@@ -252,32 +252,10 @@ impl Routes {
             Ok(ok) => ok,
             Err((status, i)) => return Err(self.refused(caller, START, request, status, i)),
         };
-        let mut handed = self.handover.get().map(|h| HandoverMessage::Start {
-            origin: h.origin.clone(),
-            route_id: String::new(),
-            stops: r
-                .stops
-                .iter()
-                .map(|s| HandedStop {
-                    intersection_id: s.intersection_id.clone(),
-                    preempt_input: u8::try_from(s.preempt_input).unwrap_or_default(),
-                    link_m: s.link_m,
-                    link_travel_s: s.link_travel_s,
-                })
-                .collect(),
-            position_m: -r.distance_to_first_m,
-            speed_mps: r.speed_mps,
-            lead_s: r.lead_s,
-            past_m: r.past_m,
-            max_armed_s: r.max_armed_s,
-        });
         let (reply, seq) = {
             let mut e = entry.lock().await;
-            if let Some(HandoverMessage::Start { route_id, .. }) = handed.as_mut() {
-                *route_id = e.route_id.clone();
-            }
-            if let (Relay::ToOthers, Some(start)) = (relay, &handed) {
-                self.publish(&e.stops, start).await;
+            if let (Relay::ToOthers, Some(h)) = (relay, self.handover.get()) {
+                self.publish(&e.stops, &start_message(&h.origin, &e.route_id, &r)).await;
             }
             let detail = format!("route {} started over {}", e.route_id, stop_list(&e.stops));
             let seq = audit::record(&self.core.journal, first, caller, START, request, detail);
@@ -677,6 +655,32 @@ impl Routes {
 pub enum Relay {
     ToOthers,
     No,
+}
+
+/// Start request `r`, as route `route_id` (named now), for the other
+/// daemons.
+fn start_message(origin: &str, route_id: &str, r: &pb::StartEmergencyRouteRequest) -> HandoverMessage {
+    let stops = r
+        .stops
+        .iter()
+        .map(|s| HandedStop {
+            intersection_id: s.intersection_id.clone(),
+            // Checked: a stop's preempt is 1..=8 or the start was refused.
+            preempt_input: u8::try_from(s.preempt_input).unwrap_or_default(),
+            link_m: s.link_m,
+            link_travel_s: s.link_travel_s,
+        })
+        .collect();
+    HandoverMessage::Start {
+        origin: origin.to_owned(),
+        route_id: route_id.to_owned(),
+        stops,
+        position_m: -r.distance_to_first_m,
+        speed_mps: r.speed_mps,
+        lead_s: r.lead_s,
+        past_m: r.past_m,
+        max_armed_s: r.max_armed_s,
+    }
 }
 
 /// The caller a handed-over route is audited under.
