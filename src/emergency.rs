@@ -20,8 +20,9 @@
 //!   (its preempt released, so the controller leaves through its preempt
 //!   exit back to its plan and coordination, `src/core/controller.rs`);
 //! - **Released** without the vehicle seen past: armed for longer than
-//!   `max_armed` (a vehicle that turned off, stopped or lost its radio), or
-//!   the route cancelled.
+//!   `max_armed` (a vehicle that turned off, stopped or lost its radio),
+//!   no report for [`LOST_AFTER`] (every stop left is released then, so
+//!   a route whose reports stopped ends), or the route cancelled.
 //!
 //! The ETA extrapolates the last report at its speed, never beyond the
 //! next stop line not yet passed (the vehicle may stop there), and is the
@@ -37,6 +38,9 @@ use crate::core::{Instant, Span};
 pub const MOVING_MPS: f64 = 0.5;
 /// Fastest speed accepted (m/s, 250 km/h): beyond it the report is wrong.
 pub const MAX_SPEED_MPS: f64 = 70.0;
+/// No report for this long: the vehicle is lost (its AVL or the link to
+/// the dispatcher is dead) and the route ends.
+pub const LOST_AFTER: Span = Span::from_secs(300);
 /// Longest link accepted between two stops (m).
 pub const MAX_LINK_M: f64 = 50_000.0;
 
@@ -90,6 +94,8 @@ pub enum StopState {
 pub enum ReleaseReason {
     /// Armed for longer than the route's `max_armed`.
     TimedOut,
+    /// No vehicle report for [`LOST_AFTER`].
+    VehicleLost,
     /// The route was cancelled.
     Cancelled,
 }
@@ -192,6 +198,9 @@ impl Route {
 
     /// Brings every stop up to `now`, pushing what to do onto `actions`.
     pub fn poll(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if now.since(self.vehicle.at) >= LOST_AFTER {
+            return self.end(ReleaseReason::VehicleLost, actions);
+        }
         for k in 0..self.states.len() {
             let state = self.states[k];
             let past = self.vehicle.position_m >= self.at_m[k] + self.settings.past_m;
@@ -220,13 +229,18 @@ impl Route {
     /// Releases every armed stop and ends the route: no stop waits any
     /// more.
     pub fn cancel(&mut self, actions: &mut Vec<Action>) {
+        self.end(ReleaseReason::Cancelled, actions);
+    }
+
+    /// Releases every armed stop and ends every waiting one, for `why`.
+    fn end(&mut self, why: ReleaseReason, actions: &mut Vec<Action>) {
         for (k, state) in self.states.iter_mut().enumerate() {
             match *state {
                 StopState::Armed { .. } => {
                     actions.push(Action::Release(k));
-                    *state = StopState::Released(ReleaseReason::Cancelled);
+                    *state = StopState::Released(why);
                 }
-                StopState::Waiting => *state = StopState::Released(ReleaseReason::Cancelled),
+                StopState::Waiting => *state = StopState::Released(why),
                 StopState::Passed | StopState::Released(_) => {}
             }
         }
@@ -409,6 +423,25 @@ mod tests {
         actions.clear();
         route.cancel(&mut actions);
         assert_eq!(actions, [Action::Release(1)]);
+        assert!(route.is_finished());
+    }
+
+    /// A vehicle not heard of for five minutes is lost: its armed stop is
+    /// released and the stops still waiting end, so the route finishes
+    /// even where nothing would ever arm them (stopped, no travel times).
+    #[test]
+    fn a_vehicle_not_heard_of_is_lost_and_the_route_ends() {
+        let settings = WaveSettings { max_armed: Span::from_secs(600), ..WaveSettings::default() };
+        let mut route = Route::try_new(&three(), settings, at(0), -50.0, 10.0).unwrap();
+        let mut actions = Vec::new();
+        route.poll(at(0), &mut actions);
+        route.handle_vehicle(at(10), 0.0, 0.0).unwrap();
+        route.poll(at(309), &mut actions);
+        assert_eq!(actions, [Action::Arm(0)]);
+        assert!(!route.is_finished());
+        route.poll(at(310), &mut actions);
+        assert_eq!(actions, [Action::Arm(0), Action::Release(0)]);
+        assert_eq!(route.states(), [StopState::Released(ReleaseReason::VehicleLost); 3]);
         assert!(route.is_finished());
     }
 

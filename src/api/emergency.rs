@@ -33,7 +33,9 @@ use tonic::{Response, Status};
 use super::auth::{Identity, Need, permit};
 use super::{Core, EngineHandles, audit, convert, pb};
 use crate::core::{Command, Instant, Span};
-use crate::emergency::{Action, MAX_SPEED_MPS, ReleaseReason, Route, RouteError, StopLine, StopState, WaveSettings};
+use crate::emergency::{
+    Action, LOST_AFTER, MAX_SPEED_MPS, ReleaseReason, Route, RouteError, StopLine, StopState, WaveSettings,
+};
 
 pub(super) const START: &str = "greenwave.v1.Control/StartEmergencyRoute";
 pub(super) const UPDATE: &str = "greenwave.v1.Control/UpdateEmergencyVehicle";
@@ -619,6 +621,10 @@ impl Routes {
                         (false, StopState::Released(ReleaseReason::TimedOut)) => format!(
                             "route {}: preempt {} released, the vehicle not seen past in time",
                             e.route_id, stop.input
+                        ),
+                        (false, StopState::Released(ReleaseReason::VehicleLost)) => format!(
+                            "route {}: preempt {} released, no vehicle report for {}",
+                            e.route_id, stop.input, LOST_AFTER
                         ),
                         (false, _) => format!("route {}: preempt {} released, route cancelled", e.route_id, stop.input),
                     };
