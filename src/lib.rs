@@ -15,6 +15,9 @@
 //! - [`http`]: the HTTP listener: Prometheus / OpenMetrics at `/metrics`,
 //!   gathered at scrape time from what the engine already publishes, and
 //!   the web view (live ring-barrier diagram, plots from the event log).
+//! - [`emergency`]: the emergency route green wave: the pure planner that
+//!   arms each intersection's preemption ahead of the vehicle and releases
+//!   it behind; the gRPC Control service carries it out.
 //! - [`ntcip`]: the NTCIP 1202 agent over SNMP (v1/v2c/v3) for central
 //!   systems: objects generated from the MIB, SETs through the gRPC
 //!   Control service's checks, staging and audit.
@@ -39,6 +42,7 @@ pub mod api;
 pub mod config;
 pub mod core;
 pub mod daemon;
+pub mod emergency;
 pub mod engine;
 pub mod http;
 pub mod io;

@@ -567,3 +567,135 @@ fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
     let _ = down_stop.send(());
     assert!(down_thread.join().expect("down's thread").is_clean(), "the other runs on and stops clean");
 }
+
+/// A daemon in-process with `[nats]` on `url` and its gRPC API on a free
+/// port, running `controller` in lockstep at 10× real time.
+fn emergency_daemon(url: &str, logs: &Path, controller: (String, String)) -> (String, Running) {
+    let mut config = DaemonConfig {
+        tick_ms: 100,
+        view: false,
+        clock: ClockSource::Cabinet,
+        lockstep_speed: Some(10.0),
+        time_zone: chrono_tz::UTC,
+        nats: NatsConfig { enabled: true, url: url.to_owned(), ..NatsConfig::default() },
+        ..DaemonConfig::default()
+    };
+    config.grpc.listen = "127.0.0.1:0".parse().expect("addr");
+    config.grpc.tokens = crate::grpc::tokens();
+    config.event_log.dir = logs.to_path_buf();
+    let daemon = Daemon::start(Options::new(config, Controllers::Texts(vec![controller]))).expect("daemon starts");
+    let addr = format!("http://{}", daemon.grpc_addr().expect("gRPC on"));
+    let stats = daemon.nats_stats().expect("[nats] on");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        daemon
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .expect("daemon stops")
+    });
+    (addr, Running { stats, stop, thread })
+}
+
+/// Issue #18.2, across daemons: a route started on the daemon that runs
+/// Elm & Oak, whose second stop (Oak & Pine, 100 m on) another daemon
+/// runs, is handed over through the broker. The other daemon plans the
+/// same route and arms Oak & Pine's preempt itself (the vehicle, 10 m
+/// short of Elm & Oak at 10 m/s, is 11 s from it: inside the 20 s lead);
+/// the first daemon's report that the vehicle is past both releases it
+/// there too. Each daemon shows the other's stop as not its own.
+#[test]
+fn an_emergency_route_is_handed_over_to_the_daemon_that_runs_the_stop() {
+    use greenwave::api::pb;
+    use greenwave::api::pb::control_client::ControlClient;
+    use greenwave::api::pb::watch_client::WatchClient;
+
+    use crate::grpc::{OPERATOR, VIEWER};
+
+    let Some(bin) = nats_server() else { return };
+    let Site { _tmp, store, logs, port, url } = Site::new();
+    let _broker = Broker::start(&bin, port, &store);
+    let [elm, pine] = controllers();
+    let (logs_a, logs_b) = (logs.join("a"), logs.join("b"));
+    std::fs::create_dir_all(&logs_a).expect("mkdir");
+    std::fs::create_dir_all(&logs_b).expect("mkdir");
+    let (addr_a, a) = emergency_daemon(&url, &logs_a, elm);
+    let (addr_b, b) = emergency_daemon(&url, &logs_b, pine);
+    let authed = |token: &str| {
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().expect("ascii");
+        move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", bearer.clone());
+            Ok(r)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let channel = |addr: String| async move {
+            tonic::transport::Channel::from_shared(addr).expect("url").connect().await.expect("connect")
+        };
+        let (ch_a, ch_b) = (channel(addr_a).await, channel(addr_b).await);
+        let mut control_a = ControlClient::with_interceptor(ch_a.clone(), authed(OPERATOR));
+        let mut control_b = ControlClient::with_interceptor(ch_b.clone(), authed(VIEWER));
+        let mut watch_b = WatchClient::with_interceptor(ch_b, authed(VIEWER));
+        let state_b = async |w: &mut WatchClient<_>| {
+            let get = pb::GetStateRequest { intersection_id: "oak.and-pine".into() };
+            w.get_state(get).await.map(tonic::Response::into_inner).ok()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while state_b(&mut watch_b).await.is_none_or(|s| s.unit_state != pb::UnitState::Run as i32) {
+            assert!(tokio::time::Instant::now() < deadline, "Oak & Pine runs");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let stop = |id: &str, link_m| pb::EmergencyStop {
+            intersection_id: id.into(),
+            preempt_input: 1,
+            link_m,
+            link_travel_s: 0.0,
+        };
+        let start = pb::StartEmergencyRouteRequest {
+            route_id: "amb-12".into(),
+            stops: vec![stop("elm-and-oak", 0.0), stop("oak.and-pine", 100.0)],
+            distance_to_first_m: 10.0,
+            speed_mps: 10.0,
+            lead_s: 20.0,
+            ..Default::default()
+        };
+        let started = control_a.start_emergency_route(start).await.expect("start on A").into_inner();
+        let local: Vec<bool> = started.stops.iter().map(|s| s.local).collect();
+        assert_eq!(local, [true, false], "{started:?}");
+
+        // B plans it and arms its own stop.
+        let id = || pb::EmergencyRouteId { route_id: "amb-12".into() };
+        let armed = pb::EmergencyStopState::Armed as i32;
+        loop {
+            if let Ok(r) = control_b.get_emergency_route(id()).await {
+                let r = r.into_inner();
+                assert!(r.stops[1].local && !r.stops[0].local, "{r:?}");
+                let called = state_b(&mut watch_b).await.and_then(|s| s.preemption).is_some_and(|p| p.called);
+                if r.stops[1].state == armed && called {
+                    break;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "Oak & Pine armed through the broker");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Past both, reported to A: B releases Oak & Pine.
+        let past = pb::UpdateEmergencyVehicleRequest { route_id: "amb-12".into(), position_m: 120.0, speed_mps: 10.0 };
+        let on_a = control_a.update_emergency_vehicle(past).await.expect("report on A").into_inner();
+        assert!(on_a.finished, "{on_a:?}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = control_b.get_emergency_route(id()).await.expect("route on B").into_inner();
+            let released = state_b(&mut watch_b).await.is_some_and(|s| s.preemption.is_none_or(|p| !p.called));
+            if r.finished && r.stops[1].state == pb::EmergencyStopState::Passed as i32 && released {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "Oak & Pine released through the broker: {r:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    a.stop();
+    b.stop();
+}

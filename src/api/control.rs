@@ -16,6 +16,7 @@ use crate::engine::port::{CommandPort, SubmitError};
 use crate::engine::{EngineCommand, Refusal, Ticket};
 
 use super::auth::{Identity, Need, identity, permit};
+use super::emergency::{Relay, Routes};
 use super::versions::{ControllerFile, OperatorSettings, Provenance, SaveError, mode_word};
 use super::{Core, EngineHandles, audit, convert, pb};
 
@@ -37,11 +38,14 @@ const MAX_CONTROLLER_TOML: usize = 256 * 1024;
 pub(super) struct ControlService {
     core: Arc<Core>,
     engine: EngineHandles,
+    /// The daemon's emergency routes (`super::emergency`), shared with
+    /// the broker's handover.
+    routes: Arc<Routes>,
 }
 
 impl ControlService {
-    pub(super) fn new(core: Arc<Core>, engine: EngineHandles) -> Self {
-        ControlService { core, engine }
+    pub(super) fn new(core: Arc<Core>, engine: EngineHandles, routes: Arc<Routes>) -> Self {
+        ControlService { core, engine, routes }
     }
 
     /// Runs one control command: finds the intersection, checks the role,
@@ -729,6 +733,38 @@ impl pb::control_server::Control for ControlService {
 
     async fn release_phases(&self, req: Request<pb::PhasesRequest>) -> Result<Response<pb::ControlReply>, Status> {
         self.phases(req, RELEASE).await
+    }
+
+    async fn start_emergency_route(
+        &self,
+        req: Request<pb::StartEmergencyRouteRequest>,
+    ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
+        let caller = identity(&req)?;
+        self.routes.start(&caller, req.into_inner(), Relay::ToOthers).await
+    }
+
+    async fn update_emergency_vehicle(
+        &self,
+        req: Request<pb::UpdateEmergencyVehicleRequest>,
+    ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
+        let caller = identity(&req)?;
+        self.routes.update(&caller, req.into_inner(), Relay::ToOthers).await
+    }
+
+    async fn cancel_emergency_route(
+        &self,
+        req: Request<pb::EmergencyRouteId>,
+    ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
+        let caller = identity(&req)?;
+        self.routes.cancel(&caller, req.into_inner(), Relay::ToOthers).await
+    }
+
+    async fn get_emergency_route(
+        &self,
+        req: Request<pb::EmergencyRouteId>,
+    ) -> Result<Response<pb::EmergencyRouteReply>, Status> {
+        let caller = identity(&req)?;
+        self.routes.get(&caller, req.into_inner()).await
     }
 
     async fn reset_monitor(&self, req: Request<pb::ResetMonitorRequest>) -> Result<Response<pb::ControlReply>, Status> {

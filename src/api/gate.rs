@@ -41,7 +41,8 @@ pub struct Methods {
     /// The name of a path the service does not serve.
     pub unknown: &'static str,
     /// Refused calls are read for the intersection they name (Control:
-    /// field 1 of every request is `intersection_id`).
+    /// field 1 of every request is `intersection_id`, but for the
+    /// emergency route calls' `route_id`, which names none).
     pub read_target: bool,
 }
 
@@ -57,6 +58,10 @@ pub const CONTROL: Methods = Methods {
         "greenwave.v1.Control/ResetMonitor",
         "greenwave.v1.Control/ListVersions",
         "greenwave.v1.Control/RollbackVersion",
+        super::emergency::START,
+        super::emergency::UPDATE,
+        super::emergency::CANCEL,
+        super::emergency::GET,
     ],
     unknown: "greenwave.v1.Control/?",
     read_target: true,
@@ -88,7 +93,7 @@ impl Methods {
 
 /// Calls that reached a gate, by method: every rpc of the three services
 /// and one "?" per service for paths they do not serve, so the metrics'
-/// `method` label has a fixed set of values (21).
+/// `method` label has a fixed set of values (25).
 #[derive(Debug)]
 pub struct CallCounts {
     methods: Vec<&'static str>,

@@ -32,7 +32,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub(super) fn new(shared: Arc<Shared>, stop: tokio::sync::watch::Sender<bool>) -> Gateway {
-        let control = ControlService::new(shared.core.clone(), shared.engine.clone());
+        let control = ControlService::new(shared.core.clone(), shared.engine.clone(), shared.emergency.clone());
         Gateway { control: Arc::new(control), shared, _stop: Arc::new(stop) }
     }
 

@@ -16,6 +16,8 @@
 //!   numbered versions, and what operators set (restored at start).
 //! - [`convert`]: prost ↔ domain, and field errors as INVALID_ARGUMENT.
 //! - `watch`, `control`, `ingest`: the service implementations;
+//!   [`emergency`]: Control's emergency route green waves, handed over
+//!   between daemons through the broker;
 //!   [`gateway`]: Control in-process, for the standards adapters.
 //!
 //! # Isolation from the control thread
@@ -32,6 +34,7 @@ pub mod auth;
 mod control;
 pub mod convert;
 pub mod docs;
+pub mod emergency;
 mod gate;
 pub mod gateway;
 mod ingest;
@@ -92,6 +95,9 @@ pub struct Api {
     /// Who may call, set when the API serves: SIGHUP replaces its tokens
     /// and TLS material ([`Api::replace_access`]).
     access: std::sync::Mutex<Option<Access>>,
+    /// The emergency routes, made with the first engine handles: one
+    /// registry for gRPC, the other front ends and the broker's handover.
+    emergency: std::sync::OnceLock<Arc<emergency::Routes>>,
 }
 
 /// What a reload of `[grpc]` can replace in a running API.
@@ -204,6 +210,7 @@ struct Shared {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// Where the event log is on disk (ReadEventLog reads it).
     event_log: crate::telemetry::EventLogConfig,
+    emergency: Arc<emergency::Routes>,
 }
 
 impl Shared {
@@ -240,7 +247,7 @@ impl Api {
         let refusals = Arc::new(refusals::Refusals::new(journal.clone()));
         let calls = Arc::default();
         let core = Core { ids, docs, journal, measures, refusals, calls };
-        Ok(Api { core: Arc::new(core), access: std::sync::Mutex::default() })
+        Ok(Api { core: Arc::new(core), access: std::sync::Mutex::default(), emergency: std::sync::OnceLock::new() })
     }
 
     /// The journal StreamEvents reads; the daemon's event fan-out fills it.
@@ -350,6 +357,7 @@ impl Api {
         stopping: tokio::sync::watch::Receiver<bool>,
         event_log: crate::telemetry::EventLogConfig,
     ) -> Arc<Shared> {
+        let emergency = self.emergency_routes(&engine);
         Arc::new(Shared {
             core: self.core.clone(),
             engine,
@@ -357,8 +365,15 @@ impl Api {
             streams: Arc::new(Semaphore::new(cfg.limits.max_streams)),
             streams_per_token: Arc::default(),
             stopping,
+            emergency,
             event_log,
         })
+    }
+
+    /// The daemon's emergency routes, over `engine` (the first handles
+    /// given; the daemon has one engine).
+    pub fn emergency_routes(&self, engine: &EngineHandles) -> Arc<emergency::Routes> {
+        self.emergency.get_or_init(|| Arc::new(emergency::Routes::new(self.core.clone(), engine.clone()))).clone()
     }
 
     /// Says which scoped tokens and certificates name an intersection this
@@ -466,6 +481,7 @@ fn routes(
     let control = pb::control_server::ControlServer::new(control::ControlService::new(
         shared.core.clone(),
         shared.engine.clone(),
+        shared.emergency.clone(),
     ))
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);

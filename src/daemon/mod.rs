@@ -339,6 +339,12 @@ impl Daemon {
         } else {
             None
         };
+        if daemon.nats.enabled {
+            let routes = api.emergency_routes(&handles);
+            grpc_rt
+                .block_on(nats::emergency_handover(&daemon.nats, routes))
+                .context("starting the emergency route handover")?;
+        }
         let grpc = if daemon.grpc.enabled {
             Some(grpc_rt.block_on(api.serve(&daemon.grpc, handles, log_cfg)).context("starting the gRPC API")?)
         } else {

@@ -378,6 +378,45 @@ pub fn subject_token(id: &str) -> String {
     token
 }
 
+/// Hands emergency routes over between daemons (`docs/emergency.md`):
+/// `routes` publishes its routes' other stops through a client of its own
+/// on `<prefix>.emergency.<route_id>.{start,vehicle,cancel}`, and a task on
+/// the current runtime (the API's) passes every other daemon's messages
+/// to it. Core NATS: a vehicle report lost is superseded by the next.
+///
+/// # Errors
+/// The credentials file is unreadable.
+pub async fn emergency_handover(cfg: &NatsConfig, routes: Arc<crate::api::emergency::Routes>) -> anyhow::Result<()> {
+    use futures_util::StreamExt as _;
+
+    use crate::api::emergency::{Handover, HandoverMessage};
+
+    static DAEMONS: AtomicU64 = AtomicU64::new(0);
+    let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    // Daemons in one process (tests) differ by their number.
+    let origin = format!("{}-{run}-{}", std::process::id(), DAEMONS.fetch_add(1, Ordering::Relaxed));
+    let client = client_options(cfg)
+        .await?
+        .name("greenwave-emergency")
+        .connect(cfg.url.as_str())
+        .await
+        .with_context(|| format!("connecting to {} for emergency routes", cfg.url))?;
+    let subject = format!("{}.emergency.*.*", cfg.subject_prefix);
+    let mut messages = client.subscribe(subject.clone()).await.with_context(|| format!("subscribing to {subject}"))?;
+    routes.hand_over_through(Handover { client, prefix: cfg.subject_prefix.clone(), origin: origin.clone() });
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            match serde_json::from_slice::<HandoverMessage>(&message.payload) {
+                Ok(m) if m.origin() == origin => {}
+                Ok(m) => routes.handed_over(m).await,
+                Err(e) => warn!(subject = %message.subject, error = %e, "emergency route handover unreadable"),
+            }
+        }
+    });
+    info!(%subject, "emergency routes handed over through NATS");
+    Ok(())
+}
+
 async fn connect_options(cfg: &NatsConfig, stats: Arc<NatsStats>) -> anyhow::Result<async_nats::ConnectOptions> {
     Ok(client_options(cfg).await?.name("greenwave").event_callback(move |event| {
         let stats = stats.clone();

@@ -11,7 +11,7 @@
 //! Labels only take values from bounded sets: `intersection` (the
 //! configured ids), `phase` (1..=16, those present), `reason` (10 flash
 //! reasons), `fault` (4 detector fault kinds), `code` (17 refusal
-//! results), `method` (21 API methods), `channel`, `request`, `cause` (a few
+//! results), `method` (25 API methods), `channel`, `request`, `cause` (a few
 //! words each). Per intersection that is at most 92 series (8 phases:
 //! 60); 1,000 intersections stay under 100,000 (`docs/metrics.md`). Detectors are counted by
 //! fault kind, never per channel.

@@ -4,6 +4,7 @@
 //! the Python interop client.
 
 mod audit;
+mod emergency;
 pub mod harness;
 pub(crate) mod interop;
 mod operations;

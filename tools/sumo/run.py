@@ -349,13 +349,30 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
     cfg = rdir / "greenwave.toml"
     log_dir = rdir / "log"
+    ev = task.get("emergency")
+    reporter = None
+    if ev:
+        # tools/sumo/emergency.py: every junction gets the ambulance's
+        # preempt, the daemon its gRPC API for the route
+        import emergency
+
+        for j in m2.values():
+            f = ctl / f"{j['id']}.toml"
+            f.write_text(f.read_text() + emergency.preempt_toml(j))
+        reporter = emergency.Reporter(ev["grpc_port"], ev["route"], ev["wave"])
     cfg.write_text(greenwave_toml(ctl, log_dir, time_zone=task.get("time_zone"),
                                   corridors=(import_net.corridor_toml(import_net.corridors(net, m2))
-                                             if task.get("greenwave_corridors") else "")))
+                                             if task.get("greenwave_corridors") else ""),
+                                  grpc=emergency.grpc_toml(ev["grpc_port"]) if ev else None))
     out = {"event_log": str(log_dir)}
 
+    def step(t):
+        if reporter:
+            reporter.step(api, t)
+        return finished(t)
+
     async def main():
-        br = Bridge(model, api, STEP_S, finished, start_ms=task.get("start_ms", EPOCH_MS))
+        br = Bridge(model, api, STEP_S, step, start_ms=task.get("start_ms", EPOCH_MS))
         await br.start()
         log = open(rdir / "greenwave.log", "w")
         # GREENWAVE_* variables are daemon settings: a run uses the scenario's
@@ -409,6 +426,8 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         out["daemon_error_log"] = errs[:5]
         out["modbus_reads"] = sum(j.reads for j in br.juncs)
         out["modbus_writes"] = sum(j.writes for j in br.juncs)
+        if reporter:
+            out.update(reporter.finish())
         silent = [j.tls for j in br.juncs if not j.monitor.started]
         if silent and not err and br.sim_t > 60:
             err = f"junctions never showed a green: {', '.join(silent)}"
@@ -428,16 +447,18 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     return out
 
 
-def greenwave_toml(ctl: Path, log_dir: Path, time_zone: str | None = None, corridors: str = "") -> str:
+def greenwave_toml(ctl: Path, log_dir: Path, time_zone: str | None = None, corridors: str = "",
+                   grpc: str | None = None) -> str:
     """The daemon's greenwave.toml for one SIL run. `time_zone` is written
     only when given, so the default works with daemons that do not know
-    the key."""
+    the key. `grpc`: a `[grpc]` section (the emergency runs), else none."""
     return ((f"time_zone = {json.dumps(time_zone)}\n" if time_zone else "")
             + f"controllers = {json.dumps(str(ctl))}\ntick_ms = {int(STEP_S * 1000)}\nview = false\n"
             'clock = "cabinet"\n'
             f"[event_log]\ndir = {json.dumps(str(log_dir))}\n"
-            # No API in SIL runs: parallel runs would fight over its port.
-            "[grpc]\nenabled = false\n"
+            # No API in SIL runs but the emergency ones (their own port):
+            # parallel runs would fight over it.
+            + (grpc or "[grpc]\nenabled = false\n")
             + corridors)
 
 
