@@ -323,6 +323,18 @@ pub struct RawOverlap {
     pub id: Option<String>,
     pub parents: Option<Vec<u8>>,
     pub conflicts: Option<Vec<u8>>,
+    #[serde(default)]
+    pub kind: RawOverlapKind,
+    pub permissive_phase: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawOverlapKind {
+    #[default]
+    Normal,
+    /// Flashing yellow arrow (protected/permissive left turn).
+    Fya,
 }
 
 /// `[[plan]]`

@@ -245,6 +245,8 @@ enum OverlapInterval {
     #[default]
     Red,
     Green,
+    /// A flashing yellow arrow's permissive display.
+    Permissive,
     Yellow {
         shown: Shown,
         yellow: Span,
@@ -800,8 +802,12 @@ impl Controller {
             self.events.push(now, EventCode::PhaseInactive, n);
         }
         for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
-            if self.overlaps[ov.id.index()] != OverlapInterval::Red {
-                self.events.push(now, EventCode::OverlapOff, ov.id.number() as u16);
+            let (state, n) = (self.overlaps[ov.id.index()], ov.id.number() as u16);
+            if state == OverlapInterval::Permissive {
+                self.events.push(now, EventCode::FyaEndPermissive, n);
+            }
+            if state != OverlapInterval::Red {
+                self.events.push(now, EventCode::OverlapOff, n);
             }
         }
     }
@@ -1986,24 +1992,31 @@ impl Controller {
                     && r.phase.is_some_and(|p| ov.parents.contains(p))
                     && r.next.is_some_and(|n| ov.parents.contains(n))
             });
+            // A flashing yellow arrow's opposing through is green: the
+            // left may turn, yielding (never together with the parent,
+            // which conflicts with it: config/validate/detector.rs).
+            let permissive_green = ov.permissive_phase().is_some_and(|p| green.contains(p));
             let state = self.overlaps[i];
             self.overlaps[i] = match state {
                 OverlapInterval::Red if parent_green => {
                     self.events.push(now, EventCode::OverlapBeginGreen, n);
                     OverlapInterval::Green
                 }
+                OverlapInterval::Red if permissive_green => {
+                    self.events.push(now, EventCode::FyaBeginPermissive, n);
+                    OverlapInterval::Permissive
+                }
                 OverlapInterval::Green if !parent_green && !carried => {
-                    // Time the overlap's clearance as the longest of its
-                    // parents' so it is never shorter than theirs.
-                    let (yellow, red_clear) = ov
-                        .parents
-                        .iter()
-                        .filter_map(|p| self.spec.phase(p))
-                        .fold((Span::ZERO, Span::ZERO), |(y, r), ph| {
-                            (y.max(ph.timing.yellow), r.max(ph.timing.red_clear))
-                        });
                     self.events.push(now, EventCode::OverlapBeginYellow, n);
-                    OverlapInterval::Yellow { shown: self.starting(now), yellow, red_clear }
+                    overlap_yellow(&self.spec, ov.parents, self.starting(now))
+                }
+                // The flashing arrow ends through a steady yellow arrow as
+                // its opposing through ends: no yellow trap.
+                OverlapInterval::Permissive if !permissive_green || parent_green => {
+                    self.events.push(now, EventCode::FyaEndPermissive, n);
+                    self.events.push(now, EventCode::OverlapBeginYellow, n);
+                    let movements = ov.parents.union(ov.permissive_phase().map(PhaseSet::single).unwrap_or_default());
+                    overlap_yellow(&self.spec, movements, self.starting(now))
                 }
                 OverlapInterval::Yellow { shown, yellow, red_clear } if shown.elapsed(now) >= yellow => {
                     self.events.push(now, EventCode::OverlapBeginRedClearance, n);
@@ -2060,6 +2073,7 @@ impl Controller {
                 for ov in spec.overlaps.iter().take(MAX_OVERLAPS) {
                     out.overlap[ov.id.index()] = match self.overlaps[ov.id.index()] {
                         OverlapInterval::Green => Indication::Green,
+                        OverlapInterval::Permissive => Indication::FlashingYellow,
                         OverlapInterval::Yellow { .. } => Indication::Yellow,
                         OverlapInterval::Red | OverlapInterval::RedClear { .. } => Indication::Red,
                     };
@@ -2068,6 +2082,21 @@ impl Controller {
         }
         self.output = out;
     }
+}
+
+/// An overlap's yellow beginning (`shown`), timed as the longest yellow and
+/// red clearance of `movements` (its parents; with a flashing yellow
+/// arrow's opposing through when the flashing arrow ends), so it is never
+/// shorter than theirs. The protected arrow's is its parent's alone: the
+/// opposing through starts after the parent's clearance and must find the
+/// arrow's done (src/core/monitor.rs); the flashing arrow's longer one is
+/// waited for at the barrier.
+fn overlap_yellow(spec: &ControllerSpec, movements: PhaseSet, shown: Shown) -> OverlapInterval {
+    let (yellow, red_clear) = movements
+        .iter()
+        .filter_map(|p| spec.phase(p))
+        .fold((Span::ZERO, Span::ZERO), |(y, r), ph| (y.max(ph.timing.yellow), r.max(ph.timing.red_clear)));
+    OverlapInterval::Yellow { shown, yellow, red_clear }
 }
 
 impl ActivePlan {
@@ -2082,7 +2111,7 @@ mod tests {
     use crate::core::ids::DetectorChannel;
     use crate::core::monitor::Monitor;
     use crate::core::spec::VolumeDensity;
-    use crate::core::testing::eight_phase;
+    use crate::core::testing::{eight_phase, with_flashing_yellow_arrows};
 
     const TICK: Span = Span::from_millis(100);
 
@@ -3141,7 +3170,8 @@ mod tests {
 
     /// The intervals the log has opened and not closed: green (1 until 7),
     /// yellow (8 until 9), red clearance (10 until 11), walk or pedestrian
-    /// clearance (21 until 23 or 24), an overlap (61 until 65).
+    /// clearance (21 until 23 or 24), an overlap (61 until 65), a flashing
+    /// yellow arrow (32 until 33).
     fn open_intervals(log: &[Event]) -> Vec<(EventCode, u16)> {
         use EventCode::*;
         let mut open: Vec<(EventCode, u16)> = Vec::new();
@@ -3151,12 +3181,14 @@ mod tests {
                 | PhaseBeginYellowChange
                 | PhaseBeginRedClearance
                 | PedBeginWalk
-                | OverlapBeginGreen => (Some(e.code), &[]),
+                | OverlapBeginGreen
+                | FyaBeginPermissive => (Some(e.code), &[]),
                 PhaseGreenTermination => (None, &[PhaseBeginGreen]),
                 PhaseEndYellowChange => (None, &[PhaseBeginYellowChange]),
                 PhaseEndRedClearance => (None, &[PhaseBeginRedClearance]),
                 PedBeginSolidDontWalk | PedDark => (None, &[PedBeginWalk]),
                 OverlapOff => (None, &[OverlapBeginGreen]),
+                FyaEndPermissive => (None, &[FyaBeginPermissive]),
                 _ => (None, &[]),
             };
             open.retain(|&(code, param)| !(param == e.param && closes.contains(&code)));
@@ -3171,11 +3203,12 @@ mod tests {
     /// event, at the flash's instant.
     #[test]
     fn a_flash_closes_every_interval_it_cuts_in_the_event_log() {
-        let mut spec = eight_phase();
+        let mut spec = with_flashing_yellow_arrows(eight_phase());
         spec.overlaps.push(crate::core::spec::OverlapSpec {
             id: crate::core::ids::OverlapId::new(1).unwrap(),
             parents: PhaseSet::single(PhaseId::new(2).unwrap()),
             conflicts: spec.conflicts[PhaseId::new(2).unwrap().index()],
+            kind: crate::core::spec::OverlapKind::Normal,
         });
         let mut closed_by = std::collections::BTreeSet::new();
         for cut in 0..120u64 {
@@ -3204,9 +3237,90 @@ mod tests {
         for code in [EventCode::PedDark, EventCode::PhaseGreenTermination, EventCode::PhaseEndYellowChange] {
             assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
         }
-        for code in [EventCode::PhaseEndRedClearance, EventCode::PhaseInactive, EventCode::OverlapOff] {
+        for code in [
+            EventCode::PhaseEndRedClearance,
+            EventCode::PhaseInactive,
+            EventCode::OverlapOff,
+            EventCode::FyaEndPermissive,
+        ] {
             assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
         }
+    }
+
+    /// Overlap C's head (SB left 1, yielding to NB through 2), phases 1, 2
+    /// and 6, tick by tick, with the lefts and 5th Ave called now and then.
+    fn left_turn_heads(spec: ControllerSpec, ticks: u32) -> (Vec<[Indication; 4]>, Vec<Event>) {
+        let mut rig = Rig::with_spec(spec);
+        let c = crate::core::ids::OverlapId::from_letter('C').unwrap();
+        let mut heads = Vec::new();
+        for t in 0..ticks {
+            // Lefts and 4 called for a second every 50 s, at different times.
+            rig.detector(1, t % 500 < 10);
+            rig.detector(5, (t + 150) % 500 < 10);
+            rig.detector(4, (t + 300) % 500 < 10);
+            rig.step();
+            let out = rig.c.output();
+            heads.push([out.overlap(c), rig.shows(1), rig.shows(2), rig.shows(6)]);
+        }
+        (heads, rig.log)
+    }
+
+    /// The distinct runs of overlap C's indication, in order.
+    fn runs(heads: &[[Indication; 4]]) -> Vec<Indication> {
+        let mut seq: Vec<Indication> = heads.iter().map(|h| h[0]).collect();
+        seq.dedup();
+        seq
+    }
+
+    #[test]
+    fn a_flashing_yellow_arrow_runs_protected_then_permissive_and_ends_with_its_opposing_through() {
+        use Indication::*;
+        let (heads, log) = left_turn_heads(with_flashing_yellow_arrows(eight_phase()), 6000);
+        let seq = runs(&heads);
+        // Leading left: green arrow, yellow arrow, red arrow (1's red
+        // clearance), then the flashing arrow with 2's green, ended by a
+        // yellow arrow with 2's yellow.
+        let cycle = [Green, Yellow, Red, FlashingYellow, Yellow, Red];
+        assert!(seq.windows(6).any(|w| w == cycle), "{seq:?}");
+        for (k, h) in heads.iter().enumerate() {
+            let [arrow, left, through, _] = *h;
+            match arrow {
+                Green => assert_eq!(left, Green, "tick {k}: green arrow only with its left phase"),
+                FlashingYellow => assert_eq!(through, Green, "tick {k}: flashing only with 2 green"),
+                _ => {}
+            }
+            // The yellow trap: 2 shows yellow, the arrow never flashes.
+            if k > 0 && heads[k - 1][0] == FlashingYellow && through != Green {
+                assert_eq!(arrow, Yellow, "tick {k}: the flashing arrow ends through a steady yellow with 2");
+            }
+        }
+        let count = |code| log.iter().filter(|e| e.code == code && e.param == 3).count();
+        assert!(count(EventCode::FyaBeginPermissive) >= 2);
+        assert!(count(EventCode::FyaBeginPermissive) - count(EventCode::FyaEndPermissive) <= 1);
+    }
+
+    #[test]
+    fn a_lagging_left_never_leaves_its_turners_in_a_yellow_trap() {
+        use Indication::*;
+        // Ring 1 lags its left: 2 then 1, while 5 leads 6 in ring 2. When 2
+        // ends, 6 runs on: the SB left's flashing arrow must end with 2.
+        let mut spec = with_flashing_yellow_arrows(eight_phase());
+        spec.rings[0].sequence = vec![PhaseId::new(2).unwrap(), PhaseId::new(1).unwrap()]
+            .into_iter()
+            .chain(spec.rings[0].sequence[2..].iter().copied())
+            .collect();
+        let (heads, _) = left_turn_heads(spec, 6000);
+        let mut trapped_cases = 0;
+        for w in heads.windows(2) {
+            let ([was, ..], [arrow, _, through, opposite]) = (w[0], w[1]);
+            if was == FlashingYellow && through == Yellow {
+                assert_eq!(arrow, Yellow, "the flashing arrow ends as 2 ends");
+                trapped_cases += usize::from(opposite == Green);
+            }
+        }
+        assert!(trapped_cases > 0, "2 ended while 6 ran on (the yellow trap case) at least once");
+        let seq = runs(&heads);
+        assert!(seq.windows(4).any(|w| w == [FlashingYellow, Yellow, Red, Green]), "lagging protected: {seq:?}");
     }
 
     #[test]
@@ -3249,16 +3363,17 @@ mod fuzz {
 
     use super::*;
     use crate::core::monitor::Monitor;
-    use crate::core::testing::eight_phase;
+    use crate::core::testing::{eight_phase, with_flashing_yellow_arrows};
 
     /// Random detectors and commands against every plan: the monitor never
-    /// trips and every call is served. The integration suite's property
+    /// trips and every call is served (half the seeds with flashing yellow
+    /// arrow heads on the main-street lefts). The integration suite's property
     /// tests do this at scale over the shipped controllers.
     #[test]
     fn random_ticks_never_trip_the_monitor() {
         for seed in 0..12u64 {
             let mut rng = SmallRng::seed_from_u64(seed);
-            let mut spec = eight_phase();
+            let mut spec = if seed % 2 == 0 { eight_phase() } else { with_flashing_yellow_arrows(eight_phase()) };
             spec.adaptive.style =
                 [AdaptiveStyle::Cycle, AdaptiveStyle::Free, AdaptiveStyle::Schedule][seed as usize % 3];
             if seed % 3 == 0 {

@@ -30,6 +30,10 @@ pub enum EventCode {
     /// The pedestrian heads went dark (flash cut a walk or clearance).
     PedDark = 24,
     BarrierTermination = 31,
+    /// A flashing yellow arrow overlap begins its permissive display.
+    FyaBeginPermissive = 32,
+    /// A flashing yellow arrow overlap ends its permissive display.
+    FyaEndPermissive = 33,
     PhaseHoldActive = 41,
     PhaseHoldReleased = 42,
     PhaseCallRegistered = 43,
@@ -97,7 +101,7 @@ impl EventCode {
 
     /// Every code, in numeric order: the table [`from_code`](Self::from_code)
     /// searches and the web view's event log lists.
-    pub const ALL: [EventCode; 79] = [
+    pub const ALL: [EventCode; 81] = [
         EventCode::PhaseOn,
         EventCode::PhaseBeginGreen,
         EventCode::PhaseCheck,
@@ -119,6 +123,8 @@ impl EventCode {
         EventCode::PedBeginSolidDontWalk,
         EventCode::PedDark,
         EventCode::BarrierTermination,
+        EventCode::FyaBeginPermissive,
+        EventCode::FyaEndPermissive,
         EventCode::PhaseHoldActive,
         EventCode::PhaseHoldReleased,
         EventCode::PhaseCallRegistered,
@@ -209,6 +215,8 @@ impl EventCode {
             EventCode::PedBeginSolidDontWalk => "Pedestrian Begin Solid Don't Walk",
             EventCode::PedDark => "Pedestrian Dark",
             EventCode::BarrierTermination => "Barrier Termination",
+            EventCode::FyaBeginPermissive => "FYA Begin Permissive",
+            EventCode::FyaEndPermissive => "FYA End Permissive",
             EventCode::PhaseHoldActive => "Phase Hold Active",
             EventCode::PhaseHoldReleased => "Phase Hold Released",
             EventCode::PhaseCallRegistered => "Phase Call Registered",
