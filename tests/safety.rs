@@ -2,8 +2,8 @@
 //!
 //! Every shipped controller is driven with random detector streams (busy,
 //! sparse, stuck and chattering detectors), random operator and schedule
-//! commands (plans, modes, flash, holds, calls, preemptions, reloads,
-//! corridor timings), cabinet status changes and, in most scenarios, random
+//! commands (plans, modes, flash, holds, omits, calls, preemptions,
+//! reloads, corridor timings), cabinet status changes and, in most scenarios, random
 //! cabinet preemption and transit priority inputs ([`CabinetInputs`]:
 //! several at once, chattering under the debounce, toggling, stuck on past
 //! their maximum presence). Most scenarios also put a random cabinet
@@ -506,7 +506,10 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
         ),
         3 => Command::SetMode(OperatingMode::Scheduled),
         4 => Command::Hold(pick(rng)),
-        5 | 6 => Command::Release(x.spec.phase_set()),
+        5 => Command::Release(x.spec.phase_set()),
+        // An operator omit of one phase (any: the plan's coordinated
+        // phases are served regardless), or the omits cleared.
+        6 => Command::Omit(if rng.below(2) == 0 { pick(rng) } else { PhaseSet::EMPTY }),
         7 => Command::PlaceCall { vehicle: pick(rng), ped: pick(rng) },
         8 => {
             // A reload that also flips how adaptive plans run, so every

@@ -354,6 +354,8 @@ pub struct RawPlan {
     pub coordinated: Vec<u8>,
     #[serde(default)]
     pub max: RawMaxSelect,
+    #[serde(default)]
+    pub omit: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -97,6 +97,11 @@ pub enum Command {
     /// Hold these phases green once they are green (NTCIP phase hold).
     Hold(PhaseSet),
     Release(PhaseSet),
+    /// Omit these phases (NTCIP phase omit), in place of the operator's
+    /// previous omits and besides the plan's: their calls are ignored.
+    /// The plan's coordinated phases and a preemption's targets are
+    /// served all the same.
+    Omit(PhaseSet),
     /// Place calls as a detector would (test, operator, central).
     PlaceCall {
         vehicle: PhaseSet,
@@ -267,6 +272,7 @@ struct ActivePlan {
     max_select: MaxSelect,
     /// Cycle and splits come from the optimizer, cycle by cycle.
     adaptive: bool,
+    omit: PhaseSet,
 }
 
 /// One intersection's controller. See the module docs.
@@ -297,6 +303,11 @@ pub struct Controller {
     /// clearance.
     ped_extensions: PhaseSet,
     holds: PhaseSet,
+    /// The operator's omits ([`Command::Omit`]).
+    operator_omit: PhaseSet,
+    /// The phases omitted now: the plan's and the operator's, less the
+    /// plan's coordinated phases.
+    omitted: PhaseSet,
     pending_spec: Option<Box<ControllerSpec>>,
     pending_plan: Option<u8>,
     pending_mode: Option<OperatingMode>,
@@ -369,6 +380,8 @@ impl Controller {
             ped_calls: PhaseSet::EMPTY,
             ped_extensions: PhaseSet::EMPTY,
             holds: PhaseSet::EMPTY,
+            operator_omit: PhaseSet::EMPTY,
+            omitted: PhaseSet::EMPTY,
             pending_spec: None,
             pending_plan: None,
             pending_mode: None,
@@ -684,6 +697,10 @@ impl Controller {
                 }
                 self.holds = self.holds.union(set);
             }
+            Command::Omit(set) => {
+                self.check_phases(set)?;
+                self.operator_omit = set;
+            }
             Command::Release(set) => {
                 for p in set.intersection(self.holds).iter() {
                     self.events.push(now, EventCode::PhaseHoldReleased, p.number() as u16);
@@ -887,8 +904,25 @@ impl Controller {
 
     // === calls ===
 
+    /// Log omits starting and ending (Indiana 46/47), and drop the calls
+    /// of omitted phases.
+    fn update_omits(&mut self, now: Instant) {
+        let omitted = self.plan.omit.union(self.operator_omit).difference(self.plan.coordinated());
+        let omitted = omitted.intersection(self.spec.phase_set());
+        for p in omitted.difference(self.omitted).iter() {
+            self.events.push(now, EventCode::PhaseOmitOn, p.number() as u16);
+        }
+        for p in self.omitted.difference(omitted).iter() {
+            self.events.push(now, EventCode::PhaseOmitOff, p.number() as u16);
+        }
+        self.omitted = omitted;
+        self.vehicle_calls = self.vehicle_calls.difference(omitted);
+        self.ped_calls = self.ped_calls.difference(omitted);
+    }
+
     fn register_calls(&mut self, now: Instant, demand: &DetectorDemand) {
-        let present = self.spec.phase_set();
+        self.update_omits(now);
+        let present = self.spec.phase_set().difference(self.omitted);
         let green = self.phases_in(Interval::Green);
         let mut vehicle = demand.calls;
         let mut ped = demand.ped_calls;
@@ -908,7 +942,7 @@ impl Controller {
             PlanMode::Coordinated => vehicle = vehicle.union(self.plan.coordinated()),
             PlanMode::Free => {}
         }
-        ped = ped.intersection(self.ped_phases());
+        ped = ped.intersection(self.ped_phases()).difference(self.omitted);
         let new_vehicle = vehicle.difference(green).difference(self.vehicle_calls).intersection(present);
         for p in new_vehicle.iter() {
             self.events.push(now, EventCode::PhaseCallRegistered, p.number() as u16);
@@ -924,7 +958,8 @@ impl Controller {
 
         // Soft recall: a call only when nothing conflicting is waiting.
         let waiting = self.vehicle_calls.union(self.ped_calls);
-        for phase in self.spec.phases.iter().filter(|p| p.timing.recall == Recall::Soft) {
+        for phase in self.spec.phases.iter().filter(|p| p.timing.recall == Recall::Soft && !self.omitted.contains(p.id))
+        {
             let conflicting = self.spec.conflicts[phase.id.index()];
             if !waiting.intersects(conflicting) && !green.contains(phase.id) && !self.vehicle_calls.contains(phase.id) {
                 self.vehicle_calls.insert(phase.id);
@@ -968,6 +1003,7 @@ impl Controller {
                 coord: None,
                 max_select: MaxSelect::Max1,
                 adaptive: false,
+                omit: PhaseSet::EMPTY,
             };
         };
         let coord = CoordPlan::new(spec, plan);
@@ -995,6 +1031,7 @@ impl Controller {
             coord: if plan_mode == PlanMode::Free { None } else { coord },
             max_select: plan.max_select,
             adaptive,
+            omit: plan.omit,
         }
     }
 
@@ -1478,6 +1515,14 @@ impl Controller {
             if (next.is_some() || cross) && green.max_start.is_none() && !green.leading {
                 self.rings[r].green.max_start = Some(now);
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
+            }
+            // The calls that started the max timer were dropped (an omit):
+            // nothing conflicting waits, so the green rests and its max
+            // timer starts again with the next conflicting call. (Latched
+            // calls otherwise leave only by being served.)
+            let waiting = self.vehicle_calls.union(self.ped_calls);
+            if next.is_none() && !cross && !waiting.intersects(self.spec.conflicts[p.index()]) {
+                self.rings[r].green.max_start = None;
             }
             if next.is_some() || cross {
                 *want = self.termination(now, r, p, self.priority).map(|why| Ending { phase: p, why, next });
@@ -3247,6 +3292,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_omitted_phase_is_never_served_and_its_calls_are_ignored() {
+        let p = |n: u8| PhaseId::new(n).unwrap();
+        // The free plan omits the EB left 3; the operator then omits 4 as
+        // well, and the coordinated plan cannot omit its phase 2.
+        let mut spec = eight_phase();
+        spec.plans[0].omit = PhaseSet::single(p(3));
+        let mut rig = Rig::with_spec(spec);
+        for ch in [1, 3, 4, 5, 7, 8] {
+            rig.detector(ch, true);
+        }
+        rig.run(300);
+        let greens = |log: &[Event], n: u8| {
+            log.iter().filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == n as u16).count()
+        };
+        assert_eq!(greens(&rig.log, 3), 0, "the plan's omit");
+        assert!(greens(&rig.log, 4) > 2 && greens(&rig.log, 7) > 2, "the others cycle");
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseOmitOn && e.param == 3));
+        assert!(!rig.c.snapshot().vehicle_calls.contains(p(3)), "its call is dropped");
+        rig.c.handle_command(rig.now, Command::Omit(PhaseSet::single(p(4)).union(PhaseSet::single(p(2))))).unwrap();
+        rig.c.handle_command(rig.now, Command::SelectPlan(2)).unwrap();
+        rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Coordinated)).unwrap();
+        let from = rig.log.len();
+        rig.run(200);
+        let from = from + rig.log[from..].iter().position(|e| e.code == EventCode::CoordPatternChange).unwrap();
+        rig.run(300);
+        let after = &rig.log[from..];
+        assert_eq!(greens(after, 4), 0, "the operator's omit");
+        assert!(greens(after, 2) > 2, "coordinated 2 is served, omitted or not");
+        assert!(greens(after, 3) > 2, "plan 2 does not omit 3");
+        assert!(after.iter().any(|e| e.code == EventCode::PhaseOmitOff && e.param == 3));
+        assert!(after.iter().all(|e| !(e.code == EventCode::PhaseOmitOn && e.param == 2)));
+    }
+
     /// Overlap C's head (SB left 1, yielding to NB through 2), phases 1, 2
     /// and 6, tick by tick, with the lefts and 5th Ave called now and then.
     fn left_turn_heads(spec: ControllerSpec, ticks: u32) -> (Vec<[Indication; 4]>, Vec<Event>) {
@@ -3403,7 +3482,8 @@ mod fuzz {
                     }
                 }
                 if rng.random_ratio(1, 3000) {
-                    let cmd = match rng.random_range(0..9) {
+                    let cmd = match rng.random_range(0..10) {
+                        9 => Command::Omit(PhaseSet::from_bits(rng.random_range(0..0x100))),
                         8 => Command::Corridor(rng.random_bool(0.8).then(|| CorridorTiming {
                             cycle: Span::from_secs(rng.random_range(40..=160)),
                             offset: Span::from_millis(rng.random_range(0..160_000)),

@@ -39,6 +39,9 @@ pub enum EventCode {
     PhaseCallRegistered = 43,
     PhaseCallDropped = 44,
     PedCallRegistered = 45,
+    /// A phase is omitted (its plan's `omit` or an operator's).
+    PhaseOmitOn = 46,
+    PhaseOmitOff = 47,
     OverlapBeginGreen = 61,
     OverlapBeginYellow = 63,
     OverlapBeginRedClearance = 64,
@@ -101,7 +104,7 @@ impl EventCode {
 
     /// Every code, in numeric order: the table [`from_code`](Self::from_code)
     /// searches and the web view's event log lists.
-    pub const ALL: [EventCode; 81] = [
+    pub const ALL: [EventCode; 83] = [
         EventCode::PhaseOn,
         EventCode::PhaseBeginGreen,
         EventCode::PhaseCheck,
@@ -130,6 +133,8 @@ impl EventCode {
         EventCode::PhaseCallRegistered,
         EventCode::PhaseCallDropped,
         EventCode::PedCallRegistered,
+        EventCode::PhaseOmitOn,
+        EventCode::PhaseOmitOff,
         EventCode::OverlapBeginGreen,
         EventCode::OverlapBeginYellow,
         EventCode::OverlapBeginRedClearance,
@@ -222,6 +227,8 @@ impl EventCode {
             EventCode::PhaseCallRegistered => "Phase Call Registered",
             EventCode::PhaseCallDropped => "Phase Call Dropped",
             EventCode::PedCallRegistered => "Pedestrian Call Registered",
+            EventCode::PhaseOmitOn => "Phase Omit On",
+            EventCode::PhaseOmitOff => "Phase Omit Off",
             EventCode::OverlapBeginGreen => "Overlap Begin Green",
             EventCode::OverlapBeginYellow => "Overlap Begin Yellow",
             EventCode::OverlapBeginRedClearance => "Overlap Begin Red Clearance",

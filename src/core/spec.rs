@@ -320,6 +320,11 @@ pub struct PlanSpec {
     /// Re-plan cycle and splits every cycle from measured flows (the plan's
     /// own cycle and splits are the starting point).
     pub adaptive: bool,
+    /// Phases this plan never serves (NTCIP 1202 phase omit): their calls
+    /// and recalls are ignored while it runs. Never a coordinated phase,
+    /// never every phase of a ring; a preemption still serves its dwell
+    /// and exit phases.
+    pub omit: PhaseSet,
 }
 
 /// Civil date and time, as the time-of-day schedule sees it.

@@ -93,6 +93,7 @@ pub fn eight_phase() -> ControllerSpec {
         coordinated: PhaseSet::EMPTY,
         max_select: MaxSelect::Max1,
         adaptive: false,
+        omit: PhaseSet::EMPTY,
     };
     let mut coordinated = free.clone();
     coordinated.number = 2;

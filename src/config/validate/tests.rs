@@ -505,3 +505,14 @@ fn a_flashing_yellow_arrow_yields_to_the_opposing_through_of_its_one_left() {
     let e = errors(&lead, &overlap("kind = \"green\"\nparents = [1]\n"));
     assert_has(&e, "overlap 1 (id A).kind");
 }
+
+#[test]
+fn a_plan_omits_neither_a_coordinated_phase_nor_a_whole_ring() {
+    let coordinated = "[[plan]]\nnumber = 2\nmode = \"coordinated\"\ncycle_s = 80\nsplits_s = { 2 = 40, 4 = 40, 6 = 40, 8 = 40 }\ncoordinated = [2, 6]\n";
+    assert_eq!(check(&[], &format!("{coordinated}omit = [4]\n")), (vec![], vec![]));
+    let e = errors(&[], &format!("{coordinated}omit = [2, 8, 9]\n"));
+    assert_has(&e, "plan 2 (number 2).omit: phase 2 is coordinated in this plan: it cannot be omitted");
+    assert_has(&e, "plan 2 (number 2).omit: phase 9 is not defined by any [[phase]]");
+    let e = errors(&[("mode = \"free\"", "mode = \"free\"\nomit = [8, 6]")], "");
+    assert_eq!(e, ["plan 1 (number 1).omit: omits every phase of ring 2 (6, 8): leave at least one"]);
+}
