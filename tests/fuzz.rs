@@ -40,7 +40,7 @@ const SHIPPED: [&str; 3] = [
 ];
 
 /// Lines an engineer (or an attacker) might add to a controller file.
-const LINES: [&str; 24] = [
+const LINES: [&str; 26] = [
     "[[phase]]",
     "number = 9",
     "number = 0",
@@ -65,6 +65,8 @@ const LINES: [&str; 24] = [
     "barriers = [[]]",
     "[[overlap]]",
     "conflicts = [[2, 6]]",
+    "kind = \"fya\"",
+    "permissive_phase = 6",
 ];
 
 /// Values put in place of a number.

@@ -2,8 +2,8 @@
 //!
 //! Every shipped controller is driven with random detector streams (busy,
 //! sparse, stuck and chattering detectors), random operator and schedule
-//! commands (plans, modes, flash, holds, calls, preemptions, reloads,
-//! corridor timings), cabinet status changes and, in most scenarios, random
+//! commands (plans, modes, flash, holds, omits, calls, preemptions,
+//! reloads, corridor timings), cabinet status changes and, in most scenarios, random
 //! cabinet preemption and transit priority inputs ([`CabinetInputs`]:
 //! several at once, chattering under the debounce, toggling, stuck on past
 //! their maximum presence). Most scenarios also put a random cabinet
@@ -19,7 +19,9 @@
 //!   which also checks the start-up all red; the countdown is checked on
 //!   the decided frames only, [`Heads::land`] says why);
 //! - this file's [`Observer`], written apart from both the phase machine and
-//!   the monitor: conflicts from the validated conflict table, operator flash
+//!   the monitor: conflicts from the validated conflict table (a flashing
+//!   yellow arrow only while its opposing through is green, and with
+//!   nothing else its left conflicts with), operator flash
 //!   only through clearance, max green honoured, every call served within one
 //!   maximum cycle (plus what the link holds back; on links a cabinet
 //!   keeps, [`Link::keeps_service`]).
@@ -373,7 +375,29 @@ impl<'a> Observer<'a> {
             if s.output.overlap(ov.id).is_permissive()
                 && let Some(p) = ov.conflicts.iter().find(|p| s.output.phase(*p).is_permissive())
             {
-                return Err(format!("overlap {} and conflicting phase {p} both green/yellow", ov.id));
+                // A flashing yellow arrow's steady yellow ends its permissive
+                // movement together with the opposing through's yellow (its
+                // protected yellow never meets that: the two share a ring).
+                let ending = ov.permissive_phase() == Some(p)
+                    && s.output.overlap(ov.id) == Indication::Yellow
+                    && s.output.phase(p) == Indication::Yellow;
+                if !ending {
+                    return Err(format!("overlap {} and conflicting phase {p} both green/yellow", ov.id));
+                }
+            }
+            // A flashing yellow arrow: only while its opposing through is
+            // green (no yellow trap), and never with what the left yields
+            // to nothing for.
+            if let Some(opposing) = ov.permissive_phase()
+                && s.output.overlap(ov.id) == Indication::FlashingYellow
+                && s.unit == UnitState::Run
+            {
+                if s.output.phase(opposing) != Indication::Green {
+                    return Err(format!("overlap {} flashes while opposing phase {opposing} is not green", ov.id));
+                }
+                if let Some(p) = ov.permissive_conflicts().iter().find(|p| s.output.phase(*p).is_permissive()) {
+                    return Err(format!("overlap {}'s flashing yellow arrow with conflicting phase {p}", ov.id));
+                }
             }
         }
         // 2. An orderly (operator) flash never cuts a green: greens end
@@ -490,7 +514,10 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
         ),
         3 => Command::SetMode(OperatingMode::Scheduled),
         4 => Command::Hold(pick(rng)),
-        5 | 6 => Command::Release(x.spec.phase_set()),
+        5 => Command::Release(x.spec.phase_set()),
+        // An operator omit of one phase (any: the plan's coordinated
+        // phases are served regardless), or the omits cleared.
+        6 => Command::Omit(if rng.below(2) == 0 { pick(rng) } else { PhaseSet::EMPTY }),
         7 => Command::PlaceCall { vehicle: pick(rng), ped: pick(rng) },
         8 => {
             // A reload that also flips how adaptive plans run, so every
@@ -521,20 +548,25 @@ fn random_command(rng: &mut Rng, x: &IntersectionConfig) -> Command {
 }
 
 /// Run one scenario; returns the ticks run.
-/// What one scenario ran: ticks, and the preemption events it drove
-/// (entries, track clearances, stuck inputs faulted; Indiana 105, 106,
-/// 110), so the run shows the new intervals were exercised.
+/// What one scenario ran: ticks, and the events it drove of the intervals
+/// added since the test began (preemption entries, track clearances,
+/// stuck inputs faulted, flashing yellow arrows; Indiana 105, 106, 110,
+/// 32), so the run shows they were exercised.
 #[derive(Clone, Copy, Debug, Default)]
 struct Ran {
     ticks: u64,
-    preempt: [u64; 3],
+    counted: [u64; 4],
     /// Frames showing a pedestrian countdown, summed over crossings (the
     /// monitor checks each against the clearance's end).
     countdowns: u64,
 }
 
-const PREEMPT_COUNTED: [EventCode; 3] =
-    [EventCode::PreemptEntryStarted, EventCode::PreemptBeginTrackClearance, EventCode::PreemptMaxPresenceExceeded];
+const COUNTED: [EventCode; 4] = [
+    EventCode::PreemptEntryStarted,
+    EventCode::PreemptBeginTrackClearance,
+    EventCode::PreemptMaxPresenceExceeded,
+    EventCode::FyaBeginPermissive,
+];
 
 fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, TestCaseError> {
     let mut ran = Ran { ticks: sc.ticks as u64, ..Ran::default() };
@@ -607,8 +639,8 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, Te
             .check(now, &snap)
             .map_err(|e| TestCaseError::fail(format!("{}: tick {tick}: {e}\n{snap:#?}", x.spec.id)))?;
         while let Some(e) = controller.poll_event() {
-            if let Some(k) = PREEMPT_COUNTED.iter().position(|&c| c == e.code) {
-                ran.preempt[k] += 1;
+            if let Some(k) = COUNTED.iter().position(|&c| c == e.code) {
+                ran.counted[k] += 1;
             }
             if matches!(
                 e.code,
@@ -629,26 +661,27 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
         TestRunner::new(Config { cases, max_shrink_iters: 32, failure_persistence: None, ..Config::default() });
     let total = std::cell::Cell::new(0u64);
     let per_controller = std::cell::RefCell::new(vec![0u64; configs.len()]);
-    let preempt = std::cell::Cell::new([0u64; 3]);
+    let counted = std::cell::Cell::new([0u64; 4]);
     let countdowns = std::cell::Cell::new(0u64);
     runner
         .run(&scenario(configs.len()), |sc| {
             let ran = run_scenario(&configs, &sc)?;
             total.set(total.get() + ran.ticks);
             per_controller.borrow_mut()[sc.controller] += ran.ticks;
-            preempt.set(std::array::from_fn(|k| preempt.get()[k] + ran.preempt[k]));
+            counted.set(std::array::from_fn(|k| counted.get()[k] + ran.counted[k]));
             countdowns.set(countdowns.get() + ran.countdowns);
             Ok(())
         })
         .unwrap_or_else(|e| panic!("safety property violated: {e}"));
     let total = total.get();
-    let [entries, track_clearances, stuck] = preempt.get();
+    let [entries, track_clearances, stuck, arrows] = counted.get();
     println!("safety property test: {total} ticks, 0 violations");
     println!(
         "  preemption: {entries} entries (105), {track_clearances} track clearances (106), \
          {stuck} stuck inputs faulted (110)"
     );
     println!("  pedestrian countdown: {} crossing-ticks counted down, none under-read", countdowns.get());
+    println!("  flashing yellow arrows: {arrows} permissive intervals (32)");
     for (x, n) in configs.iter().zip(per_controller.borrow().iter()) {
         println!("  {}: {n} ticks", x.spec.id);
     }

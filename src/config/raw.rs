@@ -326,6 +326,18 @@ pub struct RawOverlap {
     pub id: Option<String>,
     pub parents: Option<Vec<u8>>,
     pub conflicts: Option<Vec<u8>>,
+    #[serde(default)]
+    pub kind: RawOverlapKind,
+    pub permissive_phase: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawOverlapKind {
+    #[default]
+    Normal,
+    /// Flashing yellow arrow (protected/permissive left turn).
+    Fya,
 }
 
 /// `[[plan]]`
@@ -345,6 +357,8 @@ pub struct RawPlan {
     pub coordinated: Vec<u8>,
     #[serde(default)]
     pub max: RawMaxSelect,
+    #[serde(default)]
+    pub omit: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

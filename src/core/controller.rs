@@ -99,6 +99,11 @@ pub enum Command {
     /// Hold these phases green once they are green (NTCIP phase hold).
     Hold(PhaseSet),
     Release(PhaseSet),
+    /// Omit these phases (NTCIP phase omit), in place of the operator's
+    /// previous omits and besides the plan's: their calls are ignored.
+    /// The plan's coordinated phases and a preemption's targets are
+    /// served all the same.
+    Omit(PhaseSet),
     /// Place calls as a detector would (test, operator, central).
     PlaceCall {
         vehicle: PhaseSet,
@@ -247,6 +252,8 @@ enum OverlapInterval {
     #[default]
     Red,
     Green,
+    /// A flashing yellow arrow's permissive display.
+    Permissive,
     Yellow {
         shown: Shown,
         yellow: Span,
@@ -267,6 +274,7 @@ struct ActivePlan {
     max_select: MaxSelect,
     /// Cycle and splits come from the optimizer, cycle by cycle.
     adaptive: bool,
+    omit: PhaseSet,
 }
 
 /// One intersection's controller. See the module docs.
@@ -297,6 +305,11 @@ pub struct Controller {
     /// clearance.
     ped_extensions: PhaseSet,
     holds: PhaseSet,
+    /// The operator's omits ([`Command::Omit`]).
+    operator_omit: PhaseSet,
+    /// The phases omitted now: the plan's and the operator's, less the
+    /// plan's coordinated phases.
+    omitted: PhaseSet,
     pending_spec: Option<Box<ControllerSpec>>,
     pending_plan: Option<u8>,
     pending_mode: Option<OperatingMode>,
@@ -369,6 +382,8 @@ impl Controller {
             ped_calls: PhaseSet::EMPTY,
             ped_extensions: PhaseSet::EMPTY,
             holds: PhaseSet::EMPTY,
+            operator_omit: PhaseSet::EMPTY,
+            omitted: PhaseSet::EMPTY,
             pending_spec: None,
             pending_plan: None,
             pending_mode: None,
@@ -684,6 +699,10 @@ impl Controller {
                 }
                 self.holds = self.holds.union(set);
             }
+            Command::Omit(set) => {
+                self.check_phases(set)?;
+                self.operator_omit = set;
+            }
             Command::Release(set) => {
                 for p in set.intersection(self.holds).iter() {
                     self.events.push(now, EventCode::PhaseHoldReleased, p.number() as u16);
@@ -802,8 +821,12 @@ impl Controller {
             self.events.push(now, EventCode::PhaseInactive, n);
         }
         for ov in self.spec.overlaps.iter().take(MAX_OVERLAPS) {
-            if self.overlaps[ov.id.index()] != OverlapInterval::Red {
-                self.events.push(now, EventCode::OverlapOff, ov.id.number() as u16);
+            let (state, n) = (self.overlaps[ov.id.index()], ov.id.number() as u16);
+            if state == OverlapInterval::Permissive {
+                self.events.push(now, EventCode::FyaEndPermissive, n);
+            }
+            if state != OverlapInterval::Red {
+                self.events.push(now, EventCode::OverlapOff, n);
             }
         }
     }
@@ -883,8 +906,25 @@ impl Controller {
 
     // === calls ===
 
+    /// Log omits starting and ending (Indiana 46/47), and drop the calls
+    /// of omitted phases.
+    fn update_omits(&mut self, now: Instant) {
+        let omitted = self.plan.omit.union(self.operator_omit).difference(self.plan.coordinated());
+        let omitted = omitted.intersection(self.spec.phase_set());
+        for p in omitted.difference(self.omitted).iter() {
+            self.events.push(now, EventCode::PhaseOmitOn, p.number() as u16);
+        }
+        for p in self.omitted.difference(omitted).iter() {
+            self.events.push(now, EventCode::PhaseOmitOff, p.number() as u16);
+        }
+        self.omitted = omitted;
+        self.vehicle_calls = self.vehicle_calls.difference(omitted);
+        self.ped_calls = self.ped_calls.difference(omitted);
+    }
+
     fn register_calls(&mut self, now: Instant, demand: &DetectorDemand) {
-        let present = self.spec.phase_set();
+        self.update_omits(now);
+        let present = self.spec.phase_set().difference(self.omitted);
         let green = self.phases_in(Interval::Green);
         let mut vehicle = demand.calls;
         let mut ped = demand.ped_calls;
@@ -904,7 +944,7 @@ impl Controller {
             PlanMode::Coordinated => vehicle = vehicle.union(self.plan.coordinated()),
             PlanMode::Free => {}
         }
-        ped = ped.intersection(self.ped_phases());
+        ped = ped.intersection(self.ped_phases()).difference(self.omitted);
         let new_vehicle = vehicle.difference(green).difference(self.vehicle_calls).intersection(present);
         for p in new_vehicle.iter() {
             self.events.push(now, EventCode::PhaseCallRegistered, p.number() as u16);
@@ -920,7 +960,8 @@ impl Controller {
 
         // Soft recall: a call only when nothing conflicting is waiting.
         let waiting = self.vehicle_calls.union(self.ped_calls);
-        for phase in self.spec.phases.iter().filter(|p| p.timing.recall == Recall::Soft) {
+        for phase in self.spec.phases.iter().filter(|p| p.timing.recall == Recall::Soft && !self.omitted.contains(p.id))
+        {
             let conflicting = self.spec.conflicts[phase.id.index()];
             if !waiting.intersects(conflicting) && !green.contains(phase.id) && !self.vehicle_calls.contains(phase.id) {
                 self.vehicle_calls.insert(phase.id);
@@ -964,6 +1005,7 @@ impl Controller {
                 coord: None,
                 max_select: MaxSelect::Max1,
                 adaptive: false,
+                omit: PhaseSet::EMPTY,
             };
         };
         let coord = CoordPlan::new(spec, plan);
@@ -991,6 +1033,7 @@ impl Controller {
             coord: if plan_mode == PlanMode::Free { None } else { coord },
             max_select: plan.max_select,
             adaptive,
+            omit: plan.omit,
         }
     }
 
@@ -1474,6 +1517,14 @@ impl Controller {
             if (next.is_some() || cross) && green.max_start.is_none() && !green.leading {
                 self.rings[r].green.max_start = Some(now);
                 self.events.push(now, EventCode::PhaseCheck, p.number() as u16);
+            }
+            // The calls that started the max timer were dropped (an omit):
+            // nothing conflicting waits, so the green rests and its max
+            // timer starts again with the next conflicting call. (Latched
+            // calls otherwise leave only by being served.)
+            let waiting = self.vehicle_calls.union(self.ped_calls);
+            if next.is_none() && !cross && !waiting.intersects(self.spec.conflicts[p.index()]) {
+                self.rings[r].green.max_start = None;
             }
             if next.is_some() || cross {
                 *want = self.termination(now, r, p, self.priority).map(|why| Ending { phase: p, why, next });
@@ -2002,24 +2053,31 @@ impl Controller {
                     && r.phase.is_some_and(|p| ov.parents.contains(p))
                     && r.next.is_some_and(|n| ov.parents.contains(n))
             });
+            // A flashing yellow arrow's opposing through is green: the
+            // left may turn, yielding (never together with the parent,
+            // which conflicts with it: config/validate/detector.rs).
+            let permissive_green = ov.permissive_phase().is_some_and(|p| green.contains(p));
             let state = self.overlaps[i];
             self.overlaps[i] = match state {
                 OverlapInterval::Red if parent_green => {
                     self.events.push(now, EventCode::OverlapBeginGreen, n);
                     OverlapInterval::Green
                 }
+                OverlapInterval::Red if permissive_green => {
+                    self.events.push(now, EventCode::FyaBeginPermissive, n);
+                    OverlapInterval::Permissive
+                }
                 OverlapInterval::Green if !parent_green && !carried => {
-                    // Time the overlap's clearance as the longest of its
-                    // parents' so it is never shorter than theirs.
-                    let (yellow, red_clear) = ov
-                        .parents
-                        .iter()
-                        .filter_map(|p| self.spec.phase(p))
-                        .fold((Span::ZERO, Span::ZERO), |(y, r), ph| {
-                            (y.max(ph.timing.yellow), r.max(ph.timing.red_clear))
-                        });
                     self.events.push(now, EventCode::OverlapBeginYellow, n);
-                    OverlapInterval::Yellow { shown: self.starting(now), yellow, red_clear }
+                    overlap_yellow(&self.spec, ov.parents, self.starting(now))
+                }
+                // The flashing arrow ends through a steady yellow arrow as
+                // its opposing through ends: no yellow trap.
+                OverlapInterval::Permissive if !permissive_green || parent_green => {
+                    self.events.push(now, EventCode::FyaEndPermissive, n);
+                    self.events.push(now, EventCode::OverlapBeginYellow, n);
+                    let movements = ov.parents.union(ov.permissive_phase().map(PhaseSet::single).unwrap_or_default());
+                    overlap_yellow(&self.spec, movements, self.starting(now))
                 }
                 OverlapInterval::Yellow { shown, yellow, red_clear } if shown.elapsed(now) >= yellow => {
                     self.events.push(now, EventCode::OverlapBeginRedClearance, n);
@@ -2093,6 +2151,7 @@ impl Controller {
                 for ov in spec.overlaps.iter().take(MAX_OVERLAPS) {
                     out.overlap[ov.id.index()] = match self.overlaps[ov.id.index()] {
                         OverlapInterval::Green => Indication::Green,
+                        OverlapInterval::Permissive => Indication::FlashingYellow,
                         OverlapInterval::Yellow { .. } => Indication::Yellow,
                         OverlapInterval::Red | OverlapInterval::RedClear { .. } => Indication::Red,
                     };
@@ -2101,6 +2160,21 @@ impl Controller {
         }
         self.output = out;
     }
+}
+
+/// An overlap's yellow beginning (`shown`), timed as the longest yellow and
+/// red clearance of `movements` (its parents; with a flashing yellow
+/// arrow's opposing through when the flashing arrow ends), so it is never
+/// shorter than theirs. The protected arrow's is its parent's alone: the
+/// opposing through starts after the parent's clearance and must find the
+/// arrow's done (src/core/monitor.rs); the flashing arrow's longer one is
+/// waited for at the barrier.
+fn overlap_yellow(spec: &ControllerSpec, movements: PhaseSet, shown: Shown) -> OverlapInterval {
+    let (yellow, red_clear) = movements
+        .iter()
+        .filter_map(|p| spec.phase(p))
+        .fold((Span::ZERO, Span::ZERO), |(y, r), ph| (y.max(ph.timing.yellow), r.max(ph.timing.red_clear)));
+    OverlapInterval::Yellow { shown, yellow, red_clear }
 }
 
 impl ActivePlan {
@@ -2115,7 +2189,7 @@ mod tests {
     use crate::core::ids::DetectorChannel;
     use crate::core::monitor::Monitor;
     use crate::core::spec::VolumeDensity;
-    use crate::core::testing::eight_phase;
+    use crate::core::testing::{eight_phase, with_flashing_yellow_arrows};
 
     const TICK: Span = Span::from_millis(100);
 
@@ -3276,7 +3350,8 @@ mod tests {
 
     /// The intervals the log has opened and not closed: green (1 until 7),
     /// yellow (8 until 9), red clearance (10 until 11), walk or pedestrian
-    /// clearance (21 until 23 or 24), an overlap (61 until 65).
+    /// clearance (21 until 23 or 24), an overlap (61 until 65), a flashing
+    /// yellow arrow (32 until 33).
     fn open_intervals(log: &[Event]) -> Vec<(EventCode, u16)> {
         use EventCode::*;
         let mut open: Vec<(EventCode, u16)> = Vec::new();
@@ -3286,12 +3361,14 @@ mod tests {
                 | PhaseBeginYellowChange
                 | PhaseBeginRedClearance
                 | PedBeginWalk
-                | OverlapBeginGreen => (Some(e.code), &[]),
+                | OverlapBeginGreen
+                | FyaBeginPermissive => (Some(e.code), &[]),
                 PhaseGreenTermination => (None, &[PhaseBeginGreen]),
                 PhaseEndYellowChange => (None, &[PhaseBeginYellowChange]),
                 PhaseEndRedClearance => (None, &[PhaseBeginRedClearance]),
                 PedBeginSolidDontWalk | PedDark => (None, &[PedBeginWalk]),
                 OverlapOff => (None, &[OverlapBeginGreen]),
+                FyaEndPermissive => (None, &[FyaBeginPermissive]),
                 _ => (None, &[]),
             };
             open.retain(|&(code, param)| !(param == e.param && closes.contains(&code)));
@@ -3306,11 +3383,12 @@ mod tests {
     /// event, at the flash's instant.
     #[test]
     fn a_flash_closes_every_interval_it_cuts_in_the_event_log() {
-        let mut spec = eight_phase();
+        let mut spec = with_flashing_yellow_arrows(eight_phase());
         spec.overlaps.push(crate::core::spec::OverlapSpec {
             id: crate::core::ids::OverlapId::new(1).unwrap(),
             parents: PhaseSet::single(PhaseId::new(2).unwrap()),
             conflicts: spec.conflicts[PhaseId::new(2).unwrap().index()],
+            kind: crate::core::spec::OverlapKind::Normal,
         });
         let mut closed_by = std::collections::BTreeSet::new();
         for cut in 0..120u64 {
@@ -3339,9 +3417,124 @@ mod tests {
         for code in [EventCode::PedDark, EventCode::PhaseGreenTermination, EventCode::PhaseEndYellowChange] {
             assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
         }
-        for code in [EventCode::PhaseEndRedClearance, EventCode::PhaseInactive, EventCode::OverlapOff] {
+        for code in [
+            EventCode::PhaseEndRedClearance,
+            EventCode::PhaseInactive,
+            EventCode::OverlapOff,
+            EventCode::FyaEndPermissive,
+        ] {
             assert!(closed_by.contains(&code.code()), "no cut closed with {code:?}: {closed_by:?}");
         }
+    }
+
+    #[test]
+    fn an_omitted_phase_is_never_served_and_its_calls_are_ignored() {
+        let p = |n: u8| PhaseId::new(n).unwrap();
+        // The free plan omits the EB left 3; the operator then omits 4 as
+        // well, and the coordinated plan cannot omit its phase 2.
+        let mut spec = eight_phase();
+        spec.plans[0].omit = PhaseSet::single(p(3));
+        let mut rig = Rig::with_spec(spec);
+        for ch in [1, 3, 4, 5, 7, 8] {
+            rig.detector(ch, true);
+        }
+        rig.run(300);
+        let greens = |log: &[Event], n: u8| {
+            log.iter().filter(|e| e.code == EventCode::PhaseBeginGreen && e.param == n as u16).count()
+        };
+        assert_eq!(greens(&rig.log, 3), 0, "the plan's omit");
+        assert!(greens(&rig.log, 4) > 2 && greens(&rig.log, 7) > 2, "the others cycle");
+        assert!(rig.log.iter().any(|e| e.code == EventCode::PhaseOmitOn && e.param == 3));
+        assert!(!rig.c.snapshot().vehicle_calls.contains(p(3)), "its call is dropped");
+        rig.c.handle_command(rig.now, Command::Omit(PhaseSet::single(p(4)).union(PhaseSet::single(p(2))))).unwrap();
+        rig.c.handle_command(rig.now, Command::SelectPlan(2)).unwrap();
+        rig.c.handle_command(rig.now, Command::SetMode(OperatingMode::Coordinated)).unwrap();
+        let from = rig.log.len();
+        rig.run(200);
+        let from = from + rig.log[from..].iter().position(|e| e.code == EventCode::CoordPatternChange).unwrap();
+        rig.run(300);
+        let after = &rig.log[from..];
+        assert_eq!(greens(after, 4), 0, "the operator's omit");
+        assert!(greens(after, 2) > 2, "coordinated 2 is served, omitted or not");
+        assert!(greens(after, 3) > 2, "plan 2 does not omit 3");
+        assert!(after.iter().any(|e| e.code == EventCode::PhaseOmitOff && e.param == 3));
+        assert!(after.iter().all(|e| !(e.code == EventCode::PhaseOmitOn && e.param == 2)));
+    }
+
+    /// Overlap C's head (SB left 1, yielding to NB through 2), phases 1, 2
+    /// and 6, tick by tick, with the lefts and 5th Ave called now and then.
+    fn left_turn_heads(spec: ControllerSpec, ticks: u32) -> (Vec<[Indication; 4]>, Vec<Event>) {
+        let mut rig = Rig::with_spec(spec);
+        let c = crate::core::ids::OverlapId::from_letter('C').unwrap();
+        let mut heads = Vec::new();
+        for t in 0..ticks {
+            // Lefts and 4 called for a second every 50 s, at different times.
+            rig.detector(1, t % 500 < 10);
+            rig.detector(5, (t + 150) % 500 < 10);
+            rig.detector(4, (t + 300) % 500 < 10);
+            rig.step();
+            let out = rig.c.output();
+            heads.push([out.overlap(c), rig.shows(1), rig.shows(2), rig.shows(6)]);
+        }
+        (heads, rig.log)
+    }
+
+    /// The distinct runs of overlap C's indication, in order.
+    fn runs(heads: &[[Indication; 4]]) -> Vec<Indication> {
+        let mut seq: Vec<Indication> = heads.iter().map(|h| h[0]).collect();
+        seq.dedup();
+        seq
+    }
+
+    #[test]
+    fn a_flashing_yellow_arrow_runs_protected_then_permissive_and_ends_with_its_opposing_through() {
+        use Indication::*;
+        let (heads, log) = left_turn_heads(with_flashing_yellow_arrows(eight_phase()), 6000);
+        let seq = runs(&heads);
+        // Leading left: green arrow, yellow arrow, red arrow (1's red
+        // clearance), then the flashing arrow with 2's green, ended by a
+        // yellow arrow with 2's yellow.
+        let cycle = [Green, Yellow, Red, FlashingYellow, Yellow, Red];
+        assert!(seq.windows(6).any(|w| w == cycle), "{seq:?}");
+        for (k, h) in heads.iter().enumerate() {
+            let [arrow, left, through, _] = *h;
+            match arrow {
+                Green => assert_eq!(left, Green, "tick {k}: green arrow only with its left phase"),
+                FlashingYellow => assert_eq!(through, Green, "tick {k}: flashing only with 2 green"),
+                _ => {}
+            }
+            // The yellow trap: 2 shows yellow, the arrow never flashes.
+            if k > 0 && heads[k - 1][0] == FlashingYellow && through != Green {
+                assert_eq!(arrow, Yellow, "tick {k}: the flashing arrow ends through a steady yellow with 2");
+            }
+        }
+        let count = |code| log.iter().filter(|e| e.code == code && e.param == 3).count();
+        assert!(count(EventCode::FyaBeginPermissive) >= 2);
+        assert!(count(EventCode::FyaBeginPermissive) - count(EventCode::FyaEndPermissive) <= 1);
+    }
+
+    #[test]
+    fn a_lagging_left_never_leaves_its_turners_in_a_yellow_trap() {
+        use Indication::*;
+        // Ring 1 lags its left: 2 then 1, while 5 leads 6 in ring 2. When 2
+        // ends, 6 runs on: the SB left's flashing arrow must end with 2.
+        let mut spec = with_flashing_yellow_arrows(eight_phase());
+        spec.rings[0].sequence = vec![PhaseId::new(2).unwrap(), PhaseId::new(1).unwrap()]
+            .into_iter()
+            .chain(spec.rings[0].sequence[2..].iter().copied())
+            .collect();
+        let (heads, _) = left_turn_heads(spec, 6000);
+        let mut trapped_cases = 0;
+        for w in heads.windows(2) {
+            let ([was, ..], [arrow, _, through, opposite]) = (w[0], w[1]);
+            if was == FlashingYellow && through == Yellow {
+                assert_eq!(arrow, Yellow, "the flashing arrow ends as 2 ends");
+                trapped_cases += usize::from(opposite == Green);
+            }
+        }
+        assert!(trapped_cases > 0, "2 ended while 6 ran on (the yellow trap case) at least once");
+        let seq = runs(&heads);
+        assert!(seq.windows(4).any(|w| w == [FlashingYellow, Yellow, Red, Green]), "lagging protected: {seq:?}");
     }
 
     #[test]
@@ -3384,16 +3577,17 @@ mod fuzz {
 
     use super::*;
     use crate::core::monitor::Monitor;
-    use crate::core::testing::eight_phase;
+    use crate::core::testing::{eight_phase, with_flashing_yellow_arrows};
 
     /// Random detectors and commands against every plan: the monitor never
-    /// trips and every call is served. The integration suite's property
+    /// trips and every call is served (half the seeds with flashing yellow
+    /// arrow heads on the main-street lefts). The integration suite's property
     /// tests do this at scale over the shipped controllers.
     #[test]
     fn random_ticks_never_trip_the_monitor() {
         for seed in 0..12u64 {
             let mut rng = SmallRng::seed_from_u64(seed);
-            let mut spec = eight_phase();
+            let mut spec = if seed % 2 == 0 { eight_phase() } else { with_flashing_yellow_arrows(eight_phase()) };
             spec.adaptive.style =
                 [AdaptiveStyle::Cycle, AdaptiveStyle::Free, AdaptiveStyle::Schedule][seed as usize % 3];
             if seed % 3 == 0 {
@@ -3423,7 +3617,8 @@ mod fuzz {
                     }
                 }
                 if rng.random_ratio(1, 3000) {
-                    let cmd = match rng.random_range(0..9) {
+                    let cmd = match rng.random_range(0..10) {
+                        9 => Command::Omit(PhaseSet::from_bits(rng.random_range(0..0x100))),
                         8 => Command::Corridor(rng.random_bool(0.8).then(|| CorridorTiming {
                             cycle: Span::from_secs(rng.random_range(40..=160)),
                             offset: Span::from_millis(rng.random_range(0..160_000)),

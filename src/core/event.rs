@@ -30,11 +30,18 @@ pub enum EventCode {
     /// The pedestrian heads went dark (flash cut a walk or clearance).
     PedDark = 24,
     BarrierTermination = 31,
+    /// A flashing yellow arrow overlap begins its permissive display.
+    FyaBeginPermissive = 32,
+    /// A flashing yellow arrow overlap ends its permissive display.
+    FyaEndPermissive = 33,
     PhaseHoldActive = 41,
     PhaseHoldReleased = 42,
     PhaseCallRegistered = 43,
     PhaseCallDropped = 44,
     PedCallRegistered = 45,
+    /// A phase is omitted (its plan's `omit` or an operator's).
+    PhaseOmitOn = 46,
+    PhaseOmitOff = 47,
     OverlapBeginGreen = 61,
     OverlapBeginYellow = 63,
     OverlapBeginRedClearance = 64,
@@ -97,7 +104,7 @@ impl EventCode {
 
     /// Every code, in numeric order: the table [`from_code`](Self::from_code)
     /// searches and the web view's event log lists.
-    pub const ALL: [EventCode; 79] = [
+    pub const ALL: [EventCode; 83] = [
         EventCode::PhaseOn,
         EventCode::PhaseBeginGreen,
         EventCode::PhaseCheck,
@@ -119,11 +126,15 @@ impl EventCode {
         EventCode::PedBeginSolidDontWalk,
         EventCode::PedDark,
         EventCode::BarrierTermination,
+        EventCode::FyaBeginPermissive,
+        EventCode::FyaEndPermissive,
         EventCode::PhaseHoldActive,
         EventCode::PhaseHoldReleased,
         EventCode::PhaseCallRegistered,
         EventCode::PhaseCallDropped,
         EventCode::PedCallRegistered,
+        EventCode::PhaseOmitOn,
+        EventCode::PhaseOmitOff,
         EventCode::OverlapBeginGreen,
         EventCode::OverlapBeginYellow,
         EventCode::OverlapBeginRedClearance,
@@ -209,11 +220,15 @@ impl EventCode {
             EventCode::PedBeginSolidDontWalk => "Pedestrian Begin Solid Don't Walk",
             EventCode::PedDark => "Pedestrian Dark",
             EventCode::BarrierTermination => "Barrier Termination",
+            EventCode::FyaBeginPermissive => "FYA Begin Permissive",
+            EventCode::FyaEndPermissive => "FYA End Permissive",
             EventCode::PhaseHoldActive => "Phase Hold Active",
             EventCode::PhaseHoldReleased => "Phase Hold Released",
             EventCode::PhaseCallRegistered => "Phase Call Registered",
             EventCode::PhaseCallDropped => "Phase Call Dropped",
             EventCode::PedCallRegistered => "Pedestrian Call Registered",
+            EventCode::PhaseOmitOn => "Phase Omit On",
+            EventCode::PhaseOmitOff => "Phase Omit Off",
             EventCode::OverlapBeginGreen => "Overlap Begin Green",
             EventCode::OverlapBeginYellow => "Overlap Begin Yellow",
             EventCode::OverlapBeginRedClearance => "Overlap Begin Red Clearance",

@@ -12,7 +12,13 @@
 //! leading interval. A pedestrian countdown shows only in a clearance and
 //! never reads less than the clearance still runs: each number promises
 //! the clearance is over by the time it counts down to (a clearance
-//! extended while it runs starts a new promise). The first fault latches: from then on
+//! extended while it runs starts a new promise). A flashing yellow arrow
+//! overlap is a second movement
+//! on its head: while it flashes (and through the steady yellow arrow that
+//! ends it) it may show with its opposing through but nothing else the
+//! protected arrow conflicts with, it flashes only while that opposing
+//! through is green (no yellow trap), and it ends through a full steady
+//! yellow. The first fault latches: from then on
 //! [`Monitor::guard`] replaces every frame with flash until an operator calls
 //! [`Monitor::reset`], as a cabinet's MMU holds flash until its reset button.
 
@@ -70,6 +76,8 @@ pub enum Fault {
     CountdownOutsideClearance { phase: PhaseId, secs: u16 },
     #[error("{channel} is dark while the intersection runs")]
     Dark { channel: Channel },
+    #[error("overlap {overlap} flashes its yellow arrow while its opposing phase {opposing} shows {shown:?}")]
+    YellowTrap { overlap: OverlapId, opposing: PhaseId, shown: Indication },
 }
 
 /// The latched trip: when, why, and the frame that tripped it.
@@ -97,6 +105,9 @@ struct Track {
     since: Instant,
     /// When it last finished yellow (red clearance starts here).
     cleared_at: Option<Instant>,
+    /// A flashing yellow arrow overlap in its permissive movement: the
+    /// flashing arrow, and the steady yellow arrow that ends it.
+    yielding: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -120,6 +131,11 @@ pub struct Monitor {
     /// `permissive[a]` has bit `b` set when channels a and b may show green
     /// or yellow together (channel index: phases 0..16, then overlaps).
     permissive: [u32; CHANNELS],
+    /// For a flashing yellow arrow overlap, the channels its permissive
+    /// movement may show with (its opposing through among them).
+    yielding: [u32; CHANNELS],
+    /// A flashing yellow arrow overlap's opposing through.
+    opposing: [Option<PhaseId>; MAX_OVERLAPS],
     present: u32,
     timing: [Timing; CHANNELS],
     tracks: [Track; CHANNELS],
@@ -148,6 +164,8 @@ impl Monitor {
     pub fn new(spec: &ControllerSpec) -> Self {
         let mut m = Monitor {
             permissive: [0; CHANNELS],
+            yielding: [0; CHANNELS],
+            opposing: [None; MAX_OVERLAPS],
             present: 0,
             timing: [Timing::default(); CHANNELS],
             tracks: [Track::default(); CHANNELS],
@@ -162,6 +180,8 @@ impl Monitor {
     /// Take a (reloaded) definition. Keeps the latch and the tracks.
     pub fn configure(&mut self, spec: &ControllerSpec) {
         self.permissive = [0; CHANNELS];
+        self.yielding = [0; CHANNELS];
+        self.opposing = [None; MAX_OVERLAPS];
         self.present = 0;
         self.timing = [Timing::default(); CHANNELS];
         // A preemption allowed to cut walks (`truncated_walk`) may cut any
@@ -192,17 +212,26 @@ impl Monitor {
         for ov in spec.overlaps.iter().take(MAX_OVERLAPS) {
             let io = overlap_channel(ov.id);
             self.present |= 1 << io;
-            // The overlap's clearance must be at least its shortest parent's.
-            let parents = spec.phases.iter().filter(|p| ov.parents.contains(p.id));
-            let yellow = parents.clone().map(|p| p.timing.yellow).min().unwrap_or_default();
-            let red_clear = parents.map(|p| p.timing.red_clear).min().unwrap_or_default();
+            // The overlap's clearance must be at least its shortest
+            // parent's (or opposing through's: a flashing arrow's yellow
+            // ends that movement).
+            let opposing = ov.permissive_phase();
+            let movements = spec.phases.iter().filter(|p| ov.parents.contains(p.id) || opposing == Some(p.id));
+            let yellow = movements.clone().map(|p| p.timing.yellow).min().unwrap_or_default();
+            let red_clear = movements.map(|p| p.timing.red_clear).min().unwrap_or_default();
             self.timing[io] = Timing { yellow, red_clear, ..Timing::default() };
             self.permissive[io] |= !0; // overlaps among themselves are not checked
+            self.yielding[io] |= !0;
+            self.opposing[ov.id.index()] = opposing;
+            let yields_to = ov.permissive_conflicts();
             for p in &spec.phases {
                 if ov.conflicts.contains(p.id) {
                     self.permissive[io] &= !(1 << phase_channel(p.id));
                 } else {
                     self.permissive[phase_channel(p.id)] |= 1 << io;
+                }
+                if yields_to.contains(p.id) {
+                    self.yielding[io] &= !(1 << phase_channel(p.id));
                 }
             }
             for other in spec.overlaps.iter().take(MAX_OVERLAPS) {
@@ -266,34 +295,48 @@ impl Monitor {
         if !self.started {
             self.started = true;
             for i in 0..CHANNELS {
-                self.tracks[i] = Track { shown: Self::shown(frame, i), since: now, cleared_at: None };
+                let shown = Self::shown(frame, i);
+                let yielding = self.is_arrow(i) && shown == Indication::FlashingYellow;
+                self.tracks[i] = Track { shown, since: now, cleared_at: None, yielding };
             }
             for i in 0..MAX_PHASES {
                 self.peds[i] = PedTrack { shown: frame.ped[i], since: now, ..PedTrack::default() };
             }
         }
-        let flashing = (0..CHANNELS)
-            .any(|i| matches!(Self::shown(frame, i), Indication::FlashingRed | Indication::FlashingYellow));
+        // A flashing yellow arrow is a movement, not the intersection's flash.
+        let flashing = (0..CHANNELS).any(|i| match Self::shown(frame, i) {
+            Indication::FlashingRed => true,
+            Indication::FlashingYellow => !self.is_arrow(i),
+            _ => false,
+        });
 
         // Conflicts, on the frame as a whole. A walk or pedestrian
-        // clearance is its phase's movement too, whatever the vehicle head.
-        let mut lit = 0u32;
+        // clearance is its phase's movement too, whatever the vehicle head;
+        // so is a flashing yellow arrow, and the steady yellow ending it.
+        let (mut lit, mut yielding) = (0u32, 0u32);
         for i in 0..CHANNELS {
+            let shown = Self::shown(frame, i);
             let walking =
                 i < MAX_PHASES && matches!(frame.ped[i], PedIndication::Walk | PedIndication::FlashingDontWalk);
-            if Self::shown(frame, i).is_permissive() || walking {
+            let arrow = self.is_arrow(i)
+                && (shown == Indication::FlashingYellow || (shown == Indication::Yellow && self.tracks[i].yielding));
+            if shown.is_permissive() || walking || arrow {
                 lit |= 1 << i;
+            }
+            if arrow {
+                yielding |= 1 << i;
             }
         }
         for a in 0..CHANNELS {
             if lit & (1 << a) != 0 {
-                let clash = lit & !self.permissive[a];
+                let clash = lit & !self.allowed_with(a, yielding);
                 if clash != 0 {
                     let b = clash.trailing_zeros() as usize;
                     return Err(Fault::Conflict { a: channel_of(a), b: channel_of(b) });
                 }
             }
         }
+        self.check_yellow_traps(frame)?;
 
         // Transitions and interval lengths, channel by channel.
         for i in 0..CHANNELS {
@@ -310,17 +353,32 @@ impl Monitor {
             let t = self.timing[i];
             let channel = channel_of(i);
             use Indication::*;
+            let arrow = self.is_arrow(i);
             match (track.shown, to) {
                 (Green, Yellow) if i < MAX_PHASES && held < t.min_green => {
                     let phase = PhaseId::from_index(i);
                     return Err(Fault::ShortMinGreen { phase, shown: held, required: t.min_green });
                 }
                 (Green, Red | Dark) => return Err(Fault::SkippedYellow { channel, to }),
-                (Yellow, Red) => {
+                // A flashing yellow arrow is a green of its own movement.
+                (Green, FlashingYellow) | (FlashingYellow, Red | Dark) if arrow => {
+                    return Err(Fault::SkippedYellow { channel, to });
+                }
+                // The steady yellow arrow between the protected green
+                // arrow and the flashing one (MUTCD 4D.20) ends the
+                // protected movement: its red clearance starts here.
+                (Yellow, Red) | (Yellow, FlashingYellow) if to == Red || arrow => {
                     if held < t.yellow {
                         return Err(Fault::ShortYellow { channel, shown: held, required: t.yellow });
                     }
                     self.tracks[i].cleared_at = Some(now);
+                    if arrow && to == FlashingYellow {
+                        self.check_red_clearance(now, i, self.yielding[i])?;
+                    }
+                }
+                (FlashingYellow, Yellow) if arrow => {}
+                (Red | Dark, FlashingYellow) if arrow => {
+                    self.check_red_clearance(now, i, self.yielding[i])?;
                 }
                 (Yellow, Green) | (Red, Yellow) | (Dark, Yellow) => {
                     return Err(Fault::BadTransition { channel, from: track.shown, to });
@@ -328,8 +386,11 @@ impl Monitor {
                 (FlashingRed | FlashingYellow, Green | Yellow) => {
                     return Err(Fault::BadTransition { channel, from: track.shown, to });
                 }
+                (FlashingRed, FlashingYellow) if arrow => {
+                    return Err(Fault::BadTransition { channel, from: track.shown, to });
+                }
                 (Red | Dark, Green) => {
-                    self.check_red_clearance(now, i)?;
+                    self.check_red_clearance(now, i, self.permissive[i])?;
                     if i < MAX_PHASES {
                         self.check_leading_walk(now, i, frame)?;
                     }
@@ -337,20 +398,61 @@ impl Monitor {
                 // Into or out of flash, and red/dark changes, are always safe.
                 _ => {}
             }
-            if matches!(to, FlashingRed | FlashingYellow) {
+            if to == FlashingRed || (to == FlashingYellow && !arrow) {
                 self.tracks[i].cleared_at = None;
             }
+            // The yellow after a flashing arrow still ends the permissive move.
+            self.tracks[i].yielding =
+                arrow && (to == FlashingYellow || (to == Yellow && track.shown == FlashingYellow));
             self.tracks[i].shown = to;
             self.tracks[i].since = now;
         }
         self.check_peds(now, frame)
     }
 
-    /// A channel turning green: every conflicting channel that recently
-    /// finished its yellow must have had its full red clearance.
-    fn check_red_clearance(&self, now: Instant, i: usize) -> Result<(), Fault> {
+    /// A flashing yellow arrow overlap (channel `i`).
+    fn is_arrow(&self, i: usize) -> bool {
+        i >= MAX_PHASES && self.opposing[i - MAX_PHASES].is_some()
+    }
+
+    /// The channels that may show with channel `a` in this frame, where the
+    /// channels in `yielding` show a flashing yellow arrow's movement: each
+    /// of those pairs is judged by the arrow's own set.
+    fn allowed_with(&self, a: usize, yielding: u32) -> u32 {
+        if yielding & (1 << a) != 0 {
+            return self.yielding[a];
+        }
+        let mut allowed = self.permissive[a];
+        for b in (0..CHANNELS).filter(|b| yielding & (1 << b) != 0) {
+            if self.yielding[b] & (1 << a) != 0 {
+                allowed |= 1 << b;
+            } else {
+                allowed &= !(1 << b);
+            }
+        }
+        allowed
+    }
+
+    /// A flashing yellow arrow flashes only while its opposing through is
+    /// green: once that through shows yellow the arrow must have ended, or
+    /// the left turner would take the through's yellow for their own.
+    fn check_yellow_traps(&self, frame: &OutputFrame) -> Result<(), Fault> {
+        for (k, opposing) in self.opposing.iter().enumerate() {
+            let Some(opposing) = *opposing else { continue };
+            let shown = frame.vehicle[opposing.index()];
+            if frame.overlap[k] == Indication::FlashingYellow && shown != Indication::Green {
+                return Err(Fault::YellowTrap { overlap: OverlapId::from_index(k), opposing, shown });
+            }
+        }
+        Ok(())
+    }
+
+    /// A channel turning green (or starting a flashing yellow arrow's
+    /// movement): every channel not in `allowed` that recently finished its
+    /// yellow must have had its full red clearance.
+    fn check_red_clearance(&self, now: Instant, i: usize, allowed: u32) -> Result<(), Fault> {
         for j in 0..CHANNELS {
-            if self.permissive[i] & (1 << j) != 0 || self.present & (1 << j) == 0 {
+            if allowed & (1 << j) != 0 || self.present & (1 << j) == 0 {
                 continue;
             }
             if let Some(cleared) = self.tracks[j].cleared_at {
@@ -405,7 +507,7 @@ impl Monitor {
             if leading {
                 // The walk starts the movement: conflicting channels must
                 // have had their red clearance, as for a green.
-                self.check_red_clearance(now, i)?;
+                self.check_red_clearance(now, i, self.permissive[i])?;
             }
             let held = now.since(track.since);
             let t = self.timing[i];
@@ -462,7 +564,7 @@ impl Monitor {
 mod tests {
     use super::*;
     use crate::core::image::Countdown;
-    use crate::core::testing::eight_phase;
+    use crate::core::testing::{eight_phase, with_flashing_yellow_arrows};
 
     fn p(n: u8) -> PhaseId {
         PhaseId::new(n).unwrap()
@@ -478,6 +580,9 @@ mod tests {
             if ph.timing.has_ped() {
                 frame.ped[ph.id.index()] = PedIndication::DontWalk;
             }
+        }
+        for ov in &spec.overlaps {
+            frame.overlap[ov.id.index()] = Indication::Red;
         }
         m.check(Instant::ZERO, &frame)?;
         for (k, edit) in frames.iter().enumerate() {
@@ -641,5 +746,60 @@ mod tests {
                 required: Span::from_millis(1500)
             })
         );
+    }
+
+    #[test]
+    fn a_flashing_yellow_arrow_yields_to_its_opposing_through_only_and_never_traps() {
+        let spec = with_flashing_yellow_arrows(eight_phase());
+        let c = OverlapId::from_letter('C').unwrap();
+        let arrow = move |i: Indication| move |f: &mut OutputFrame| f.overlap[c.index()] = i;
+        let phase = |n: u8, i: Indication| move |f: &mut OutputFrame| f.vehicle[p(n).index()] = i;
+        let (two_green, two_yellow, two_red) =
+            (phase(2, Indication::Green), phase(2, Indication::Yellow), phase(2, Indication::Red));
+        let (flashing, steady, red) =
+            (arrow(Indication::FlashingYellow), arrow(Indication::Yellow), arrow(Indication::Red));
+        let hold: &dyn Fn(&mut OutputFrame) = &|_| {};
+        // With 2 (and 6, which times with 2) green the arrow flashes; it
+        // ends through 4 s of steady yellow with 2.
+        let start = |f: &mut OutputFrame| {
+            two_green(f);
+            phase(6, Indication::Green)(f);
+            flashing(f);
+        };
+        let end = |f: &mut OutputFrame| {
+            two_yellow(f);
+            steady(f);
+        };
+        let clear = |f: &mut OutputFrame| {
+            two_red(f);
+            red(f);
+        };
+        let mut frames: Vec<&dyn Fn(&mut OutputFrame)> = vec![&start];
+        frames.extend([hold; 8]);
+        frames.push(&end);
+        frames.extend([hold; 3]);
+        frames.push(&clear);
+        assert_eq!(replay(&spec, &frames), Ok(()));
+        // 2 yellow while the arrow still flashes: the yellow trap.
+        let trap: Vec<&dyn Fn(&mut OutputFrame)> = vec![&two_green, &flashing, hold, &two_yellow];
+        assert_eq!(
+            replay(&spec, &trap),
+            Err(Fault::YellowTrap { overlap: c, opposing: p(2), shown: Indication::Yellow })
+        );
+        // Flashing with nothing opposing green is a trap as well.
+        assert!(matches!(replay(&spec, &[&flashing]), Err(Fault::YellowTrap { .. })));
+        // Straight from flashing to red skips the steady yellow.
+        let skipped: Vec<&dyn Fn(&mut OutputFrame)> = vec![&two_green, &flashing, &red];
+        assert_eq!(
+            replay(&spec, &skipped),
+            Err(Fault::SkippedYellow { channel: Channel::Overlap(c), to: Indication::Red })
+        );
+        // The flashing arrow conflicts with 5th Ave (4), the green arrow with 2.
+        let four_green = phase(4, Indication::Green);
+        let cross: Vec<&dyn Fn(&mut OutputFrame)> = vec![&two_green, &flashing, &four_green];
+        assert!(matches!(replay(&spec, &cross), Err(Fault::Conflict { .. })));
+        let protected = arrow(Indication::Green);
+        let against: Vec<&dyn Fn(&mut OutputFrame)> = vec![&two_green, &protected];
+        assert_eq!(replay(&spec, &against), Err(Fault::Conflict { a: Channel::Phase(p(2)), b: Channel::Overlap(c) }));
     }
 }

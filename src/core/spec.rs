@@ -241,6 +241,42 @@ pub struct OverlapSpec {
     pub parents: PhaseSet,
     /// Phases that must never show green or yellow with this overlap.
     pub conflicts: PhaseSet,
+    pub kind: OverlapKind,
+}
+
+/// How an overlap's head behaves beyond following its parents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverlapKind {
+    /// Green with any parent, then its own yellow and red clearance.
+    #[default]
+    Normal,
+    /// A protected/permissive left-turn head with a flashing yellow arrow
+    /// (MUTCD 4D.17–4D.20, NTCIP 1202 FYA overlap): a green arrow with its
+    /// one parent (the protected left phase), a flashing yellow arrow while
+    /// `permissive` (the opposing through the left yields to) is green and
+    /// the parent is not, and a steady yellow arrow whenever either ends,
+    /// so the flashing arrow always ends with the opposing through and
+    /// never leaves a left turner facing a "yellow trap".
+    FlashingYellowArrow { permissive: PhaseId },
+}
+
+impl OverlapSpec {
+    /// The opposing through of a flashing yellow arrow overlap.
+    pub fn permissive_phase(&self) -> Option<PhaseId> {
+        match self.kind {
+            OverlapKind::Normal => None,
+            OverlapKind::FlashingYellowArrow { permissive } => Some(permissive),
+        }
+    }
+
+    /// What the flashing yellow arrow conflicts with: the protected arrow's
+    /// conflicts except the opposing through it yields to.
+    pub fn permissive_conflicts(&self) -> PhaseSet {
+        match self.kind {
+            OverlapKind::Normal => self.conflicts,
+            OverlapKind::FlashingYellowArrow { permissive } => self.conflicts.difference(PhaseSet::single(permissive)),
+        }
+    }
 }
 
 /// How a plan runs the phases.
@@ -284,6 +320,11 @@ pub struct PlanSpec {
     /// Re-plan cycle and splits every cycle from measured flows (the plan's
     /// own cycle and splits are the starting point).
     pub adaptive: bool,
+    /// Phases this plan never serves (NTCIP 1202 phase omit): their calls
+    /// and recalls are ignored while it runs. Never a coordinated phase,
+    /// never every phase of a ring; a preemption still serves its dwell
+    /// and exit phases.
+    pub omit: PhaseSet,
 }
 
 /// Civil date and time, as the time-of-day schedule sees it.

@@ -93,6 +93,7 @@ pub fn eight_phase() -> ControllerSpec {
         coordinated: PhaseSet::EMPTY,
         max_select: MaxSelect::Max1,
         adaptive: false,
+        omit: PhaseSet::EMPTY,
     };
     let mut coordinated = free.clone();
     coordinated.number = 2;
@@ -152,4 +153,20 @@ pub fn eight_phase() -> ControllerSpec {
         priority: PrioritySpec { max_extension: s(10.0) },
         adaptive: AdaptiveSpec::default(),
     }
+}
+
+/// `spec` (eight-phase numbering) with flashing yellow arrow heads for its
+/// main-street lefts, as an engineer would add them: overlap C on the SB
+/// left 1 yielding to the NB through 2, overlap D on the NB left 5 yielding
+/// to the SB through 6; each conflicts with what conflicts with its left.
+pub fn with_flashing_yellow_arrows(mut spec: ControllerSpec) -> ControllerSpec {
+    for (letter, left, through) in [('C', 1, 2), ('D', 5, 6)] {
+        spec.overlaps.push(OverlapSpec {
+            id: super::ids::OverlapId::from_letter(letter).expect("test overlap letter"),
+            parents: PhaseSet::single(p(left)),
+            conflicts: spec.conflicts[p(left).index()],
+            kind: OverlapKind::FlashingYellowArrow { permissive: p(through) },
+        });
+    }
+    spec
 }

@@ -6,10 +6,16 @@
 //! card, built here from the controller file's rings, barriers, declared
 //! conflicts and overlap parents, and the field outputs it sees. It checks:
 //! - **conflict**: green or yellow on two channels that are not compatible;
+//!   a flashing yellow arrow overlap's flashing yellow (and the steady
+//!   yellow after it) is on too, checked against its own card row: the
+//!   permissive left may show with its opposing through and whatever times
+//!   with that through, unless the overlap lists it as a conflict (an MMU's
+//!   FYA mode);
 //! - **red fail**: a channel in use shows nothing (dark) while the
 //!   controller is in control;
-//! - **clearance**: green straight to red, or a yellow shorter than
-//!   [`MIN_YELLOW`] (the NEMA TS2 MMU minimum yellow change);
+//! - **clearance**: green (or a flashing yellow arrow) straight to red, or a
+//!   yellow shorter than [`MIN_YELLOW`] (the NEMA TS2 MMU minimum yellow
+//!   change);
 //! - **watchdog**: the heartbeat register has not changed for the watchdog
 //!   time (1 s by default).
 //!
@@ -92,6 +98,13 @@ fn name(ch: usize) -> String {
 pub struct Mmu {
     /// `compatible[a]` bit `b`: channels a and b may be green together.
     compatible: [u32; CHANNELS],
+    /// For a flashing yellow arrow channel, the row of its permissive
+    /// movement (the flashing and the yellow that ends it).
+    arrow_compatible: [u32; CHANNELS],
+    /// The flashing yellow arrow channels.
+    arrows: u32,
+    /// Channels whose yellow follows their flashing yellow arrow.
+    yielding: u32,
     in_use: u32,
     flash: [Indication; CHANNELS],
     watchdog: Span,
@@ -155,6 +168,29 @@ impl Mmu {
                 }
             }
         }
+        // The flashing arrow's movement is its opposing through's, less
+        // what the overlap says it yields to nothing for.
+        let (mut arrow_compatible, mut arrows) = ([0u32; CHANNELS], 0u32);
+        for o in spec.overlaps.iter().take(MAX_OVERLAPS) {
+            let Some(opposing) = o.permissive_phase() else { continue };
+            let oc = MAX_PHASES + o.id.index();
+            arrows |= 1 << oc;
+            let yields_to = o.permissive_conflicts();
+            for p in spec.phases.iter().map(|p| p.id) {
+                if phase_ok(p.index(), opposing.index()) && !yields_to.contains(p) {
+                    arrow_compatible[oc] |= 1 << p.index();
+                }
+            }
+            for o2 in spec.overlaps.iter().take(MAX_OVERLAPS).filter(|o2| o2.id != o.id) {
+                let mut movements = o2.parents;
+                if let Some(q) = o2.permissive_phase() {
+                    movements.insert(q);
+                }
+                if movements.iter().any(|q| phase_ok(opposing.index(), q.index())) {
+                    arrow_compatible[oc] |= 1 << (MAX_PHASES + o2.id.index());
+                }
+            }
+        }
         for o1 in spec.overlaps.iter().take(MAX_OVERLAPS) {
             for o2 in spec.overlaps.iter().take(MAX_OVERLAPS) {
                 let (c1, c2) = (MAX_PHASES + o1.id.index(), MAX_PHASES + o2.id.index());
@@ -167,6 +203,9 @@ impl Mmu {
         }
         Mmu {
             compatible,
+            arrow_compatible,
+            arrows,
+            yielding: 0,
             in_use,
             flash,
             watchdog,
@@ -195,6 +234,7 @@ impl Mmu {
         self.controlled = false;
         self.heartbeat = None;
         self.yellow_since = [None; CHANNELS];
+        self.yielding = 0;
     }
 
     /// The controller wrote `frame` with `heartbeat` at `now`. Returns a
@@ -237,25 +277,50 @@ impl Mmu {
         self.controlled = false;
         self.yellow_since = [None; CHANNELS];
         self.last = [Indication::Dark; CHANNELS];
+        self.yielding = 0;
     }
 
     fn check(&mut self, now: Instant, ch: &[Indication; CHANNELS]) -> Option<MmuFault> {
         let mut found = None;
-        for a in 0..CHANNELS {
+        // A flashing yellow arrow channel shows its permissive movement
+        // while it flashes, and through the yellow that ends it.
+        let mut yielding = 0u32;
+        for (c, shown) in ch.iter().enumerate().filter(|(c, _)| self.arrows & (1 << c) != 0) {
+            let ending = *shown == Indication::Yellow
+                && (self.last[c] == Indication::FlashingYellow || self.yielding & (1 << c) != 0);
+            if *shown == Indication::FlashingYellow || ending {
+                yielding |= 1 << c;
+            }
+        }
+        self.yielding = yielding;
+        let on = |c: usize| ch[c].is_permissive() || yielding & (1 << c) != 0;
+        for (a, &shown) in ch.iter().enumerate() {
             let in_use = self.in_use & (1 << a) != 0;
-            if in_use && ch[a] == Indication::Dark {
+            if in_use && shown == Indication::Dark {
                 found = found.or(Some(MmuFault::RedFail { channel: a }));
             }
-            if ch[a].is_permissive() {
-                for (b, other) in ch.iter().enumerate().skip(a + 1) {
-                    if other.is_permissive() && self.compatible[a] & (1 << b) == 0 {
+            if on(a) {
+                for b in (a + 1..CHANNELS).filter(|&b| on(b)) {
+                    let compatible = match (yielding & (1 << a) != 0, yielding & (1 << b) != 0) {
+                        (true, _) => self.arrow_compatible[a] & (1 << b) != 0,
+                        (false, true) => self.arrow_compatible[b] & (1 << a) != 0,
+                        (false, false) => self.compatible[a] & (1 << b) != 0,
+                    };
+                    if !compatible {
                         found = found.or(Some(MmuFault::Conflict { a, b }));
                     }
                 }
             }
-            // Clearance: green → red with no yellow, or a short yellow.
-            match (self.last[a], ch[a]) {
+            let arrow = self.arrows & (1 << a) != 0;
+            // Clearance: green (or a flashing arrow) → red with no yellow,
+            // or a short yellow.
+            match (self.last[a], shown) {
                 (Indication::Green, Indication::Red) => {
+                    found = found.or(Some(MmuFault::Clearance { channel: a, yellow: Span::ZERO }));
+                }
+                (Indication::FlashingYellow, Indication::Red) | (Indication::Green, Indication::FlashingYellow)
+                    if arrow =>
+                {
                     found = found.or(Some(MmuFault::Clearance { channel: a, yellow: Span::ZERO }));
                 }
                 (Indication::Yellow, Indication::Red) => {
@@ -268,10 +333,12 @@ impl Mmu {
                 }
                 _ => {}
             }
-            if ch[a] == Indication::Yellow {
+            if shown == Indication::Yellow {
                 if self.last[a] != Indication::Yellow {
                     // Only a yellow seen from its start is timed.
-                    self.yellow_since[a] = (self.last[a] == Indication::Green).then_some(now);
+                    let moving =
+                        self.last[a] == Indication::Green || (arrow && self.last[a] == Indication::FlashingYellow);
+                    self.yellow_since[a] = moving.then_some(now);
                 }
             } else {
                 self.yellow_since[a] = None;
@@ -367,6 +434,9 @@ mod tests {
         for ph in &cfg.spec.phases {
             f.vehicle[ph.id.index()] = Indication::Red;
         }
+        for ov in &cfg.spec.overlaps {
+            f.overlap[ov.id.index()] = Indication::Red;
+        }
         let t0 = Instant::from_millis(10_000);
         f.vehicle[p(2)] = Indication::Green;
         f.vehicle[p(6)] = Indication::Green;
@@ -398,5 +468,58 @@ mod tests {
         assert!(!mmu.in_control(), "the same heartbeat again is not a heartbeat");
         assert_eq!(mmu.observe(t0 + Span::from_millis(4300), &f, 8), None);
         assert!(mmu.in_control());
+    }
+
+    /// Broadway's overlap A: the SB left's flashing yellow arrow, yielding
+    /// to the NB through 2.
+    #[test]
+    fn a_flashing_yellow_arrow_is_on_with_its_opposing_through_only() {
+        let cfg = shipped().into_iter().find(|c| c.spec.id == "broadway-and-5th").expect("shipped");
+        let p = |n: u8| PhaseId::new(n).unwrap().index();
+        let a = MAX_PHASES;
+        let start = |mmu: &mut Mmu| {
+            let mut f = OutputFrame::default();
+            for ph in &cfg.spec.phases {
+                f.vehicle[ph.id.index()] = Indication::Red;
+            }
+            for ov in &cfg.spec.overlaps {
+                f.overlap[ov.id.index()] = Indication::Red;
+            }
+            f.vehicle[p(2)] = Indication::Green;
+            f.vehicle[p(6)] = Indication::Green;
+            f.overlap[0] = Indication::FlashingYellow;
+            assert_eq!(mmu.observe(Instant::from_millis(10_000), &f, 1), None, "2, 6 and A's flashing arrow");
+            f
+        };
+        let t = |ms: u64| Instant::from_millis(10_000 + ms);
+        // Ending with 2 through a full steady yellow arrow is clean.
+        let mut mmu = Mmu::new(&cfg.spec, DEFAULT_WATCHDOG);
+        let mut f = start(&mut mmu);
+        f.vehicle[p(2)] = Indication::Yellow;
+        f.overlap[0] = Indication::Yellow;
+        assert_eq!(mmu.observe(t(100), &f, 2), None, "the yellow arrow ends A's movement with 2's yellow");
+        f.vehicle[p(2)] = Indication::Red;
+        f.overlap[0] = Indication::Red;
+        assert_eq!(mmu.observe(t(4100), &f, 3), None);
+        // The flashing arrow conflicts with 5th Ave (alone here: 4 would
+        // conflict with 2 and 6 first).
+        let mut mmu = Mmu::new(&cfg.spec, DEFAULT_WATCHDOG);
+        let mut f = start(&mut mmu);
+        f.vehicle[p(2)] = Indication::Red;
+        f.vehicle[p(6)] = Indication::Red;
+        let mut mmu = Mmu::new(&cfg.spec, DEFAULT_WATCHDOG);
+        assert_eq!(mmu.observe(t(0), &f, 1), None);
+        f.vehicle[p(4)] = Indication::Green;
+        assert_eq!(mmu.observe(t(100), &f, 2), Some(MmuFault::Conflict { a: p(4), b: a }));
+        // Flashing straight to red skips the yellow arrow.
+        let mut mmu = Mmu::new(&cfg.spec, DEFAULT_WATCHDOG);
+        let mut f = start(&mut mmu);
+        f.overlap[0] = Indication::Red;
+        assert_eq!(mmu.observe(t(100), &f, 2), Some(MmuFault::Clearance { channel: a, yellow: Span::ZERO }));
+        // The green arrow (protected) does conflict with 2.
+        let mut mmu = Mmu::new(&cfg.spec, DEFAULT_WATCHDOG);
+        let mut f = start(&mut mmu);
+        f.overlap[0] = Indication::Green;
+        assert_eq!(mmu.observe(t(100), &f, 2), Some(MmuFault::Conflict { a: p(2), b: a }));
     }
 }

@@ -1,11 +1,11 @@
 //! `[[detector]]` and `[[overlap]]`.
 
 use crate::core::ids::{MAX_DETECTORS, MAX_OVERLAPS};
-use crate::core::spec::{DetectorDiagnostics, DetectorKind, DetectorPlacement, DetectorSpec, OverlapSpec};
+use crate::core::spec::{DetectorDiagnostics, DetectorKind, DetectorPlacement, DetectorSpec, OverlapKind, OverlapSpec};
 use crate::core::{DetectorChannel, OverlapId, PhaseId, PhaseSet, Span};
 
 use super::super::key::KeyPath;
-use super::super::raw::{RawDetector, RawDetectorKind, RawDetectorPlacement, RawOverlap};
+use super::super::raw::{RawDetector, RawDetectorKind, RawDetectorPlacement, RawOverlap, RawOverlapKind};
 use super::{Relation, Validator, root, secs};
 
 /// MUTCD 4E.08: an extended push-button press lasts at least 1 s, so an
@@ -231,6 +231,8 @@ impl Validator<'_> {
                 (None, None) => None,
             };
 
+            let kind = self.overlap_kind(o, parents, conflicts, &at);
+
             let id_at = at.key("id");
             let Some(text) = self.required(o.id.as_ref(), &id_at) else { continue };
             let mut chars = text.chars();
@@ -248,7 +250,7 @@ impl Validator<'_> {
                 self.error(&id_at, format!("overlap {id} is already defined by {first}"));
                 continue;
             }
-            if let (Some(parents), Some(conflicts)) = (parents, conflicts) {
+            if let (Some(parents), Some(conflicts), Some(kind)) = (parents, conflicts, kind) {
                 if conflicts.is_empty() && o.conflicts.is_none() {
                     self.warn(
                         &at,
@@ -257,9 +259,65 @@ impl Validator<'_> {
                         ),
                     );
                 }
-                self.overlaps.insert(id, (at, OverlapSpec { id, parents, conflicts }));
+                self.overlaps.insert(id, (at, OverlapSpec { id, parents, conflicts, kind }));
             }
         }
+    }
+
+    /// `kind` and `permissive_phase`. A flashing yellow arrow has one
+    /// parent, the protected left; its permissive phase is the opposing
+    /// through, which the left yields to: in the parent's ring and barrier
+    /// group (so the two are never green together) and among the protected
+    /// arrow's conflicts. Sharing the parent's ring and group, it times
+    /// with exactly the parent's concurrent phases, which the conflicts may
+    /// not list (`check_overlap_conflicts`): the flashing arrow, shown
+    /// whenever it is green, conflicts with none of them.
+    fn overlap_kind(
+        &mut self,
+        o: &RawOverlap,
+        parents: Option<PhaseSet>,
+        conflicts: Option<PhaseSet>,
+        at: &KeyPath,
+    ) -> Option<OverlapKind> {
+        let perm_at = at.key("permissive_phase");
+        if o.kind == RawOverlapKind::Normal {
+            if o.permissive_phase.is_some() {
+                self.error(&perm_at, "only a flashing yellow arrow overlap (kind = \"fya\") has a permissive phase");
+            }
+            return Some(OverlapKind::Normal);
+        }
+        let permissive = self.required(o.permissive_phase, &perm_at).and_then(|n| self.phase_ref(n, &perm_at));
+        let parent = match parents.map(|p| (p.len(), p.iter().next())) {
+            Some((1, parent)) => parent,
+            Some(_) => {
+                let reason = "a flashing yellow arrow overlap has exactly one parent: its protected left phase";
+                self.error(&at.key("parents"), reason);
+                None
+            }
+            None => None,
+        };
+        let (permissive, parent, conflicts) = (permissive?, parent?, conflicts?);
+        let same_group =
+            self.phases.get(&parent).and_then(|d| d.group) == self.phases.get(&permissive).and_then(|d| d.group);
+        if permissive == parent
+            || !same_group
+            || !matches!(self.relation(parent, permissive), Some(Relation::SameRing(_)))
+        {
+            self.error(
+                &perm_at,
+                format!(
+                    "phase {permissive} must be the opposing through of protected left {parent}: a phase of the same ring and barrier group"
+                ),
+            );
+            return None;
+        }
+        if !conflicts.contains(permissive) {
+            self.error(
+                &at.key("conflicts"),
+                format!("the protected arrow conflicts with its opposing through: list phase {permissive}"),
+            );
+        }
+        Some(OverlapKind::FlashingYellowArrow { permissive })
     }
 
     fn common_conflicts(&self, parents: PhaseSet) -> PhaseSet {

@@ -34,7 +34,8 @@ impl Validator<'_> {
             self.declared_plans.insert(number, at.clone());
             if let Some(plan) = plan {
                 let name = p.name.clone().unwrap_or_else(|| format!("plan {number}"));
-                self.plans.push(PlanSpec { number, name, ..plan });
+                let Some(omit) = self.omits(&p.omit, plan.coordinated, &at.key("omit")) else { continue };
+                self.plans.push(PlanSpec { number, name, omit, ..plan });
             }
         }
     }
@@ -56,6 +57,7 @@ impl Validator<'_> {
             coordinated: PhaseSet::EMPTY,
             max_select,
             adaptive: false,
+            omit: PhaseSet::EMPTY,
         };
         let mode = match mode {
             RawPlanMode::Free => {
@@ -100,6 +102,23 @@ impl Validator<'_> {
             adaptive,
             ..blank
         })
+    }
+
+    /// `omit`: defined phases, none coordinated, and a phase left in every
+    /// ring (a ring with all its phases omitted would never turn green).
+    fn omits(&mut self, omit: &[u8], coordinated: PhaseSet, at: &KeyPath) -> Option<PhaseSet> {
+        let before = self.errors.len();
+        let set = self.phase_set(omit, at);
+        for p in set.intersection(coordinated).iter() {
+            self.error(at, format!("phase {p} is coordinated in this plan: it cannot be omitted"));
+        }
+        for (r, ring) in self.rings.clone().unwrap_or_default().iter().enumerate() {
+            if !ring.sequence.is_empty() && ring.sequence.iter().all(|p| set.contains(*p)) {
+                let phases = list(ring.sequence.iter().copied());
+                self.error(at, format!("omits every phase of ring {} ({phases}): leave at least one", r + 1));
+            }
+        }
+        (self.errors.len() == before).then_some(set)
     }
 
     fn splits(&mut self, p: &RawPlan, at: &KeyPath, cycle: Option<Span>) -> Option<[Span; MAX_PHASES]> {

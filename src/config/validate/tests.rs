@@ -479,3 +479,40 @@ fn volume_density_keys_bend_the_timing_within_its_limits() {
     assert_has(&w, "phase 1 (number 2).max_initial_s: has no effect without added_initial_s");
     assert_has(&w, "phase 1 (number 2).time_to_reduce_s: has no effect without a min_gap_s below passage_s");
 }
+
+#[test]
+fn a_flashing_yellow_arrow_yields_to_the_opposing_through_of_its_one_left() {
+    // A protected left 1 before 2 in ring 1, opposed by 2.
+    let lead = [("rings = [[2, 4]", "rings = [[1, 2, 4]"), ("barriers = [[2, 6]", "barriers = [[1, 2, 6]")];
+    let left = "[[phase]]\nnumber = 1\nmin_green_s = 5\npassage_s = 2\nmax1_s = 20\nyellow_s = 4\nred_clear_s = 2\n\
+                recall = \"min\"\napproach_speed_kmh = 50\ncrossing_width_m = 18\n";
+    let overlap = |body: &str| format!("{left}[[overlap]]\nid = \"A\"\n{body}");
+    let ok = check(&lead, &overlap("kind = \"fya\"\nparents = [1]\npermissive_phase = 2\n"));
+    assert_eq!(ok, (vec![], vec![]));
+    let e = errors(&lead, &overlap("kind = \"fya\"\nparents = [1]\n"));
+    assert_eq!(e, ["overlap 1 (id A).permissive_phase: missing (required)"]);
+    let e = errors(&lead, &overlap("kind = \"fya\"\nparents = [1]\npermissive_phase = 6\n"));
+    assert_has(&e, "permissive_phase: phase 6 must be the opposing through of protected left 1");
+    let e = errors(&lead, &overlap("kind = \"fya\"\nparents = [1, 6]\npermissive_phase = 2\n"));
+    assert_has(&e, "parents: a flashing yellow arrow overlap has exactly one parent");
+    let e = errors(&lead, &overlap("parents = [1]\npermissive_phase = 2\n"));
+    assert_has(&e, "permissive_phase: only a flashing yellow arrow overlap (kind = \"fya\") has a permissive phase");
+    let e = errors(&lead, &overlap("kind = \"fya\"\nparents = [1]\npermissive_phase = 2\nconflicts = [4, 8]\n"));
+    assert_eq!(
+        e,
+        ["overlap 1 (id A).conflicts: the protected arrow conflicts with its opposing through: list phase 2"]
+    );
+    let e = errors(&lead, &overlap("kind = \"green\"\nparents = [1]\n"));
+    assert_has(&e, "overlap 1 (id A).kind");
+}
+
+#[test]
+fn a_plan_omits_neither_a_coordinated_phase_nor_a_whole_ring() {
+    let coordinated = "[[plan]]\nnumber = 2\nmode = \"coordinated\"\ncycle_s = 80\nsplits_s = { 2 = 40, 4 = 40, 6 = 40, 8 = 40 }\ncoordinated = [2, 6]\n";
+    assert_eq!(check(&[], &format!("{coordinated}omit = [4]\n")), (vec![], vec![]));
+    let e = errors(&[], &format!("{coordinated}omit = [2, 8, 9]\n"));
+    assert_has(&e, "plan 2 (number 2).omit: phase 2 is coordinated in this plan: it cannot be omitted");
+    assert_has(&e, "plan 2 (number 2).omit: phase 9 is not defined by any [[phase]]");
+    let e = errors(&[("mode = \"free\"", "mode = \"free\"\nomit = [8, 6]")], "");
+    assert_eq!(e, ["plan 1 (number 1).omit: omits every phase of ring 2 (6, 8): leave at least one"]);
+}
