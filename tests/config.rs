@@ -444,7 +444,7 @@ fn corridor_problems_name_the_file_and_key_and_unknown_members_are_caught() {
         errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
         [format!(
             "{f}: corridor 1 (name Broadway).members[2]: \"nowhere\" is not a configured intersection (known: \
-             broadway-and-5th, elm-and-oak)"
+             broadway-and-5th, elm-and-oak); one another daemon runs goes in `remote`"
         )]
     );
 }
