@@ -219,7 +219,11 @@ impl Running {
         config.grpc.enabled = false;
         config.event_log.dir = logs.to_path_buf();
         let controllers = Controllers::Texts(vec![(a_name, a_text), b]);
-        let daemon = Daemon::start(Options::new(config, controllers)).expect("daemon starts");
+        Running::spawn(Daemon::start(Options::new(config, controllers)).expect("daemon starts"))
+    }
+
+    /// `daemon` (with `[nats]` on) running on a thread of its own until stopped.
+    fn spawn(daemon: Daemon) -> Running {
         let stats = daemon.nats_stats().expect("[nats] on");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -529,19 +533,10 @@ fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
         std::fs::create_dir_all(&config.event_log.dir).expect("mkdir");
         let daemon =
             Daemon::start(Options::new(config, Controllers::Texts(vec![schedule_style(me)]))).expect("daemon starts");
-        let stats = daemon.neighbour_stats().expect("a remote member");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            daemon
-                .run_until(async {
-                    let _ = stopped.await;
-                })
-                .expect("daemon stops")
-        });
-        (stats, stop, thread)
+        (daemon.neighbour_stats().expect("a remote member"), Running::spawn(daemon))
     };
-    let (up, up_stop, up_thread) = start("up", "down");
-    let (down, down_stop, down_thread) = start("down", "up");
+    let (up, up_daemon) = start("up", "down");
+    let (down, down_daemon) = start("down", "up");
     let heard = |s: &greenwave::daemon::neighbours::NeighbourStats| s.received.load(Relaxed);
     wait_until("each daemon hears the other", Duration::from_secs(60), || heard(&up) > 3 && heard(&down) > 3);
     assert!(up.published.load(Relaxed) > 0 && down.published.load(Relaxed) > 0);
@@ -558,14 +553,13 @@ fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
         heard(&up) > silent.0 + 2 && heard(&down) > silent.1 + 2
     });
 
-    let _ = up_stop.send(());
-    assert!(up_thread.join().expect("up's thread").is_clean());
+    up_daemon.stop();
     std::thread::sleep(Duration::from_millis(500));
     let alone = heard(&down);
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(heard(&down), alone, "a stopped neighbour sends nothing");
-    let _ = down_stop.send(());
-    assert!(down_thread.join().expect("down's thread").is_clean(), "the other runs on and stops clean");
+    // The other runs on and stops clean.
+    down_daemon.stop();
 }
 
 /// A daemon in-process with `[nats]` on `url` and its gRPC API on a free
@@ -585,16 +579,7 @@ fn emergency_daemon(url: &str, logs: &Path, controller: (String, String)) -> (St
     config.event_log.dir = logs.to_path_buf();
     let daemon = Daemon::start(Options::new(config, Controllers::Texts(vec![controller]))).expect("daemon starts");
     let addr = format!("http://{}", daemon.grpc_addr().expect("gRPC on"));
-    let stats = daemon.nats_stats().expect("[nats] on");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        daemon
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .expect("daemon stops")
-    });
-    (addr, Running { stats, stop, thread })
+    (addr, Running::spawn(daemon))
 }
 
 /// Issue #18.2, across daemons: a route started on the daemon that runs
