@@ -162,10 +162,16 @@ pub fn spawn(
                     }
                 };
                 let exchange = Exchange { prefix, ids, inbound, commands, stats: thread_stats };
-                // Until the control thread stops (its outflow channel closes).
+                // Until the control thread stops (its outflow channel
+                // closes). Receiving may end first (no subscription
+                // taken): publishing goes on regardless.
+                let receive = async {
+                    exchange.receive(&client).await;
+                    std::future::pending::<()>().await;
+                };
                 tokio::select! {
                     () = exchange.publish(&client, outflows) => {}
-                    () = exchange.receive(&client) => {}
+                    () = receive => {}
                 }
             });
         })
