@@ -27,6 +27,7 @@ const PREEMPT: &str = "greenwave.v1.Control/RequestPreemption";
 const PRIORITY: &str = "greenwave.v1.Control/RequestPriority";
 const HOLD: &str = "greenwave.v1.Control/HoldPhases";
 const RELEASE: &str = "greenwave.v1.Control/ReleasePhases";
+const OMIT: &str = "greenwave.v1.Control/OmitPhases";
 const RESET_MONITOR: &str = "greenwave.v1.Control/ResetMonitor";
 const LIST_VERSIONS: &str = "greenwave.v1.Control/ListVersions";
 const ROLLBACK: &str = "greenwave.v1.Control/RollbackVersion";
@@ -733,6 +734,25 @@ impl pb::control_server::Control for ControlService {
 
     async fn release_phases(&self, req: Request<pb::PhasesRequest>) -> Result<Response<pb::ControlReply>, Status> {
         self.phases(req, RELEASE).await
+    }
+
+    async fn omit_phases(&self, req: Request<pb::OmitPhasesRequest>) -> Result<Response<pb::ControlReply>, Status> {
+        let caller = identity(&req)?;
+        let r = req.into_inner();
+        let what = format!("omit phases {:?}", r.phases);
+        let act = async |i| {
+            // Empty is meaningful here (no operator omits), unlike a hold's list.
+            let set = if r.phases.is_empty() { PhaseSet::EMPTY } else { phase_set(&r.phases)? };
+            self.controller(i, Command::Omit(set), "phases").await?;
+            let detail = if set.is_empty() {
+                "operator omits cleared".to_owned()
+            } else {
+                format!("phases {set} omitted (their calls are ignored)")
+            };
+            Ok((detail.clone(), detail))
+        };
+        let (detail, seq) = self.audited(&caller, OMIT, &r.intersection_id, what, act).await?;
+        Ok(self.reply(detail, seq))
     }
 
     async fn start_emergency_route(

@@ -327,6 +327,7 @@ pub fn state(
                 accessible_walk: s.output.accessible_walk.contains(p),
                 locator_tone: s.output.locator_tone().contains(p),
                 ped_extended: s.output.ped_extended.contains(p),
+                omitted: s.omitted.contains(p),
             })
             .collect(),
         overlaps: spec

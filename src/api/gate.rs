@@ -55,6 +55,7 @@ pub const CONTROL: Methods = Methods {
         "greenwave.v1.Control/RequestPriority",
         "greenwave.v1.Control/HoldPhases",
         "greenwave.v1.Control/ReleasePhases",
+        "greenwave.v1.Control/OmitPhases",
         "greenwave.v1.Control/ResetMonitor",
         "greenwave.v1.Control/ListVersions",
         "greenwave.v1.Control/RollbackVersion",

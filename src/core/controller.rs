@@ -517,6 +517,7 @@ impl Controller {
             vehicle_calls: self.vehicle_calls,
             ped_calls: self.ped_calls,
             holds: self.holds,
+            omitted: self.omitted,
             output: self.output,
             detectors: [DetectorSnapshot::default(); super::ids::MAX_DETECTORS],
             detector_count: self.spec.detectors.len() as u8,

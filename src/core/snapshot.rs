@@ -72,6 +72,9 @@ pub struct Snapshot {
     pub vehicle_calls: PhaseSet,
     pub ped_calls: PhaseSet,
     pub holds: PhaseSet,
+    /// Phases whose calls are ignored: the plan's and the operator's omits,
+    /// less the coordinated phases.
+    pub omitted: PhaseSet,
     pub output: OutputFrame,
     /// Per detector, in the spec's order; `detector_count` are valid.
     pub detectors: [DetectorSnapshot; MAX_DETECTORS],

@@ -249,6 +249,42 @@ async fn tokens_and_roles_are_enforced_with_reasons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_omits_phases_and_clears_the_omits() {
+    let h = daemon(grpc_config(), 100_000).await;
+    let ch = channel(&h).await;
+    let mut c = ControlClient::new(ch.clone());
+    let mut w = WatchClient::new(ch);
+    let omit = |phases: Vec<u32>, token| authed(pb::OmitPhasesRequest { intersection_id: ID.into(), phases }, token);
+
+    let denied = c.omit_phases(omit(vec![4], VIEWER)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let absent = c.omit_phases(omit(vec![4, 9], OPERATOR)).await.unwrap_err();
+    assert_eq!(absent.code(), Code::InvalidArgument);
+    assert!(absent.message().starts_with("phases: phases 9 "), "{}", absent.message());
+
+    let ok = c.omit_phases(omit(vec![4], OPERATOR)).await.expect("omit").into_inner();
+    assert!(ok.detail.contains("phases 4 omitted"), "{}", ok.detail);
+    let phase = |s: &pb::IntersectionState, n: u32| s.phases.iter().find(|p| p.number == n).cloned().expect("phase");
+    let s = wait_state(&mut w, "phase 4 omitted", |s| phase(s, 4).omitted).await;
+    assert!(!phase(&s, 2).omitted);
+    // Omitted, phase 4's calls are dropped: once it is red, the side
+    // street is not served again (20 reads over 40 s of simulated traffic).
+    let red = pb::Indication::Red as i32;
+    wait_state(&mut w, "phase 4 red", |s| phase(s, 4).vehicle == red).await;
+    for _ in 0..20 {
+        let s = w.get_state(authed(pb::GetStateRequest { intersection_id: ID.into() }, VIEWER)).await;
+        let s = s.expect("state").into_inner();
+        assert_eq!((phase(&s, 4).vehicle, phase(&s, 4).vehicle_call), (red, false), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let cleared = c.omit_phases(omit(vec![], OPERATOR)).await.expect("clear").into_inner();
+    assert_eq!(cleared.detail, "operator omits cleared");
+    wait_state(&mut w, "phase 4 back", |s| !phase(s, 4).omitted).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timing_plans_are_checked_like_greenwave_check_and_staged() {
     let h = daemon(grpc_config(), 100_000).await;
     let ch = channel(&h).await;
