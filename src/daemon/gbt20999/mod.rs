@@ -519,13 +519,7 @@ impl Adapter {
             match (DataClass::from_byte(a.class), self.centre_control(a)) {
                 (Some(DataClass::CentreControl), Some(what)) => controls.push((at, what, v.value.clone())),
                 (Some(DataClass::Plans), _) if a.object == 2 && matches!(a.attribute, 3 | 5 | 6 | 7) => {
-                    let edit = match plans.iter().position(|(n, _)| *n == a.element) {
-                        Some(k) => &mut plans[k].1,
-                        None => {
-                            plans.push((a.element, PlanEdit::default()));
-                            &mut plans.last_mut().expect("just pushed").1
-                        }
-                    };
+                    let edit = edit_of(&mut plans, a.element);
                     edit.values.push(at);
                     let slot = match a.attribute {
                         3 => &mut edit.cycle,
@@ -536,24 +530,12 @@ impl Adapter {
                     *slot = Some(v.value.clone());
                 }
                 (Some(DataClass::DayPlans), _) if a.object == 2 && matches!(a.attribute, 3 | 4) => {
-                    let edit = match day_plans.iter().position(|(n, _)| *n == a.element) {
-                        Some(k) => &mut day_plans[k].1,
-                        None => {
-                            day_plans.push((a.element, DayPlanEdit::default()));
-                            &mut day_plans.last_mut().expect("just pushed").1
-                        }
-                    };
+                    let edit = edit_of(&mut day_plans, a.element);
                     edit.values.push(at);
                     *(if a.attribute == 3 { &mut edit.starts } else { &mut edit.plans }) = Some(v.value.clone());
                 }
                 (Some(DataClass::Schedules), _) if a.object == 2 && matches!(a.attribute, 3..=7) => {
-                    let edit = match schedules.iter().position(|(n, _)| *n == a.element) {
-                        Some(k) => &mut schedules[k].1,
-                        None => {
-                            schedules.push((a.element, ScheduleEdit::default()));
-                            &mut schedules.last_mut().expect("just pushed").1
-                        }
-                    };
+                    let edit = edit_of(&mut schedules, a.element);
                     edit.values.push(at);
                     let slot = match a.attribute {
                         4 => &mut edit.week,
@@ -923,6 +905,16 @@ impl Adapter {
             })
             .collect()
     }
+}
+
+/// The edit of table row `element` in `edits`, added empty at its first
+/// value: one edit per row, however many of its attributes a frame sets.
+fn edit_of<T: Default>(edits: &mut Vec<(u8, T)>, element: u8) -> &mut T {
+    let k = edits.iter().position(|(n, _)| *n == element).unwrap_or_else(|| {
+        edits.push((element, T::default()));
+        edits.len() - 1
+    });
+    &mut edits[k].1
 }
 
 /// A refused value as an error reply carries it.
