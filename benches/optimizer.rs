@@ -11,7 +11,11 @@
 //!   to 900 veh/h per lane, bursts at the advance loops, pedestrians),
 //!   200,000 plans each. Budget: p99.9 ≤ 200 µs, worst ≤ 1 ms.
 //!
-//! Every call is timed into an HdrHistogram.
+//! Every call is timed into an HdrHistogram, on a thread that runs as the
+//! daemon's control thread does (SCHED_FIFO 50, memory locked) where that
+//! is granted, so that the worst case is the planner's and not another
+//! process's time slice; the first line says what was granted.
+//! `GW_BENCH_PRIORITY=normal` measures at normal priority instead.
 //!
 //! Run: `cargo bench --bench optimizer`.
 
@@ -23,6 +27,7 @@ use greenwave::core::adaptive::{CycleMeasure, Optimizer, Replan};
 use greenwave::core::schedule::{PhaseDemand, Scheduler};
 use greenwave::core::{ControllerSpec, Instant, MAX_PHASES, PhaseSet, Span};
 use greenwave::engine::latency::Percentiles;
+use greenwave::realtime;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -61,10 +66,26 @@ fn main() {
         println!("optimizer benchmark: run with `cargo bench --bench optimizer`");
         return;
     }
+    as_control_thread();
     optimizer();
     for horizon in [60, 90, 120] {
         schedule(horizon);
     }
+}
+
+/// Raise this thread as `src/engine/mod.rs` raises the control thread, unless
+/// `GW_BENCH_PRIORITY=normal`, and print what it got.
+fn as_control_thread() {
+    if std::env::var("GW_BENCH_PRIORITY").is_ok_and(|v| v == "normal") {
+        println!("bench thread: normal priority (GW_BENCH_PRIORITY=normal)");
+        return;
+    }
+    let memory =
+        realtime::try_lock_memory().map_or_else(|e| format!("memory not locked ({e})"), |()| "memory locked".into());
+    let priority = realtime::CONTROL_PRIORITY;
+    let thread = realtime::set_fifo(priority)
+        .map_or_else(|e| format!("normal priority (SCHED_FIFO refused: {e})"), |()| format!("SCHED_FIFO {priority}"));
+    println!("bench thread: {thread}, {memory}, as the daemon's control thread");
 }
 
 fn optimizer() {

@@ -94,7 +94,8 @@ pub fn lock_memory() {
     }
 }
 
-fn try_lock_memory() -> Result<(), MemoryLockError> {
+/// Lock the process's memory, present and future, or say why not.
+pub fn try_lock_memory() -> Result<(), MemoryLockError> {
     let (soft, _) = getrlimit(Resource::RLIMIT_MEMLOCK).map_err(MemoryLockError::Limit)?;
     if soft != RLIM_INFINITY && !holds_cap_ipc_lock() {
         return Err(MemoryLockError::Limited { limit_kib: soft / 1024 });
