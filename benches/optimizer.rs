@@ -11,11 +11,17 @@
 //!   to 900 veh/h per lane, bursts at the advance loops, pedestrians),
 //!   200,000 plans each. Budget: p99.9 ≤ 200 µs, worst ≤ 1 ms.
 //!
-//! Every call is timed into an HdrHistogram, on a thread that runs as the
+//! Every call is timed into HdrHistograms (wall clock, and the thread's CPU
+//! time: see `Timer`), on a thread that runs as the
 //! daemon's control thread does (SCHED_FIFO 50, memory locked) where that
 //! is granted, so that the worst case is the planner's and not another
 //! process's time slice; the first line says what was granted.
-//! `GW_BENCH_PRIORITY=normal` measures at normal priority instead.
+//! `GW_BENCH_PRIORITY=normal` measures at normal priority instead. Like
+//! the control thread, which sleeps between ticks, the loop rests 1 ms
+//! after every 10 ms of planning (untimed): a real-time thread that never
+//! sleeps is stopped 50 ms of every second by the kernel's real-time limit
+//! (`sched_rt_runtime_us`), which measured as a 54 ms "worst plan" in every
+//! run at SCHED_FIFO before it rested.
 //!
 //! Run: `cargo bench --bench optimizer`.
 
@@ -88,6 +94,59 @@ fn as_control_thread() {
     println!("bench thread: {thread}, {memory}, as the daemon's control thread");
 }
 
+/// Times each call twice: wall clock, and this thread's CPU time (which
+/// leaves out time the thread was not running: preempted, or its vCPU taken
+/// by the hypervisor, "steal", which `report` also gives for the run). The
+/// planner's cost is the CPU time; the wall time is what the tick saw.
+/// Rests 1 ms once 10 ms of work have run (see the module docs).
+struct Timer {
+    wall: Histogram<u64>,
+    cpu: Histogram<u64>,
+    worked_since: Wall,
+    steal_before: Option<u64>,
+}
+
+impl Timer {
+    fn new() -> Timer {
+        let h = || Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("valid bounds");
+        Timer { wall: h(), cpu: h(), worked_since: Wall::now(), steal_before: steal_ms() }
+    }
+
+    fn time<T>(&mut self, work: impl FnOnce() -> T) -> T {
+        let (w0, c0) = (Wall::now(), thread_cpu_ns());
+        let out = work();
+        let (c1, w1) = (thread_cpu_ns(), w0.elapsed());
+        self.wall.saturating_record((w1.as_nanos() as u64).max(1));
+        self.cpu.saturating_record(c1.saturating_sub(c0).max(1));
+        if self.worked_since.elapsed() >= std::time::Duration::from_millis(10) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            self.worked_since = Wall::now();
+        }
+        out
+    }
+
+    fn report(&self, what: &str) {
+        println!("{what} (wall): {}", Percentiles::of(&self.wall));
+        println!("{what} (on CPU): {}", Percentiles::of(&self.cpu));
+        if let (Some(before), Some(after)) = (self.steal_before, steal_ms()) {
+            println!("host steal over the run, both vCPUs: {} ms", after.saturating_sub(before));
+        }
+    }
+}
+
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+}
+
+/// The hypervisor's steal time so far, ms (`/proc/stat`, USER_HZ = 100).
+fn steal_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+    cpu.split_whitespace().nth(8)?.parse::<u64>().ok().map(|ticks| ticks * 10)
+}
+
 fn optimizer() {
     let (cfg, _) = config::load_intersection_str("sixteen.toml", &sixteen_phase_controller())
         .unwrap_or_else(|e| panic!("benchmark controller invalid: {e:#?}"));
@@ -95,7 +154,7 @@ fn optimizer() {
     let plan = spec.plan(1).expect("plan 1");
     let mut optimizer = Optimizer::new(&spec, Replan { cycle: plan.cycle, splits: plan.splits });
     let mut rng = SmallRng::seed_from_u64(3);
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("valid bounds");
+    let mut timer = Timer::new();
     let mut checksum = 0u64;
     for _ in 0..CALLS {
         let cycle = optimizer.current().cycle;
@@ -107,16 +166,14 @@ fn optimizer() {
         for v in m.vehicles.iter_mut() {
             *v = rng.random_range(0..=most);
         }
-        let t0 = Wall::now();
-        let r = optimizer.replan(&spec, &spec.adaptive, &m);
-        h.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
+        let r = timer.time(|| optimizer.replan(&spec, &spec.adaptive, &m));
         checksum = checksum.wrapping_add(r.cycle.as_millis());
     }
     println!(
         "{CALLS} optimizer calls, 16 phases / 4 rings, random measurements (mean cycle {:.1} s)",
         checksum as f64 / CALLS as f64 / 1000.0
     );
-    println!("replan: {}", Percentiles::of(&h));
+    timer.report("replan");
 }
 
 const PLANS: u64 = 200_000;
@@ -143,7 +200,7 @@ fn schedule(horizon_s: u64) {
     let mut scheduler = Scheduler::new(&spec);
     let stages: Vec<PhaseSet> = scheduler.chain().stages().to_vec();
     let mut rng = SmallRng::seed_from_u64(horizon_s);
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("valid bounds");
+    let mut timer = Timer::new();
     let mut now = Instant::from_millis(1_000_000);
     let mut held = 0u64;
     for _ in 0..PLANS {
@@ -164,14 +221,12 @@ fn schedule(horizon_s: u64) {
         }
         let stage = stages[rng.random_range(0..stages.len())];
         let elapsed = Span::from_millis(rng.random_range(0..60_000));
-        let t0 = Wall::now();
-        scheduler.plan(now, stage, elapsed, &demand);
-        h.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
+        timer.time(|| scheduler.plan(now, stage, elapsed, &demand));
         held += u64::from(stage.iter().any(|p| scheduler.holds(p, now) == Some(true)));
     }
     println!(
         "{PLANS} schedule plans, 8 phases / 16 lanes, horizon {horizon_s} s, dense random demand ({:.0}% held the green)",
         held as f64 * 100.0 / PLANS as f64
     );
-    println!("plan: {}", Percentiles::of(&h));
+    timer.report("plan");
 }
