@@ -44,7 +44,9 @@ impl Validator<'_> {
             let timing = self.phase_timing(p, &at, speed);
             let name = p.name.clone().unwrap_or_else(|| format!("phase {id}"));
             let flash = flash_indication(p.flash);
-            self.phases.insert(id, PhaseDraft { at, name, flash, timing, speed, ring: None, group: None });
+            let conditional_service = p.conditional_service;
+            let draft = PhaseDraft { at, name, flash, timing, speed, conditional_service, ring: None, group: None };
+            self.phases.insert(id, draft);
         }
     }
 

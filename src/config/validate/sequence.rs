@@ -98,10 +98,7 @@ impl Validator<'_> {
         let (Some(rings), Some(groups)) = (&self.rings, &self.groups) else { return };
         let mut misplaced = Vec::new();
         for (id, d) in &self.phases {
-            let (Some(r), Some(g), Some(t)) = (d.ring, d.group, d.timing) else { continue };
-            if t.conditional_service.is_none() {
-                continue;
-            }
+            let (Some(r), Some(g), true) = (d.ring, d.group, d.conditional_service) else { continue };
             let group = groups[g];
             let sequence = &rings[r].sequence;
             let later = sequence.iter().skip_while(|p| *p != id).skip(1).any(|p| group.contains(*p));
