@@ -2,7 +2,8 @@
 //!
 //! Every shipped controller is driven with random detector streams (busy,
 //! sparse, stuck and chattering detectors), in half the scenarios with
-//! conditional service on every phase that can have it ([`with_conditional_service`]),
+//! conditional service on every phase that can have it ([`with_conditional_service`])
+//! and uneven rates across detectors,
 //! random operator and schedule
 //! commands (plans, modes, flash, holds, omits, calls, preemptions,
 //! reloads, corridor timings), cabinet status changes and, in most scenarios, random
@@ -79,7 +80,8 @@ struct Scenario {
     link: Option<Link>,
     /// The cabinet's preemption and priority inputs; `None`: all off.
     cabinet_inputs: Option<CabinetInputs>,
-    /// Conditional service on every phase that can have it.
+    /// Conditional service on every phase that can have it, and uneven
+    /// traffic to exercise it.
     conditional_service: bool,
 }
 
@@ -709,13 +711,27 @@ const COUNTED: [EventCode; 4] = [
 fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, TestCaseError> {
     let mut ran = Ran { ticks: sc.ticks as u64, ..Ran::default() };
     let conditional;
+    let mut conditional_rng = Rng((sc.seed ^ 0x5851_f42d) | 1);
     let x = match sc.conditional_service {
         true => {
-            conditional = with_conditional_service(&configs[sc.controller], &mut Rng((sc.seed ^ 0x5851_f42d) | 1));
+            conditional = with_conditional_service(&configs[sc.controller], &mut conditional_rng);
             &conditional
         }
         false => &configs[sc.controller],
     };
+    // Per detector, 1-in-N chance a tick that it flips. With conditional
+    // service, uneven traffic (each detector 1, 4 or 16 times quieter):
+    // a through gapping out beside one that runs on, with a left waiting,
+    // is what re-serves a phase, and even traffic seldom makes it.
+    let flip: Vec<u32> = x
+        .spec
+        .detectors
+        .iter()
+        .map(|_| match sc.conditional_service {
+            true => sc.flip_one_in * [1, 4, 16][conditional_rng.below(3) as usize],
+            false => sc.flip_one_in,
+        })
+        .collect();
     let mut rng = Rng(sc.seed | 1);
     let mut controller = Controller::new(x.spec.clone(), START);
     let mut monitor = Monitor::new(&x.spec);
@@ -736,7 +752,7 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, Te
     for tick in 0..sc.ticks {
         now += TICK;
         for (slot, d) in x.spec.detectors.iter().enumerate() {
-            if sc.stuck & (1 << slot) == 0 && rng.one_in(sc.flip_one_in) {
+            if sc.stuck & (1 << slot) == 0 && rng.one_in(flip[slot]) {
                 input.set_presence(d.channel, !input.is_present(d.channel));
             }
         }
