@@ -1868,11 +1868,11 @@ impl Controller {
     /// Conditional service (NEMA TS 2): ring `r`'s green `end` gapped or
     /// maxed out with nothing left in its barrier group while every other
     /// ring that still times a green of the group keeps it (not ending it
-    /// this tick). The ring may then serve again the first earlier phase
-    /// of the group that has a call and `conditional_service`, once per
-    /// group, if after `end`'s clearance that phase's minimum service and
-    /// clearance, and its `conditional_service` minimum, fit before the
-    /// earliest those greens could be made to end ([`Self::green_limit`]):
+    /// this tick). The ring may then serve again, once per group, the
+    /// first earlier phase of the group with a call and
+    /// `conditional_service` whose minimum service and clearance, and its
+    /// `conditional_service` minimum, fit after `end`'s clearance before
+    /// the earliest those greens could be made to end ([`Self::green_limit`]):
     /// the barrier then comes no later than those greens would bring it.
     /// Not while a preemption or a change staged for the barrier waits,
     /// nor after a force-off (a coordinated split is over). Returns the
