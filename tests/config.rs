@@ -567,10 +567,14 @@ fn oversized_and_hopeless_files_are_refused_in_bounded_time() {
     assert!(errors[100].reason.contains("more than 100 invalid values: stopped here"), "{}", errors[100]);
 }
 
-/// Broadway & 5th with its accessible-crossing keys misused, one phase
-/// by one: `greenwave check` names the file, the key and the reason.
+/// Broadway & 5th with every feature of issue #18 misused at once:
+/// preemption inputs, ranks and rail track clearance, the accessible
+/// crossings (leading walk, extended clearance, design walking speed, rest
+/// in walk and recycle), flashing yellow arrows, omit and conditional
+/// service. `greenwave check` names the file, the key and the reason of
+/// each, and nothing else (docs/configuration.md quotes the output).
 #[test]
-fn check_reports_each_misused_pedestrian_key() {
+fn check_reports_each_misused_issue_18_feature() {
     let shipped = fs::read_to_string(repo("controllers/broadway-and-5th.toml")).expect("read");
     let phase = |n: u8| format!("[[phase]]\nnumber = {n}\n");
     let edits = [
@@ -599,6 +603,29 @@ fn check_reports_each_misused_pedestrian_key() {
             "calls = [4]                  # crossing Broadway, north side".to_owned(),
             "calls = [4]\nextension_input = true".to_owned(),
         ),
+        // A rail preemption out of rank, faulting before its entry, its
+        // track cleared by two phases of one ring for no time, and a walk
+        // cut without leave to truncate.
+        (
+            "# Bus route 5".to_owned(),
+            "[[preempt]]\ninput = 2\nname = \"rail\"\npriority = 0\ndelay_s = 5.0\nmax_presence_s = 4.0\n\
+             dwell_phases = [4, 8]\ntrack_clearance_phases = [1, 2]\ntrack_clearance_s = 0.0\ntruncated_walk_s = 5.0\n\n\
+             # Bus route 5"
+                .to_owned(),
+        ),
+        // Flashing yellow arrows: A yielding to a phase across the barrier,
+        // B with two parents.
+        ("permissive_phase = 2".to_owned(), "permissive_phase = 4".to_owned()),
+        ("parents = [5]".to_owned(), "parents = [5, 1]".to_owned()),
+        // Plan 2 omits its coordinated phase.
+        ("coordinated = [2, 6]\n".to_owned(), "coordinated = [2, 6]\nomit = [2]\n".to_owned()),
+        // Conditional service on 2, the last of its ring before the
+        // barrier; 1's minimum below its min green and clearance.
+        (
+            "recall = \"min\"               # main street always returns to green".to_owned(),
+            "conditional_service = true\nrecall = \"min\"".to_owned(),
+        ),
+        ("conditional_service_min_s = 15.0\napproach_speed_kmh = 50\n".to_owned(), "conditional_service_min_s = 8.0\napproach_speed_kmh = 50\n".to_owned()),
     ];
     let mut text = shipped;
     for (from, to) in &edits {
@@ -611,6 +638,8 @@ fn check_reports_each_misused_pedestrian_key() {
     let report = check_report(std::slice::from_ref(&file));
     assert!(report.has_errors());
     let rendered = report.render();
+    // `--nocapture` shows the report docs/configuration.md quotes.
+    println!("{rendered}");
     let expected = [
         "phase 2 (number 2).leading_walk_s: 7.0 s is not shorter than walk_s 7.0 s",
         "phase 2 (number 2).walking_speed_fps: 4 ft/s is faster than the 3.5 ft/s MUTCD 4E.06 allows",
@@ -624,11 +653,21 @@ fn check_reports_each_misused_pedestrian_key() {
         "detector 13 (channel 25).long_press_s: 0.5 s is shorter than 1 s: ordinary presses would ask for it",
         "detector 1 (channel 1).long_press_s: only a push button (kind = \"pedestrian\") asks for extended",
         "detector 14 (channel 26).extension_input: phase 4 has no extended_ped_clear_s to grant",
+        "preempt 2 (input 2).priority: 0 is not a rank 1 (served first) ..= 8",
+        "preempt 2 (input 2).max_presence_s: 4.0s is not longer than delay_s (5.0s): every call would fault before its entry",
+        "preempt 2 (input 2).track_clearance_s: a track clearance needs a green time above 0",
+        "preempt 2 (input 2).track_clearance_phases: phases 1 and 2 cannot clear the track together: both are in ring 1",
+        "preempt 2 (input 2).truncated_walk_s: set ped_truncation = true to let entry cut walks, or remove this key",
+        "overlap 1 (id A).permissive_phase: phase 4 must be the opposing through of protected left 1",
+        "overlap 2 (id B).parents: a flashing yellow arrow overlap has exactly one parent: its protected left phase",
+        "plan 2 (number 2).omit: phase 2 is coordinated in this plan: it cannot be omitted",
+        "phase 2 (number 2).conditional_service: phase 2 has no later phase in ring 1 before the barrier (barrier group 1)",
+        "phase 1 (number 1).conditional_service_min_s: 8.0 s is below min_green_s + yellow_s + red_clear_s 11.0 s",
     ];
     for reason in expected {
         let line = format!("{}: error: {reason}", file.display());
         assert!(rendered.contains(&line), "no {line:?} in\n{rendered}");
     }
     let last = rendered.lines().last().unwrap_or_default();
-    assert!(last.starts_with(&format!("1 file checked, 1 with errors ({} errors", expected.len())), "{last}");
+    assert!(last.starts_with(&format!("1 file checked, 1 with errors ({} errors", expected.len())), "{rendered}");
 }

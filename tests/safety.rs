@@ -1,7 +1,10 @@
 //! Safety properties over millions of random ticks.
 //!
 //! Every shipped controller is driven with random detector streams (busy,
-//! sparse, stuck and chattering detectors), random operator and schedule
+//! sparse, stuck and chattering detectors), in half the scenarios with
+//! conditional service on every phase that can have it ([`with_conditional_service`])
+//! and uneven rates across detectors,
+//! random operator and schedule
 //! commands (plans, modes, flash, holds, omits, calls, preemptions,
 //! reloads, corridor timings), cabinet status changes and, in most scenarios, random
 //! cabinet preemption and transit priority inputs ([`CabinetInputs`]:
@@ -24,7 +27,8 @@
 //!   nothing else its left conflicts with), operator flash
 //!   only through clearance, max green honoured, every call served within one
 //!   maximum cycle (plus what the link holds back; on links a cabinet
-//!   keeps, [`Link::keeps_service`]).
+//!   keeps, [`Link::keeps_service`]), and a phase served twice in a barrier
+//!   group only by its conditional service.
 //!
 //! At least 3.2 million ticks run per test run (160 scenarios of 20,000 to
 //! 32,000 ticks); the total is printed.
@@ -37,8 +41,8 @@ use greenwave::core::coord::CorridorTiming;
 use greenwave::core::spec::{AdaptiveStyle, MaxSelect, PlanMode};
 use greenwave::core::{
     CabinetStatus, Command, Controller, Countdown, EventCode, FlashReason, FrameAck, Indication, InputFrame, Instant,
-    Interval, MAX_PHASES, Monitor, OperatingMode, OutputFrame, PedIndication, PhaseId, PhaseSet, PreemptStage,
-    Snapshot, Span, UnitState,
+    Interval, MAX_PHASES, MAX_RINGS, Monitor, OperatingMode, OutputFrame, PedIndication, PhaseId, PhaseSet,
+    PreemptStage, Snapshot, Span, UnitState,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -76,6 +80,9 @@ struct Scenario {
     link: Option<Link>,
     /// The cabinet's preemption and priority inputs; `None`: all off.
     cabinet_inputs: Option<CabinetInputs>,
+    /// Conditional service on every phase that can have it, and uneven
+    /// traffic to exercise it.
+    conditional_service: bool,
 }
 
 /// Random cabinet preemption and transit priority inputs, drawn from a
@@ -165,20 +172,56 @@ fn scenario(controllers: usize) -> impl Strategy<Value = Scenario> {
                     priority_flip_one_in: priority,
                 })),
         ],
+        any::<bool>(),
     )
-        .prop_map(|(controller, seed, ticks, flip_one_in, stuck_bits, command_one_in, link, cabinet_inputs)| {
-            Scenario {
+        .prop_map(
+            |(
                 controller,
                 seed,
                 ticks,
                 flip_one_in,
-                // Usually no stuck detector, sometimes one or two.
-                stuck: if stuck_bits % 4 == 0 { stuck_bits & (stuck_bits >> 17) & 0xffff } else { 0 },
+                stuck_bits,
                 command_one_in,
                 link,
                 cabinet_inputs,
-            }
-        })
+                conditional_service,
+            )| {
+                Scenario {
+                    controller,
+                    seed,
+                    ticks,
+                    flip_one_in,
+                    // Usually no stuck detector, sometimes one or two.
+                    stuck: if stuck_bits % 4 == 0 { stuck_bits & (stuck_bits >> 17) & 0xffff } else { 0 },
+                    command_one_in,
+                    link,
+                    cabinet_inputs,
+                    conditional_service,
+                }
+            },
+        )
+}
+
+/// `x` with conditional service on every phase that has a later phase of
+/// its ring in its barrier group and a concurrent ring there, each at
+/// its least minimum or up to 5 s more (drawn from `rng`).
+fn with_conditional_service(x: &IntersectionConfig, rng: &mut Rng) -> IntersectionConfig {
+    let mut x = x.clone();
+    let spec = &mut x.spec;
+    for i in 0..spec.phases.len() {
+        let (id, r, g) = (spec.phases[i].id, spec.phases[i].ring, spec.phases[i].group);
+        let group = spec.barrier_groups[g];
+        let sequence = &spec.rings[r].sequence;
+        let later = sequence.iter().skip_while(|p| **p != id).skip(1).any(|p| group.contains(*p));
+        let concurrent =
+            spec.rings.iter().enumerate().any(|(o, ring)| o != r && ring.sequence.iter().any(|p| group.contains(*p)));
+        if later && concurrent {
+            let t = &mut spec.phases[i].timing;
+            let least = t.min_green + t.clearance();
+            t.conditional_service = Some(least + Span::from_millis(rng.below(5_001)));
+        }
+    }
+    x
 }
 
 /// The heads at the far end of a [`Link`]: frames land in order, each
@@ -322,6 +365,14 @@ struct Observer<'a> {
     liveness: bool,
     /// The preemption entering (input), since when, while the unit runs.
     entering: Option<(u8, Instant)>,
+    /// Per ring, the barrier group and sequence position of its latest
+    /// green start (forgotten outside normal running).
+    served: [Option<(usize, usize)>; MAX_RINGS],
+    /// Per ring, the phase it decided to serve again (its green's yellow
+    /// named it next).
+    re_serving: [Option<PhaseId>; MAX_RINGS],
+    /// Greens served again in their barrier group (conditional service).
+    re_served: u64,
 }
 
 impl<'a> Observer<'a> {
@@ -340,7 +391,19 @@ impl<'a> Observer<'a> {
             + Span::from_secs(1)
             + Span::from_millis(intervals * (late + TICK).as_millis());
         let waiting = [None; MAX_PHASES];
-        Observer { x, previous: None, waiting, grace_until: START, call_bound, late, liveness, entering: None }
+        Observer {
+            x,
+            previous: None,
+            waiting,
+            grace_until: START,
+            call_bound,
+            late,
+            liveness,
+            entering: None,
+            served: [None; MAX_RINGS],
+            re_serving: [None; MAX_RINGS],
+            re_served: 0,
+        }
     }
 
     fn disturbed(&mut self, now: Instant) {
@@ -465,7 +528,13 @@ impl<'a> Observer<'a> {
         {
             return Err(format!("preemption {input} entering for {} (bound {})", now.since(since), self.call_bound));
         }
-        // 5. Every call served within the bound.
+        // 5. A ring serves its phases in sequence order within a barrier
+        //    group; only a phase with conditional service comes again, and
+        //    only while another ring's green of the group still runs (a
+        //    preemption serves its phases in any order; start-up and flash
+        //    begin anew).
+        self.check_sequence(s)?;
+        // 6. Every call served within the bound.
         let running = s.unit == UnitState::Run && s.holds.is_empty() && s.preempt.is_none();
         if !running {
             self.disturbed(now);
@@ -488,6 +557,75 @@ impl<'a> Observer<'a> {
             }
         }
         self.previous = Some(*s);
+        Ok(())
+    }
+}
+
+impl Observer<'_> {
+    /// The controller crossed a barrier (Indiana 31, logged before the
+    /// greens it starts): every ring's sequence starts anew, in the same
+    /// barrier group too.
+    fn crossed_barrier(&mut self) {
+        self.served = [None; MAX_RINGS];
+        self.re_serving = [None; MAX_RINGS];
+    }
+
+    /// Check 5: a green whose place in its ring's sequence is not after
+    /// the ring's latest in the barrier group is a re-service, decided as
+    /// the green before it ended (its yellow names it next): only for a
+    /// phase with conditional service, and only while another ring's
+    /// green of the group runs on.
+    fn check_sequence(&mut self, s: &Snapshot) -> Result<(), String> {
+        let normal = |s: &Snapshot| s.unit == UnitState::Run && s.preempt.is_none();
+        let Some(prev) = self.previous.filter(|p| normal(p) && normal(s)) else {
+            self.served = [None; MAX_RINGS];
+            self.re_serving = [None; MAX_RINGS];
+            return Ok(());
+        };
+        let spec = &self.x.spec;
+        let rings = s.ring_count as usize;
+        let place = |r: usize, p: PhaseId| {
+            let phase = spec.phase(p)?;
+            Some((phase.group, spec.rings[r].sequence.iter().position(|q| *q == p)?))
+        };
+        for (r, ring) in s.rings.iter().enumerate().take(rings) {
+            let was = prev.rings[r];
+            let began = |i: Interval| ring.interval == i && (was.interval != i || was.phase != ring.phase);
+            if began(Interval::Yellow)
+                && let Some(next) = ring.next
+                && let Some((group, pos)) = place(r, next)
+                && self.served[r].is_some_and(|(g, last)| g == group && pos <= last)
+            {
+                if spec.phase(next).is_none_or(|ph| ph.timing.conditional_service.is_none()) {
+                    return Err(format!(
+                        "phase {next} to be served again in its barrier group without conditional service"
+                    ));
+                }
+                let runs_on = s.rings.iter().enumerate().take(rings).any(|(o, q)| {
+                    o != r
+                        && q.interval == Interval::Green
+                        && q.phase.and_then(|q| place(o, q)).is_some_and(|(g, _)| g == group)
+                });
+                if !runs_on {
+                    return Err(format!("phase {next} to be served again with no other ring's green in its group"));
+                }
+                self.re_serving[r] = Some(next);
+                self.re_served += 1;
+            }
+            if began(Interval::Green)
+                && let Some(p) = ring.phase
+                && let Some((group, pos)) = place(r, p)
+            {
+                let again = self.served[r].is_some_and(|(g, last)| g == group && pos <= last);
+                if again && self.re_serving[r] != Some(p) {
+                    return Err(format!("phase {p} served again in its barrier group out of turn"));
+                }
+                if !again {
+                    self.served[r] = Some((group, pos));
+                }
+                self.re_serving[r] = None;
+            }
+        }
         Ok(())
     }
 }
@@ -559,6 +697,8 @@ struct Ran {
     /// Frames showing a pedestrian countdown, summed over crossings (the
     /// monitor checks each against the clearance's end).
     countdowns: u64,
+    /// Conditional services ([`Observer::re_served`]).
+    re_served: u64,
 }
 
 const COUNTED: [EventCode; 4] = [
@@ -570,7 +710,28 @@ const COUNTED: [EventCode; 4] = [
 
 fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, TestCaseError> {
     let mut ran = Ran { ticks: sc.ticks as u64, ..Ran::default() };
-    let x = &configs[sc.controller];
+    let conditional;
+    let mut conditional_rng = Rng((sc.seed ^ 0x5851_f42d) | 1);
+    let x = match sc.conditional_service {
+        true => {
+            conditional = with_conditional_service(&configs[sc.controller], &mut conditional_rng);
+            &conditional
+        }
+        false => &configs[sc.controller],
+    };
+    // Per detector, 1-in-N chance a tick that it flips. With conditional
+    // service, uneven traffic (each detector 1, 4 or 16 times quieter):
+    // a through gapping out beside one that runs on, with a left waiting,
+    // is what re-serves a phase, and even traffic seldom makes it.
+    let flip: Vec<u32> = x
+        .spec
+        .detectors
+        .iter()
+        .map(|_| match sc.conditional_service {
+            true => sc.flip_one_in * [1, 4, 16][conditional_rng.below(3) as usize],
+            false => sc.flip_one_in,
+        })
+        .collect();
     let mut rng = Rng(sc.seed | 1);
     let mut controller = Controller::new(x.spec.clone(), START);
     let mut monitor = Monitor::new(&x.spec);
@@ -591,7 +752,7 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, Te
     for tick in 0..sc.ticks {
         now += TICK;
         for (slot, d) in x.spec.detectors.iter().enumerate() {
-            if sc.stuck & (1 << slot) == 0 && rng.one_in(sc.flip_one_in) {
+            if sc.stuck & (1 << slot) == 0 && rng.one_in(flip[slot]) {
                 input.set_presence(d.channel, !input.is_present(d.channel));
             }
         }
@@ -634,10 +795,6 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, Te
             )));
         }
         ran.countdowns += controller.output().ped_countdown.iter().filter(|c| !c.is_blank()).count() as u64;
-        let snap = controller.snapshot();
-        observer
-            .check(now, &snap)
-            .map_err(|e| TestCaseError::fail(format!("{}: tick {tick}: {e}\n{snap:#?}", x.spec.id)))?;
         while let Some(e) = controller.poll_event() {
             if let Some(k) = COUNTED.iter().position(|&c| c == e.code) {
                 ran.counted[k] += 1;
@@ -648,8 +805,16 @@ fn run_scenario(configs: &[IntersectionConfig], sc: &Scenario) -> Result<Ran, Te
             ) {
                 observer.disturbed(now);
             }
+            if e.code == EventCode::BarrierTermination {
+                observer.crossed_barrier();
+            }
         }
+        let snap = controller.snapshot();
+        observer
+            .check(now, &snap)
+            .map_err(|e| TestCaseError::fail(format!("{}: tick {tick}: {e}\n{snap:#?}", x.spec.id)))?;
     }
+    ran.re_served = observer.re_served;
     Ok(ran)
 }
 
@@ -663,6 +828,7 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
     let per_controller = std::cell::RefCell::new(vec![0u64; configs.len()]);
     let counted = std::cell::Cell::new([0u64; 4]);
     let countdowns = std::cell::Cell::new(0u64);
+    let re_served = std::cell::Cell::new(0u64);
     runner
         .run(&scenario(configs.len()), |sc| {
             let ran = run_scenario(&configs, &sc)?;
@@ -670,6 +836,7 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
             per_controller.borrow_mut()[sc.controller] += ran.ticks;
             counted.set(std::array::from_fn(|k| counted.get()[k] + ran.counted[k]));
             countdowns.set(countdowns.get() + ran.countdowns);
+            re_served.set(re_served.get() + ran.re_served);
             Ok(())
         })
         .unwrap_or_else(|e| panic!("safety property violated: {e}"));
@@ -682,6 +849,7 @@ fn no_conflicts_full_clearances_minimums_max_and_service_over_millions_of_ticks(
     );
     println!("  pedestrian countdown: {} crossing-ticks counted down, none under-read", countdowns.get());
     println!("  flashing yellow arrows: {arrows} permissive intervals (32)");
+    println!("  conditional service: {} phases served again before the barrier", re_served.get());
     for (x, n) in configs.iter().zip(per_controller.borrow().iter()) {
         println!("  {}: {n} ticks", x.spec.id);
     }
@@ -706,6 +874,7 @@ fn a_light_phase_at_its_minimum_split_is_served_when_clearances_end_late() {
         stuck: 0,
         command_one_in: 2650,
         cabinet_inputs: None,
+        conditional_service: false,
         link: Some(Link {
             max_delay: Span::from_millis(196),
             loss_one_in: 14,
@@ -733,6 +902,7 @@ fn a_phase_started_before_its_split_rests_in_green_until_a_window_opens() {
         stuck: 0,
         command_one_in: 1124,
         cabinet_inputs: None,
+        conditional_service: false,
         link: Some(Link {
             max_delay: Span::from_millis(344),
             loss_one_in: 41,
@@ -749,6 +919,7 @@ fn a_phase_started_before_its_split_rests_in_green_until_a_window_opens() {
         stuck: 0,
         command_one_in: 450,
         cabinet_inputs: None,
+        conditional_service: false,
         link: Some(Link {
             max_delay: Span::from_millis(336),
             loss_one_in: 25,

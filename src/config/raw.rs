@@ -241,6 +241,9 @@ pub struct RawPhase {
     #[serde(default)]
     pub dual_entry: bool,
     #[serde(default)]
+    pub conditional_service: bool,
+    pub conditional_service_min_s: Option<f64>,
+    #[serde(default)]
     pub rest_in_walk: bool,
     #[serde(default)]
     pub ped_recycle: bool,

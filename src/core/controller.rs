@@ -78,6 +78,10 @@ struct Ending {
     phase: PhaseId,
     why: Termination,
     next: Option<PhaseId>,
+    /// `next` is a conditional service ([`Controller::conditional_service`]):
+    /// the earliest the other rings' greens could be made to end, which
+    /// its green must clear by.
+    conditional_until: Option<Instant>,
 }
 
 /// Pedestrian interval of a green phase.
@@ -227,6 +231,10 @@ struct GreenTimers {
     /// A transit priority request has held this green past where it
     /// would have ended (114 logged).
     priority_extended: bool,
+    /// A conditional service ends here, in any plan mode, after its
+    /// minimums: its clearance then ends by the time the other rings'
+    /// greens could run to, so it never holds the barrier back.
+    conditional_end: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -243,6 +251,12 @@ struct RingState {
     green: GreenTimers,
     /// Decided at termination and kept through clearance.
     next: Option<PhaseId>,
+    /// `next` is a conditional service: [`Ending::conditional_until`].
+    conditional_until: Option<Instant>,
+    /// The ring has re-served a phase in this barrier group (conditional
+    /// service): once per group, and its place in the sequence stays where
+    /// it had got to, so it heads for the barrier after the re-service.
+    conditional_served: bool,
 }
 
 /// Overlap interval, timed by the overlap itself so it can never go from
@@ -1275,6 +1289,7 @@ impl Controller {
         self.group = self.group.min(self.spec.barrier_groups.len().saturating_sub(1));
         for r in &mut self.rings {
             r.served_pos = None;
+            r.conditional_served = false;
             r.phase = None;
         }
     }
@@ -1528,7 +1543,12 @@ impl Controller {
                 self.rings[r].green.max_start = None;
             }
             if next.is_some() || cross {
-                *want = self.termination(now, r, p, self.priority).map(|why| Ending { phase: p, why, next });
+                *want = self.termination(now, r, p, self.priority).map(|why| Ending {
+                    phase: p,
+                    why,
+                    next,
+                    conditional_until: None,
+                });
                 // Held only by its transit priority request: the green is
                 // extended for the bus (114, once per green).
                 if want.is_none()
@@ -1539,6 +1559,17 @@ impl Controller {
                     self.rings[r].green.priority_extended = true;
                     self.events.push(now, EventCode::TspAdjustExtendGreen, p.number() as u16);
                 }
+            }
+        }
+
+        // 1b. Conditional service: a ring that gapped or maxed out with
+        //     nothing left in its group re-serves an earlier called phase
+        //     where its service fits in what the other rings still run.
+        for r in 0..rings {
+            if let Some(end) = wants[r]
+                && let Some((next, until)) = self.conditional_service(now, r, end, &wants)
+            {
+                wants[r] = Some(Ending { next: Some(next), conditional_until: Some(until), ..end });
             }
         }
 
@@ -1733,6 +1764,11 @@ impl Controller {
         if let Some(targets) = self.preempt_targets() {
             return (!targets.phases.contains(p)).then_some(Termination::Preempt);
         }
+        // A conditional service borrows the other rings' time: it ends by
+        // its limit whatever holds it.
+        if g.conditional_end.is_some_and(|e| now >= e) {
+            return Some(Termination::ForceOff);
+        }
         if self.holds.contains(p) {
             return None;
         }
@@ -1747,11 +1783,7 @@ impl Controller {
         // ...or green extension: no gap-out, max and force-off pushed back
         // by at most the configured extension.
         let extension = if priority.contains(p) { self.spec.priority.max_extension } else { Span::ZERO };
-        let max = match (self.plan.max_select, self.dynamic_max[p.index()]) {
-            (_, dynamic) if !dynamic.is_zero() => dynamic,
-            (MaxSelect::Max1, _) => t.max1,
-            (MaxSelect::Max2, _) => t.max2,
-        } + extension;
+        let max = self.max_green(p) + extension;
         let on_max = g.max_start.map(|s| now.since(s));
         let maxed = on_max.is_some_and(|m| m >= max) && !self.pressure_holds(now, p, on_max);
         // Volume-density: no gap-out inside the added initial; the gap
@@ -1804,6 +1836,79 @@ impl Controller {
             }
             PlanMode::Fixed => forced.then_some(Termination::ForceOff),
         }
+    }
+
+    /// Phase `p`'s maximum green now: free-style adaptive's for this
+    /// cycle, else the one the plan selects.
+    fn max_green(&self, p: PhaseId) -> Span {
+        let t = self.timing(p);
+        match (self.plan.max_select, self.dynamic_max[p.index()]) {
+            (_, dynamic) if !dynamic.is_zero() => dynamic,
+            (MaxSelect::Max1, _) => t.max1,
+            (MaxSelect::Max2, _) => t.max2,
+        }
+    }
+
+    /// The latest ring `r`'s green, phase `p`, runs to by the plan's own
+    /// rules: its max timer's end (from now if it has not started: it
+    /// starts no earlier), and in coordination its force-off, or its
+    /// yield point if coordinated (`None` until that is known). A
+    /// preemption, a hold, a transit priority request or free-style
+    /// adaptive's queue rule may only end it sooner or hold it longer.
+    fn green_limit(&self, now: Instant, r: usize, p: PhaseId) -> Option<Instant> {
+        let g = &self.rings[r].green;
+        let max_end = g.max_start.unwrap_or(now) + self.max_green(p);
+        match self.plan.mode {
+            PlanMode::Coordinated | PlanMode::Fixed if self.plan.coordinated().contains(p) => g.yield_at,
+            PlanMode::Free => Some(max_end),
+            PlanMode::Coordinated => Some(g.force_off_at.map_or(max_end, |f| f.min(max_end))),
+            PlanMode::Fixed => g.force_off_at,
+        }
+    }
+
+    /// Conditional service (NEMA TS 2): ring `r`'s green `end` gapped or
+    /// maxed out with nothing left in its barrier group while every other
+    /// ring that still times a green of the group keeps it (not ending it
+    /// this tick). The ring may then serve again, once per group, the
+    /// first earlier phase of the group with a call and
+    /// `conditional_service` whose minimum service and clearance, and its
+    /// `conditional_service` minimum, fit after `end`'s clearance before
+    /// the earliest those greens could be made to end ([`Self::green_limit`]):
+    /// the barrier then comes no later than those greens would bring it.
+    /// Not while a preemption or a change staged for the barrier waits,
+    /// nor after a force-off (a coordinated split is over). Returns the
+    /// phase and that limit.
+    fn conditional_service(
+        &self,
+        now: Instant,
+        r: usize,
+        end: Ending,
+        wants: &[Option<Ending>; MAX_RINGS],
+    ) -> Option<(PhaseId, Instant)> {
+        let ring = &self.rings[r];
+        let terminated = matches!(end.why, Termination::GapOut | Termination::MaxOut);
+        if !terminated || end.next.is_some() || ring.conditional_served || self.preempt.is_some() || self.staged() {
+            return None;
+        }
+        let mut until: Option<Instant> = None;
+        for (o, other) in self.rings.iter().enumerate().take(self.spec.rings.len()) {
+            if o == r || other.interval != Interval::Green || wants[o].is_some() {
+                continue;
+            }
+            let limit = self.green_limit(now, o, other.phase?)?;
+            until = Some(until.map_or(limit, |u| u.min(limit)));
+        }
+        let until = until?;
+        let left = until.since(now).saturating_sub(self.timing(end.phase).clearance());
+        let group = self.spec.barrier_groups[self.group];
+        let calls = self.vehicle_calls.union(self.ped_calls).difference(self.omitted);
+        let before = &self.spec.rings[r].sequence[..ring.served_pos?];
+        let next = before.iter().copied().find(|&p| {
+            let t = self.timing(p);
+            let service = t.service(self.ped_calls.contains(p)) + t.clearance();
+            group.contains(p) && calls.contains(p) && t.conditional_service.is_some_and(|min| service.max(min) <= left)
+        })?;
+        Some((next, until))
     }
 
     /// Free-style adaptive, per decision: a green at its re-planned maximum
@@ -1878,7 +1983,7 @@ impl Controller {
         }
     }
 
-    fn begin_yellow(&mut self, now: Instant, r: usize, Ending { phase: p, why, next }: Ending) {
+    fn begin_yellow(&mut self, now: Instant, r: usize, Ending { phase: p, why, next, conditional_until }: Ending) {
         let n = p.number() as u16;
         if self.priority.contains(p) {
             // Served: the request checks out with this green.
@@ -1910,6 +2015,7 @@ impl Controller {
         ring.since = now;
         ring.shown = shown;
         ring.next = next;
+        ring.conditional_until = conditional_until;
     }
 
     fn begin_green(&mut self, now: Instant, r: usize, p: PhaseId) {
@@ -1934,14 +2040,30 @@ impl Controller {
             force_off_on_cycle = to_force_off >= needed;
             force_off_at = Some(now + to_force_off.max(needed));
         }
+        // A conditional service is forced off so that its clearance ends by
+        // its limit (its minimums uncut: a late cabinet link may have eaten
+        // into the margin). In coordination that replaces its own force-off:
+        // its split is over, the time is the other rings' split.
+        let conditional_end = self.rings[r].conditional_until.map(|until| {
+            let end = now + until.since(now).saturating_sub(t.clearance());
+            end.max(now + self.needed(p, serve_ped))
+        });
+        if let Some(end) = conditional_end.filter(|_| force_off_at.is_some()) {
+            (force_off_at, force_off_on_cycle) = (Some(end), false);
+        }
         let shown = self.starting(now);
         let ring = &mut self.rings[r];
         ring.interval = Interval::Green;
         ring.phase = Some(p);
         ring.since = now;
         ring.shown = shown;
-        ring.served_pos = pos;
+        ring.conditional_served |= conditional_end.is_some();
+        // After a conditional service the ring's place stays where it had
+        // got to: the phases after it are still to serve, the ones before
+        // not again.
+        ring.served_pos = if ring.conditional_served { ring.served_pos.max(pos) } else { pos };
         ring.next = None;
+        ring.conditional_until = None;
         ring.green = GreenTimers {
             last_extension: now,
             max_start: None,
@@ -1956,6 +2078,7 @@ impl Controller {
             yield_at: None,
             initial: t.density.initial(t.min_green, self.waiting_vehicles[p.index()]),
             priority_extended: false,
+            conditional_end,
         };
         self.vehicle_calls.remove(p);
         if let Some(pre) = &mut self.preempt
@@ -2011,6 +2134,7 @@ impl Controller {
         self.group = g;
         for r in &mut self.rings {
             r.served_pos = None;
+            r.conditional_served = false;
         }
         let rings = self.spec.rings.len();
         let mut starts: [Option<PhaseId>; MAX_RINGS] = [None; MAX_RINGS];
@@ -3349,6 +3473,164 @@ mod tests {
         assert_eq!(rig.c.unit(), UnitState::Run);
     }
 
+    /// Phase 1 (the SB left, its max raised to 40 s) with conditional
+    /// service at minimum `min` (`None`: off) on the free plan, after
+    /// start-up (2 and 6 green at 6 s): a call on the side street 4 and on
+    /// 1 at 7.1 s, 6's detector held on (it runs to its 40 s max, at
+    /// 47.1 s), 2's clear (it gaps out at its 8 s minimum, at 14 s).
+    /// `before`: what to do to the rig before the calls.
+    fn conditional_run(min: Option<Span>, before: impl FnOnce(&mut Rig)) -> Rig {
+        let mut spec = eight_phase();
+        spec.phases[0].timing.conditional_service = min;
+        spec.phases[0].timing.max1 = Span::from_secs(40);
+        let mut rig = Rig::with_spec(spec);
+        rig.run(7);
+        assert_eq!((rig.shows(2), rig.shows(6)), (Indication::Green, Indication::Green), "start-up");
+        before(&mut rig);
+        rig.detector(6, true);
+        for ch in [1, 4] {
+            rig.detector(ch, true);
+        }
+        rig.step();
+        for ch in [1, 4] {
+            rig.detector(ch, false);
+        }
+        rig.run(60);
+        rig
+    }
+
+    /// Coordinated plan 2 (100 s; 3 and 4 split 15/30 s beside 7 and 8)
+    /// with conditional service on 3 at minimum `min`: 8's detector held
+    /// on (it runs to its force-off), 3 called whenever 4 is green, 4
+    /// extended only while 3 is green (it gaps out at its minimum).
+    fn coordinated_run(min: Option<Span>) -> Rig {
+        let mut spec = eight_phase();
+        spec.phases[2].timing.conditional_service = min;
+        let mut rig = Rig::with_spec(spec);
+        rig.c.handle_command(Instant::ZERO, Command::SelectPlan(2)).unwrap();
+        rig.detector(8, true);
+        for _ in 0..6000 {
+            // 3 called whenever 4 is green.
+            let four = rig.c.snapshot().rings[0].phase == PhaseId::new(4);
+            rig.detector(3, four && rig.shows(4) == Indication::Green);
+            rig.detector(4, rig.shows(3) == Indication::Green);
+            rig.step();
+        }
+        rig
+    }
+
+    fn at(log: &[Event], code: EventCode, n: u16) -> Vec<Instant> {
+        log.iter().filter(|e| e.code == code && e.param == n).map(|e| e.at).collect()
+    }
+
+    /// The classic case: 2 gaps out while 6 runs on to its max; ring 1
+    /// serves its left 1 again before the barrier, forced off so that its
+    /// clearance ends as 6 maxes out. The barrier, and the side street's
+    /// green, come exactly when they would have without it.
+    #[test]
+    fn conditional_service_re_serves_the_left_while_the_other_ring_runs_on() {
+        let with = conditional_run(Some(Span::from_secs(9)), |_| {});
+        let without = conditional_run(None, |_| {});
+        let greens = |rig: &Rig, n| at(&rig.log, EventCode::PhaseBeginGreen, n);
+        let side = |rig: &Rig| greens(rig, 4)[0];
+        let before_side = |rig: &Rig, n| greens(rig, n).into_iter().filter(|t| *t < side(rig)).collect::<Vec<_>>();
+        assert_eq!(before_side(&without, 1), vec![], "without it, 1 waits for the next cycle");
+        let gap_out = at(&with.log, EventCode::PhaseGapOut, 2)[0];
+        let (yellow_2, red_2) = (Span::from_secs(4), Span::from_millis(1500));
+        assert_eq!(before_side(&with, 1), vec![gap_out + yellow_2 + red_2], "1 follows 2's clearance, once");
+        let max_out_6 = at(&with.log, EventCode::PhaseMaxOut, 6)[0];
+        assert_eq!(max_out_6, at(&without.log, EventCode::PhaseMaxOut, 6)[0], "6 times as it would have");
+        // 1 rests beside 6 (simultaneous gap-out) until forced off so that
+        // its yellow and red clearance (3.5 + 1.5 s) end as 6 maxes out.
+        let forced = at(&with.log, EventCode::PhaseForceOff, 1);
+        assert_eq!(forced, vec![Instant::from_millis(max_out_6.as_millis() - 5000)]);
+        assert_eq!(at(&with.log, EventCode::PhaseEndRedClearance, 1), vec![max_out_6]);
+        assert_eq!(side(&with), side(&without), "the barrier is crossed when it would have been");
+        assert_eq!(before_side(&with, 2).len(), 1, "2 is not served again after the re-service");
+    }
+
+    /// The re-service needs the time: 1's minimum service and clearance
+    /// and its configured minimum after 2's clearance, before 6 maxes out.
+    /// As 2 gaps out (14 s) 6 has 47.1 - 14 = 33.1 s left, less 2's 5.5 s
+    /// clearance: 27.6 s.
+    #[test]
+    fn conditional_service_starts_only_where_it_fits_before_the_other_rings_max() {
+        let served = |min: u64| {
+            let rig = conditional_run(Some(Span::from_secs(min)), |_| {});
+            let side = at(&rig.log, EventCode::PhaseBeginGreen, 4)[0];
+            at(&rig.log, EventCode::PhaseBeginGreen, 1).into_iter().filter(|t| *t < side).count()
+        };
+        assert_eq!(served(27), 1);
+        assert_eq!(served(28), 0, "28 s do not fit in 27.6 s");
+        // 6's max timer started with a call on 3 at 7.1 s; 2 gaps out with
+        // nothing to serve and rests beside 6; 1 is called 30 s later, when
+        // 6 has 47.1 - 37.2 = 9.9 s left: less 2's clearance, 4.4 s, short
+        // of 1's minimum service and clearance (9 s).
+        let late = conditional_run(Some(Span::from_secs(9)), |rig| {
+            rig.detector(3, true);
+            rig.step();
+            rig.detector(3, false);
+            rig.run(30);
+        });
+        let side = at(&late.log, EventCode::PhaseBeginGreen, 3)[0];
+        let early: Vec<Instant> =
+            at(&late.log, EventCode::PhaseBeginGreen, 1).into_iter().filter(|t| *t < side).collect();
+        assert_eq!(early, vec![], "no room before 6's max-out");
+    }
+
+    /// No call on 1, or 1 omitted: 2 rests in green beside 6 (simultaneous
+    /// gap-out), and 1 is not served before the barrier.
+    #[test]
+    fn conditional_service_needs_a_call_and_never_serves_an_omitted_phase() {
+        let p1 = PhaseSet::single(PhaseId::new(1).unwrap());
+        let omitted = conditional_run(Some(Span::from_secs(9)), |rig| {
+            rig.c.handle_command(rig.now, Command::Omit(p1)).unwrap();
+        });
+        assert_eq!(at(&omitted.log, EventCode::PhaseBeginGreen, 1), vec![]);
+        let mut spec = eight_phase();
+        spec.phases[0].timing.conditional_service = Some(Span::from_secs(9));
+        let mut rig = Rig::with_spec(spec);
+        rig.run(7);
+        rig.detector(6, true);
+        rig.detector(4, true);
+        rig.run(60);
+        assert_eq!(at(&rig.log, EventCode::PhaseBeginGreen, 1), vec![], "no call on 1");
+        let max_out = at(&rig.log, EventCode::PhaseMaxOut, 6)[0];
+        assert_eq!(at(&rig.log, EventCode::PhaseBeginYellowChange, 2)[0], max_out, "2 rests beside 6");
+    }
+
+    /// Coordinated: 4 gaps out at its minimum while 8 runs to its
+    /// force-off (94.5 s into the cycle); 3, called meanwhile, is
+    /// re-served, and its clearance ends by 8's force-off. The coordinated
+    /// 2 and 6 begin exactly when they do without it. Where 3's minimum
+    /// does not fit (4 gaps out 31.5 s before 8's force-off: 26 s after
+    /// its clearance), 3 is not re-served.
+    #[test]
+    fn conditional_service_in_coordination_never_crosses_the_force_off() {
+        // Re-services (a green of 3 after 4's in the group), each checked
+        // to have cleared when 8 is forced off.
+        let re_services = |rig: &Rig| {
+            let (mut after_four, mut re_serving, mut count) = (false, false, 0);
+            for e in &rig.log {
+                match (e.code, e.param) {
+                    (EventCode::BarrierTermination, _) => after_four = false,
+                    (EventCode::PhaseBeginGreen, 4) => after_four = true,
+                    (EventCode::PhaseBeginGreen, 3) if after_four => (re_serving, count) = (true, count + 1),
+                    (EventCode::PhaseEndRedClearance, 3) => re_serving = false,
+                    (EventCode::PhaseForceOff, 8) => assert!(!re_serving, "3 re-served at 8's force-off {}", e.at),
+                    _ => {}
+                }
+            }
+            count
+        };
+        let (with, without) = (coordinated_run(Some(Span::from_secs(9))), coordinated_run(None));
+        assert!(re_services(&with) >= 5, "3 re-served in (nearly) each of 6 cycles: {}", re_services(&with));
+        assert_eq!(re_services(&without), 0);
+        assert_eq!(re_services(&coordinated_run(Some(Span::from_secs(27)))), 0, "27 s do not fit");
+        let begins = |rig: &Rig| at(&rig.log, EventCode::CoordPhaseBegin, 2);
+        assert_eq!(begins(&with), begins(&without), "the coordinated phases begin on time");
+    }
+
     /// The intervals the log has opened and not closed: green (1 until 7),
     /// yellow (8 until 9), red clearance (10 until 11), walk or pedestrian
     /// clearance (21 until 23 or 24), an overlap (61 until 65), a flashing
@@ -3582,7 +3864,8 @@ mod fuzz {
 
     /// Random detectors and commands against every plan: the monitor never
     /// trips and every call is served (half the seeds with flashing yellow
-    /// arrow heads on the main-street lefts). The integration suite's property
+    /// arrow heads on the main-street lefts, half with conditional service
+    /// on the leading lefts). The integration suite's property
     /// tests do this at scale over the shipped controllers.
     #[test]
     fn random_ticks_never_trip_the_monitor() {
@@ -3603,6 +3886,12 @@ mod fuzz {
                         time_to_reduce: Span::from_secs(6),
                         min_gap: Span::from_millis(t.passage.as_millis() / 2),
                     };
+                }
+            }
+            if seed % 4 < 2 {
+                // Conditional service on the leading lefts, at its least.
+                for ph in spec.phases.iter_mut().filter(|ph| ph.id.number() % 2 == 1) {
+                    ph.timing.conditional_service = Some(ph.timing.min_green + ph.timing.clearance());
                 }
             }
             let mut m = Monitor::new(&spec);

@@ -79,6 +79,14 @@ pub struct PhaseTiming {
     /// Served with a concurrent phase of another ring when its own ring has no
     /// call in the barrier group (NEMA dual entry).
     pub dual_entry: bool,
+    /// NEMA conditional service: when a later phase of its ring gaps or
+    /// maxes out with nothing else to serve before the barrier while
+    /// another ring's green still times, the phase is served again if it
+    /// has a call and its service fits in what that green can still run
+    /// (its max, or its force-off or yield point in coordination): at
+    /// least this long from the re-service's start, and its minimum
+    /// service and clearance. `None`: never re-served.
+    pub conditional_service: Option<Span>,
     pub flash: FlashIndication,
 }
 

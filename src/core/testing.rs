@@ -39,6 +39,7 @@ pub fn eight_phase() -> ControllerSpec {
             rest_in_walk: false,
             ped_recycle: false,
             dual_entry: through,
+            conditional_service: None,
             flash: if n == 2 || n == 6 { FlashIndication::Yellow } else { FlashIndication::Red },
         };
         phases.push(PhaseSpec {

@@ -195,6 +195,9 @@ struct PhaseDraft {
     timing: Option<PhaseTiming>,
     /// Also converts an advance loop's `distance_m` to its travel time.
     speed: Option<ApproachSpeed>,
+    /// `conditional_service` as written: where the ring allows it is
+    /// checked even when the timing is not valid.
+    conditional_service: bool,
     ring: Option<usize>,
     group: Option<usize>,
 }

@@ -44,7 +44,9 @@ impl Validator<'_> {
             let timing = self.phase_timing(p, &at, speed);
             let name = p.name.clone().unwrap_or_else(|| format!("phase {id}"));
             let flash = flash_indication(p.flash);
-            self.phases.insert(id, PhaseDraft { at, name, flash, timing, speed, ring: None, group: None });
+            let conditional_service = p.conditional_service;
+            let draft = PhaseDraft { at, name, flash, timing, speed, conditional_service, ring: None, group: None };
+            self.phases.insert(id, draft);
         }
     }
 
@@ -157,6 +159,7 @@ impl Validator<'_> {
                 self.error(&at.key(key), "needs a pedestrian movement (walk_s and ped_clear_s)");
             }
         }
+        let conditional_service = self.conditional_service(p, at, min_green, yellow, red_clear);
         Some(PhaseTiming {
             min_green: min_green?,
             passage: passage?,
@@ -173,8 +176,51 @@ impl Validator<'_> {
             rest_in_walk: p.rest_in_walk,
             ped_recycle: p.ped_recycle,
             dual_entry: p.dual_entry,
+            conditional_service: conditional_service?,
             flash: flash_indication(p.flash),
         })
+    }
+
+    /// `conditional_service` and its minimum: by default, and at the
+    /// least, the phase's min green and clearance (a re-service that
+    /// cannot fit those never starts, so a smaller minimum means nothing).
+    /// Where the ring allows it is checked with the sequence
+    /// ([`Validator::conditional_service_places`]).
+    fn conditional_service(
+        &mut self,
+        p: &RawPhase,
+        at: &KeyPath,
+        min_green: Option<Span>,
+        yellow: Option<Span>,
+        red_clear: Option<Span>,
+    ) -> Option<Option<Span>> {
+        let key = at.key("conditional_service_min_s");
+        let given = match p.conditional_service_min_s {
+            Some(s) => Some(self.seconds(s, &key)?),
+            None => None,
+        };
+        if !p.conditional_service {
+            if given.is_some() {
+                self.warn(&key, "has no effect without conditional_service = true");
+            }
+            return Some(None);
+        }
+        let least = min_green? + yellow? + red_clear?;
+        match given {
+            Some(min) if min < least => {
+                self.error(
+                    &key,
+                    format!(
+                        "{} is below min_green_s + yellow_s + red_clear_s {}: the re-served phase needs at least that",
+                        secs(min),
+                        secs(least)
+                    ),
+                );
+                None
+            }
+            Some(min) => Some(Some(min)),
+            None => Some(Some(least)),
+        }
     }
 
     /// Volume-density keys: all optional; each pair checked against the

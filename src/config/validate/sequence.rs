@@ -88,6 +88,41 @@ impl Validator<'_> {
                 self.declared_conflicts.push((a, b));
             }
         }
+        self.conditional_service_places();
+    }
+
+    /// A phase with `conditional_service` is re-served after a later
+    /// phase of its ring ends before the barrier, while another ring's
+    /// phase of the group still times: both must exist.
+    fn conditional_service_places(&mut self) {
+        let (Some(rings), Some(groups)) = (&self.rings, &self.groups) else { return };
+        let mut misplaced = Vec::new();
+        for (id, d) in &self.phases {
+            let (Some(r), Some(g), true) = (d.ring, d.group, d.conditional_service) else { continue };
+            let group = groups[g];
+            let sequence = &rings[r].sequence;
+            let later = sequence.iter().skip_while(|p| *p != id).skip(1).any(|p| group.contains(*p));
+            let concurrent =
+                rings.iter().enumerate().any(|(o, ring)| o != r && ring.sequence.iter().any(|p| group.contains(*p)));
+            let reason = if !later {
+                format!(
+                    "phase {id} has no later phase in ring {} before the barrier (barrier group {}): no phase ends after it for it to be served again",
+                    r + 1,
+                    g + 1
+                )
+            } else if !concurrent {
+                format!(
+                    "no other ring has a phase in barrier group {}: no concurrent green keeps the group open for phase {id} to be served again",
+                    g + 1
+                )
+            } else {
+                continue;
+            };
+            misplaced.push((d.at.key("conditional_service"), reason));
+        }
+        for (at, reason) in misplaced {
+            self.error(&at, reason);
+        }
     }
 
     fn ring_list(&mut self, rings: &[Vec<u8>], at: &KeyPath) -> Vec<RingSpec> {

@@ -516,3 +516,48 @@ fn a_plan_omits_neither_a_coordinated_phase_nor_a_whole_ring() {
     let e = errors(&[("mode = \"free\"", "mode = \"free\"\nomit = [8, 6]")], "");
     assert_eq!(e, ["plan 1 (number 1).omit: omits every phase of ring 2 (6, 8): leave at least one"]);
 }
+
+#[test]
+fn conditional_service_needs_a_later_phase_and_a_concurrent_ring_and_room_for_its_minimums() {
+    let on = (
+        "recall = \"min\"\napproach_speed_kmh = 50",
+        "recall = \"min\"\nconditional_service = true\napproach_speed_kmh = 50",
+    );
+    let one_group = ("barriers = [[2, 6], [4, 8]]", "barriers = [[2, 4, 6, 8]]");
+    assert_eq!(errors(&[one_group, on], ""), Vec::<String>::new(), "2 before 4, beside 6 and 8");
+    assert_eq!(
+        errors(&[on], ""),
+        [
+            "phase 1 (number 2).conditional_service: phase 2 has no later phase in ring 1 before the barrier (barrier group 1): no phase ends after it for it to be served again"
+        ]
+    );
+    let e = errors(&[("barriers = [[2, 6], [4, 8]]", "barriers = [[2, 4], [6, 8]]"), on], "");
+    assert_has(
+        &e,
+        "phase 1 (number 2).conditional_service: no other ring has a phase in barrier group 1: no concurrent green keeps the group open for phase 2 to be served again",
+    );
+    let short = (
+        "recall = \"min\"\napproach_speed_kmh = 50",
+        "recall = \"min\"\nconditional_service = true\nconditional_service_min_s = 15\napproach_speed_kmh = 50",
+    );
+    assert_eq!(
+        errors(&[one_group, short], ""),
+        [
+            "phase 1 (number 2).conditional_service_min_s: 15.0 s is below min_green_s + yellow_s + red_clear_s 16.0 s: the re-served phase needs at least that"
+        ]
+    );
+    let alone = (
+        "recall = \"min\"\napproach_speed_kmh = 50",
+        "recall = \"min\"\nconditional_service_min_s = 20\napproach_speed_kmh = 50",
+    );
+    assert_eq!(
+        check(&[alone], ""),
+        (
+            vec![],
+            vec![
+                "phase 1 (number 2).conditional_service_min_s: has no effect without conditional_service = true"
+                    .to_owned()
+            ]
+        )
+    );
+}
