@@ -429,7 +429,8 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
             if br.steps != last_steps:
                 last_steps, last_progress = br.steps, time.time()
             elif time.time() - last_progress > 30:
-                err = f"lockstep stalled at sim t={br.sim_t:.1f}s for 30 s (see {rdir}/**/greenwave.log)"
+                logs = ", ".join(str(d["dir"] / "greenwave.log") for d in daemons)
+                err = f"lockstep stalled at sim t={br.sim_t:.1f}s for 30 s (see {logs})"
                 break
             if time.time() > limit:
                 err = f"wall-clock limit at sim t={br.sim_t:.1f}s"
