@@ -28,7 +28,7 @@ Scenarios (right-hand traffic, north up):
             east-west, 300, 170 and 250 m north-south. East-west avenues
             2 lanes + left-turn bays at 50 km/h, the bay about a quarter of
             its link (40-90 m); north-south streets 1 lane at 40 km/h with
-            bays of 30-60 m, except the second street (x = 230), whose lefts
+            bays of 40-60 m, except the second street (x = 230), whose lefts
             share the lane (permissive). Run as one daemon or split into
             several joined through NATS (run.py --greenwave-daemons).
 """
