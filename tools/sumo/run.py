@@ -417,7 +417,7 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         limit = time.time() + task.get("wall_limit_s", 3600)
         err = None
         last_steps, last_progress = 0, time.time()
-        while not br.done.is_set() and not err:
+        while not br.done.is_set():
             await asyncio.sleep(0.2)
             for d in daemons:
                 if d["proc"].poll() is not None:
