@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -425,9 +426,60 @@ def corridors(net: Path, model: dict) -> list[dict]:
     return out
 
 
-def corridor_toml(corridors_: list[dict]) -> str:
-    return "".join(f'[[corridor]]\nmembers = {json.dumps(c["members"])}\ntravel_s = {json.dumps(c["travel_s"])}\n'
-                   for c in corridors_)
+def corridor_toml(corridors_: list[dict], local: set[str] | None = None) -> str:
+    """`[[corridor]]` tables. With `local` (the controller ids one daemon
+    of several runs), a corridor with none of them is left out and the
+    members another daemon runs are listed as `remote`
+    (docs/configuration.md#corridor): the daemons exchange their projected
+    outflows through NATS."""
+    out = []
+    for c in corridors_:
+        remote = [m for m in c["members"] if local is not None and m not in local]
+        if len(remote) == len(c["members"]):
+            continue
+        out.append(f'[[corridor]]\nmembers = {json.dumps(c["members"])}\ntravel_s = {json.dumps(c["travel_s"])}\n'
+                   + (f"remote = {json.dumps(remote)}\n" if remote else ""))
+    return "".join(out)
+
+
+def split_daemons(net: Path, model: dict, n: int) -> list[list[str]]:
+    """The controller ids of `model` in `n` contiguous groups along the
+    network's main axis (the mean direction phase 2 travels), one per
+    daemon: sizes differ by one at most, so each corridor along that axis
+    is cut as few times as the split allows. ValueError unless
+    1 <= n <= the number of junctions."""
+    import sumolib
+
+    if not 1 <= n <= len(model):
+        raise ValueError(f"{n} daemons for {len(model)} traffic lights: give 1 to {len(model)}")
+    sn = sumolib.net.readNet(str(net))
+    where, ax, ay = {}, 0.0, 0.0
+    for j in model.values():
+        edge = sn.getEdge(next((e for e, ap in j["approaches"].items() if ap["label"] == "A"),
+                               next(iter(j["approaches"]))))
+        h = math.radians(netmodel.heading(edge))
+        ax, ay = ax + math.cos(h), ay + math.sin(h)
+        where[j.get("id", j["tls"])] = edge.getToNode().getCoord()[:2]
+    ids = sorted(where, key=lambda i: (where[i][0] * ax + where[i][1] * ay, i))
+    size, extra = divmod(len(ids), n)
+    groups, at = [], 0
+    for k in range(n):
+        step = size + (1 if k < extra else 0)
+        groups.append(ids[at:at + step])
+        at += step
+    return groups
+
+
+def remote_neighbours(corridors_: list[dict], local: set[str]) -> set[str]:
+    """The remote members next to one of `local` along a corridor: whose
+    projected outflows that daemon subscribes to (src/daemon/neighbours.rs
+    `inbound`)."""
+    out = set()
+    for c in corridors_:
+        for a, b in zip(c["members"], c["members"][1:]):
+            if (a in local) != (b in local):
+                out.add(b if a in local else a)
+    return out
 
 
 def parse_keys(text: str) -> dict:

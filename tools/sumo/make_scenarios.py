@@ -24,6 +24,13 @@ Scenarios (right-hand traffic, north up):
             it from the main road) and a skewed four-leg intersection whose
             side road meets at about 60 degrees. Main road 60 km/h 2 lanes,
             side roads 30-40 km/h 1 lane.
+- city:     4x4 grid, 16 signals, unequal blocks: 230, 350 and 160 m
+            east-west, 300, 170 and 250 m north-south. East-west avenues
+            2 lanes + left-turn bays at 50 km/h, the bay about a quarter of
+            its link (40-90 m); north-south streets 1 lane at 40 km/h with
+            bays of 40-60 m, except the second street (x = 230), whose lefts
+            share the lane (permissive). Run as one daemon or split into
+            several joined through NATS (run.py --greenwave-daemons).
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ class Road:
     prio: int
     # signalised ends whose approach along this road has a left pocket
     pockets: set = field(default_factory=set)
+    # the pocket's (turning bay's) length
+    pocket_m: float = POCKET_M
 
 
 @dataclass
@@ -141,7 +150,40 @@ def tnet() -> Scenario:
     return Scenario("tnet", n, roads)
 
 
-ALL = {"single": single, "arterial": arterial, "grid": grid, "tnet": tnet}
+def city() -> Scenario:
+    xs = [0, 230, 580, 740]
+    ys = [0, 300, 470, 720]
+    stub = 250
+    shared_lefts = {1}  # street columns whose lefts share the through lane
+
+    def bay(length, share, lo, hi):
+        # a turning bay about `share` of its link, within what a block allows
+        return min(hi, max(lo, round(share * length / 5) * 5))
+
+    n = {}
+    roads = []
+    for r, y in enumerate(ys):
+        for c, x in enumerate(xs):
+            n[f"C{r}{c}"] = (x, y, True)
+    for r, y in enumerate(ys):
+        n[f"W{r}"] = (-stub, y, False)
+        n[f"E{r}"] = (xs[-1] + stub, y, False)
+        row = [f"W{r}"] + [f"C{r}{c}" for c in range(len(xs))] + [f"E{r}"]
+        for a, b in zip(row, row[1:]):
+            length = abs(n[b][0] - n[a][0])
+            roads.append(Road(a, b, 2, 50, 3, {x for x in (a, b) if x.startswith("C")}, bay(length, 0.25, 40, 90)))
+    for c, x in enumerate(xs):
+        n[f"S{c}"] = (x, -stub, False)
+        n[f"N{c}"] = (x, ys[-1] + stub, False)
+        col = [f"S{c}"] + [f"C{r}{c}" for r in range(len(ys))] + [f"N{c}"]
+        for a, b in zip(col, col[1:]):
+            length = abs(n[b][1] - n[a][1])
+            p = set() if c in shared_lefts else {x for x in (a, b) if x.startswith("C")}
+            roads.append(Road(a, b, 1, 40, 2, p, bay(length, 0.25, 30, 60)))
+    return Scenario("city", n, roads)
+
+
+ALL = {"single": single, "arterial": arterial, "grid": grid, "tnet": tnet, "city": city}
 
 
 def turn(u, v, w) -> str:
@@ -171,7 +213,7 @@ def build(sc: Scenario, out: Path) -> Path:
             length = math.hypot(vx - ux, vy - uy)
             speed = r.kmh / 3.6
             if sig and v in r.pockets:
-                f = (length - POCKET_M) / length
+                f = (length - r.pocket_m) / length
                 pid = f"{u}_{v}_p"
                 pnodes[pid] = (ux + (vx - ux) * f, uy + (vy - uy) * f)
                 edges.append((eid, u, pid, r.lanes, speed, r.prio))

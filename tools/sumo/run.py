@@ -63,7 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (BUILD, EPOCH_MS, HERE, SCENARIOS, STEP_S, ensure_env, greenwave_bin, iso_ms,  # noqa: E402
                     parse_start_time, read_json, sumo_bin, user_path, write_json, zone)
 
-SCENARIO_NAMES = ["single", "arterial", "grid", "tnet"]
+# --all runs the four table networks; city (16 signals) runs when named
+TABLE_SCENARIOS = ["single", "arterial", "grid", "tnet"]
+SCENARIO_NAMES = TABLE_SCENARIOS + ["city"]
 LEVEL_NAMES = ["balanced", "unbalanced", "nearsat", "peak"]
 CONTROLLERS = ["webster", "actuated", "delay_based", "nema", "maxpressure", "greenwave"]
 DRAIN_S = 900  # after the demand ends, run until empty or this much longer
@@ -347,8 +349,6 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     for tid in model:
         model[tid]["port"] = m2[tid]["port"]
     (ctl / "detectors.add.xml").unlink(missing_ok=True)
-    cfg = rdir / "greenwave.toml"
-    log_dir = rdir / "log"
     ev = task.get("emergency")
     reporter = None
     if ev:
@@ -360,11 +360,36 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
             f = ctl / f"{j['id']}.toml"
             f.write_text(f.read_text() + emergency.preempt_toml(j))
         reporter = emergency.Reporter(ev["grpc_port"], ev["route"], ev["wave"])
-    cfg.write_text(greenwave_toml(ctl, log_dir, time_zone=task.get("time_zone"),
-                                  corridors=(import_net.corridor_toml(import_net.corridors(net, m2))
-                                             if task.get("greenwave_corridors") else ""),
-                                  grpc=emergency.grpc_toml(ev["grpc_port"]) if ev else None))
-    out = {"event_log": str(log_dir)}
+    corridors = import_net.corridors(net, m2) if task.get("greenwave_corridors") else []
+    broker = None
+    n_daemons = task.get("greenwave_daemons", 1)
+    if n_daemons == 1:
+        # one daemon: the run directory's own layout (README.md, "Your own network")
+        daemons = [{"dir": rdir, "ids": None}]
+        ctls = [ctl]
+    else:
+        # one directory per daemon, its controllers moved out of ctl/; the
+        # corridors they share are joined through the run's own broker
+        import broker as nats_broker
+
+        broker = nats_broker.Broker(task["nats_port"], rdir / "nats")
+        daemons, ctls = [], []
+        for k, ids in enumerate(import_net.split_daemons(net, m2, n_daemons), 1):
+            d = rdir / f"daemon{k}"
+            (d / "ctl").mkdir(parents=True, exist_ok=True)
+            for cid in ids:
+                (ctl / f"{cid}.toml").replace(d / "ctl" / f"{cid}.toml")
+            daemons.append({"dir": d, "ids": ids})
+            ctls.append(d / "ctl")
+    for d, dctl in zip(daemons, ctls):
+        local = set(d["ids"]) if d["ids"] is not None else None
+        d["config"] = d["dir"] / "greenwave.toml"
+        d["log_dir"] = d["dir"] / "log"
+        d["config"].write_text(greenwave_toml(dctl, d["log_dir"], time_zone=task.get("time_zone"),
+                                              corridors=import_net.corridor_toml(corridors, local),
+                                              grpc=emergency.grpc_toml(ev["grpc_port"]) if ev else None,
+                                              nats_url=broker.url if broker else None))
+    out = {"event_log": str(daemons[0]["log_dir"] if n_daemons == 1 else rdir)}
 
     def step(t):
         if reporter:
@@ -374,7 +399,8 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
     async def main():
         br = Bridge(model, api, STEP_S, step, start_ms=task.get("start_ms", EPOCH_MS))
         await br.start()
-        log = open(rdir / "greenwave.log", "w")
+        if broker:
+            broker.start()
         # GREENWAVE_* variables are daemon settings: a run uses the scenario's
         # config only, never overrides left in the caller's shell
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GREENWAVE_")}
@@ -383,45 +409,69 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
             # the daemon writes its event log in local time: the simulated
             # junctions' zone
             env["TZ"] = task["time_zone"]
-        proc = subprocess.Popen([greenwave_bin(), "run", "--config", str(cfg), "--no-view",
-                                 "--stats-json", str(rdir / "stats.json")],
-                                cwd=rdir, stdout=log, stderr=subprocess.STDOUT, env=env)
+        for d in daemons:
+            d["log"] = open(d["dir"] / "greenwave.log", "w")
+            d["proc"] = subprocess.Popen([greenwave_bin(), "run", "--config", str(d["config"]), "--no-view",
+                                          "--stats-json", str(d["dir"] / "stats.json")],
+                                         cwd=d["dir"], stdout=d["log"], stderr=subprocess.STDOUT, env=env)
         limit = time.time() + task.get("wall_limit_s", 3600)
         err = None
         last_steps, last_progress = 0, time.time()
         while not br.done.is_set():
             await asyncio.sleep(0.2)
-            if proc.poll() is not None:
-                err = f"greenwave exited with {proc.returncode} at sim t={br.sim_t:.1f}s (see {rdir / 'greenwave.log'})"
+            for d in daemons:
+                if d["proc"].poll() is not None:
+                    err = (f"greenwave exited with {d['proc'].returncode} at sim t={br.sim_t:.1f}s "
+                           f"(see {d['dir'] / 'greenwave.log'})")
+                    break
+            if err:
                 break
             if br.steps != last_steps:
                 last_steps, last_progress = br.steps, time.time()
             elif time.time() - last_progress > 30:
-                err = f"lockstep stalled at sim t={br.sim_t:.1f}s for 30 s (see {rdir / 'greenwave.log'})"
+                logs = ", ".join(str(d["dir"] / "greenwave.log") for d in daemons)
+                err = f"lockstep stalled at sim t={br.sim_t:.1f}s for 30 s (see {logs})"
                 break
             if time.time() > limit:
                 err = f"wall-clock limit at sim t={br.sim_t:.1f}s"
                 break
         br.stopping = True
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            for _ in range(50):
-                if proc.poll() is not None:
-                    break
-                await asyncio.sleep(0.1)
-            if proc.poll() is None:
-                proc.kill()
+        if broker:
+            # while the daemons are still connected: the broker forgets a
+            # closed connection's counts
+            try:
+                out["neighbours"] = broker.neighbour_traffic(
+                    [{m.replace(".", "_") for m in import_net.remote_neighbours(corridors, set(d["ids"]))}
+                     for d in daemons])
+            except OSError as e:
+                out["neighbours_error"] = f"broker monitoring: {e}"
+        for d in daemons:
+            if d["proc"].poll() is None:
+                d["proc"].send_signal(signal.SIGTERM)
+        for _ in range(50):
+            if all(d["proc"].poll() is not None for d in daemons):
+                break
+            await asyncio.sleep(0.1)
+        for d in daemons:
+            if d["proc"].poll() is None:
+                d["proc"].kill()
+                d["proc"].wait()
+            d["log"].close()
+        if broker:
+            broker.stop()
         await br.stop()
-        log.close()
         out["trips"] = len(br.trips())
         out["trip_log"] = br.trips()[:20]
         out["flashes"] = br.flashes()
         out["steps"] = br.steps
-        out["daemon_exit"] = proc.returncode
-        lines = [ln.strip() for ln in open(rdir / "greenwave.log", errors="replace") if ln.strip()]
-        errs = [ln for ln in lines if " ERROR " in ln]
-        if err and proc.returncode not in (None, 0) and lines:
-            err += f": {lines[-1][:300]}"  # why the daemon stopped (e.g. a config error)
+        exits = [d["proc"].returncode for d in daemons]
+        out["daemon_exit"] = exits[0] if n_daemons == 1 else exits
+        errs = []
+        for d in daemons:
+            lines = [ln.strip() for ln in open(d["dir"] / "greenwave.log", errors="replace") if ln.strip()]
+            errs += [ln for ln in lines if " ERROR " in ln]
+            if err and d["proc"].returncode not in (None, 0) and lines:
+                err += f": {lines[-1][:300]}"  # why the daemon stopped (e.g. a config error)
         out["daemon_errors"] = len(errs)
         out["daemon_error_log"] = errs[:5]
         out["modbus_reads"] = sum(j.reads for j in br.juncs)
@@ -435,23 +485,30 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
             out["error"] = err
 
     asyncio.run(main())
-    out["plan_changes"] = plan_changes(log_dir)[:50]
+    if n_daemons > 1:
+        out["daemons"] = [{"daemon": k, "junctions": d["ids"]} for k, d in enumerate(daemons, 1)]
+    out["plan_changes"] = [pc for d in daemons for pc in plan_changes(d["log_dir"])][:50]
     if task.get("keep_events"):
         keep = Path(task["keep_events"]) / rdir.name
         if keep.exists():
             shutil.rmtree(keep)
-        keep.mkdir(parents=True)
-        for f in sorted(log_dir.glob("*.csv")):
-            shutil.copy2(f, keep / f.name)
+        for d in daemons:
+            # several daemons' logs may share file names: one directory each
+            into = keep if n_daemons == 1 else keep / d["dir"].name
+            into.mkdir(parents=True)
+            for f in sorted(d["log_dir"].glob("*.csv")):
+                shutil.copy2(f, into / f.name)
         out["event_log"] = str(keep)
     return out
 
 
 def greenwave_toml(ctl: Path, log_dir: Path, time_zone: str | None = None, corridors: str = "",
-                   grpc: str | None = None) -> str:
+                   grpc: str | None = None, nats_url: str | None = None) -> str:
     """The daemon's greenwave.toml for one SIL run. `time_zone` is written
     only when given, so the default works with daemons that do not know
-    the key. `grpc`: a `[grpc]` section (the emergency runs), else none."""
+    the key. `grpc`: a `[grpc]` section (the emergency runs), else none.
+    `nats_url`: the broker of a run split over several daemons (`[nats]`:
+    the city feed and the corridor neighbour exchange), else none."""
     return ((f"time_zone = {json.dumps(time_zone)}\n" if time_zone else "")
             + f"controllers = {json.dumps(str(ctl))}\ntick_ms = {int(STEP_S * 1000)}\nview = false\n"
             'clock = "cabinet"\n'
@@ -459,6 +516,7 @@ def greenwave_toml(ctl: Path, log_dir: Path, time_zone: str | None = None, corri
             # No API in SIL runs but the emergency ones (their own port):
             # parallel runs would fight over it.
             + (grpc or "[grpc]\nenabled = false\n")
+            + (f"[nats]\nurl = {json.dumps(nats_url)}\n" if nats_url else "")
             + corridors)
 
 
@@ -607,9 +665,10 @@ def table(results: list[dict], controllers: list[str]) -> tuple[str, list[dict]]
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", default="single", help="comma list, or 'all'")
+    ap.add_argument("--scenario", default="single",
+                    help="comma list (single, arterial, grid, tnet, city), or 'all' (the first four)")
     ap.add_argument("--demand", default="balanced", help="comma list, or 'all'")
-    ap.add_argument("--all", action="store_true", help="every scenario and demand")
+    ap.add_argument("--all", action="store_true", help="the four table scenarios at every demand")
     g = ap.add_argument_group("a user's network (instead of --scenario/--demand; paths relative to the working directory)")
     g.add_argument("--net", type=Path, metavar="FILE.net.xml", help="the SUMO network")
     g.add_argument("--routes", type=Path, nargs="+", action="extend", default=[], metavar="FILE.rou.xml",
@@ -657,6 +716,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--greenwave-corridors", action="store_true",
                     help="write a [[corridor]] for every chain of junctions along a main street "
                          "(import_net.corridors): common cycle and green-wave offsets for cycle-style plans")
+    ap.add_argument("--greenwave-daemons", type=int, default=1, metavar="N",
+                    help="split the junctions into N daemons, contiguous groups along the main axis "
+                         "(import_net.split_daemons), each with its own controllers, config and logs, joined "
+                         "through a nats-server the run starts on its own ports: corridors that span daemons "
+                         "list the other daemons' members as remote (with --greenwave-corridors)")
     ap.add_argument("--tune-nema", action="store_true",
                     help="first tune NEMA (vehext x max-green scale) per demand level on the single "
                          "intersection, seed 100 (not an evaluation seed); use the best everywhere")
@@ -672,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tag", default=None)
     ap.add_argument("--port-base", type=int, default=21000,
                     help="first Modbus port of the bridge's cabinets (runs take 50 each, or one per traffic light "
-                         "when more, 40 runs apart); give concurrent invocations ranges 2000 apart")
+                         "and two for the broker when more, 40 runs apart); give concurrent invocations ranges "
+                         "2000 apart")
     ap.add_argument("--collect", metavar="TAG|DIR",
                     help="rebuild the table from the finished runs of TAG (build/runs/TAG, or OUT/runs/TAG with "
                          "--net) or of a runs directory")
@@ -713,6 +778,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for f in ([a.net, a.detectors, a.greenwave_bin, a.nema_tuning] + a.routes + a.additional):
         if f is not None and not f.is_file():
             ap.error(f"{f}: no such file")
+    if a.greenwave_daemons < 1:
+        ap.error("--greenwave-daemons must be 1 or more")
+    if a.greenwave_daemons > 1:
+        import broker
+
+        broker.server_bin()
     if a.time_zone:
         try:
             zone(a.time_zone)
@@ -750,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         a.greenwave_mode, a.greenwave_style, a.greenwave_cameras = "adaptive", "free", True
         a.greenwave_passage = a.greenwave_passage or 0.5
     else:
-        scenarios = SCENARIO_NAMES if (a.all or a.scenario == "all") else a.scenario.split(",")
+        scenarios = TABLE_SCENARIOS if (a.all or a.scenario == "all") else a.scenario.split(",")
         levels = LEVEL_NAMES if (a.all or a.demand == "all") else a.demand.split(",")
         seeds = [int(s) for s in a.seeds.split(",")]
         ctrls = a.controllers.split(",")
@@ -801,7 +872,8 @@ def main(argv: list[str] | None = None) -> int:
         tuning = {f"{sc}/{lv}": per_level[lv] for sc in scenarios for lv in levels if lv in per_level}
         print("NEMA tuning from", a.nema_tuning, json.dumps(per_level), flush=True)
     n_tls = max(len(load_model(s["ctl"])) for s in sources)
-    stride = max(50, n_tls)
+    # a run's ports: one per junction, then the broker's two (several daemons)
+    stride = max(50, n_tls + 2)
     slots = max(1, min(40, (65535 - a.port_base) // stride))
     tasks = []
     k = 0
@@ -815,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
                          greenwave_style=a.greenwave_style, greenwave_passage=a.greenwave_passage,
                          greenwave_adaptive=a.greenwave_adaptive,
                          greenwave_corridors=a.greenwave_corridors,
+                         greenwave_daemons=a.greenwave_daemons,
+                         nats_port=a.port_base + (k % slots) * stride + stride - 2,
                          greenwave_cameras=a.greenwave_cameras,
                          greenwave_platoon_passage=a.greenwave_platoon_passage,
                          greenwave_schedule=a.greenwave_schedule, start_ms=a.start_ms, time_zone=a.time_zone,
@@ -845,6 +919,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"events {r['scenario']} {r['demand']} seed {r['seed']}: {r['event_log']}; plan changes "
                       f"(event {PLAN_CHANGE}): " + ("; ".join(f"{s} {ts} plan {p}" for s, ts, p in pcs[:8])
                                                    + (" ..." if len(pcs) > 8 else "") if pcs else "none"))
+    for r in sorted(results, key=lambda r: (r["scenario"], r["demand"], r["seed"])):
+        if r.get("neighbours") or r.get("neighbours_error"):
+            print(f"neighbours over the broker, {r['scenario']} {r['demand']} seed {r['seed']} (outflow messages "
+                  "published / delivered, per daemon): "
+                  + ("; ".join(f"daemon {n['daemon']} {n['published']} / {n['received']}"
+                               for n in r.get("neighbours") or []) or r["neighbours_error"]))
     for r in failed:
         print(f"FAILED {r['scenario']} {r['demand']} seed {r['seed']} {r['controller']}: "
               f"{(r.get('error') or '').strip()[:800]} {r.get('trip_log', '')}")
