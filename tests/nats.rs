@@ -523,7 +523,7 @@ fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
     let start = |me: &str, other: &str| {
         let file = site.logs.join(format!("{me}.toml"));
         let toml = format!(
-            "view = false\n[grpc]\nenabled = false\n[nats]\nurl = \"{}\"\n\
+            "view = false\n[grpc]\nenabled = false\n[http]\nlisten = \"127.0.0.1:0\"\n[nats]\nurl = \"{}\"\n\
              [[corridor]]\nmembers = [\"up\", \"down\"]\ntravel_s = [20.0]\nremote = [\"{other}\"]\n",
             site.url
         );
@@ -533,14 +533,22 @@ fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
         std::fs::create_dir_all(&config.event_log.dir).expect("mkdir");
         let daemon =
             Daemon::start(Options::new(config, Controllers::Texts(vec![schedule_style(me)]))).expect("daemon starts");
-        (daemon.neighbour_stats().expect("a remote member"), Running::spawn(daemon))
+        let metrics = daemon.http_addr().expect("[http] on");
+        (daemon.neighbour_stats().expect("a remote member"), metrics, Running::spawn(daemon))
     };
-    let (up, up_daemon) = start("up", "down");
-    let (down, down_daemon) = start("down", "up");
+    let (up, up_metrics, up_daemon) = start("up", "down");
+    let (down, _, down_daemon) = start("down", "up");
     let heard = |s: &greenwave::daemon::neighbours::NeighbourStats| s.received.load(Relaxed);
     wait_until("each daemon hears the other", Duration::from_secs(60), || heard(&up) > 3 && heard(&down) > 3);
     assert!(up.published.load(Relaxed) > 0 && down.published.load(Relaxed) > 0);
     assert_eq!((up.ignored.load(Relaxed), down.ignored.load(Relaxed)), (0, 0));
+    // The same counters on /metrics (docs/metrics.md), for an operator.
+    let scraped = scrape_metrics(up_metrics);
+    for direction in ["published", "received"] {
+        let line = format!("greenwave_neighbour_outflows_total{{direction=\"{direction}\"}} ");
+        let count = scraped.lines().find_map(|l| l.strip_prefix(line.as_str())).and_then(|v| v.parse::<u64>().ok());
+        assert!(count.is_some_and(|n| n > 0), "{direction}: {scraped}");
+    }
 
     broker.take().expect("running").kill();
     std::thread::sleep(Duration::from_millis(500));
@@ -560,6 +568,16 @@ fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
     assert_eq!(heard(&down), alone, "a stopped neighbour sends nothing");
     // The other runs on and stops clean.
     down_daemon.stop();
+}
+
+/// The daemon's `/metrics` text (anonymous viewer on loopback).
+fn scrape_metrics(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    answer
 }
 
 /// A daemon in-process with `[nats]` on `url` and its gRPC API on a free

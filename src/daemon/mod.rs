@@ -363,6 +363,7 @@ impl Daemon {
                 calls: api.calls(),
                 event_log: log_health.clone(),
                 nats: nats_stats.clone(),
+                neighbours: neighbour_stats.clone(),
             };
             let feeds = crate::http::web::Feeds {
                 ids: ids.clone(),

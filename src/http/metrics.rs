@@ -31,6 +31,7 @@ use crate::api::refusals::Refusals;
 use crate::core::detector::DetectorFault;
 use crate::core::{FlashReason, UnitState};
 use crate::daemon::nats::NatsStats;
+use crate::daemon::neighbours::NeighbourStats;
 use crate::engine::EngineStats;
 use crate::engine::board::SnapshotBoard;
 use crate::engine::latency::LatencyReader;
@@ -73,6 +74,9 @@ pub struct Sources {
     pub event_log: Arc<EventLogHealth>,
     /// The NATS publisher's counters, when `[nats]` is on.
     pub nats: Option<Arc<NatsStats>>,
+    /// The corridor neighbour exchange's counters, when a corridor has
+    /// remote members.
+    pub neighbours: Option<Arc<NeighbourStats>>,
 }
 
 /// A registry holding only the daemon's collector.
@@ -95,8 +99,11 @@ impl Collector for Daemon {
         phases(&mut out, s)?;
         api(&mut out, s)?;
         event_log(&mut out, &s.event_log)?;
-        match &s.nats {
-            Some(n) => nats(&mut out, n),
+        if let Some(n) = &s.nats {
+            nats(&mut out, n)?;
+        }
+        match &s.neighbours {
+            Some(n) => neighbours(&mut out, n),
             None => Ok(()),
         }
     }
@@ -358,6 +365,19 @@ fn nats(out: &mut Out<'_>, n: &NatsStats) -> Result<(), std::fmt::Error> {
         "greenwave_nats_connected",
         "1 while connected to the NATS broker.",
         [(UNLABELLED, u64::from(n.connected.load(Relaxed)))],
+    )
+}
+
+fn neighbours(out: &mut Out<'_>, n: &NeighbourStats) -> Result<(), std::fmt::Error> {
+    out.counter(
+        "greenwave_neighbour_outflows",
+        "Projected outflows exchanged with other daemons' corridor members: published for them, \
+         received from them and handed to the control thread, or ignored (unreadable, or a phase not used).",
+        [
+            ([("direction", "published")], n.published.load(Relaxed)),
+            ([("direction", "received")], n.received.load(Relaxed)),
+            ([("direction", "ignored")], n.ignored.load(Relaxed)),
+        ],
     )
 }
 
