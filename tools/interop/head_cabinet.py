@@ -2,7 +2,8 @@
 of greenwave's own code: the head-side measurement of benches/busy_host.sh.
 
 It serves greenwave's default register map (docs/modbus.md) for N cabinets
-as unit ids 1..N on one loopback port (at most 247, the Modbus unit ids),
+as unit ids 1.. on one loopback port per process (at most 247 a port, the
+Modbus unit ids; --processes spreads them),
 writes one controller file per cabinet pointing greenwave at it (the
 shipped intersections in turn, with their [cabinet] table replaced), and
 places random detector and pedestrian calls on the channels each file
@@ -29,13 +30,15 @@ Run it at real-time priority (benches/busy_host.sh uses chrt) when the
 host is loaded: a real cabinet is its own hardware, and this process must
 not be the one that is late.
 
-Prints `PORT <n>` once serving, then `ready`; on SIGTERM or SIGINT it
-writes the report (--stats-json) and prints a summary.
+Prints `PORT <n> ...` once serving (one port per --processes), then
+`ready`; on SIGTERM or SIGINT it writes the report (--stats-json) and
+prints a summary.
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import signal
 import sys
@@ -249,23 +252,13 @@ def report(units):
     return out
 
 
-async def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--controllers", type=Path, required=True, help="controller files to play (the shipped ones)")
-    ap.add_argument("--count", type=int, help="cabinets (default: one per file, ids kept)")
-    ap.add_argument("--write-controllers", type=Path, required=True, help="write one controller file per cabinet here")
-    ap.add_argument("--stats-json", type=Path, help="write the report here on exit")
-    ap.add_argument("--tolerance-ms", type=float, default=1.0, help="an interval this much under its value is not short")
-    ap.add_argument("--seed", type=int, default=14)
-    args = ap.parse_args()
-
-    files = sorted(args.controllers.glob("*.toml"))
-    count = args.count or len(files)
-    if not 1 <= count <= 247:
-        sys.exit("--count: 1 to 247 cabinets (Modbus unit ids) per process")
+async def serve(k, shard, files, args, events):
+    """Serve the cabinets `shard` (global numbers) on one port: this
+    process's share. Puts ("ready", k) once its controller files are
+    written, and its units on `events` once told to stop."""
     devices = {
         unit: ModbusDeviceContext(ir=ModbusSequentialDataBlock(1, [0] * 110), hr=ModbusSequentialDataBlock(1, [0] * 100))
-        for unit in range(1, count + 1)
+        for unit in range(1, len(shard) + 1)
     }
     units = {}
 
@@ -279,24 +272,22 @@ async def main():
     server = ModbusTcpServer(ModbusServerContext(devices=devices, single=False), address=("127.0.0.1", 0), trace_pdu=trace_pdu)
     await server.serve_forever(background=True)
     port = server.transport.sockets[0].getsockname()[1]
-    print(f"PORT {port}", flush=True)
 
-    args.write_controllers.mkdir(parents=True, exist_ok=True)
     tolerance = args.tolerance_ms / 1000
-    for unit in range(1, count + 1):
-        text = files[(unit - 1) % len(files)].read_text()
+    for unit, number in enumerate(shard, start=1):
+        text = files[(number - 1) % len(files)].read_text()
         cfg = tomllib.loads(text)
         base = cfg["intersection"]["id"]
-        cid = base if args.count is None else f"{base}-{unit:04}"
+        cid = base if args.count is None else f"{base}-{number:04}"
         (args.write_controllers / f"{cid}.toml").write_text(with_cabinet(text, cid, f"127.0.0.1:{port}", unit))
         units[unit] = Unit(cid, base, tomllib.loads(text), tolerance)
-    print("ready", flush=True)
+    events.put(("ready", k, port))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(s, stop.set)
-    rng = random.Random(args.seed)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    rng = random.Random(args.seed + k)
     while not stop.is_set():
         for unit, u in units.items():
             await server.async_setValues(unit, 4, 0, u.stimulate(rng))
@@ -305,16 +296,71 @@ async def main():
         except asyncio.TimeoutError:
             pass
     await server.shutdown()
+    events.put(("units", k, list(units.values())))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--controllers", type=Path, required=True, help="controller files to play (the shipped ones)")
+    ap.add_argument("--count", type=int, help="cabinets (default: one per file, ids kept)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="serve the cabinets from this many processes, one port each (one Python process answers "
+                         "a few thousand requests a second: past that the instrument, not the daemon, is late)")
+    ap.add_argument("--write-controllers", type=Path, required=True, help="write one controller file per cabinet here")
+    ap.add_argument("--stats-json", type=Path, help="write the report here on exit")
+    ap.add_argument("--tolerance-ms", type=float, default=1.0, help="an interval this much under its value is not short")
+    ap.add_argument("--seed", type=int, default=14)
+    args = ap.parse_args()
+
+    files = sorted(args.controllers.glob("*.toml"))
+    count = args.count or len(files)
+    processes = max(1, min(args.processes, count))
+    if not 1 <= count <= 247 * processes:
+        sys.exit(f"--count: 1 to {247 * processes} cabinets (Modbus unit ids: 247 a process)")
+    args.write_controllers.mkdir(parents=True, exist_ok=True)
+    # Forked before any event loop runs; each child inherits this
+    # process's scheduling (chrt) and serves every processes-th cabinet.
+    ctx = multiprocessing.get_context("fork")
+    events = ctx.Queue()
+    shards = [list(range(k + 1, count + 1, processes)) for k in range(processes)]
+    children = [ctx.Process(target=lambda k=k: asyncio.run(serve(k, shards[k], files, args, events))) for k in range(processes)]
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))
+    for c in children:
+        c.start()
+    ports = []
+    while len(ports) < processes:
+        kind, _, port = events.get()
+        if kind == "ready":
+            ports.append(port)
+    print("PORT " + " ".join(map(str, sorted(ports))), flush=True)
+    print("ready", flush=True)
+    while not stopping:
+        time.sleep(0.2)
+    for c in children:
+        c.terminate()  # SIGTERM: each child stops serving and sends its units
+    units, done = {}, 0
+    while done < processes:
+        kind, k, payload = events.get()
+        if kind == "units":
+            done += 1
+            for n, u in enumerate(payload):
+                units[(k, n)] = u
+    for c in children:
+        c.join()
     out = report(units)
+    out["processes"] = processes
     if args.stats_json:
         args.stats_json.write_text(json.dumps(out, indent=1) + "\n")
     iv = out["intervals"]
     print(
-        f"{out['cabinets']} cabinets, {out['writes']} writes; flashes {out['flashes']}; "
+        f"{out['cabinets']} cabinets ({processes} processes), {out['writes']} writes; flashes {out['flashes']}; "
         + ", ".join(f"{k} shortest {iv[k]['shortest_s']} s ({iv[k]['short']} short of {iv[k]['count']})" for k in KINDS)
         + f"; write period p50 {out['write_period_ms']['p50']} p99 {out['write_period_ms']['p99']} max {out['write_period_ms']['max']} ms",
         flush=True,
     )
 
 
-asyncio.run(main())
+if __name__ == "__main__":
+    main()
