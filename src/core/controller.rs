@@ -2965,16 +2965,22 @@ mod tests {
         assert_eq!(shown[11], 12);
     }
 
-    /// The accessible walk message sounds for the whole walk of a crossing
-    /// that does not rest in walk, and for the first 7 s of one that does;
-    /// the locator tone sounds on don't walk and clearance.
-    #[test]
-    fn the_accessible_walk_message_lasts_the_walk_or_its_first_seven_seconds_at_rest() {
+    /// The eight-phase controller with rest in walk and recycle on phase 2.
+    fn resting_walk_on_2() -> (ControllerSpec, PhaseId) {
         let mut spec = eight_phase();
         let p2 = PhaseId::new(2).unwrap();
         let slot = spec.phase_slot[p2.index()].unwrap() as usize;
         spec.phases[slot].timing.rest_in_walk = true;
         spec.phases[slot].timing.ped_recycle = true;
+        (spec, p2)
+    }
+
+    /// The accessible walk message sounds for the whole walk of a crossing
+    /// that does not rest in walk, and for the first 7 s of one that does;
+    /// the locator tone sounds on don't walk and clearance.
+    #[test]
+    fn the_accessible_walk_message_lasts_the_walk_or_its_first_seven_seconds_at_rest() {
+        let (spec, p2) = resting_walk_on_2();
         let p4 = PhaseId::new(4).unwrap();
         let mut rig = Rig::with_spec(spec);
         rig.run(20);
@@ -3013,11 +3019,7 @@ mod tests {
     /// through its full clearance.
     #[test]
     fn a_resting_green_recycles_its_walk_and_rests_in_it() {
-        let mut spec = eight_phase();
-        let p2 = PhaseId::new(2).unwrap();
-        let slot = spec.phase_slot[p2.index()].unwrap() as usize;
-        spec.phases[slot].timing.rest_in_walk = true;
-        spec.phases[slot].timing.ped_recycle = true;
+        let (spec, p2) = resting_walk_on_2();
         let mut rig = Rig::with_spec(spec);
         rig.run(30);
         assert_eq!((rig.shows(2), rig.c.output().ped(p2)), (Indication::Green, PedIndication::DontWalk));
