@@ -126,7 +126,7 @@ fn engine_ticks_without_allocating() {
             // The remote member's phase 2 projection comes back, as its
             // daemon's exchange would send one.
             let (phase, projection) = (PhaseId::new(2).unwrap(), out.projection.after(Span::from_secs(30)));
-            let arrivals = EngineCommand::Arrivals { intersection: 0, phase, projection };
+            let arrivals = EngineCommand::Arrivals { intersection: 0, phase, projection, sent: out.sent };
             io.commands.send(arrivals).unwrap();
             exported += 1;
         }

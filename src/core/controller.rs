@@ -1945,6 +1945,13 @@ impl Controller {
         }
     }
 
+    /// Schedule style: the delay of the last plan (vehicle-seconds), which
+    /// weighs every input the planner had (tests compare runs by it).
+    #[cfg(test)]
+    pub(crate) fn planned_delay(&self) -> Option<f32> {
+        self.scheduled().map(Scheduler::planned_delay)
+    }
+
     /// The planner, while a schedule-style adaptive plan runs in free mode.
     fn scheduled(&self) -> Option<&Scheduler> {
         let running = self.optimizer.is_some() && self.plan.mode == PlanMode::Free;

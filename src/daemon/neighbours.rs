@@ -11,19 +11,22 @@
 //!
 //! Core NATS, not JetStream: a projection is replaced by the next one a
 //! second later, so one lost or late is worth nothing to store. Each
-//! message carries the control time it was planned at (`made_ms`) and
-//! where its bins start (`from_ms`); the receiver keeps those times, so a
-//! lockstep simulation stays on its own clock, and drops a projection
-//! planned more than 3 s of control time ago (`src/core/schedule.rs`):
-//! with the broker or the neighbour gone, the member plans from its own
-//! detectors again.
+//! message carries the control time it was planned at (`made_ms`), sent
+//! at (`sent_ms`) and where its bins start (`from_ms`); the receiver keeps
+//! those times, so a lockstep simulation stays on its own clock. The
+//! control thread hands a projection to the planner a fixed control-time
+//! delay after `sent_ms`, as it does for a neighbour in the same daemon
+//! (`src/engine/corridor.rs`), and the planner drops one planned more than
+//! 3 s of control time ago (`src/core/schedule.rs`): with the broker or the
+//! neighbour gone, the member plans from its own detectors again.
+//! Outflows are published as the control thread hands them over, not on a
+//! wall-clock timer, so a fast lockstep run still meets the delay.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -35,9 +38,6 @@ use crate::core::schedule::{BINS, Projection};
 use crate::core::{Instant, PhaseId, Span};
 use crate::engine::corridor::{BACKWARD_PHASE, FORWARD_PHASE};
 use crate::engine::{EngineCommand, Outflow};
-
-/// How often the control thread's outflows are collected and published.
-const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// A remote member's outflow that feeds one of ours.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +89,7 @@ struct Body {
     intersection: String,
     phase: u8,
     made_ms: u64,
+    sent_ms: u64,
     from_ms: u64,
     bin_ms: u64,
     vehicles: Vec<f32>,
@@ -101,6 +102,7 @@ impl Body {
             intersection: id.to_owned(),
             phase: o.phase.number(),
             made_ms: p.made.as_millis(),
+            sent_ms: o.sent.as_millis(),
             from_ms: p.from.as_millis(),
             bin_ms: p.bin.as_millis(),
             vehicles: p.vehicles.to_vec(),
@@ -195,24 +197,20 @@ impl Exchange {
 
     /// Publishes what the control thread projects, until the engine stops.
     async fn publish(&self, client: &async_nats::Client, outflows: Receiver<Outflow>) {
-        let mut every = tokio::time::interval(PUBLISH_EVERY);
         loop {
-            every.tick().await;
-            loop {
-                let o = match outflows.try_recv() {
-                    Ok(o) => o,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
-                };
-                // Latest wins: nothing is kept for a broker that is away.
-                if client.connection_state() != async_nats::connection::State::Connected {
-                    continue;
-                }
-                let Some(id) = self.ids.get(o.intersection) else { continue };
-                let body = serde_json::to_vec(&Body::new(id, &o)).unwrap_or_default();
-                if client.publish(self.subject(id), body.into()).await.is_ok() {
-                    self.stats.published.fetch_add(1, Ordering::Relaxed);
-                }
+            // The channel is the control thread's (crossbeam: no allocation
+            // there); its blocking receive waits on the runtime's blocking
+            // pool, so each outflow goes out as soon as it is handed over.
+            let next = outflows.clone();
+            let Ok(Ok(o)) = tokio::task::spawn_blocking(move || next.recv()).await else { return };
+            // Latest wins: nothing is kept for a broker that is away.
+            if client.connection_state() != async_nats::connection::State::Connected {
+                continue;
+            }
+            let Some(id) = self.ids.get(o.intersection) else { continue };
+            let body = serde_json::to_vec(&Body::new(id, &o)).unwrap_or_default();
+            if client.publish(self.subject(id), body.into()).await.is_ok() {
+                self.stats.published.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -240,6 +238,7 @@ impl Exchange {
                         intersection: l.to,
                         phase: l.phase,
                         projection: projection.after(l.travel),
+                        sent: Instant::from_millis(body.sent_ms),
                     };
                     if self.commands.try_send(command).is_ok() {
                         self.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -282,11 +281,13 @@ mod tests {
             bin: Span::from_millis(7_500),
             vehicles: [1.5; BINS],
         };
-        let body = Body::new("elm.oak", &Outflow { intersection: 0, phase: FORWARD_PHASE, projection });
+        let sent = Instant::from_millis(5_600);
+        let body = Body::new("elm.oak", &Outflow { intersection: 0, phase: FORWARD_PHASE, projection, sent });
         let back: Body = serde_json::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap();
         assert_eq!(back.projection(), Some(projection));
+        assert_eq!(back.sent_ms, 5_600);
         assert_eq!(Body { vehicles: vec![1.0; 3], ..back }.projection(), None, "12 bins or nothing");
-        let negative = Body::new("x", &Outflow { intersection: 0, phase: FORWARD_PHASE, projection });
+        let negative = Body::new("x", &Outflow { intersection: 0, phase: FORWARD_PHASE, projection, sent });
         assert_eq!(Body { vehicles: vec![-1.0; BINS], ..negative }.projection(), None);
     }
 }

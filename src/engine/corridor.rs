@@ -27,6 +27,14 @@
 //! phase 6. A member that stops planning stops projecting, and its
 //! neighbour's planner drops the data once it is stale.
 //!
+//! A projection reaches its neighbour's planner [`DELIVERY`] of control
+//! time after it was sent ([`Deliveries`]), whether the neighbour runs in
+//! this engine or in another daemon (over the broker, stamped with the
+//! control time it was sent at): the same network split over daemons in
+//! lockstep then plans exactly as one daemon does, as long as the broker
+//! carries each projection within that delay (a later one is delivered
+//! when it comes, and counted: `EngineStats::late_projections`).
+//!
 //! Only members running an adaptive plan in `style = "cycle"` take part
 //! (at least two of them, or nothing is sent); the others keep the timing
 //! they were sent last, which acts once they run such a plan. The
@@ -43,8 +51,8 @@ use crossbeam_channel::Sender;
 use super::{Intersection, Outflow};
 use crate::core::adaptive::Optimizer;
 use crate::core::coord::CorridorTiming;
-use crate::core::schedule::REPLAN;
-use crate::core::{Command, Instant, PhaseId, Span};
+use crate::core::schedule::{Projection, REPLAN};
+use crate::core::{Command, Controller, Instant, PhaseId, Span};
 
 /// The through movement from the first member towards the last: phase 2
 /// (checked at compile time, as a constant).
@@ -57,6 +65,15 @@ pub const SWITCH_RATIO: f32 = 1.1;
 pub const SHRINK_DEADBAND: Span = Span::from_secs(5);
 /// Period while no member runs an adaptive cycle-style plan.
 const IDLE_PERIOD: Span = Span::from_secs(60);
+/// From sending a projected outflow to its neighbour's planner using it:
+/// what the broker has, in control time, to carry it between daemons. A
+/// lockstep simulation runs a second of control time in 50 ms or more of
+/// real time (`docs/sil.md`); the broker on one host takes about one.
+pub const DELIVERY: Span = Span::from_secs(1);
+/// Projections waiting for their delivery time, per intersection: at most
+/// two per inbound link are ever waiting (one sent each [`REPLAN`]), so
+/// this holds four inbound links; more are dropped oldest first.
+const WAITING: usize = 8;
 
 /// Which way the green wave runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,11 +165,13 @@ impl Corridor {
                 let Some(from) = from else { continue };
                 let Some(projection) = intersections[from].controller.projected_outflow(phase) else { continue };
                 match to {
-                    Some(to) => intersections[to].controller.expect_arrivals(phase, &projection.after(travel)),
+                    Some(to) => {
+                        intersections[to].deliveries.post(now + DELIVERY, phase, projection.after(travel));
+                    }
                     // Full: the broker's side is behind; the next second's
                     // projection replaces this one anyway.
                     None => {
-                        let _ = export.try_send(Outflow { intersection: from, phase, projection });
+                        let _ = export.try_send(Outflow { intersection: from, phase, projection, sent: now });
                     }
                 }
             }
@@ -239,12 +258,45 @@ impl Corridor {
     }
 }
 
+/// One intersection's neighbours' projections waiting for their delivery
+/// time (fixed capacity: posting and delivering allocate nothing).
+#[derive(Debug, Default)]
+pub(super) struct Deliveries {
+    waiting: [Option<(Instant, PhaseId, Projection)>; WAITING],
+}
+
+impl Deliveries {
+    /// Hold `projection` onto `phase` until `due`. When every slot is
+    /// taken, the one due first gives way.
+    pub(super) fn post(&mut self, due: Instant, phase: PhaseId, projection: Projection) {
+        let slot = match self.waiting.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => (0..WAITING).min_by_key(|&k| self.waiting[k].map(|(d, ..)| d)).unwrap_or(0),
+        };
+        self.waiting[slot] = Some((due, phase, projection));
+    }
+
+    /// Hand `controller` every projection due by `now`, in the order they
+    /// fall due (a later one replaces what an earlier one said).
+    pub(super) fn deliver(&mut self, now: Instant, controller: &mut Controller) {
+        while let Some(k) = (0..WAITING)
+            .filter(|&k| self.waiting[k].is_some_and(|(due, ..)| due <= now))
+            .min_by_key(|&k| self.waiting[k].map(|(due, _, p)| (due, p.made)))
+        {
+            if let Some((_, phase, projection)) = self.waiting[k].take() {
+                controller.expect_arrivals(phase, &projection);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::testing::eight_phase;
     use crate::core::{DetectorChannel, InputFrame};
     use crate::engine::{Engine, EngineCommand, EngineConfig};
+    use std::sync::atomic::Ordering;
 
     /// Two adaptive intersections in a corridor, run by the engine with
     /// heavier traffic on phase 2: they end up on one cycle with the
@@ -343,6 +395,128 @@ mod tests {
         };
         let (alone, joined) = (run(false), run(true));
         assert!(joined > alone + Span::from_secs(10), "joined {joined}, alone {alone}");
+    }
+
+    /// One tick's inputs for two schedule-style members, varying second by
+    /// second (a fixed hash of the second): a queued, busy phase 2 and 6
+    /// upstream, lighter downstream, side-street calls at both.
+    fn varied_inputs(t: u64) -> [InputFrame; 2] {
+        let second = t / 10;
+        let roll =
+            |salt: u64| (second.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 59;
+        let mut up = InputFrame { queued: 1 << 1, ..InputFrame::default() };
+        up.queue[1] = (roll(1) % 12) as u16;
+        let mut down = InputFrame::default();
+        for (ch, up_odds, down_odds) in [(2, 20, 6), (6, 14, 20), (4, 4, 6), (8, 3, 4)] {
+            up.set_presence(DetectorChannel::new(ch).unwrap(), roll(ch as u64 * 7) < up_odds);
+            down.set_presence(DetectorChannel::new(ch).unwrap(), roll(ch as u64 * 13) < down_odds);
+        }
+        [up, down]
+    }
+
+    /// Schedule-style engines for the members `parts[k]` (engine indexes
+    /// per corridor member, `None` where the other engine runs it).
+    fn schedule_engines(parts: &[[Option<usize>; 2]], t0: Instant) -> Vec<(Engine, crate::engine::EngineIo)> {
+        let mut spec = eight_phase();
+        spec.adaptive.style = crate::core::spec::AdaptiveStyle::Schedule;
+        parts
+            .iter()
+            .map(|members| {
+                let n = members.iter().flatten().count();
+                let (mut engine, io) = Engine::new(vec![spec.clone(); n], EngineConfig::default(), t0);
+                engine.add_corridor("test".into(), members.to_vec(), &[Span::from_secs(20)]);
+                for i in 0..n {
+                    let command = Command::SelectPlan(4);
+                    io.commands
+                        .send(EngineCommand::Controller {
+                            intersection: i,
+                            command,
+                            ticket: crate::engine::Ticket::NONE,
+                        })
+                        .unwrap();
+                }
+                (engine, io)
+            })
+            .collect()
+    }
+
+    /// What [`platoon_events`] saw of each member.
+    struct Run {
+        /// Events: code, phase, time.
+        events: [Vec<(crate::core::EventCode, u16, Instant)>; 2],
+        /// The planned delay after every tick.
+        plans: [Vec<u32>; 2],
+        late: u64,
+    }
+
+    /// Two schedule-style members with [`varied_inputs`], in one engine
+    /// (`split` false; `lag` unused), or split over two whose outflows reach each other `lag` ticks after they are sent,
+    /// as the broker carries them (`src/daemon/neighbours.rs`). Returns each
+    /// member's events (code, phase, time), and the late projections counted.
+    fn platoon_events(split: bool, lag: u64) -> Run {
+        let t0 = Instant::from_millis(1_767_571_200_000);
+        let parts: &[[Option<usize>; 2]] =
+            if split { &[[Some(0), None], [None, Some(0)]] } else { &[[Some(0), Some(1)]] };
+        let mut engines = schedule_engines(parts, t0);
+        // Member k runs in engine `home[k].0` at index `home[k].1`.
+        let home = if split { [(0, 0), (1, 0)] } else { [(0, 0), (0, 1)] };
+        // (tick it is handed over at, engine, command)
+        let mut in_flight: Vec<(u64, usize, EngineCommand)> = Vec::new();
+        let mut events: [Vec<(crate::core::EventCode, u16, Instant)>; 2] = Default::default();
+        // Each member's planned delay after every tick.
+        let mut plans: [Vec<u32>; 2] = Default::default();
+        let mut now = t0;
+        for t in 0..36_000u64 {
+            now += Span::from_millis(100);
+            for (k, frame) in varied_inputs(t).into_iter().enumerate() {
+                let _ = engines[home[k].0].1.inputs.try_send((home[k].1, frame));
+            }
+            for (_, to, command) in in_flight.extract_if(.., |(at, ..)| *at <= t) {
+                engines[to].1.commands.send(command).unwrap();
+            }
+            for (e, (engine, io)) in engines.iter_mut().enumerate() {
+                engine.tick(now);
+                for (k, &(he, i)) in home.iter().enumerate() {
+                    if he == e {
+                        let delay = engine.controller(i).planned_delay().unwrap_or(-1.0);
+                        plans[k].push(delay.to_bits());
+                    }
+                }
+                while let Ok((i, ev)) = io.events.try_recv() {
+                    let k = home.iter().position(|&h| h == (e, i)).unwrap();
+                    events[k].push((ev.code, ev.param, ev.at));
+                }
+                // Member 0's phase 2 flows to member 1, member 1's phase 6
+                // back to member 0: each to the other engine's only one.
+                while let Ok(o) = io.outflows.try_recv() {
+                    let projection = o.projection.after(Span::from_secs(20));
+                    let command = EngineCommand::Arrivals { intersection: 0, phase: o.phase, projection, sent: o.sent };
+                    in_flight.push((t + lag, 1 - e, command));
+                }
+            }
+        }
+        let late = engines.iter().map(|(_, io)| io.stats.late_projections.load(Ordering::Relaxed)).sum();
+        Run { events, plans, late }
+    }
+
+    /// A corridor split over two daemons plans exactly as in one, while the
+    /// broker carries each projection within the delivery delay: the same
+    /// events at the same control times. Later than that, it is counted.
+    #[test]
+    fn a_corridor_split_over_two_engines_runs_as_one_while_projections_come_in_time() {
+        let one = platoon_events(false, 0);
+        assert_eq!(one.late, 0);
+        let greens = one.events[1].iter().filter(|e| e.0 == crate::core::EventCode::PhaseBeginGreen).count();
+        assert!(greens > 150, "the downstream member cycles ({greens} greens)");
+        for lag in [1, 5, 10] {
+            let split = platoon_events(true, lag);
+            assert_eq!(split.late, 0, "lag {lag} ticks");
+            assert!(split.plans == one.plans, "lag {lag} ticks: the split corridor planned differently");
+            assert!(split.events == one.events, "lag {lag} ticks: the split corridor ran differently");
+        }
+        let split = platoon_events(true, 12);
+        assert!(split.late > 100, "1.2 s is past the delivery delay: {} late", split.late);
+        assert!(split.plans != one.plans, "late projections change the plans");
     }
 
     fn s(secs: u64) -> Span {

@@ -100,10 +100,13 @@ pub enum EngineCommand {
     },
     /// A neighbour another daemon runs projects `projection` onto
     /// `phase` (already moved by the travel time; `src/daemon/neighbours.rs`).
+    /// It reaches the planner [`corridor::DELIVERY`] after `sent`, the
+    /// control time the neighbour sent it at.
     Arrivals {
         intersection: usize,
         phase: PhaseId,
         projection: Projection,
+        sent: Instant,
     },
     /// Drive every intersection to flash, publish it, and stop.
     Shutdown,
@@ -116,6 +119,9 @@ pub struct Outflow {
     pub intersection: usize,
     pub phase: PhaseId,
     pub projection: Projection,
+    /// The control time it was sent at (its neighbour uses it
+    /// [`corridor::DELIVERY`] later).
+    pub sent: Instant,
 }
 
 /// The number a command's [`Outcome`] comes back under.
@@ -280,6 +286,10 @@ pub struct EngineStats {
     /// offset from control time after the latest (ms).
     pub wall_steps: AtomicU64,
     pub wall_offset_ms: AtomicI64,
+    /// Neighbours' projections from other daemons that reached the control
+    /// thread after their delivery time (used on arrival; should stay 0, or
+    /// a lockstep run is not reproducible).
+    pub late_projections: AtomicU64,
     pub running: AtomicBool,
 }
 
@@ -328,6 +338,8 @@ struct Intersection {
     input_timeout: Span,
     outputs: Sender<OutputMsg>,
     time_of_day: TimeOfDay,
+    /// Corridor neighbours' projections until their delivery time.
+    deliveries: corridor::Deliveries,
 }
 
 /// The control loop's owned state. Build with [`Engine::new`], then either
@@ -417,6 +429,7 @@ impl Engine {
                     input_timeout: cfg.input_timeout,
                     outputs: out_tx,
                     time_of_day: TimeOfDay::new(cfg.time_zone),
+                    deliveries: corridor::Deliveries::default(),
                 }
             })
             .collect();
@@ -588,6 +601,7 @@ impl Engine {
         let input = x.camera.merge(now, &x.input);
         x.input.counts = [0; MAX_DETECTORS];
         x.input.counter_faults = 0;
+        x.deliveries.deliver(now, &mut x.controller);
         x.controller.handle_tick(now, &input);
         if let Some(old) = x.controller.take_retired_spec() {
             x.monitor.configure(x.controller.spec());
@@ -656,9 +670,13 @@ impl Engine {
                     };
                     self.answer(ticket, result);
                 }
-                Ok(EngineCommand::Arrivals { intersection, phase, projection }) => {
+                Ok(EngineCommand::Arrivals { intersection, phase, projection, sent }) => {
                     if let Some(x) = self.intersections.get_mut(intersection) {
-                        x.controller.expect_arrivals(phase, &projection);
+                        let due = sent + corridor::DELIVERY;
+                        if due < now {
+                            self.stats.late_projections.fetch_add(1, Ordering::Relaxed);
+                        }
+                        x.deliveries.post(due, phase, projection);
                     }
                 }
                 Ok(EngineCommand::Shutdown) => {

@@ -103,7 +103,7 @@ impl Collector for Daemon {
             nats(&mut out, n)?;
         }
         match &s.neighbours {
-            Some(n) => neighbours(&mut out, n),
+            Some(n) => neighbours(&mut out, n, &s.engine),
             None => Ok(()),
         }
     }
@@ -368,7 +368,13 @@ fn nats(out: &mut Out<'_>, n: &NatsStats) -> Result<(), std::fmt::Error> {
     )
 }
 
-fn neighbours(out: &mut Out<'_>, n: &NeighbourStats) -> Result<(), std::fmt::Error> {
+fn neighbours(out: &mut Out<'_>, n: &NeighbourStats, e: &EngineStats) -> Result<(), std::fmt::Error> {
+    out.counter(
+        "greenwave_neighbour_projections_late",
+        "Projections from other daemons that reached the control thread after their delivery time \
+         (sent + 1 s of control time) and were used on arrival: a lockstep run with any is not reproducible.",
+        [(UNLABELLED, e.late_projections.load(Relaxed))],
+    )?;
     out.counter(
         "greenwave_neighbour_outflows",
         "Projected outflows exchanged with other daemons' corridor members: published for them, \

@@ -477,11 +477,12 @@ pub fn stats_json(
     let mut s = String::new();
     let _ = write!(
         s,
-        "{{\"ticks\":{},\"overruns\":{},\"monitor_trips\":{},\"dropped_outputs\":{},\"tick\":{},\"jitter\":{},\"jitter_after_warmup\":{},",
+        "{{\"ticks\":{},\"overruns\":{},\"monitor_trips\":{},\"dropped_outputs\":{},\"late_projections\":{},\"tick\":{},\"jitter\":{},\"jitter_after_warmup\":{},",
         engine.ticks.load(r),
         engine.overruns.load(r),
         engine.monitor_trips.load(r),
         engine.dropped_outputs.load(r),
+        engine.late_projections.load(r),
         pct(Percentiles::of(&latest.tick_ns)),
         pct(Percentiles::of(&latest.jitter_ns)),
         steady

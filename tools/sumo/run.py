@@ -466,6 +466,17 @@ def run_greenwave(task, model, api, finished, rdir: Path) -> dict:
         out["steps"] = br.steps
         exits = [d["proc"].returncode for d in daemons]
         out["daemon_exit"] = exits[0] if n_daemons == 1 else exits
+        if broker:
+            # each daemon's own count of neighbours' projections that came
+            # after their delivery time (docs/nats.md#neighbours): any, and
+            # the run is not reproducible
+            late = []
+            for d in daemons:
+                try:
+                    late.append(json.loads((d["dir"] / "stats.json").read_text()).get("late_projections"))
+                except (OSError, ValueError):
+                    late.append(None)
+            out["late_projections"] = late
         errs = []
         for d in daemons:
             lines = [ln.strip() for ln in open(d["dir"] / "greenwave.log", errors="replace") if ln.strip()]
@@ -924,7 +935,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"neighbours over the broker, {r['scenario']} {r['demand']} seed {r['seed']} (outflow messages "
                   "published / delivered, per daemon): "
                   + ("; ".join(f"daemon {n['daemon']} {n['published']} / {n['received']}"
-                               for n in r.get("neighbours") or []) or r["neighbours_error"]))
+                               for n in r.get("neighbours") or []) or r["neighbours_error"])
+                  + f"; projections late at the control thread, per daemon: {r.get('late_projections')}")
     for r in failed:
         print(f"FAILED {r['scenario']} {r['demand']} seed {r['seed']} {r['controller']}: "
               f"{(r.get('error') or '').strip()[:800]} {r.get('trip_log', '')}")
