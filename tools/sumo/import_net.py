@@ -90,6 +90,11 @@ def controller_toml(j: dict, port: int, host: str, mode: str, cycle_s: float | N
     w('kind = "modbus-tcp"')
     w(f'address = "{host}:{port}"')
     w("unit_id = 1")
+    w("# Lockstep: simulated time waits for every cabinet, so a bridge slowed by a busy host is")
+    w("# late, not lost. At the 0.2 s default, 16 cabinets timing out together under load kept")
+    w("# reconnecting and never completed a step again (docs/sil.md, the city runs).")
+    w("request_timeout_s = 2.0")
+    w("link_timeout_s = 4.0")
     if cameras:
         zones = netmodel.camera_zones(j)
         w("# video zones, one per stop-bar lane: the vehicles standing on it (queue registers)")

@@ -26,7 +26,8 @@ def test_controller_files(imported):
     assert sorted(p.name for p in out.iterdir()) == ["C.toml", "detectors.add.xml", "sumo-map.json"]
     doc = tomllib.loads((out / "C.toml").read_text())
     assert doc["intersection"]["id"] == "C"
-    assert doc["cabinet"] == {"kind": "modbus-tcp", "address": "127.0.0.1:17000", "unit_id": 1}
+    assert doc["cabinet"] == {"kind": "modbus-tcp", "address": "127.0.0.1:17000", "unit_id": 1,
+                              "request_timeout_s": 2.0, "link_timeout_s": 4.0}
     assert doc["sequence"]["rings"] == [[1, 2, 3, 4], [5, 6, 7, 8]]
     assert doc["sequence"]["barriers"] == [[1, 2, 5, 6], [3, 4, 7, 8]]
     assert doc["startup"]["phases"] == [2, 6]
