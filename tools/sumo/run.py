@@ -523,7 +523,13 @@ def greenwave_toml(ctl: Path, log_dir: Path, time_zone: str | None = None, corri
     return ((f"time_zone = {json.dumps(time_zone)}\n" if time_zone else "")
             + f"controllers = {json.dumps(str(ctl))}\ntick_ms = {int(STEP_S * 1000)}\nview = false\n"
             'clock = "cabinet"\n'
-            f"[event_log]\ndir = {json.dumps(str(log_dir))}\n"
+            # Split over daemons: at most 8 simulated seconds per real one, so
+            # the broker has 125 ms or more of real time to carry each
+            # neighbour projection within its 1 s of control time
+            # (docs/nats.md#neighbours); the light start of a run otherwise
+            # races.
+            + ("lockstep_speed = 8\n" if nats_url else "")
+            + f"[event_log]\ndir = {json.dumps(str(log_dir))}\n"
             # No API in SIL runs but the emergency ones (their own port):
             # parallel runs would fight over it.
             + (grpc or "[grpc]\nenabled = false\n")
