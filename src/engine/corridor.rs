@@ -350,18 +350,7 @@ mod tests {
     fn a_schedule_style_member_holds_its_green_for_the_platoon_its_neighbour_sends() {
         let run = |joined: bool| {
             let t0 = Instant::from_millis(1_767_571_200_000);
-            let mut spec = eight_phase();
-            spec.adaptive.style = crate::core::spec::AdaptiveStyle::Schedule;
-            let (mut engine, io) = Engine::new(vec![spec.clone(), spec], EngineConfig::default(), t0);
-            if joined {
-                engine.add_corridor("test".into(), vec![Some(0), Some(1)], &[Span::from_secs(20)]);
-            }
-            for i in 0..2 {
-                let command = Command::SelectPlan(4);
-                io.commands
-                    .send(EngineCommand::Controller { intersection: i, command, ticket: crate::engine::Ticket::NONE })
-                    .unwrap();
-            }
+            let (mut engine, io) = schedule_engine(2, joined.then_some([Some(0), Some(1)]), t0);
             let (mut now, mut longest, mut began) = (t0, Span::ZERO, None);
             for t in 0..18_000u64 {
                 now += Span::from_millis(100);
@@ -414,30 +403,27 @@ mod tests {
         [up, down]
     }
 
-    /// Schedule-style engines for the members `parts[k]` (engine indexes
-    /// per corridor member, `None` where the other engine runs it).
-    fn schedule_engines(parts: &[[Option<usize>; 2]], t0: Instant) -> Vec<(Engine, crate::engine::EngineIo)> {
+    /// An engine of `n` schedule-style intersections running plan 4,
+    /// with `corridor` (engine indexes per member, `None` where another
+    /// engine runs it) when given, 20 s apart.
+    fn schedule_engine(
+        n: usize,
+        corridor: Option<[Option<usize>; 2]>,
+        t0: Instant,
+    ) -> (Engine, crate::engine::EngineIo) {
         let mut spec = eight_phase();
         spec.adaptive.style = crate::core::spec::AdaptiveStyle::Schedule;
-        parts
-            .iter()
-            .map(|members| {
-                let n = members.iter().flatten().count();
-                let (mut engine, io) = Engine::new(vec![spec.clone(); n], EngineConfig::default(), t0);
-                engine.add_corridor("test".into(), members.to_vec(), &[Span::from_secs(20)]);
-                for i in 0..n {
-                    let command = Command::SelectPlan(4);
-                    io.commands
-                        .send(EngineCommand::Controller {
-                            intersection: i,
-                            command,
-                            ticket: crate::engine::Ticket::NONE,
-                        })
-                        .unwrap();
-                }
-                (engine, io)
-            })
-            .collect()
+        let (mut engine, io) = Engine::new(vec![spec; n], EngineConfig::default(), t0);
+        if let Some(members) = corridor {
+            engine.add_corridor("test".into(), members.to_vec(), &[Span::from_secs(20)]);
+        }
+        for i in 0..n {
+            let command = Command::SelectPlan(4);
+            io.commands
+                .send(EngineCommand::Controller { intersection: i, command, ticket: crate::engine::Ticket::NONE })
+                .unwrap();
+        }
+        (engine, io)
     }
 
     /// What [`platoon_events`] saw of each member.
@@ -457,7 +443,8 @@ mod tests {
         let t0 = Instant::from_millis(1_767_571_200_000);
         let parts: &[[Option<usize>; 2]] =
             if split { &[[Some(0), None], [None, Some(0)]] } else { &[[Some(0), Some(1)]] };
-        let mut engines = schedule_engines(parts, t0);
+        let mut engines: Vec<_> =
+            parts.iter().map(|m| schedule_engine(m.iter().flatten().count(), Some(*m), t0)).collect();
         // Member k runs in engine `home[k].0` at index `home[k].1`.
         let home = if split { [(0, 0), (1, 0)] } else { [(0, 0), (0, 1)] };
         // (tick it is handed over at, engine, command)
