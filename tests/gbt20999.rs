@@ -61,7 +61,7 @@ fn python_centre_reads_sets_is_refused_and_loses_its_link() {
         "the centre failed:\n{stdout}\n{}\ndaemon log:\n{log}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("45 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("46 passed, 0 failed"), "{stdout}");
     assert!(status.success(), "daemon exit {status}");
     // The sets are audited as gRPC's are, under the centre's name; the
     // refused plan with the validator's reason.

@@ -5,6 +5,7 @@
 //! the running definition, so this file does not repeat them.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tonic::{Request, Response, Status};
 
@@ -135,6 +136,20 @@ impl ControlService {
         Response::new(pb::ControlReply { detail, audit_seq: seq })
     }
 
+    /// The time of day the engine reads intersection `i`'s schedule at:
+    /// its newest snapshot's control time plus the engine's wall-clock
+    /// offset (the host's clock before the first snapshot). A selection is
+    /// stamped with it, so a restart compares the schedule at the same
+    /// clock; in a lockstep run the day is the simulation's, not the host's.
+    fn time_of_day(&self, i: usize) -> Instant {
+        match self.engine.board.get(i) {
+            Some(s) => Instant::from_millis(
+                s.at.as_millis().saturating_add_signed(self.engine.stats.wall_offset_ms.load(Ordering::Relaxed)),
+            ),
+            None => Instant::from_millis(unix_ms_now()),
+        }
+    }
+
     /// The plan running now, from the latest snapshot (the spec's default
     /// before the first one).
     fn running_plan(&self, i: usize) -> u8 {
@@ -183,7 +198,7 @@ impl ControlService {
         }
         let warnings: Vec<String> = warnings.iter().map(|w| format!("{}: {}", w.key, w.reason)).collect();
         let saved = match edit.doc().file.clone() {
-            Some(file) => Some(save_definition(&file, text, operator, change)?),
+            Some(file) => Some(save_definition(&file, text, operator, self.time_of_day(i), change)?),
             None => None,
         };
         let mut cfg = cfg;
@@ -266,7 +281,7 @@ impl ControlService {
         number: u8,
     ) -> Result<(String, u64), Status> {
         let act = async |i| {
-            let now = Instant::from_millis(unix_ms_now());
+            let now = self.time_of_day(i);
             let select = |s: OperatorSettings| OperatorSettings { selected: Some((number, now)), ..s };
             self.operator_command(i, select, Command::SelectPlan(number), "plan_number").await?;
             let detail = format!("plan {number} selected: in force at the next barrier");
@@ -402,6 +417,7 @@ fn save_definition(
     file: &ControllerFile,
     text: &str,
     operator: Selection,
+    selected_at: Instant,
     change: &Change<'_>,
 ) -> Result<Saved, Status> {
     let before = std::fs::read_to_string(file.path())
@@ -410,9 +426,8 @@ fn save_definition(
         Selection { plan: None, reference: None } => None,
         Selection { plan, reference } => {
             let was = operator_state(file);
-            let now = Instant::from_millis(unix_ms_now());
             let settings = OperatorSettings {
-                selected: plan.map(|n| (n, now)).or(was.selected),
+                selected: plan.map(|n| (n, selected_at)).or(was.selected),
                 coordination_reference: reference.or(was.coordination_reference),
                 ..was
             };

@@ -172,6 +172,8 @@ pub struct EngineHandles {
     pub latency: Arc<LatencyReader>,
     /// Each intersection's cabinet link counters, in the daemon's order.
     pub cabinet_links: Vec<Arc<crate::io::cabinet::CabinetStats>>,
+    /// The engine's counters (the wall-clock offset its schedules read).
+    pub stats: Arc<crate::engine::EngineStats>,
 }
 
 /// An open stream's place (see `Shared::stream_permit`); given back when

@@ -317,6 +317,7 @@ impl Daemon {
             board: board.clone(),
             latency: latency.clone(),
             cabinet_links: cabinets.stats.iter().map(|(_, s)| s.clone()).collect(),
+            stats: stats.clone(),
         };
         // The web view reads the same files ReadEventLog does.
         let web_log = log_cfg.clone();

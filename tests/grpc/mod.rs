@@ -95,16 +95,18 @@ async fn wait_state(
     what: &str,
     check: impl Fn(&pb::IntersectionState) -> bool,
 ) -> pb::IntersectionState {
+    let mut last = None;
     for _ in 0..300 {
         if let Ok(s) = w.get_state(authed(pb::GetStateRequest { intersection_id: ID.into() }, VIEWER)).await {
             let s = s.into_inner();
             if check(&s) {
                 return s;
             }
+            last = Some(s);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out waiting for {what}; the last state read: {last:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

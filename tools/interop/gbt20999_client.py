@@ -279,7 +279,16 @@ def main() -> int:
     check("refused sets changed nothing", times == (40, 30), str(times))
 
     # Centre control as the captured frame addresses it: plan 2, coordinated.
+    # The daemon runs on the host's clock, and the schedule asks for plan 2
+    # on weekdays from 07:00 to 19:00: put plan 1 in force first, so that
+    # the switch to plan 2 is seen at any hour.
+    if c.run_status()[1] == 2:
+        c.call(SET, [(0x11, 1, 3, 1, bytes([1]))])
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and c.run_status()[1] != 1:
+            time.sleep(0.1)
     before = c.run_status()
+    check("plan 1 in force before centre control", before[1] == 1, f"plan {before[1]}")
     reply = c.call(SET, [(0x11, 1, 3, 1, bytes([2])), (0x11, 1, 4, 1, bytes([0x23]))])
     check("centre control plan 2, mode 0x23", reply["kind"] == SET_REPLY, f"reply type {reply['kind']:#04x}")
     samples = [(before, c.stage_state(before[2]))]
