@@ -514,7 +514,7 @@ fn schedule_style(id: &str) -> (String, String) {
 /// arrives, and both keep running; with the broker back, the exchange
 /// resumes; with one daemon stopped, the other hears nothing more and
 /// stops clean (the planner's drop of stale data is
-/// `core::schedule::tests::a_neighbours_platoon_holds_the_green_until_it_is_stale`).
+/// `core::schedule::tests::a_neighbours_platoon_is_planned_for_until_it_is_stale_and_holds_no_green`).
 #[test]
 fn corridor_neighbours_in_two_daemons_exchange_outflows_over_the_broker() {
     let Some(bin) = nats_server() else { return };
