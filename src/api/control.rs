@@ -143,10 +143,8 @@ impl ControlService {
     /// clock; in a lockstep run the day is the simulation's, not the host's.
     fn time_of_day(&self, i: usize) -> Instant {
         match self.engine.board.get(i) {
-            Some(s) => Instant::from_millis(
-                s.at.as_millis().saturating_add_signed(self.engine.stats.wall_offset_ms.load(Ordering::Relaxed)),
-            ),
-            None => Instant::from_millis(unix_ms_now()),
+            Some(s) => crate::engine::time_of_day(s.at, self.engine.stats.wall_offset_ms.load(Ordering::Relaxed)),
+            None => Instant::from_millis(audit::now_unix_ms()),
         }
     }
 
@@ -357,16 +355,12 @@ struct Change<'a> {
 impl Change<'_> {
     fn provenance(&self) -> Provenance {
         Provenance {
-            saved_unix_ms: unix_ms_now(),
+            saved_unix_ms: audit::now_unix_ms(),
             saved_by: format!("{} ({})", self.caller.principal, self.caller.role.name()),
             method: self.method.to_owned(),
             what: self.what.to_owned(),
         }
     }
-}
-
-fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A staged definition: its config version, the version it was saved as
@@ -623,9 +617,7 @@ impl pb::control_server::Control for ControlService {
         let act = async |i| {
             // A reference is when the cycle starts: any time up to a year
             // ahead (2^64 - 1 ms would be past every calendar).
-            let year_ahead =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-                    + 366 * 86_400_000;
+            let year_ahead = audit::now_unix_ms() + 366 * 86_400_000;
             // Every field's fault at once: the request's own ranges first,
             // then (for a plan that stages) cycle, offset and splits.
             let mut v = convert::Violations::default();

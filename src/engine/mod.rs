@@ -267,6 +267,13 @@ impl CameraInput {
     }
 }
 
+/// The time of day at control time `control`, with the wall clock
+/// `wall_offset_ms` ahead of control time (see [`EngineStats::wall_offset_ms`]):
+/// what schedules are read at.
+pub fn time_of_day(control: Instant, wall_offset_ms: i64) -> Instant {
+    Instant::from_millis(control.as_millis().saturating_add_signed(wall_offset_ms))
+}
+
 /// Counters shared with readers (atomics: no lock on either side).
 #[derive(Debug, Default)]
 pub struct EngineStats {
@@ -511,7 +518,7 @@ impl Engine {
         // Before the first tick: the control thread's no-allocation rule
         // does not apply yet.
         let schedule = x.controller.spec().schedule.clone();
-        let wall = Instant::from_millis(now.as_millis().saturating_add_signed(self.wall_offset_ms));
+        let wall = time_of_day(now, self.wall_offset_ms);
         let zone = x.time_of_day.zone();
         let asks_at = |t: Instant| schedule.plan_at(TimeOfDay::new(zone).civil(t));
         let restored = settings.selected.filter(|&(_, at)| asks_at(at) == asks_at(wall));
@@ -706,7 +713,7 @@ impl Engine {
             return;
         }
         self.schedule_second = Some(second);
-        let wall = Instant::from_millis(now.as_millis().saturating_add_signed(self.wall_offset_ms));
+        let wall = time_of_day(now, self.wall_offset_ms);
         for x in &mut self.intersections {
             if let Some(plan) = x.time_of_day.due(&x.controller.spec().schedule, wall) {
                 // A plan the running definition lacks (staged with a new
